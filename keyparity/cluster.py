@@ -1,0 +1,119 @@
+"""A cluster as the harness sees it: a PKCS #11 token, one logged-in session, and an index of
+its objects built by enumerating them once (no per-key search by label)."""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pkcs11
+from pkcs11 import Attribute, ObjectClass
+from pkcs11.types import Object, Session, Token
+
+from .errors import TokenError, pkcs11_step
+from .login import LoginGate
+from .profile import Cluster
+
+_libs: dict[str, pkcs11.lib] = {}
+
+
+def load_module(path: str, env: Mapping[str, str]) -> pkcs11.lib:
+    """Load a PKCS #11 module once per process, with the profile's environment in place."""
+    os.environ.update(env)
+    if path not in _libs:
+        try:
+            _libs[path] = pkcs11.lib(path)
+        except Exception as exc:  # noqa: BLE001 - anything the loader raises
+            raise TokenError(f"cannot load PKCS #11 module {path}: {exc}") from exc
+    return _libs[path]
+
+
+def find_token(lib: pkcs11.lib, spec: Cluster) -> Token:
+    where = spec.name
+    with pkcs11_step("find token", where):
+        if spec.slot is not None:
+            slots = [s for s in lib.get_slots(token_present=True) if s.slot_id == spec.slot]
+            if not slots:
+                raise TokenError(f"{where}: no token in slot {spec.slot}")
+            return slots[0].get_token()
+        tokens = list(lib.get_tokens(token_label=spec.token_label))
+    if not tokens:
+        raise TokenError(f"{where}: no token labelled {spec.token_label!r} in {spec.module}")
+    if len(tokens) > 1:
+        raise TokenError(f"{where}: {len(tokens)} tokens labelled {spec.token_label!r}; use slot")
+    return tokens[0]
+
+
+def token_info(token: Token) -> dict[str, Any]:
+    """What the evidence records about a token (no secrets)."""
+    def text(v: Any) -> str:
+        return v.decode(errors="replace").strip() if isinstance(v, bytes) else str(v).strip()
+    return {
+        "label": text(token.label),
+        "manufacturer": text(token.manufacturer_id),
+        "model": text(token.model),
+        "serial": text(token.serial),
+        "firmware": ".".join(str(p) for p in getattr(token, "firmware_version", ()) or ()),
+        "hardware": ".".join(str(p) for p in getattr(token, "hardware_version", ()) or ()),
+    }
+
+
+@dataclass
+class ObjectIndex:
+    """Objects of one token by (class, label), from one enumeration."""
+
+    by_label: dict[tuple[ObjectClass, str], list[Object]] = field(
+        default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def build(cls, session: Session, where: str) -> ObjectIndex:
+        index = cls()
+        with pkcs11_step("enumerate objects", where):
+            for obj in session.get_objects():
+                try:
+                    label = obj[Attribute.LABEL]
+                except pkcs11.exceptions.PKCS11Error:
+                    continue
+                index.add(obj, label)
+        return index
+
+    def add(self, obj: Object, label: str) -> None:
+        self.by_label[(obj.object_class, label)].append(obj)
+
+    def remove(self, obj: Object, label: str) -> None:
+        objs = self.by_label.get((obj.object_class, label), [])
+        self.by_label[(obj.object_class, label)] = [o for o in objs if o.handle != obj.handle]
+
+    def find(self, object_class: ObjectClass, label: str) -> list[Object]:
+        return list(self.by_label.get((object_class, label), ()))
+
+
+class ClusterSession:
+    """A logged-in read-write session on one cluster's token, and its object index."""
+
+    def __init__(self, spec: Cluster, module_env: Mapping[str, str], gate: LoginGate) -> None:
+        self.spec = spec
+        self.name = spec.name
+        lib = load_module(str(spec.module), module_env)
+        self.token = find_token(lib, spec)
+        self.info = token_info(self.token)
+        self.session = gate.open(self.token, spec.pin, f"{spec.role} ({spec.name})")
+        self.mechanisms = {int(m) for m in self.token.slot.get_mechanisms()}
+        self._index: ObjectIndex | None = None
+
+    @property
+    def index(self) -> ObjectIndex:
+        if self._index is None:
+            self._index = ObjectIndex.build(self.session, self.name)
+        return self._index
+
+    def supports(self, mechanism: int) -> bool:
+        return int(mechanism) in self.mechanisms
+
+    def close(self) -> None:
+        try:
+            self.session.close()
+        except pkcs11.exceptions.PKCS11Error:
+            pass

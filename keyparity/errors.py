@@ -1,0 +1,90 @@
+"""The few typed errors of keyparity, and the one table that maps PKCS #11 errors onto them.
+
+Every message says what went wrong and what to do next; none carries a PIN or key material.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pkcs11.exceptions as p11
+
+
+class KeyparityError(Exception):
+    """Base class: a failure the harness understands and can explain."""
+
+
+class LoginError(KeyparityError):
+    """A login failed. It is never retried: CloudHSM locks a user after failed logins."""
+
+
+class TokenError(KeyparityError):
+    """The token cannot be reached, or failed under us."""
+
+
+class KeyNotFound(KeyparityError):
+    """An inventory key is not where the profile says it is."""
+
+
+class KeyNotExtractable(KeyparityError):
+    """The source key cannot be wrapped; it has to be rotated instead."""
+
+
+class LabelConflict(KeyparityError):
+    """The target label already holds other key material; nothing was written."""
+
+
+class MechanismUnsupported(KeyparityError):
+    """A token does not offer a mechanism or parameter that the profile needs."""
+
+
+class KeyMismatch(KeyparityError):
+    """Source and target hold different key material."""
+
+
+# CKR_* exceptions of python-pkcs11 -> (our type, the CKR name, what to do next).
+_TABLE: dict[type[p11.PKCS11Error], tuple[type[KeyparityError], str, str]] = {
+    p11.PinIncorrect: (LoginError, "CKR_PIN_INCORRECT", "check the PIN reference; not retried"),
+    p11.PinInvalid: (LoginError, "CKR_PIN_INVALID", "check the PIN reference; not retried"),
+    p11.PinLenRange: (LoginError, "CKR_PIN_LEN_RANGE", "check the PIN reference; not retried"),
+    p11.PinLocked: (LoginError, "CKR_PIN_LOCKED", "the user is locked; ask the crypto officer"),
+    p11.PinExpired: (LoginError, "CKR_PIN_EXPIRED", "change the PIN first"),
+    p11.UserPinNotInitialized: (LoginError, "CKR_USER_PIN_NOT_INITIALIZED", "initialise the user PIN"),
+    p11.KeyUnextractable: (KeyNotExtractable, "CKR_KEY_UNEXTRACTABLE",
+                           "rotate the key: generate a new one on the target and re-encrypt"),
+    p11.KeyNotWrappable: (KeyNotExtractable, "CKR_KEY_NOT_WRAPPABLE",
+                          "rotate the key: generate a new one on the target and re-encrypt"),
+    p11.MechanismInvalid: (MechanismUnsupported, "CKR_MECHANISM_INVALID",
+                           "the token does not offer this mechanism"),
+    p11.MechanismParamInvalid: (MechanismUnsupported, "CKR_MECHANISM_PARAM_INVALID",
+                                "the token rejects these mechanism parameters"),
+    p11.ArgumentsBad: (MechanismUnsupported, "CKR_ARGUMENTS_BAD",
+                       "the token rejects these mechanism parameters"),
+    p11.DeviceError: (TokenError, "CKR_DEVICE_ERROR", "check the HSM and the client daemon"),
+    p11.DeviceRemoved: (TokenError, "CKR_DEVICE_REMOVED", "the token went away"),
+    p11.TokenNotPresent: (TokenError, "CKR_TOKEN_NOT_PRESENT", "the token went away"),
+    p11.SessionClosed: (TokenError, "CKR_SESSION_CLOSED", "the session was closed under us"),
+    p11.SessionHandleInvalid: (TokenError, "CKR_SESSION_HANDLE_INVALID",
+                               "the session was closed under us"),
+}
+
+
+def describe(exc: BaseException) -> str:
+    """The CKR name of a python-pkcs11 exception, or its class name."""
+    for cls, (_, ckr, _) in _TABLE.items():
+        if isinstance(exc, cls):
+            return ckr
+    return type(exc).__name__
+
+
+@contextlib.contextmanager
+def pkcs11_step(step: str, where: str) -> Iterator[None]:
+    """Run one PKCS #11 step; turn a token error into ours, naming the step and the cluster."""
+    try:
+        yield
+    except p11.PKCS11Error as exc:
+        for cls, (ours, ckr, advice) in _TABLE.items():
+            if isinstance(exc, cls):
+                raise ours(f"{step} on {where} failed: {ckr}; {advice}") from exc
+        detail = str(exc) or type(exc).__name__
+        raise TokenError(f"{step} on {where} failed: {detail}") from exc

@@ -1,0 +1,58 @@
+"""One login attempt per cluster per run, across every process of the run.
+
+CloudHSM locks a crypto user after a few failed logins, and ``-n auto`` starts one process per
+core. The first process to log in to a cluster does so under a file lock and writes the
+outcome next to the lock; a later process that finds a failure does not try again.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pkcs11.exceptions as p11
+from pkcs11 import Token
+from pkcs11.types import Session
+
+from .errors import LoginError, describe
+from .secrets import SecretRef
+
+_LOGIN_ERRORS = (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange, p11.PinLocked,
+                 p11.PinExpired, p11.UserPinNotInitialized)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[dict[str, str]]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = json.loads(path.read_text()) if path.exists() else {}
+        before = dict(state)
+        yield state
+        if state != before:
+            path.write_text(json.dumps(state))
+
+
+class LoginGate:
+    """Opens logged-in sessions, attempting each cluster's login at most once per run."""
+
+    def __init__(self, state_file: Path) -> None:
+        self.state_file = state_file
+
+    def open(self, token: Token, pin: SecretRef, cluster: str) -> Session:
+        with _locked(self.state_file) as state:
+            if cluster in state:
+                raise LoginError(f"login to {cluster} failed earlier in this run ({state[cluster]});"
+                                 " not retried, so that the user is not locked out")
+            secret = pin.resolve()
+            try:
+                return token.open(user_pin=secret, rw=True)
+            except _LOGIN_ERRORS as exc:
+                state[cluster] = describe(exc)
+                raise LoginError(f"login to {cluster} failed: {describe(exc)}; check {pin.field} "
+                                 f"({pin}); not retried, so that the user is not locked out"
+                                 ) from None
+            finally:
+                del secret

@@ -1,0 +1,267 @@
+"""The pytest plugin: ``--hsm-*`` options, configuration settled once, the report header,
+evidence collection, and fixtures that hand out library objects. No migration logic here."""
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import run as runinfo
+from .cluster import ClusterSession, find_token, load_module, token_info
+from .evidence import Evidence
+from .login import LoginGate
+from .migrate import Migrator
+from .profile import KeySpec, Profile, ProfileError, load_profile, resolve_profile_arg
+
+PROFILE = pytest.StashKey[Profile]()
+RUN = pytest.StashKey[runinfo.Run]()
+EVIDENCE = pytest.StashKey[Evidence]()
+DESELECTED = pytest.StashKey[int]()
+HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
+                "target_cluster", "migrator"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("keyparity", "keyparity: HSM key migration verification")
+    group.addoption("--hsm-profile", metavar="NAME|PATH",
+                    help="profile to verify: NAME means hsm_profiles/NAME.yaml, or a path")
+    group.addoption("--hsm-reports-dir", metavar="DIR",
+                    help="where run directories are written (default: <rootdir>/reports)")
+    group.addoption("--hsm-seed", type=int, metavar="INT",
+                    help="seed for vector inputs (default: random, printed in the header)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "preflight: read-only checks of both clusters")
+    config.addinivalue_line("markers", "xdist_group(name): run tests of one key on one worker")
+    arg = config.getoption("hsm_profile")
+    if not arg:
+        return
+    path = resolve_profile_arg(arg, config.rootpath)
+    try:
+        profile = load_profile(path)
+    except ProfileError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    os.environ.update(profile.module_env)
+    config.stash[PROFILE] = profile
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        run = runinfo.Run(worker["keyparity_run_id"], Path(worker["keyparity_run_dir"]),
+                          worker["keyparity_seed"])
+    else:
+        reports = Path(config.getoption("hsm_reports_dir") or config.rootpath / "reports")
+        run_id = runinfo.new_run_id()
+        seed = config.getoption("hsm_seed")
+        run = runinfo.Run(run_id, reports.resolve() / run_id,
+                          seed if seed is not None else random.SystemRandom().randrange(2**32))
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"run_id": run.run_id, "seed": run.seed, "profile": profile.name,
+                "profile_path": str(profile.path), "profile_sha256": profile.sha256,
+                "environment": profile.environment, "migration_mode": profile.migration_mode,
+                **runinfo.environment(config.rootpath)}
+        evidence = Evidence(run.run_dir, meta)
+        evidence.doc["clusters"] = _clusters(profile)
+        config.stash[EVIDENCE] = evidence
+        config.pluginmanager.register(_EvidenceHooks(evidence), "keyparity-evidence")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(_XdistHooks(run), "keyparity-xdist")
+    config.stash[RUN] = run
+
+
+class _XdistHooks:
+    def __init__(self, run: runinfo.Run) -> None:
+        self.run = run
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["keyparity_run_id"] = self.run.run_id
+        node.workerinput["keyparity_run_dir"] = str(self.run.run_dir)
+        node.workerinput["keyparity_seed"] = self.run.seed
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """One key's tests stay on one worker: ``-n`` alone means ``--dist loadgroup`` here."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
+        config.option.dist = "loadgroup"
+
+
+def _clusters(profile: Profile) -> dict[str, Any]:
+    """Each cluster's module, token and declared mode, read without logging in."""
+    out = {}
+    for spec in (profile.source, profile.target):
+        entry: dict[str, Any] = {"name": spec.name, "module": str(spec.module),
+                                 "mode": spec.mode, "mode_source": "declared"}
+        try:
+            entry["token"] = token_info(find_token(load_module(str(spec.module),
+                                                               profile.module_env), spec))
+        except Exception as exc:  # noqa: BLE001 - recorded; the suites fail on it properly
+            entry["token"] = {"error": str(exc)}
+        out[spec.role] = entry
+    return out
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if PROFILE not in config.stash or EVIDENCE not in config.stash:
+        return []
+    profile, run = config.stash[PROFILE], config.stash[RUN]
+    lines = [f"keyparity: profile {profile.name} ({profile.path}, sha256 {profile.sha256[:16]}), "
+             f"{profile.migration_mode}, {len(profile.keys)} keys, seed {run.seed}"]
+    for role, c in config.stash[EVIDENCE].doc["clusters"].items():
+        token = c["token"]
+        desc = (f"token {token.get('label')} serial {token.get('serial')}" if "serial" in token
+                else token.get("error"))
+        lines.append(f"keyparity: {role}: {c['name']}, {c['mode']} (declared), {desc}, "
+                     f"module {c['module']}")
+    lines.append(f"keyparity: run {run.run_id} -> {run.run_dir}")
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "inventory_key" not in metafunc.fixturenames:
+        return
+    profile = metafunc.config.stash.get(PROFILE, None)
+    keys: list[KeySpec | None] = list(profile.keys) if profile else [None]
+    if "vector" in metafunc.fixturenames:
+        params = [pytest.param(k, v, id=f"{k.label}-{v}", marks=_group(k))
+                  for k in keys if k for v in k.vectors]
+        if profile is None:
+            params = [pytest.param(None, None, id="no-profile")]
+        metafunc.parametrize(("inventory_key", "vector"), params)
+    else:
+        metafunc.parametrize("inventory_key", [
+            pytest.param(k, id=k.label if k else "no-profile", marks=_group(k)) for k in keys])
+
+
+def _group(key: KeySpec | None) -> list[Any]:
+    return [pytest.mark.xdist_group(key.label)] if key else []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PROFILE in config.stash:
+        for item in items:
+            key = getattr(item, "callspec", None) and item.callspec.params.get("inventory_key")
+            if key is not None:
+                item.user_properties.append(("keyparity_key", key.label))
+        return
+    hsm = [i for i in items if HSM_FIXTURES & set(getattr(i, "fixturenames", ()))]
+    if hsm:
+        keep = [i for i in items if i not in hsm]
+        config.hook.pytest_deselected(items=hsm)
+        items[:] = keep
+        config.stash[DESELECTED] = len(hsm)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    n = session.config.stash.get(DESELECTED, 0)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if n and reporter is not None:
+        reporter.write_line(f"keyparity: {n} suite tests deselected: no --hsm-profile given "
+                            "(e.g. --hsm-profile=softhsm)")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus == 5 and session.config.stash.get(DESELECTED, 0):
+        session.exitstatus = 0
+
+
+class _EvidenceHooks:
+    """Registered in the controller process only: turns test reports into evidence."""
+
+    def __init__(self, evidence: Evidence) -> None:
+        self.evidence = evidence
+        self.path: Path | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" and not report.failed and not (
+                report.when == "setup" and report.skipped):
+            return
+        props = report.user_properties
+        label = next((v for k, v in props if k == "keyparity_key"), None)
+        facts = [v for k, v in props if k == "keyparity"] if report.when == "call" else []
+        outcome = report.outcome if report.when == "call" else (
+            "skipped" if report.skipped else "error")
+        message = None
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = (crash.message if crash is not None else report.longreprtext)[:4000]
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            message = str(report.longrepr[2])
+        self.evidence.add_report(report.nodeid, label, outcome, report.when, report.duration,
+                                 message, facts)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.path = self.evidence.finish(session.exitstatus)
+        latest = self.path.parent.parent / "latest"
+        try:
+            if latest.is_symlink() or latest.exists():
+                latest.unlink()
+            latest.symlink_to(self.path.parent.name)
+        except OSError:
+            pass
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.path is not None:
+            verdict = self.evidence.doc["summary"]["verdict"]
+            terminalreporter.write_line(f"keyparity: {verdict}; evidence written to {self.path}")
+
+
+# ---- fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def hsm_profile(pytestconfig: pytest.Config) -> Profile:
+    """The validated profile of this run."""
+    return pytestconfig.stash[PROFILE]
+
+
+@pytest.fixture(scope="session")
+def hsm_run(pytestconfig: pytest.Config) -> runinfo.Run:
+    """This run's id, directory and seed."""
+    return pytestconfig.stash[RUN]
+
+
+@pytest.fixture(scope="session")
+def login_gate(hsm_run: runinfo.Run) -> LoginGate:
+    return LoginGate(hsm_run.login_state)
+
+
+def _cluster(profile: Profile, role: str, gate: LoginGate) -> Iterator[ClusterSession]:
+    spec = profile.source if role == "source" else profile.target
+    cluster = ClusterSession(spec, profile.module_env, gate)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def source_cluster(hsm_profile: Profile, login_gate: LoginGate) -> Iterator[ClusterSession]:
+    """A logged-in session on the source cluster (one login attempt per run)."""
+    yield from _cluster(hsm_profile, "source", login_gate)
+
+
+@pytest.fixture(scope="session")
+def target_cluster(hsm_profile: Profile, login_gate: LoginGate) -> Iterator[ClusterSession]:
+    """A logged-in session on the target cluster (one login attempt per run)."""
+    yield from _cluster(hsm_profile, "target", login_gate)
+
+
+@pytest.fixture(scope="session")
+def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
+             target_cluster: ClusterSession, hsm_run: runinfo.Run) -> Iterator[Migrator]:
+    """Migrates inventory keys on first use; destroys its wrapping objects at the end."""
+    m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id)
+    yield m
+    left = m.close()
+    if left:
+        pytest.fail("wrapping objects could not be destroyed: " + ", ".join(left), pytrace=False)
+
+
+@pytest.fixture
+def hsm_evidence(request: pytest.FixtureRequest) -> Any:
+    """Attach facts to this test's entry in the evidence: ``hsm_evidence(name=value, ...)``."""
+    def record(**facts: Any) -> None:
+        request.node.user_properties.append(("keyparity", facts))
+    return record

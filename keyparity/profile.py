@@ -1,0 +1,476 @@
+"""Load and validate a YAML HSM migration profile into frozen dataclasses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+from jsonschema import Draft202012Validator, ValidationError
+
+from keyparity.secrets import SecretRef, parse_secret_ref
+
+__all__ = [
+    "ATTRIBUTE_NAMES",
+    "CURVE_ALIASES",
+    "DIFFERENCE_NAMES",
+    "VECTORS_BY_TYPE",
+    "Cluster",
+    "KeySpec",
+    "Profile",
+    "ProfileError",
+    "Wrapping",
+    "default_vectors",
+    "load_profile",
+    "resolve_profile_arg",
+]
+
+ATTRIBUTE_NAMES: tuple[str, ...] = (
+    "token", "private", "sensitive", "extractable", "modifiable", "copyable",
+    "destroyable", "encrypt", "decrypt", "wrap", "unwrap", "sign", "verify",
+    "derive", "trusted", "wrap_with_trusted", "id",
+)
+DIFFERENCE_NAMES: tuple[str, ...] = ATTRIBUTE_NAMES + (
+    "local", "always_sensitive", "never_extractable", "check_value",
+    "key_gen_mechanism", "unique_id", "label", "start_date", "end_date",
+)
+CURVE_ALIASES: dict[str, str] = {
+    "secp256r1": "secp256r1", "P-256": "secp256r1",
+    "secp384r1": "secp384r1", "P-384": "secp384r1",
+    "secp521r1": "secp521r1", "P-521": "secp521r1",
+}
+_DES = ("des3-ecb", "des3-cbc")
+_AES = ("aes-ecb", "aes-cbc", "aes-ctr", "aes-gcm")
+_RSA = ("rsa-pkcs1v15-sha256", "rsa-pss-sha256", "rsa-oaep-sha1")
+# "default" is a tuple, except for ec where it is a mapping curve -> tuple.
+VECTORS_BY_TYPE: dict[str, dict[str, Any]] = {
+    "des2": {"allowed": _DES, "default": _DES},
+    "des3": {"allowed": _DES, "default": _DES},
+    "aes": {"allowed": _AES, "default": _AES},
+    "generic-secret": {
+        "allowed": ("hmac-sha256", "hmac-sha384", "hmac-sha512"),
+        "default": ("hmac-sha256",),
+    },
+    "rsa": {"allowed": _RSA + ("rsa-oaep-sha256",), "default": _RSA},
+    "ec": {
+        "allowed": ("ecdsa-sha256", "ecdsa-sha384", "ecdsa-sha512"),
+        "default": {
+            "secp256r1": ("ecdsa-sha256",),
+            "secp384r1": ("ecdsa-sha384",),
+            "secp521r1": ("ecdsa-sha384",),
+        },
+    },
+}
+
+
+def default_vectors(key_type: str, curve: str | None = None) -> tuple[str, ...]:
+    """Default vectors for a key type (ec needs its normalised or aliased curve)."""
+    default = VECTORS_BY_TYPE[key_type]["default"]
+    if key_type == "ec":
+        return default[CURVE_ALIASES[curve]] if curve in CURVE_ALIASES else ()
+    return default
+
+
+class ProfileError(Exception):
+    """Any problem with a profile: ``str(e) == f"{path}: {field}: {message}"``."""
+
+    def __init__(self, path: Path, field: str, message: str) -> None:
+        super().__init__(path, field, message)
+        self.path = path
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        if self.field:
+            return f"{self.path}: {self.field}: {self.message}"
+        return f"{self.path}: {self.message}"
+
+
+class _FrozenDict(dict):
+    """A read-only dict (still JSON-serialisable, picklable and copyable)."""
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("profile mappings are read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _readonly  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> Any:
+        return (type(self), (dict(self),))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    role: str  # "source" | "target"
+    name: str
+    module: Path
+    token_label: str | None
+    slot: int | None
+    pin: SecretRef
+    mode: str  # "FIPS" | "NON_FIPS" (declared)
+
+
+@dataclass(frozen=True)
+class Wrapping:
+    mechanism: str
+    rsa_bits: int
+    oaep_hash: str
+    mgf: str
+    aes_bits: int
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    index: int
+    label: str
+    target_label: str
+    type: str
+    size: int | None
+    curve: str | None
+    attributes: Mapping[str, bool | str]
+    vectors: tuple[str, ...]
+    disposition: str
+    expected_differences: Mapping[str, str]
+
+    @property
+    def is_asymmetric(self) -> bool:
+        return self.type in ("rsa", "ec")
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: Path
+    sha256: str
+    name: str
+    description: str
+    environment: str
+    module_env: Mapping[str, str]
+    source: Cluster
+    target: Cluster
+    wrapping: Wrapping
+    migration_mode: str
+    keys: tuple[KeySpec, ...]
+
+    def key(self, label: str) -> KeySpec:
+        """The key spec with this (source) label; KeyError if absent."""
+        for spec in self.keys:
+            if spec.label == label:
+                return spec
+        raise KeyError(label)
+
+
+def resolve_profile_arg(arg: str, rootdir: Path) -> Path:
+    """Map a --hsm-profile value to a path: a path as given, or a name in hsm_profiles/."""
+    if "/" in arg or arg.endswith((".yaml", ".yml")):
+        return Path(arg)
+    return Path(rootdir) / "hsm_profiles" / f"{arg}.yaml"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read, parse, schema-check and semantically check a profile; raise ProfileError."""
+    shown = Path(path)
+    abspath = Path(os.path.normpath(shown.absolute()))
+    try:
+        raw = abspath.read_bytes()
+    except FileNotFoundError:
+        raise ProfileError(shown, "", "profile file not found") from None
+    except OSError as exc:
+        raise ProfileError(shown, "", f"cannot read profile: {exc.strerror or exc}") from None
+    data = _parse_yaml(shown, raw)
+    _validate_schema(shown, data)
+    return _build(shown, abspath, hashlib.sha256(raw).hexdigest(), data)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:
+            continue  # unhashable key: reported by construct_mapping
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(shown: Path, raw: bytes) -> dict[str, Any]:
+    try:
+        data = yaml.load(raw, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "syntax error"
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ProfileError(shown, "", f"invalid YAML{where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(shown, "", "invalid YAML: " + " ".join(str(exc).split())) from None
+    if data is None:
+        raise ProfileError(shown, "", "profile is empty (expected a mapping)")
+    if not isinstance(data, dict):
+        raise ProfileError(shown, "", f"top level must be a mapping, got {_type_name(data)}")
+    return data
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    text = resources.files("keyparity.schemas").joinpath("profile.schema.json").read_text("utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _validate_schema(shown: Path, data: dict[str, Any]) -> None:
+    errors = list(_validator().iter_errors(data))
+    if errors:
+        first = min(errors, key=lambda e: _error_rank(e, data))
+        field, message = _describe(first)
+        raise ProfileError(shown, field, message)
+
+
+_KEYWORD_RANK = {"type": 0, "additionalProperties": 1, "required": 2}
+
+
+def _error_rank(error: ValidationError, data: Any) -> tuple[Any, ...]:
+    """Shallowest first, then document order, then keyword priority."""
+    positions: list[int] = []
+    node = data
+    for part in error.path:
+        if isinstance(node, dict):
+            positions.append(list(node).index(part))
+        else:
+            positions.append(int(part))
+        node = node[part]
+    return (len(positions), positions, _KEYWORD_RANK.get(str(error.validator), 9))
+
+
+def _describe(error: ValidationError) -> tuple[str, str]:
+    """Turn a jsonschema error into (field path, one-line message) without echoing secrets."""
+    parts: list[str | int] = list(error.path)
+    keyword = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    instance = error.instance
+    if "propertyNames" in error.schema_path:
+        parts.append(str(instance))
+    if keyword == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        extra = [k for k in instance if k not in allowed][0]
+        parts.append(str(extra))
+        return _fmt(parts), f"unknown field {str(extra)!r} (allowed: {', '.join(allowed)})"
+    if keyword == "required":
+        missing = [k for k in error.validator_value if k not in instance][0]
+        parts.append(missing)
+        return _fmt(parts), "required field missing"
+    if "x-error" in schema:
+        return _fmt(parts), schema["x-error"]
+    if keyword == "type":
+        expected = error.validator_value
+        expected = expected if isinstance(expected, str) else expected[0]
+        return _fmt(parts), f"expected {_ARTICLE_TYPES.get(expected, expected)}, got {_type_name(instance)}"
+    if keyword == "enum":
+        options = ", ".join(str(v) for v in error.validator_value)
+        return _fmt(parts), f"{_show(instance)} is not one of: {options}"
+    messages = {
+        "minLength": "must not be empty",
+        "minItems": f"must contain at least {error.validator_value} item(s)",
+        "uniqueItems": "must not contain duplicates",
+        "minimum": f"must be >= {error.validator_value}",
+        "maximum": f"must be <= {error.validator_value}",
+        "pattern": f"must match the pattern {error.validator_value}",
+    }
+    return _fmt(parts), messages.get(str(keyword), f"fails schema keyword {keyword!r}")
+
+
+_ARTICLE_TYPES = {
+    "string": "a string", "integer": "an integer", "boolean": "a boolean (true/false)",
+    "object": "a mapping", "array": "a list", "number": "a number",
+}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"),
+                       (str, "string"), (list, "list"), (dict, "mapping")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _fmt(parts: list[str | int]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --------------------------------------------------------------------------- semantics
+
+_Fail = Callable[[str, str], ProfileError]
+
+
+def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Profile:
+    base = abspath.parent
+
+    def fail(field: str, message: str) -> ProfileError:
+        return ProfileError(shown, field, message)
+
+    module_env = {
+        name: _resolve_dot_path(value, base) for name, value in data.get("module_env", {}).items()
+    }
+    clusters = data["clusters"]
+    source = _cluster("source", clusters["source"], base, fail)
+    target = _cluster("target", clusters["target"], base, fail)
+    wrap = data.get("wrapping", {})
+    oaep = wrap.get("oaep_hash", "sha256")
+    wrapping = Wrapping(
+        mechanism=wrap.get("mechanism", "rsa-aes"),
+        rsa_bits=int(wrap.get("rsa_bits", 2048)),
+        oaep_hash=oaep,
+        mgf=wrap.get("mgf", f"mgf1-{oaep}"),
+        aes_bits=int(wrap.get("aes_bits", 256)),
+    )
+    keys = tuple(_key(i, item, fail) for i, item in enumerate(data["keys"]))
+    _check_unique(keys, data["keys"], fail)
+    return Profile(
+        path=abspath,
+        sha256=digest,
+        name=data["name"],
+        description=data["description"],
+        environment=data["environment"],
+        module_env=_FrozenDict(module_env),
+        source=source,
+        target=target,
+        wrapping=wrapping,
+        migration_mode=data.get("migration", {}).get("mode", "migrate"),
+        keys=keys,
+    )
+
+
+def _resolve_dot_path(value: str, base: Path) -> str:
+    """Resolve values starting with ./ or ../ against the profile directory."""
+    if value.startswith(("./", "../")):
+        return os.path.normpath(base / value)
+    return value
+
+
+def _cluster(role: str, raw: dict[str, Any], base: Path, fail: _Fail) -> Cluster:
+    prefix = f"clusters.{role}"
+    if ("token_label" in raw) == ("slot" in raw):
+        raise fail(prefix, "exactly one of token_label or slot is required")
+    module = Path(raw["module"])
+    module = Path(os.path.normpath(module if module.is_absolute() else base / module))
+    if not module.is_file():
+        raise fail(f"{prefix}.module", f"PKCS#11 module not found: {module}")
+    try:
+        pin = parse_secret_ref(raw["pin"], f"{prefix}.pin", base)
+    except ValueError as exc:
+        raise fail(f"{prefix}.pin", str(exc)) from None
+    if pin.scheme == "file" and not Path(pin.target).is_file():
+        raise fail(f"{prefix}.pin", f"secret file not found: {pin.target}")
+    return Cluster(
+        role=role,
+        name=raw["name"],
+        module=module,
+        token_label=raw.get("token_label"),
+        slot=raw.get("slot"),
+        pin=pin,
+        mode=raw["mode"],
+    )
+
+
+def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
+    prefix = f"keys[{index}]"
+    key_type = raw["type"]
+    size = int(raw["size"]) if "size" in raw else None
+    _check_size(key_type, size, f"{prefix}.size", fail)
+    curve = raw.get("curve")
+    if key_type == "ec" and curve is None:
+        raise fail(f"{prefix}.curve", "required field missing for type ec")
+    if key_type != "ec" and curve is not None:
+        raise fail(f"{prefix}.curve", f"not allowed for type {key_type}")
+    curve = CURVE_ALIASES[curve] if curve is not None else None
+    allowed = VECTORS_BY_TYPE[key_type]["allowed"]
+    vectors = tuple(raw["vectors"]) if "vectors" in raw else default_vectors(key_type, curve)
+    for j, vector in enumerate(vectors):
+        if vector not in allowed:
+            raise fail(
+                f"{prefix}.vectors[{j}]",
+                f"'{vector}' is not allowed for type {key_type} (allowed: {', '.join(allowed)})",
+            )
+    return KeySpec(
+        index=index,
+        label=raw["label"],
+        target_label=raw.get("target_label", raw["label"]),
+        type=key_type,
+        size=size,
+        curve=curve,
+        attributes=_FrozenDict(raw.get("attributes", {})),
+        vectors=vectors,
+        disposition=raw.get("disposition", "migrate"),
+        expected_differences=_FrozenDict(raw.get("expected_differences", {})),
+    )
+
+
+def _check_size(key_type: str, size: int | None, field: str, fail: _Fail) -> None:
+    if key_type in ("des2", "des3", "ec"):
+        if size is not None:
+            raise fail(field, f"not allowed for type {key_type}")
+        return
+    if size is None:
+        raise fail(field, f"required field missing for type {key_type}")
+    if key_type == "aes" and size not in (128, 192, 256):
+        raise fail(field, f"{size} is not one of: 128, 192, 256 (type aes)")
+    if key_type == "generic-secret" and not (8 <= size <= 4096 and size % 8 == 0):
+        raise fail(field, f"{size} must be a multiple of 8 between 8 and 4096 (type generic-secret)")
+    if key_type == "rsa" and not 1024 <= size <= 8192:
+        raise fail(field, f"{size} must be between 1024 and 8192 (type rsa)")
+
+
+def _check_unique(keys: tuple[KeySpec, ...], raw: list[dict[str, Any]], fail: _Fail) -> None:
+    labels: dict[str, int] = {}
+    targets: dict[str, int] = {}
+    for spec in keys:
+        if spec.label in labels:
+            raise fail(
+                f"keys[{spec.index}].label",
+                f"duplicate label '{spec.label}' (also keys[{labels[spec.label]}])",
+            )
+        labels[spec.label] = spec.index
+    for spec in keys:
+        if spec.target_label in targets:
+            attr = "target_label" if "target_label" in raw[spec.index] else "label"
+            raise fail(
+                f"keys[{spec.index}].{attr}",
+                f"duplicate target label '{spec.target_label}' (also keys[{targets[spec.target_label]}])",
+            )
+        targets[spec.target_label] = spec.index

@@ -1,0 +1,61 @@
+"""One run of the suites: its id, directory, seed, and what it records about itself."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+PACKAGES = ("pytest", "pytest-xdist", "python-pkcs11", "cryptography", "PyYAML", "jsonschema",
+            "jinja2", "boto3", "allure-pytest")
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """UTC timestamp plus a short random part: sortable, and unique across concurrent runs."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    run_dir: Path
+    seed: int
+
+    @property
+    def login_state(self) -> Path:
+        return self.run_dir / ".login-state.json"
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment(root: Path) -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "keyparity": __version__,
+        "git_commit": git_commit(root),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+    }
