@@ -1,0 +1,111 @@
+"""Fixtures for the harness's own tests: fresh SoftHSM token directories on tmpfs, profiles
+pointing at them, and a way to run the real suites against them with pytester."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from keyparity.softhsm import find_module, provision
+
+pytest_plugins = ("pytester",)
+
+REPO = Path(__file__).resolve().parents[1]
+TOKENTOOL = Path(__file__).with_name("tokentool.py")
+TMPFS = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+
+DEMO_KEYS = [
+    {"label": "k-des3", "type": "des3"},
+    {"label": "k-des2", "type": "des2"},
+    {"label": "k-aes128", "type": "aes", "size": 128},
+    {"label": "k-hmac", "type": "generic-secret", "size": 256},
+    {"label": "k-rsa", "type": "rsa", "size": 2048},
+    {"label": "k-ec", "type": "ec", "curve": "P-256"},
+]
+
+
+class Lab:
+    """Two fresh SoftHSM tokens (hsm1, hsm2) in a token directory of this test's own."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.module = find_module()
+        self.conf = provision(root, ["hsm1", "hsm2"])
+        self.pins = {label: (root / f"{label}.pin").read_text().strip()
+                     for label in ("hsm1", "hsm2")}
+        self.env = {**os.environ, "SOFTHSM2_CONF": str(self.conf)}
+
+    def profile(self, keys: list[dict[str, Any]], name: str = "lab", **top: Any) -> Path:
+        """Write a profile for this lab's tokens; ``top`` overrides or adds top-level fields."""
+        doc: dict[str, Any] = {
+            "name": name, "description": "test lab", "environment": "test",
+            "module_env": {"SOFTHSM2_CONF": str(self.conf)},
+            "clusters": {
+                "source": {"name": "hsm1", "module": self.module, "token_label": "hsm1",
+                           "pin": f"file:{self.root / 'hsm1.pin'}", "mode": "FIPS"},
+                "target": {"name": "hsm2", "module": self.module, "token_label": "hsm2",
+                           "pin": f"file:{self.root / 'hsm2.pin'}", "mode": "NON_FIPS"},
+            },
+            "wrapping": {"oaep_hash": "sha1", "mgf": "mgf1-sha1"},
+            "keys": keys,
+        }
+        doc.update(top)
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def tokens(self, *ops: dict[str, Any]) -> list[Any]:
+        """Run token operations in a child process (see tokentool.py); returns their results."""
+        for op in ops:
+            op.setdefault("pin", self.pins[op["token"]])
+        spec = self.root / "ops.json"
+        spec.write_text(json.dumps({"module": self.module, "ops": list(ops)}))
+        out = subprocess.run([sys.executable, str(TOKENTOOL), str(spec)], env=self.env,
+                             capture_output=True, text=True, check=False, cwd=REPO)
+        if out.returncode != 0:
+            raise AssertionError(f"tokentool failed: {out.stderr}")
+        return json.loads(out.stdout)
+
+    def seed(self, keys: list[dict[str, Any]]) -> None:
+        self.tokens({"op": "seed", "token": "hsm1", "keys": keys})
+
+
+@pytest.fixture
+def lab() -> Any:
+    """A fresh token directory on tmpfs (``/dev/shm``), removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="keyparity-lab-", dir=TMPFS))
+    try:
+        yield Lab(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def suites(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester directory holding the real suites, fixtures and root conftest."""
+    for name in ("suites", "fixtures"):
+        shutil.copytree(REPO / name, pytester.path / name)
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    (pytester.path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    return pytester
+
+
+def run_suites(pytester: pytest.Pytester, profile: Path, *args: str) -> pytest.RunResult:
+    """Run the suites against a profile in a child pytest (SoftHSM initialises per process)."""
+    return pytester.runpytest_subprocess(
+        "suites", f"--hsm-profile={profile}",
+        f"--hsm-reports-dir={pytester.path / 'reports'}", "-rA", *args)
+
+
+def evidence(pytester: pytest.Pytester) -> dict[str, Any]:
+    """The evidence.json of the newest run in a pytester directory."""
+    latest = pytester.path / "reports" / "latest" / "evidence.json"
+    return json.loads(latest.read_text())
