@@ -39,17 +39,20 @@ class WrappingChannel:
                                   Attribute.SIGN: False, Attribute.SENSITIVE: True,
                                   Attribute.EXTRACTABLE: False})
         self.live += [(target, pub), (target, self.private)]
-        public_key = identity.rsa_public(pub)
-        self.fingerprint = identity.fingerprint(public_key)
-        with pkcs11_step("import the wrapping public key", source.name):
-            self.public = source.session.create_object({
-                Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
-                Attribute.TOKEN: False, Attribute.LABEL: label, Attribute.WRAP: True,
-                Attribute.ENCRYPT: False, Attribute.VERIFY: False,
-                Attribute.MODULUS: pub[Attribute.MODULUS],
-                Attribute.PUBLIC_EXPONENT: pub[Attribute.PUBLIC_EXPONENT]})
-        self.live.append((source, self.public))
-        self._probe()
+        try:
+            self.fingerprint = identity.fingerprint(identity.rsa_public(pub))
+            with pkcs11_step("import the wrapping public key", source.name):
+                self.public = source.session.create_object({
+                    Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
+                    Attribute.TOKEN: False, Attribute.LABEL: label, Attribute.WRAP: True,
+                    Attribute.ENCRYPT: False, Attribute.VERIFY: False,
+                    Attribute.MODULUS: pub[Attribute.MODULUS],
+                    Attribute.PUBLIC_EXPONENT: pub[Attribute.PUBLIC_EXPONENT]})
+            self.live.append((source, self.public))
+            self._probe()
+        except BaseException:
+            self.close()  # a refused probe leaves no wrapping objects behind either
+            raise
 
     def _probe(self) -> None:
         """Move a throwaway session key once, so that a parameter the tokens reject is reported

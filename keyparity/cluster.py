@@ -31,6 +31,7 @@ def load_module(path: str, env: Mapping[str, str]) -> pkcs11.lib:
 
 
 def find_token(lib: pkcs11.lib, spec: Cluster) -> Token:
+    """The cluster's token, by label or slot."""
     where = spec.name
     with pkcs11_step("find token", where):
         if spec.slot is not None:
@@ -96,10 +97,10 @@ class ClusterSession:
     def __init__(self, spec: Cluster, module_env: Mapping[str, str], gate: LoginGate) -> None:
         self.spec = spec
         self.name = spec.name
-        lib = load_module(str(spec.module), module_env)
-        self.token = find_token(lib, spec)
+        self.token, self.session = gate.find_and_open(
+            lambda: find_token(load_module(str(spec.module), module_env), spec), spec.pin,
+            f"{spec.role} ({spec.name})")
         self.info = token_info(self.token)
-        self.session = gate.open(self.token, spec.pin, f"{spec.role} ({spec.name})")
         self.mechanisms = {int(m) for m in self.token.slot.get_mechanisms()}
         self._index: ObjectIndex | None = None
 

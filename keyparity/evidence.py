@@ -33,6 +33,8 @@ class Evidence:
 
     def add_report(self, nodeid: str, label: str | None, outcome: str, when: str,
                    duration: float, message: str | None, facts: list[dict[str, Any]]) -> None:
+        if label and nodeid.endswith(f"@{label}"):  # xdist's loadgroup tag
+            nodeid = nodeid[: -len(label) - 1]
         test = {"nodeid": nodeid, "key": label, "outcome": outcome, "phase": when,
                 "duration_s": round(duration, 4)}
         if message:
@@ -53,7 +55,9 @@ class Evidence:
         per_key = {}
         for label in self.doc["keys"]:
             outcomes = [t["outcome"] for t in self.doc["tests"] if t["key"] == label]
+            rotate = self.doc["keys"][label].get("migration", {}).get("status") == "rotate"
             per_key[label] = ("failed" if "failed" in outcomes or "error" in outcomes else
+                              "rotate" if rotate else
                               "skipped" if outcomes and set(outcomes) == {"skipped"} else
                               "passed" if outcomes else "not run")
             self.doc["keys"][label]["verdict"] = per_key[label]

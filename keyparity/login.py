@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pkcs11.exceptions as p11
@@ -30,9 +30,11 @@ def _locked(path: Path) -> Iterator[dict[str, str]]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = json.loads(path.read_text()) if path.exists() else {}
         before = dict(state)
-        yield state
-        if state != before:
-            path.write_text(json.dumps(state))
+        try:
+            yield state
+        finally:  # a failed login leaves by exception, and must be recorded all the same
+            if state != before:
+                path.write_text(json.dumps(state))
 
 
 class LoginGate:
@@ -43,16 +45,32 @@ class LoginGate:
 
     def open(self, token: Token, pin: SecretRef, cluster: str) -> Session:
         with _locked(self.state_file) as state:
-            if cluster in state:
-                raise LoginError(f"login to {cluster} failed earlier in this run ({state[cluster]});"
-                                 " not retried, so that the user is not locked out")
-            secret = pin.resolve()
-            try:
-                return token.open(user_pin=secret, rw=True)
-            except _LOGIN_ERRORS as exc:
-                state[cluster] = describe(exc)
-                raise LoginError(f"login to {cluster} failed: {describe(exc)}; check {pin.field} "
-                                 f"({pin}); not retried, so that the user is not locked out"
-                                 ) from None
-            finally:
-                del secret
+            return self._login(state, token, pin, cluster)
+
+    def find_and_open(self, find: Callable[[], Token], pin: SecretRef,
+                      cluster: str) -> tuple[Token, Session]:
+        """Find the token and log in, both under the run's lock.
+
+        SoftHSM's file store is not safe while processes start at once: two workers loading
+        the module together have seen a token vanish or report CKR_USER_PIN_NOT_INITIALIZED.
+        So each process loads the module and looks for its token under the same lock.
+        """
+        with _locked(self.state_file) as state:
+            token = find()
+            return token, self._login(state, token, pin, cluster)
+
+    @staticmethod
+    def _login(state: dict[str, str], token: Token, pin: SecretRef, cluster: str) -> Session:
+        if cluster in state:
+            raise LoginError(f"login to {cluster} failed earlier in this run ({state[cluster]});"
+                             " not retried, so that the user is not locked out")
+        secret = pin.resolve()
+        try:
+            return token.open(user_pin=secret, rw=True)
+        except _LOGIN_ERRORS as exc:
+            state[cluster] = describe(exc)
+            raise LoginError(f"login to {cluster} failed: {describe(exc)}; check {pin.field} "
+                             f"({pin}); not retried, so that the user is not locked out"
+                             ) from None
+        finally:
+            del secret

@@ -12,10 +12,12 @@ import pytest
 
 from . import run as runinfo
 from .cluster import ClusterSession, find_token, load_module, token_info
+from .errors import KeyparityError
 from .evidence import Evidence
 from .login import LoginGate
 from .migrate import Migrator
 from .profile import KeySpec, Profile, ProfileError, load_profile, resolve_profile_arg
+from .secrets import SecretError
 
 PROFILE = pytest.StashKey[Profile]()
 RUN = pytest.StashKey[runinfo.Run]()
@@ -52,6 +54,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is not None:
         run = runinfo.Run(worker["keyparity_run_id"], Path(worker["keyparity_run_dir"]),
                           worker["keyparity_seed"])
+        # a worker re-parses the command line (no --dist): without this, xdist does not tag
+        # node ids with their xdist_group and loadgroup spreads one key over several workers
+        config.option.loadgroup = config.option.loadgroup or worker.get("keyparity_loadgroup")
+        if config.option.loadgroup:
+            config.pluginmanager.register(_LoadGroupTags(), "keyparity-loadgroup")
     else:
         reports = Path(config.getoption("hsm_reports_dir") or config.rootpath / "reports")
         run_id = runinfo.new_run_id()
@@ -80,6 +87,26 @@ class _XdistHooks:
         node.workerinput["keyparity_run_id"] = self.run.run_id
         node.workerinput["keyparity_run_dir"] = str(self.run.run_dir)
         node.workerinput["keyparity_seed"] = self.run.seed
+        node.workerinput["keyparity_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
+
+
+class _LoadGroupTags:
+    """Worker side of loadgroup: xdist tags node ids with their xdist_group by assigning
+    ``item._nodeid``, which pytest >= 9.2 (structured node ids) ignores, so every test became
+    a group of its own and two workers could migrate one key twice (pytest-dev/pytest-xdist
+    #1386). Tag the ids that are still untagged."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            mark = item.get_closest_marker("xdist_group")
+            if mark is None or item.nodeid.endswith(f"@{mark.args[0]}"):
+                continue
+            nodeid = f"{item.nodeid}@{mark.args[0]}"
+            if hasattr(item, "_id"):
+                item._id = type(item._id).parse(nodeid)
+            else:
+                item._nodeid = nodeid
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -231,7 +258,10 @@ def login_gate(hsm_run: runinfo.Run) -> LoginGate:
 
 def _cluster(profile: Profile, role: str, gate: LoginGate) -> Iterator[ClusterSession]:
     spec = profile.source if role == "source" else profile.target
-    cluster = ClusterSession(spec, profile.module_env, gate)
+    try:
+        cluster = ClusterSession(spec, profile.module_env, gate)
+    except (KeyparityError, SecretError) as exc:  # explained in the message: no traceback
+        pytest.fail(str(exc), pytrace=False)
     yield cluster
     cluster.close()
 

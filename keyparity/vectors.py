@@ -17,7 +17,7 @@ from pkcs11.mechanisms import CTRParams, GCMParams
 from pkcs11.types import Key
 
 from . import identity
-from .errors import KeyparityError, pkcs11_step
+from .errors import KeyparityError, TokenError, pkcs11_step
 
 DIRECTIONS = ("source->target", "target->source")
 
@@ -135,8 +135,13 @@ def _cipher(spec: Cipher, producer: Party, consumer: Party, data: dict[str, byte
     record["ct"] = ct.hex()
     if spec.tag:
         record["tag"] = tag.hex()
-    with pkcs11_step(f"decrypt ({record['mechanism']})", consumer.name):
-        back = consumer.key.decrypt(out, mechanism=spec.mechanism, mechanism_param=param)
+    try:
+        with pkcs11_step(f"decrypt ({record['mechanism']})", consumer.name):
+            back = consumer.key.decrypt(out, mechanism=spec.mechanism, mechanism_param=param)
+    except TokenError as exc:  # e.g. a GCM tag that does not verify: SoftHSM says GeneralError
+        record["ok"] = False
+        record["comment"] = f"{consumer.name} refuses it ({exc}): different key material"
+        return
     record["ok"] = back == data["msg"]
     record["comment"] = ("decrypts to the message" if record["ok"]
                          else "decrypts to something else: different key material")
@@ -195,9 +200,14 @@ def _rsa_oaep(spec: RsaOaep, producer: Party, consumer: Party, data: dict[str, b
         record["producer"] = (f"software, with {producer.name}'s public key "
                               "(CKA_MODULUS of its private key)")
     record["ct"] = ct.hex()
-    with pkcs11_step(f"OAEP decrypt ({spec.hash})", consumer.name):
-        back = consumer.key.decrypt(ct, mechanism=Mechanism.RSA_PKCS_OAEP,
-                                    mechanism_param=_OAEP[spec.hash])
+    try:
+        with pkcs11_step(f"OAEP decrypt ({spec.hash})", consumer.name):
+            back = consumer.key.decrypt(ct, mechanism=Mechanism.RSA_PKCS_OAEP,
+                                        mechanism_param=_OAEP[spec.hash])
+    except TokenError as exc:  # OAEP padding that does not check out: SoftHSM says GeneralError
+        record["ok"] = False
+        record["comment"] = f"{consumer.name} refuses it ({exc}): different key material"
+        return
     record["ok"] = back == data["msg"]
     record["comment"] = "decrypts to the message" if record["ok"] else "decrypts to something else"
 

@@ -25,6 +25,9 @@ _EPHEMERAL = {
     Attribute.UNWRAP: True,
     Attribute.ENCRYPT: False,
     Attribute.DECRYPT: False,
+    Attribute.SIGN: False,
+    Attribute.VERIFY: False,
+    Attribute.DERIVE: False,
 }
 
 

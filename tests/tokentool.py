@@ -9,6 +9,8 @@ OPS.json: {"module": path, "ops": [{"op": ..., "token": label, "pin": pin, ...},
   destroy       label, classes: [secret|private|public]
   set           label, class, attribute, value    C_SetAttributeValue on one object
   import-aes    label, value_hex, extractable     import a known AES key value (test vectors only)
+  count         [label]                           number of objects (with that label)
+  count-prefix  prefix                            number of objects whose label starts with it
 Prints a JSON list of per-op results.
 """
 from __future__ import annotations
@@ -72,6 +74,9 @@ def main(path: str) -> None:
             elif kind == "count":
                 out.append(sum(1 for _ in s.get_objects({Attribute.LABEL: op["label"]})
                                ) if "label" in op else sum(1 for _ in s.get_objects()))
+            elif kind == "count-prefix":
+                out.append(sum(1 for o in s.get_objects()
+                               if str(o[Attribute.LABEL]).startswith(op["prefix"])))
             else:
                 raise SystemExit(f"unknown op {kind}")
     print(json.dumps(out))
