@@ -1,0 +1,128 @@
+"""``keyparity bench`` at a small N, in a child process (SoftHSM reads SOFTHSM2_CONF once per
+process). Structure and sanity of the figures only: nothing here asserts on speed."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyparity.softhsm import find_module
+
+REPO = Path(__file__).resolve().parents[1]
+
+try:
+    find_module()
+except FileNotFoundError:  # pragma: no cover - the harness's other tests need SoftHSM as well
+    pytestmark = pytest.mark.skip(reason="SoftHSM 2 is not installed")
+
+
+def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
+    return subprocess.run([sys.executable, "-m", "keyparity.cli", "bench", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = bench("--keys", "20", "--batch", "10", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_both_paths_migrate_and_verify_every_key(figures):
+    doc, _ = figures
+    assert doc["ok"] is True
+    assert doc["keys"] == 20 and doc["batch"] == 10
+    c = doc["checks"]
+    assert c["harness_migrated"] == c["harness_kcv_matched"] == 20
+    assert c["harness_failures"] == []
+    assert c["bare_migrated"] == c["bare_kcv_matched"] == 20
+    assert c["kcv_agree_harness_and_bare"] == 20
+    assert c["target_keys"] == c["bare_target_keys"] == 20
+    assert c["target_labels_match"] is True and c["bare_target_labels_match"] is True
+    assert c["wrapping_objects_left"] == []
+
+
+def test_figures_are_positive_and_consistent(figures):
+    doc, _ = figures
+    for key in ("ratio", "ratio_median_of_batches", "ratio_cpu"):
+        assert isinstance(doc[key], float) and math.isfinite(doc[key]) and doc[key] > 0
+    assert doc["goal_ratio"] == 1.25
+    assert doc["within_goal"] == (doc["ratio"] <= 1.25)
+    for path in ("harness", "bare"):
+        part = doc[path]
+        assert part["seconds"] > 0 and part["cpu_seconds"] >= 0
+        assert part["keys_per_second"] == pytest.approx(20 / part["seconds"])
+        lin = part["linearity"]
+        assert lin["first_half_keys_per_second"] > 0 and lin["second_half_keys_per_second"] > 0
+    assert doc["ratio"] == pytest.approx(doc["harness"]["seconds"] / doc["bare"]["seconds"])
+
+
+def test_batches_are_interleaved_and_cover_every_key(figures):
+    doc, _ = figures
+    batches = doc["batches"]
+    assert [b["first_key"] for b in batches] == [0, 10]
+    assert sum(b["keys"] for b in batches) == 20
+    assert [b["first"] for b in batches] == ["harness", "bare"]
+    assert all(b["harness_seconds"] > 0 and b["bare_seconds"] > 0 for b in batches)
+
+
+def test_setup_is_timed_apart_and_the_index_enumerates_once(figures):
+    doc, _ = figures
+    setup = doc["setup"]
+    assert setup["seed_seconds"] > 0 and setup["provision_seconds"] > 0
+    assert setup["harness"]["index_objects"] == 20  # the seeded keys; the target was empty
+    assert setup["harness"]["index_build_seconds"] > 0
+    assert setup["harness"]["wrapping_channel_seconds"] > 0
+    assert setup["bare"]["enumerated_objects"] >= 20
+
+
+def test_memory_and_machine_are_recorded(figures):
+    doc, _ = figures
+    m = doc["memory"]
+    assert m["peak_rss_kib"] >= m["after_setup_maxrss_kib"] >= m["after_seed_maxrss_kib"] > 0
+    assert "ru_maxrss" in m["method"]
+    mach = doc["machine"]
+    assert mach["cpu_count"] >= 1
+    assert mach["python_pkcs11"].startswith("0.")
+    assert "2." in mach["softhsm"]
+
+
+def test_the_token_directory_is_removed(figures):
+    doc, out = figures
+    assert doc["tmpfs"] is (Path("/dev/shm").is_dir())
+    assert not Path(doc["token_dir"]).exists()
+    assert "keys/s" in out and "ratio harness/bare" in out and "peak RSS" in out
+
+
+def test_bad_arguments_are_refused_without_a_token_directory():
+    result = bench("--keys", "0")
+    assert result.returncode == 2
+    assert "--keys and --batch must be at least 1" in result.stderr
+
+
+def test_an_interrupted_bench_removes_its_token_directory():
+    env = {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keyparity.cli", "bench", "--keys", "100000"], cwd=REPO,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()  # printed once the directory exists, before seeding
+        token_dir = Path(first.rsplit(" in ", 1)[1].split()[0])
+        assert token_dir.exists()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not token_dir.exists()
