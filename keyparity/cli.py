@@ -16,6 +16,15 @@ def _softhsm_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_custodians(args: argparse.Namespace) -> int:
+    from .custodians import file_custodian, token_custodian
+    state = Path(args.state)
+    one = file_custodian(state / "evidence", "custodian-1")
+    two = token_custodian(state / "softhsm", state / "evidence", "custodian-2")
+    print(f"keyparity: evidence custodians ready; public keys {one} and {two}")
+    return 0
+
+
 def _seed(args: argparse.Namespace) -> int:
     from .cluster import find_token, load_module
     from .seed import seed
@@ -34,6 +43,47 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """0: verified; 1: verification failed (what differs is printed); 2: usage error."""
+    from .signing import kms_public_key, public_key_from_pem
+    from .verify import verify_run
+
+    def usage(message: str) -> int:
+        print(f"keyparity verify: error: {message}", file=sys.stderr)
+        return 2
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        return usage(f"run directory not found: {run_dir}")
+    if not args.key and not args.kms_key_id:
+        return usage("give at least one public key: --key PUB.pem or --kms-key-id ID")
+    if args.kms_key_id and not args.region:
+        return usage("--region is required with --kms-key-id")
+    keys, names = [], {}
+    for path in args.key:
+        try:
+            key = public_key_from_pem(Path(path).read_bytes())
+        except OSError as exc:
+            return usage(f"cannot read key file {path}: {exc.strerror or exc}")
+        except KeyparityError as exc:
+            return usage(f"key file {path}: {exc}")
+        keys.append(key)
+        names.setdefault(key.keyid, path)
+    for key_id in args.kms_key_id:
+        try:
+            key = kms_public_key(key_id, args.region, args.aws_profile)
+        except KeyparityError as exc:
+            return usage(str(exc))
+        keys.append(key)
+        names.setdefault(key.keyid, f"kms:{key_id}")
+    threshold = len(keys) if args.threshold is None else args.threshold
+    if threshold < 1:
+        return usage(f"--threshold must be at least 1 (got {threshold})")
+    result = verify_run(run_dir, keys, threshold, key_names=names)
+    print("\n".join(result.lines()))
+    return 0 if result.ok else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -41,6 +91,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--state", required=True, help="state directory (its tokens/ is replaced)")
     s.add_argument("--token", action="append", required=True, help="token label (repeat)")
     s.set_defaults(func=_softhsm_init)
+    s = sub.add_parser("demo-custodians",
+                       help="make the demo's two evidence signing keys once (file and SoftHSM)")
+    s.add_argument("--state", required=True, help="state directory (.keyparity)")
+    s.set_defaults(func=_demo_custodians)
     s = sub.add_parser("seed", help="create a profile's inventory keys on its source token")
     s.add_argument("profile", help="profile NAME or PATH")
     s.set_defaults(func=_seed)
@@ -49,6 +103,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=100, help="keys per interleaved batch")
     s.add_argument("--json", help="also write the figures to this file")
     s.set_defaults(func=_bench)
+    s = sub.add_parser("verify", help="verify a signed run directory offline "
+                       "(exit 0 verified, 1 failed, 2 usage error)")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. reports/latest")
+    s.add_argument("--key", action="append", default=[], metavar="PUB.pem",
+                   help="a custodian's PEM public key (repeat)")
+    s.add_argument("--threshold", type=int, metavar="N",
+                   help="signatures required (default: the number of keys given)")
+    s.add_argument("--kms-key-id", action="append", default=[], metavar="ID",
+                   help="an AWS KMS signing key; its public key is fetched with GetPublicKey")
+    s.add_argument("--region", help="AWS region of --kms-key-id")
+    s.add_argument("--aws-profile", help="AWS profile for --kms-key-id")
+    s.set_defaults(func=_verify)
     return p
 
 

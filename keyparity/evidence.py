@@ -11,9 +11,30 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .profile import KeySpec
 
 SCHEMA_VERSION = "1"
+FAILED = ("failed", "error")
+
+
+def key_verdict(entry: dict[str, Any], outcomes: list[str]) -> str:
+    """A key's verdict from its tests' outcomes: the one rule the evidence, the report and the
+    OSCAL document share (an entry that already has a verdict keeps it)."""
+    if entry.get("verdict"):
+        return str(entry["verdict"])
+    if any(o in FAILED for o in outcomes):
+        return "failed"
+    migration = entry.get("migration")
+    if isinstance(migration, dict) and migration.get("status") == "rotate":
+        return "rotate"
+    if outcomes and set(outcomes) == {"skipped"}:
+        return "skipped"
+    return "passed" if outcomes else "not run"
 
 
 def _now() -> str:
@@ -30,6 +51,21 @@ class Evidence:
 
     def key(self, label: str) -> dict[str, Any]:
         return self.doc["keys"].setdefault(label, {"label": label})
+
+    def add_inventory(self, keys: Iterable[KeySpec]) -> None:
+        """Every inventory key, with what the profile says of it, whether or not a test runs."""
+        for spec in keys:
+            entry = self.key(spec.label)
+            entry.update(type=spec.type, target_label=spec.target_label,
+                         disposition=spec.disposition)
+            if spec.size is not None:
+                entry["size"] = spec.size
+            if spec.curve is not None:
+                entry["curve"] = spec.curve
+
+    def set_signing(self, signers: list[str], threshold: int) -> None:
+        """Who is to sign the bundle, recorded before signing (evidence.json is signed too)."""
+        self.doc["signing"] = {"signers": list(signers), "threshold": int(threshold)}
 
     def add_report(self, nodeid: str, label: str | None, outcome: str, when: str,
                    duration: float, message: str | None, facts: list[dict[str, Any]]) -> None:
@@ -55,11 +91,9 @@ class Evidence:
         per_key = {}
         for label in self.doc["keys"]:
             outcomes = [t["outcome"] for t in self.doc["tests"] if t["key"] == label]
-            rotate = self.doc["keys"][label].get("migration", {}).get("status") == "rotate"
-            per_key[label] = ("failed" if "failed" in outcomes or "error" in outcomes else
-                              "rotate" if rotate else
-                              "skipped" if outcomes and set(outcomes) == {"skipped"} else
-                              "passed" if outcomes else "not run")
+            entry = self.doc["keys"][label]
+            entry.pop("verdict", None)
+            per_key[label] = key_verdict(entry, outcomes)
             self.doc["keys"][label]["verdict"] = per_key[label]
         self.doc["summary"] = {"tests": dict(counts), "keys": dict(Counter(per_key.values())),
                                "verdict": "FAIL" if counts["failed"] or counts["error"] or

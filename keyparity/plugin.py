@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from . import allure_support
 from . import run as runinfo
 from .cluster import ClusterSession, find_token, load_module, token_info
 from .errors import KeyparityError
@@ -37,6 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seed for vector inputs (default: random, printed in the header)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml and allure-pytest read their output paths
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "preflight: read-only checks of both clusters")
     config.addinivalue_line("markers", "xdist_group(name): run tests of one key on one worker")
@@ -72,10 +74,14 @@ def pytest_configure(config: pytest.Config) -> None:
                 **runinfo.environment(config.rootpath)}
         evidence = Evidence(run.run_dir, meta)
         evidence.doc["clusters"] = _clusters(profile)
+        evidence.add_inventory(profile.keys)
         config.stash[EVIDENCE] = evidence
-        config.pluginmanager.register(_EvidenceHooks(evidence), "keyparity-evidence")
+        config.pluginmanager.register(_EvidenceHooks(evidence, profile, run), "keyparity-evidence")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(run), "keyparity-xdist")
+        if getattr(config.option, "xmlpath", False) is None:  # junitxml on, no --junitxml
+            config.option.xmlpath = str(run.run_dir / "junit.xml")
+    allure_support.configure(config, profile, run.run_dir)
     config.stash[RUN] = run
 
 
@@ -196,13 +202,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 class _EvidenceHooks:
-    """Registered in the controller process only: turns test reports into evidence."""
+    """Registered in the controller process only: turns test reports into evidence, and the
+    run into a signed bundle at the end (keyparity.bundle)."""
 
-    def __init__(self, evidence: Evidence) -> None:
+    def __init__(self, evidence: Evidence, profile: Profile, run: runinfo.Run) -> None:
         self.evidence = evidence
-        self.path: Path | None = None
+        self.profile = profile
+        self.run = run
+        self.bundle: dict[str, Any] | None = None
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """tryfirst: the facts are taken into the evidence and off the report, so junit.xml
+        carries only the key label, not a printed copy of every vector."""
+        self._collect(report)
+        report.user_properties = [(k, v) for k, v in report.user_properties if k != "keyparity"]
+
+    def _collect(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not report.failed and not (
                 report.when == "setup" and report.skipped):
             return
@@ -222,19 +238,31 @@ class _EvidenceHooks:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.path = self.evidence.finish(session.exitstatus)
-        latest = self.path.parent.parent / "latest"
-        try:
-            if latest.is_symlink() or latest.exists():
-                latest.unlink()
-            latest.symlink_to(self.path.parent.name)
-        except OSError:
-            pass
+        """trylast: after junitxml has written junit.xml and xdist has shut its workers down
+        (their Allure results are written), so the statement covers every file."""
+        from .bundle import finalize
+        self.bundle = finalize(self.run.run_dir, self.evidence, self.profile,
+                               session.exitstatus,
+                               allure_dir=allure_support.results_dir(session.config))
+        session.exitstatus = self.bundle["exitstatus"]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.path is not None:
-            verdict = self.evidence.doc["summary"]["verdict"]
-            terminalreporter.write_line(f"keyparity: {verdict}; evidence written to {self.path}")
+        b = self.bundle
+        if b is None:
+            return
+        terminalreporter.write_line(f"keyparity: {b['verdict']}; evidence written to "
+                                    f"{b['files']['evidence']}")
+        if b["signed"]:
+            terminalreporter.write_line(
+                f"keyparity: bundle signed by {', '.join(b['signers'])} (threshold "
+                f"{b['threshold']}): {b['files']['statement']}")
+        if b["unsigned"]:
+            terminalreporter.write_line(f"keyparity: {b['unsigned']}", yellow=True, bold=True)
+        for error in b["errors"]:
+            terminalreporter.write_line(f"keyparity: ERROR: {error}", red=True, bold=True)
+        if b["errors"]:
+            terminalreporter.write_line("keyparity: the evidence bundle is incomplete or "
+                                        "unsigned: the run fails", red=True, bold=True)
 
 
 # ---- fixtures -------------------------------------------------------------------------------
@@ -294,4 +322,5 @@ def hsm_evidence(request: pytest.FixtureRequest) -> Any:
     """Attach facts to this test's entry in the evidence: ``hsm_evidence(name=value, ...)``."""
     def record(**facts: Any) -> None:
         request.node.user_properties.append(("keyparity", facts))
+        allure_support.attach(facts)
     return record

@@ -147,6 +147,30 @@ class KeySpec:
 
 
 @dataclass(frozen=True)
+class SignerSpec:
+    """One evidence signer: a PEM key file, a key inside a PKCS #11 token, or an AWS KMS key."""
+
+    name: str
+    type: str  # "file" | "pkcs11" | "kms"
+    path: Path | None = None  # file: PEM private key
+    password: SecretRef | None = None  # file: optional passphrase
+    module: Path | None = None  # pkcs11
+    token_label: str | None = None
+    slot: int | None = None
+    pin: SecretRef | None = None
+    key_label: str | None = None
+    key_id: str | None = None  # kms: key id, ARN or alias
+    region: str | None = None
+    aws_profile: str | None = None
+
+
+@dataclass(frozen=True)
+class EvidenceSpec:
+    signers: tuple[SignerSpec, ...] = ()
+    threshold: int = 0  # signatures `keyparity verify` requires by default; 0 when unsigned
+
+
+@dataclass(frozen=True)
 class Profile:
     path: Path
     sha256: str
@@ -159,6 +183,7 @@ class Profile:
     wrapping: Wrapping
     migration_mode: str
     keys: tuple[KeySpec, ...]
+    evidence: EvidenceSpec = EvidenceSpec()
 
     def key(self, label: str) -> KeySpec:
         """The key spec with this (source) label; KeyError if absent."""
@@ -373,7 +398,65 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         wrapping=wrapping,
         migration_mode=data.get("migration", {}).get("mode", "migrate"),
         keys=keys,
+        evidence=_evidence(data.get("evidence", {}), base, fail),
     )
+
+
+_SIGNER_FIELDS = {
+    "file": ({"path"}, {"password"}),
+    "pkcs11": ({"module", "pin", "key_label"}, {"token_label", "slot"}),
+    "kms": ({"key_id"}, {"region", "aws_profile"}),
+}
+
+
+def _evidence(raw: dict[str, Any], base: Path, fail: _Fail) -> EvidenceSpec:
+    signers = tuple(_signer(i, item, base, fail) for i, item in enumerate(raw.get("signers", [])))
+    names = [s.name for s in signers]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise fail(f"evidence.signers[{i}].name", f"duplicate signer name '{name}'")
+    threshold = raw.get("threshold", len(signers))
+    if threshold > len(signers):
+        raise fail("evidence.threshold",
+                   f"{threshold} signatures required but {len(signers)} signer(s) configured")
+    return EvidenceSpec(signers=signers, threshold=threshold)
+
+
+def _signer(index: int, raw: dict[str, Any], base: Path, fail: _Fail) -> SignerSpec:
+    prefix = f"evidence.signers[{index}]"
+    required, optional = _SIGNER_FIELDS[raw["type"]]
+    for name in sorted(set(raw) - {"name", "type"} - required - optional):
+        raise fail(f"{prefix}.{name}", f"not allowed for a {raw['type']} signer")
+    for name in sorted(required - set(raw)):
+        raise fail(f"{prefix}.{name}", f"required field missing for a {raw['type']} signer")
+
+    def path(field: str) -> Path | None:
+        if field not in raw:
+            return None
+        value = Path(raw[field])
+        value = Path(os.path.normpath(value if value.is_absolute() else base / value))
+        if not value.is_file():
+            raise fail(f"{prefix}.{field}", f"file not found: {value}")
+        return value
+
+    def secret(field: str) -> SecretRef | None:
+        if field not in raw:
+            return None
+        try:
+            ref = parse_secret_ref(raw[field], f"{prefix}.{field}", base)
+        except ValueError as exc:
+            raise fail(f"{prefix}.{field}", str(exc)) from None
+        if ref.scheme == "file" and not Path(ref.target).is_file():
+            raise fail(f"{prefix}.{field}", f"secret file not found: {ref.target}")
+        return ref
+
+    if raw["type"] == "pkcs11" and ("token_label" in raw) == ("slot" in raw):
+        raise fail(prefix, "exactly one of token_label or slot is required")
+    return SignerSpec(
+        name=raw["name"], type=raw["type"], path=path("path"), password=secret("password"),
+        module=path("module"), token_label=raw.get("token_label"), slot=raw.get("slot"),
+        pin=secret("pin"), key_label=raw.get("key_label"), key_id=raw.get("key_id"),
+        region=raw.get("region"), aws_profile=raw.get("aws_profile"))
 
 
 def _resolve_dot_path(value: str, base: Path) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,31 +24,54 @@ def find_module() -> str:
                             "apt-get install softhsm2")
 
 
-def provision(state_dir: Path, labels: Sequence[str]) -> Path:
-    """(Re)initialise ``state_dir``'s own tokens; returns the softhsm2.conf to point at.
+def _util(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["softhsm2-util", *args], env=env, capture_output=True, text=True,
+                          check=False)
 
-    Only ``state_dir/tokens`` is wiped, never any other token directory.
+
+def provision(state_dir: Path, labels: Sequence[str]) -> Path:
+    """(Re)initialise the tokens ``labels`` in ``state_dir``; returns the softhsm2.conf to use.
+
+    A token of one of these labels is deleted first; other tokens in the directory (say, the
+    custodian's signing token) and every other token directory are left alone.
     """
     state_dir = state_dir.resolve()
     tokens = state_dir / "tokens"
-    if tokens.exists():
-        shutil.rmtree(tokens)
-    tokens.mkdir(parents=True)
+    tokens.mkdir(parents=True, exist_ok=True)
     conf = state_dir / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
                     "log.level = ERROR\nslots.removable = false\n")
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
     for label in labels:
-        pin_file = state_dir / f"{label}.pin"
-        pin = secrets.token_hex(8)
-        fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(pin + "\n")
-        result = subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", label,
-             "--so-pin", secrets.token_hex(8), "--pin", pin],
-            env=env, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"softhsm2-util could not initialise token {label!r}: "
-                               f"{result.stderr.strip() or result.stdout.strip()}")
+        init_token(state_dir, label, env, replace=True)
     return conf
+
+
+def has_token(label: str, env: dict[str, str]) -> bool:
+    out = _util(["--show-slots"], env)
+    return any(line.split(":", 1)[1].strip() == label for line in out.stdout.splitlines()
+               if line.strip().startswith("Label:"))
+
+
+def init_token(state_dir: Path, label: str, env: dict[str, str], *, replace: bool) -> bool:
+    """Initialise one token with a random PIN written to ``state_dir/<label>.pin`` (0600).
+
+    Returns False, doing nothing, when the token exists and ``replace`` is false.
+    """
+    if has_token(label, env):
+        if not replace:
+            return False
+        out = _util(["--delete-token", "--token", label], env)
+        if out.returncode != 0:
+            raise RuntimeError(f"softhsm2-util could not delete token {label!r}: "
+                               f"{out.stderr.strip() or out.stdout.strip()}")
+    pin = secrets.token_hex(8)
+    fd = os.open(state_dir / f"{label}.pin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(pin + "\n")
+    out = _util(["--init-token", "--free", "--label", label, "--so-pin", secrets.token_hex(8),
+                 "--pin", pin], env)
+    if out.returncode != 0:
+        raise RuntimeError(f"softhsm2-util could not initialise token {label!r}: "
+                           f"{out.stderr.strip() or out.stdout.strip()}")
+    return True

@@ -1,0 +1,222 @@
+"""The auditor's page: ``report.html``, one self-contained file rendered from ``evidence.json``.
+
+The page is a view of the evidence, never a second source of truth: everything on it comes from
+the evidence document. It has no scripts, no external resources (a Content-Security-Policy
+forbids loading any) and inline CSS only, so it reads the same offline, archived or printed.
+Every value is escaped by Jinja's autoescape: key labels and messages are user input.
+
+The template reads a view model built here (``_view``) in which every name exists, so the
+template can run with ``StrictUndefined``; fields the evidence may lack (older runs, fields other
+parts of keyparity add later such as ``type``, ``target_label``, ``signing``, ``tls``, ``mode``)
+are optional here and rendered only when present.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .evidence import FAILED, key_verdict
+
+TEMPLATE = "report.html.j2"
+# order of keys and tests on the page: what needs attention first
+_KEY_ORDER = {"failed": 0, "error": 0, "not run": 1, "skipped": 2, "rotate": 3, "passed": 4}
+_TEST_ORDER = {"failed": 0, "error": 0, "skipped": 1, "passed": 2}
+_COUNT_ORDER = {"failed": 0, "error": 1, "passed": 2, "skipped": 3}
+DEFAULT_SIGNERS = ("custodian-1", "custodian-2")
+DEFAULT_THRESHOLD = 2
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("keyparity", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["fmt"] = fmt
+    return env
+
+
+def fmt(value: Any) -> str:
+    """A scalar as an auditor reads it (the result is escaped by the template)."""
+    if value is None:
+        return "—"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value == "":
+        return "(empty)"
+    return str(value)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _key_row(index: int, label: str, entry: dict[str, Any],
+             tests: list[dict[str, Any]]) -> dict[str, Any]:
+    migration = _dict(entry.get("migration"))
+    identity = _dict(entry.get("identity")) or _dict(migration.get("identity"))
+    attributes = _dict(entry.get("attributes"))
+    differences = [d for d in _list(attributes.get("differences")) if isinstance(d, dict)]
+    vectors = [v for v in _list(entry.get("vectors")) if isinstance(v, dict)]
+    outcomes = Counter(t.get("outcome") for t in tests)
+    verdict = key_verdict(entry, [t.get("outcome") for t in tests])
+    key_type = entry.get("type") or _dict(attributes.get("source")).get("key_type")
+    if key_type and entry.get("size"):
+        key_type = f"{key_type}, {entry['size']} bits"
+    elif key_type and entry.get("curve"):
+        key_type = f"{key_type}, {entry['curve']}"
+    target_label = entry.get("target_label")
+    return {
+        "anchor": f"key-{index}",
+        "label": label,
+        "target_label": target_label if target_label not in (None, label) else None,
+        "type": key_type,
+        "disposition": entry.get("disposition"),
+        "migration_status": migration.get("status"),
+        "migration_detail": migration.get("detail"),
+        "identity": {"method": identity.get("method"), "source": identity.get("source"),
+                     "target": identity.get("target"), "match": identity.get("match")}
+        if identity else None,
+        "vectors_ok": sum(1 for v in vectors if v.get("ok") is True),
+        "vectors_failed": [v for v in vectors if v.get("ok") is False],
+        "vectors_na": [v for v in vectors if "ok" not in v or v.get("ok") is None],
+        "vectors_total": len(vectors),
+        "differences": sorted(differences, key=lambda d: bool(d.get("expected"))),
+        "diff_expected": sum(1 for d in differences if d.get("expected")),
+        "diff_unexpected": sum(1 for d in differences if not d.get("expected")),
+        "verdict": verdict,
+        "tests": dict(outcomes),
+        "failures": [t for t in tests if t.get("outcome") in FAILED],
+    }
+
+
+def _keys(doc: dict[str, Any], tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every key of the run: those with evidence, and any that only appear in test results (a
+    key whose every test errored before it recorded anything)."""
+    entries = dict(_dict(doc.get("keys")))
+    for t in tests:
+        if t.get("key") and t["key"] not in entries:
+            entries[t["key"]] = {"label": t["key"]}
+    rows = [_key_row(i, str(label), _dict(entry), [t for t in tests if t.get("key") == label])
+            for i, (label, entry) in enumerate(entries.items())]
+    return sorted(rows, key=lambda r: _KEY_ORDER.get(r["verdict"], 1))
+
+
+def _verify(doc: dict[str, Any], run_id: str) -> dict[str, Any]:
+    signing = _dict(doc.get("signing"))
+    signers = [str(s) for s in _list(signing.get("signers"))]
+    recorded = bool(signers)
+    unsigned = "signing" in doc and not signers  # the profile names no signer
+    if not recorded:
+        signers = list(DEFAULT_SIGNERS)
+    threshold = signing.get("threshold")
+    if not isinstance(threshold, int) or isinstance(threshold, bool):
+        threshold = min(DEFAULT_THRESHOLD, len(signers)) if not recorded else len(signers)
+    words = ["keyparity", "verify", f"reports/{run_id}"]
+    for name in signers:
+        words += ["--key", f"{name}.pub.pem"]
+    words += ["--threshold", str(threshold)]
+    return {"command": shlex.join(words), "signers": signers, "threshold": threshold,
+            "recorded": recorded, "unsigned": unsigned}
+
+
+def _view(doc: dict[str, Any]) -> dict[str, Any]:
+    run = _dict(doc.get("run"))
+    summary = _dict(doc.get("summary"))
+    tests = [t for t in _list(doc.get("tests")) if isinstance(t, dict)]
+    keys = _keys(doc, tests)
+    failures = [t for t in tests if t.get("outcome") in FAILED]
+    test_counts = Counter(t.get("outcome") for t in tests)
+    key_counts = Counter(k["verdict"] for k in keys)
+    verdict = summary.get("verdict")
+    if verdict not in ("PASS", "FAIL"):  # no summary: the run did not finish
+        verdict = "FAIL" if failures else "INCOMPLETE"
+    clusters = _dict(doc.get("clusters"))
+    target = _dict(clusters.get("target")).get("name") or "the target"
+    to_migrate = [k for k in keys if k["verdict"] != "rotate"]
+    if verdict == "PASS":
+        headline = (f"All {len(to_migrate)} migrated keys were proven intact and usable on "
+                    f"{target}." if to_migrate else "No key failed.")
+    elif verdict == "FAIL":
+        bad = key_counts.get("failed", 0)
+        headline = (f"{bad} of {len(keys)} keys failed; {len(failures)} "
+                    f"test{'s' if len(failures) != 1 else ''} failed or errored." if bad else
+                    f"{len(failures)} test{'s' if len(failures) != 1 else ''} failed or "
+                    "errored." if failures else
+                    f"The run ended with exit status {run.get('exit_status')}.")
+    else:
+        headline = "The run did not finish: this evidence is incomplete."
+    rotate = key_counts.get("rotate", 0)
+    if rotate and verdict != "INCOMPLETE":
+        headline += (f" {rotate} key{' is' if rotate == 1 else 's are'} not migrated by design "
+                     "and must be rotated.")
+    command = run.get("command")
+    run_id = str(run.get("run_id") or "RUN-ID")
+    return {
+        "verdict": verdict,
+        "verdict_class": f"verdict-{verdict.lower()}",
+        "headline": headline,
+        "key_counts": [(name, key_counts[name]) for name in
+                       ("passed", "failed", "rotate", "skipped", "not run")
+                       if key_counts[name] or name in ("passed", "failed", "rotate")]
+        + [(name, n) for name, n in key_counts.items() if name not in _KEY_ORDER],
+        "keys_total": len(keys),
+        "test_counts": sorted(test_counts.items(), key=lambda kv: _COUNT_ORDER.get(kv[0], 1)),
+        "tests_total": len(tests),
+        "run": run,
+        "run_id": run_id,
+        "command": shlex.join(str(w) for w in command) if isinstance(command, list)
+        else command,
+        "packages": sorted(_dict(run.get("packages")).items()),
+        "clusters": [(role, _dict(clusters[role])) for role in ("source", "target")
+                     if role in clusters] + [(role, _dict(c)) for role, c in clusters.items()
+                                             if role not in ("source", "target")],
+        "run_facts": _dict(doc.get("run_facts")),
+        "failures": sorted(failures, key=lambda t: (t.get("key") is not None,
+                                                    str(t.get("key")), str(t.get("nodeid")))),
+        "anchors": {k["label"]: k["anchor"] for k in keys},
+        "key_rows": keys,
+        "keys_with_differences": sorted(
+            [k for k in keys if k["differences"] or k["vectors_failed"] or k["vectors_na"]
+             or (k["identity"] and k["identity"]["match"] is False)],
+            key=lambda k: (-k["diff_unexpected"], -len(k["vectors_failed"]))),
+        "rotate": [k for k in keys
+                   if k["disposition"] == "rotate" or k["migration_status"] == "rotate"],
+        "tls": doc.get("tls"),
+        "mode": doc.get("mode"),
+        "verify": _verify(doc, run_id),
+        "tests": sorted(tests, key=lambda t: _TEST_ORDER.get(t.get("outcome"), 0)),
+        "schema_version": doc.get("schema_version"),
+    }
+
+
+def render_report(doc: dict) -> str:
+    """The auditor's HTML page for an evidence document."""
+    return _environment().get_template(TEMPLATE).render(v=_view(doc))
+
+
+def write_report(run_dir: Path, doc: dict) -> Path:
+    """Write ``run_dir/report.html`` (atomically) and return its path."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "report.html"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render_report(doc), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,390 @@
+"""A run ends as a complete evidence bundle in reports/<run-id>/: evidence.json (valid against
+its schema), report.html, junit.xml, allure-results/, assessment-results.json, and a statement
+over every file signed by the profile's evidence signers, which `keyparity verify` accepts.
+The bundle is written on red runs too, never holds a PIN, and an unsigned or badly signed
+bundle is said so loudly and rejected by verify."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DEMO_KEYS, evidence, run_suites
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jsonschema import Draft202012Validator
+
+from keyparity.evidence import SCHEMA_VERSION
+
+SCHEMA = json.loads(resources.files("keyparity.schemas").joinpath("evidence.schema.json")
+                    .read_text("utf-8"))
+BUNDLE = ("evidence.json", "report.html", "junit.xml", "assessment-results.json",
+          "statement.json", "evidence.dsse.json")
+EPIC = "hsm1 -> hsm2"
+SUITES = {"test_migration": ("migration", "critical"), "test_equivalence": ("equivalence", "critical"),
+          "test_attributes": ("attributes", "normal"), "test_preflight": ("preflight", "blocker")}
+UNSIGNED = "keyparity: UNSIGNED: no evidence.signers in the profile"
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+def auditor(lab: Any, name: str = "auditor") -> tuple[Path, Path]:
+    """An ECDSA P-384 signing key in the lab directory: (private PEM, public PEM)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    private, public = lab.root / f"{name}.key.pem", lab.root / f"{name}.pub.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def signed_profile(lab: Any, keys: list[dict[str, Any]], private: Path, **top: Any) -> Path:
+    return lab.profile(keys, evidence={"signers": [{"name": "auditor", "type": "file",
+                                                    "path": str(private)}]}, **top)
+
+
+def latest(suites: pytest.Pytester) -> Path:
+    link = suites.path / "reports" / "latest"
+    assert link.is_symlink(), "reports/latest is not a symlink"
+    return link.resolve()
+
+
+def verify(run_dir: Path, *keys: Path) -> subprocess.CompletedProcess[str]:
+    args = [a for k in keys for a in ("--key", str(k))]
+    return subprocess.run([sys.executable, "-m", "keyparity.cli", "verify", str(run_dir), *args],
+                          capture_output=True, text=True, check=False, timeout=120)
+
+
+def allure_results(results: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(results.glob("*-result.json"))]
+
+
+def labels(result: dict[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for label in result["labels"]:
+        out.setdefault(label["name"], []).append(label["value"])
+    return out
+
+
+def junit_testcases(path: Path) -> int:
+    return len(ET.parse(path).getroot().findall(".//testcase"))
+
+
+def envelope(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "evidence.dsse.json").read_text())
+
+
+def statement(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "statement.json").read_bytes())
+
+
+def assert_no_pins(lab: Any, run_dir: Path) -> int:
+    """No file of the run (dotfiles and allure attachments included) holds either lab PIN."""
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    for path in files:
+        data = path.read_bytes()
+        for token, pin in lab.pins.items():
+            for form in {pin, pin.upper(), base64.b64encode(pin.encode()).decode()}:
+                assert form.encode() not in data, f"{token}'s PIN in {path.relative_to(run_dir)}"
+    return len(files)
+
+
+def assert_bundle(suites: pytest.Pytester, result: pytest.RunResult, lab: Any,
+                  allure: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Every file of the bundle is there and consistent; returns (run dir, evidence)."""
+    run_dir = latest(suites)
+    for name in BUNDLE + (("allure-results/environment.properties",
+                           "allure-results/categories.json") if allure else ()):
+        assert (run_dir / name).is_file(), f"{name} missing from {run_dir}"
+    doc = evidence(suites)
+    Draft202012Validator(SCHEMA).validate(doc)
+    assert doc["run"]["run_id"] == run_dir.name
+    ran = len({t["nodeid"] for t in doc["tests"]})
+    outcomes = result.parseoutcomes()
+    assert ran == sum(outcomes.get(k, 0) for k in ("passed", "failed", "skipped", "errors"))
+    assert junit_testcases(run_dir / "junit.xml") == ran
+    if allure:
+        assert len(allure_results(run_dir / "allure-results")) == ran
+        env = (run_dir / "allure-results" / "environment.properties").read_text()
+        for line in (f"run.id={doc['run']['run_id']}", f"seed={doc['run']['seed']}",
+                     f"profile={doc['run']['profile']}", "source.mode=FIPS (declared)",
+                     f"source.token.serial={doc['clusters']['source']['token']['serial']}",
+                     f"target.token.serial={doc['clusters']['target']['token']['serial']}",
+                     "clusters=hsm1 -> hsm2", "keyparity.version=",
+                     "python-pkcs11.version="):
+            assert line in env, (line, env)
+        categories = json.loads((run_dir / "allure-results" / "categories.json").read_text())
+        assert {c["name"] for c in categories} >= {
+            "Key material differs", "Attribute parity", "Login / token access",
+            "Not extractable — rotate", "Wrapping parameters refused"}
+    # the statement covers every file, junit.xml and Allure's last files included: they were
+    # all written before signing
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement(run_dir)["subject"]}
+    on_disk = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
+    assert set(subjects) == on_disk - {"statement.json", "evidence.dsse.json"}
+    predicate = statement(run_dir)["predicate"]
+    assert predicate["run_id"] == doc["run"]["run_id"]
+    assert predicate["verdict"] == doc["summary"]["verdict"]
+    assert predicate["summary"] == {"tests": doc["summary"]["tests"],
+                                    "keys": doc["summary"]["keys"]}
+    assert predicate["profile"] == doc["run"]["profile"]
+    assert predicate["profile_sha256"] == doc["run"]["profile_sha256"]
+    assert predicate["evidence_sha256"] == subjects["evidence.json"] == hashlib.sha256(
+        (run_dir / "evidence.json").read_bytes()).hexdigest()
+    assert (predicate["signers"], predicate["threshold"]) == (
+        doc["signing"]["signers"], doc["signing"]["threshold"])
+    assert assert_no_pins(lab, run_dir) == len(on_disk)
+    return run_dir, doc
+
+
+def category(categories: list[dict[str, Any]], status: str, message: str) -> str | None:
+    """The Allure category a result falls in (first match; the regex must match it all)."""
+    for c in categories:
+        if status in c["matchedStatuses"] and re.fullmatch(c["messageRegex"], message):
+            return c["name"]
+    return None
+
+
+# ---- the schema ----------------------------------------------------------------------------
+
+def test_evidence_schema_is_a_2020_12_schema_of_this_schema_version():
+    Draft202012Validator.check_schema(SCHEMA)
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert SCHEMA["properties"]["schema_version"] == {"const": SCHEMA_VERSION}
+    assert SCHEMA["additionalProperties"] is False
+
+
+# ---- green ---------------------------------------------------------------------------------
+
+def test_green_run_writes_a_complete_signed_bundle_that_verify_accepts(lab, suites):
+    private, public = auditor(lab)
+    lab.seed(DEMO_KEYS)
+
+    result = run_suites(suites, signed_profile(lab, DEMO_KEYS, private))
+
+    result.assert_outcomes(passed=54, skipped=1)
+    assert result.ret == 0
+    run_dir, doc = assert_bundle(suites, result, lab)
+    assert doc["summary"]["verdict"] == "PASS"
+    assert doc["signing"] == {"signers": ["auditor"], "threshold": 1}
+    for key in DEMO_KEYS:
+        entry = doc["keys"][key["label"]]
+        assert (entry["type"], entry["target_label"], entry["disposition"]) == (
+            key["type"], key["label"], "migrate")
+    assert len(envelope(run_dir)["signatures"]) == 1
+    out = verify(run_dir, public)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK: 1 of 1 required signatures verified" in out.stdout
+    result.stdout.fnmatch_lines([f"keyparity: PASS; evidence written to {run_dir}/evidence.json",
+                                 "keyparity: bundle signed by auditor (threshold 1): *"])
+    assert "UNSIGNED" not in result.stdout.str() and "ERROR" not in result.stdout.str()
+
+    # Allure: a result per test, labelled, with the facts attached as JSON
+    results = allure_results(run_dir / "allure-results")
+    for r in results:
+        module = r["fullName"].split("#")[0].rsplit(".", 1)[-1]
+        got = labels(r)
+        assert got["epic"] == [EPIC], r["name"]
+        assert (got["feature"], got["severity"]) == ([SUITES[module][0]], [SUITES[module][1]])
+        params = {p["name"]: p["value"] for p in r.get("parameters", [])}
+        if "inventory_key" in params:
+            label = params["inventory_key"].strip("'")
+            assert label in {k["label"] for k in DEMO_KEYS}, params  # a label, not a repr
+            assert got["story"] == [label]
+        else:
+            assert "story" not in got
+    attached = {}
+    for r in results:
+        for a in r.get("attachments", []):
+            assert a["type"] == "application/json"
+            attached.setdefault((r["fullName"].split("#")[1], a["name"]), []).append(
+                json.loads((run_dir / "allure-results" / a["source"]).read_text()))
+    vectors = attached[("test_output_of_one_cluster_is_accepted_by_the_other", "vectors")]
+    assert all(v[0]["vector"] and v[0]["direction"] for v in vectors)
+    tables = attached[("test_target_attributes_match_source", "attributes")]
+    assert len(tables) == len(DEMO_KEYS)
+    assert all({"source", "target", "differences"} <= set(t) for t in tables)
+    assert ("test_key_check_values_match", "identity") in attached
+
+
+def test_bundle_under_xdist_has_every_worker_s_junit_and_allure_results(lab, suites):
+    private, public = auditor(lab)
+    keys = DEMO_KEYS[:3]
+    lab.seed(keys)
+
+    result = run_suites(suites, signed_profile(lab, keys, private), "-n", "2")
+
+    assert result.ret == 0, result.stdout.str()
+    run_dir, doc = assert_bundle(suites, result, lab)
+    results = allure_results(run_dir / "allure-results")
+    assert len({t for r in results for t in labels(r)["thread"]}) == 2  # both workers wrote
+    for r in results:
+        got = labels(r)
+        assert got["epic"] == [EPIC] and got["feature"] and got["severity"], r["name"]
+    out = verify(run_dir, public)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_user_given_junitxml_and_alluredir_are_respected(lab, suites):
+    private, public = auditor(lab)
+    keys = DEMO_KEYS[2:3]
+    lab.seed(keys)
+    junit, allure = suites.path / "ci" / "results.xml", suites.path / "ci" / "allure"
+
+    result = run_suites(suites, signed_profile(lab, keys, private),
+                        f"--junitxml={junit}", f"--alluredir={allure}")
+
+    assert result.ret == 0, result.stdout.str()
+    run_dir = latest(suites)
+    assert not (run_dir / "junit.xml").exists() and not (run_dir / "allure-results").exists()
+    assert junit_testcases(junit) == len(allure_results(allure)) > 0
+    assert (allure / "environment.properties").is_file() and (allure / "categories.json").is_file()
+    assert verify(run_dir, public).returncode == 0
+
+
+# ---- red -----------------------------------------------------------------------------------
+
+def test_failing_run_still_writes_the_full_signed_bundle_with_verdict_fail(lab, suites):
+    private, public = auditor(lab)
+    keys = DEMO_KEYS[:2] + [{"label": "k-missing", "type": "aes", "size": 128}]
+    lab.seed(DEMO_KEYS[:2])
+
+    result = run_suites(suites, signed_profile(lab, keys, private))
+
+    assert result.ret == 1
+    run_dir, doc = assert_bundle(suites, result, lab)
+    assert doc["summary"]["verdict"] == "FAIL"
+    assert doc["keys"]["k-missing"]["verdict"] == "failed"
+    assert statement(run_dir)["predicate"]["verdict"] == "FAIL"
+    out = verify(run_dir, public)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # the failures of the missing key fall in Allure's "Key not found"
+    categories = json.loads((run_dir / "allure-results" / "categories.json").read_text())
+    failed = [r for r in allure_results(run_dir / "allure-results")
+              if r["status"] in ("failed", "broken")]
+    assert failed and all("k-missing" in r["name"] for r in failed)
+    for r in failed:
+        assert category(categories, r["status"], r["statusDetails"]["message"]) == \
+            "Key not found", r["statusDetails"]["message"]
+
+
+def test_profile_without_signers_writes_an_unsigned_envelope_that_verify_rejects(lab, suites):
+    _, public = auditor(lab)
+    keys = DEMO_KEYS[:1]
+    lab.seed(keys)
+
+    result = run_suites(suites, lab.profile(keys))
+
+    assert result.ret == 0  # the tests passed; the bundle says it is unsigned
+    result.stdout.fnmatch_lines([UNSIGNED])
+    run_dir, doc = assert_bundle(suites, result, lab)
+    assert doc["signing"] == {"signers": [], "threshold": 0}
+    assert envelope(run_dir)["signatures"] == []
+    out = verify(run_dir, public)
+    assert out.returncode == 1
+    assert "has no signatures: the run directory is unsigned" in out.stdout
+
+
+def test_signer_failure_keeps_the_evidence_and_fails_the_run_with_the_reason(lab, suites):
+    _, public = auditor(lab)
+    broken = lab.root / "broken.key.pem"
+    broken.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    keys = DEMO_KEYS[:1]
+    lab.seed(keys)
+
+    result = run_suites(suites, signed_profile(lab, keys, broken))
+
+    assert result.ret == 1
+    outcomes = result.parseoutcomes()
+    assert "failed" not in outcomes and "errors" not in outcomes  # the tests themselves passed
+    result.stdout.fnmatch_lines([
+        "keyparity: ERROR: signing failed: KeyFormatError: evidence signer auditor: "
+        f"{broken} is not a PEM private key",
+        "keyparity: the evidence bundle is incomplete or unsigned: the run fails"])
+    run_dir, doc = assert_bundle(suites, result, lab)  # everything else is there
+    assert doc["summary"]["verdict"] == "PASS"
+    assert doc["signing"] == {"signers": ["auditor"], "threshold": 1}
+    assert envelope(run_dir)["signatures"] == []
+    assert verify(run_dir, public).returncode == 1
+
+
+# ---- Allure parameters ---------------------------------------------------------------------
+
+PROBE = '''
+import pytest
+
+@pytest.mark.parametrize(("token_pin", "password", "vector_name"), [
+    pytest.param({pin!r}, {pin2!r}, "aes-cbc", id="probe")])
+def test_parameters(inventory_key, token_pin, password, vector_name, hsm_evidence):
+    hsm_evidence(probe={{"vector": vector_name}})
+'''
+
+
+def test_allure_masks_secret_parameters_and_names_keys_by_label(lab, suites):
+    keys = DEMO_KEYS[2:3]
+    lab.seed(keys)
+    (suites.path / "suites" / "test_probe.py").write_text(
+        PROBE.format(pin=lab.pins["hsm1"], pin2=lab.pins["hsm2"]))
+
+    result = run_suites(suites, lab.profile(keys))
+
+    assert result.ret == 0, result.stdout.str()
+    run_dir = latest(suites)
+    probe = [r for r in allure_results(run_dir / "allure-results")
+             if r["fullName"].endswith("#test_parameters")]
+    assert len(probe) == 1
+    params = {p["name"]: p for p in probe[0]["parameters"]}
+    for name in ("token_pin", "password"):
+        assert params[name]["mode"] == "masked" and params[name]["excluded"] is True
+        assert params[name]["value"] == "'******'"  # allure quotes strings
+    assert params["inventory_key"]["value"] == "'k-aes128'"
+    assert params["vector_name"]["value"] == "'aes-cbc'" and "mode" not in params["vector_name"]
+    assert labels(probe[0])["feature"] == ["probe"] and labels(probe[0])["story"] == ["k-aes128"]
+    assert assert_no_pins(lab, run_dir) > 0
+
+
+# ---- Allure categories ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("status", "message", "expected"), [
+    ("failed", "Failed: login to target (hsm2) failed: CKR_PIN_INCORRECT; check "
+               "clusters.target.pin (file:/x/wrong.pin); not retried", "Login / token access"),
+    ("failed", "Failed: clusters.source.pin: environment variable X is not set",
+     "Login / token access"),
+    ("failed", "Failed: hsm1: no token labelled 'hsm9' in /usr/lib/softhsm/libsofthsm2.so",
+     "Login / token access"),
+    ("failed", "Failed: k-des3 is not on the target: wrapping with RSA-OAEP sha256/mgf1-sha256 "
+               "is not accepted: RSA-OAEP (sha256) on hsm1 failed: CKR_MECHANISM_PARAM_INVALID",
+     "Wrapping parameters refused"),
+    ("failed", "AssertionError: hsm2 lacks: CKM_AES_KEY_WRAP_PAD", "Wrapping parameters refused"),
+    ("failed", "AssertionError: 'k-des3' is not extractable: rotate it (generate on the target, "
+               "re-encrypt) or mark it disposition: rotate", "Not extractable — rotate"),
+    ("skipped", "Skipped: ROTATE k-des3: marked rotate in the inventory (not extractable on "
+                "hsm1): not migrated", "Not extractable — rotate"),
+    ("broken", "keyparity.errors.KeyMismatch: 'k-aes128' on hsm2 holds other key material than "
+               "'k-aes128' on hsm1 (d219ed != 73a6bf)", "Key material differs"),
+    ("failed", "AssertionError: hsm1 -> hsm2: decrypts to something else: different key "
+               "material", "Key material differs"),
+    ("failed", "AssertionError: hsm1 -> hsm2: MAC does not verify", "Key material differs"),
+    ("failed", "AssertionError: hsm2 -> hsm1: software, with hsm1's public key: INVALID; on "
+               "hsm1: INVALID", "Key material differs"),
+    ("failed", "AssertionError: 4e654c != 5d1a2b (DES3-ECB encryption of an 8-byte zero block)",
+     "Key material differs"),
+    ("failed", "AssertionError: attributes differ:\n  extractable  True  False  UNEXPECTED",
+     "Attribute parity"),
+    ("failed", "Failed: k-missing is not on the target: 'k-missing' (aes) not found on hsm1",
+     "Key not found"),
+    ("passed", "", None),
+])
+def test_allure_categories_sort_keyparity_failure_messages(status, message, expected):
+    from keyparity.allure_support import CATEGORIES
+    assert category(CATEGORIES, status, message) == expected

@@ -1,0 +1,67 @@
+"""The profile's ``evidence`` block: signers of each type, threshold, and clear errors."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from keyparity.profile import ProfileError, load_profile
+
+
+def write(tmp_path: Path, evidence: dict) -> Path:
+    module = tmp_path / "libmodule.so"
+    module.write_bytes(b"")
+    (tmp_path / "pin").write_text("1234\n")
+    (tmp_path / "signer.pem").write_text("not read at load time\n")
+    cluster = {"name": "c", "module": str(module), "token_label": "t", "pin": "file:pin",
+               "mode": "FIPS"}
+    doc = {"name": "p", "description": "d", "environment": "test",
+           "clusters": {"source": cluster, "target": {**cluster, "mode": "NON_FIPS"}},
+           "keys": [{"label": "k", "type": "des3"}], "evidence": evidence}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_no_evidence_block_means_unsigned(tmp_path):
+    profile = load_profile(write(tmp_path, {}))
+    assert profile.evidence.signers == () and profile.evidence.threshold == 0
+
+
+def test_signers_of_each_type_and_default_threshold(tmp_path):
+    profile = load_profile(write(tmp_path, {"signers": [
+        {"name": "a", "type": "file", "path": "signer.pem", "password": "env:SIGNER_PASS"},
+        {"name": "b", "type": "pkcs11", "module": "libmodule.so", "token_label": "t",
+         "pin": "file:pin", "key_label": "ca"},
+        {"name": "c", "type": "kms", "key_id": "alias/evidence", "region": "eu-west-1"},
+    ]}))
+    a, b, c = profile.evidence.signers
+    assert a.path == tmp_path / "signer.pem" and str(a.password) == "env:SIGNER_PASS"
+    assert b.module == tmp_path / "libmodule.so" and b.key_label == "ca" and b.pin.scheme == "file"
+    assert c.key_id == "alias/evidence" and c.region == "eu-west-1"
+    assert profile.evidence.threshold == 3
+
+
+@pytest.mark.parametrize(("evidence", "field", "words"), [
+    ({"signers": [{"name": "a", "type": "file"}]}, "evidence.signers[0].path",
+     "required field missing for a file signer"),
+    ({"signers": [{"name": "a", "type": "kms", "key_id": "k", "path": "signer.pem"}]},
+     "evidence.signers[0].path", "not allowed for a kms signer"),
+    ({"signers": [{"name": "a", "type": "file", "path": "missing.pem"}]},
+     "evidence.signers[0].path", "file not found"),
+    ({"signers": [{"name": "a", "type": "pkcs11", "module": "libmodule.so", "pin": "file:pin",
+                   "key_label": "k"}]}, "evidence.signers[0]", "exactly one of token_label or slot"),
+    ({"signers": [{"name": "a", "type": "pkcs11", "module": "libmodule.so", "token_label": "t",
+                   "pin": "s3cret-literal", "key_label": "k"}]}, "evidence.signers[0].pin",
+     "a literal secret is not allowed"),
+    ({"signers": [{"name": "a", "type": "kms", "key_id": "k"},
+                  {"name": "a", "type": "kms", "key_id": "l"}]}, "evidence.signers[1].name",
+     "duplicate signer name"),
+    ({"signers": [{"name": "a", "type": "kms", "key_id": "k"}], "threshold": 2},
+     "evidence.threshold", "2 signatures required but 1 signer(s) configured"),
+    ({"signers": [{"name": "a", "type": "gpg"}]}, "evidence.signers[0].type", "is not one of"),
+])
+def test_bad_evidence_block_names_the_field(tmp_path, evidence, field, words):
+    with pytest.raises(ProfileError) as info:
+        load_profile(write(tmp_path, evidence))
+    assert info.value.field == field and words in info.value.message
+    assert "s3cret-literal" not in str(info.value)
