@@ -1,4 +1,4 @@
 """The suites' fixtures live in ``fixtures/``; the plugin (keyparity.plugin) is registered
 through the ``pytest11`` entry point. No logic here."""
 
-pytest_plugins = ("fixtures.keys",)
+pytest_plugins = ("fixtures.keys", "fixtures.tls")

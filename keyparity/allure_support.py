@@ -28,6 +28,7 @@ SUITES = {
     "test_equivalence": ("equivalence", "critical"),
     "test_attributes": ("attributes", "normal"),
     "test_preflight": ("preflight", "blocker"),
+    "test_tls": ("tls", "critical"),
 }
 
 # First match wins (Allure tries categories in order). Messages are those of keyparity.errors

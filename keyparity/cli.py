@@ -25,6 +25,18 @@ def _demo_custodians(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_pki(args: argparse.Namespace) -> int:
+    """The demo's CloudHSM-like PKI per cluster (kept once built), with its root pins in files
+    the profile names (``aws_root_sha256: file:...``): a demo PKI has no published pins."""
+    from .pki import build_test_pki, root_pins
+    for cluster in args.cluster or ("hsm1", "hsm2"):
+        paths = build_test_pki(Path(args.state) / "pki" / cluster)
+        for name, pin in root_pins(paths).items():
+            paths["pins"].with_name(name.replace("_sha256", ".sha256")).write_text(pin + "\n")
+        print(f"keyparity: demo PKI for {cluster} in {paths['pins'].parent}")
+    return 0
+
+
 def _seed(args: argparse.Namespace) -> int:
     from .cluster import find_token, load_module
     from .seed import seed
@@ -95,6 +107,11 @@ def parser() -> argparse.ArgumentParser:
                        help="make the demo's two evidence signing keys once (file and SoftHSM)")
     s.add_argument("--state", required=True, help="state directory (.keyparity)")
     s.set_defaults(func=_demo_custodians)
+    s = sub.add_parser("demo-pki", help="make the demo's CloudHSM-like test PKI per cluster once "
+                       "(customer CA, cluster, HSM, client and server certificates, root pins)")
+    s.add_argument("--state", required=True, help="state directory (.keyparity); writes pki/")
+    s.add_argument("--cluster", action="append", help="cluster name (repeat; default hsm1 hsm2)")
+    s.set_defaults(func=_demo_pki)
     s = sub.add_parser("seed", help="create a profile's inventory keys on its source token")
     s.add_argument("profile", help="profile NAME or PATH")
     s.set_defaults(func=_seed)

@@ -77,12 +77,29 @@ class Evidence:
             test["message"] = message
         self.doc["tests"].append(test)
         for fact in facts:
+            if not label and "tls" in fact:  # the TLS suite: per cluster, see _add_tls
+                fact = dict(fact)
+                self._add_tls(fact.pop("tls"))
+                if not fact:
+                    continue
             target = self.key(label) if label else self.doc.setdefault("run_facts", {})
             for name, value in fact.items():
                 if name == "vectors":
                     target.setdefault("vectors", []).extend(value)
                 else:
                     target[name] = value
+
+    def _add_tls(self, facts: dict[str, Any]) -> None:
+        """``{role: {"cluster", "configured", "reason"?, "checks": {name: check}}}`` merged
+        into ``doc["tls"]``: one entry per cluster, one check per TLS test."""
+        tls = self.doc.setdefault("tls", {})
+        for role, entry in facts.items():
+            section = tls.setdefault(role, {})
+            checks = section.setdefault("checks", {})
+            checks.update(entry.get("checks", {}))
+            section.update({k: v for k, v in entry.items() if k != "checks"})
+            section["checks"] = dict(sorted(checks.items()))
+        self.doc["tls"] = dict(sorted(tls.items()))  # source before target
 
     def finish(self, exitstatus: int) -> Path:
         self.doc["run"]["finished"] = _now()

@@ -41,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)  # before junitxml and allure-pytest read their output paths
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "preflight: read-only checks of both clusters")
+    config.addinivalue_line("markers", "tls: certificate and TLS trust of each cluster")
     config.addinivalue_line("markers", "xdist_group(name): run tests of one key on one worker")
     arg = config.getoption("hsm_profile")
     if not arg:

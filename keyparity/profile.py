@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -109,6 +110,35 @@ class _FrozenDict(dict):
 
 
 @dataclass(frozen=True)
+class TlsSpec:
+    """A cluster's TLS trust setup (CloudHSM: client <-> server on 2223, client <-> HSM)."""
+
+    customer_ca: Path
+    cluster_certificate: Path | None = None
+    hsm_certificate: Path | None = None
+    aws_hardware_certificate: Path | None = None
+    aws_root: Path | None = None
+    aws_root_sha256: str | None = None  # lower-case hex, no colons
+    manufacturer_hardware_certificate: Path | None = None
+    manufacturer_root: Path | None = None
+    manufacturer_root_sha256: str | None = None
+    cluster_csr: Path | None = None
+    client_certificate: Path | None = None
+    client_key: Path | None = None
+    client_key_password: SecretRef | None = None
+    default_client_certificate: Path | None = None
+    trust_dir: Path = Path("/opt/cloudhsm/etc/certs")
+    endpoints: tuple[str, ...] = ()
+    port: int = 2223
+    simulated_server: bool = False
+    server_certificate: Path | None = None
+    server_key: Path | None = None
+    min_days_valid: int = 30
+    warn_days_valid: int = 90
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Cluster:
     role: str  # "source" | "target"
     name: str
@@ -117,6 +147,7 @@ class Cluster:
     slot: int | None
     pin: SecretRef
     mode: str  # "FIPS" | "NON_FIPS" (declared)
+    tls: TlsSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +215,7 @@ class Profile:
     migration_mode: str
     keys: tuple[KeySpec, ...]
     evidence: EvidenceSpec = EvidenceSpec()
+    cutover: datetime.date | None = None  # the planned cutover date; None: the day of the run
 
     def key(self, label: str) -> KeySpec:
         """The key spec with this (source) label; KeyError if absent."""
@@ -219,7 +251,14 @@ def load_profile(path: str | Path) -> Profile:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys."""
+    """SafeLoader that rejects duplicate mapping keys and keeps dates as text (an unquoted
+    ``cutover: 2027-03-31`` is a date string like any other, checked once, by our rules)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -399,6 +438,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         migration_mode=data.get("migration", {}).get("mode", "migrate"),
         keys=keys,
         evidence=_evidence(data.get("evidence", {}), base, fail),
+        cutover=_cutover(data.get("cutover"), fail),
     )
 
 
@@ -459,6 +499,77 @@ def _signer(index: int, raw: dict[str, Any], base: Path, fail: _Fail) -> SignerS
         region=raw.get("region"), aws_profile=raw.get("aws_profile"))
 
 
+_TLS_PATHS = ("customer_ca", "cluster_certificate", "hsm_certificate", "aws_hardware_certificate",
+              "aws_root", "manufacturer_hardware_certificate", "manufacturer_root",
+              "cluster_csr", "client_certificate", "client_key", "default_client_certificate",
+              "server_certificate", "server_key")
+_TLS_GROUPS = (
+    ("aws_hardware_certificate", "aws_root", "aws_root_sha256"),
+    ("manufacturer_hardware_certificate", "manufacturer_root", "manufacturer_root_sha256"),
+    ("client_certificate", "client_key"),
+    ("server_certificate", "server_key"),
+)
+
+
+def _cutover(value: str | None, fail: _Fail) -> datetime.date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise fail("cutover", f"'{value}' is not a date (YYYY-MM-DD)") from None
+
+
+def _tls(prefix: str, raw: dict[str, Any], base: Path, fail: _Fail) -> TlsSpec:
+    """File paths are resolved against the profile directory and must exist."""
+    values: dict[str, Any] = {}
+    for name in _TLS_PATHS:
+        if name in raw:
+            path = Path(raw[name])
+            path = Path(os.path.normpath(path if path.is_absolute() else base / path))
+            if not path.is_file():
+                raise fail(f"{prefix}.{name}", f"file not found: {path}")
+            values[name] = path
+    for group in _TLS_GROUPS:
+        given = [name for name in group if name in raw]
+        if given and len(given) != len(group):
+            missing = next(name for name in group if name not in raw)
+            raise fail(f"{prefix}.{missing}", f"required with {given[0]}")
+    if raw.get("hsm_certificate") is None and any(
+            name in raw for name in ("aws_hardware_certificate", "manufacturer_hardware_certificate")):
+        raise fail(f"{prefix}.hsm_certificate", "required with the hardware certificates")
+    if raw.get("simulated_server") and "server_certificate" not in raw:
+        raise fail(f"{prefix}.server_certificate", "required with simulated_server: true")
+    for name in ("aws_root_sha256", "manufacturer_root_sha256"):
+        if name in raw:
+            pin = raw[name]
+            if pin.startswith("file:"):  # a pin file, e.g. written by `keyparity demo-pki`
+                pin_path = Path(os.path.normpath(base / pin[5:]))
+                if not pin_path.is_file():
+                    raise fail(f"{prefix}.{name}", f"file not found: {pin_path}")
+                pin = pin_path.read_text().strip()
+            values[name] = pin.lower().removeprefix("sha256:").replace(":", "")
+            if len(values[name]) != 64 or not all(c in "0123456789abcdef" for c in values[name]):
+                raise fail(f"{prefix}.{name}", "a SHA-256 fingerprint has 64 hex digits")
+    if "client_key_password" in raw:
+        try:
+            values["client_key_password"] = parse_secret_ref(
+                raw["client_key_password"], f"{prefix}.client_key_password", base)
+        except ValueError as exc:
+            raise fail(f"{prefix}.client_key_password", str(exc)) from None
+    if "trust_dir" in raw:
+        trust = Path(raw["trust_dir"])
+        values["trust_dir"] = Path(os.path.normpath(trust if trust.is_absolute() else base / trust))
+    warn = raw.get("warn_days_valid", 90)
+    least = raw.get("min_days_valid", 30)
+    if warn < least:
+        raise fail(f"{prefix}.warn_days_valid", f"{warn} is below min_days_valid ({least})")
+    return TlsSpec(**values, endpoints=tuple(raw.get("endpoints", ())), port=raw.get("port", 2223),
+                   simulated_server=bool(raw.get("simulated_server", False)),
+                   min_days_valid=least, warn_days_valid=warn,
+                   timeout_s=float(raw.get("timeout_s", 5.0)))
+
+
 def _resolve_dot_path(value: str, base: Path) -> str:
     """Resolve values starting with ./ or ../ against the profile directory."""
     if value.startswith(("./", "../")):
@@ -488,6 +599,7 @@ def _cluster(role: str, raw: dict[str, Any], base: Path, fail: _Fail) -> Cluster
         slot=raw.get("slot"),
         pin=pin,
         mode=raw["mode"],
+        tls=_tls(f"{prefix}.tls", raw["tls"], base, fail) if "tls" in raw else None,
     )
 
 

@@ -118,6 +118,53 @@ def _keys(doc: dict[str, Any], tests: list[dict[str, Any]]) -> list[dict[str, An
     return sorted(rows, key=lambda r: _KEY_ORDER.get(r["verdict"], 1))
 
 
+# the TLS suite's checks (evidence "tls": role -> {"cluster", "configured", "checks"}), in the
+# order an auditor follows them: inner connection, HSM identity, outer connection
+_TLS_TITLES = (
+    ("cluster_certificate", "Cluster certificate is issued by customerCA.crt, valid past cutover"),
+    ("hsm_certificate", "HSM certificate chains to the AWS and manufacturer roots (pinned)"),
+    ("cluster_csr", "Cluster CSR holds the HSM certificate's key"),
+    ("client_certificate", "client.crt is issued by customerCA.crt and matches its key"),
+    ("mutual_tls_handshake", "Mutual TLS handshake"),
+)
+
+
+def _tls_check(name: str, check: dict[str, Any]) -> dict[str, Any]:
+    order, title = next(((i, t) for i, (prefix, t) in enumerate(_TLS_TITLES)
+                         if name.startswith(prefix)), (len(_TLS_TITLES), name))
+    details, endpoint = _dict(check.get("details")), _dict(check.get("endpoint"))
+    if endpoint:
+        title += f" with {endpoint.get('host')}:{endpoint.get('port')}"
+    outcome = check.get("outcome") or ("passed" if check.get("ok") else "failed")
+    return {"order": order, "name": name, "title": title, "outcome": outcome,
+            "message": check.get("message"), "test": check.get("test"),
+            "warnings": [str(w) for w in _list(check.get("warnings"))],
+            "certificates": [c for c in _list(check.get("certificates")) if isinstance(c, dict)],
+            "chains": [(f"{label} chain", [str(c) for c in _list(_dict(path).get("chain"))])
+                       for label, path in _dict(details.get("chains")).items()]
+            or [("chain", [str(c) for c in _list(check.get("chain"))])],
+            "protocol": details.get("protocol"), "cipher": details.get("cipher"),
+            "simulated": endpoint.get("simulated") is True, "note": endpoint.get("note")}
+
+
+def _tls(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per cluster, its TLS checks (failures first); [] when the evidence has none in the
+    suite's shape (the page then shows whatever ``tls`` holds as it is)."""
+    out = []
+    for role, entry in _dict(doc.get("tls")).items():
+        entry = _dict(entry)
+        if not isinstance(entry.get("checks"), dict):
+            return []
+        checks = [_tls_check(str(n), _dict(c)) for n, c in entry["checks"].items()]
+        checks.sort(key=lambda c: (_TEST_ORDER.get(c["outcome"], 0), c["order"], c["name"]))
+        counts = Counter(c["outcome"] for c in checks)
+        out.append({"role": role, "cluster": entry.get("cluster"),
+                    "configured": entry.get("configured"), "reason": entry.get("reason"),
+                    "checks": checks,
+                    "counts": sorted(counts.items(), key=lambda kv: _COUNT_ORDER.get(kv[0], 1))})
+    return sorted(out, key=lambda c: (c["role"] != "source", c["role"] != "target", c["role"]))
+
+
 def _verify(doc: dict[str, Any], run_id: str) -> dict[str, Any]:
     signing = _dict(doc.get("signing"))
     signers = [str(s) for s in _list(signing.get("signers"))]
@@ -199,6 +246,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "rotate": [k for k in keys
                    if k["disposition"] == "rotate" or k["migration_status"] == "rotate"],
         "tls": doc.get("tls"),
+        "tls_clusters": _tls(doc),
         "mode": doc.get("mode"),
         "verify": _verify(doc, run_id),
         "tests": sorted(tests, key=lambda t: _TEST_ORDER.get(t.get("outcome"), 0)),

@@ -65,3 +65,18 @@ def test_bad_evidence_block_names_the_field(tmp_path, evidence, field, words):
         load_profile(write(tmp_path, evidence))
     assert info.value.field == field and words in info.value.message
     assert "s3cret-literal" not in str(info.value)
+
+
+@pytest.mark.parametrize("written", ["2027-03-31", "'2027-03-31'"])
+def test_cutover_date_quoted_or_not(tmp_path, written):
+    path = write(tmp_path, {})
+    path.write_text(path.read_text() + f"cutover: {written}\n")
+    assert str(load_profile(path).cutover) == "2027-03-31"
+
+
+def test_cutover_that_is_not_a_date_names_the_field(tmp_path):
+    path = write(tmp_path, {})
+    path.write_text(path.read_text() + "cutover: 2027-02-30\n")
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    assert info.value.field == "cutover"
