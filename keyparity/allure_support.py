@@ -29,6 +29,7 @@ SUITES = {
     "test_attributes": ("attributes", "normal"),
     "test_preflight": ("preflight", "blocker"),
     "test_tls": ("tls", "critical"),
+    "test_cluster": ("cluster", "blocker"),
 }
 
 # First match wins (Allure tries categories in order). Messages are those of keyparity.errors

@@ -99,7 +99,7 @@ class ClusterSession:
         self.name = spec.name
         self.token, self.session = gate.find_and_open(
             lambda: find_token(load_module(str(spec.module), module_env), spec), spec.pin,
-            f"{spec.role} ({spec.name})")
+            f"{spec.role} ({spec.name})", spec.user)
         self.info = token_info(self.token)
         self.mechanisms = {int(m) for m in self.token.slot.get_mechanisms()}
         self._index: ObjectIndex | None = None

@@ -82,6 +82,11 @@ class Evidence:
                 self._add_tls(fact.pop("tls"))
                 if not fact:
                     continue
+            if not label and "cluster" in fact:  # the cluster suite: see _add_cluster
+                fact = dict(fact)
+                self._add_cluster(fact.pop("cluster"))
+                if not fact:
+                    continue
             target = self.key(label) if label else self.doc.setdefault("run_facts", {})
             for name, value in fact.items():
                 if name == "vectors":
@@ -100,6 +105,25 @@ class Evidence:
             section.update({k: v for k, v in entry.items() if k != "checks"})
             section["checks"] = dict(sorted(checks.items()))
         self.doc["tls"] = dict(sorted(tls.items()))  # source before target
+
+    def _add_cluster(self, facts: dict[str, Any]) -> None:
+        """``{role: {"aws"?, "mode_source"?, "verification", "checks": {name: check}}}`` from
+        the cluster suite, merged into ``doc["clusters"][role]``; ``doc["mode"]`` gets the
+        declared and observed mode per cluster name."""
+        for role, entry in facts.items():
+            cluster = self.doc["clusters"].setdefault(role, {})
+            checks = cluster.get("verification_checks", {})
+            checks.update(entry.get("checks", {}))
+            cluster["verification_checks"] = dict(sorted(checks.items()))
+            for name in ("aws", "mode_source", "verification"):
+                if name in entry:
+                    cluster[name] = entry[name]
+            observed = entry.get("aws", {}).get("mode")
+            if observed is not None and cluster.get("name"):
+                self.doc.setdefault("mode", {})[cluster["name"]] = {
+                    "declared": cluster.get("mode"), "observed": observed,
+                    "match": observed == cluster.get("mode"),
+                    "source": "cloudhsmv2.describe_clusters"}
 
     def finish(self, exitstatus: int) -> Path:
         self.doc["run"]["finished"] = _now()

@@ -43,12 +43,12 @@ class LoginGate:
     def __init__(self, state_file: Path) -> None:
         self.state_file = state_file
 
-    def open(self, token: Token, pin: SecretRef, cluster: str) -> Session:
+    def open(self, token: Token, pin: SecretRef, cluster: str, user: str | None = None) -> Session:
         with _locked(self.state_file) as state:
-            return self._login(state, token, pin, cluster)
+            return self._login(state, token, pin, cluster, user)
 
-    def find_and_open(self, find: Callable[[], Token], pin: SecretRef,
-                      cluster: str) -> tuple[Token, Session]:
+    def find_and_open(self, find: Callable[[], Token], pin: SecretRef, cluster: str,
+                      user: str | None = None) -> tuple[Token, Session]:
         """Find the token and log in, both under the run's lock.
 
         SoftHSM's file store is not safe while processes start at once: two workers loading
@@ -57,14 +57,16 @@ class LoginGate:
         """
         with _locked(self.state_file) as state:
             token = find()
-            return token, self._login(state, token, pin, cluster)
+            return token, self._login(state, token, pin, cluster, user)
 
     @staticmethod
-    def _login(state: dict[str, str], token: Token, pin: SecretRef, cluster: str) -> Session:
+    def _login(state: dict[str, str], token: Token, pin: SecretRef, cluster: str,
+               user: str | None = None) -> Session:
+        """``user``: CloudHSM logs a crypto user in with the PIN ``user:password``."""
         if cluster in state:
             raise LoginError(f"login to {cluster} failed earlier in this run ({state[cluster]});"
                              " not retried, so that the user is not locked out")
-        secret = pin.resolve()
+        secret = f"{user}:{pin.resolve()}" if user else pin.resolve()
         try:
             return token.open(user_pin=secret, rw=True)
         except _LOGIN_ERRORS as exc:

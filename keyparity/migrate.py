@@ -119,6 +119,7 @@ class Migrator:
         self.run_id = run_id
         self.writes = profile.migration_mode == "migrate"
         self._channel: WrappingChannel | KeyparityError | None = None
+        self._cli_channel: Any = None  # cli_backend.CliChannel | KeyparityError, when chosen
         self._done: dict[str, Migration] = {}
 
     @property
@@ -132,6 +133,23 @@ class Migrator:
         if isinstance(self._channel, KeyparityError):
             raise self._channel
         return self._channel
+
+    @property
+    def cli_channel(self) -> Any:
+        """``migration.backend: cloudhsm-cli``: the CloudHSM CLI channel (keyparity.cli_backend)."""
+        if self._cli_channel is None:
+            from .cli_backend import CliChannel
+            from .cloudhsm_cli import CloudHsmCli
+            try:
+                self._cli_channel = CliChannel(
+                    CloudHsmCli.for_cluster(self.profile.source),
+                    CloudHsmCli.for_cluster(self.profile.target), self.profile.wrapping,
+                    f"keyparity-wrap-{self.run_id}")
+            except KeyparityError as exc:
+                self._cli_channel = exc
+        if isinstance(self._cli_channel, KeyparityError):
+            raise self._cli_channel
+        return self._cli_channel
 
     def ensure(self, spec: KeySpec) -> Migration:
         if spec.label not in self._done:
@@ -172,18 +190,24 @@ class Migrator:
             raise KeyNotExtractable(f"{spec.label!r} on {src.name} is not extractable "
                                     f"(CKA_EXTRACTABLE=false) and cannot be wrapped; {ROTATE_ADVICE}"
                                     "; or mark it disposition: rotate in the inventory")
-        cls = key_class(spec.type)
-        template = attributes.unwrap_template(m.source_attributes, cls, spec.target_label,
-                                              spec.attributes)
-        key = self.channel.move(m.source.key, cls, KEY_TYPES[spec.type], template)
-        tgt.index.add(key, spec.target_label)
-        m.target = Side(key)
+        if self.profile.migration_backend == "cloudhsm-cli":
+            m.target = self.cli_channel.move(spec, m.source_attributes, tgt)
+            method = self.cli_channel.method
+        else:
+            cls = key_class(spec.type)
+            template = attributes.unwrap_template(m.source_attributes, cls, spec.target_label,
+                                                  spec.attributes)
+            key = self.channel.move(m.source.key, cls, KEY_TYPES[spec.type], template)
+            tgt.index.add(key, spec.target_label)
+            m.target = Side(key)
+            method = self.channel.method
         m.identity = prove_identity(spec, m.source, m.target, src, tgt)
         m.status = "migrated"
-        m.detail = f"wrapped on {src.name}, unwrapped on {tgt.name} ({self.channel.method})"
+        m.detail = f"wrapped on {src.name}, unwrapped on {tgt.name} ({method})"
 
     def close(self) -> list[str]:
         """Destroy the wrapping objects this process created; returns what was left behind."""
-        if isinstance(self._channel, WrappingChannel):
-            return self._channel.close()
-        return []
+        left = self._channel.close() if isinstance(self._channel, WrappingChannel) else []
+        if self._cli_channel is not None and not isinstance(self._cli_channel, KeyparityError):
+            left += self._cli_channel.close()
+        return left

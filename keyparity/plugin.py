@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from . import allure_support
+from . import allure_support, policy
 from . import run as runinfo
 from .cluster import ClusterSession, find_token, load_module, token_info
 from .errors import KeyparityError
@@ -21,6 +21,7 @@ from .profile import KeySpec, Profile, ProfileError, load_profile, resolve_profi
 from .secrets import SecretError
 
 PROFILE = pytest.StashKey[Profile]()
+WRITE_MODE = pytest.StashKey[policy.WriteMode]()
 RUN = pytest.StashKey[runinfo.Run]()
 EVIDENCE = pytest.StashKey[Evidence]()
 DESELECTED = pytest.StashKey[int]()
@@ -36,6 +37,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where run directories are written (default: <rootdir>/reports)")
     group.addoption("--hsm-seed", type=int, metavar="INT",
                     help="seed for vector inputs (default: random, printed in the header)")
+    group.addoption("--hsm-confirm", metavar="CLUSTER_ID",
+                    help="allow writes with an environment: production profile: the target's "
+                         "cluster id (clusters.target.aws.cluster_id); without it a production "
+                         "run is preflight and verification only")
 
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml and allure-pytest read their output paths
@@ -43,6 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "preflight: read-only checks of both clusters")
     config.addinivalue_line("markers", "tls: certificate and TLS trust of each cluster")
     config.addinivalue_line("markers", "xdist_group(name): run tests of one key on one worker")
+    config.addinivalue_line("markers", "aws: reads a cluster through the AWS API "
+                            "(cloudhsmv2.describe_clusters); deselect with -m 'not aws'")
     arg = config.getoption("hsm_profile")
     if not arg:
         return
@@ -51,8 +58,16 @@ def pytest_configure(config: pytest.Config) -> None:
         profile = load_profile(path)
     except ProfileError as exc:
         raise pytest.UsageError(str(exc)) from None
+    refused = policy.fips_errors(profile)  # before any write: no session is open yet
+    if refused:
+        raise pytest.UsageError("\n".join(refused))
+    try:
+        profile, write_mode = policy.write_guard(profile, config.getoption("hsm_confirm"))
+    except policy.PolicyError as exc:
+        raise pytest.UsageError(str(exc)) from None
     os.environ.update(profile.module_env)
     config.stash[PROFILE] = profile
+    config.stash[WRITE_MODE] = write_mode
     worker = getattr(config, "workerinput", None)
     if worker is not None:
         run = runinfo.Run(worker["keyparity_run_id"], Path(worker["keyparity_run_dir"]),
@@ -72,9 +87,10 @@ def pytest_configure(config: pytest.Config) -> None:
         meta = {"run_id": run.run_id, "seed": run.seed, "profile": profile.name,
                 "profile_path": str(profile.path), "profile_sha256": profile.sha256,
                 "environment": profile.environment, "migration_mode": profile.migration_mode,
-                **runinfo.environment(config.rootpath)}
+                "write_mode": write_mode.record(), **runinfo.environment(config.rootpath)}
         evidence = Evidence(run.run_dir, meta)
         evidence.doc["clusters"] = _clusters(profile)
+        evidence.doc["compliance"] = policy.compliance(profile)
         evidence.add_inventory(profile.keys)
         config.stash[EVIDENCE] = evidence
         config.pluginmanager.register(_EvidenceHooks(evidence, profile, run), "keyparity-evidence")
@@ -129,6 +145,10 @@ def _clusters(profile: Profile) -> dict[str, Any]:
     for spec in (profile.source, profile.target):
         entry: dict[str, Any] = {"name": spec.name, "module": str(spec.module),
                                  "mode": spec.mode, "mode_source": "declared"}
+        if spec.hsm_type is not None:
+            entry["hsm_type"] = spec.hsm_type
+        if spec.aws is not None:
+            entry["aws_cluster_id"] = spec.aws.cluster_id
         try:
             entry["token"] = token_info(find_token(load_module(str(spec.module),
                                                                profile.module_env), spec))
@@ -138,18 +158,26 @@ def _clusters(profile: Profile) -> dict[str, Any]:
     return out
 
 
+@pytest.hookimpl(trylast=True)  # pytest prints header lines in reverse hook order: ours first
 def pytest_report_header(config: pytest.Config) -> list[str]:
     if PROFILE not in config.stash or EVIDENCE not in config.stash:
         return []
     profile, run = config.stash[PROFILE], config.stash[RUN]
-    lines = [f"keyparity: profile {profile.name} ({profile.path}, sha256 {profile.sha256[:16]}), "
+    write_mode = config.stash[WRITE_MODE]
+    lines = [write_mode.header] if write_mode.header else []  # production: the first line
+    ack = policy.ack_line(profile)
+    lines += [ack] if ack else []
+    lines += [f"keyparity: profile {profile.name} ({profile.path}, sha256 {profile.sha256[:16]}), "
              f"{profile.migration_mode}, {len(profile.keys)} keys, seed {run.seed}"]
     for role, c in config.stash[EVIDENCE].doc["clusters"].items():
         token = c["token"]
         desc = (f"token {token.get('label')} serial {token.get('serial')}" if "serial" in token
                 else token.get("error"))
-        lines.append(f"keyparity: {role}: {c['name']}, {c['mode']} (declared), {desc}, "
-                     f"module {c['module']}")
+        kind = f" {c['hsm_type']}" if c.get("hsm_type") else ""
+        checked = (f"; AWS {c['aws_cluster_id']} checked by the cluster suite"
+                   if c.get("aws_cluster_id") else "")
+        lines.append(f"keyparity: {role}: {c['name']}, {c['mode']}{kind} (declared{checked}), "
+                     f"{desc}, module {c['module']}")
     lines.append(f"keyparity: run {run.run_id} -> {run.run_dir}")
     return lines
 

@@ -139,6 +139,27 @@ class TlsSpec:
 
 
 @dataclass(frozen=True)
+class AwsSpec:
+    """Where the cluster lives in AWS, for cloudhsmv2.describe_clusters."""
+
+    cluster_id: str
+    region: str
+    profile: str | None = None
+    role_arn: str | None = None
+    min_active_hsms: int = 2
+
+
+@dataclass(frozen=True)
+class CloudHsmCliSpec:
+    """The CloudHSM CLI, run in single-command mode as ``user`` (CLOUDHSM_ROLE/CLOUDHSM_PIN)."""
+
+    user: str
+    password: SecretRef
+    path: Path = Path("/opt/cloudhsm/bin/cloudhsm-cli")
+    role: str = "crypto-user"
+
+
+@dataclass(frozen=True)
 class Cluster:
     role: str  # "source" | "target"
     name: str
@@ -148,6 +169,10 @@ class Cluster:
     pin: SecretRef
     mode: str  # "FIPS" | "NON_FIPS" (declared)
     tls: TlsSpec | None = None
+    user: str | None = None  # CloudHSM: the PKCS #11 PIN is "user:password", the password is `pin`
+    hsm_type: str | None = None  # expected: hsm1.medium | hsm2m.medium
+    aws: AwsSpec | None = None
+    cloudhsm_cli: CloudHsmCliSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +196,8 @@ class KeySpec:
     vectors: tuple[str, ...]
     disposition: str
     expected_differences: Mapping[str, str]
+    owner: str | None = None
+    share_with: tuple[str, ...] = ()
 
     @property
     def is_asymmetric(self) -> bool:
@@ -216,6 +243,9 @@ class Profile:
     keys: tuple[KeySpec, ...]
     evidence: EvidenceSpec = EvidenceSpec()
     cutover: datetime.date | None = None  # the planned cutover date; None: the day of the run
+    migration_backend: str = "pkcs11"  # pkcs11 | cloudhsm-cli
+    apply_sharing: bool = False
+    acknowledge_non_fips: Mapping[str, str] | None = None  # reason, approver, [ticket, date]
 
     def key(self, label: str) -> KeySpec:
         """The key spec with this (source) label; KeyError if absent."""
@@ -439,6 +469,9 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         keys=keys,
         evidence=_evidence(data.get("evidence", {}), base, fail),
         cutover=_cutover(data.get("cutover"), fail),
+        migration_backend=data.get("migration", {}).get("backend", "pkcs11"),
+        apply_sharing=bool(data.get("migration", {}).get("apply_sharing", False)),
+        acknowledge_non_fips=_ack(data.get("compliance", {}).get("acknowledge_non_fips")),
     )
 
 
@@ -480,15 +513,7 @@ def _signer(index: int, raw: dict[str, Any], base: Path, fail: _Fail) -> SignerS
         return value
 
     def secret(field: str) -> SecretRef | None:
-        if field not in raw:
-            return None
-        try:
-            ref = parse_secret_ref(raw[field], f"{prefix}.{field}", base)
-        except ValueError as exc:
-            raise fail(f"{prefix}.{field}", str(exc)) from None
-        if ref.scheme == "file" and not Path(ref.target).is_file():
-            raise fail(f"{prefix}.{field}", f"secret file not found: {ref.target}")
-        return ref
+        return _secret(f"{prefix}.{field}", raw[field], base, fail) if field in raw else None
 
     if raw["type"] == "pkcs11" and ("token_label" in raw) == ("slot" in raw):
         raise fail(prefix, "exactly one of token_label or slot is required")
@@ -509,6 +534,30 @@ _TLS_GROUPS = (
     ("client_certificate", "client_key"),
     ("server_certificate", "server_key"),
 )
+
+
+def _secret(field: str, text: str, base: Path, fail: _Fail) -> SecretRef:
+    """A secret reference (env:NAME or file:PATH); a file reference must exist. Never read."""
+    try:
+        ref = parse_secret_ref(text, field, base)
+    except ValueError as exc:
+        raise fail(field, str(exc)) from None
+    if ref.scheme == "file" and not Path(ref.target).is_file():
+        raise fail(field, f"secret file not found: {ref.target}")
+    return ref
+
+
+def _ack(raw: dict[str, str] | None) -> Mapping[str, str] | None:
+    return _FrozenDict(raw) if raw is not None else None
+
+
+def _cli(prefix: str, raw: dict[str, Any], base: Path, fail: _Fail) -> CloudHsmCliSpec:
+    password = _secret(f"{prefix}.password", raw["password"], base, fail)
+    extra = {"path": Path(raw["path"])} if "path" in raw else {}
+    if "path" in raw and not extra["path"].is_absolute():
+        extra["path"] = Path(os.path.normpath(base / extra["path"]))
+    return CloudHsmCliSpec(user=raw["user"], password=password,
+                           role=raw.get("role", "crypto-user"), **extra)
 
 
 def _cutover(value: str | None, fail: _Fail) -> datetime.date | None:
@@ -552,11 +601,8 @@ def _tls(prefix: str, raw: dict[str, Any], base: Path, fail: _Fail) -> TlsSpec:
             if len(values[name]) != 64 or not all(c in "0123456789abcdef" for c in values[name]):
                 raise fail(f"{prefix}.{name}", "a SHA-256 fingerprint has 64 hex digits")
     if "client_key_password" in raw:
-        try:
-            values["client_key_password"] = parse_secret_ref(
-                raw["client_key_password"], f"{prefix}.client_key_password", base)
-        except ValueError as exc:
-            raise fail(f"{prefix}.client_key_password", str(exc)) from None
+        values["client_key_password"] = _secret(f"{prefix}.client_key_password",
+                                                raw["client_key_password"], base, fail)
     if "trust_dir" in raw:
         trust = Path(raw["trust_dir"])
         values["trust_dir"] = Path(os.path.normpath(trust if trust.is_absolute() else base / trust))
@@ -585,12 +631,7 @@ def _cluster(role: str, raw: dict[str, Any], base: Path, fail: _Fail) -> Cluster
     module = Path(os.path.normpath(module if module.is_absolute() else base / module))
     if not module.is_file():
         raise fail(f"{prefix}.module", f"PKCS#11 module not found: {module}")
-    try:
-        pin = parse_secret_ref(raw["pin"], f"{prefix}.pin", base)
-    except ValueError as exc:
-        raise fail(f"{prefix}.pin", str(exc)) from None
-    if pin.scheme == "file" and not Path(pin.target).is_file():
-        raise fail(f"{prefix}.pin", f"secret file not found: {pin.target}")
+    pin = _secret(f"{prefix}.pin", raw["pin"], base, fail)
     return Cluster(
         role=role,
         name=raw["name"],
@@ -600,6 +641,11 @@ def _cluster(role: str, raw: dict[str, Any], base: Path, fail: _Fail) -> Cluster
         pin=pin,
         mode=raw["mode"],
         tls=_tls(f"{prefix}.tls", raw["tls"], base, fail) if "tls" in raw else None,
+        user=raw.get("user"),
+        hsm_type=raw.get("hsm_type"),
+        aws=AwsSpec(**raw["aws"]) if "aws" in raw else None,
+        cloudhsm_cli=_cli(f"{prefix}.cloudhsm_cli", raw["cloudhsm_cli"], base, fail)
+        if "cloudhsm_cli" in raw else None,
     )
 
 
@@ -633,6 +679,8 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
         vectors=vectors,
         disposition=raw.get("disposition", "migrate"),
         expected_differences=_FrozenDict(raw.get("expected_differences", {})),
+        owner=raw.get("owner"),
+        share_with=tuple(raw.get("share_with", ())),
     )
 
 

@@ -248,6 +248,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "tls": doc.get("tls"),
         "tls_clusters": _tls(doc),
         "mode": doc.get("mode"),
+        "compliance": _dict(doc.get("compliance")),
         "verify": _verify(doc, run_id),
         "tests": sorted(tests, key=lambda t: _TEST_ORDER.get(t.get("outcome"), 0)),
         "schema_version": doc.get("schema_version"),

@@ -16,7 +16,7 @@ from pkcs11 import MGF, Mechanism
 from pkcs11.mechanisms import CTRParams, GCMParams
 from pkcs11.types import Key
 
-from . import identity
+from . import identity, policy
 from .errors import KeyparityError, TokenError, pkcs11_step
 
 DIRECTIONS = ("source->target", "target->source")
@@ -91,12 +91,14 @@ _OAEP = {"sha1": (Mechanism.SHA_1, MGF.SHA1, None), "sha256": (Mechanism.SHA256,
 
 @dataclass
 class Party:
-    """One side of an exchange: its cluster name, key, and public key object if any."""
+    """One side of an exchange: its cluster name, key, public key object if any, and its
+    cluster's mode (FIPS / NON_FIPS: what it may produce, see keyparity.policy)."""
 
     name: str
     key: Key
     public: Key | None = None
     curve: str | None = None
+    mode: str | None = None
 
 
 def _inputs(seed: int, label: str, vector: str, direction: str, spec: Any) -> dict[str, bytes]:
@@ -110,6 +112,9 @@ def exchange(vector: str, direction: str, source: Party, target: Party, *, label
     """Run one vector in one direction. The record's ``ok`` says whether the consumer agreed."""
     spec = SPECS[vector]
     producer, consumer = (source, target) if direction == DIRECTIONS[0] else (target, source)
+    refused = policy.producer_restriction(vector, producer.name, producer.mode)
+    if refused:
+        raise NotApplicable(refused)
     data = _inputs(seed, label, vector, direction, spec)
     record: dict[str, Any] = {
         "tcId": tc_id, "keyLabel": label, "vector": vector, "direction": direction,

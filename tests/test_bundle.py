@@ -172,7 +172,7 @@ def test_green_run_writes_a_complete_signed_bundle_that_verify_accepts(lab, suit
 
     result = run_suites(suites, signed_profile(lab, DEMO_KEYS, private))
 
-    result.assert_outcomes(passed=54, skipped=1)
+    result.assert_outcomes(passed=50, skipped=5)  # 3DES: hsm1 (FIPS) does not produce
     assert result.ret == 0
     run_dir, doc = assert_bundle(suites, result, lab)
     assert doc["summary"]["verdict"] == "PASS"

@@ -73,6 +73,9 @@ def nodes(key: dict[str, Any], *groups: str) -> set[str]:
 def all_green(keys: list[dict[str, Any]], verify_only: bool = False) -> dict[str, str]:
     """The outcome of every node of a run in which nothing is wrong."""
     out = {n: "passed" for k in keys for n in nodes(k)}
+    for k in keys:  # the lab's hsm1 is FIPS: it does not produce 3DES output (keyparity.policy)
+        if k["type"] in ("des2", "des3"):
+            out.update({n: "skipped" for n in nodes(k, "vectors") if n.endswith("source->target]")})
     out.update({n: "passed" for n in PREFLIGHT_RUN_NODES})
     out[WRAP_PROBE] = "skipped" if verify_only else "passed"
     return out
@@ -201,7 +204,7 @@ def test_symmetric_key_with_other_material_under_its_label_fails_identity_and_ve
                          messages(doc, node)), messages(doc, node)
     result.stdout.re_match_lines([r"E\s+check_value\s+[0-9a-f]{6}\s+[0-9a-f]{6}\s+UNEXPECTED"])
     assert all(not r["ok"] for r in doc["keys"]["k-aes128"]["vectors"])
-    assert all(r["ok"] for r in doc["keys"]["k-des3"]["vectors"])
+    assert all(r["ok"] for r in doc["keys"]["k-des3"]["vectors"] if r["result"] == "valid")
     assert_red(doc, bad=["k-aes128"], good=["k-des3"])
 
 
@@ -486,7 +489,9 @@ def test_two_xdist_workers_give_the_same_outcomes_as_a_serial_run(lab, suites):
     assert set(worker) == set(expected)
     for key in keys:  # loadgroup: all tests of one key in the key's group, on one worker
         assert len({worker[n] for n in nodes(key)}) == 1, key["label"]
-        assert {groups(parallel)[n] for n in nodes(key)} == {key["label"]}
+        # (skips, here 3DES produced by the FIPS hsm1, have no -rA line naming their group)
+        assert {groups(parallel)[n] for n in nodes(key) if expected[n] != "skipped"} == {
+            key["label"]}
     # two workers, and still one object per label: no key was unwrapped twice
     after_parallel = counts(lab, "hsm2", labels)
     assert after_parallel == {"*": 3, "keyparity-*": 0, **dict.fromkeys(labels, 1)}
