@@ -24,7 +24,7 @@ FAILED_EXIT = 1  # pytest.ExitCode.TESTS_FAILED: a run whose bundle is incomplet
 
 
 def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: int, *,
-             allure_dir: Path | None = None) -> dict[str, Any]:
+             allure_dir: Path | None = None, journal: Path | None = None) -> dict[str, Any]:
     """Write the bundle and sign it; called once, in the controller, after junit.xml and every
     Allure result are written. Returns::
 
@@ -76,7 +76,18 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
     step("report", report)
     step("assessment-results", oscal)
     step("allure", allure_environment)
-    _sign(run_dir, profile, _predicate(doc, profile, evidence_path), out)
+    predicate = _predicate(doc, profile, evidence_path)
+    if journal is not None and Path(journal).is_file():
+        try:  # the chain head anchors the journal: history cannot be edited unnoticed
+            from .journal import Journal
+            j = Journal(Path(journal))
+            try:
+                predicate["journal"] = {"path": str(journal), **j.head()}
+            finally:
+                j.close()
+        except Exception as exc:  # noqa: BLE001 - recorded; the bundle is still signed
+            out["errors"].append(f"journal: {_describe(exc)}")
+    _sign(run_dir, profile, predicate, out)
 
     _link_latest(run_dir)
     out["exitstatus"] = (FAILED_EXIT if out["errors"] and exitstatus in (0, 5)

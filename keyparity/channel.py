@@ -3,6 +3,7 @@ half never leaves it), its public half imported on the source, both as session o
 are destroyed when the channel closes (and vanish with the session if the process dies)."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from pkcs11 import Attribute, KeyType, ObjectClass
@@ -22,15 +23,17 @@ class WrappingChannel:
     """Moves keys from ``source`` to ``target`` with RSA-AES key wrap."""
 
     def __init__(self, source: ClusterSession, target: ClusterSession, wrapping: Wrapping,
-                 label: str) -> None:
+                 label: str, journal: Any = None) -> None:
         self.source, self.target = source, target
+        self.journal = journal  # keyparity.journal.Recorder: every write before/after
         self.params = WrapParams(wrapping.oaep_hash, wrapping.mgf, wrapping.aes_bits)
         self.native = source.supports(CKM_RSA_AES_KEY_WRAP) and target.supports(CKM_RSA_AES_KEY_WRAP)
         self.method = ("CKM_RSA_AES_KEY_WRAP" if self.native else
                        "RSA-OAEP + CKM_AES_KEY_WRAP_PAD (two steps, same format as "
                        "CKM_RSA_AES_KEY_WRAP)")
         self.live: list[tuple[ClusterSession, Key]] = []
-        with pkcs11_step(f"generate RSA-{wrapping.rsa_bits} wrapping pair", target.name):
+        with self._step("generate-wrapping-pair", cluster=target.name, label=label) as after, \
+                pkcs11_step(f"generate RSA-{wrapping.rsa_bits} wrapping pair", target.name):
             pub, self.private = target.session.generate_keypair(
                 KeyType.RSA, wrapping.rsa_bits, store=False, label=label,
                 public_template={Attribute.WRAP: True, Attribute.ENCRYPT: False,
@@ -38,21 +41,31 @@ class WrappingChannel:
                 private_template={Attribute.UNWRAP: True, Attribute.DECRYPT: False,
                                   Attribute.SIGN: False, Attribute.SENSITIVE: True,
                                   Attribute.EXTRACTABLE: False})
-        self.live += [(target, pub), (target, self.private)]
+            self.live += [(target, pub), (target, self.private)]
+            after.update(handle=f"{pub.handle},{self.private.handle}",
+                         check_value=identity.fingerprint(identity.rsa_public(pub)))
         try:
             self.fingerprint = identity.fingerprint(identity.rsa_public(pub))
-            with pkcs11_step("import the wrapping public key", source.name):
+            with self._step("import-public", cluster=source.name, label=label,
+                            check_value=self.fingerprint) as after, \
+                    pkcs11_step("import the wrapping public key", source.name):
                 self.public = source.session.create_object({
                     Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
                     Attribute.TOKEN: False, Attribute.LABEL: label, Attribute.WRAP: True,
                     Attribute.ENCRYPT: False, Attribute.VERIFY: False,
                     Attribute.MODULUS: pub[Attribute.MODULUS],
                     Attribute.PUBLIC_EXPONENT: pub[Attribute.PUBLIC_EXPONENT]})
-            self.live.append((source, self.public))
+                self.live.append((source, self.public))
+                after.update(handle=self.public.handle)
             self._probe()
         except BaseException:
             self.close()  # a refused probe leaves no wrapping objects behind either
             raise
+
+    def _step(self, action: str, **fields: Any) -> Any:
+        if self.journal is None:
+            return contextlib.nullcontext({})
+        return self.journal.step(action, **fields)
 
     def _probe(self) -> None:
         """Move a throwaway session key once, so that a parameter the tokens reject is reported
@@ -91,7 +104,9 @@ class WrappingChannel:
         left = []
         for cluster, obj in reversed(self.live):
             try:
-                obj.destroy()
+                with self._step("destroy", cluster=cluster.name, handle=obj.handle,
+                                label=obj[Attribute.LABEL]):
+                    obj.destroy()
             except Exception as exc:  # noqa: BLE001 - reported, and gone with the session anyway
                 left.append(f"{cluster.name}: {type(exc).__name__}")
         self.live.clear()

@@ -96,6 +96,55 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _journal_path(args: argparse.Namespace) -> Path:
+    from .journal import default_path
+    return Path(args.journal) if args.journal else default_path(Path.cwd())
+
+
+def _journal_verify(args: argparse.Namespace) -> int:
+    """0: the chain is intact; 1: it is broken (each broken seq is printed); 2: no journal."""
+    from .journal import verify
+    path = _journal_path(args)
+    if not path.is_file():
+        print(f"keyparity journal verify: error: journal not found: {path}", file=sys.stderr)
+        return 2
+    problems = verify(path, args.expect_head)
+    for problem in problems:
+        print(f"keyparity journal verify: {problem}")
+    if not problems:
+        print(f"keyparity journal verify: {path}: chain intact")
+    return 1 if problems else 0
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    """Remove from the target what run ``--run`` created (by the journal): 0 done, 1 something
+    could not be removed or proven, 2 usage/refused."""
+    from . import policy
+    from .journal import Journal, cleanup
+    profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
+    expected, field = policy.confirm_id(profile.target)
+    if profile.environment == "production" and args.hsm_confirm != expected:
+        print(f"keyparity cleanup: refused: {profile.name} is a production profile; add "
+              f"--hsm-confirm={expected} ({field}) to remove objects from "
+              f"{profile.target.name}", file=sys.stderr)
+        return 2
+    if args.hsm_confirm is not None and args.hsm_confirm != expected:
+        print(f"keyparity cleanup: refused: --hsm-confirm={args.hsm_confirm} does not match "
+              f"{expected} ({field})", file=sys.stderr)
+        return 2
+    path = _journal_path(args)
+    if not path.is_file():
+        print(f"keyparity cleanup: error: journal not found: {path}", file=sys.stderr)
+        return 2
+    journal = Journal(path)
+    try:
+        lines, ok = cleanup(journal, args.run, profile)
+    finally:
+        journal.close()
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -119,6 +168,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--keys", type=int, default=1000, help="number of keys (default 1000)")
     s.add_argument("--batch", type=int, default=100, help="keys per interleaved batch")
     s.add_argument("--json", help="also write the figures to this file")
+    s.add_argument("--journal-overhead", action="store_true",
+                   help="measure the write journal instead: the harness WITH the journal vs "
+                        "WITHOUT it, side by side, in --workers processes")
+    s.add_argument("-n", "--workers", type=int, default=2,
+                   help="--journal-overhead: worker processes (default 2)")
+    s.add_argument("--journal-dir", help="--journal-overhead: directory for the journal's "
+                   "temporary directory (default: the system temp dir; keep it on disk)")
+    s.add_argument("--journal-sync", choices=("before", "every"),
+                   help="--journal-overhead: Journal(sync=...): fsync only 'before' entries "
+                        "(the default) or 'every' commit")
     s.set_defaults(func=_bench)
     s = sub.add_parser("verify", help="verify a signed run directory offline "
                        "(exit 0 verified, 1 failed, 2 usage error)")
@@ -132,6 +191,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--region", help="AWS region of --kms-key-id")
     s.add_argument("--aws-profile", help="AWS profile for --kms-key-id")
     s.set_defaults(func=_verify)
+    s = sub.add_parser("journal", help="the write journal")
+    jsub = s.add_subparsers(dest="journal_command", required=True)
+    j = jsub.add_parser("verify", help="check the journal's hash chain (exit 0 intact, 1 broken)")
+    j.add_argument("--journal", metavar="PATH",
+                   help="journal file (default ./.keyparity/journal.sqlite)")
+    j.add_argument("--expect-head", metavar="SHA256",
+                   help="a chain head from a signed statement that must be in the journal")
+    j.set_defaults(func=_journal_verify)
+    s = sub.add_parser("cleanup", help="remove from the target only the objects a run created "
+                       "(by the journal); never a source object")
+    s.add_argument("profile", help="profile NAME or PATH")
+    s.add_argument("--run", required=True, metavar="RUN_ID", help="the run whose objects to remove")
+    s.add_argument("--journal", metavar="PATH",
+                   help="journal file (default ./.keyparity/journal.sqlite)")
+    s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
+                   help="required with a production profile: the target's cluster id")
+    s.set_defaults(func=_cleanup)
     return p
 
 

@@ -145,10 +145,11 @@ class CliKey:
         return hex_value(self.attributes.get("id"))
 
     @classmethod
-    def parse(cls, raw: Any, command: Sequence[str]) -> CliKey:
+    def parse(cls, raw: Any, command: Sequence[str], where: str = "") -> CliKey:
         if not isinstance(raw, dict):
-            raise fail("bad-shape", f"a matched key is {type(raw).__name__}, not an object",
-                       command)
+            said = f"CloudHSM CLI `key list` on {where}: " if where else ""
+            raise fail("bad-shape", f"{said}a matched key is {type(raw).__name__}, not an "
+                                    "object", command)
         info = raw.get("key-info")
         attrs = raw.get("attributes")
         missing = [name for name, value in (("key-info", info), ("attributes", attrs))
@@ -251,7 +252,7 @@ class CloudHsmCli:
         err = done.stderr.decode("utf-8", "replace")
         try:
             doc = json.loads(out)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             doc = None
         if not isinstance(doc, dict) or "error_code" not in doc:
             if done.returncode != 0:
@@ -294,7 +295,7 @@ class CloudHsmCli:
             if not isinstance(data, dict) or not isinstance(data.get("matched_keys"), list):
                 raise fail("bad-shape", f"CloudHSM CLI `key list` on {self.where}: no "
                                         "data.matched_keys list", argv)
-            keys += [CliKey.parse(raw, argv) for raw in data["matched_keys"]]
+            keys += [CliKey.parse(raw, argv, self.where) for raw in data["matched_keys"]]
             if isinstance(data.get("total_key_count"), int):
                 total = data["total_key_count"]
             token = data.get("next_token", data.get("next-token"))

@@ -97,6 +97,7 @@ class ClusterSession:
     def __init__(self, spec: Cluster, module_env: Mapping[str, str], gate: LoginGate) -> None:
         self.spec = spec
         self.name = spec.name
+        self._module_env, self._gate = module_env, gate
         self.token, self.session = gate.find_and_open(
             lambda: find_token(load_module(str(spec.module), module_env), spec), spec.pin,
             f"{spec.role} ({spec.name})", spec.user)
@@ -112,6 +113,26 @@ class ClusterSession:
 
     def supports(self, mechanism: int) -> bool:
         return int(mechanism) in self.mechanisms
+
+    def reopen(self) -> None:
+        """Replace a session lost under us (closed, invalid handle, device error, token removed)
+        with a new logged-in one, through the same LoginGate; the object index is rebuilt on
+        next use (python-pkcs11 objects belong to their session). Called once per fault by
+        the caller; raises TokenError/LoginError when the token cannot be reached again.
+
+        SoftHSM (and PKCS #11 in general) keeps the login state per application: when another
+        session of this process is still open, the new session is already logged in
+        (CKR_USER_ALREADY_LOGGED_IN), and is then opened without logging in again."""
+        self.close()
+        self._index = None
+        spec, role = self.spec, f"{self.spec.role} ({self.spec.name})"
+        find = lambda: find_token(load_module(str(spec.module), self._module_env), spec)  # noqa: E731
+        with pkcs11_step("reopen the session", self.name):
+            try:
+                self.token, self.session = self._gate.find_and_open(find, spec.pin, role,
+                                                                    spec.user)
+            except pkcs11.exceptions.UserAlreadyLoggedIn:
+                self.session = self.token.open(rw=True)
 
     def close(self) -> None:
         try:

@@ -63,6 +63,7 @@ class Ownership:
     cluster_name: str
     token: dict[str, Any]
     cli: CloudHsmCli | CliError | None
+    journal: Any = None  # keyparity.journal.Recorder: `key share` recorded before/after
     _views: dict[str, CliKey] = field(default_factory=dict)
 
     # ---- the target key as the CLI sees it ---------------------------------------------------
@@ -202,7 +203,13 @@ class Ownership:
         done = []
         for user in users:
             try:
-                self.cli.share(cli_filters(spec), user)
+                if self.journal is None:
+                    self.cli.share(cli_filters(spec), user)
+                else:
+                    with self.journal.step("share", key_label=spec.label,
+                                           cluster=self.cluster_name, label=spec.target_label,
+                                           handle=key.key_reference, detail=f"with {user}"):
+                        self.cli.share(cli_filters(spec), user)
             except KeyparityError as exc:
                 return done, f"apply_sharing: `key share` with {user} failed: {exc}"
             done.append(user)

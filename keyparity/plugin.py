@@ -25,6 +25,7 @@ WRITE_MODE = pytest.StashKey[policy.WriteMode]()
 RUN = pytest.StashKey[runinfo.Run]()
 EVIDENCE = pytest.StashKey[Evidence]()
 DESELECTED = pytest.StashKey[int]()
+JOURNAL = pytest.StashKey[Path]()
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
 
@@ -37,6 +38,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where run directories are written (default: <rootdir>/reports)")
     group.addoption("--hsm-seed", type=int, metavar="INT",
                     help="seed for vector inputs (default: random, printed in the header)")
+    group.addoption("--hsm-journal", metavar="PATH",
+                    help="the write journal (SQLite; default: <rootdir>/.keyparity/journal.sqlite)")
     group.addoption("--hsm-confirm", metavar="CLUSTER_ID",
                     help="allow writes with an environment: production profile: the target's "
                          "cluster id (clusters.target.aws.cluster_id); without it a production "
@@ -100,6 +103,13 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.xmlpath = str(run.run_dir / "junit.xml")
     allure_support.configure(config, profile, run.run_dir)
     config.stash[RUN] = run
+    config.stash[JOURNAL] = journal_path(config)
+
+
+def journal_path(config: pytest.Config) -> Path:
+    from .journal import default_path
+    arg = config.getoption("hsm_journal")
+    return Path(arg).resolve() if arg else default_path(config.rootpath)
 
 
 class _XdistHooks:
@@ -272,7 +282,8 @@ class _EvidenceHooks:
         from .bundle import finalize
         self.bundle = finalize(self.run.run_dir, self.evidence, self.profile,
                                session.exitstatus,
-                               allure_dir=allure_support.results_dir(session.config))
+                               allure_dir=allure_support.results_dir(session.config),
+                               journal=session.config.stash.get(JOURNAL, None))
         session.exitstatus = self.bundle["exitstatus"]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -337,11 +348,16 @@ def target_cluster(hsm_profile: Profile, login_gate: LoginGate) -> Iterator[Clus
 
 @pytest.fixture(scope="session")
 def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
-             target_cluster: ClusterSession, hsm_run: runinfo.Run) -> Iterator[Migrator]:
-    """Migrates inventory keys on first use; destroys its wrapping objects at the end."""
-    m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id)
+             target_cluster: ClusterSession, hsm_run: runinfo.Run,
+             pytestconfig: pytest.Config) -> Iterator[Migrator]:
+    """Migrates inventory keys on first use, recording every write in the journal (one lock
+    per target key); destroys its wrapping objects at the end."""
+    from .journal import Journal
+    journal = Journal(pytestconfig.stash[JOURNAL])
+    m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id, journal=journal)
     yield m
     left = m.close()
+    journal.close()
     if left:
         pytest.fail("wrapping objects could not be destroyed: " + ", ".join(left), pytrace=False)
 

@@ -321,11 +321,31 @@ def _parse_yaml(shown: Path, raw: bytes) -> dict[str, Any]:
         raise ProfileError(shown, "", f"invalid YAML{where}: {problem}") from None
     except yaml.YAMLError as exc:
         raise ProfileError(shown, "", "invalid YAML: " + " ".join(str(exc).split())) from None
+    except ValueError as exc:  # PyYAML's int(): "!!int 0x_", more than 4300 digits
+        raise ProfileError(shown, "", "invalid YAML: " + " ".join(str(exc).split())) from None
+    except RecursionError:
+        raise ProfileError(shown, "", "invalid YAML: nested too deeply") from None
     if data is None:
         raise ProfileError(shown, "", "profile is empty (expected a mapping)")
     if not isinstance(data, dict):
         raise ProfileError(shown, "", f"top level must be a mapping, got {_type_name(data)}")
+    if _cyclic(data, set()):
+        raise ProfileError(shown, "", "invalid YAML: an alias refers to a node that contains "
+                                      "it (a recursive structure)")
     return data
+
+
+def _cyclic(node: Any, open_: set[int]) -> bool:
+    """Whether a YAML alias made ``node`` contain itself (``&a [*a]``)."""
+    if not isinstance(node, (dict, list)):
+        return False
+    if id(node) in open_:
+        return True
+    open_.add(id(node))
+    children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+    found = any(_cyclic(child, open_) for child in children)
+    open_.discard(id(node))
+    return found
 
 
 # --------------------------------------------------------------------------- schema

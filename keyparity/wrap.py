@@ -48,10 +48,21 @@ def wrap(session: Session, wrapping_key: PublicKey, key: Key, params: WrapParams
                                          mechanism_param=params.oaep)
         with pkcs11_step("AES key wrap with padding (CKM_AES_KEY_WRAP_PAD)", where):
             tail = ephemeral.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
-    finally:
-        with pkcs11_step("destroy ephemeral AES key", where):
-            ephemeral.destroy()
+    except BaseException:
+        _discard(ephemeral)
+        raise
+    with pkcs11_step("destroy ephemeral AES key", where):
+        ephemeral.destroy()
     return head + tail
+
+
+def _discard(ephemeral: Key) -> None:
+    """Destroy an ephemeral key after a failed step without hiding that step's error (after a
+    lost session the destroy fails too, and would otherwise be reported instead)."""
+    try:
+        ephemeral.destroy()
+    except Exception:  # noqa: BLE001 - a session object: gone with the session anyway
+        pass
 
 
 def unwrap(session: Session, wrapping_key: PrivateKey, blob: bytes, key_class: ObjectClass,
@@ -76,9 +87,12 @@ def unwrap(session: Session, wrapping_key: PrivateKey, blob: bytes, key_class: O
                                             template=_EPHEMERAL)
     try:
         with pkcs11_step("AES key unwrap with padding (CKM_AES_KEY_WRAP_PAD)", where):
-            return ephemeral.unwrap_key(key_class, key_type, tail, label=label,
-                                        mechanism=Mechanism.AES_KEY_WRAP_PAD,
-                                        template=dict(template))
-    finally:
-        with pkcs11_step("destroy ephemeral AES key", where):
-            ephemeral.destroy()
+            unwrapped = ephemeral.unwrap_key(key_class, key_type, tail, label=label,
+                                             mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                                             template=dict(template))
+    except BaseException:
+        _discard(ephemeral)
+        raise
+    with pkcs11_step("destroy ephemeral AES key", where):
+        ephemeral.destroy()
+    return unwrapped

@@ -1,0 +1,53 @@
+"""Test-only: migrate a profile's keys with the journal, in a child process (SoftHSM reads its
+configuration once per process), optionally killing ITSELF with SIGKILL at a chosen journal
+entry - the hook is passed to the Journal here; the product has no kill switch.
+
+    python journal_child.py PROFILE JOURNAL RUN_ID STATE_DIR [ACTION:PHASE[:LABEL]]
+
+Prints {"label": [status, detail], ...} as JSON on stdout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from keyparity.cluster import ClusterSession
+from keyparity.journal import Journal
+from keyparity.login import LoginGate
+from keyparity.migrate import Migrator
+from keyparity.profile import load_profile
+
+
+def main(profile_path: str, journal_path: str, run_id: str, state: str,
+         kill_at: str = "") -> None:
+    want = kill_at.split(":") if kill_at else None
+
+    def hook(entry: dict) -> None:
+        if want is None:
+            return
+        action, phase, *label = want
+        if entry["action"] == action and entry["phase"] == phase and (
+                not label or label[0] in (entry["key_label"], entry["label"])):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    profile = load_profile(Path(profile_path))
+    gate = LoginGate(Path(state) / f"login-{run_id}.json")
+    src = ClusterSession(profile.source, profile.module_env, gate)
+    tgt = ClusterSession(profile.target, profile.module_env, gate)
+    journal = Journal(Path(journal_path), hook=hook)
+    m = Migrator(profile, src, tgt, run_id, journal=journal)
+    out = {}
+    for spec in profile.keys:
+        r = m.ensure(spec)
+        out[spec.label] = [r.status, r.detail]
+    left = m.close()
+    out["_left"] = left
+    journal.close()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,193 @@
+"""Resume after SIGKILL, cleanup by journal, and concurrent runs - on real SoftHSM tokens.
+
+Each migration runs in a child process (tests/journal_child.py) that kills itself with SIGKILL
+at a journal entry the test chooses; a second run then reconciles from the journal and the
+tokens. Also: `keyparity cleanup --run` removes only what a run provably created, and two
+concurrent runs on one target migrate each key exactly once.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, evidence, run_suites
+from keyparity.journal import Journal, verify
+
+CHILD = Path(__file__).with_name("journal_child.py")
+AES = {"label": "k-aes128", "type": "aes", "size": 128}
+RSA = {"label": "k-rsa", "type": "rsa", "size": 2048}
+DES3 = {"label": "k-des3", "type": "des3"}
+KEYS = [AES, RSA]
+OK = ("migrated", "already-present")
+
+
+def start(lab: Any, profile: Path, journal: Path, run_id: str, kill: str = "") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(CHILD), str(profile), str(journal), run_id,
+                             str(lab.root), kill], env=lab.env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def child(lab: Any, profile: Path, journal: Path, run_id: str, kill: str = "") -> Any:
+    p = start(lab, profile, journal, run_id, kill)
+    out, err = p.communicate(timeout=120)
+    return p.returncode, (json.loads(out) if p.returncode == 0 else None), err
+
+
+def unwraps(journal: Path) -> dict[str, int]:
+    """Completed unwraps per target label, over every run."""
+    db = sqlite3.connect(journal)
+    rows = db.execute("SELECT label, COUNT(*) FROM entries WHERE action = 'unwrap' AND "
+                      "phase = 'after' GROUP BY label").fetchall()
+    db.close()
+    return dict(rows)
+
+
+def token_state(lab: Any, labels: list[str]) -> dict[str, Any]:
+    ops = [{"op": "count-prefix", "token": t, "prefix": "keyparity-"} for t in ("hsm1", "hsm2")]
+    ops += [{"op": "count", "token": "hsm2", "label": label} for label in labels]
+    got = lab.tokens(*ops)
+    return {"wrapping-objects": got[0] + got[1], **dict(zip(labels, got[2:]))}
+
+
+KILL_POINTS = [
+    "generate-wrapping-pair:before", "generate-wrapping-pair:after",
+    "import-public:before", "import-public:after",
+    "unwrap:before:k-aes128", "unwrap:after:k-aes128",
+    "verified:note:k-aes128",
+    "unwrap:before:k-rsa", "unwrap:after:k-rsa",
+    "destroy:before", "destroy:after",
+]
+
+
+@pytest.mark.parametrize("kill", KILL_POINTS)
+def test_rerun_after_sigkill_reconciles_every_key_exactly_once(lab, kill):
+    lab.seed(KEYS)
+    profile = lab.profile(KEYS)
+    journal = lab.root / "journal.sqlite"
+    rc, _, err = child(lab, profile, journal, "run-killed", kill)
+    assert rc == -signal.SIGKILL, err
+    before = unwraps(journal)
+
+    rc, out, err = child(lab, profile, journal, "run-resumed")
+    assert rc == 0, err
+    assert {k["label"]: out[k["label"]][0] in OK for k in KEYS} == {k["label"]: True
+                                                                  for k in KEYS}, out
+    assert out["_left"] == []
+    # one target key per label, no wrapping object left on either token
+    labels = [k["label"] for k in KEYS]
+    state = token_state(lab, labels)
+    assert state == {"wrapping-objects": 0, "k-aes128": 1, "k-rsa": 1}, state
+    # no key unwrapped twice, over both runs
+    assert unwraps(journal) == {"k-aes128": 1, "k-rsa": 1}
+    for label in before:  # what the killed run unwrapped, the rerun only verified
+        assert out[label][0] == "already-present", out[label]
+    if kill.startswith("unwrap:after:"):  # unwrapped, killed before it was verified
+        label = kill.split(":")[2]
+        assert (f"resumed: run run-killed unwrapped it, journal seq" in out[label][1]
+                and "verified now, not unwrapped twice" in out[label][1]), out[label]
+    assert verify(journal) == []
+    # a stale lock of the killed run was taken over, with an entry saying so
+    j = Journal(journal)
+    assert [dict(r) for r in j.db.execute("SELECT * FROM locks")] == []
+    if kill.startswith("unwrap"):
+        assert [e["run_id"] for e in j.entries() if e["action"] == "lock-takeover"] == \
+            ["run-resumed"]
+    j.close()
+
+
+def cleanup(lab: Any, profile: Path, journal: Path, run_id: str, *extra: str) -> Any:
+    return subprocess.run([sys.executable, "-m", "keyparity.cli", "cleanup", str(profile),
+                           "--run", run_id, "--journal", str(journal), *extra],
+                          env=lab.env, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_cleanup_removes_only_what_the_run_provably_created(lab):
+    keys = [AES, RSA, DES3]
+    lab.seed(keys)
+    journal = lab.root / "journal.sqlite"
+    lab.tokens({"op": "create", "token": "hsm2", "key": DES3})  # already there, not migrated
+    rc, out, err = child(lab, lab.profile(keys), journal, "run-1")
+    assert rc == 0, err
+    assert [out[k["label"]][0] for k in keys] == ["migrated", "migrated", "failed"]  # other DES3
+    # k-rsa replaced on the target by other key material under the same label
+    lab.tokens({"op": "destroy", "token": "hsm2", "label": "k-rsa"},
+               {"op": "create", "token": "hsm2", "key": RSA})
+    src_before = lab.tokens({"op": "count", "token": "hsm1"})[0]
+
+    result = cleanup(lab, lab.profile(keys), journal, "run-1")
+    assert result.returncode == 1, result.stderr  # something was left that it cannot prove
+    assert "removed: 'k-aes128' (secret_key) on hsm2 (created by run run-1" in result.stdout
+    assert "not removed: 'k-rsa' (private_key) on hsm2" in result.stdout
+    assert "cleanup never touches the source" in result.stdout
+    assert "k-des3" not in result.stdout  # run-1 never created it
+    assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes128"},
+                      {"op": "count", "token": "hsm2", "label": "k-rsa"},
+                      {"op": "count", "token": "hsm2", "label": "k-des3"},
+                      {"op": "count", "token": "hsm1"}) == [0, 2, 1, src_before]
+    assert verify(journal) == []
+    j = Journal(journal)
+    destroyed = [e for e in j.entries("run-1") if e["action"] == "destroy" and
+                 e["phase"] == "after" and e["label"] == "k-aes128"]
+    assert len(destroyed) == 1 and "keyparity cleanup" in destroyed[0]["detail"]
+    j.close()
+    # a second cleanup finds nothing more of the run to remove
+    again = cleanup(lab, lab.profile(keys), journal, "run-1")
+    assert "removed: " not in again.stdout.replace("not removed: ", "")
+
+
+def test_cleanup_refuses_a_production_profile_without_confirm(lab):
+    lab.seed([AES])
+    journal = lab.root / "journal.sqlite"
+    rc, out, err = child(lab, lab.profile([AES]), journal, "run-1")
+    assert rc == 0 and out["k-aes128"][0] == "migrated", err
+    prod = lab.profile([AES], name="prod", environment="production")
+    result = cleanup(lab, prod, journal, "run-1")
+    assert result.returncode == 2
+    assert "production profile; add --hsm-confirm=hsm2" in result.stderr
+    assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes128"}) == [1]
+    wrong = cleanup(lab, prod, journal, "run-1", "--hsm-confirm=hsm9")
+    assert wrong.returncode == 2 and lab.tokens(
+        {"op": "count", "token": "hsm2", "label": "k-aes128"}) == [1]
+    result = cleanup(lab, prod, journal, "run-1", "--hsm-confirm=hsm2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes128"}) == [0]
+
+
+def test_two_concurrent_runs_migrate_each_key_exactly_once(lab):
+    keys = [AES, RSA, DES3, {"label": "k-aes256", "type": "aes", "size": 256}]
+    lab.seed(keys)
+    profile = lab.profile(keys)
+    journal = lab.root / "journal.sqlite"
+    procs = [start(lab, profile, journal, f"run-{i}") for i in (1, 2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out))
+    labels = [k["label"] for k in keys]
+    for label in labels:
+        statuses = sorted(o[label][0] for o in outs)
+        assert statuses == ["already-present", "migrated"], (label, outs)
+    assert unwraps(journal) == {label: 1 for label in labels}
+    assert token_state(lab, labels) == {"wrapping-objects": 0, **{label: 1 for label in labels}}
+    assert verify(journal) == []
+
+
+def test_suite_run_puts_the_journal_head_into_the_signed_statement(lab, suites):
+    lab.seed([AES])
+    result = run_suites(suites, lab.profile([AES]), "-k", "migration")
+    assert result.ret == 0, result.stdout.str()
+    run_dir = suites.path / "reports" / "latest"
+    statement = json.loads((run_dir / "statement.json").read_text())
+    journal = suites.path / ".keyparity" / "journal.sqlite"
+    head = Journal(journal).head()
+    assert statement["predicate"]["journal"] == {"path": str(journal), **head}
+    assert head["entries"] > 0 and verify(journal) == []
+    assert evidence(suites)["keys"]["k-aes128"]["migration"]["status"] == "migrated"
