@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import KeyparityError
 from .profile import ProfileError, load_profile, resolve_profile_arg
@@ -138,11 +139,30 @@ def _cleanup(args: argparse.Namespace) -> int:
         return 2
     journal = Journal(path)
     try:
-        lines, ok = cleanup(journal, args.run, profile)
+        lines, ok = _cleanup_cli_wrapping(journal, args.run, profile)
+        more, more_ok = cleanup(journal, args.run, profile)
+        lines, ok = lines + more, ok and more_ok
     finally:
         journal.close()
     print("\n".join(lines))
     return 0 if ok else 1
+
+
+def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list[str], bool]:
+    """``migration.backend: cloudhsm-cli``: the run's wrapping objects (token objects on both
+    clusters) that the journal shows created and not deleted, deleted through the CLI."""
+    from .cli_backend import reap_wrapping
+    from .cloudhsm_cli import CloudHsmCli
+    if not journal.db.execute(
+            "SELECT 1 FROM entries WHERE run_id = ? AND action LIKE 'cli-%' LIMIT 1",
+            (run_id,)).fetchone():
+        return [], True
+    src = CloudHsmCli.for_cluster(profile.source)
+    tgt = CloudHsmCli.for_cluster(profile.target)
+    keys = profile.keys
+    lines, left = reap_wrapping(journal.bind(run_id), src, tgt, run_id=run_id,
+                                protect={k.label for k in keys} | {k.target_label for k in keys})
+    return lines, not left
 
 
 def parser() -> argparse.ArgumentParser:
@@ -200,7 +220,8 @@ def parser() -> argparse.ArgumentParser:
                    help="a chain head from a signed statement that must be in the journal")
     j.set_defaults(func=_journal_verify)
     s = sub.add_parser("cleanup", help="remove from the target only the objects a run created "
-                       "(by the journal); never a source object")
+                       "(by the journal), and the run's CloudHSM CLI wrapping objects on both "
+                       "clusters; never a source key")
     s.add_argument("profile", help="profile NAME or PATH")
     s.add_argument("--run", required=True, metavar="RUN_ID", help="the run whose objects to remove")
     s.add_argument("--journal", metavar="PATH",

@@ -180,6 +180,26 @@ class Migrator:
         self._done: dict[str, Migration] = {}
         self._method = ""
         self._lost: str | None = None  # why the sessions could not be reopened after a fault
+        # cloudhsm-cli backend: wrapping objects (token objects) left by killed earlier runs
+        self.reaped: list[str] = []
+        self._reap_left: list[str] = []
+        if journal is not None and self.writes and profile.migration_backend == "cloudhsm-cli":
+            self._reap()
+
+    def _reap(self) -> None:
+        """Delete through the CLI the wrapping objects that earlier, dead runs left behind
+        (keyparity.cli_backend.reap_wrapping); what cannot be deleted is reported by close."""
+        from .cli_backend import reap_wrapping
+        from .cloudhsm_cli import CloudHsmCli
+        try:
+            src = CloudHsmCli.for_cluster(self.profile.source)
+            tgt = CloudHsmCli.for_cluster(self.profile.target)
+        except KeyparityError as exc:  # the CLI channel reports the same error for each key
+            self.reaped = [f"wrapping objects of earlier runs not checked: {exc}"]
+            return
+        protect = {k.label for k in self.profile.keys} | {k.target_label
+                                                          for k in self.profile.keys}
+        self.reaped, self._reap_left = reap_wrapping(self.rec, src, tgt, protect=protect)
 
     @property
     def channel(self) -> WrappingChannel:
@@ -204,7 +224,7 @@ class Migrator:
                 self._cli_channel = CliChannel(
                     CloudHsmCli.for_cluster(self.profile.source),
                     CloudHsmCli.for_cluster(self.profile.target), self.profile.wrapping,
-                    f"keyparity-wrap-{self.run_id}")
+                    f"keyparity-wrap-{self.run_id}", journal=self.rec)
             except KeyparityError as exc:
                 self._cli_channel = exc
         if isinstance(self._cli_channel, KeyparityError):
@@ -364,6 +384,7 @@ class Migrator:
     def close(self) -> list[str]:
         """Destroy the wrapping objects this process created; returns what was left behind."""
         left = self._channel.close() if isinstance(self._channel, WrappingChannel) else []
+        left += self._reap_left
         if self._cli_channel is not None and not isinstance(self._cli_channel, KeyparityError):
             left += self._cli_channel.close()
         return left

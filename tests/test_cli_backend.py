@@ -9,15 +9,20 @@ on the target (the fake unwrapped nothing): the key fails with that reason.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import evidence, run_suites
+from conftest import REPO, evidence, run_suites
 from keyparity import cli_backend
 from keyparity.cloudhsm_cli import CliCommandFailed, CloudHsmCli
+from keyparity.journal import Journal, verify
 from keyparity.errors import MechanismUnsupported
 from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
@@ -26,9 +31,15 @@ HERE = Path(__file__).parent
 FAKE = HERE / "fake_cloudhsm_cli"
 PASSWORD = "Wr4pping-pass"  # noqa: S105 - a test password
 OK = {"error_code": 0, "data": {"message": "ok"}}
-ALL_OK = {"key generate-asymmetric-pair rsa *": OK, "key generate-file *": OK,
-          "key import pem *": OK, "key wrap rsa-aes *": OK, "key unwrap rsa-aes *": OK,
-          "key delete *": OK}
+# as the CLI answers: the created keys with their key-reference
+PAIR = {"error_code": 0, "data": {"public_key": {"key-reference": "0x0000000000160010"},
+                                  "private_key": {"key-reference": "0x0000000000160011"}}}
+IMPORTED = {"error_code": 0, "data": {"key": {"key-reference": "0x00000000001e08e3"},
+                                      "message": "Successfully imported key"}}
+UNWRAPPED = {"error_code": 0, "data": {"key": {"key-reference": "0x00000000001808e9"}}}
+ALL_OK = {"key generate-asymmetric-pair rsa *": PAIR, "key generate-file *": OK,
+          "key import pem *": IMPORTED, "key wrap rsa-aes *": OK,
+          "key unwrap rsa-aes *": UNWRAPPED, "key delete *": OK}
 WRAPPING = Wrapping("rsa-aes", 2048, "sha256", "mgf1-sha256", 256)
 LABEL = "keyparity-wrap-RUN"
 SOURCE_ATTRS = {"private": True, "modifiable": True, "copyable": True, "destroyable": True,
@@ -61,11 +72,21 @@ class Fake:
         return CloudHsmCli(CloudHsmCliSpec(user="cu1", path=FAKE, password=SecretRef(
             "env", "KP_TEST_CU_PASSWORD", "f")), cluster_id, where, 10)
 
-    def channel(self) -> cli_backend.CliChannel:
+    def channel(self, journal: Any = None, label: str = LABEL) -> cli_backend.CliChannel:
         return cli_backend.CliChannel(self.cli("cluster-src", "source (hsm1)"),
-                                      self.cli("cluster-tgt", "target (hsm2m)"), WRAPPING, LABEL)
+                                      self.cli("cluster-tgt", "target (hsm2m)"), WRAPPING, label,
+                                      journal=journal)
+
+    def reap(self, rec: Any, **kw: Any) -> tuple[list[str], list[str]]:
+        return cli_backend.reap_wrapping(rec, self.cli("cluster-src", "source (hsm1)"),
+                                         self.cli("cluster-tgt", "target (hsm2m)"), **kw)
+
+    def deletes(self) -> list[list[str]]:
+        return [c["argv"] for c in self.calls() if c["argv"][:2] == ["key", "delete"]]
 
     def calls(self) -> list[dict[str, Any]]:
+        if not self.log.exists():  # no call yet
+            return []
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
 
@@ -207,3 +228,280 @@ def test_the_migrator_uses_the_cli_backend_when_the_profile_says_so(lab, suites,
     assert unwrap[unwrap.index("--hash-function") + 1] == "sha1"  # the lab profile's OAEP hash
     assert PASSWORD not in "".join(p.read_text(errors="replace") for p in
                                    (suites.path / "reports").rglob("*") if p.is_file())
+
+
+# ---- journal: every CLI write recorded; wrapping objects of a killed run deleted -----------
+
+# A run of the CLI channel in a child process that kills ITSELF with SIGKILL at a journal entry
+# (the hook design of tests/journal_child.py: the hook is passed to the Journal; no product
+# switch). A raise from the hook would not do: the channel's own error path deletes the
+# wrapping objects, which a killed process never gets to do.
+CHILD = r"""
+import os, signal, sys
+from pathlib import Path
+from keyparity.cli_backend import CliChannel
+from keyparity.cloudhsm_cli import CloudHsmCli
+from keyparity.journal import Journal
+from keyparity.profile import CloudHsmCliSpec, Wrapping
+from keyparity.secrets import SecretRef
+fake, path, run_id, kill = sys.argv[1:5]
+def hook(entry):
+    if f"{entry['action']}:{entry['phase']}" == kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+def cli(cid, where):
+    return CloudHsmCli(CloudHsmCliSpec(user="cu1", path=Path(fake), password=SecretRef(
+        "env", "KP_TEST_CU_PASSWORD", "f")), cid, where, 10)
+rec = Journal(Path(path), hook=hook).bind(run_id)
+channel = CliChannel(cli("cluster-src", "source (hsm1)"), cli("cluster-tgt", "target (hsm2m)"),
+                     Wrapping("rsa-aes", 2048, "sha256", "mgf1-sha256", 256),
+                     f"keyparity-wrap-{run_id}", journal=rec)
+channel.close()
+"""
+
+
+def killed_run(journal: Path, run_id: str, kill: str = "cli-import-public:after",
+               env: dict[str, str] | None = None) -> None:
+    p = subprocess.run([sys.executable, "-c", CHILD, str(FAKE), str(journal), run_id, kill],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+
+
+def rows(journal: Path, run_id: str | None = None) -> list[tuple[Any, ...]]:
+    j = Journal(journal)
+    try:
+        return [(e["action"], e["phase"], e["cluster"], e["label"], e["handle"])
+                for e in j.entries(run_id)]
+    finally:
+        j.close()
+
+
+def test_each_cli_write_is_journaled_before_and_after(fake, found, tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    channel = fake.channel(journal=journal.bind("RUN"))
+    channel.move(spec(), SOURCE_ATTRS, "tgt")
+    assert channel.close() == []
+    pair = "0x0000000000160010,0x0000000000160011"
+    got = [(e["action"], e["phase"], e["cluster"], e["label"], e["handle"], e["key_label"])
+           for e in journal.entries("RUN")]
+    assert got == [
+        ("cli-generate-wrapping-pair", "before", "cluster-tgt", LABEL, None, None),
+        ("cli-generate-wrapping-pair", "after", "cluster-tgt", LABEL, pair, None),
+        ("cli-import-public", "before", "cluster-src", f"{LABEL}-imported", None, None),
+        ("cli-import-public", "after", "cluster-src", f"{LABEL}-imported", "0x00000000001e08e3",
+         None),
+        ("cli-unwrap", "before", "cluster-tgt", "k-des3-new", None, "k-des3"),
+        ("cli-unwrap", "after", "cluster-tgt", "k-des3-new", "0x00000000001808e9", "k-des3"),
+        ("cli-delete", "before", "cluster-src", f"{LABEL}-imported", "0x00000000001e08e3", None),
+        ("cli-delete", "after", "cluster-src", f"{LABEL}-imported", "0x00000000001e08e3", None),
+        ("cli-delete", "before", "cluster-tgt", f"{LABEL}-private", "0x0000000000160011", None),
+        ("cli-delete", "after", "cluster-tgt", f"{LABEL}-private", "0x0000000000160011", None),
+        ("cli-delete", "before", "cluster-tgt", f"{LABEL}-public", "0x0000000000160010", None),
+        ("cli-delete", "after", "cluster-tgt", f"{LABEL}-public", "0x0000000000160010", None)]
+    assert f"pid {os.getpid()} on " in journal.entries("RUN")[0]["detail"]
+    # nothing left: the next run's start deletes nothing
+    n = len(fake.calls())
+    assert fake.reap(journal.bind("NEXT")) == ([], [])
+    assert len(fake.calls()) == n
+    journal.close()
+
+
+def test_a_failed_delete_is_journaled_failed_and_reaped_by_the_next_run(fake, found, tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    channel = fake.channel(journal=journal.bind("RUN"))
+    fake.answer({**ALL_OK, "key delete *": {"error_code": 1, "data": "Key is in use"}})
+    assert len(channel.close()) == 3
+    assert [e["phase"] for e in journal.entries("RUN") if e["action"] == "cli-delete"] == \
+        ["before", "failed"] * 3
+    fake.answer(ALL_OK)
+    lines, left = fake.reap(journal.bind("NEXT"))
+    # the failed run is this (live) process: left alone at a run's start ...
+    assert left == [] and lines == ["left alone: 3 wrapping object(s) of run RUN: its process "
+                                    "is still running on this host"]
+    # ... and `keyparity cleanup --run RUN` refuses it too while the process lives
+    assert fake.reap(journal.bind("RUN"), run_id="RUN")[0] == lines
+    assert len(fake.deletes()) == 3  # only close's three attempts
+    journal.close()
+
+
+def test_a_killed_run_leaves_journal_entries_and_the_next_run_deletes_exactly_its_objects(
+        fake, tmp_path):
+    path = tmp_path / "j.sqlite"
+    killed_run(path, "run-1")
+    label = "keyparity-wrap-run-1"
+    assert rows(path) == [
+        ("cli-generate-wrapping-pair", "before", "cluster-tgt", label, None),
+        ("cli-generate-wrapping-pair", "after", "cluster-tgt", label,
+         "0x0000000000160010,0x0000000000160011"),
+        ("cli-import-public", "before", "cluster-src", f"{label}-imported", None),
+        ("cli-import-public", "after", "cluster-src", f"{label}-imported", "0x00000000001e08e3")]
+    assert fake.deletes() == []  # killed: nothing deleted
+
+    journal = Journal(path)
+    lines, left = fake.reap(journal.bind("run-2"), protect={"k-des3", "k-des3-new"})
+    assert left == []
+    assert fake.deletes() == [
+        ["key", "delete", "--filter", f"attr.label={label}-imported", "attr.class=public-key",
+         "--cluster-id", "cluster-src"],
+        ["key", "delete", "--filter", f"attr.label={label}-private", "attr.class=private-key",
+         "--cluster-id", "cluster-tgt"],
+        ["key", "delete", "--filter", f"attr.label={label}-public", "attr.class=public-key",
+         "--cluster-id", "cluster-tgt"]]
+    assert [line.split(",")[0] for line in lines] == [
+        f"removed: '{label}-imported' (public-key) on cluster cluster-src",
+        f"removed: '{label}-private' (private-key) on cluster cluster-tgt",
+        f"removed: '{label}-public' (public-key) on cluster cluster-tgt"]
+    assert rows(path, "run-2") == [
+        ("cli-delete", phase, cluster, f"{label}-{part}", ref)
+        for cluster, part, ref in (("cluster-src", "imported", "0x00000000001e08e3"),
+                                   ("cluster-tgt", "private", "0x0000000000160011"),
+                                   ("cluster-tgt", "public", "0x0000000000160010"))
+        for phase in ("before", "after")]
+    # once deleted, never again: a third run, and cleanup of run-1, delete nothing
+    assert fake.reap(journal.bind("run-3")) == ([], [])
+    assert fake.reap(journal.bind("run-1"), run_id="run-1") == ([], [])
+    assert len(fake.deletes()) == 3
+    assert verify(path) == []
+    journal.close()
+
+
+@pytest.mark.parametrize("kill", ["cli-generate-wrapping-pair:before",
+                                  "cli-generate-wrapping-pair:after",
+                                  "cli-import-public:before", "cli-delete:after"])
+def test_whatever_the_kill_point_only_that_runs_undeleted_wrapping_objects_are_deleted(
+        fake, tmp_path, kill):
+    path = tmp_path / "j.sqlite"
+    killed_run(path, "run-1", kill)
+    label = "keyparity-wrap-run-1"
+    deleted_before = [a[3] for a in fake.deletes()]
+    journal = Journal(path)
+    fake.answer({**ALL_OK, "key delete *": {"error_code": 1, "data": "No keys found matching "
+                                                                   "the filter"}}
+                if kill == "cli-generate-wrapping-pair:before" else ALL_OK)
+    lines, left = fake.reap(journal.bind("run-2"))
+    assert left == []
+    reaped = [a[3] for a in fake.deletes()][len(deleted_before):]
+    expected = {"cli-generate-wrapping-pair:before": ["private", "public"],  # may exist: tried
+                "cli-generate-wrapping-pair:after": ["private", "public"],
+                "cli-import-public:before": ["imported", "private", "public"],
+                "cli-delete:after": ["private", "public"]}[kill]  # imported already deleted
+    assert reaped == [f"attr.label={label}-{part}" for part in expected]
+    if kill == "cli-generate-wrapping-pair:before":  # not created after all: already gone
+        assert all(line.startswith("already gone: ") for line in lines)
+        assert {e["phase"] for e in journal.entries("run-2")} == {"before", "after"}
+    assert fake.reap(journal.bind("run-3")) == ([], [])
+    journal.close()
+
+
+def test_never_deletes_a_live_run_a_foreign_label_or_an_unknown_cluster(fake, tmp_path):
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    dead = f"cloudhsm-cli; pid 999999999 on {__import__('socket').gethostname()}"
+    live = f"cloudhsm-cli; pid {os.getpid()} on {__import__('socket').gethostname()}"
+    elsewhere = "cloudhsm-cli; pid 1 on some-other-host"
+    for run, label, cluster, detail in (
+            ("live", "keyparity-wrap-live-imported", "cluster-src", live),
+            ("forged", "k-des3", "cluster-src", dead),  # an inventory (source) key's label
+            ("forged2", "keyparity-wrap-other-imported", "cluster-src", dead),  # not its run's
+            ("gone-cluster", "keyparity-wrap-gone-cluster-imported", "cluster-old", dead),
+            ("remote", "keyparity-wrap-remote-imported", "cluster-src", elsewhere)):
+        rec = journal.bind(run)
+        rec.record("before", "cli-import-public", cluster=cluster, label=label, detail=detail)
+        rec.record("after", "cli-import-public", cluster=cluster, label=label, detail=detail)
+    lines, left = fake.reap(journal.bind("run-2"), protect={"k-des3", "k-des3-new"})
+    assert fake.deletes() == []
+    assert lines == [
+        "left alone: 1 wrapping object(s) of run live: its process is still running on this host",
+        "refused: 'k-des3' (public-key) on cluster cluster-src: not run forged's keyparity "
+        "wrapping label (journal seq 3); nothing deleted",
+        "refused: 'keyparity-wrap-other-imported' (public-key) on cluster cluster-src: not run "
+        "forged2's keyparity wrapping label (journal seq 5); nothing deleted",
+        "not removed: 'keyparity-wrap-gone-cluster-imported' (public-key) on cluster cluster-old: "
+        "that cluster id is neither the source nor the target of this profile (journal seq 7)",
+        "left alone: 1 wrapping object(s) of run remote: it ran on another host (or its journal "
+        "entries do not say where), so it may still be running; remove them with `keyparity "
+        "cleanup --run remote`"]
+    assert len(left) == 3
+    # the operator names the other host's run: then it is deleted
+    lines, left = fake.reap(journal.bind("remote"), run_id="remote")
+    assert left == [] and fake.deletes() == [
+        ["key", "delete", "--filter", "attr.label=keyparity-wrap-remote-imported",
+         "attr.class=public-key", "--cluster-id", "cluster-src"]]
+    journal.close()
+
+
+def test_keyparity_cleanup_deletes_a_killed_runs_cli_wrapping_objects(lab, monkeypatch,
+                                                                       tmp_path):
+    fake = Fake(tmp_path, monkeypatch)
+    env = {**lab.env, **{k: v for k, v in os.environ.items()
+                         if k.startswith(("FAKE_CLOUDHSM_", "KP_TEST_"))}}
+    keys = [{"label": "k-aes128", "type": "aes", "size": 128}]
+    lab.seed(keys)
+    path = lab.profile(keys, migration={"backend": "cloudhsm-cli"})
+    doc = yaml.safe_load(path.read_text())
+    for role, cid in (("source", "cluster-src"), ("target", "cluster-tgt")):
+        doc["clusters"][role]["cloudhsm_cli"] = {"path": str(FAKE), "user": "cu1",
+                                                 "password": "env:KP_TEST_CU_PASSWORD"}
+        doc["clusters"][role]["aws"] = {"cluster_id": cid, "region": "us-east-1"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    journal = tmp_path / "j.sqlite"
+    killed_run(journal, "run-1", env=env)
+    src_before = lab.tokens({"op": "count", "token": "hsm1"})[0]
+
+    def cleanup(run: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "keyparity.cli", "cleanup", str(path),
+                               "--run", run, "--journal", str(journal)], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+
+    result = cleanup("run-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    label = "keyparity-wrap-run-1"
+    assert fake.deletes() == [
+        ["key", "delete", "--filter", f"attr.label={label}-imported", "attr.class=public-key",
+         "--cluster-id", "cluster-src"],
+        ["key", "delete", "--filter", f"attr.label={label}-private", "attr.class=private-key",
+         "--cluster-id", "cluster-tgt"],
+        ["key", "delete", "--filter", f"attr.label={label}-public", "attr.class=public-key",
+         "--cluster-id", "cluster-tgt"]]
+    assert f"removed: '{label}-imported' (public-key) on cluster cluster-src" in result.stdout
+    assert [r for r in rows(journal, "run-1") if r[0] == "cli-delete"] == [
+        ("cli-delete", phase, cluster, f"{label}-{part}", ref)
+        for cluster, part, ref in (("cluster-src", "imported", "0x00000000001e08e3"),
+                                   ("cluster-tgt", "private", "0x0000000000160011"),
+                                   ("cluster-tgt", "public", "0x0000000000160010"))
+        for phase in ("before", "after")]
+    assert lab.tokens({"op": "count", "token": "hsm1"})[0] == src_before  # no source key
+    again = cleanup("run-1")
+    assert again.returncode == 0 and len(fake.deletes()) == 3, again.stdout + again.stderr
+    assert verify(journal) == []
+
+
+def test_the_next_suite_run_deletes_the_wrapping_objects_of_a_killed_cli_run(
+        lab, suites, monkeypatch, tmp_path):
+    """At the start of a migrate run (Migrator), the CLI wrapping objects a killed earlier run
+    left on both clusters are deleted before anything else, and journaled."""
+    fake = Fake(tmp_path, monkeypatch)
+    keys = [{"label": "k-aes128", "type": "aes", "size": 128}]
+    lab.seed(keys)
+    path = lab.profile(keys, migration={"backend": "cloudhsm-cli"})
+    doc = yaml.safe_load(path.read_text())
+    for role, cid in (("source", "cluster-src"), ("target", "cluster-tgt")):
+        doc["clusters"][role]["cloudhsm_cli"] = {"path": str(FAKE), "user": "cu1",
+                                                 "password": "env:KP_TEST_CU_PASSWORD"}
+        doc["clusters"][role]["aws"] = {"cluster_id": cid, "region": "us-east-1"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    journal = suites.path / ".keyparity" / "journal.sqlite"
+    killed_run(journal, "run-killed")
+    run_suites(suites, path, "suites/test_migration.py")
+    verbs = [" ".join(c["argv"][:4]) for c in fake.calls()]
+    label = "keyparity-wrap-run-killed"
+    assert verbs[:2] == ["key generate-asymmetric-pair rsa --public-exponent",
+                         "key generate-file --encoding pem"]  # the killed run
+    assert verbs[3:6] == [f"key delete --filter attr.label={label}-imported",
+                          f"key delete --filter attr.label={label}-private",
+                          f"key delete --filter attr.label={label}-public"]
+    assert verbs[6] == "key generate-asymmetric-pair rsa --public-exponent"  # then this run
+    reaped = [e for e in Journal(journal).entries() if e["action"] == "cli-delete"
+              and e["label"].startswith(label)]
+    assert [e["phase"] for e in reaped] == ["before", "after"] * 3
+    assert len({e["run_id"] for e in reaped}) == 1 and reaped[0]["run_id"] != "run-killed"
+    assert verify(journal) == []
