@@ -495,6 +495,9 @@ def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "journal_overhead", False):
+        from .bench_journal import main as journal_main
+        return journal_main(args)
     n, batch = args.keys, args.batch
     if n < 1 or batch < 1:
         print("keyparity: error: --keys and --batch must be at least 1", file=sys.stderr)

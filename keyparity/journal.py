@@ -210,9 +210,11 @@ class Journal:
     @contextlib.contextmanager
     def lock(self, target: str, label: str, run_id: str, timeout: float = 600.0,
              poll: float = 0.05) -> Iterator[dict[str, Any]]:
-        """Hold the lock of one target key; yields {"waited": seconds, "took_over": run|None}."""
+        """Hold the lock of one target key; yields {"waited": seconds, "took_over": run|None,
+        "contended": whether another run or worker held it when we asked}."""
         me, host = os.getpid(), socket.gethostname()
-        start, info = time.monotonic(), {"waited": 0.0, "took_over": None}
+        start = time.monotonic()
+        info: dict[str, Any] = {"waited": 0.0, "took_over": None, "contended": False}
         while True:
             with self._tx() as db:
                 row = db.execute("SELECT * FROM locks WHERE target = ? AND label = ?",
@@ -230,6 +232,7 @@ class Journal:
                                    "taken over")
             if free or stale:
                 break
+            info["contended"] = True
             if time.monotonic() - start > timeout:
                 raise LockTimeout(f"{label!r} on {target} is locked by run {row['run_id']} "
                                   f"(pid {row['pid']} on {row['host']}) for over {timeout:.0f}s")

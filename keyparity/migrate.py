@@ -364,7 +364,8 @@ class Migrator:
             # index was built (it journals before unwrapping, under this lock); otherwise the
             # index is current, and a search by label per key would make the cost quadratic.
             prior = self.journal.last_unwrap(tgt.name, spec.target_label)
-            if lock["waited"] > 0 or (prior is not None and prior["run_id"] != self.run_id):
+            if lock["contended"] or lock["took_over"] or (
+                    prior is not None and prior["run_id"] != self.run_id):
                 m.target = _refresh(tgt, spec)
             if m.target is not None:
                 why = (f"found on {tgt.name} under {spec.target_label!r} with the same key "

@@ -126,3 +126,52 @@ def test_an_interrupted_bench_removes_its_token_directory():
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert not token_dir.exists()
+
+
+# ---- keyparity bench --journal-overhead: structure and sanity only, never speed ----------
+
+
+@pytest.fixture(scope="module")
+def journal_figures(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    tmp = tmp_path_factory.mktemp("bench-journal")
+    out = tmp / "bench.json"
+    result = bench("--journal-overhead", "-n", "2", "--keys", "9", "--batch", "2",
+                   "--journal-dir", str(tmp), "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_journal_overhead_migrates_every_key_both_ways(journal_figures):
+    doc, out = journal_figures
+    assert doc["ok"] is True and doc["mode"] == "journal-overhead"
+    assert doc["keys"] == 9 and doc["workers"] == 2 and doc["batch"] == 2
+    c = doc["checks"]
+    assert c["journaled_migrated"] == c["journaled_kcv_matched"] == 9
+    assert c["plain_migrated"] == c["plain_kcv_matched"] == 9
+    assert c["kcv_agree_journaled_and_plain"] == 9
+    assert c["target_keys"] == c["plain_target_keys"] == 9
+    assert c["target_labels_match"] and c["plain_target_labels_match"]
+    assert c["journal_chain_problems"] == [] and c["journal_locks_left"] == 0
+    assert c["wrapping_objects_left"] == [] and c["failures"] == []
+    assert "overhead journaled/plain - 1" in out and "keys/s" in out
+
+
+def test_journal_overhead_figures_are_consistent(journal_figures):
+    doc, _ = journal_figures
+    j, p = doc["journaled"], doc["plain"]
+    assert j["seconds"] > 0 and p["seconds"] > 0
+    assert j["keys_per_second"] == pytest.approx(9 / j["seconds"])
+    assert doc["overhead"] == pytest.approx(j["seconds"] / p["seconds"] - 1)
+    assert doc["goal_overhead"] == 0.10 and doc["within_goal"] == (doc["overhead"] <= 0.10)
+    # 9 keys over 2 workers: shares of 5 and 4, rounds of 2 keys each -> 3 rounds, order swapped
+    assert [r["first"] for r in doc["rounds"]] == ["journaled", "plain", "journaled"]
+    assert sum(r["keys"] for r in doc["rounds"]) == 9
+
+
+def test_journal_overhead_journal_is_on_the_given_disk_and_is_removed(journal_figures):
+    doc, _ = journal_figures
+    jr = doc["journal"]
+    assert jr["journal_mode"] == "wal" and jr["entries"] >= 2 * 9  # before + after per key
+    assert jr["entries_by_action"]["unwrap/before"] == jr["entries_by_action"]["unwrap/after"] == 9
+    assert jr["filesystem"]["type"]
+    assert not Path(jr["path"]).exists() and not Path(doc["token_dir"]).exists()
