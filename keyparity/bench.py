@@ -523,10 +523,16 @@ def main(args: argparse.Namespace) -> int:
         return 130
     doc = summary(fig)
     report(doc, say)
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
-        say(f"figures written to {args.json}")
+    return conclude(doc, args.json, say, "both paths")
+
+
+def conclude(doc: dict[str, Any], json_path: str | None, say: Any, compared: str) -> int:
+    """Write the figures if asked; the exit status: 1 unless every key was migrated and
+    verified by both sides of the comparison."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        say(f"figures written to {json_path}")
     if not doc["ok"]:
-        say("FAILED: not every key was migrated and verified by both paths")
+        say(f"FAILED: not every key was migrated and verified by {compared}")
         return 1
     return 0

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -41,7 +40,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .bench import BARE_TARGET, SOURCE, TARGET, TMPFS, _interrupt, _profile, _spec, machine
+from .bench import (BARE_TARGET, SOURCE, TARGET, TMPFS, _interrupt, _profile, _spec, conclude,
+                    machine)
 
 GOAL_OVERHEAD = 0.10
 JOURNALED, PLAIN = "journaled", "plain"
@@ -381,10 +381,4 @@ def main(args: argparse.Namespace) -> int:
         return 130
     doc = summary(n, batch, workers, root, raw)
     report(doc, say)
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
-        say(f"figures written to {args.json}")
-    if not doc["ok"]:
-        say("FAILED: not every key was migrated and verified by both variants")
-        return 1
-    return 0
+    return conclude(doc, args.json, say, "both variants")

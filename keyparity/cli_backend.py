@@ -38,14 +38,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from pkcs11 import Attribute
-
 from . import attributes
 from .cloudhsm_cli import CliKeyNotFound, CloudHsmCli
 from .cluster import ClusterSession
-from .errors import KeyNotFound, KeyparityError, MechanismUnsupported, pkcs11_step
+from .errors import KeyNotFound, KeyparityError, MechanismUnsupported
 from .keytypes import key_class
-from .migrate import Side, locate
+from .migrate import Side, locate_on_token
 from .profile import KeySpec, Wrapping
 
 KEY_TYPE_CLASS = {"aes": "aes", "des3": "des3", "generic-secret": "generic-secret",
@@ -308,15 +306,7 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
 def find_unwrapped(cluster: ClusterSession, spec: KeySpec) -> Side:
     """The key the CLI just unwrapped, found through PKCS #11 (the object index was built
     before it existed, so the token is asked again)."""
-    cls = key_class(spec.type)
-    with pkcs11_step("find the unwrapped key", cluster.name):
-        found = list(cluster.session.get_objects({Attribute.CLASS: cls,
-                                                  Attribute.LABEL: spec.target_label}))
-    known = {o.handle for o in cluster.index.find(cls, spec.target_label)}
-    for obj in found:
-        if obj.handle not in known:
-            cluster.index.add(obj, spec.target_label)
-    side = locate(cluster, spec, spec.target_label)
+    side = locate_on_token(cluster, spec, "find the unwrapped key")
     if side is None:
         raise KeyNotFound(f"{spec.target_label!r} was unwrapped by the CloudHSM CLI but is not "
                           f"visible through PKCS #11 on {cluster.name}: check that the CLI and "

@@ -125,7 +125,27 @@ def _file_signer(spec: SignerSpec) -> CryptoSigner:
 # --------------------------------------------------------------------------- pkcs11
 
 
-class Pkcs11Signer(Signer):
+class _DigestSigner(Signer):
+    """What our two remote signers share: they are built by load_signer (never from a
+    securesystemslib URI), hold their public key, and hash the payload here."""
+
+    _public_key: SSlibKey
+    _hash_name: str
+
+    @classmethod
+    def from_priv_key_uri(cls, priv_key_uri: str, public_key: Key,
+                          secrets_handler: SecretsHandler | None = None) -> Signer:
+        raise NotImplementedError("load with keyparity.signing.load_signer")
+
+    @property
+    def public_key(self) -> SSlibKey:
+        return self._public_key
+
+    def _digest(self, payload: bytes) -> bytes:
+        return hashlib.new(self._hash_name, payload).digest()
+
+
+class Pkcs11Signer(_DigestSigner):
     """ECDSA with a private key inside a PKCS #11 token, through python-pkcs11.
 
     The payload is hashed in software (SHA-256/384/512 for P-256/384/521); the token signs the
@@ -142,17 +162,8 @@ class Pkcs11Signer(Signer):
         self.name = name
         self.where = where
 
-    @classmethod
-    def from_priv_key_uri(cls, priv_key_uri: str, public_key: Key,
-                          secrets_handler: SecretsHandler | None = None) -> Pkcs11Signer:
-        raise NotImplementedError("load with keyparity.signing.load_signer")
-
-    @property
-    def public_key(self) -> SSlibKey:
-        return self._public_key
-
     def sign(self, payload: bytes) -> Signature:
-        digest = hashlib.new(self._hash_name, payload).digest()
+        digest = self._digest(payload)
         with pkcs11_step("sign the evidence", self.where):
             raw = bytes(self._private_key.sign(digest, mechanism=Mechanism.ECDSA))
         half = len(raw) // 2
@@ -320,7 +331,7 @@ def kms_public_key(key_id: str, region: str | None, aws_profile: str | None = No
     return _kms_describe(client, key_id, "keyparity verify")[0]
 
 
-class KmsSigner(Signer):
+class KmsSigner(_DigestSigner):
     """ECDSA with an AWS KMS key: the digest is computed here and KMS signs it
     (MessageType DIGEST); KMS returns a DER signature. Pass ``client`` to inject one."""
 
@@ -334,17 +345,8 @@ class KmsSigner(Signer):
         self._public_key, self._hash_name, self._algorithm = _kms_describe(
             self._client, key_id, self.where)
 
-    @classmethod
-    def from_priv_key_uri(cls, priv_key_uri: str, public_key: Key,
-                          secrets_handler: SecretsHandler | None = None) -> KmsSigner:
-        raise NotImplementedError("load with keyparity.signing.load_signer")
-
-    @property
-    def public_key(self) -> SSlibKey:
-        return self._public_key
-
     def sign(self, payload: bytes) -> Signature:
-        digest = hashlib.new(self._hash_name, payload).digest()
+        digest = self._digest(payload)
         resp = _kms_call(f"{self.where}: KMS Sign with {self.key_id}", self.key_id,
                          self._region,
                          lambda: self._client.sign(KeyId=self.key_id, Message=digest,

@@ -90,7 +90,7 @@ def test_rerun_after_sigkill_reconciles_every_key_exactly_once(lab, kill):
         assert out[label][0] == "already-present", out[label]
     if kill.startswith("unwrap:after:"):  # unwrapped, killed before it was verified
         label = kill.split(":")[2]
-        assert (f"resumed: run run-killed unwrapped it, journal seq" in out[label][1]
+        assert ("resumed: run run-killed unwrapped it, journal seq" in out[label][1]
                 and "verified now, not unwrapped twice" in out[label][1]), out[label]
     assert verify(journal) == []
     # a stale lock of the killed run was taken over, with an entry saying so
