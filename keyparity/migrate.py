@@ -61,6 +61,7 @@ class Migration:
     target: Side | None = field(default=None, repr=False)
     identity: dict[str, Any] = field(default_factory=dict)
     source_attributes: dict[str, Any] = field(default_factory=dict)
+    source_kcv: identity.Kcv | None = None  # computed for the journal, reused by the proof
     error: KeyparityError | None = None
 
     @property
@@ -95,8 +96,12 @@ def locate(cluster: ClusterSession, spec: KeySpec, label: str) -> Side | None:
 
 
 def prove_identity(spec: KeySpec, source: Side, target: Side, src: ClusterSession,
-                   tgt: ClusterSession) -> dict[str, Any]:
-    """Compare key material without revealing it; raise KeyMismatch when it differs."""
+                   tgt: ClusterSession, source_kcv: identity.Kcv | None = None) -> dict[str, Any]:
+    """Compare key material without revealing it; raise KeyMismatch when it differs.
+
+    ``source_kcv``: the source key's KCV when this migration has just computed it (for the
+    journal), so that the token is not asked twice.
+    """
     if spec.type == "rsa":
         s = identity.fingerprint(identity.rsa_public(source.public or source.key))
         t = identity.fingerprint(identity.rsa_public(target.key))
@@ -118,7 +123,8 @@ def prove_identity(spec: KeySpec, source: Side, target: Side, src: ClusterSessio
                          "source public key (an EC private key object exposes no public point)",
                "source": identity.fingerprint(public), "target": match}
     else:
-        s_kcv, t_kcv = identity.kcv(source.key, src.name), identity.kcv(target.key, tgt.name)
+        s_kcv = source_kcv or identity.kcv(source.key, src.name)
+        t_kcv = identity.kcv(target.key, tgt.name)
         out = {"method": s_kcv.method, "source": s_kcv.value, "target": t_kcv.value}
     out["match"] = out["source"] == out["target"]
     if not out["match"]:
@@ -127,15 +133,15 @@ def prove_identity(spec: KeySpec, source: Side, target: Side, src: ClusterSessio
     return out
 
 
-def source_check(spec: KeySpec, source: Side, src: ClusterSession) -> str | None:
-    """The source key's KCV or public-key fingerprint, recorded before a write."""
+def source_check(spec: KeySpec, source: Side, src: ClusterSession) -> str | identity.Kcv | None:
+    """The source key's KCV (symmetric keys) or public-key fingerprint, recorded before a write."""
     try:
         if spec.type == "rsa":
             return identity.fingerprint(identity.rsa_public(source.public or source.key))
         if spec.type == "ec":
             return (identity.fingerprint(identity.ec_public(source.public, spec.curve))
                     if source.public is not None else None)
-        return identity.kcv(source.key, src.name).value
+        return identity.kcv(source.key, src.name)
     except Exception:  # noqa: BLE001 - recorded as unknown; the identity proof comes later
         return None
 
@@ -149,10 +155,12 @@ def unique_id(obj: Key) -> str | None:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def _refresh(cluster: ClusterSession, spec: KeySpec) -> Side | None:
-    """Look for the target key on the token itself (the index may predate it)."""
+def locate_on_token(cluster: ClusterSession, spec: KeySpec,
+                    step: str = "find the target key") -> Side | None:
+    """Look for the target key on the token itself (the index may predate it), add what is
+    new to the index, then locate it as usual."""
     cls = key_class(spec.type)
-    with pkcs11_step("find the target key", cluster.name):
+    with pkcs11_step(step, cluster.name):
         found = list(cluster.session.get_objects({Attribute.CLASS: cls,
                                                   Attribute.LABEL: spec.target_label}))
     known = {o.handle for o in cluster.index.find(cls, spec.target_label)}
@@ -301,7 +309,7 @@ class Migrator:
                                     "; or mark it disposition: rotate in the inventory")
         found = self._write(m)
         try:
-            m.identity = prove_identity(spec, m.source, m.target, src, tgt)
+            m.identity = prove_identity(spec, m.source, m.target, src, tgt, m.source_kcv)
         except KeyMismatch as exc:
             if found is None:
                 raise
@@ -366,7 +374,7 @@ class Migrator:
             prior = self.journal.last_unwrap(tgt.name, spec.target_label)
             if lock["contended"] or lock["took_over"] or (
                     prior is not None and prior["run_id"] != self.run_id):
-                m.target = _refresh(tgt, spec)
+                m.target = locate_on_token(tgt, spec)
             if m.target is not None:
                 why = (f"found on {tgt.name} under {spec.target_label!r} with the same key "
                        "material; not migrated again")
@@ -374,9 +382,11 @@ class Migrator:
                     why += f"; waited {lock['waited']}s for its lock"
                 return why
             assert m.source is not None
+            check = source_check(spec, m.source, src)
+            if isinstance(check, identity.Kcv):
+                m.source_kcv, check = check, check.value
             with self.rec.step("unwrap", key_label=spec.label, cluster=tgt.name,
-                               label=spec.target_label,
-                               check_value=source_check(spec, m.source, src)) as after:
+                               label=spec.target_label, check_value=check) as after:
                 self._move(m)
                 assert m.target is not None
                 after.update(handle=m.target.key.handle, unique_id=unique_id(m.target.key))
