@@ -13,6 +13,10 @@ The journal file is NOT on tmpfs: it lives in a temporary directory on the files
 ``--journal-dir`` (default /tmp; the real journal is ``<rootdir>/.keyparity/journal.sqlite`` on
 disk), because the fsyncs are what the journal costs. Its filesystem type is reported.
 
+The journaled Migrator is given its keys in chunks, as the plugin gives a run's keys (one
+xdist group each, ``keyparity.migrate.chunk_size``): the unwraps of a chunk share one durable
+commit of their ``before`` entries (group commit); each ``after`` is still its own commit.
+
 Timing: the workers go through rounds of ``--batch`` keys each; in every round both workers run
 the journaled batch together, then both run the plain batch together (the order swaps every
 round), a barrier between phases. A phase's wall time is from the earliest worker start to the
@@ -117,7 +121,7 @@ def _worker(w: int, workers: int, root: str, n: int, batch: int, journal_path: s
         from .cluster import ClusterSession
         from .journal import Journal
         from .login import LoginGate
-        from .migrate import Migrator
+        from .migrate import Migrator, chunk_size, chunks
         from .secrets import SecretRef
         profile, _, specs = _load(Path(root), n)
         share = -(-n // workers)
@@ -145,6 +149,9 @@ def _worker(w: int, workers: int, root: str, n: int, batch: int, journal_path: s
         results: dict[str, list[Any]] = {JOURNALED: [], PLAIN: []}
         timings = []
         rounds = -(-share // batch)
+        size = chunk_size(n, workers)  # as the plugin chunks a run's keys (one xdist group)
+        for r in range(rounds):
+            mj.plan(chunks(mine[r * batch:(r + 1) * batch], size))
         clock, cpu = time.perf_counter, time.process_time
         for r in range(rounds):
             chunk = mine[r * batch:(r + 1) * batch]

@@ -117,11 +117,57 @@ def _journal_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _with_journal(args: argparse.Namespace, command: str, use: Any) -> int:
+    """Open the journal, hand it to ``use`` (which returns the exit code), close it; 2 when
+    there is no journal. ``command``: how the messages start (``journal locks``...)."""
+    from .journal import Journal
+    path = _journal_path(args)
+    if not path.is_file():
+        print(f"keyparity {command}: error: journal not found: {path}", file=sys.stderr)
+        return 2
+    journal = Journal(path)
+    try:
+        return use(journal, path)
+    finally:
+        journal.close()
+
+
+def _journal_locks(args: argparse.Namespace) -> int:
+    """Print the locks held now (0), or say there are none; 2: no journal."""
+    def show(journal: Any, path: Path) -> int:
+        rows = journal.locks()
+        for r in rows:
+            print(f"keyparity journal locks: {r['label']!r} on {r['target']}: run "
+                  f"{r['run_id']}, pid {r['pid']} on {r['host']} ({r['holder']}), since "
+                  f"{r['acquired']}")
+        if not rows:
+            print(f"keyparity journal locks: {path}: no locks held")
+        return 0
+    return _with_journal(args, "journal locks", show)
+
+
+def _journal_unlock(args: argparse.Namespace) -> int:
+    """0: the run's locks were released (or it held none); 1: a holder is alive here; 2: no
+    journal."""
+    def unlock(journal: Any, path: Path) -> int:
+        released, refused = journal.unlock(args.run)
+        for r in released:
+            print(f"keyparity journal unlock: released {r['label']!r} on {r['target']} (run "
+                  f"{r['run_id']}, pid {r['pid']} on {r['host']}, {r['holder']})")
+        for r in refused:
+            print(f"keyparity journal unlock: refused {r['label']!r} on {r['target']}: run "
+                  f"{r['run_id']} is alive here (pid {r['pid']})")
+        if not released and not refused:
+            print(f"keyparity journal unlock: run {args.run} holds no locks")
+        return 1 if refused else 0
+    return _with_journal(args, "journal unlock", unlock)
+
+
 def _cleanup(args: argparse.Namespace) -> int:
     """Remove from the target what run ``--run`` created (by the journal): 0 done, 1 something
     could not be removed or proven, 2 usage/refused."""
     from . import policy
-    from .journal import Journal, cleanup
+    from .journal import cleanup
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     expected, field = policy.confirm_id(profile.target)
     if profile.environment == "production" and args.hsm_confirm != expected:
@@ -133,19 +179,13 @@ def _cleanup(args: argparse.Namespace) -> int:
         print(f"keyparity cleanup: refused: --hsm-confirm={args.hsm_confirm} does not match "
               f"{expected} ({field})", file=sys.stderr)
         return 2
-    path = _journal_path(args)
-    if not path.is_file():
-        print(f"keyparity cleanup: error: journal not found: {path}", file=sys.stderr)
-        return 2
-    journal = Journal(path)
-    try:
+
+    def clean(journal: Any, path: Path) -> int:
         lines, ok = _cleanup_cli_wrapping(journal, args.run, profile)
         more, more_ok = cleanup(journal, args.run, profile)
-        lines, ok = lines + more, ok and more_ok
-    finally:
-        journal.close()
-    print("\n".join(lines))
-    return 0 if ok else 1
+        print("\n".join(lines + more))
+        return 0 if ok and more_ok else 1
+    return _with_journal(args, "cleanup", clean)
 
 
 def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list[str], bool]:
@@ -219,6 +259,16 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--expect-head", metavar="SHA256",
                    help="a chain head from a signed statement that must be in the journal")
     j.set_defaults(func=_journal_verify)
+    j = jsub.add_parser("locks", help="list the target-key locks held now and their holders")
+    j.add_argument("--journal", metavar="PATH",
+                   help="journal file (default ./.keyparity/journal.sqlite)")
+    j.set_defaults(func=_journal_locks)
+    j = jsub.add_parser("unlock", help="release the locks of a run that is dead (needed for a "
+                        "run on another host: its locks are never taken over by themselves)")
+    j.add_argument("--run", required=True, metavar="RUN_ID", help="the dead run")
+    j.add_argument("--journal", metavar="PATH",
+                   help="journal file (default ./.keyparity/journal.sqlite)")
+    j.set_defaults(func=_journal_unlock)
     s = sub.add_parser("cleanup", help="remove from the target only the objects a run created "
                        "(by the journal), and the run's CloudHSM CLI wrapping objects on both "
                        "clusters; never a source key")

@@ -11,25 +11,36 @@ a truncated tail is detected against a signed head.
 The same database holds one lock per target key (target token, target label): a key is
 unwrapped only by the run holding its lock, which first looks at the token again, so two
 workers or two concurrent runs never migrate the same key twice. A lock whose holder is dead
-(same host, pid gone) is taken over, with a journal entry saying so.
+(same host, pid gone) is taken over, with a journal entry saying so. A lock held from another
+host is never taken over by itself: a live process there cannot be told from a dead one, and
+taking over a live holder's lock could unwrap a key twice. It is waited for (600 s, then the
+key fails naming the holder), listed by ``keyparity journal locks`` and released by an
+operator with ``keyparity journal unlock --run ID`` (journaled).
 
-Durability (``sync``). The database is in WAL mode. With ``sync="before"`` (the default) the
-commit of a ``before`` entry is made with ``PRAGMA synchronous=FULL``: the WAL is fsynced before
-the write on the token is attempted, so a ``before`` survives a power loss as well as a crash.
-Every other commit (``after``, ``failed``, ``note``, lock rows) uses ``synchronous=NORMAL``: it
-is in the OS page cache when the call returns, so it survives a crash of the process (which is
-what ``kill -9``, OOM and Ctrl-C are), but not a power loss or kernel crash until the next
-fsync. The next fsync comes soon: the next ``before`` entry (a FULL commit syncs the whole WAL,
-earlier NORMAL frames included), a checkpoint, or ``head()``/``sync()``, which fsync the WAL
-before a chain head is handed out to be signed. What a power loss can then cost is a suffix of
-the journal (WAL recovery keeps a prefix of commits, so the chain stays intact): an ``after``
-lost behind its durable ``before`` reads as an interrupted write, which the harness already
-handles conservatively (the next run looks at the token and proves the key instead of
-unwrapping it again; ``keyparity cleanup`` leaves such an object and says so); a lost lock row
-means nothing after a reboot (its holder is dead anyway); a lost ``verified`` note makes the
-next run report the key as resumed. No write on a token ever happens without its ``before``
-on disk. ``sync="every"`` fsyncs every commit (the previous behaviour: about five fsyncs per
-migrated key instead of one; measured with ``keyparity bench --journal-overhead``).
+Group commit. The Migrator unwraps the keys of a chunk together (``keyparity.migrate``): their
+locks are taken in one transaction and their ``before`` entries committed in ONE durable
+transaction (``record_many``: one fsync for up to 50 keys), then each key is unwrapped and its
+``after`` (or ``failed``) committed on its own. A crash in the middle of a chunk leaves some
+``before`` entries without ``after``: each reads as an interrupted write (below), which the
+next run resolves by looking at the token.
+
+Durability (``sync``). The database is in WAL mode. With ``sync="before"`` (the default) a
+commit holding a ``before`` entry is made with ``PRAGMA synchronous=FULL``: the WAL is fsynced
+before the write on the token is attempted, so a ``before`` survives a power loss as well as a
+crash. Every other commit (``after``, ``failed``, ``note``, lock rows) uses
+``synchronous=NORMAL``: it is in the OS page cache when the call returns, so it survives a crash
+of the process (which is what ``kill -9``, OOM and Ctrl-C are), but not a power loss or kernel
+crash until the next fsync. The next fsync comes soon: the next ``before`` commit (a FULL
+commit syncs the whole WAL, earlier NORMAL frames included), a checkpoint, or
+``head()``/``sync()``, which fsync the WAL before a chain head is handed out to be signed. What
+a power loss can then cost is a suffix of the journal (WAL recovery keeps a prefix of commits,
+so the chain stays intact): an ``after`` lost behind its durable ``before`` reads as an
+interrupted write, which the harness already handles conservatively (the next run looks at the
+token and proves the key instead of unwrapping it again; ``keyparity cleanup`` leaves such an
+object and says so); a lost lock row means nothing after a reboot (its holder is dead anyway);
+a lost ``verified`` note makes the next run report the key as resumed. No write on a token ever
+happens without its ``before`` on disk. ``sync="every"`` fsyncs every commit (measured with
+``keyparity bench --journal-overhead --journal-sync every``).
 
 Why not one transaction per before/after pair: the ``before`` must be durable BEFORE the write
 is attempted, so it needs its own commit.
@@ -50,6 +61,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import KeyparityError
 
 GENESIS = "0" * 64
 FIELDS = ("seq", "run_id", "ts", "phase", "action", "key_label", "cluster", "handle",
@@ -91,8 +104,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class LockTimeout(Exception):
-    pass
+class LockTimeout(KeyparityError):
+    """Another live run held a target key's lock for longer than the timeout."""
 
 
 class Journal:
@@ -150,20 +163,36 @@ class Journal:
 
     def record(self, run_id: str, phase: str, action: str, **fields: Any) -> dict[str, Any]:
         """Append one entry (phase: before | after | failed | note); returns it."""
-        with self._tx(durable=phase == "before") as db:
+        return self.record_many(run_id, [(phase, action, fields)])[0]
+
+    def record_many(self, run_id: str,
+                    items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Append several entries (phase, action, fields) in ONE transaction, chained in order;
+        it is durable (fsynced) when any of them is a ``before``: group commit, one fsync for
+        the ``before`` entries of a batch of keys. The hook sees each entry after the commit."""
+        if not items:
+            return []
+        out: list[dict[str, Any]] = []
+        cols = (*FIELDS, "hash")
+        insert = (f"INSERT INTO entries ({', '.join(cols)}) VALUES "
+                  f"({', '.join('?' * len(cols))})")
+        with self._tx(durable=any(phase == "before" for phase, _, _ in items)) as db:
             last = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-            entry: dict[str, Any] = {k: None for k in FIELDS}
-            entry.update({k: (None if v is None else str(v)) for k, v in fields.items()})
-            entry.update(seq=(last["seq"] + 1) if last else 1, run_id=run_id, ts=_now(),
-                         phase=phase, action=action,
-                         prev_hash=last["hash"] if last else GENESIS)
-            entry["hash"] = entry_hash(entry)
-            cols = (*FIELDS, "hash")
-            db.execute(f"INSERT INTO entries ({', '.join(cols)}) VALUES "
-                       f"({', '.join('?' * len(cols))})", [entry[c] for c in cols])
+            seq, prev = (last["seq"], last["hash"]) if last else (0, GENESIS)
+            ts = _now()
+            for phase, action, fields in items:
+                entry: dict[str, Any] = dict.fromkeys(FIELDS)
+                entry.update({k: (None if v is None else str(v)) for k, v in fields.items()})
+                seq += 1
+                entry.update(seq=seq, run_id=run_id, ts=ts, phase=phase, action=action,
+                             prev_hash=prev)
+                entry["hash"] = prev = entry_hash(entry)
+                out.append(entry)
+            db.executemany(insert, [[e[c] for c in cols] for e in out])
         if self.hook is not None:
-            self.hook(entry)
-        return entry
+            for entry in out:
+                self.hook(entry)
+        return out
 
     def entries(self, run_id: str | None = None) -> list[dict[str, Any]]:
         q, args = "SELECT * FROM entries", ()
@@ -207,43 +236,108 @@ class Journal:
                                "released")
         return [row["label"] for row in gone]
 
+    def claim(self, target: str, labels: list[str], run_id: str) -> dict[str, dict[str, Any] | None]:
+        """Take, in one transaction, the locks of those target keys that are free (or held by a
+        dead process on this host: taken over, with an entry saying so). Returns label ->
+        {"waited", "took_over", "contended"} for each lock taken, None for one another live
+        process holds; nothing waits."""
+        me, host = os.getpid(), socket.gethostname()
+        got: dict[str, dict[str, Any] | None] = {}
+        taken: list[dict[str, Any]] = []
+        with self._tx() as db:
+            for label in labels:
+                row = db.execute("SELECT * FROM locks WHERE target = ? AND label = ?",
+                                 (target, label)).fetchone()
+                stale = (row is not None and row["host"] == host and row["pid"] != me
+                         and not _alive(row["pid"]))
+                if row is not None and not stale:
+                    got[label] = None
+                    continue
+                db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?)",
+                           (target, label, run_id, me, host, _now()))
+                got[label] = {"waited": 0.0, "took_over": row["run_id"] if stale else None,
+                              "contended": False}
+                if stale:
+                    taken.append(dict(row))
+        self.record_many(run_id, [
+            ("note", "lock-takeover", {"label": row["label"], "cluster": target,
+                                       "detail": f"lock held by run {row['run_id']} (pid "
+                                                 f"{row['pid']}, dead) taken over"})
+            for row in taken])
+        return got
+
+    def release(self, target: str, labels: list[str]) -> None:
+        """Release this process's locks of those target keys (one transaction)."""
+        if not labels:
+            return
+        me = os.getpid()
+        with self._tx() as db:
+            db.executemany("DELETE FROM locks WHERE target = ? AND label = ? AND pid = ?",
+                           [(target, label, me) for label in labels])
+
     @contextlib.contextmanager
     def lock(self, target: str, label: str, run_id: str, timeout: float = 600.0,
              poll: float = 0.05) -> Iterator[dict[str, Any]]:
-        """Hold the lock of one target key; yields {"waited": seconds, "took_over": run|None,
-        "contended": whether another run or worker held it when we asked}."""
-        me, host = os.getpid(), socket.gethostname()
+        """Hold the lock of one target key, waiting for it; yields {"waited": seconds,
+        "took_over": run|None, "contended": whether another run or worker held it when we
+        asked}."""
         start = time.monotonic()
-        info: dict[str, Any] = {"waited": 0.0, "took_over": None, "contended": False}
+        contended = False
         while True:
-            with self._tx() as db:
-                row = db.execute("SELECT * FROM locks WHERE target = ? AND label = ?",
-                                 (target, label)).fetchone()
-                free = row is None
-                stale = (row is not None and row["host"] == host and row["pid"] != me
-                         and not _alive(row["pid"]))
-                if free or stale:
-                    db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?)",
-                               (target, label, run_id, me, host, _now()))
-            if stale:
-                info["took_over"] = row["run_id"]
-                self.record(run_id, "note", "lock-takeover", label=label, cluster=target,
-                            detail=f"lock held by run {row['run_id']} (pid {row['pid']}, dead) "
-                                   "taken over")
-            if free or stale:
+            info = self.claim(target, [label], run_id)[label]
+            if info is not None:
                 break
-            info["contended"] = True
+            contended = True
             if time.monotonic() - start > timeout:
-                raise LockTimeout(f"{label!r} on {target} is locked by run {row['run_id']} "
-                                  f"(pid {row['pid']} on {row['host']}) for over {timeout:.0f}s")
+                row = self.db.execute("SELECT * FROM locks WHERE target = ? AND label = ?",
+                                      (target, label)).fetchone()
+                holder = (f"run {row['run_id']} (pid {row['pid']} on {row['host']})"
+                          if row else "another run")
+                hint = (f"; if that run is dead, release its locks with `keyparity journal "
+                        f"unlock --run {row['run_id']}`" if row else "")
+                raise LockTimeout(f"{label!r} on {target} is locked by {holder} for over "
+                                  f"{timeout:.0f}s{hint}")
             time.sleep(poll)
-        info["waited"] = round(time.monotonic() - start, 3)
+        info.update(contended=contended, waited=round(time.monotonic() - start, 3))
         try:
             yield info
         finally:
-            with self._tx() as db:
-                db.execute("DELETE FROM locks WHERE target = ? AND label = ? AND pid = ?",
-                           (target, label, me))
+            self.release(target, [label])
+
+
+    def locks(self) -> list[dict[str, Any]]:
+        """The locks held now, each with its holder's state: ``alive`` or ``dead`` (this host:
+        the pid is asked), ``unknown`` (another host: it cannot be asked from here)."""
+        host, out = socket.gethostname(), []
+        for row in self.db.execute("SELECT * FROM locks ORDER BY acquired, target, label"):
+            row = dict(row)
+            row["holder"] = (("alive" if _alive(row["pid"]) else "dead") if row["host"] == host
+                             else "unknown")
+            out.append(row)
+        return out
+
+    def unlock(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Release the locks of a run an operator knows is dead (``keyparity journal unlock``):
+        a stale lock on another host is never taken over by itself, because a live process
+        there cannot be told from a dead one. A holder alive on this host is refused. Each
+        release is journaled. Returns (released, refused)."""
+        held = [row for row in self.locks() if row["run_id"] == run_id]
+        refused = [row for row in held if row["holder"] == "alive"]
+        released = [row for row in held if row["holder"] != "alive"]
+        with self._tx() as db:
+            db.executemany("DELETE FROM locks WHERE target = ? AND label = ? AND run_id = ? "
+                           "AND pid = ? AND host = ?",
+                           [(r["target"], r["label"], r["run_id"], r["pid"], r["host"])
+                            for r in released])
+        me = f"{socket.gethostname()} pid {os.getpid()}"
+        self.record_many(f"unlock-{_now()}", [
+            ("note", "lock-released", {
+                "label": r["label"], "cluster": r["target"],
+                "detail": f"lock of run {r['run_id']} (pid {r['pid']} on {r['host']}, holder "
+                          f"{r['holder']}, acquired {r['acquired']}) released by keyparity "
+                          f"journal unlock on {me}"})
+            for r in released])
+        return released, refused
 
 
 class Recorder:
@@ -254,6 +348,9 @@ class Recorder:
 
     def record(self, phase: str, action: str, **fields: Any) -> dict[str, Any]:
         return self.journal.record(self.run_id, phase, action, **fields)
+
+    def record_many(self, items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        return self.journal.record_many(self.run_id, items)
 
     @contextlib.contextmanager
     def step(self, action: str, **fields: Any) -> Iterator[dict[str, Any]]:
@@ -298,10 +395,13 @@ def verify(path: Path, expect_head: str | None = None) -> list[str]:
 
 # ---- cleanup ------------------------------------------------------------------------------
 
-def _object_check(obj: Any, where: str) -> str | None:
-    """What proves an object's key material: KCV (secret key) or public-key fingerprint (RSA);
-    None when it cannot be computed (an EC private key exposes no public point)."""
-    from pkcs11 import KeyType, ObjectClass
+def _object_check(obj: Any, where: str,
+                  ec_public: Callable[[], Any] | None = None) -> str | None:
+    """What proves an object's key material: KCV (secret key) or public-key fingerprint (RSA;
+    EC: the fingerprint of the source's public key, when the object signs a fresh challenge
+    that this public key verifies - an EC private key object exposes no public point). None
+    when it cannot be computed."""
+    from pkcs11 import KeyType, Mechanism, ObjectClass
 
     from . import identity
     try:
@@ -309,16 +409,46 @@ def _object_check(obj: Any, where: str) -> str | None:
             return identity.kcv(obj, where).value
         if obj.key_type == KeyType.RSA:
             return identity.fingerprint(identity.rsa_public(obj))
+        if (obj.key_type == KeyType.EC and obj.object_class == ObjectClass.PRIVATE_KEY
+                and ec_public is not None):
+            public = ec_public()
+            if public is None:
+                return None
+            digest = hashlib.sha256(os.urandom(32)).digest()
+            raw = obj.sign(digest, mechanism=Mechanism.ECDSA)
+            if identity.ecdsa_verifies(public, raw, digest, "sha256"):
+                return identity.fingerprint(public)
+            return "the object's signature does not verify with the source public key"
     except Exception:  # noqa: BLE001 - unprovable
         return None
     return None
 
 
+def _source_ec_public(profile: Any, key_label: str | None) -> Any:
+    """The source's public key of an EC inventory key (read from the source token, nothing
+    written there), or None."""
+    from pkcs11 import Attribute, ObjectClass
+
+    from . import identity
+    from .cluster import find_token, load_module
+    spec = next((k for k in profile.keys if k.label == key_label and k.type == "ec"), None)
+    if spec is None:
+        return None
+    src = profile.source
+    token = find_token(load_module(str(src.module), profile.module_env), src)
+    with token.open(user_pin=src.pin.resolve()) as session:
+        pubs = list(session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                                         Attribute.LABEL: spec.label}))
+        return identity.ec_public(pubs[0], spec.curve) if len(pubs) == 1 else None
+
+
 def cleanup(journal: Journal, run_id: str, profile: Any) -> tuple[list[str], bool]:
     """Destroy on the target every object that ``run_id`` created and the journal proves:
     recorded ``after`` its creation, not destroyed since, and still the same object (its
-    CKA_UNIQUE_ID, else its KCV / public-key fingerprint, equals the journal's). Source objects
-    are never touched; an object that cannot be proven is left and reported.
+    CKA_UNIQUE_ID, else its KCV / public-key fingerprint equals the journal's; an EC private
+    key signs a challenge that the source's public key verifies). Source objects are never
+    touched; an object that cannot be proven is left and reported, and so is an object under
+    the label of an unwrap that was interrupted or recorded a failure (a lost reply).
     Returns (lines, ok): ok is False when something was left that the run may have created."""
     from pkcs11 import Attribute, ObjectClass
 
@@ -347,9 +477,21 @@ def cleanup(journal: Journal, run_id: str, profile: Any) -> tuple[list[str], boo
             lines.append(f"not removed: {action} of {label!r} on {cluster} was interrupted "
                          "(no 'after' entry): whatever is there cannot be proven to be this "
                          "run's; inspect it by hand")
+    # an unwrap that recorded a failure may still have created its object (a lost reply)
+    failed = {e["label"]: e for e in entries if e["action"] == "unwrap"
+              and e["phase"] == "failed" and e["cluster"] == spec.name}
+    for e in created:
+        failed.pop(e["label"] if e["cluster"] == spec.name else None, None)
     lib = load_module(str(spec.module), profile.module_env)
     token = find_token(lib, spec)
     with token.open(user_pin=spec.pin.resolve(), rw=True) as session:
+        for label, e in failed.items():
+            if any(True for _ in session.get_objects({Attribute.LABEL: label})):
+                ok = False
+                lines.append(f"not removed: {label!r} on {spec.name}: the unwrap of run {run_id} "
+                             f"recorded a failure (journal seq {e['seq']}), yet an object is "
+                             "under that label: it cannot be proven to be this run's; a run of "
+                             "the profile proves it by KCV/fingerprint, or inspect it by hand")
         for e in created:
             label = e["label"]
             if e["cluster"] != spec.name:
@@ -375,7 +517,8 @@ def cleanup(journal: Journal, run_id: str, profile: Any) -> tuple[list[str], boo
                     proven = uid == e["unique_id"]
                     how = "CKA_UNIQUE_ID"
                 else:
-                    check = _object_check(obj, spec.name)
+                    check = _object_check(
+                        obj, spec.name, lambda e=e: _source_ec_public(profile, e["key_label"]))
                     proven = check is not None and check == e["check_value"]
                     how = "KCV/fingerprint"
                 name = f"{label!r} ({obj.object_class.name.lower()}) on {spec.name}"

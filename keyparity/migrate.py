@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pkcs11.exceptions as p11
@@ -22,6 +23,7 @@ from .keytypes import KEY_TYPES, key_class
 from .profile import KeySpec, Profile
 
 OK = ("migrated", "already-present", "found")
+MAX_CHUNK = 50  # keys per chunk: one durable journal commit for up to this many unwraps
 ROTATE_ADVICE = ("rotate it instead: generate a new key on the target, decrypt with the old key "
                  "and re-encrypt with the new one")
 # PKCS #11 errors after which a session cannot be trusted any more: reopen it (once) for the
@@ -62,6 +64,7 @@ class Migration:
     identity: dict[str, Any] = field(default_factory=dict)
     source_attributes: dict[str, Any] = field(default_factory=dict)
     source_kcv: identity.Kcv | None = None  # computed for the journal, reused by the proof
+    found: str | None = None  # why nothing was written: the key was already on the target
     error: KeyparityError | None = None
 
     @property
@@ -170,6 +173,19 @@ def locate_on_token(cluster: ClusterSession, spec: KeySpec,
     return locate(cluster, spec, spec.target_label)
 
 
+def chunk_size(keys: int, workers: int = 1) -> int:
+    """Keys per chunk (one xdist group, one batch of the journal): all of them up to MAX_CHUNK
+    in a serial run; with several workers small enough that each worker gets about four
+    chunks, so that a small inventory still spreads over the workers."""
+    if workers <= 1:
+        return max(1, min(MAX_CHUNK, keys))
+    return max(1, min(MAX_CHUNK, -(-keys // (4 * workers))))
+
+
+def chunks(specs: Sequence[KeySpec], size: int) -> list[tuple[KeySpec, ...]]:
+    return [tuple(specs[i:i + size]) for i in range(0, len(specs), size)]
+
+
 class Migrator:
     """Migrates (or, in verify-only mode, finds) inventory keys; memoises each key's outcome."""
 
@@ -186,6 +202,13 @@ class Migrator:
         self._channel: WrappingChannel | KeyparityError | None = None
         self._cli_channel: Any = None  # cli_backend.CliChannel | KeyparityError, when chosen
         self._done: dict[str, Migration] = {}
+        self._plan: dict[str, tuple[tuple[KeySpec, ...], int]] = {}  # label -> (chunk, next)
+        self._notes: list[tuple[str, str, dict[str, Any]]] = []  # verified notes to commit
+        self._unwrapped: set[str] = set()  # target labels this process unwrapped
+        self._unwrapping: str | None = None  # the target label of the unwrap last attempted
+        # whether the target has CKA_UNIQUE_ID (None: not asked yet); SoftHSM 2.6 has not, and
+        # its refusal costs ~0.3 ms a call (it logs each one)
+        self._unique_ids: bool | None = None
         self._method = ""
         self._lost: str | None = None  # why the sessions could not be reopened after a fault
         # cloudhsm-cli backend: wrapping objects (token objects) left by killed earlier runs
@@ -239,21 +262,50 @@ class Migrator:
             raise self._cli_channel
         return self._cli_channel
 
+    def plan(self, chunks: Iterable[Sequence[KeySpec]]) -> None:
+        """The keys this process will be asked for, in chunks (one xdist group each; see
+        ``chunk_size``). When a key has to be unwrapped, the keys after it in its chunk that
+        must be unwrapped too go with it: their locks are taken and their ``before`` entries
+        committed together, one fsync for the batch (group commit), then each is unwrapped and
+        its ``after`` recorded on its own. Only planned keys are ever batched: a key that was
+        deselected, or belongs to another worker, is never written by this process."""
+        for chunk in chunks:
+            chunk = tuple(chunk)
+            for i, spec in enumerate(chunk):
+                self._plan[spec.label] = (chunk, i + 1)
+
     def ensure(self, spec: KeySpec) -> Migration:
         if spec.label not in self._done:
-            result = Migration(spec)
-            try:
-                if self._lost is not None:  # the reopen after a session fault failed: no loop
-                    raise TokenError(self._lost)
-                self._migrate(result)
-            except KeyparityError as exc:
-                result.status, result.detail, result.error = "failed", str(exc), exc
-                if self._lost is None and session_fault(exc):
-                    self._recover(exc)
-            self._done[spec.label] = result
+            m = self._done[spec.label] = Migration(spec)
+            if self._guard(m, self._prepare) and m.status == "pending":
+                self._write([m, *self._gather(spec)])
+            self._flush_notes()
         return self._done[spec.label]
 
-    def _recover(self, fault: KeyparityError) -> None:
+    def _guard(self, m: Migration, step: Callable[..., None], *args: Any) -> bool:
+        """Run one step of a key's migration; a KeyparityError fails that key only (after a
+        session fault the sessions are reopened once for the keys after it)."""
+        try:
+            if self._lost is not None:  # the reopen after a session fault failed: no loop
+                raise TokenError(self._lost)
+            step(m, *args)
+            return True
+        except KeyparityError as exc:
+            m.status, m.detail, m.error = "failed", str(exc), exc
+            if self._lost is None and session_fault(exc):
+                self._recover(exc)
+            return False
+
+    def recover_after(self, fault: BaseException) -> bool:
+        """A test of a migrated key hit a session fault (an encrypt, a KCV, an attribute read):
+        reopen the sessions once, as after a fault during a migration, so that the next key's
+        tests run on live sessions. Returns whether it reopened them."""
+        if self._lost is not None or not session_fault(fault):
+            return False
+        self._recover(fault)
+        return self._lost is None
+
+    def _recover(self, fault: BaseException) -> None:
         """After a session fault: drop the wrapping channel (its session objects went with the
         session), reopen both clusters' sessions once, and re-find the objects of the keys
         already done on the new sessions. When a reopen fails, every later key fails with that
@@ -277,7 +329,11 @@ class Migrator:
             except KeyparityError:
                 pass  # that key's later tests report the problem themselves
 
-    def _migrate(self, m: Migration) -> None:
+    def _prepare(self, m: Migration) -> None:
+        """Everything before a write: find the key on both sides. One that needs unwrapping is
+        left ``pending``, and so is one found on the target when this run may write (it is
+        proven under its lock: another run may be creating it right now); otherwise a key found
+        on the target is proven here."""
         spec, src, tgt = m.spec, self.source, self.target
         m.source = locate(src, spec, spec.label)
         if m.source is None:
@@ -291,14 +347,13 @@ class Migrator:
             return
         m.target = locate(tgt, spec, spec.target_label)
         if m.target is not None:
-            try:
-                m.identity = prove_identity(spec, m.source, m.target, src, tgt)
-            except KeyMismatch as exc:
-                raise LabelConflict(f"{exc}; nothing was written") from exc
-            m.status = "found" if not self.writes else "already-present"
-            m.detail = (f"found on {tgt.name} under {spec.target_label!r} with the same key material"
-                        + ("" if not self.writes else "; not migrated again")
-                        + self._resumed(m))
+            m.found = (f"found on {tgt.name} under {spec.target_label!r} with the same key material"
+                       + ("" if not self.writes else "; not migrated again"))
+            if self.journal is not None and self.writes:
+                return  # pending: proven under its lock (another run may be creating it now)
+            self._finish(m)
+            if not self.writes:
+                m.status = "found"
             return
         if not self.writes:
             raise KeyNotFound(f"{spec.target_label!r} ({spec.type}) not found on {tgt.name} "
@@ -307,29 +362,54 @@ class Migrator:
             raise KeyNotExtractable(f"{spec.label!r} on {src.name} is not extractable "
                                     f"(CKA_EXTRACTABLE=false) and cannot be wrapped; {ROTATE_ADVICE}"
                                     "; or mark it disposition: rotate in the inventory")
-        found = self._write(m)
+
+    def _gather(self, spec: KeySpec) -> list[Migration]:
+        """The planned keys after ``spec`` in its chunk that need unwrapping, or proving under
+        their locks, too (with the journal and the PKCS #11 backend only). Each is prepared
+        here; one that turns out rotate or failed is done, as its own ``ensure`` would have
+        left it."""
+        if self.journal is None or self.profile.migration_backend == "cloudhsm-cli":
+            return []
+        chunk, i = self._plan.get(spec.label, ((), 0))
+        out = []
+        for nxt in chunk[i:]:
+            if nxt.label in self._done:
+                continue
+            m = self._done[nxt.label] = Migration(nxt)
+            if self._guard(m, self._prepare) and m.status == "pending":
+                out.append(m)
+        return out
+
+    def _finish(self, m: Migration) -> None:
+        """Prove the key material on the target equals the source's, then say what happened."""
+        spec, src, tgt = m.spec, self.source, self.target
+        assert m.source is not None and m.target is not None
         try:
             m.identity = prove_identity(spec, m.source, m.target, src, tgt, m.source_kcv)
         except KeyMismatch as exc:
-            if found is None:
+            if m.found is None:
                 raise
             raise LabelConflict(f"{exc}; nothing was written") from exc
-        if found is not None:
-            m.status, m.detail = "already-present", found + self._resumed(m)
+        resumed = self._resumed(m)
+        if m.found is not None:
+            m.status, m.detail = "already-present", m.found + resumed
             return
-        self._resumed(m)
         m.status = "migrated"
         m.detail = f"wrapped on {src.name}, unwrapped on {tgt.name} ({self._method})"
 
     def _resumed(self, m: Migration) -> str:
-        """After the identity is proven: journal it, and say when an earlier run (killed, or
-        concurrent) unwrapped the key without verifying it."""
+        """After the identity is proven: journal it (a ``verified`` note, committed with the
+        others of the batch), and say when an earlier run (killed, or concurrent) unwrapped
+        the key without verifying it."""
         if self.journal is None or not self.writes:
             return ""
         spec, tgt = m.spec, self.target
+        self._notes.append(("note", "verified", {
+            "key_label": spec.label, "cluster": tgt.name, "label": spec.target_label,
+            "check_value": m.identity.get("target")}))
+        if spec.target_label in self._unwrapped:
+            return ""
         prior = self.journal.last_unwrap(tgt.name, spec.target_label)
-        self.rec.record("note", "verified", key_label=spec.label, cluster=tgt.name,
-                        label=spec.target_label, check_value=m.identity.get("target"))
         if prior is None or prior["run_id"] == self.run_id:
             return ""
         state = {"before": "was interrupted before recording the result",
@@ -343,54 +423,145 @@ class Migrator:
         return (f" (resumed: run {prior['run_id']} unwrapped it, journal seq {prior['seq']}, "
                 f"and {state}: verified now, not unwrapped twice)")
 
+    def _flush_notes(self) -> None:
+        notes, self._notes = self._notes, []
+        if notes and self.rec is not None:
+            self.rec.record_many(notes)
+
     def _move(self, m: Migration) -> None:
         spec, tgt = m.spec, self.target
         assert m.source is not None
+        self._unwrapping = None
         if self.profile.migration_backend == "cloudhsm-cli":
-            m.target = self.cli_channel.move(spec, m.source_attributes, tgt)
-            self._method = self.cli_channel.method
+            cli = self.cli_channel
+            self._unwrapping = spec.target_label  # its commands write to the target
+            m.target = cli.move(spec, m.source_attributes, tgt)
+            self._method = cli.method
         else:
             cls = key_class(spec.type)
             template = attributes.unwrap_template(m.source_attributes, cls, spec.target_label,
                                                   spec.attributes)
-            key = self.channel.move(m.source.key, cls, KEY_TYPES[spec.type], template)
+            channel = self.channel
+            blob = channel.wrap(m.source.key)
+            self._unwrapping = spec.target_label  # from here on the target may hold the key
+            key = channel.unwrap(blob, cls, KEY_TYPES[spec.type], template)
             tgt.index.add(key, spec.target_label)
             m.target = Side(key)
             self._method = self.channel.method
 
-    def _write(self, m: Migration) -> str | None:
-        """Unwrap the key on the target; with a journal, under the key's lock, after looking
-        at the token again (another worker or run, or an interrupted earlier run, may have
-        unwrapped it meanwhile). Returns None when unwrapped now, else why it was not."""
+    def _write(self, batch: list[Migration]) -> None:
+        """Unwrap a batch of pending keys (the first is the one asked for), then prove each.
+        With a journal: under each key's lock, after looking at the token again where another
+        process may have unwrapped it meanwhile; a planned key whose lock another process
+        holds is left for its own turn, the key asked for waits for its lock."""
         if self.journal is None:
-            self._move(m)
-            return None
-        spec, src, tgt = m.spec, self.source, self.target
+            for m in batch:
+                if self._guard(m, self._move):
+                    self._guard(m, self._finish)
+                elif self._lost is None:
+                    self._look_after_failure(m)
+            return
+        tgt = self.target
         target_id = f"{tgt.info.get('label')}/{tgt.info.get('serial')}"
-        with self.journal.lock(target_id, spec.target_label, self.run_id) as lock:
-            # Ask the token again only when another run may have unwrapped the key since the
-            # index was built (it journals before unwrapping, under this lock); otherwise the
-            # index is current, and a search by label per key would make the cost quadratic.
-            prior = self.journal.last_unwrap(tgt.name, spec.target_label)
-            if lock["contended"] or lock["took_over"] or (
-                    prior is not None and prior["run_id"] != self.run_id):
-                m.target = locate_on_token(tgt, spec)
-            if m.target is not None:
-                why = (f"found on {tgt.name} under {spec.target_label!r} with the same key "
-                       "material; not migrated again")
-                if lock["waited"] > 0.2:
-                    why += f"; waited {lock['waited']}s for its lock"
-                return why
+        first = batch[0]
+        claims = self.journal.claim(target_id, [m.spec.target_label for m in batch], self.run_id)
+        held = [m for m in batch if claims[m.spec.target_label] is not None]
+        for m in batch[1:]:
+            if claims[m.spec.target_label] is None:
+                del self._done[m.spec.label]  # another process has it now: its own turn
+        if claims[first.spec.target_label] is None:  # wait for the lock of the key asked for
+            self.journal.release(target_id, [m.spec.target_label for m in held])
+            self._guard(first, self._write_waiting, target_id)
+            return
+        try:
+            self._unwrap(held, claims)
+        finally:
+            self.journal.release(target_id, [m.spec.target_label for m in held])
+
+    def _write_waiting(self, m: Migration, target_id: str) -> None:
+        with self.journal.lock(target_id, m.spec.target_label, self.run_id) as info:
+            self._unwrap([m], {m.spec.target_label: info})
+
+    def _unwrap(self, batch: list[Migration], claims: dict[str, Any]) -> None:
+        """Under the batch's locks: look again where needed, record every ``before`` in one
+        durable commit, then unwrap each key, record its ``after`` (or ``failed``) and prove
+        it before the next one."""
+        todo: list[tuple[Migration, dict[str, Any]]] = []
+        for m in batch:
+            if not self._guard(m, self._recheck, claims[m.spec.target_label]):
+                continue
+            if m.target is not None:  # found after all: proven, nothing written
+                self._guard(m, self._finish)
+                continue
             assert m.source is not None
-            check = source_check(spec, m.source, src)
+            check = source_check(m.spec, m.source, self.source)
             if isinstance(check, identity.Kcv):
                 m.source_kcv, check = check, check.value
-            with self.rec.step("unwrap", key_label=spec.label, cluster=tgt.name,
-                               label=spec.target_label, check_value=check) as after:
-                self._move(m)
-                assert m.target is not None
-                after.update(handle=m.target.key.handle, unique_id=unique_id(m.target.key))
-        return None
+            todo.append((m, {"key_label": m.spec.label, "cluster": self.target.name,
+                             "label": m.spec.target_label, "check_value": check}))
+        self.rec.record_many([("before", "unwrap", fields) for _, fields in todo])
+        for m, fields in todo:
+            if self._lost is not None:
+                self.rec.record("failed", "unwrap", **fields, detail=f"not attempted: {self._lost}")
+            if self._guard(m, self._move_journaled, fields):
+                self._guard(m, self._finish)
+            elif self._lost is None:
+                self._look_after_failure(m)
+
+    def _look_after_failure(self, m: Migration) -> None:
+        """An unwrap that failed may still have created the key (the reply lost on the way
+        back, a timeout): look once on the (reopened) session and say what is there."""
+        spec, tgt = m.spec, self.target
+        if self._unwrapping != spec.target_label:  # failed before the target was asked
+            return
+        try:
+            there = locate_on_token(tgt, spec, "look for the key after the failed unwrap")
+        except KeyparityError as exc:
+            m.detail += f"; whether {spec.target_label!r} is on {tgt.name} now is unknown: {exc}"
+            return
+        if there is None:
+            m.detail += f"; nothing labelled {spec.target_label!r} was written to {tgt.name}"
+            return
+        m.detail += (f"; an object labelled {spec.target_label!r} IS on {tgt.name} now (the "
+                     "token may have completed the unwrap): not verified in this run; the next "
+                     "run proves it by KCV/fingerprint instead of unwrapping it again")
+        if self.rec is not None:
+            self.rec.record("note", "unwrap-outcome", key_label=spec.label, cluster=tgt.name,
+                            label=spec.target_label, handle=there.key.handle,
+                            detail="an object is under the label after a failed unwrap")
+
+    def _recheck(self, m: Migration, lock: dict[str, Any]) -> None:
+        """Ask the token again only when another process may have unwrapped the key since the
+        index was built (it journals before unwrapping, under the lock we now hold); otherwise
+        the index is current, and a search by label per key would make the cost quadratic."""
+        spec, tgt = m.spec, self.target
+        other = lock["contended"] or lock["took_over"]
+        if m.target is None:
+            prior = self.journal.last_unwrap(tgt.name, spec.target_label)
+            other = other or (prior is not None and spec.target_label not in self._unwrapped)
+        if other:  # (a key found in the index: only when another process held its lock)
+            m.target = locate_on_token(tgt, spec)
+        if m.target is not None:
+            m.found = (f"found on {tgt.name} under {spec.target_label!r} with the same key "
+                       "material; not migrated again")
+            if lock["waited"] > 0.2:
+                m.found += f"; waited {lock['waited']}s for its lock"
+
+    def _move_journaled(self, m: Migration, fields: dict[str, Any]) -> None:
+        try:
+            self._move(m)
+        except Exception as exc:
+            self.rec.record("failed", "unwrap", **{**fields,
+                                                   "detail": f"{type(exc).__name__}: {exc}"})
+            raise
+        assert m.target is not None
+        self._unwrapped.add(m.spec.target_label)
+        uid = None
+        if self._unique_ids is not False:  # asked once: a token without it says so each time
+            uid = unique_id(m.target.key)
+            self._unique_ids = uid is not None
+        self.rec.record("after", "unwrap", **{**fields, "handle": m.target.key.handle,
+                                              "unique_id": uid})
 
     def close(self) -> list[str]:
         """Destroy the wrapping objects this process created; returns what was left behind."""

@@ -16,7 +16,7 @@ from .cluster import ClusterSession, find_token, load_module, token_info
 from .errors import KeyparityError
 from .evidence import Evidence
 from .login import LoginGate
-from .migrate import Migrator
+from .migrate import Migrator, chunk_size, chunks
 from .profile import KeySpec, Profile, ProfileError, load_profile, resolve_profile_arg
 from .secrets import SecretError
 
@@ -26,6 +26,8 @@ RUN = pytest.StashKey[runinfo.Run]()
 EVIDENCE = pytest.StashKey[Evidence]()
 DESELECTED = pytest.StashKey[int]()
 JOURNAL = pytest.StashKey[Path]()
+CHUNKS = pytest.StashKey[dict[str, str]]()  # key label -> its chunk (the xdist group)
+PLAN = pytest.StashKey[list[list[KeySpec]]]()  # the selected keys to migrate, per chunk
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
 
@@ -40,6 +42,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seed for vector inputs (default: random, printed in the header)")
     group.addoption("--hsm-journal", metavar="PATH",
                     help="the write journal (SQLite; default: <rootdir>/.keyparity/journal.sqlite)")
+    group.addoption("--hsm-batch", type=int, metavar="N",
+                    help="keys per chunk: one xdist group, and one durable journal commit for "
+                         "their unwraps (default: up to 50; with -n, about four chunks per "
+                         "worker)")
     group.addoption("--hsm-confirm", metavar="CLUSTER_ID",
                     help="allow writes with an environment: production profile: the target's "
                          "cluster id (clusters.target.aws.cluster_id); without it a production "
@@ -50,7 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "preflight: read-only checks of both clusters")
     config.addinivalue_line("markers", "tls: certificate and TLS trust of each cluster")
-    config.addinivalue_line("markers", "xdist_group(name): run tests of one key on one worker")
+    config.addinivalue_line("markers", "xdist_group(name): run the tests of one chunk of keys on one "
+                            "worker")
     config.addinivalue_line("markers", "aws: reads a cluster through the AWS API "
                             "(cloudhsmv2.describe_clusters); deselect with -m 'not aws'")
     arg = config.getoption("hsm_profile")
@@ -198,18 +205,61 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     profile = metafunc.config.stash.get(PROFILE, None)
     keys: list[KeySpec | None] = list(profile.keys) if profile else [None]
     if "vector" in metafunc.fixturenames:
-        params = [pytest.param(k, v, id=f"{k.label}-{v}", marks=_group(k))
+        params = [pytest.param(k, v, id=f"{k.label}-{v}", marks=_group(k, metafunc.config))
                   for k in keys if k for v in k.vectors]
         if profile is None:
             params = [pytest.param(None, None, id="no-profile")]
         metafunc.parametrize(("inventory_key", "vector"), params)
     else:
         metafunc.parametrize("inventory_key", [
-            pytest.param(k, id=k.label if k else "no-profile", marks=_group(k)) for k in keys])
+            pytest.param(k, id=k.label if k else "no-profile", marks=_group(k, metafunc.config))
+            for k in keys])
 
 
-def _group(key: KeySpec | None) -> list[Any]:
-    return [pytest.mark.xdist_group(key.label)] if key else []
+def _chunks(config: pytest.Config) -> dict[str, str]:
+    """Inventory keys in chunks of ``chunk_size``; a chunk's name is its first key's label.
+    Workers compute the same chunks (they see the same worker count), as xdist requires."""
+    if CHUNKS not in config.stash:
+        keys = list(config.stash[PROFILE].keys)
+        workers = getattr(config, "workerinput", {}).get("workercount", 1)  # xdist worker
+        size = config.getoption("hsm_batch") or chunk_size(len(keys), int(workers))
+        if size < 1:
+            raise pytest.UsageError("--hsm-batch must be at least 1")
+        config.stash[CHUNKS] = {k.label: chunk[0].label for chunk in chunks(keys, size)
+                                for k in chunk}
+    return config.stash[CHUNKS]
+
+
+def _group(key: KeySpec | None, config: pytest.Config) -> list[Any]:
+    """All tests of a chunk of keys run on one worker (``--dist loadgroup``)."""
+    return [pytest.mark.xdist_group(_chunks(config)[key.label])] if key else []
+
+
+def _plan_migrations(session: pytest.Session) -> None:
+    """The migration plan: the keys whose selected tests need their migration, per chunk, in
+    the order the tests run. Deselected keys are never batched with the others."""
+    if PROFILE not in session.config.stash:
+        return
+    plan: dict[str, list[KeySpec]] = {}
+    seen: set[str] = set()
+    for item in session.items:
+        key = getattr(item, "callspec", None) and item.callspec.params.get("inventory_key")
+        if (key is not None and key.label not in seen
+                and "migration" in getattr(item, "fixturenames", ())):
+            seen.add(key.label)
+            plan.setdefault(_chunks(session.config)[key.label], []).append(key)
+    session.config.stash[PLAN] = list(plan.values())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test of a migrated key that lost its session (an encrypt, a KCV, an attribute read)
+    fails on its own; the sessions are reopened once for the tests after it."""
+    yield
+    if call.excinfo is not None and call.when in ("setup", "call"):
+        migrator = getattr(item, "funcargs", {}).get("migrator")
+        if isinstance(migrator, Migrator):
+            migrator.recover_after(call.excinfo.value)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -228,6 +278,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    _plan_migrations(session)
     n = session.config.stash.get(DESELECTED, 0)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if n and reporter is not None:
@@ -355,6 +406,7 @@ def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
     from .journal import Journal
     journal = Journal(pytestconfig.stash[JOURNAL])
     m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id, journal=journal)
+    m.plan(pytestconfig.stash.get(PLAN, []))
     yield m
     left = m.close()
     journal.close()

@@ -3,14 +3,23 @@
 Nothing of keyparity is replaced. python-pkcs11's own ``wrap_key`` (C_WrapKey) is wrapped so
 that, when the inventory key labelled LABEL is wrapped, the token fails the way an HSM does:
 
-    KEYPARITY_FAULT=KIND:LABEL      KEYPARITY_FAULT_LOG=file (one line per C_OpenSession)
+    KEYPARITY_FAULT=KIND:LABEL[:AT]   KEYPARITY_FAULT_LOG=file (one line per C_OpenSession)
 
-  closed          the key's session is really closed (C_CloseSession), then the real C_WrapKey
+  closed          the key's session is really closed (C_CloseSession), then the real call
                   runs against the dead handle and SoftHSM answers for itself
-  handle-invalid  C_WrapKey answers CKR_SESSION_HANDLE_INVALID
-  device-error    C_WrapKey answers CKR_DEVICE_ERROR
-  removed         C_WrapKey answers CKR_DEVICE_REMOVED, and from then on the token is gone:
+  handle-invalid  the call answers CKR_SESSION_HANDLE_INVALID
+  device-error    the call answers CKR_DEVICE_ERROR
+  removed         the call answers CKR_DEVICE_REMOVED, and from then on the token is gone:
                   every C_OpenSession answers CKR_TOKEN_NOT_PRESENT
+  lost-reply      the real call runs (the key IS created), then CKR_DEVICE_ERROR is answered,
+                  as when the reply of an HSM is lost on the way back
+
+AT, where the fault fires (default ``wrap``):
+  wrap            C_WrapKey of the key labelled LABEL, on the source
+  unwrap          C_UnwrapKey creating the key labelled LABEL, on the target
+  encrypt@N       the N-th C_Encrypt (or C_Sign) with the key labelled LABEL on the target:
+                  the first is the KCV of the migration's identity proof, later ones are the
+                  equivalence tests'
 
 The tokens are watched through a thin proxy of ``pkcs11.lib`` (the module's entry point) so
 that each C_OpenSession is logged (and, once removed, refused).
@@ -27,10 +36,15 @@ import pkcs11._pkcs11 as p11lib
 import pkcs11.exceptions as p11
 from pkcs11 import Attribute
 
-KIND, LABEL = os.environ["KEYPARITY_FAULT"].split(":", 1)
+KIND, LABEL, *_AT = os.environ["KEYPARITY_FAULT"].split(":", 2)
+AT, _, NTH = (_AT[0] if _AT else "wrap").partition("@")
 LOG = os.environ.get("KEYPARITY_FAULT_LOG")
-_state = {"fired": False}
+TARGET = "hsm2"
+_state = {"fired": False, "seen": 0}
 _real_wrap = p11lib.WrapMixin.wrap_key
+_real_unwrap = p11lib.UnwrapMixin.unwrap_key
+_real_encrypt = p11lib.EncryptMixin._encrypt
+_real_sign = p11lib.SignMixin._sign
 
 
 def _log(line: str) -> None:
@@ -39,19 +53,55 @@ def _log(line: str) -> None:
             f.write(line + "\n")
 
 
+def _fire(session, call):
+    """Fail the way the token would, once; ``call`` runs the real operation."""
+    _state["fired"] = True
+    _log(f"fault {KIND} {LABEL}")
+    if KIND == "closed":
+        session.close()
+    elif KIND == "handle-invalid":
+        raise p11.SessionHandleInvalid()
+    elif KIND == "device-error":
+        raise p11.DeviceError()
+    elif KIND == "removed":
+        raise p11.DeviceRemoved()
+    elif KIND == "lost-reply":
+        call()
+        _log(f"lost reply {LABEL}")
+        raise p11.DeviceError()
+    return call()
+
+
 def wrap_key(self, key, *args, **kwargs):
-    if not _state["fired"] and key[Attribute.LABEL] == LABEL:
-        _state["fired"] = True
-        _log(f"fault {KIND} {LABEL}")
-        if KIND == "closed":
-            key.session.close()
-        elif KIND == "handle-invalid":
-            raise p11.SessionHandleInvalid()
-        elif KIND == "device-error":
-            raise p11.DeviceError()
-        elif KIND == "removed":
-            raise p11.DeviceRemoved()
+    if AT == "wrap" and not _state["fired"] and key[Attribute.LABEL] == LABEL:
+        return _fire(key.session, lambda: _real_wrap(self, key, *args, **kwargs))
     return _real_wrap(self, key, *args, **kwargs)
+
+
+def unwrap_key(self, object_class, key_type, key_data, *args, **kwargs):
+    if AT == "unwrap" and not _state["fired"] and kwargs.get("label") == LABEL:
+        return _fire(self.session, lambda: _real_unwrap(self, object_class, key_type, key_data,
+                                                        *args, **kwargs))
+    return _real_unwrap(self, object_class, key_type, key_data, *args, **kwargs)
+
+
+def _on_target(key) -> bool:
+    return (AT == "encrypt" and not _state["fired"] and key[Attribute.LABEL] == LABEL
+            and str(key.session.token.label).strip() == TARGET)
+
+
+def _nth_on_target(real):
+    """C_Encrypt / C_Sign: fire at the NTH use of the key labelled LABEL on the target."""
+    def call(self, data, *args, **kwargs):
+        if _on_target(self):
+            _state["seen"] += 1
+            if _state["seen"] == int(NTH or 1):
+                return _fire(self.session, lambda: real(self, data, *args, **kwargs))
+        return real(self, data, *args, **kwargs)
+    return call
+
+
+_encrypt, _sign = _nth_on_target(_real_encrypt), _nth_on_target(_real_sign)
 
 
 class _Token:
@@ -90,4 +140,7 @@ class _Lib:
 
 _real_lib = pkcs11.lib
 p11lib.WrapMixin.wrap_key = wrap_key
+p11lib.UnwrapMixin.unwrap_key = unwrap_key
+p11lib.EncryptMixin._encrypt = _encrypt
+p11lib.SignMixin._sign = _sign
 pkcs11.lib = _Lib

@@ -4,6 +4,9 @@ entry - the hook is passed to the Journal here; the product has no kill switch.
 
     python journal_child.py PROFILE JOURNAL RUN_ID STATE_DIR [ACTION:PHASE[:LABEL]]
 
+JOURNAL_CHILD_CHUNK=N: the keys are planned in chunks of N, as the plugin plans them (their
+unwraps journaled as one batch); unset: no plan, one key at a time.
+
 Prints {"label": [status, detail], ...} as JSON on stdout.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from keyparity.cluster import ClusterSession
 from keyparity.journal import Journal
 from keyparity.login import LoginGate
-from keyparity.migrate import Migrator
+from keyparity.migrate import Migrator, chunks
 from keyparity.profile import load_profile
 
 
@@ -39,6 +42,8 @@ def main(profile_path: str, journal_path: str, run_id: str, state: str,
     tgt = ClusterSession(profile.target, profile.module_env, gate)
     journal = Journal(Path(journal_path), hook=hook)
     m = Migrator(profile, src, tgt, run_id, journal=journal)
+    if os.environ.get("JOURNAL_CHILD_CHUNK"):
+        m.plan(chunks(profile.keys, int(os.environ["JOURNAL_CHILD_CHUNK"])))
     out = {}
     for spec in profile.keys:
         r = m.ensure(spec)

@@ -28,14 +28,17 @@ KEYS = [AES, RSA]
 OK = ("migrated", "already-present")
 
 
-def start(lab: Any, profile: Path, journal: Path, run_id: str, kill: str = "") -> subprocess.Popen:
+def start(lab: Any, profile: Path, journal: Path, run_id: str, kill: str = "",
+          chunk: int = 0) -> subprocess.Popen:
+    env = {**lab.env, "JOURNAL_CHILD_CHUNK": str(chunk or "")}
     return subprocess.Popen([sys.executable, str(CHILD), str(profile), str(journal), run_id,
-                             str(lab.root), kill], env=lab.env, cwd=REPO,
+                             str(lab.root), kill], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def child(lab: Any, profile: Path, journal: Path, run_id: str, kill: str = "") -> Any:
-    p = start(lab, profile, journal, run_id, kill)
+def child(lab: Any, profile: Path, journal: Path, run_id: str, kill: str = "",
+          chunk: int = 0) -> Any:
+    p = start(lab, profile, journal, run_id, kill, chunk)
     out, err = p.communicate(timeout=120)
     return p.returncode, (json.loads(out) if p.returncode == 0 else None), err
 
@@ -66,16 +69,19 @@ KILL_POINTS = [
 ]
 
 
+@pytest.mark.parametrize("chunk", [0, 2], ids=["one-by-one", "batched"])
 @pytest.mark.parametrize("kill", KILL_POINTS)
-def test_rerun_after_sigkill_reconciles_every_key_exactly_once(lab, kill):
+def test_rerun_after_sigkill_reconciles_every_key_exactly_once(lab, kill, chunk):
+    """chunk 2: both keys' unwraps are one batch (one durable commit of both ``before``
+    entries), the way the plugin plans a run; the rerun plans them the same way."""
     lab.seed(KEYS)
     profile = lab.profile(KEYS)
     journal = lab.root / "journal.sqlite"
-    rc, _, err = child(lab, profile, journal, "run-killed", kill)
+    rc, _, err = child(lab, profile, journal, "run-killed", kill, chunk)
     assert rc == -signal.SIGKILL, err
     before = unwraps(journal)
 
-    rc, out, err = child(lab, profile, journal, "run-resumed")
+    rc, out, err = child(lab, profile, journal, "run-resumed", chunk=chunk)
     assert rc == 0, err
     assert {k["label"]: out[k["label"]][0] in OK for k in KEYS} == {k["label"]: True
                                                                   for k in KEYS}, out
@@ -96,9 +102,9 @@ def test_rerun_after_sigkill_reconciles_every_key_exactly_once(lab, kill):
     # a stale lock of the killed run was taken over, with an entry saying so
     j = Journal(journal)
     assert [dict(r) for r in j.db.execute("SELECT * FROM locks")] == []
-    if kill.startswith("unwrap"):
+    if kill.startswith("unwrap"):  # the killed run held one lock, or a batch's two
         assert [e["run_id"] for e in j.entries() if e["action"] == "lock-takeover"] == \
-            ["run-resumed"]
+            ["run-resumed"] * (2 if chunk else 1)
     j.close()
 
 
@@ -160,12 +166,13 @@ def test_cleanup_refuses_a_production_profile_without_confirm(lab):
     assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes128"}) == [0]
 
 
-def test_two_concurrent_runs_migrate_each_key_exactly_once(lab):
+@pytest.mark.parametrize("chunk", [0, 4], ids=["one-by-one", "batched"])
+def test_two_concurrent_runs_migrate_each_key_exactly_once(lab, chunk):
     keys = [AES, RSA, DES3, {"label": "k-aes256", "type": "aes", "size": 256}]
     lab.seed(keys)
     profile = lab.profile(keys)
     journal = lab.root / "journal.sqlite"
-    procs = [start(lab, profile, journal, f"run-{i}") for i in (1, 2)]
+    procs = [start(lab, profile, journal, f"run-{i}", chunk=chunk) for i in (1, 2)]
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -191,3 +198,48 @@ def test_suite_run_puts_the_journal_head_into_the_signed_statement(lab, suites):
     assert statement["predicate"]["journal"] == {"path": str(journal), **head}
     assert head["entries"] > 0 and verify(journal) == []
     assert evidence(suites)["keys"]["k-aes128"]["migration"]["status"] == "migrated"
+
+
+def test_a_batch_commits_every_before_first_then_each_after(lab):
+    """Group commit: the ``before`` entries of a chunk's unwraps are one transaction (one
+    fsync), written before the first unwrap is attempted; each ``after`` is its own."""
+    keys = [AES, RSA, DES3]
+    lab.seed(keys)
+    journal = lab.root / "journal.sqlite"
+    rc, out, err = child(lab, lab.profile(keys), journal, "run-1", chunk=3)
+    assert rc == 0, err
+    assert [out[k["label"]][0] for k in keys] == ["migrated"] * 3, out
+    j = Journal(journal)
+    unwrap = [(e["phase"], e["label"], e["ts"]) for e in j.entries("run-1")
+              if e["action"] == "unwrap"]
+    j.close()
+    assert [p for p, _, _ in unwrap] == ["before"] * 3 + ["after"] * 3
+    assert [label for _, label, _ in unwrap] == ["k-aes128", "k-rsa", "k-des3"] * 2
+    assert len({ts for p, _, ts in unwrap if p == "before"}) == 1  # one transaction
+    assert len({ts for p, _, ts in unwrap if p == "after"}) == 3
+    assert unwraps(journal) == {"k-aes128": 1, "k-rsa": 1, "k-des3": 1}
+
+
+def test_cleanup_proves_an_ec_private_key_by_a_signature_the_source_public_key_verifies(lab):
+    """An EC private key object exposes no public point and SoftHSM has no CKA_UNIQUE_ID: the
+    clean-up has the object sign a fresh challenge and verifies it with the source's public
+    key, whose fingerprint the journal recorded; another EC key under the label is left."""
+    ec_key = {"label": "k-ec", "type": "ec", "curve": "P-256"}
+    other = {"label": "k-ec2", "type": "ec", "curve": "P-256"}
+    keys = [ec_key, other]
+    lab.seed(keys)
+    journal = lab.root / "journal.sqlite"
+    rc, out, err = child(lab, lab.profile(keys), journal, "run-1")
+    assert rc == 0 and [out[k["label"]][0] for k in keys] == ["migrated"] * 2, (out, err)
+    # k-ec2 replaced on the target by another EC key under the same label
+    lab.tokens({"op": "destroy", "token": "hsm2", "label": "k-ec2"},
+               {"op": "create", "token": "hsm2", "key": other})
+
+    result = cleanup(lab, lab.profile(keys), journal, "run-1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("removed: 'k-ec' (private_key) on hsm2 (created by run run-1, journal seq"
+            in result.stdout), result.stdout
+    assert "proven by KCV/fingerprint" in result.stdout
+    assert "not removed: 'k-ec2' (private_key) on hsm2" in result.stdout, result.stdout
+    assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-ec"},
+                      {"op": "count", "token": "hsm2", "label": "k-ec2"}) == [0, 2]
