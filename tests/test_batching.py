@@ -8,7 +8,10 @@ real SoftHSM tokens: deselected keys are never written, a chunk stays on one wor
 """
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
 from conftest import evidence, run_suites
 from keyparity.journal import Journal, verify
@@ -93,3 +96,41 @@ def test_chunks_stay_on_one_worker_share_one_commit_and_equal_a_serial_run(lab, 
     assert {k: v["migration"]["status"] for k, v in ser_doc["keys"].items()} == dict.fromkeys(
         LABELS, "already-present")
     assert counts(lab, "hsm2", LABELS)["*"] == 4
+
+
+def test_two_concurrent_pytest_runs_on_one_target_each_write_correct_evidence(lab, suites):
+    """Two operators start the same migration at once, each with two workers and chunks of
+    two keys, sharing the journal: every key is unwrapped exactly once; each run's evidence
+    says, per key, what that run did (one migrated it, the other found it), and passes."""
+    keys = KEYS
+    lab.seed(keys)
+    profile = lab.profile(keys)
+    procs = []
+    for i in (1, 2):
+        cmd = [sys.executable, "-m", "pytest", "suites", f"--hsm-profile={profile}",
+               f"--hsm-reports-dir={suites.path / f'reports{i}'}", "-n", "2",
+               "--hsm-batch", "2"]
+        procs.append(subprocess.Popen(cmd, cwd=suites.path, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    docs = []
+    for i, p in zip((1, 2), procs):
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out
+        docs.append(json.loads((suites.path / f"reports{i}" / "latest" / "evidence.json")
+                               .read_text()))
+    for doc in docs:
+        assert doc["summary"]["verdict"] == "PASS"
+        assert {k: v["verdict"] for k, v in doc["keys"].items()} == dict.fromkeys(LABELS,
+                                                                                 "passed")
+    for label in LABELS:
+        statuses = sorted(doc["keys"][label]["migration"]["status"] for doc in docs)
+        assert statuses == ["already-present", "migrated"], (label, statuses)
+    journal = suites.path / ".keyparity" / "journal.sqlite"
+    j = Journal(journal)
+    done = [e["label"] for e in j.entries() if e["action"] == "unwrap" and e["phase"] == "after"]
+    locks = j.locks()
+    j.close()
+    assert sorted(done) == sorted(LABELS)  # each key unwrapped once, over both runs
+    assert locks == [] and verify(journal) == []
+    assert counts(lab, "hsm2", LABELS) == {"*": 4, "keyparity-*": 0,
+                                           **dict.fromkeys(LABELS, 1)}
