@@ -195,6 +195,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
                    if c.get("aws_cluster_id") else "")
         lines.append(f"keyparity: {role}: {c['name']}, {c['mode']}{kind} (declared{checked}), "
                      f"{desc}, module {c['module']}")
+    workers = getattr(config.option, "numprocesses", None)
+    workers = workers if isinstance(workers, int) and workers > 1 else 1
+    size = config.getoption("hsm_batch") or chunk_size(len(profile.keys), workers)
+    lines.append(f"keyparity: journal {config.stash[JOURNAL]}; keys in chunks of {size} (one "
+                 f"xdist group and one durable journal commit each; --hsm-batch)")
     lines.append(f"keyparity: run {run.run_id} -> {run.run_dir}")
     return lines
 

@@ -42,6 +42,7 @@ def test_a_deselected_key_is_never_written_although_it_is_in_the_chunk(lab, suit
     lab.seed(KEYS)
     result = run_suites(suites, lab.profile(KEYS), "-k", "k-des3 or k-rsa")
     assert result.ret == 0, result.stdout.str()
+    assert "keys in chunks of 4 (one xdist group" in result.stdout.str()  # serial: all four
     assert counts(lab, "hsm2", LABELS) == {"*": 2, "keyparity-*": 0, "k-aes128": 0,
                                            "k-des3": 1, "k-hmac": 0, "k-rsa": 1}
     doc = evidence(suites)
@@ -65,6 +66,7 @@ def test_chunks_stay_on_one_worker_share_one_commit_and_equal_a_serial_run(lab, 
     par_doc = evidence(suites)
     expected = all_green(KEYS)
     assert observed(parallel, par_doc) == expected
+    assert "keys in chunks of 2 (one xdist group" in parallel.stdout.str()
     # the groups are the chunks, named by their first key: [aes, des3], [hmac, rsa]
     chunk_of = {"k-aes128": "k-aes128", "k-des3": "k-aes128", "k-hmac": "k-hmac",
                 "k-rsa": "k-hmac"}
