@@ -3,12 +3,14 @@ its objects built by enumerating them once (no per-key search by label)."""
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pkcs11
+import pkcs11.exceptions
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.types import Object, Session, Token
 
@@ -30,8 +32,28 @@ def load_module(path: str, env: Mapping[str, str]) -> pkcs11.lib:
     return _libs[path]
 
 
+FIND_ATTEMPTS = 5
+
+
 def find_token(lib: pkcs11.lib, spec: Cluster) -> Token:
-    """The cluster's token, by label or slot."""
+    """The cluster's token, by label or slot.
+
+    SoftHSM's file store answers CKR_GENERAL_ERROR when another process rewrites a token file
+    while this one reads it (seen with two runs starting at once on one store). Finding a token
+    is read-only and involves no login, so that answer is asked again, up to FIND_ATTEMPTS
+    times, 0.1 s, 0.2 s... apart; any other error, and every login, is never retried."""
+    for attempt in range(1, FIND_ATTEMPTS + 1):
+        try:
+            return _find_token(lib, spec)
+        except TokenError as exc:
+            if attempt == FIND_ATTEMPTS or not isinstance(exc.__cause__,
+                                                           pkcs11.exceptions.GeneralError):
+                raise
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _find_token(lib: pkcs11.lib, spec: Cluster) -> Token:
     where = spec.name
     with pkcs11_step("find token", where):
         if spec.slot is not None:
