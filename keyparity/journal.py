@@ -442,13 +442,25 @@ def _source_ec_public(profile: Any, key_label: str | None) -> Any:
         return identity.ec_public(pubs[0], spec.curve) if len(pubs) == 1 else None
 
 
+def _later_unwrap(journal: Journal, cluster: str, label: str, seq: int,
+                  run_id: str) -> dict[str, Any] | None:
+    """The newest unwrap of ``label`` that another run recorded completed after ``seq``."""
+    row = journal.db.execute(
+        "SELECT run_id, seq FROM entries WHERE action = 'unwrap' AND phase = 'after' AND "
+        "cluster = ? AND label = ? AND seq > ? AND run_id != ? ORDER BY seq DESC LIMIT 1",
+        (cluster, label, seq, run_id)).fetchone()
+    return dict(row) if row else None
+
+
 def cleanup(journal: Journal, run_id: str, profile: Any) -> tuple[list[str], bool]:
     """Destroy on the target every object that ``run_id`` created and the journal proves:
     recorded ``after`` its creation, not destroyed since, and still the same object (its
     CKA_UNIQUE_ID, else its KCV / public-key fingerprint equals the journal's; an EC private
     key signs a challenge that the source's public key verifies). Source objects are never
-    touched; an object that cannot be proven is left and reported, and so is an object under
-    the label of an unwrap that was interrupted or recorded a failure (a lost reply).
+    touched, nor a key that another run unwrapped later under the label (same key material,
+    not this run's object); an object that cannot be proven is left and reported, and so is an
+    object under the label of an unwrap that was interrupted or recorded a failure (a lost
+    reply); such an unwrap with nothing under its label is said, not an error.
     Returns (lines, ok): ok is False when something was left that the run may have created."""
     from pkcs11 import Attribute, ObjectClass
 
@@ -461,37 +473,51 @@ def cleanup(journal: Journal, run_id: str, profile: Any) -> tuple[list[str], boo
     spec = profile.target
     rec = journal.bind(run_id)
     lines, ok = [], True
-    open_ops: dict[tuple[str, str, str], int] = {}
+    open_ops: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for e in entries:
         k = (e["action"], e["cluster"] or "", e["label"] or "")
         if e["phase"] == "before":
-            open_ops[k] = open_ops.get(k, 0) + 1
+            open_ops.setdefault(k, []).append(e)
         elif e["phase"] in ("after", "failed") and open_ops.get(k):
-            open_ops[k] -= 1
+            open_ops[k].pop()
     destroyed = {(e["cluster"], e["label"], e["handle"]) for e in entries
                  if e["action"] == "destroy" and e["phase"] == "after"}
+    removed: dict[tuple[str, str], int] = {}  # (cluster, label) -> seq of the last destroy
+    for e in entries:
+        if e["action"] == "destroy" and e["phase"] == "after":
+            removed[(e["cluster"], e["label"])] = e["seq"]
     created = [e for e in entries if e["action"] in CREATES and e["phase"] == "after"]
-    for (action, cluster, label), n in open_ops.items():
-        if n and action in CREATES and cluster == spec.name:
-            ok = False
-            lines.append(f"not removed: {action} of {label!r} on {cluster} was interrupted "
-                         "(no 'after' entry): whatever is there cannot be proven to be this "
-                         "run's; inspect it by hand")
-    # an unwrap that recorded a failure may still have created its object (a lost reply)
-    failed = {e["label"]: e for e in entries if e["action"] == "unwrap"
-              and e["phase"] == "failed" and e["cluster"] == spec.name}
+    # writes whose outcome the journal does not know: interrupted (a 'before' and nothing
+    # after it), or an unwrap that recorded a failure yet may have created its object (a lost
+    # reply); label -> (entry, what happened)
+    doubtful: dict[str, tuple[dict[str, Any], str]] = {}
+    for (action, cluster, label), open_entries in open_ops.items():
+        if open_entries and action in CREATES and cluster == spec.name:
+            doubtful[label] = (open_entries[-1], f"the {action} of run {run_id} was "
+                               "interrupted (no 'after' entry)")
+    for e in entries:
+        if e["action"] == "unwrap" and e["phase"] == "failed" and e["cluster"] == spec.name:
+            doubtful.setdefault(e["label"], (e, f"the unwrap of run {run_id} recorded a failure"))
     for e in created:
-        failed.pop(e["label"] if e["cluster"] == spec.name else None, None)
+        if e["cluster"] == spec.name:
+            doubtful.pop(e["label"], None)
     lib = load_module(str(spec.module), profile.module_env)
     token = find_token(lib, spec)
     with token.open(user_pin=spec.pin.resolve(), rw=True) as session:
-        for label, e in failed.items():
-            if any(True for _ in session.get_objects({Attribute.LABEL: label})):
-                ok = False
-                lines.append(f"not removed: {label!r} on {spec.name}: the unwrap of run {run_id} "
-                             f"recorded a failure (journal seq {e['seq']}), yet an object is "
-                             "under that label: it cannot be proven to be this run's; a run of "
-                             "the profile proves it by KCV/fingerprint, or inspect it by hand")
+        for label, (e, what) in doubtful.items():
+            where = f"{label!r} on {spec.name}: {what} (journal seq {e['seq']})"
+            if not any(True for _ in session.get_objects({Attribute.LABEL: label})):
+                lines.append(f"nothing to remove: {where}, and nothing is under that label")
+                continue
+            later = _later_unwrap(journal, spec.name, label, e["seq"], run_id)
+            if later is not None:
+                lines.append(f"left alone: {where}; the key under that label is run "
+                             f"{later['run_id']}'s (journal seq {later['seq']})")
+                continue
+            ok = False
+            lines.append(f"not removed: {where}, yet an object is under that label: it cannot "
+                         "be proven to be this run's; a run of the profile proves it by "
+                         "KCV/fingerprint, or inspect it by hand")
         for e in created:
             label = e["label"]
             if e["cluster"] != spec.name:
@@ -503,8 +529,18 @@ def cleanup(journal: Journal, run_id: str, profile: Any) -> tuple[list[str], boo
                 if all((spec.name, label, h) in destroyed for h in handles):
                     lines.append(f"already destroyed: wrapping pair {label!r} on {spec.name}")
                     continue
-            elif (spec.name, label, e["handle"]) in destroyed:
+            elif removed.get((spec.name, label), 0) > e["seq"]:
+                # destroyed since (compared by seq: handles differ between processes)
+                lines.append(f"already destroyed: {label!r} on {spec.name} (journal seq "
+                             f"{removed[(spec.name, label)]})")
                 continue
+            else:
+                later = _later_unwrap(journal, spec.name, label, e["seq"], run_id)
+                if later is not None:  # same key material, another run's object: never ours
+                    lines.append(f"left alone: {label!r} on {spec.name}: the key under that "
+                                 f"label is run {later['run_id']}'s (journal seq "
+                                 f"{later['seq']}), not run {run_id}'s")
+                    continue
             objs = [o for o in session.get_objects({Attribute.LABEL: label})
                     if o.object_class in (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY,
                                           ObjectClass.PUBLIC_KEY)]

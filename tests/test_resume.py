@@ -243,3 +243,35 @@ def test_cleanup_proves_an_ec_private_key_by_a_signature_the_source_public_key_v
     assert "not removed: 'k-ec2' (private_key) on hsm2" in result.stdout, result.stdout
     assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-ec"},
                       {"op": "count", "token": "hsm2", "label": "k-ec2"}) == [0, 2]
+
+
+def test_cleanup_after_a_killed_chunk_tells_nothing_written_from_another_runs_key(lab):
+    """A chunk killed after its 'before' commit: the keys not yet unwrapped have nothing on the
+    target (said, not an error); after a resume, their keys are the resumed run's and are left
+    alone; what the killed run did create and record is removed."""
+    lab.seed(KEYS)
+    profile = lab.profile(KEYS)
+    journal = lab.root / "journal.sqlite"
+    rc, _, err = child(lab, profile, journal, "run-killed", "unwrap:after:k-aes128", chunk=2)
+    assert rc == -signal.SIGKILL, err
+
+    result = cleanup(lab, profile, journal, "run-killed")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "removed: 'k-aes128' (secret_key) on hsm2 (created by run run-killed" in result.stdout
+    assert ("nothing to remove: 'k-rsa' on hsm2: the unwrap of run run-killed was interrupted "
+            "(no 'after' entry) (journal seq") in result.stdout, result.stdout
+    assert token_state(lab, ["k-aes128", "k-rsa"]) == {"wrapping-objects": 0, "k-aes128": 0,
+                                                       "k-rsa": 0}
+
+    rc, out, err = child(lab, profile, journal, "run-resumed", chunk=2)
+    assert rc == 0 and out["k-rsa"][0] == "migrated" and out["k-aes128"][0] == "migrated", out
+    again = cleanup(lab, profile, journal, "run-killed")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert ("left alone: 'k-rsa' on hsm2: the unwrap of run run-killed was interrupted (no "
+            "'after' entry)") in again.stdout and "is run run-resumed's" in again.stdout
+    # k-aes128 was removed by the first clean-up and unwrapped again by the resumed run: the
+    # same key material, but not run-killed's object, so the second clean-up leaves it
+    assert "already destroyed: 'k-aes128' on hsm2 (journal seq" in again.stdout, again.stdout
+    assert token_state(lab, ["k-aes128", "k-rsa"]) == {"wrapping-objects": 0, "k-aes128": 1,
+                                                       "k-rsa": 1}
+    assert verify(journal) == []
