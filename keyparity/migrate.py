@@ -65,6 +65,7 @@ class Migration:
     source_attributes: dict[str, Any] = field(default_factory=dict)
     source_kcv: identity.Kcv | None = None  # computed for the journal, reused by the proof
     found: str | None = None  # why nothing was written: the key was already on the target
+    journal: list[int] = field(default_factory=list)  # seqs of this run's entries for the key
     error: KeyparityError | None = None
 
     @property
@@ -72,7 +73,10 @@ class Migration:
         return self.status in OK
 
     def record(self) -> dict[str, Any]:
-        return {"status": self.status, "detail": self.detail, "identity": self.identity}
+        out = {"status": self.status, "detail": self.detail, "identity": self.identity}
+        if self.journal:  # where `keyparity journal verify` finds what this run did to the key
+            out["journal_seqs"] = list(self.journal)
+        return out
 
 
 def _one(objs: list[Key], what: str, label: str, where: str) -> Key | None:
@@ -203,7 +207,8 @@ class Migrator:
         self._cli_channel: Any = None  # cli_backend.CliChannel | KeyparityError, when chosen
         self._done: dict[str, Migration] = {}
         self._plan: dict[str, tuple[tuple[KeySpec, ...], int]] = {}  # label -> (chunk, next)
-        self._notes: list[tuple[str, str, dict[str, Any]]] = []  # verified notes to commit
+        # verified notes to commit, each with its key's Migration
+        self._notes: list[tuple[Migration, tuple[str, str, dict[str, Any]]]] = []
         self._unwrapped: set[str] = set()  # target labels this process unwrapped
         self._unwrapping: str | None = None  # the target label of the unwrap last attempted
         # whether the target has CKA_UNIQUE_ID (None: not asked yet); SoftHSM 2.6 has not, and
@@ -404,9 +409,9 @@ class Migrator:
         if self.journal is None or not self.writes:
             return ""
         spec, tgt = m.spec, self.target
-        self._notes.append(("note", "verified", {
+        self._notes.append((m, ("note", "verified", {
             "key_label": spec.label, "cluster": tgt.name, "label": spec.target_label,
-            "check_value": m.identity.get("target")}))
+            "check_value": m.identity.get("target")})))
         if spec.target_label in self._unwrapped:
             return ""
         prior = self.journal.last_unwrap(tgt.name, spec.target_label)
@@ -426,7 +431,9 @@ class Migrator:
     def _flush_notes(self) -> None:
         notes, self._notes = self._notes, []
         if notes and self.rec is not None:
-            self.rec.record_many(notes)
+            entries = self.rec.record_many([note for _, note in notes])
+            for (m, _), entry in zip(notes, entries):
+                m.journal.append(entry["seq"])
 
     def _move(self, m: Migration) -> None:
         spec, tgt = m.spec, self.target
@@ -499,10 +506,13 @@ class Migrator:
                 m.source_kcv, check = check, check.value
             todo.append((m, {"key_label": m.spec.label, "cluster": self.target.name,
                              "label": m.spec.target_label, "check_value": check}))
-        self.rec.record_many([("before", "unwrap", fields) for _, fields in todo])
+        befores = self.rec.record_many([("before", "unwrap", fields) for _, fields in todo])
+        for (m, _), entry in zip(todo, befores):
+            m.journal.append(entry["seq"])
         for m, fields in todo:
             if self._lost is not None:
-                self.rec.record("failed", "unwrap", **fields, detail=f"not attempted: {self._lost}")
+                m.journal.append(self.rec.record("failed", "unwrap", **fields,
+                                                 detail=f"not attempted: {self._lost}")["seq"])
             if self._guard(m, self._move_journaled, fields):
                 self._guard(m, self._finish)
             elif self._lost is None:
@@ -526,9 +536,10 @@ class Migrator:
                      "token may have completed the unwrap): not verified in this run; the next "
                      "run proves it by KCV/fingerprint instead of unwrapping it again")
         if self.rec is not None:
-            self.rec.record("note", "unwrap-outcome", key_label=spec.label, cluster=tgt.name,
-                            label=spec.target_label, handle=there.key.handle,
-                            detail="an object is under the label after a failed unwrap")
+            m.journal.append(self.rec.record(
+                "note", "unwrap-outcome", key_label=spec.label, cluster=tgt.name,
+                label=spec.target_label, handle=there.key.handle,
+                detail="an object is under the label after a failed unwrap")["seq"])
 
     def _recheck(self, m: Migration, lock: dict[str, Any]) -> None:
         """Ask the token again only when another process may have unwrapped the key since the
@@ -551,8 +562,8 @@ class Migrator:
         try:
             self._move(m)
         except Exception as exc:
-            self.rec.record("failed", "unwrap", **{**fields,
-                                                   "detail": f"{type(exc).__name__}: {exc}"})
+            m.journal.append(self.rec.record("failed", "unwrap", **{
+                **fields, "detail": f"{type(exc).__name__}: {exc}"})["seq"])
             raise
         assert m.target is not None
         self._unwrapped.add(m.spec.target_label)
@@ -560,8 +571,8 @@ class Migrator:
         if self._unique_ids is not False:  # asked once: a token without it says so each time
             uid = unique_id(m.target.key)
             self._unique_ids = uid is not None
-        self.rec.record("after", "unwrap", **{**fields, "handle": m.target.key.handle,
-                                              "unique_id": uid})
+        m.journal.append(self.rec.record("after", "unwrap", **{
+            **fields, "handle": m.target.key.handle, "unique_id": uid})["seq"])
 
     def close(self) -> list[str]:
         """Destroy the wrapping objects this process created; returns what was left behind."""

@@ -49,6 +49,15 @@ def test_a_deselected_key_is_never_written_although_it_is_in_the_chunk(lab, suit
     entries = unwrap_entries(suites, doc["run"]["run_id"])
     assert [(e["phase"], e["label"]) for e in entries] == [
         ("before", "k-des3"), ("before", "k-rsa"), ("after", "k-des3"), ("after", "k-rsa")]
+    # the evidence names, per key, this run's journal entries for it
+    j = Journal(suites.path / ".keyparity" / "journal.sqlite")
+    by_seq = {e["seq"]: e for e in j.entries(doc["run"]["run_id"])}
+    j.close()
+    for label in ("k-des3", "k-rsa"):
+        seqs = doc["keys"][label]["migration"]["journal_seqs"]
+        assert [(by_seq[n]["action"], by_seq[n]["phase"], by_seq[n]["key_label"])
+                for n in seqs] == [("unwrap", "before", label), ("unwrap", "after", label),
+                                   ("verified", "note", label)], (label, seqs)
 
 
 def test_preflight_only_writes_nothing_even_with_chunks(lab, suites):
