@@ -112,7 +112,7 @@ def _count_child(root: str, n: int, out: Any) -> None:
 
 
 def _worker(w: int, workers: int, root: str, n: int, batch: int, journal_path: str,
-            synchronous: str | None, barrier: Any, out: Any) -> None:
+            synchronous: str | None, chunk: int | None, barrier: Any, out: Any) -> None:
     """One worker: its share of the keys, journaled to hsm2 and plain to hsm3, in rounds."""
     migrators: list[Any] = []
     sessions: list[Any] = []
@@ -149,20 +149,21 @@ def _worker(w: int, workers: int, root: str, n: int, batch: int, journal_path: s
         results: dict[str, list[Any]] = {JOURNALED: [], PLAIN: []}
         timings = []
         rounds = -(-share // batch)
-        size = chunk_size(n, workers)  # as the plugin chunks a run's keys (one xdist group)
-        for r in range(rounds):
+        # as the plugin chunks a run's keys (one xdist group each); --chunk 0: none
+        size = chunk_size(n, workers) if chunk is None else chunk
+        for r in range(rounds if size else 0):
             mj.plan(chunks(mine[r * batch:(r + 1) * batch], size))
         clock, cpu = time.perf_counter, time.process_time
         for r in range(rounds):
-            chunk = mine[r * batch:(r + 1) * batch]
+            part = mine[r * batch:(r + 1) * batch]
             order = (JOURNALED, PLAIN) if r % 2 == 0 else (PLAIN, JOURNALED)
-            row: dict[str, Any] = {"round": r, "worker": w, "keys": len(chunk), "first": order[0]}
+            row: dict[str, Any] = {"round": r, "worker": w, "keys": len(part), "first": order[0]}
             for variant in order:
                 ensure = (mj if variant == JOURNALED else mp_).ensure
                 got = results[variant]
                 barrier.wait(BARRIER_TIMEOUT)
                 c, t0 = cpu(), clock()
-                for spec in chunk:
+                for spec in part:
                     got.append(ensure(spec))
                 t1 = clock()
                 row[variant] = {"start": t0, "end": t1, "cpu_seconds": cpu() - c}
@@ -210,7 +211,8 @@ def _child(ctx: Any, target: Any, *args: Any) -> Any:
 
 
 def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
-        synchronous: str | None, say: Any) -> dict[str, Any]:
+        synchronous: str | None, say: Any, chunk: int | None = None) -> dict[str, Any]:
+    from .migrate import chunk_size
     from .softhsm import provision
     ctx = mp.get_context("spawn")  # fresh interpreters: nothing of SoftHSM is inherited
     t = time.perf_counter()
@@ -224,7 +226,8 @@ def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
 
     barrier, q = ctx.Barrier(workers), ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(w, workers, str(root), n, batch, str(journal_path),
-                                               synchronous, barrier, q)) for w in range(workers)]
+                                               synchronous, chunk, barrier, q))
+             for w in range(workers)]
     for p in procs:
         p.start()
     try:
@@ -284,6 +287,7 @@ def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
     return {"provision_seconds": provision_s, "seed_seconds": seeded["seconds"],
             "workers": parts, "rounds": rounds, "checks": checks,
             "journal": {"path": str(journal_path), "filesystem": filesystem(journal_dir),
+                        "chunk": chunk_size(n, workers) if chunk is None else chunk,
                         "journal_mode": mode, "sync": synchronous or "default (before)",
                         "bytes": sum(f.stat().st_size for f in journal_dir.iterdir()),
                         "entries": total_entries, "entries_per_key": total_entries / n,
@@ -343,7 +347,8 @@ def report(doc: dict[str, Any], say: Any) -> None:
     fs = jr["filesystem"]
     say(f"journal   {jr['path']} on {fs['type']} ({fs['device']} at {fs['mount']}), "
         f"journal_mode={jr['journal_mode']}, sync={jr['sync']}, "
-        f"{jr['entries']} entries ({jr['entries_per_key']:.2f}/key), {jr['bytes']} bytes")
+        + (f"chunks of {jr['chunk']} keys, " if jr["chunk"] else "no chunks (one fsync per key), ")
+        + f"{jr['entries']} entries ({jr['entries_per_key']:.2f}/key), {jr['bytes']} bytes")
     say(f"checks    journaled migrated {c['journaled_migrated']}/{n}, KCV matched "
         f"{c['journaled_kcv_matched']}/{n}; plain migrated {c['plain_migrated']}/{n}, KCV "
         f"matched {c['plain_kcv_matched']}/{n}; KCVs agree {c['kcv_agree_journaled_and_plain']}"
@@ -378,7 +383,7 @@ def main(args: argparse.Namespace) -> int:
                 + f"; journal in {jdir} ({fs['type']})")
             if fs["type"] in ("tmpfs", "ramfs"):
                 say("WARNING: the journal is on tmpfs: fsync costs nothing there")
-            raw = run(n, batch, workers, root, jdir, args.journal_sync, say)
+            raw = run(n, batch, workers, root, jdir, args.journal_sync, say, args.chunk)
         finally:
             signal.signal(signal.SIGTERM, previous)
             shutil.rmtree(root, ignore_errors=True)

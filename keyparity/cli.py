@@ -235,6 +235,9 @@ def parser() -> argparse.ArgumentParser:
                    help="--journal-overhead: worker processes (default 2)")
     s.add_argument("--journal-dir", help="--journal-overhead: directory for the journal's "
                    "temporary directory (default: the system temp dir; keep it on disk)")
+    s.add_argument("--chunk", type=int, metavar="N",
+                   help="--journal-overhead: keys per chunk of the journaled Migrator (default: "
+                        "as a run chunks them; 0: no chunks, one fsynced commit per key)")
     s.add_argument("--journal-sync", choices=("before", "every"),
                    help="--journal-overhead: Journal(sync=...): fsync only 'before' entries "
                         "(the default) or 'every' commit")

@@ -175,3 +175,18 @@ def test_journal_overhead_journal_is_on_the_given_disk_and_is_removed(journal_fi
     assert jr["entries_by_action"]["unwrap/before"] == jr["entries_by_action"]["unwrap/after"] == 9
     assert jr["filesystem"]["type"]
     assert not Path(jr["path"]).exists() and not Path(doc["token_dir"]).exists()
+
+
+def test_journal_overhead_chunks_as_a_run_and_can_go_without(journal_figures, tmp_path):
+    """The journaled side is chunked as a run would chunk 9 keys over 2 workers (2 keys per
+    chunk: about four chunks per worker); ``--chunk 3`` groups 3, ``--chunk 0`` none."""
+    doc, out = journal_figures
+    assert doc["journal"]["chunk"] == 2 and "chunks of 2 keys" in out
+    for chunk, said in (("3", "chunks of 3 keys"), ("0", "no chunks (one fsync per key)")):
+        result = bench("--journal-overhead", "-n", "1", "--keys", "6", "--batch", "6",
+                       "--chunk", chunk, "--journal-dir", str(tmp_path),
+                       "--json", str(tmp_path / f"c{chunk}.json"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        got = json.loads((tmp_path / f"c{chunk}.json").read_text())
+        assert got["journal"]["chunk"] == int(chunk) and said in result.stdout
+        assert got["checks"]["journaled_kcv_matched"] == 6 and got["ok"] is True
