@@ -3,7 +3,6 @@ half never leaves it), its public half imported on the source, both as session o
 are destroyed when the channel closes (and vanish with the session if the process dies)."""
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from pkcs11 import Attribute, KeyType, ObjectClass
@@ -12,6 +11,7 @@ from pkcs11.types import Key
 from . import identity, wrap
 from .cluster import ClusterSession
 from .errors import MechanismUnsupported, pkcs11_step
+from .journal import step as journal_step
 from .mechanisms import CKM_RSA_AES_KEY_WRAP, WrapParams
 from .profile import Wrapping
 
@@ -32,7 +32,8 @@ class WrappingChannel:
                        "RSA-OAEP + CKM_AES_KEY_WRAP_PAD (two steps, same format as "
                        "CKM_RSA_AES_KEY_WRAP)")
         self.live: list[tuple[ClusterSession, Key]] = []
-        with self._step("generate-wrapping-pair", cluster=target.name, label=label) as after, \
+        with journal_step(self.journal, "generate-wrapping-pair", cluster=target.name,
+                          label=label) as after, \
                 pkcs11_step(f"generate RSA-{wrapping.rsa_bits} wrapping pair", target.name):
             pub, self.private = target.session.generate_keypair(
                 KeyType.RSA, wrapping.rsa_bits, store=False, label=label,
@@ -46,8 +47,8 @@ class WrappingChannel:
                          check_value=identity.fingerprint(identity.rsa_public(pub)))
         try:
             self.fingerprint = identity.fingerprint(identity.rsa_public(pub))
-            with self._step("import-public", cluster=source.name, label=label,
-                            check_value=self.fingerprint) as after, \
+            with journal_step(self.journal, "import-public", cluster=source.name, label=label,
+                              check_value=self.fingerprint) as after, \
                     pkcs11_step("import the wrapping public key", source.name):
                 self.public = source.session.create_object({
                     Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
@@ -61,11 +62,6 @@ class WrappingChannel:
         except BaseException:
             self.close()  # a refused probe leaves no wrapping objects behind either
             raise
-
-    def _step(self, action: str, **fields: Any) -> Any:
-        if self.journal is None:
-            return contextlib.nullcontext({})
-        return self.journal.step(action, **fields)
 
     def _probe(self) -> None:
         """Move a throwaway session key once, so that a parameter the tokens reject is reported
@@ -104,8 +100,8 @@ class WrappingChannel:
         left = []
         for cluster, obj in reversed(self.live):
             try:
-                with self._step("destroy", cluster=cluster.name, handle=obj.handle,
-                                label=obj[Attribute.LABEL]):
+                with journal_step(self.journal, "destroy", cluster=cluster.name,
+                                  handle=obj.handle, label=obj[Attribute.LABEL]):
                     obj.destroy()
             except Exception as exc:  # noqa: BLE001 - reported, and gone with the session anyway
                 left.append(f"{cluster.name}: {type(exc).__name__}")

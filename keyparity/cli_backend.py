@@ -29,7 +29,6 @@ pid dead) are reaped: a concurrent run's live wrapping objects are left alone.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -42,6 +41,7 @@ from . import attributes
 from .cloudhsm_cli import CliKeyNotFound, CloudHsmCli
 from .cluster import ClusterSession
 from .errors import KeyNotFound, KeyparityError, MechanismUnsupported
+from .journal import step as journal_step
 from .keytypes import key_class
 from .migrate import Side, locate_on_token
 from .profile import KeySpec, Wrapping
@@ -125,15 +125,10 @@ class CliChannel:
             self.close()
             raise
 
-    def _step(self, action: str, **fields: Any) -> Any:
-        if self.journal is None:
-            return contextlib.nullcontext({})
-        return self.journal.step(action, **fields)
-
     def _setup(self) -> None:
         t, s, w = self.target, self.source, self.wrapping
-        with self._step("cli-generate-wrapping-pair", cluster=t.cluster_id, label=self.label,
-                        detail=_owner()) as after:
+        with journal_step(self.journal, "cli-generate-wrapping-pair", cluster=t.cluster_id,
+                          label=self.label, detail=_owner()) as after:
             data = t.run("key", "generate-asymmetric-pair", "rsa", "--public-exponent", "65537",
                          "--modulus-size-bits", str(w.rsa_bits), "--public-label",
                          self.public_label, "--private-label", self.private_label,
@@ -147,8 +142,8 @@ class CliChannel:
         try:
             t.run("key", "generate-file", "--encoding", "pem", "--path", str(pem), "--filter",
                   f"attr.label={self.public_label}", "attr.class=public-key")
-            with self._step("cli-import-public", cluster=s.cluster_id, label=self.imported_label,
-                            detail=_owner()) as after:
+            with journal_step(self.journal, "cli-import-public", cluster=s.cluster_id,
+                              label=self.imported_label, detail=_owner()) as after:
                 data = s.run("key", "import", "pem", "--path", str(pem), "--label",
                              self.imported_label, "--key-type-class", "rsa-public",
                              "--attributes", "wrap=true")
@@ -176,8 +171,9 @@ class CliChannel:
                 f"attr.label={self.imported_label}", "attr.class=public-key",
                 "--hash-function", w.oaep_hash, "--mgf", w.mgf, "--path", str(blob))
             extra = unwrap_attributes(source_attributes, spec)
-            with self._step("cli-unwrap", key_label=spec.label, cluster=self.target.cluster_id,
-                            label=spec.target_label, detail=_owner()) as after:
+            with journal_step(self.journal, "cli-unwrap", key_label=spec.label,
+                              cluster=self.target.cluster_id, label=spec.target_label,
+                              detail=_owner()) as after:
                 data = self.target.run(
                     "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
                     "attr.class=private-key", "--key-type-class", KEY_TYPE_CLASS[spec.type],
@@ -193,8 +189,9 @@ class CliChannel:
         left = []
         for cli, filters, ref in reversed(self.live):
             try:
-                with self._step("cli-delete", cluster=cli.cluster_id, label=filters["label"],
-                                handle=ref, detail=f"class {filters['class']}"):
+                with journal_step(self.journal, "cli-delete", cluster=cli.cluster_id,
+                                  label=filters["label"], handle=ref,
+                                  detail=f"class {filters['class']}"):
                     cli.delete(filters)
             except KeyparityError as exc:
                 left.append(f"{cli.where}: {filters['label']} ({type(exc).__name__})")

@@ -104,6 +104,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _holder(row: Any) -> str:
+    """A lock holder's state: ``alive`` or ``dead`` on this host (its pid is asked; this
+    process counts as alive), ``unknown`` on another host (it cannot be asked from here)."""
+    if row["host"] != socket.gethostname():
+        return "unknown"
+    return "alive" if row["pid"] == os.getpid() or _alive(row["pid"]) else "dead"
+
+
 class LockTimeout(KeyparityError):
     """Another live run held a target key's lock for longer than the timeout."""
 
@@ -119,7 +127,8 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.hook = hook
-        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=busy_timeout_ms / 1000)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None,
+                                  timeout=busy_timeout_ms / 1000)
         self.db.row_factory = sqlite3.Row
         self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -226,7 +235,7 @@ class Journal:
         host, gone = socket.gethostname(), []
         with self._tx() as db:
             for row in db.execute("SELECT * FROM locks WHERE host = ?", (host,)).fetchall():
-                if row["pid"] != os.getpid() and not _alive(row["pid"]):
+                if _holder(row) == "dead":
                     db.execute("DELETE FROM locks WHERE target = ? AND label = ? AND pid = ?",
                                (row["target"], row["label"], row["pid"]))
                     gone.append(dict(row))
@@ -236,7 +245,8 @@ class Journal:
                                "released")
         return [row["label"] for row in gone]
 
-    def claim(self, target: str, labels: list[str], run_id: str) -> dict[str, dict[str, Any] | None]:
+    def claim(self, target: str, labels: list[str],
+              run_id: str) -> dict[str, dict[str, Any] | None]:
         """Take, in one transaction, the locks of those target keys that are free (or held by a
         dead process on this host: taken over, with an entry saying so). Returns label ->
         {"waited", "took_over", "contended"} for each lock taken, None for one another live
@@ -248,8 +258,7 @@ class Journal:
             for label in labels:
                 row = db.execute("SELECT * FROM locks WHERE target = ? AND label = ?",
                                  (target, label)).fetchone()
-                stale = (row is not None and row["host"] == host and row["pid"] != me
-                         and not _alive(row["pid"]))
+                stale = row is not None and _holder(row) == "dead"
                 if row is not None and not stale:
                     got[label] = None
                     continue
@@ -306,15 +315,9 @@ class Journal:
 
 
     def locks(self) -> list[dict[str, Any]]:
-        """The locks held now, each with its holder's state: ``alive`` or ``dead`` (this host:
-        the pid is asked), ``unknown`` (another host: it cannot be asked from here)."""
-        host, out = socket.gethostname(), []
-        for row in self.db.execute("SELECT * FROM locks ORDER BY acquired, target, label"):
-            row = dict(row)
-            row["holder"] = (("alive" if _alive(row["pid"]) else "dead") if row["host"] == host
-                             else "unknown")
-            out.append(row)
-        return out
+        """The locks held now, each with its holder's state (``_holder``)."""
+        return [{**row, "holder": _holder(row)} for row in
+                self.db.execute("SELECT * FROM locks ORDER BY acquired, target, label")]
 
     def unlock(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Release the locks of a run an operator knows is dead (``keyparity journal unlock``):
@@ -363,6 +366,14 @@ class Recorder:
             self.record("failed", action, **{**after, "detail": f"{type(exc).__name__}: {exc}"})
             raise
         self.record("after", action, **after)
+
+
+def step(rec: Recorder | None, action: str, **fields: Any) -> Any:
+    """``rec.step(action, **fields)``, or a context that records nothing when there is no
+    journal (``rec`` None); either way it yields the ``after`` fields to update."""
+    if rec is None:
+        return contextlib.nullcontext({})
+    return rec.step(action, **fields)
 
 
 def verify(path: Path, expect_head: str | None = None) -> list[str]:

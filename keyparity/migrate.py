@@ -352,8 +352,7 @@ class Migrator:
             return
         m.target = locate(tgt, spec, spec.target_label)
         if m.target is not None:
-            m.found = (f"found on {tgt.name} under {spec.target_label!r} with the same key material"
-                       + ("" if not self.writes else "; not migrated again"))
+            m.found = self._found(spec)
             if self.journal is not None and self.writes:
                 return  # pending: proven under its lock (another run may be creating it now)
             self._finish(m)
@@ -367,6 +366,10 @@ class Migrator:
             raise KeyNotExtractable(f"{spec.label!r} on {src.name} is not extractable "
                                     f"(CKA_EXTRACTABLE=false) and cannot be wrapped; {ROTATE_ADVICE}"
                                     "; or mark it disposition: rotate in the inventory")
+
+    def _found(self, spec: KeySpec) -> str:
+        return (f"found on {self.target.name} under {spec.target_label!r} with the same key "
+                "material" + ("; not migrated again" if self.writes else ""))
 
     def _gather(self, spec: KeySpec) -> list[Migration]:
         """The planned keys after ``spec`` in its chunk that need unwrapping, or proving under
@@ -454,7 +457,7 @@ class Migrator:
             key = channel.unwrap(blob, cls, KEY_TYPES[spec.type], template)
             tgt.index.add(key, spec.target_label)
             m.target = Side(key)
-            self._method = self.channel.method
+            self._method = channel.method
 
     def _write(self, batch: list[Migration]) -> None:
         """Unwrap a batch of pending keys (the first is the one asked for), then prove each.
@@ -553,8 +556,7 @@ class Migrator:
         if other:  # (a key found in the index: only when another process held its lock)
             m.target = locate_on_token(tgt, spec)
         if m.target is not None:
-            m.found = (f"found on {tgt.name} under {spec.target_label!r} with the same key "
-                       "material; not migrated again")
+            m.found = self._found(spec)
             if lock["waited"] > 0.2:
                 m.found += f"; waited {lock['waited']}s for its lock"
 

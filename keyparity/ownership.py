@@ -16,6 +16,7 @@ from typing import Any
 from .attributes import ABSENT, UNAVAILABLE
 from .cloudhsm_cli import CliError, CliKey, CloudHsmCli, hex_value, fail
 from .errors import KeyparityError, LabelConflict
+from .journal import step as journal_step
 from .migrate import Migration
 from .profile import KeySpec, Profile
 
@@ -203,13 +204,10 @@ class Ownership:
         done = []
         for user in users:
             try:
-                if self.journal is None:
+                with journal_step(self.journal, "share", key_label=spec.label,
+                                  cluster=self.cluster_name, label=spec.target_label,
+                                  handle=key.key_reference, detail=f"with {user}"):
                     self.cli.share(cli_filters(spec), user)
-                else:
-                    with self.journal.step("share", key_label=spec.label,
-                                           cluster=self.cluster_name, label=spec.target_label,
-                                           handle=key.key_reference, detail=f"with {user}"):
-                        self.cli.share(cli_filters(spec), user)
             except KeyparityError as exc:
                 return done, f"apply_sharing: `key share` with {user} failed: {exc}"
             done.append(user)

@@ -119,6 +119,21 @@ def _utc(now: dt.datetime | None) -> dt.datetime:
     return now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
 
 
+def _builder(public: PublicKey, subject_name: str | x509.Name,
+             issuer_cert: x509.Certificate | None, not_before: dt.datetime,
+             not_after: dt.datetime, serial: int | None = None) -> x509.CertificateBuilder:
+    """Subject, issuer (the subject itself when ``issuer_cert`` is None), key, serial and
+    validity: what every certificate here has, before its extensions."""
+    name = _name(subject_name)
+    return (x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name if issuer_cert is None else issuer_cert.subject)
+            .public_key(public)
+            .serial_number(serial if serial is not None else x509.random_serial_number())
+            .not_valid_before(_utc(not_before))
+            .not_valid_after(_utc(not_after)))
+
+
 def issue_certificate(
     subject_key: PrivateKey | PublicKey,
     subject_name: str | x509.Name,
@@ -143,23 +158,15 @@ def issue_certificate(
     ``openssl req -x509`` / ``openssl x509 -req`` do, to test the relaxed policies.
     """
     public = _public(subject_key)
-    name = _name(subject_name)
-    issuer_name = name if issuer_cert is None else issuer_cert.subject
-    issuer_public = _public(issuer_key)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(public)
-        .serial_number(serial if serial is not None else x509.random_serial_number())
-        .not_valid_before(_utc(not_before))
-        .not_valid_after(_utc(not_after))
+        _builder(public, subject_name, issuer_cert, not_before, not_after, serial)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
     )
     if authority_key_identifier:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False)
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(_public(issuer_key)),
+            critical=False)
     if key_usage:
         builder = builder.add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=False,
@@ -193,14 +200,7 @@ def issue_v1_certificate(
 
     cryptography has no public switch for v1; this sets ``CertificateBuilder._version`` and
     checks that the result really is v1."""
-    name = _name(subject_name)
-    builder = (x509.CertificateBuilder()
-               .subject_name(name)
-               .issuer_name(name if issuer_cert is None else issuer_cert.subject)
-               .public_key(_public(subject_key))
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(_utc(not_before))
-               .not_valid_after(_utc(not_after)))
+    builder = _builder(_public(subject_key), subject_name, issuer_cert, not_before, not_after)
     builder._version = x509.Version.v1  # type: ignore[attr-defined]
     cert = builder.sign(issuer_key, _signature_hash(issuer_key))  # type: ignore[arg-type]
     if cert.version != x509.Version.v1:  # pragma: no cover - a cryptography change

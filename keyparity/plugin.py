@@ -75,6 +75,9 @@ def pytest_configure(config: pytest.Config) -> None:
         profile, write_mode = policy.write_guard(profile, config.getoption("hsm_confirm"))
     except policy.PolicyError as exc:
         raise pytest.UsageError(str(exc)) from None
+    batch = config.getoption("hsm_batch")
+    if batch is not None and batch < 1:
+        raise pytest.UsageError(f"--hsm-batch must be at least 1, not {batch}")
     os.environ.update(profile.module_env)
     config.stash[PROFILE] = profile
     config.stash[WRITE_MODE] = write_mode
@@ -195,10 +198,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
                    if c.get("aws_cluster_id") else "")
         lines.append(f"keyparity: {role}: {c['name']}, {c['mode']}{kind} (declared{checked}), "
                      f"{desc}, module {c['module']}")
-    workers = getattr(config.option, "numprocesses", None)
-    workers = workers if isinstance(workers, int) and workers > 1 else 1
-    size = config.getoption("hsm_batch") or chunk_size(len(profile.keys), workers)
-    lines.append(f"keyparity: journal {config.stash[JOURNAL]}; keys in chunks of {size} (one "
+    lines.append(f"keyparity: journal {config.stash[JOURNAL]}; keys in chunks of "
+                 f"{_chunk_size(config)} (one "
                  f"xdist group and one durable journal commit each; --hsm-batch)")
     lines.append(f"keyparity: run {run.run_id} -> {run.run_dir}")
     return lines
@@ -226,13 +227,20 @@ def _chunks(config: pytest.Config) -> dict[str, str]:
     Workers compute the same chunks (they see the same worker count), as xdist requires."""
     if CHUNKS not in config.stash:
         keys = list(config.stash[PROFILE].keys)
-        workers = getattr(config, "workerinput", {}).get("workercount", 1)  # xdist worker
-        size = config.getoption("hsm_batch") or chunk_size(len(keys), int(workers))
-        if size < 1:
-            raise pytest.UsageError("--hsm-batch must be at least 1")
-        config.stash[CHUNKS] = {k.label: chunk[0].label for chunk in chunks(keys, size)
-                                for k in chunk}
+        config.stash[CHUNKS] = {k.label: chunk[0].label
+                                for chunk in chunks(keys, _chunk_size(config)) for k in chunk}
     return config.stash[CHUNKS]
+
+
+def _chunk_size(config: pytest.Config) -> int:
+    """``--hsm-batch``, else ``chunk_size`` for the run's worker count: on an xdist worker
+    from ``workerinput``, on the controller (the header) from ``-n``; the same number."""
+    if config.getoption("hsm_batch") is not None:
+        return config.getoption("hsm_batch")
+    workers = (getattr(config, "workerinput", {}).get("workercount")
+               or getattr(config.option, "numprocesses", None))
+    workers = workers if isinstance(workers, int) and workers > 1 else 1
+    return chunk_size(len(config.stash[PROFILE].keys), workers)
 
 
 def _group(key: KeySpec | None, config: pytest.Config) -> list[Any]:

@@ -145,3 +145,11 @@ def test_two_concurrent_pytest_runs_on_one_target_each_write_correct_evidence(la
     assert locks == [] and verify(journal) == []
     assert counts(lab, "hsm2", LABELS) == {"*": 4, "keyparity-*": 0,
                                            **dict.fromkeys(LABELS, 1)}
+
+
+def test_a_batch_below_one_is_a_usage_error_and_nothing_is_written(lab, suites):
+    lab.seed(KEYS)
+    result = run_suites(suites, lab.profile(KEYS), "--hsm-batch", "0")
+    assert result.ret == 4, result.stdout.str()
+    assert "--hsm-batch must be at least 1, not 0" in result.stderr.str()
+    assert counts(lab, "hsm2", LABELS)["*"] == 0

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 from conftest import DEMO_KEYS, evidence, run_suites
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from jsonschema import Draft202012Validator
 
+from keyparity.custodians import file_custodian
 from keyparity.evidence import SCHEMA_VERSION
 
 SCHEMA = json.loads(resources.files("keyparity.schemas").joinpath("evidence.schema.json")
@@ -38,14 +37,8 @@ UNSIGNED = "keyparity: UNSIGNED: no evidence.signers in the profile"
 
 def auditor(lab: Any, name: str = "auditor") -> tuple[Path, Path]:
     """An ECDSA P-384 signing key in the lab directory: (private PEM, public PEM)."""
-    key = ec.generate_private_key(ec.SECP384R1())
-    private, public = lab.root / f"{name}.key.pem", lab.root / f"{name}.pub.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return private, public
+    public = file_custodian(lab.root, name)
+    return lab.root / f"{name}.key.pem", public
 
 
 def signed_profile(lab: Any, keys: list[dict[str, Any]], private: Path, **top: Any) -> Path:

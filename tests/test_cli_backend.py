@@ -198,13 +198,9 @@ def test_close_reports_wrapping_objects_it_could_not_delete(fake, found):
                     f"target (hsm2m): {LABEL}-public (CliCommandFailed)"]
 
 
-def test_the_migrator_uses_the_cli_backend_when_the_profile_says_so(lab, suites, monkeypatch,
-                                                                    tmp_path):
-    """End to end to the command level: a migrate run with backend cloudhsm-cli runs the
-    guide's commands against the fake; PKCS #11 then finds no key on the target (the fake
-    unwrapped nothing), so the key fails with that reason, and the wrapping objects are
-    deleted. The PKCS #11 backend stays the default (every other suite test)."""
-    fake = Fake(tmp_path, monkeypatch)
+def cli_lab_profile(lab: Any) -> Path:
+    """One AES key seeded on the lab's hsm1, and a profile migrating it with the CloudHSM CLI
+    backend (the stand-in CLI on both clusters, password by env:)."""
     keys = [{"label": "k-aes128", "type": "aes", "size": 128}]
     lab.seed(keys)
     path = lab.profile(keys, migration={"backend": "cloudhsm-cli"})
@@ -214,6 +210,17 @@ def test_the_migrator_uses_the_cli_backend_when_the_profile_says_so(lab, suites,
                                                  "password": "env:KP_TEST_CU_PASSWORD"}
         doc["clusters"][role]["aws"] = {"cluster_id": cid, "region": "us-east-1"}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_the_migrator_uses_the_cli_backend_when_the_profile_says_so(lab, suites, monkeypatch,
+                                                                    tmp_path):
+    """End to end to the command level: a migrate run with backend cloudhsm-cli runs the
+    guide's commands against the fake; PKCS #11 then finds no key on the target (the fake
+    unwrapped nothing), so the key fails with that reason, and the wrapping objects are
+    deleted. The PKCS #11 backend stays the default (every other suite test)."""
+    fake = Fake(tmp_path, monkeypatch)
+    path = cli_lab_profile(lab)
     result = run_suites(suites, path, "suites/test_migration.py")
     assert result.ret == 1
     record = evidence(suites)["keys"]["k-aes128"]["migration"]
@@ -434,15 +441,7 @@ def test_keyparity_cleanup_deletes_a_killed_runs_cli_wrapping_objects(lab, monke
     fake = Fake(tmp_path, monkeypatch)
     env = {**lab.env, **{k: v for k, v in os.environ.items()
                          if k.startswith(("FAKE_CLOUDHSM_", "KP_TEST_"))}}
-    keys = [{"label": "k-aes128", "type": "aes", "size": 128}]
-    lab.seed(keys)
-    path = lab.profile(keys, migration={"backend": "cloudhsm-cli"})
-    doc = yaml.safe_load(path.read_text())
-    for role, cid in (("source", "cluster-src"), ("target", "cluster-tgt")):
-        doc["clusters"][role]["cloudhsm_cli"] = {"path": str(FAKE), "user": "cu1",
-                                                 "password": "env:KP_TEST_CU_PASSWORD"}
-        doc["clusters"][role]["aws"] = {"cluster_id": cid, "region": "us-east-1"}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path = cli_lab_profile(lab)
     journal = tmp_path / "j.sqlite"
     killed_run(journal, "run-1", env=env)
     src_before = lab.tokens({"op": "count", "token": "hsm1"})[0]
@@ -480,15 +479,7 @@ def test_the_next_suite_run_deletes_the_wrapping_objects_of_a_killed_cli_run(
     """At the start of a migrate run (Migrator), the CLI wrapping objects a killed earlier run
     left on both clusters are deleted before anything else, and journaled."""
     fake = Fake(tmp_path, monkeypatch)
-    keys = [{"label": "k-aes128", "type": "aes", "size": 128}]
-    lab.seed(keys)
-    path = lab.profile(keys, migration={"backend": "cloudhsm-cli"})
-    doc = yaml.safe_load(path.read_text())
-    for role, cid in (("source", "cluster-src"), ("target", "cluster-tgt")):
-        doc["clusters"][role]["cloudhsm_cli"] = {"path": str(FAKE), "user": "cu1",
-                                                 "password": "env:KP_TEST_CU_PASSWORD"}
-        doc["clusters"][role]["aws"] = {"cluster_id": cid, "region": "us-east-1"}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path = cli_lab_profile(lab)
     journal = suites.path / ".keyparity" / "journal.sqlite"
     killed_run(journal, "run-killed")
     run_suites(suites, path, "suites/test_migration.py")

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import SSlibKey
 
+from keyparity.custodians import file_custodian
 from keyparity.profile import SignerSpec
 from keyparity.signing import load_signer, public_key_from_pem
 from keyparity.statement import (ENVELOPE, PAYLOAD_TYPE, STATEMENT, EvidenceError,
@@ -63,14 +64,10 @@ class Signed:
 
 
 def new_key(directory: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP384R1())
-    private, public = directory / f"{name}.key.pem", directory / f"{name}.pub.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return private, public
+    """A fresh ECDSA P-384 custodian key, as ``keyparity demo-custodians`` makes one:
+    (private PEM, public PEM)."""
+    public = file_custodian(directory, name)
+    return directory / f"{name}.key.pem", public
 
 
 def file_signers(privates: list[Path]) -> list:
