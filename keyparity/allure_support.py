@@ -30,6 +30,8 @@ SUITES = {
     "test_preflight": ("preflight", "blocker"),
     "test_tls": ("tls", "critical"),
     "test_cluster": ("cluster", "blocker"),
+    "test_census": ("census", "blocker"),
+    "test_ownership": ("ownership", "normal"),
 }
 
 # First match wins (Allure tries categories in order). Messages are those of keyparity.errors
@@ -140,6 +142,41 @@ def attach(facts: dict[str, Any]) -> None:
             continue  # a scalar (e.g. disposition) is in evidence.json and the labels
         allure.attach(json.dumps(value, indent=2, default=str), name=name,
                       attachment_type=allure.attachment_type.JSON)
+
+
+def write_run_check(config: pytest.Config, profile: Profile, nodeid: str, status: str,
+                    message: str | None) -> None:
+    """An Allure result for a check the controller reports after the test loop (the census at
+    the end of the run), labelled like the suite's tests. A no-op when Allure is off."""
+    results = results_dir(config)
+    if results is None:
+        return
+    import hashlib
+    import os
+    import socket
+    import time
+    import uuid
+
+    from allure_commons.logger import AllureFileLogger
+    from allure_commons.model2 import Label, StatusDetails, TestResult
+
+    path, _, name = nodeid.partition("::")
+    package = ".".join(Path(path).with_suffix("").parts)  # suites.test_census, as allure-pytest
+    module = Path(path).stem
+    feature, severity = SUITES.get(module, (module.removeprefix("test_"), None))
+    now = int(time.time() * 1000)
+    labels = [Label("epic", f"{profile.source.name} -> {profile.target.name}"),
+              Label("feature", feature), Label("parentSuite", Path(path).parts[0]),
+              Label("suite", module), Label("host", socket.gethostname()),
+              Label("thread", f"{os.getpid()}-controller"), Label("framework", "pytest"),
+              Label("language", "cpython3"), Label("package", package)]
+    labels += [Label("severity", severity)] if severity else []
+    history = hashlib.md5(nodeid.encode(), usedforsecurity=False).hexdigest()
+    AllureFileLogger(str(results)).report_result(TestResult(
+        name=name, fullName=f"{package}#{name}", uuid=str(uuid.uuid4()), historyId=history,
+        testCaseId=history, status=status, start=now, stop=now,
+        statusDetails=StatusDetails(message=message) if message else None, labels=labels,
+        titlePath=[*Path(path).parts]))
 
 
 def write_environment(results: Path, doc: dict[str, Any]) -> Path:

@@ -11,12 +11,24 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+import pkcs11.exceptions as p11
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.constants import DEFAULT
 from pkcs11.types import Object
 
+from .errors import describe
+
 ABSENT = "<absent>"          # the token does not have the attribute for this object
 UNAVAILABLE = "<unavailable>"  # the token has it but returned no usable value
+UNREADABLE = "<unreadable"   # prefix: the read failed for another reason (``<unreadable: why>``)
+# the only answers that mean "this object has no such attribute (or may not show it)"
+_ABSENT_ANSWERS = (p11.AttributeTypeInvalid, p11.AttributeSensitive)
+# without these no two objects can be compared at all
+IDENTIFYING = ("class", "key_type")
+
+
+def unreadable(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(UNREADABLE)
 
 _COMMON = (
     Attribute.CLASS, Attribute.KEY_TYPE, Attribute.LABEL, Attribute.ID, Attribute.TOKEN,
@@ -96,8 +108,10 @@ def read(obj: Object, attrs: Iterable[Attribute]) -> dict[str, Any]:
             got[attr] = obj[attr]
         except ValueError:
             got[attr] = UNAVAILABLE
-        except Exception:  # noqa: BLE001 - absent or sensitive: recorded, not fatal
+        except _ABSENT_ANSWERS:  # the object has no such attribute, or may not show it
             pass
+        except Exception as exc:  # noqa: BLE001 - recorded as unreadable: never "absent"
+            got[attr] = f"{UNREADABLE}: {describe(exc)}>"
     return {name(a): (_plain(got[a]) if a in got else ABSENT) for a in wanted}
 
 
@@ -165,6 +179,15 @@ def compare(source: Mapping[str, Any], target: Mapping[str, Any], *, target_labe
     out = []
     for attr in sorted(set(source) | set(target)):
         s, t = source.get(attr, ABSENT), target.get(attr, ABSENT)
+        if unreadable(s) or unreadable(t):  # never "equal": nothing was compared
+            side = " and ".join(n for n, v in (("source", s), ("target", t)) if unreadable(v))
+            out.append(Difference(attr, s, t, False, f"cannot be read on the {side}"))
+            continue
+        if attr in IDENTIFYING and ABSENT in (s, t):  # every key object has both
+            side = " and ".join(n for n, v in (("source", s), ("target", t)) if v == ABSENT)
+            out.append(Difference(attr, s, t, False, f"cannot be read on the {side}: the "
+                                  "objects cannot be compared"))
+            continue
         if attr in overrides:
             want = overrides[attr]
             want = want.lower() if isinstance(want, str) else want

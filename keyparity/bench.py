@@ -190,7 +190,7 @@ def _maxrss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _profile(root: Path, module: str, conf: Path, specs: tuple[KeySpec, ...]) -> Profile:
+def lab_profile(root: Path, module: str, conf: Path, specs: tuple[KeySpec, ...]) -> Profile:
     def side(role: str, label: str, mode: str) -> Cluster:
         return Cluster(role=role, name=label, module=Path(module), token_label=label, slot=None,
                        pin=SecretRef("file", str(root / f"{label}.pin"), f"clusters.{role}.pin"),
@@ -234,7 +234,7 @@ def run(n: int, batch: int, root: Path, say: Say) -> Figures:
     pins = {label: (root / f"{label}.pin").read_text().strip()
             for label in (SOURCE, TARGET, BARE_TARGET)}
     specs = tuple(_spec(i) for i in range(n))
-    profile = _profile(root, module, conf, specs)
+    profile = lab_profile(root, module, conf, specs)
     lib = load_module(module, profile.module_env)  # sets SOFTHSM2_CONF before the first load
 
     t = clock()

@@ -44,7 +44,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .bench import (BARE_TARGET, SOURCE, TARGET, TMPFS, _interrupt, _profile, _spec, conclude,
+from .bench import (BARE_TARGET, SOURCE, TARGET, TMPFS, _interrupt, lab_profile, _spec, conclude,
                     machine)
 
 GOAL_OVERHEAD = 0.10
@@ -77,7 +77,7 @@ def _load(root: Path, n: int) -> tuple[Any, dict[str, str], tuple[Any, ...]]:
     pins = {label: (root / f"{label}.pin").read_text().strip()
             for label in (SOURCE, TARGET, BARE_TARGET)}
     specs = tuple(_spec(i) for i in range(n))
-    return _profile(root, find_module(), conf, specs), pins, specs
+    return lab_profile(root, find_module(), conf, specs), pins, specs
 
 
 def _seed_child(root: str, n: int, out: Any) -> None:

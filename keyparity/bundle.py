@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from . import run as runinfo
@@ -24,7 +25,9 @@ FAILED_EXIT = 1  # pytest.ExitCode.TESTS_FAILED: a run whose bundle is incomplet
 
 
 def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: int, *,
-             allure_dir: Path | None = None, journal: Path | None = None) -> dict[str, Any]:
+             allure_dir: Path | None = None, journal: Path | None = None,
+             suites: Sequence[str] = (), deselected: Mapping[str, int] | None = None
+             ) -> dict[str, Any]:
     """Write the bundle and sign it; called once, in the controller, after junit.xml and every
     Allure result are written. Returns::
 
@@ -33,7 +36,8 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
          "exitstatus": exitstatus, or 1 when a step failed on an otherwise green run}
 
     ``allure_dir``: where allure-pytest wrote this run's results (None: ``allure-results/`` in
-    the run directory, if there is one)."""
+    the run directory, if there is one). ``suites`` and ``deselected``: what the verdict needs
+    to know of the selection (keyparity.verdict)."""
     run_dir = Path(run_dir)
     spec = profile.evidence
     names = [s.name for s in spec.signers]
@@ -51,7 +55,7 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
                 out["files"][name] = str(result)
 
     evidence.set_signing(names, spec.threshold)  # before signing: evidence.json is a subject
-    evidence_path = evidence.finish(exitstatus)
+    evidence_path = evidence.finish(exitstatus, suites=suites, deselected=deselected)
     out["files"]["evidence"] = str(evidence_path)
     doc = evidence.doc
     out["verdict"] = doc["summary"]["verdict"]
@@ -64,6 +68,10 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
         from .oscal import write_assessment_results
         return write_assessment_results(run_dir, doc)
 
+    def cbom() -> Path:  # cbom.json: the migrated inventory as a CycloneDX 1.6 CBOM
+        from .cbom import write_run_cbom
+        return write_run_cbom(run_dir, doc)
+
     allure = Path(allure_dir) if allure_dir is not None else run_dir / "allure-results"
 
     def allure_environment() -> Path | None:
@@ -75,6 +83,7 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
 
     step("report", report)
     step("assessment-results", oscal)
+    step("cbom", cbom)
     step("allure", allure_environment)
     predicate = _predicate(doc, profile, evidence_path)
     if journal is not None and Path(journal).is_file():
@@ -135,7 +144,9 @@ def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> di
         "profile": profile.name,
         "profile_sha256": profile.sha256,
         "verdict": summary["verdict"],
+        "headline": summary["headline"],
         "summary": {"tests": dict(summary["tests"]), "keys": dict(summary["keys"])},
+        "scope": summary["scope"],
         "evidence_sha256": hashlib.sha256(evidence_path.read_bytes()).hexdigest(),
         "signers": [s.name for s in profile.evidence.signers],
         "threshold": profile.evidence.threshold,

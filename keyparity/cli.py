@@ -51,7 +51,16 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inventory(args: argparse.Namespace) -> int:
+    """0: drafted; 1: a token or login error, or a CBOM that does not validate; 2: usage."""
+    from .inventory import command
+    return command(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.census:
+        from .bench_census import main as census_main
+        return census_main(args)
     from .bench import main as bench_main
     return bench_main(args)
 
@@ -89,10 +98,10 @@ def _verify(args: argparse.Namespace) -> int:
             return usage(str(exc))
         keys.append(key)
         names.setdefault(key.keyid, f"kms:{key_id}")
-    threshold = len(keys) if args.threshold is None else args.threshold
-    if threshold < 1:
-        return usage(f"--threshold must be at least 1 (got {threshold})")
-    result = verify_run(run_dir, keys, threshold, key_names=names)
+    if args.threshold is not None and args.threshold < 1:
+        return usage(f"--threshold must be at least 1 (got {args.threshold})")
+    result = verify_run(run_dir, keys, args.threshold, key_names=names,
+                        allow_rename=args.allow_rename)
     print("\n".join(result.lines()))
     return 0 if result.ok else 1
 
@@ -224,10 +233,22 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("seed", help="create a profile's inventory keys on its source token")
     s.add_argument("profile", help="profile NAME or PATH")
     s.set_defaults(func=_seed)
+    s = sub.add_parser("inventory", help="draft a profile's keys: (and exclude:) from its "
+                       "source cluster's token, or write them as a CycloneDX 1.6 CBOM "
+                       "(exit 0 done, 1 token or login error, 2 usage error)")
+    s.add_argument("profile", help="profile NAME or PATH")
+    s.add_argument("--format", choices=("yaml", "cyclonedx"), default="yaml",
+                   help="yaml: keys: and exclude: to paste into the profile (default); "
+                        "cyclonedx: a CycloneDX 1.6 CBOM (JSON)")
+    s.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    s.set_defaults(func=_inventory)
     s = sub.add_parser("bench", help="migrate and verify N keys on tmpfs SoftHSM tokens")
     s.add_argument("--keys", type=int, default=1000, help="number of keys (default 1000)")
     s.add_argument("--batch", type=int, default=100, help="keys per interleaved batch")
     s.add_argument("--json", help="also write the figures to this file")
+    s.add_argument("--census", action="store_true",
+                   help="measure the census instead: the source's census and the target's "
+                        "reconciliation at --keys keys, beside a bare enumeration")
     s.add_argument("--journal-overhead", action="store_true",
                    help="measure the write journal instead: the harness WITH the journal vs "
                         "WITHOUT it, side by side, in --workers processes")
@@ -248,7 +269,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--key", action="append", default=[], metavar="PUB.pem",
                    help="a custodian's PEM public key (repeat)")
     s.add_argument("--threshold", type=int, metavar="N",
-                   help="signatures required (default: the number of keys given)")
+                   help="require at least N signatures; the threshold in the signed "
+                        "statement always applies, so N can raise it, never lower it "
+                        "(default: the signed threshold)")
+    s.add_argument("--allow-rename", action="store_true",
+                   help="accept a run directory whose name is not the signed run id (a "
+                        "bundle received under another name): a note instead of a failure")
     s.add_argument("--kms-key-id", action="append", default=[], metavar="ID",
                    help="an AWS KMS signing key; its public key is fetched with GetPublicKey")
     s.add_argument("--region", help="AWS region of --kms-key-id")

@@ -22,14 +22,24 @@ _libs: dict[str, pkcs11.lib] = {}
 
 
 def load_module(path: str, env: Mapping[str, str]) -> pkcs11.lib:
-    """Load a PKCS #11 module once per process, with the profile's environment in place."""
+    """Load a PKCS #11 module once per process, by its real path (a symlink and the file it
+    names are one module: initialising it twice fails), with the profile's environment in
+    place. Every cluster, signer and command of the process shares it."""
     os.environ.update(env)
-    if path not in _libs:
+    real = os.path.realpath(path)
+    if real not in _libs:
         try:
-            _libs[path] = pkcs11.lib(path)
+            _libs[real] = pkcs11.lib(real)
         except Exception as exc:  # noqa: BLE001 - anything the loader raises
-            raise TokenError(f"cannot load PKCS #11 module {path}: {exc}") from exc
-    return _libs[path]
+            hint = ""
+            if "already initialized" in str(exc):  # python-pkcs11's CKR_CRYPTOKI_ALREADY_...
+                loaded = ", ".join(sorted(_libs)) or "another library"
+                hint = (f"; this process already loaded {loaded}, which initialised the same "
+                        "library (a module in front of another, such as OpenSC's pkcs11-spy, "
+                        "cannot share it): give every cluster and signer of the profile the "
+                        "same module path")
+            raise TokenError(f"cannot load PKCS #11 module {path}: {exc}{hint}") from exc
+    return _libs[real]
 
 
 FIND_ATTEMPTS = 5
@@ -83,27 +93,43 @@ def token_info(token: Token) -> dict[str, Any]:
     }
 
 
+_KEY_CLASSES = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
+
+
 @dataclass
 class ObjectIndex:
-    """Objects of one token by (class, label), from one enumeration."""
+    """Objects of one token by (class, label), and the (class, label) of its key objects by
+    CKA_ID (hex), from one enumeration."""
 
     by_label: dict[tuple[ObjectClass, str], list[Object]] = field(
         default_factory=lambda: defaultdict(list))
+    by_id: dict[str, list[tuple[ObjectClass, str]]] = field(
+        default_factory=lambda: defaultdict(list))
+    id_of: dict[tuple[ObjectClass, str], str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, session: Session, where: str) -> ObjectIndex:
         index = cls()
         with pkcs11_step("enumerate objects", where):
             for obj in session.get_objects():
+                cka_id = None
                 try:
-                    label = obj[Attribute.LABEL]
+                    if obj.object_class in _KEY_CLASSES:
+                        got = obj.get_attributes([Attribute.LABEL, Attribute.ID])
+                        label, cka_id = got[Attribute.LABEL], bytes(got[Attribute.ID]).hex()
+                    else:
+                        label = obj[Attribute.LABEL]
                 except pkcs11.exceptions.PKCS11Error:
                     continue
-                index.add(obj, label)
+                index.add(obj, label, cka_id)
         return index
 
-    def add(self, obj: Object, label: str) -> None:
+    def add(self, obj: Object, label: str, cka_id: str | None = None) -> None:
         self.by_label[(obj.object_class, label)].append(obj)
+        if cka_id is not None:
+            self.id_of.setdefault((obj.object_class, label), cka_id)
+        if cka_id:
+            self.by_id[cka_id].append((obj.object_class, label))
 
     def remove(self, obj: Object, label: str) -> None:
         objs = self.by_label.get((obj.object_class, label), [])
@@ -111,6 +137,10 @@ class ObjectIndex:
 
     def find(self, object_class: ObjectClass, label: str) -> list[Object]:
         return list(self.by_label.get((object_class, label), ()))
+
+    def with_id(self, cka_id: str) -> list[tuple[ObjectClass, str]]:
+        """(class, label) of the key objects whose CKA_ID is this (hex; never the empty id)."""
+        return list(self.by_id.get(cka_id, ())) if cka_id else []
 
 
 class ClusterSession:
@@ -161,3 +191,40 @@ class ClusterSession:
             self.session.close()
         except pkcs11.exceptions.PKCS11Error:
             pass
+
+
+# ---- one logged-in session per cluster per process ------------------------------------------
+
+_sessions: dict[tuple[str, str, str], ClusterSession | BaseException] = {}
+
+
+def _token_key(spec: Cluster) -> tuple[str, str, str]:
+    where = f"slot {spec.slot}" if spec.slot is not None else f"label {spec.token_label}"
+    return os.path.realpath(spec.module), where, spec.user or ""
+
+
+def open_cluster(spec: Cluster, module_env: Mapping[str, str], gate: LoginGate) -> ClusterSession:
+    """The process's one logged-in session to a cluster's token: opened (one login) on first
+    use and handed to every later caller - fixtures, the census at the end of a run, commands.
+    A failure is remembered and raised again, never retried: CloudHSM locks a user after
+    failed logins. ``close_clusters`` closes them all."""
+    key = _token_key(spec)
+    found = _sessions.get(key)
+    if found is None:
+        try:
+            found = ClusterSession(spec, module_env, gate)
+        except Exception as exc:
+            _sessions[key] = exc
+            raise
+        _sessions[key] = found
+    if isinstance(found, BaseException):
+        raise found
+    return found
+
+
+def close_clusters() -> None:
+    """Close every session ``open_cluster`` opened in this process (the logins end with them)."""
+    for found in _sessions.values():
+        if isinstance(found, ClusterSession):
+            found.close()
+    _sessions.clear()

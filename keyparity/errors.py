@@ -66,6 +66,8 @@ _TABLE: dict[type[p11.PKCS11Error], tuple[type[KeyparityError], str, str]] = {
     p11.SessionClosed: (TokenError, "CKR_SESSION_CLOSED", "the session was closed under us"),
     p11.SessionHandleInvalid: (TokenError, "CKR_SESSION_HANDLE_INVALID",
                                "the session was closed under us"),
+    p11.GeneralError: (TokenError, "CKR_GENERAL_ERROR", "the token failed; check the HSM"),
+    p11.FunctionFailed: (TokenError, "CKR_FUNCTION_FAILED", "the token could not do it"),
 }
 
 
@@ -85,6 +87,8 @@ def pkcs11_step(step: str, where: str) -> Iterator[None]:
     except p11.PKCS11Error as exc:
         for cls, (ours, ckr, advice) in _TABLE.items():
             if isinstance(exc, cls):
-                raise ours(f"{step} on {where} failed: {ckr}; {advice}") from exc
+                said = str(exc).strip()
+                said = f" ({said})" if said and said != ckr else ""
+                raise ours(f"{step} on {where} failed: {ckr}{said}; {advice}") from exc
         detail = str(exc) or type(exc).__name__
         raise TokenError(f"{step} on {where} failed: {detail}") from exc

@@ -13,8 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import verdict as verdicts
+from .verdict import strip_group
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from .profile import KeySpec
 
@@ -46,6 +49,7 @@ class Evidence:
 
     def __init__(self, run_dir: Path, meta: dict[str, Any]) -> None:
         self.run_dir = run_dir
+        self.specs: list[KeySpec] = []
         self.doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run": {**meta,
                                     "started": _now()}, "clusters": {}, "keys": {}, "tests": []}
 
@@ -55,6 +59,7 @@ class Evidence:
     def add_inventory(self, keys: Iterable[KeySpec]) -> None:
         """Every inventory key, with what the profile says of it, whether or not a test runs."""
         for spec in keys:
+            self.specs.append(spec)
             entry = self.key(spec.label)
             entry.update(type=spec.type, target_label=spec.target_label,
                          disposition=spec.disposition)
@@ -69,8 +74,7 @@ class Evidence:
 
     def add_report(self, nodeid: str, label: str | None, outcome: str, when: str,
                    duration: float, message: str | None, facts: list[dict[str, Any]]) -> None:
-        if label and nodeid.endswith(f"@{label}"):  # xdist's loadgroup tag
-            nodeid = nodeid[: -len(label) - 1]
+        nodeid = strip_group(nodeid)  # xdist's loadgroup tag
         test = {"nodeid": nodeid, "key": label, "outcome": outcome, "phase": when,
                 "duration_s": round(duration, 4)}
         if message:
@@ -80,6 +84,11 @@ class Evidence:
             if not label and "tls" in fact:  # the TLS suite: per cluster, see _add_tls
                 fact = dict(fact)
                 self._add_tls(fact.pop("tls"))
+                if not fact:
+                    continue
+            if not label and "census" in fact:  # the census suite: see _add_census
+                fact = dict(fact)
+                self._add_census(fact.pop("census"))
                 if not fact:
                     continue
             if not label and "cluster" in fact:  # the cluster suite: see _add_cluster
@@ -106,6 +115,14 @@ class Evidence:
             section["checks"] = dict(sorted(checks.items()))
         self.doc["tls"] = dict(sorted(tls.items()))  # source before target
 
+    def _add_census(self, facts: dict[str, Any]) -> None:
+        """``{role: {part: record}}``: the source's census at the ``start`` and ``end`` of the
+        run, the target's ``reconciliation``; merged into ``doc["census"]``."""
+        census = self.doc.setdefault("census", {})
+        for role, parts in facts.items():
+            census.setdefault(role, {}).update(parts)
+        self.doc["census"] = dict(sorted(census.items()))  # source before target
+
     def _add_cluster(self, facts: dict[str, Any]) -> None:
         """``{role: {"aws"?, "mode_source"?, "verification", "checks": {name: check}}}`` from
         the cluster suite, merged into ``doc["clusters"][role]``; ``doc["mode"]`` gets the
@@ -125,20 +142,21 @@ class Evidence:
                     "match": observed == cluster.get("mode"),
                     "source": "cloudhsmv2.describe_clusters"}
 
-    def finish(self, exitstatus: int) -> Path:
+    def finish(self, exitstatus: int, *, suites: Iterable[str] = (),
+               deselected: Mapping[str, int] | None = None) -> Path:
+        """Decide the verdict (keyparity.verdict) and write ``evidence.json``. ``suites``: the
+        suites of the checkout; ``deselected``: tests deselected per suite."""
         self.doc["run"]["finished"] = _now()
         self.doc["run"]["exit_status"] = int(exitstatus)
-        counts = Counter(t["outcome"] for t in self.doc["tests"])
-        per_key = {}
-        for label in self.doc["keys"]:
-            outcomes = [t["outcome"] for t in self.doc["tests"] if t["key"] == label]
-            entry = self.doc["keys"][label]
-            entry.pop("verdict", None)
-            per_key[label] = key_verdict(entry, outcomes)
-            self.doc["keys"][label]["verdict"] = per_key[label]
-        self.doc["summary"] = {"tests": dict(counts), "keys": dict(Counter(per_key.values())),
-                               "verdict": "FAIL" if counts["failed"] or counts["error"] or
-                               exitstatus not in (0, 5) else "PASS"}
+        summary = verdicts.decide(self.doc, self.specs, suites=suites,
+                                  deselected=deselected or {}, exitstatus=exitstatus)
+        clusters = self.doc.get("clusters", {})
+        summary["headline"] = verdicts.headline(
+            summary, clusters.get("source", {}).get("name", "the source"),
+            clusters.get("target", {}).get("name", "the target"))
+        for label, verdict in summary.pop("key_verdicts").items():
+            self.key(label)["verdict"] = verdict
+        self.doc["summary"] = summary
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "evidence.json"
         tmp = path.with_suffix(".tmp")

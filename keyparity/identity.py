@@ -37,15 +37,20 @@ class Kcv:
     method: str
 
 
-def kcv(key: Key, where: str) -> Kcv:
-    """The key check value of a secret key, computed by the token that holds it."""
-    mechanism, size, method = KCV_METHODS[key.key_type]
+def material_check(key: Key, where: str) -> bytes:
+    """The whole output of the KCV computation (a full encrypted zero block, or the full HMAC),
+    computed by the token. It compares key material where a 3-byte KCV could collide by
+    chance (thousands of keys); it is never recorded. KeyError: no method for the key type."""
+    mechanism, size, _ = KCV_METHODS[key.key_type]
     with pkcs11_step(f"compute KCV ({mechanism.name})", where):
         if mechanism is Mechanism.SHA256_HMAC:
-            out = key.sign(bytes(size), mechanism=mechanism)
-        else:
-            out = key.encrypt(bytes(size), mechanism=mechanism)
-    return Kcv(out[:3].hex(), method)
+            return bytes(key.sign(bytes(size), mechanism=mechanism))
+        return bytes(key.encrypt(bytes(size), mechanism=mechanism))
+
+
+def kcv(key: Key, where: str) -> Kcv:
+    """The key check value of a secret key, computed by the token that holds it."""
+    return Kcv(material_check(key, where)[:3].hex(), KCV_METHODS[key.key_type][2])
 
 
 def rsa_public(obj: Key) -> rsa.RSAPublicKey:

@@ -14,7 +14,7 @@ import pkcs11.exceptions as p11
 from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11.types import Key
 
-from . import attributes, identity
+from . import attributes, identity, keyinfo, preflight
 from .channel import WrappingChannel
 from .cluster import ClusterSession
 from .errors import (KeyMismatch, KeyNotExtractable, KeyNotFound, KeyparityError, LabelConflict,
@@ -216,6 +216,7 @@ class Migrator:
         self._unique_ids: bool | None = None
         self._method = ""
         self._lost: str | None = None  # why the sessions could not be reopened after a fault
+        self._conflicts: dict[str, str] | None = None  # label -> its CKA_ID conflict
         # cloudhsm-cli backend: wrapping objects (token objects) left by killed earlier runs
         self.reaped: list[str] = []
         self._reap_left: list[str] = []
@@ -344,12 +345,16 @@ class Migrator:
         if m.source is None:
             raise KeyNotFound(f"{spec.label!r} ({spec.type}) not found on {src.name}")
         m.source_attributes = attributes.read_standard(m.source.key)
+        keyinfo.check(spec, keyinfo.from_attributes(m.source_attributes), src.name)
         extractable = m.source_attributes.get("extractable") is True
         if spec.disposition == "rotate":
             m.status = "rotate"
             m.detail = (f"marked rotate in the inventory ({'extractable' if extractable else 'not extractable'}"
                         f" on {src.name}): not migrated; {ROTATE_ADVICE}")
             return
+        conflict = self._id_conflicts().get(spec.label)
+        if conflict is not None:
+            raise LabelConflict(conflict)
         m.target = locate(tgt, spec, spec.target_label)
         if m.target is not None:
             m.found = self._found(spec)
@@ -366,6 +371,14 @@ class Migrator:
             raise KeyNotExtractable(f"{spec.label!r} on {src.name} is not extractable "
                                     f"(CKA_EXTRACTABLE=false) and cannot be wrapped; {ROTATE_ADVICE}"
                                     "; or mark it disposition: rotate in the inventory")
+
+    def _id_conflicts(self) -> dict[str, str]:
+        """The inventory's CKA_ID conflicts on the target (keyparity.preflight), found once per
+        process from both tokens' indexes: a key with one is not written."""
+        if self._conflicts is None:
+            self._conflicts = preflight.id_conflicts(self.profile, self.source.index,
+                                                     self.target.index)
+        return self._conflicts
 
     def _found(self, spec: KeySpec) -> str:
         return (f"found on {self.target.name} under {spec.target_label!r} with the same key "
@@ -455,7 +468,7 @@ class Migrator:
             blob = channel.wrap(m.source.key)
             self._unwrapping = spec.target_label  # from here on the target may hold the key
             key = channel.unwrap(blob, cls, KEY_TYPES[spec.type], template)
-            tgt.index.add(key, spec.target_label)
+            tgt.index.add(key, spec.target_label, bytes(template.get(Attribute.ID, b"")).hex())
             m.target = Side(key)
             self._method = channel.method
 

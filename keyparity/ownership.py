@@ -116,6 +116,11 @@ class Ownership:
                 "add clusters.target.cloudhsm_cli (and aws.cluster_id), or remove owner/"
                 "share_with from this key")
 
+    def _nothing_to_check(self, what: str) -> str:
+        return (f"nothing to check: the target {self.cluster_name} has no cloudhsm_cli block "
+                f"and the inventory asks for no {what}; through PKCS #11 a key's owner is "
+                f"{self._token_user()} and sharing is {self._sharing_unsupported()}")
+
     # ---- the three checks --------------------------------------------------------------------
 
     def check_owner(self, m: Migration) -> Check:
@@ -124,7 +129,7 @@ class Ownership:
             facts = {**self._token_facts(), "expected": spec.owner}
             if spec.owner:
                 return Check(False, self._no_cli(spec, f"owner {spec.owner!r}"), facts)
-            return Check(True, "", facts)
+            return Check(True, "", facts, skip=self._nothing_to_check("an owner"))
         try:
             key = self.view(spec)
         except KeyparityError as exc:
@@ -135,7 +140,11 @@ class Ownership:
             return Check(False, f"the CLI reported no key-owners for {spec.target_label!r} on "
                                 f"{self.cluster_name}; check the CLI version (5.x)", facts)
         if spec.owner is None:
-            return Check(True, "", facts)
+            owned = ", ".join(key.owners) or "nobody"
+            return Check(True, "", facts, skip=(
+                f"the inventory names no owner for {spec.label!r}: {spec.target_label!r} on "
+                f"{self.cluster_name} is owned by {owned} (recorded, not checked); add owner: "
+                "to the key to check it"))
         if key.owners != (spec.owner,):
             owned = ", ".join(key.owners) or "nobody"
             return Check(False, (
@@ -154,7 +163,7 @@ class Ownership:
             if expected:
                 return Check(False, self._no_cli(spec, f"sharing with {', '.join(expected)}"),
                              facts)
-            return Check(True, "", facts)
+            return Check(True, "", facts, skip=self._nothing_to_check("shared users"))
         try:
             key = self.view(spec)
         except KeyparityError as exc:

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from . import allure_support, policy
+from . import allure_support, census, policy
 from . import run as runinfo
-from .cluster import ClusterSession, find_token, load_module, token_info
+from . import verdict as verdicts
+from .cluster import (ClusterSession, close_clusters, find_token, load_module, open_cluster,
+                      token_info)
 from .errors import KeyparityError
 from .evidence import Evidence
 from .login import LoginGate
@@ -28,6 +30,8 @@ DESELECTED = pytest.StashKey[int]()
 JOURNAL = pytest.StashKey[Path]()
 CHUNKS = pytest.StashKey[dict[str, str]]()  # key label -> its chunk (the xdist group)
 PLAN = pytest.StashKey[list[list[KeySpec]]]()  # the selected keys to migrate, per chunk
+SUITES = pytest.StashKey[list[str]]()  # the suites of this checkout (suites/test_<name>.py)
+DESELECTED_BY_SUITE = pytest.StashKey[dict[str, int]]()  # -k, -m, --deselect: tests per suite
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
 
@@ -81,6 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(profile.module_env)
     config.stash[PROFILE] = profile
     config.stash[WRITE_MODE] = write_mode
+    config.stash[SUITES] = [name for name in verdicts.SUITES
+                            if (config.rootpath / "suites" / f"test_{name}.py").is_file()]
+    config.stash[DESELECTED_BY_SUITE] = {}
     worker = getattr(config, "workerinput", None)
     if worker is not None:
         run = runinfo.Run(worker["keyparity_run_id"], Path(worker["keyparity_run_dir"]),
@@ -108,7 +115,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[EVIDENCE] = evidence
         config.pluginmanager.register(_EvidenceHooks(evidence, profile, run), "keyparity-evidence")
         if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(_XdistHooks(run), "keyparity-xdist")
+            config.pluginmanager.register(_XdistHooks(run, config.stash[DESELECTED_BY_SUITE]),
+                                          "keyparity-xdist")
         if getattr(config.option, "xmlpath", False) is None:  # junitxml on, no --junitxml
             config.option.xmlpath = str(run.run_dir / "junit.xml")
     allure_support.configure(config, profile, run.run_dir)
@@ -123,14 +131,22 @@ def journal_path(config: pytest.Config) -> Path:
 
 
 class _XdistHooks:
-    def __init__(self, run: runinfo.Run) -> None:
+    def __init__(self, run: runinfo.Run, deselected: dict[str, int]) -> None:
         self.run = run
+        self.deselected = deselected
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["keyparity_run_id"] = self.run.run_id
         node.workerinput["keyparity_run_dir"] = str(self.run.run_dir)
         node.workerinput["keyparity_seed"] = self.run.seed
         node.workerinput["keyparity_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Each worker collects every test and deselects the same ones: keep the counts of
+        whichever worker reports them (they are equal)."""
+        for suite, n in getattr(node, "workeroutput", {}).get("keyparity_deselected",
+                                                              {}).items():
+            self.deselected[suite] = max(self.deselected.get(suite, 0), n)
 
 
 class _LoadGroupTags:
@@ -275,12 +291,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             migrator.recover_after(call.excinfo.value)
 
 
+def _suite(item: pytest.Item) -> str | None:
+    return verdicts.SUITE_OF.get(getattr(item, "originalname", item.name))
+
+
+_ORDER = {name: i for i, name in enumerate(verdicts.SUITES)}
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Count what ``-k``, ``-m`` or ``--deselect`` left out, per suite: the verdict says it."""
+    for item in items:
+        suite = _suite(item)
+        if suite is not None and DESELECTED_BY_SUITE in item.config.stash:
+            counts = item.config.stash[DESELECTED_BY_SUITE]
+            counts[suite] = counts.get(suite, 0) + 1
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if PROFILE in config.stash:
         for item in items:
             key = getattr(item, "callspec", None) and item.callspec.params.get("inventory_key")
             if key is not None:
                 item.user_properties.append(("keyparity_key", key.label))
+        # the auditor's checklist order: the census and the read-only checks before any write
+        items.sort(key=lambda i: _ORDER.get(_suite(i) or "", len(_ORDER)))
         return
     hsm = [i for i in items if HSM_FIXTURES & set(getattr(i, "fixturenames", ()))]
     if hsm:
@@ -302,6 +337,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == 5 and session.config.stash.get(DESELECTED, 0):
         session.exitstatus = 0
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and DESELECTED_BY_SUITE in session.config.stash:
+        workeroutput["keyparity_deselected"] = dict(session.config.stash[DESELECTED_BY_SUITE])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    close_clusters()
 
 
 class _EvidenceHooks:
@@ -339,15 +381,26 @@ class _EvidenceHooks:
         self.evidence.add_report(report.nodeid, label, outcome, report.when, report.duration,
                                  message, facts)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        """After every test (and every worker) is done: the census of the source again."""
+        result = yield
+        if not session.config.option.collectonly:
+            end_census(session, self.evidence, self.profile, self.run)
+        return result
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """trylast: after junitxml has written junit.xml and xdist has shut its workers down
         (their Allure results are written), so the statement covers every file."""
         from .bundle import finalize
+        config = session.config
         self.bundle = finalize(self.run.run_dir, self.evidence, self.profile,
                                session.exitstatus,
-                               allure_dir=allure_support.results_dir(session.config),
-                               journal=session.config.stash.get(JOURNAL, None))
+                               allure_dir=allure_support.results_dir(config),
+                               journal=config.stash.get(JOURNAL, None),
+                               suites=config.stash.get(SUITES, []),
+                               deselected=config.stash.get(DESELECTED_BY_SUITE, {}))
         session.exitstatus = self.bundle["exitstatus"]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -369,6 +422,54 @@ class _EvidenceHooks:
                                         "unsigned: the run fails", red=True, bold=True)
 
 
+def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
+               run: runinfo.Run) -> None:
+    """Take the source's census again and compare it with the one taken at the start (by
+    ``test_every_source_key_is_accounted_for``); reported as the census suite's last test,
+    ``test_source_unchanged_during_the_run``. Nothing to compare when the census did not run."""
+    start = evidence.doc.get("census", {}).get("source", {}).get("start")
+    started = next((t for t in evidence.doc["tests"] if verdicts.split(t["nodeid"])[0]
+                    == "test_every_source_key_is_accounted_for"), None)
+    if not start or started is None:
+        return
+    nodeid = started["nodeid"].replace("test_every_source_key_is_accounted_for",
+                                       verdicts.END_CENSUS)
+    mine = [o for o in start["objects"] if o.get("disposition") != census.KEYPARITY]
+    try:
+        cluster = open_cluster(profile.source, profile.module_env, LoginGate(run.login_state))
+        _, end = census.take_source(cluster.session, profile.source, profile, run.run_id)
+    except (KeyparityError, SecretError) as exc:
+        outcome, message, facts = "failed", f"the census of {profile.source.name} could not " \
+            f"be taken again at the end of the run: {exc}", {"error": str(exc)}
+    else:
+        now = [o for o in end["objects"] if o.get("disposition") != census.KEYPARITY]
+        diff = census.changes(mine, now)
+        facts = {"taken": end["taken"], "counts": end["counts"], "changes": diff}
+        outcome = "failed" if diff else "passed"
+        message = (f"the key objects on {profile.source.name} changed during the run "
+                   f"({len(diff)}):\n" + "\n".join(diff)) if diff else None
+    report_run_check(session, nodeid, outcome, message,
+                     {"census": {"source": {"end": facts}}})
+    allure_support.write_run_check(session.config, profile, nodeid, outcome, message)
+
+
+def report_run_check(session: pytest.Session, nodeid: str, outcome: str, message: str | None,
+                     facts: dict[str, Any]) -> None:
+    """Report a check the controller makes after the test loop as a test of its own (the
+    terminal, junit.xml and the evidence see it as they see any test)."""
+    hook = session.config.hook
+    session.testscollected += 1  # the progress counter counts it, as a test collected
+    path = nodeid.split("::", 1)[0]
+    location = (path, None, nodeid.split("::", 1)[-1])
+    hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+    for when in ("setup", "call", "teardown"):
+        result = outcome if when == "call" else "passed"
+        hook.pytest_runtest_logreport(report=pytest.TestReport(
+            nodeid, location, {"preflight": 1}, result, message if result == "failed" else None,
+            when, user_properties=[("keyparity", facts)] if when == "call" else []))
+    hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
 # ---- fixtures -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -388,26 +489,24 @@ def login_gate(hsm_run: runinfo.Run) -> LoginGate:
     return LoginGate(hsm_run.login_state)
 
 
-def _cluster(profile: Profile, role: str, gate: LoginGate) -> Iterator[ClusterSession]:
+def _cluster(profile: Profile, role: str, gate: LoginGate) -> ClusterSession:
     spec = profile.source if role == "source" else profile.target
     try:
-        cluster = ClusterSession(spec, profile.module_env, gate)
+        return open_cluster(spec, profile.module_env, gate)
     except (KeyparityError, SecretError) as exc:  # explained in the message: no traceback
         pytest.fail(str(exc), pytrace=False)
-    yield cluster
-    cluster.close()
 
 
 @pytest.fixture(scope="session")
-def source_cluster(hsm_profile: Profile, login_gate: LoginGate) -> Iterator[ClusterSession]:
-    """A logged-in session on the source cluster (one login attempt per run)."""
-    yield from _cluster(hsm_profile, "source", login_gate)
+def source_cluster(hsm_profile: Profile, login_gate: LoginGate) -> ClusterSession:
+    """The process's logged-in session on the source cluster (one login attempt per run)."""
+    return _cluster(hsm_profile, "source", login_gate)
 
 
 @pytest.fixture(scope="session")
-def target_cluster(hsm_profile: Profile, login_gate: LoginGate) -> Iterator[ClusterSession]:
-    """A logged-in session on the target cluster (one login attempt per run)."""
-    yield from _cluster(hsm_profile, "target", login_gate)
+def target_cluster(hsm_profile: Profile, login_gate: LoginGate) -> ClusterSession:
+    """The process's logged-in session on the target cluster (one login attempt per run)."""
+    return _cluster(hsm_profile, "target", login_gate)
 
 
 @pytest.fixture(scope="session")

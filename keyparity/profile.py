@@ -198,10 +198,23 @@ class KeySpec:
     expected_differences: Mapping[str, str]
     owner: str | None = None
     share_with: tuple[str, ...] = ()
+    id: str | None = None  # the source key's CKA_ID as inventoried (hex, lower case)
 
     @property
     def is_asymmetric(self) -> bool:
         return self.type in ("rsa", "ec")
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """An object on the source that is known and deliberately not migrated (``exclude:``)."""
+
+    label: str
+    reason: str
+    cls: str | None = None  # secret | private | public; None: every key object of the label
+
+    def covers(self, label: str | None, cls: str) -> bool:
+        return label == self.label and self.cls in (None, cls)
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,7 @@ class Profile:
     migration_backend: str = "pkcs11"  # pkcs11 | cloudhsm-cli
     apply_sharing: bool = False
     acknowledge_non_fips: Mapping[str, str] | None = None  # reason, approver, [ticket, date]
+    exclude: tuple[Exclusion, ...] = ()
 
     def key(self, label: str) -> KeySpec:
         """The key spec with this (source) label; KeyError if absent."""
@@ -475,6 +489,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
     )
     keys = tuple(_key(i, item, fail) for i, item in enumerate(data["keys"]))
     _check_unique(keys, data["keys"], fail)
+    exclude = _exclude(data.get("exclude", []), keys, fail)
     return Profile(
         path=abspath,
         sha256=digest,
@@ -492,7 +507,27 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         migration_backend=data.get("migration", {}).get("backend", "pkcs11"),
         apply_sharing=bool(data.get("migration", {}).get("apply_sharing", False)),
         acknowledge_non_fips=_ack(data.get("compliance", {}).get("acknowledge_non_fips")),
+        exclude=exclude,
     )
+
+
+def _exclude(raw: list[dict[str, Any]], keys: tuple[KeySpec, ...],
+             fail: _Fail) -> tuple[Exclusion, ...]:
+    """``exclude:`` entries; one may not name an inventory key, nor repeat another."""
+    inventory = {k.label for k in keys}
+    out: list[Exclusion] = []
+    for i, item in enumerate(raw):
+        entry = Exclusion(label=item["label"], reason=item["reason"], cls=item.get("class"))
+        if entry.label in inventory:
+            raise fail(f"exclude[{i}].label", f"'{entry.label}' is an inventory key (keys:); "
+                       "a key is either migrated or excluded")
+        for j, other in enumerate(out):
+            if other.label == entry.label and (None in (other.cls, entry.cls)
+                                               or other.cls == entry.cls):
+                raise fail(f"exclude[{i}]", f"'{entry.label}' is excluded twice "
+                           f"(also exclude[{j}])")
+        out.append(entry)
+    return tuple(out)
 
 
 _SIGNER_FIELDS = {
@@ -701,6 +736,7 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
         expected_differences=_FrozenDict(raw.get("expected_differences", {})),
         owner=raw.get("owner"),
         share_with=tuple(raw.get("share_with", ())),
+        id=raw["id"].lower() if "id" in raw else None,
     )
 
 

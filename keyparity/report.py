@@ -22,10 +22,12 @@ from typing import Any
 import jinja2
 
 from .evidence import FAILED, key_verdict
+from .verdict import VERDICTS
 
 TEMPLATE = "report.html.j2"
 # order of keys and tests on the page: what needs attention first
-_KEY_ORDER = {"failed": 0, "error": 0, "not run": 1, "skipped": 2, "rotate": 3, "passed": 4}
+_KEY_ORDER = {"failed": 0, "error": 0, "partial": 1, "not run": 1, "skipped": 2, "rotate": 3,
+              "passed": 4}
 _TEST_ORDER = {"failed": 0, "error": 0, "skipped": 1, "passed": 2}
 _COUNT_ORDER = {"failed": 0, "error": 1, "passed": 2, "skipped": 3}
 DEFAULT_SIGNERS = ("custodian-1", "custodian-2")
@@ -192,12 +194,14 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
     test_counts = Counter(t.get("outcome") for t in tests)
     key_counts = Counter(k["verdict"] for k in keys)
     verdict = summary.get("verdict")
-    if verdict not in ("PASS", "FAIL"):  # no summary: the run did not finish
+    if verdict not in VERDICTS:  # no summary: the run did not finish
         verdict = "FAIL" if failures else "INCOMPLETE"
     clusters = _dict(doc.get("clusters"))
     target = _dict(clusters.get("target")).get("name") or "the target"
     to_migrate = [k for k in keys if k["verdict"] != "rotate"]
-    if verdict == "PASS":
+    if summary.get("headline"):
+        headline = str(summary["headline"])
+    elif verdict == "PASS":
         headline = (f"All {len(to_migrate)} migrated keys were proven intact and usable on "
                     f"{target}." if to_migrate else "No key failed.")
     elif verdict == "FAIL":
@@ -210,17 +214,17 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
     else:
         headline = "The run did not finish: this evidence is incomplete."
     rotate = key_counts.get("rotate", 0)
-    if rotate and verdict != "INCOMPLETE":
+    if rotate and verdict != "INCOMPLETE" and not summary.get("headline"):
         headline += (f" {rotate} key{' is' if rotate == 1 else 's are'} not migrated by design "
                      "and must be rotated.")
     command = run.get("command")
     run_id = str(run.get("run_id") or "RUN-ID")
     return {
         "verdict": verdict,
-        "verdict_class": f"verdict-{verdict.lower()}",
+        "verdict_class": f"verdict-{verdict.lower()}",  # verdict-preflight-pass, -no-tests
         "headline": headline,
         "key_counts": [(name, key_counts[name]) for name in
-                       ("passed", "failed", "rotate", "skipped", "not run")
+                       ("passed", "failed", "partial", "rotate", "skipped", "not run")
                        if key_counts[name] or name in ("passed", "failed", "rotate")]
         + [(name, n) for name, n in key_counts.items() if name not in _KEY_ORDER],
         "keys_total": len(keys),
@@ -252,6 +256,12 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "verify": _verify(doc, run_id),
         "tests": sorted(tests, key=lambda t: _TEST_ORDER.get(t.get("outcome"), 0)),
         "schema_version": doc.get("schema_version"),
+        "scope": _dict(summary.get("scope")),
+        "not_proven": [(label, verdict, _list(_dict(_dict(summary.get("scope"))
+                                                    .get("proofs_not_run")).get(label)))
+                       for label, verdict in _dict(_dict(summary.get("scope"))
+                                                   .get("keys_not_proven")).items()],
+        "census": _dict(doc.get("census")),
     }
 
 

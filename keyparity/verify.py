@@ -4,14 +4,19 @@ Checks, in order, and collects every problem rather than stopping at the first:
 
 1. the envelope (evidence.dsse.json) parses, its payloadType is the in-toto one, and its
    payload is an in-toto Statement v1 with well-formed subjects;
-2. the signatures: each against the key with its key id (securesystemslib), then the
+2. the threshold: the one recorded in the signed predicate (0 or none: the bundle was made
+   unsigned, a failure); the caller's threshold may raise it, never lower it;
+3. the signatures: each against the key with its key id (securesystemslib), then the
    threshold with securesystemslib's ``Envelope.verify``;
-3. statement.json holds exactly the signed payload;
-4. every subject's SHA-256;
-5. no subject missing; 6. no file that is not a subject (symlinks and special files included).
+4. the run directory's name (symlinks such as reports/latest resolved) is the signed run id,
+   unless renames are allowed;
+5. statement.json holds exactly the signed payload;
+6. every subject's SHA-256;
+7. no subject missing; 8. no file that is not a subject (symlinks and special files included).
 
-Only the signed payload is trusted for the file checks. When the envelope cannot be read at
-all, statement.json is used to name what differs, and the result fails regardless.
+Only the signed payload is trusted for the file checks and for the facts the report shows as
+signed (run id, profile, verdict, headline, counts). When the envelope cannot be read at all,
+statement.json is used to name what differs, and the result fails regardless.
 """
 from __future__ import annotations
 
@@ -39,7 +44,10 @@ class VerifyResult:
     """What ``verify_run`` found. ``ok`` when there is no problem."""
 
     run_dir: Path
-    threshold: int
+    threshold: int  # signatures required: the signed threshold, or the caller's when higher
+    requested: int | None = None  # the caller's threshold (--threshold), None when not given
+    signed: dict | None = None  # the predicate of the signed payload; None when unreadable
+    threshold_met: bool = False  # securesystemslib accepted the signatures
     problems: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)  # one line per check, for the report
     notes: list[str] = field(default_factory=list)  # worth saying, but not a failure
@@ -56,8 +64,16 @@ class VerifyResult:
         return not self.problems
 
     def lines(self) -> list[str]:
-        """A human report: what was checked, then every problem, then the verdict."""
+        """A human report: what was signed, what was checked, then every problem, then the
+        verdict."""
         out = [f"keyparity verify: {self.run_dir}"]
+        if self.signed is None:
+            out.append("  signed statement: none readable")
+        else:
+            out += [f"  {line}" for line in _signed_facts(self.signed)]
+            if not self.threshold_met:
+                out.append("  the signed values above are NOT trustworthy: the signature "
+                           "threshold was not met")
         out += [f"  {line}" for line in self.checked]
         out += [f"  note: {line}" for line in self.notes]
         if self.ok:
@@ -75,13 +91,20 @@ def _keyname(key: Key, names: Mapping[str, str]) -> str:
     return f"{name} ({short})" if name else short
 
 
-def verify_run(run_dir: Path, keys: list[Key], threshold: int, *,
-               key_names: Mapping[str, str] | None = None) -> VerifyResult:
-    """Verify a signed run directory offline. ``key_names`` (key id -> e.g. the file it came
-    from) only makes the messages name keys the way the caller knows them."""
+def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
+               key_names: Mapping[str, str] | None = None,
+               allow_rename: bool = False) -> VerifyResult:
+    """Verify a signed run directory offline.
+
+    ``threshold``: at least this many signatures (``--threshold``); the threshold in the signed
+    statement applies when it is higher, and when ``threshold`` is None. ``key_names`` (key id
+    -> e.g. the file it came from) only makes the messages name keys the way the caller knows
+    them. ``allow_rename``: a directory name other than the signed run id is a note, not a
+    failure."""
     run_dir = Path(run_dir)
     names = dict(key_names or {})
-    result = VerifyResult(run_dir=run_dir, threshold=threshold)
+    fallback = len(keys) if threshold is None else threshold
+    result = VerifyResult(run_dir=run_dir, threshold=fallback, requested=threshold)
     problems = result.problems
     if not run_dir.is_dir():
         problems.append(f"run directory not found: {run_dir}")
@@ -92,14 +115,19 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int, *,
     statement: Any = None
     if payload is not None:
         statement = _parse_statement(payload, f"signed payload of {ENVELOPE}", result)
+        result.signed = _signed_predicate(payload, result)
 
-    # 2. signatures
+    # 2. the threshold, 3. signatures
+    result.threshold = _required(result.signed, threshold, fallback, result)
     if envelope is not None:
-        _check_signatures(envelope, keys, threshold, names, result)
+        _check_signatures(envelope, keys, result.threshold, names, result)
     else:
         result.checked.append("signatures: not checked (no readable envelope)")
 
-    # 3. statement.json against the signed payload
+    # 4. the directory's name against the signed run id
+    _check_name(run_dir, result.signed, allow_rename, result)
+
+    # 5. statement.json against the signed payload
     statement_path = run_dir / STATEMENT
     if statement_path.is_symlink() or (statement_path.exists() and not statement_path.is_file()):
         problems.append(f"{STATEMENT} is not a regular file")
@@ -123,7 +151,7 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int, *,
                             "(edited after signing)")
             result.checked.append(f"{STATEMENT}: DIFFERS from the signed payload")
 
-    # 4-6. files
+    # 6-8. files
     if isinstance(statement, dict) and isinstance(statement.get("subject"), list):
         _check_files(run_dir, statement["subject"], result)
     else:
@@ -223,6 +251,125 @@ def _parse_statement(raw: bytes, what: str, result: VerifyResult) -> Any:
     return {**statement, "subject": good}
 
 
+def _signed_predicate(payload: bytes, result: VerifyResult) -> dict | None:
+    """The predicate of the signed payload; None when the payload is not a JSON object (which
+    _parse_statement reports) or has no predicate object (reported here)."""
+    try:
+        statement = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(statement, dict):
+        return None
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict):
+        result.problems.append(f"the signed payload of {ENVELOPE} has no predicate object: "
+                               "it is not a keyparity evidence statement")
+        return None
+    return predicate
+
+
+def _required(signed: Mapping[str, Any] | None, requested: int | None, fallback: int,
+              result: VerifyResult) -> int:
+    """Signatures required: the signed threshold, raised (never lowered) by ``requested``.
+    ``fallback`` (``requested``, else the number of keys given) when there is no usable signed
+    threshold, in which case the result has already failed or fails here."""
+    source = "the number of keys given" if requested is None else f"--threshold {requested}"
+    if signed is None:
+        result.checked.append(f"threshold: {_signatures(fallback)} required ({source}; no "
+                              "readable signed threshold)")
+        return fallback
+    value = signed.get("threshold")
+    if value is None or (value == 0 and type(value) is int):
+        said = "no threshold" if value is None else "threshold 0"
+        result.problems.append(f"the signed statement has {said}: the bundle was made unsigned "
+                               "(its profile had no evidence.signers); only a bundle from a "
+                               "profile with evidence.signers can be verified")
+        result.checked.append(f"threshold: {_signatures(fallback)} required ({source}; the "
+                              "statement is unsigned)")
+        return fallback
+    if type(value) is not int or value < 0:
+        result.problems.append(f"the signed threshold {json.dumps(value)} is not a number of "
+                               "signatures: the statement was not written by keyparity")
+        result.checked.append(f"threshold: {_signatures(fallback)} required ({source}; no "
+                              "usable signed threshold)")
+        return fallback
+    if requested is not None and requested < value:
+        result.notes.append(f"--threshold {requested} is below the signed threshold {value}: "
+                            f"{_signatures(value)} required")
+    if requested is None or requested < value:
+        result.checked.append(f"threshold: {_signatures(value)} required (signed threshold "
+                              f"{value})")
+        return value
+    result.checked.append(f"threshold: {_signatures(requested)} required (--threshold "
+                          f"{requested}; signed threshold {value})")
+    return requested
+
+
+def _signatures(n: int) -> str:
+    return f"{n} signature" if n == 1 else f"{n} signatures"
+
+
+def _check_name(run_dir: Path, signed: Mapping[str, Any] | None, allow_rename: bool,
+                result: VerifyResult) -> None:
+    """The directory's own name (reports/latest resolved) must be the signed run id: otherwise
+    the bundle of one run can be passed off as another's."""
+    if signed is None:
+        result.checked.append("run directory: name not checked (no signed run id)")
+        return
+    name = run_dir.resolve().name
+    run_id = signed.get("run_id")
+    if run_id == name:
+        result.checked.append(f"run directory: named {_show(name)}, as the signed run id")
+        return
+    if isinstance(run_id, str):
+        what = (f"the directory is named {_show(name)} but the signed run id is "
+                f"{_show(run_id)}")
+        advice = (": a renamed or swapped run directory (pass --allow-rename if it was renamed "
+                  "on purpose)")
+    else:
+        what = ("the signed statement has no run_id: a renamed or swapped run directory "
+                "cannot be told apart")
+        advice = " (pass --allow-rename to accept it)"
+    if allow_rename:
+        result.notes.append(f"{what}: accepted (--allow-rename)")
+        result.checked.append(f"run directory: named {_show(name)}, renames allowed")
+    else:
+        result.problems.append(what + advice)
+        result.checked.append(f"run directory: named {_show(name)}, NOT the signed run id")
+
+
+def _signed_facts(signed: Mapping[str, Any]) -> list[str]:
+    """What the custodians signed about the run, one line each, from the signed predicate."""
+    lines = [f"signed run id: {_show(signed.get('run_id'))}",
+             f"signed profile: {_show(signed.get('profile'))}",
+             f"signed verdict: {_show(signed.get('verdict'))}"]
+    if "headline" in signed:
+        lines.append(f"signed headline: {_show(signed['headline'])}")
+    lines.append(f"signed counts: {_counts(signed.get('summary'))}")
+    return lines
+
+
+def _counts(summary: Any) -> str:
+    """``{"tests": {"passed": 97}, "keys": {"passed": 7}}`` as "tests 97 passed; keys 7 passed"."""
+    if not (isinstance(summary, dict)
+            and all(isinstance(summary.get(k), dict) for k in ("tests", "keys"))):
+        return _show(summary)
+    return "; ".join(
+        f"{what} " + (", ".join(f"{_show(n)} {_show(outcome)}"
+                                for outcome, n in summary[what].items()) or "none")
+        for what in ("tests", "keys"))
+
+
+def _show(value: Any) -> str:
+    """A signed value for one report line: text as it is when printable, anything else (and
+    text with control characters, which could forge report lines) as JSON."""
+    if value is None:
+        return "(not in the signed statement)"
+    if isinstance(value, str) and value and value.isprintable():
+        return value
+    return json.dumps(value, ensure_ascii=True)
+
+
 def _safe_name(name: str) -> bool:
     """A relative POSIX path inside the run directory (no '..', no absolute path)."""
     if not name or "\x00" in name or name.startswith("/"):
@@ -282,6 +429,8 @@ def _check_signatures(envelope: Envelope, keys: list[Key], threshold: int,
             if set(accepted) - set(verified):  # cannot happen; keep the two checks honest
                 problems.append("internal: securesystemslib accepted a signature that the "
                                 "per-signature check rejected")
+            else:
+                result.threshold_met = True
     shown = ", ".join(result.verified) or "none"
     result.checked.append(f"signatures: {len(verified)} of {threshold} required verified "
                           f"({result.signatures} in envelope): {shown}")

@@ -2,7 +2,8 @@
 ``-m preflight``): ACTIVE, in the declared mode (FIPS / NON_FIPS) and HSM type
 (hsm1.medium / hsm2m.medium), with enough ACTIVE HSMs for the keys to stay available
 (``aws.min_active_hsms``, default 2). Per cluster with an ``aws`` block (marker ``aws``); a
-cluster without one passes with "declared, not verified (no aws block)" in the evidence.
+cluster without one is skipped (nothing to check) with "declared, not verified (no aws block)"
+in the evidence.
 Each test records the values read under ``clusters.<role>`` in ``evidence.json``.
 """
 import pytest

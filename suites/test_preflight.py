@@ -1,30 +1,55 @@
 """Preflight (``-m preflight``): both clusters reachable and logged in, every inventory key on
-the source and extractable (or marked rotate), the mechanisms the profile needs on each side.
-Nothing is written to either token (the wrapping probe uses session objects only)."""
+the source as the inventory describes it (type, size or curve, CKA_ID) and extractable (or
+marked rotate), CKA_IDs that stay unambiguous on the target, the mechanisms the profile needs
+on each side. Nothing is written to either token (the wrapping probe uses session objects
+only)."""
 import pytest
+from pkcs11 import UserType
 
-from keyparity import preflight
+from keyparity import attributes, keyinfo, preflight
+from keyparity.errors import KeyMismatch
 from keyparity.migrate import locate
 
 pytestmark = pytest.mark.preflight
 
 
 @pytest.mark.parametrize("role", ["source", "target"])
-def test_cluster_is_reachable_and_logged_in(role, request, hsm_evidence):
+def test_cluster_is_reachable_and_logged_in(role, request, hsm_profile, hsm_evidence):
     cluster = request.getfixturevalue(f"{role}_cluster")
+    spec = getattr(hsm_profile, role)
     hsm_evidence(**{f"{role}_token": cluster.info})
-    assert cluster.session is not None
+    if spec.token_label is not None:
+        assert cluster.info["label"] == spec.token_label, (
+            f"{cluster.name}: found token {cluster.info['label']!r}, the profile names "
+            f"{spec.token_label!r}")
+    assert cluster.session.user_type == UserType.USER, (
+        f"{cluster.name}: the session is not a user's (logged in as {cluster.session.user_type})")
+    assert len(cluster.session.generate_random(64)) == 8, (
+        f"{cluster.name}: the token did not answer C_GenerateRandom on the session")
 
 
 def test_key_is_on_the_source_and_extractable(inventory_key, source_cluster, hsm_evidence):
     side = locate(source_cluster, inventory_key, inventory_key.label)
     assert side is not None, f"{inventory_key.label!r} not found on {source_cluster.name}"
-    extractable = preflight.extractable(side.key)
-    hsm_evidence(preflight={"found": True, "extractable": extractable})
+    facts = keyinfo.from_attributes(attributes.read_standard(side.key))
+    extractable = facts.extractable is True
+    hsm_evidence(preflight={"found": True, "extractable": extractable,
+                            "as_found": facts.record()})
+    try:
+        keyinfo.check(inventory_key, facts, source_cluster.name)
+    except KeyMismatch as exc:
+        pytest.fail(str(exc), pytrace=False)
     if inventory_key.disposition == "rotate":
         return
     assert extractable, (f"{inventory_key.label!r} is not extractable: rotate it (generate on "
                          "the target, re-encrypt) or mark it disposition: rotate")
+
+
+def test_inventory_ids_are_unique_on_the_target(hsm_profile, source_cluster, target_cluster,
+                                                hsm_evidence):
+    conflicts = preflight.id_conflicts(hsm_profile, source_cluster.index, target_cluster.index)
+    hsm_evidence(preflight_ids={"conflicts": conflicts})
+    assert not conflicts, "\n".join(conflicts.values())
 
 
 @pytest.mark.parametrize("role", ["source", "target"])

@@ -63,7 +63,9 @@ def main(spec_path: str) -> None:
             out["private_key"]["value"] = "READABLE"
         except p11.PKCS11Error as exc:
             out["private_key"]["value"] = type(exc).__name__
-        out["envelope"] = str(sign_run(Path(spec["run_dir"]), signers, {"run": "pkcs11-test"}))
+        out["envelope"] = str(sign_run(Path(spec["run_dir"]), signers,
+                                           {"run_id": Path(spec["run_dir"]).name,
+                                            "threshold": len(signers)}))
     finally:
         close_signers(signers)
 

@@ -285,7 +285,7 @@ def test_mechanism_invalid_is_mechanism_unsupported():
     assert type(err) is MechanismUnsupported and "CKR_MECHANISM_INVALID" in str(err)
 
 
-@pytest.mark.parametrize("exc", [p11.GeneralError(), p11.FunctionFailed(), p11.DataInvalid()])
+@pytest.mark.parametrize("exc", [p11.DataInvalid(), p11.KeyHandleInvalid()])
 def test_unknown_pkcs11_error_is_a_token_error_naming_step_and_cluster(exc):
     err = raised(exc, "compute KCV (AES_ECB)", "hsm2 (target)")
     assert type(err) is TokenError
@@ -293,9 +293,20 @@ def test_unknown_pkcs11_error_is_a_token_error_naming_step_and_cluster(exc):
     assert err.__cause__ is exc
 
 
-def test_unknown_pkcs11_error_keeps_its_message():
-    err = raised(p11.GeneralError("CKR_GENERAL_ERROR from the daemon"), "find token", "hsm1")
-    assert str(err) == "find token on hsm1 failed: CKR_GENERAL_ERROR from the daemon"
+@pytest.mark.parametrize("exc, ckr", [(p11.GeneralError(), "CKR_GENERAL_ERROR"),
+                                      (p11.FunctionFailed(), "CKR_FUNCTION_FAILED")])
+def test_a_token_failure_is_named_by_its_ckr_code(exc, ckr):
+    err = raised(exc, "compute KCV (AES_ECB)", "hsm2 (target)")
+    assert type(err) is TokenError and err.__cause__ is exc
+    assert str(err).startswith(f"compute KCV (AES_ECB) on hsm2 (target) failed: {ckr}; ")
+
+
+def test_a_pkcs11_error_keeps_its_own_message():
+    err = raised(p11.GeneralError("from the daemon"), "find token", "hsm1")
+    assert str(err) == ("find token on hsm1 failed: CKR_GENERAL_ERROR (from the daemon); the "
+                        "token failed; check the HSM")
+    err = raised(p11.DataInvalid("CKR_DATA_INVALID from the daemon"), "find token", "hsm1")
+    assert str(err) == "find token on hsm1 failed: CKR_DATA_INVALID from the daemon"
 
 
 def test_other_exceptions_pass_through_unchanged():
@@ -305,4 +316,5 @@ def test_other_exceptions_pass_through_unchanged():
 
 def test_describe_names_the_ckr_code():
     assert describe(p11.PinLocked()) == "CKR_PIN_LOCKED"
-    assert describe(p11.GeneralError()) == "GeneralError"
+    assert describe(p11.GeneralError()) == "CKR_GENERAL_ERROR"
+    assert describe(p11.DataInvalid()) == "DataInvalid"

@@ -17,7 +17,8 @@ import yaml
 from conftest import DEMO_KEYS, evidence, run_suites
 
 SPY = "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so"
-ALL_TESTS = 55  # the suites' tests for DEMO_KEYS (see test_smoke_suites.py)
+ALL_TESTS = 59  # the suites' tests for DEMO_KEYS (see test_smoke_suites.py)
+END_CENSUS = "suites/test_census.py::test_source_unchanged_during_the_run"  # after every test
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -181,7 +182,8 @@ def test_without_hsm_profile_suites_are_deselected_and_the_run_is_green(suites):
 SOURCE_ONLY = {f"suites/test_preflight.py::test_key_is_on_the_source_and_extractable[{k['label']}]"
                for k in DEMO_KEYS} | {
     "suites/test_preflight.py::test_cluster_is_reachable_and_logged_in[source]",
-    "suites/test_preflight.py::test_cluster_offers_the_mechanisms_the_profile_needs[source]"}
+    "suites/test_preflight.py::test_cluster_offers_the_mechanisms_the_profile_needs[source]",
+    "suites/test_census.py::test_every_source_key_is_accounted_for", END_CENSUS}
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["serial", "two-workers"])
@@ -209,8 +211,10 @@ def test_wrong_target_pin_is_tried_exactly_once_per_run(lab, suites, workers):
     with_wrong_pin = [rv for pin, rv in logins if pin == wrong.encode()]
     assert with_wrong_pin == ["CKR_PIN_INCORRECT"]
     assert log.read_text().count("CKR_PIN_INCORRECT") == 1
-    # the log saw every worker: each logged in to the source once
-    assert [rv for pin, rv in logins if pin == lab.pins["hsm1"].encode()] == ["CKR_OK"] * workers
+    # the log saw every process: each logged in to the source once (with -n, the controller
+    # too: it takes the source's census again at the end)
+    processes = workers + 1 if workers > 1 else 1
+    assert [rv for pin, rv in logins if pin == lab.pins["hsm1"].encode()] == ["CKR_OK"] * processes
 
     result.assert_outcomes(passed=len(SOURCE_ONLY), failed=2,
                            errors=ALL_TESTS - len(SOURCE_ONLY) - 2)
@@ -244,16 +248,17 @@ def test_unset_env_pin_names_field_and_variable_without_a_traceback(lab, suites,
     target_only = {
         "suites/test_preflight.py::test_cluster_is_reachable_and_logged_in[target]",
         "suites/test_preflight.py::test_cluster_offers_the_mechanisms_the_profile_needs[target]"}
-    result.assert_outcomes(passed=2, failed=2, errors=ALL_TESTS - 4)
+    # no census of the source at the start: none to compare at the end (END_CENSUS not run)
+    result.assert_outcomes(passed=2, failed=2, errors=ALL_TESTS - 5)
     by = outcomes_of(evidence(suites))
     assert set(by["passed"]) == target_only
     expected = "clusters.source.pin: environment variable KEYPARITY_TEST_UNSET_PIN is not set"
     failing = {**by["failed"], **by["error"]}
-    assert len(failing) == ALL_TESTS - 2
+    assert len(failing) == ALL_TESTS - 3
     (message,) = set(failing.values())  # one plain message, the same for every test
     assert message.endswith(expected), message
     text = output(result)
-    assert text.count(expected) >= ALL_TESTS - 2
+    assert text.count(expected) >= ALL_TESTS - 3
     for internal in ("Traceback", "keyparity/login.py", "keyparity/secrets.py",
                      "keyparity/cluster.py", "raise SecretError", "_pytest/fixtures.py"):
         assert internal not in text, internal
@@ -271,7 +276,7 @@ def test_unknown_label_fails_only_that_key_with_not_found_on_hsm1(lab, suites):
 
     # k-missing: 1 migration + 1 preflight failed; 1 attribute + 1 kcv + 4 aes vectors x 2
     # directions errored in setup; every other key exactly as in the smoke test
-    result.assert_outcomes(passed=50, skipped=5, failed=2, errors=10)  # 3DES: hsm1 is FIPS
+    result.assert_outcomes(passed=54, skipped=5, failed=2, errors=10)  # 3DES: hsm1 is FIPS
     doc = evidence(suites)
     assert {k: v["verdict"] for k, v in doc["keys"].items()} == {
         **{k["label"]: "passed" for k in DEMO_KEYS}, "k-missing": "failed"}
@@ -292,8 +297,9 @@ def test_oaep_hash_the_token_refuses_fails_every_key_plainly_and_writes_nothing(
     result = run_suites(suites, profile)
 
     # failed: 6 migrations + the wrapping preflight; errors: 6 attribute + 6 kcv + 26 vector
-    # tests (setup: the key is not on the target); passed: the 10 other preflight tests
-    result.assert_outcomes(passed=10, failed=7, errors=38)
+    # tests (setup: the key is not on the target); passed: the 11 other preflight tests and
+    # the census (3)
+    result.assert_outcomes(passed=14, failed=7, errors=38)
     by = outcomes_of(evidence(suites))
     migrations = {f"suites/test_migration.py::test_key_is_on_the_target[{k['label']}]"
                   for k in DEMO_KEYS}
@@ -322,7 +328,7 @@ def test_pins_never_reach_any_file_of_the_run_directory(lab, suites):
 
     result = run_suites(suites, lab.profile(DEMO_KEYS))
 
-    result.assert_outcomes(passed=50, skipped=5)  # 3DES: hsm1 (FIPS) does not produce
+    result.assert_outcomes(passed=54, skipped=5)  # 3DES: hsm1 (FIPS) does not produce
     reports = suites.path / "reports"
     files = [f for f in reports.rglob("*") if f.is_file()]
     assert any(f.name == "evidence.json" for f in files)

@@ -190,3 +190,16 @@ def test_journal_overhead_chunks_as_a_run_and_can_go_without(journal_figures, tm
         got = json.loads((tmp_path / f"c{chunk}.json").read_text())
         assert got["journal"]["chunk"] == int(chunk) and said in result.stdout
         assert got["checks"]["journaled_kcv_matched"] == 6 and got["ok"] is True
+
+
+def test_the_census_bench_finds_the_stray_key_and_every_earlier_wave(tmp_path):
+    out = tmp_path / "census.json"
+    result = bench("--census", "--keys", "25", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads(out.read_text())
+    assert doc["counts"] == {"inventory": 25, "unaccounted": 1}  # the key in no inventory
+    assert (doc["source_objects"], doc["other_objects"], doc["second_copies"]) == (26, 25, 0)
+    for name in ("census_source_seconds", "bare_enumeration_seconds",
+                 "reconcile_target_seconds"):
+        assert doc[name] > 0, name
+    assert "keyparity bench --census: census_vs_bare:" in result.stdout

@@ -25,11 +25,12 @@ from keyparity.evidence import SCHEMA_VERSION
 
 SCHEMA = json.loads(resources.files("keyparity.schemas").joinpath("evidence.schema.json")
                     .read_text("utf-8"))
-BUNDLE = ("evidence.json", "report.html", "junit.xml", "assessment-results.json",
+BUNDLE = ("evidence.json", "report.html", "junit.xml", "assessment-results.json", "cbom.json",
           "statement.json", "evidence.dsse.json")
 EPIC = "hsm1 -> hsm2"
 SUITES = {"test_migration": ("migration", "critical"), "test_equivalence": ("equivalence", "critical"),
-          "test_attributes": ("attributes", "normal"), "test_preflight": ("preflight", "blocker")}
+          "test_attributes": ("attributes", "normal"), "test_preflight": ("preflight", "blocker"),
+          "test_census": ("census", "blocker")}
 UNSIGNED = "keyparity: UNSIGNED: no evidence.signers in the profile"
 
 
@@ -165,7 +166,7 @@ def test_green_run_writes_a_complete_signed_bundle_that_verify_accepts(lab, suit
 
     result = run_suites(suites, signed_profile(lab, DEMO_KEYS, private))
 
-    result.assert_outcomes(passed=50, skipped=5)  # 3DES: hsm1 (FIPS) does not produce
+    result.assert_outcomes(passed=54, skipped=5)  # 3DES: hsm1 (FIPS) does not produce
     assert result.ret == 0
     run_dir, doc = assert_bundle(suites, result, lab)
     assert doc["summary"]["verdict"] == "PASS"
@@ -220,7 +221,10 @@ def test_bundle_under_xdist_has_every_worker_s_junit_and_allure_results(lab, sui
     assert result.ret == 0, result.stdout.str()
     run_dir, doc = assert_bundle(suites, result, lab)
     results = allure_results(run_dir / "allure-results")
-    assert len({t for r in results for t in labels(r)["thread"]}) == 2  # both workers wrote
+    threads = {t for r in results for t in labels(r)["thread"]}
+    # both workers wrote, and the controller wrote the census at the end of the run
+    assert len({t for t in threads if not t.endswith("-controller")}) == 2
+    assert len({t for t in threads if t.endswith("-controller")}) == 1
     for r in results:
         got = labels(r)
         assert got["epic"] == [EPIC] and got["feature"] and got["severity"], r["name"]

@@ -139,7 +139,7 @@ def test_profile_file_signers_sign_and_verify(tmp_path, monkeypatch, lab):
     signers = load_signers(profile.evidence, profile.module_env, None)
     assert [s.name for s in signers] == ["custodian-1", "custodian-2"]
     run = make_run(tmp_path / "run")
-    sign_run(run, signers, {"profile": profile.name})
+    sign_run(run, signers, {"run_id": run.name, "threshold": 2, "profile": profile.name})
     keys = [public_key_from_pem(p.read_bytes()) for p in (one_pub, two_pub)]
     result = verify_run(run, keys, profile.evidence.threshold)
     assert result.ok, result.problems
@@ -274,7 +274,7 @@ def test_kms_signer_with_stubber(tmp_path, aws_env):
     """The exact requests a real KMS would get, answered by a local P-384 key."""
     local = ec.generate_private_key(ec.SECP384R1())
     run = make_run(tmp_path / "run")
-    predicate = {"run": "kms"}
+    predicate = {"run_id": run.name, "threshold": 1}
     # what sign_run will sign: the DSSE PAE of the statement, SHA-384 computed locally
     pae = Envelope(canonical_json(build_statement(run, predicate)), PAYLOAD_TYPE, {}).pae()
     digest = hashlib.sha384(pae).digest()
@@ -400,7 +400,7 @@ def test_kms_with_moto(tmp_path, aws_env):
                 return Signature(key.keyid, sig.hex())
 
         run = make_run(tmp_path / "run")
-        sign_run(run, [RawKms()], {})
+        sign_run(run, [RawKms()], {"run_id": run.name, "threshold": 1})
         assert verify_run(run, [key], 1).ok
         assert cli_main(["verify", str(run), "--kms-key-id", key_id,
                          "--region", "eu-west-1"]) == 0

@@ -44,6 +44,31 @@ FILES = {
     ".login-state.json": "{}\n",
 }
 SIGNED = sorted(FILES) + [STATEMENT, ENVELOPE]  # every file in the signed directory
+RUN_ID = "20261123T155223Z-9a571f"
+HEADLINE = ("All 2 keys to migrate were proven intact and usable on hsm2. 1 key is not "
+            "migrated by design and must be rotated.")
+
+DROP = object()  # predicate(field=DROP): a predicate without that field
+
+
+def predicate(run_id: str = RUN_ID, **changes) -> dict:
+    """What keyparity.bundle._predicate signs, for a run of two custodians (threshold 2)."""
+    doc = {
+        "run_id": run_id,
+        "profile": "softhsm",
+        "profile_sha256": "c8" * 32,
+        "verdict": "PASS",
+        "headline": HEADLINE,
+        "summary": {"tests": {"passed": 97, "skipped": 26}, "keys": {"passed": 2, "rotate": 1}},
+        "scope": {"keys_total": 3, "keys_to_migrate": 2, "keys_proven": 2,
+                  "keys_not_proven": {}, "proofs_not_run": {}, "deselected": 0,
+                  "suites": {"migration": "passed", "equivalence": "passed"}},
+        "evidence_sha256": hashlib.sha256(FILES["evidence.json"].encode()).hexdigest(),
+        "signers": ["custodian-1", "custodian-2"],
+        "threshold": 2,
+    }
+    doc.update(changes)
+    return {k: v for k, v in doc.items() if v is not DROP}
 
 
 @dataclass
@@ -52,9 +77,26 @@ class Signed:
     pubs: list[Path]  # custodian-1, custodian-2 public PEMs (outside the run directory)
     keys: list[SSlibKey]
     other_pub: Path  # a third key that signed nothing
+    predicate: dict  # what the custodians signed besides the subjects
 
-    def verify(self, keys: list[SSlibKey] | None = None, threshold: int = 2) -> VerifyResult:
-        return verify_run(self.run, self.keys if keys is None else keys, threshold)
+    def verify(self, keys: list[SSlibKey] | None = None, threshold: int | None = None,
+               **options) -> VerifyResult:
+        return verify_run(self.run, self.keys if keys is None else keys, threshold, **options)
+
+    def privates(self) -> list[Path]:
+        return [p.with_name(p.name.replace(".pub.", ".key.")) for p in self.pubs]
+
+    def resign(self, predicate: dict, signers: int = 2) -> None:
+        """Sign the run directory again, by the first ``signers`` custodians."""
+        (self.run / STATEMENT).unlink()
+        (self.run / ENVELOPE).unlink()
+        sign_run(self.run, file_signers(self.privates()[:signers]), predicate)
+        self.predicate = predicate
+
+    def strip_signature(self, key: SSlibKey) -> None:
+        doc = self.envelope()
+        doc["signatures"] = [s for s in doc["signatures"] if s["keyid"] != key.keyid]
+        self.write_envelope(doc)
 
     def envelope(self) -> dict:
         return json.loads((self.run / ENVELOPE).read_text())
@@ -77,7 +119,7 @@ def file_signers(privates: list[Path]) -> list:
 
 @pytest.fixture
 def signed(tmp_path: Path) -> Signed:
-    run = tmp_path / "reports" / "20261123T155223Z-9a571f"
+    run = tmp_path / "reports" / RUN_ID
     for name, text in FILES.items():
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text(text)
@@ -85,9 +127,10 @@ def signed(tmp_path: Path) -> Signed:
     keys_dir.mkdir()
     pairs = [new_key(keys_dir, f"custodian-{i}") for i in (1, 2)]
     _, other = new_key(keys_dir, "stranger")
-    sign_run(run, file_signers([p for p, _ in pairs]), {"run_id": run.name})
+    sign_run(run, file_signers([p for p, _ in pairs]), predicate())
     pubs = [pub for _, pub in pairs]
-    return Signed(run, pubs, [public_key_from_pem(p.read_bytes()) for p in pubs], other)
+    return Signed(run, pubs, [public_key_from_pem(p.read_bytes()) for p in pubs], other,
+                  predicate())
 
 
 def problems_text(result: VerifyResult) -> str:
@@ -118,7 +161,7 @@ def test_statement_is_the_signed_payload_and_covers_every_file(signed):
     assert canonical_json(doc) == statement
     assert doc["_type"] == "https://in-toto.io/Statement/v1"
     assert doc["predicateType"] == "https://keyparity.dev/evidence/v1"
-    assert doc["predicate"] == {"run_id": signed.run.name}
+    assert doc["predicate"] == signed.predicate
     assert [s["name"] for s in doc["subject"]] == sorted(FILES)  # dotfile and subdirs too
     for s in doc["subject"]:
         assert s["digest"] == {"sha256": hashlib.sha256(
@@ -240,6 +283,11 @@ def test_rewriting_the_payload_breaks_both_signatures(signed):
         f"signature by keyid {k.keyid[:16]} does NOT verify (the payload or the signature was "
         "changed, or it is not this key's signature)" for k in signed.keys]
     assert "threshold not met: 0 of 2 required signatures verified" in result.problems
+    assert (f"the directory is named {RUN_ID} but the signed run id is another run: a renamed "
+            "or swapped run directory (pass --allow-rename if it was renamed on purpose)"
+            in result.problems)
+    assert ("  the signed values above are NOT trustworthy: the signature threshold was not met"
+            in result.lines())
 
 
 def test_swapped_signature_fails(signed):
@@ -262,8 +310,7 @@ def test_signature_from_another_run_fails(signed, tmp_path):
     other = tmp_path / "other-run"
     other.mkdir()
     (other / "evidence.json").write_text("{}")
-    privates = [p.with_name(p.name.replace(".pub.", ".key.")) for p in signed.pubs]
-    sign_run(other, file_signers(privates), {})
+    sign_run(other, file_signers(signed.privates()), {})
     replayed = {s["keyid"]: s["sig"] for s in json.loads((other / ENVELOPE).read_text())[
         "signatures"]}
     doc = signed.envelope()
@@ -296,7 +343,13 @@ def test_below_threshold_one_key_given(signed):
     result = signed.verify(signed.keys[:1], 2)
     assert result.problems == ["threshold not met: 2 signatures required but only 1 distinct "
                                "key(s) given"]
-    assert signed.verify(signed.keys[:1], 1).ok  # one custodian alone, if policy allows
+
+
+def test_one_custodian_alone_when_the_signed_policy_allows_it(signed):
+    signed.resign(predicate(signers=["custodian-1"], threshold=1), signers=1)
+    result = signed.verify(signed.keys[:1])
+    assert result.ok, result.problems
+    assert (result.threshold, len(result.verified)) == (1, 1)
 
 
 def test_the_same_key_twice_counts_once(signed):
@@ -338,10 +391,7 @@ def test_wrong_payload_type_even_when_signed_fails(signed, monkeypatch):
     """Custodians who signed the payload under another type: signatures verify, type does not."""
     import keyparity.statement as statement
     monkeypatch.setattr(statement, "PAYLOAD_TYPE", "application/json")
-    privates = [p.with_name(p.name.replace(".pub.", ".key.")) for p in signed.pubs]
-    (signed.run / STATEMENT).unlink()
-    (signed.run / ENVELOPE).unlink()
-    sign_run(signed.run, file_signers(privates), {})
+    signed.resign(signed.predicate)
     result = signed.verify()
     assert result.problems == [f"{ENVELOPE}: payloadType is 'application/json', expected "
                                f"'{PAYLOAD_TYPE}'"]
@@ -349,12 +399,14 @@ def test_wrong_payload_type_even_when_signed_fails(signed, monkeypatch):
 
 
 def test_unsigned_envelope_fails(signed):
-    (signed.run / STATEMENT).unlink()
-    (signed.run / ENVELOPE).unlink()
-    sign_run(signed.run, [], {"run_id": signed.run.name})
+    """What keyparity.bundle writes for a profile without evidence.signers."""
+    signed.resign(predicate(signers=[], threshold=0), signers=0)
     assert signed.envelope()["signatures"] == []
     result = signed.verify()
     assert result.problems == [
+        "the signed statement has threshold 0: the bundle was made unsigned (its profile had "
+        "no evidence.signers); only a bundle from a profile with evidence.signers can be "
+        "verified",
         f"no signature by keyid {signed.keys[0].keyid[:16]} in {ENVELOPE}",
         f"no signature by keyid {signed.keys[1].keyid[:16]} in {ENVELOPE}",
         f"{ENVELOPE} has no signatures: the run directory is unsigned",
@@ -469,6 +521,15 @@ def test_cli_ok(signed):
         assert f"{pub} (keyid {key.keyid[:16]})" in out.stdout
     assert f"files: {len(FILES)} of {len(FILES)} digests checked, 0 changed" in out.stdout
     assert "missing: none; extra: none" in out.stdout
+    assert out.stdout.splitlines()[1:6] == [  # what was signed, first
+        f"  signed run id: {RUN_ID}",
+        "  signed profile: softhsm",
+        "  signed verdict: PASS",
+        f"  signed headline: {HEADLINE}",
+        "  signed counts: tests 97 passed, 26 skipped; keys 2 passed, 1 rotate"]
+    assert "  threshold: 2 signatures required (signed threshold 2)" in out.stdout
+    assert f"  run directory: named {RUN_ID}, as the signed run id" in out.stdout
+    assert "note:" not in out.stdout
     assert out.stdout.rstrip().endswith(f"OK: 2 of 2 required signatures verified; "
                                         f"{len(FILES)} files match the signed statement")
     assert out.stderr == ""
@@ -514,3 +575,176 @@ def test_cli_usage_errors_exit_2(signed, tmp_path, case):
     assert out.stderr.startswith("keyparity verify: error: ")
     assert len(out.stderr.strip().splitlines()) == 1  # one clear line, no traceback
     assert out.stdout == ""
+
+
+# --------------------------------------------------------------------------- the signed statement
+
+
+def test_signed_threshold_applies_when_no_threshold_is_given(signed):
+    """One signature stripped and one key given: the signed threshold 2 is not met."""
+    signed.strip_signature(signed.keys[1])
+    out = cli(signed.run, "--key", signed.pubs[0])
+    assert out.returncode == 1, out.stdout
+    assert "  threshold: 2 signatures required (signed threshold 2)" in out.stdout
+    assert ("  - threshold not met: 2 signatures required but only 1 distinct key(s) given"
+            in out.stdout)
+
+
+def test_a_lower_threshold_option_does_not_lower_the_signed_threshold(signed):
+    signed.strip_signature(signed.keys[1])
+    out = cli(signed.run, "--key", signed.pubs[0], "--threshold", "1")
+    assert out.returncode == 1, out.stdout
+    assert "  note: --threshold 1 is below the signed threshold 2: 2 signatures required" in (
+        out.stdout)
+    assert "FAILED: 1 problem(s):" in out.stdout
+    assert ("  - threshold not met: 2 signatures required but only 1 distinct key(s) given"
+            in out.stdout)
+    result = signed.verify(signed.keys[:1], 1)
+    assert (result.threshold, result.verified) == (2, [f"keyid {signed.keys[0].keyid[:16]}"])
+    assert not result.ok
+
+
+def test_a_higher_threshold_option_raises_the_signed_threshold(signed):
+    stranger = ["--key", signed.other_pub]
+    out = cli(signed.run, *keys_args(signed), *stranger, "--threshold", "3")
+    assert out.returncode == 1, out.stdout
+    assert "  threshold: 3 signatures required (--threshold 3; signed threshold 2)" in out.stdout
+    assert "  - threshold not met: 2 of 3 required signatures verified" in out.stdout
+    out = cli(signed.run, *keys_args(signed), "--threshold", "3")
+    assert out.returncode == 1, out.stdout
+    assert ("  - threshold not met: 3 signatures required but only 2 distinct key(s) given"
+            in out.stdout)
+    assert cli(signed.run, *keys_args(signed), "--threshold", "2").returncode == 0
+
+
+def test_a_signed_payload_without_threshold_fails_as_unsigned(signed):
+    """Genuine signatures over a statement that records no threshold: not a signed bundle."""
+    signed.resign(predicate(threshold=DROP))
+    result = signed.verify()
+    assert result.problems == [
+        "the signed statement has no threshold: the bundle was made unsigned (its profile had "
+        "no evidence.signers); only a bundle from a profile with evidence.signers can be "
+        "verified"]
+    assert len(result.verified) == 2  # the signatures themselves are fine
+
+
+@pytest.mark.parametrize("threshold", ["2", -1, True, 1.5])
+def test_a_signed_threshold_that_is_not_a_count_fails(signed, threshold):
+    signed.resign(predicate(threshold=threshold))
+    assert signed.verify().problems == [
+        f"the signed threshold {json.dumps(threshold)} is not a number of signatures: the "
+        "statement was not written by keyparity"]
+
+
+def test_a_signed_payload_without_a_predicate_object_fails(signed):
+    signed.resign(["not", "a", "predicate"])
+    result = signed.verify()
+    assert result.problems == [f"the signed payload of {ENVELOPE} has no predicate object: it "
+                               "is not a keyparity evidence statement"]
+    assert "  signed statement: none readable" in result.lines()
+
+
+def test_unsigned_bundle_fails_on_the_command_line(signed):
+    signed.resign(predicate(signers=[], threshold=0), signers=0)
+    out = cli(signed.run, *keys_args(signed))
+    assert out.returncode == 1
+    assert "  - the signed statement has threshold 0: the bundle was made unsigned" in out.stdout
+    assert f"  - {ENVELOPE} has no signatures: the run directory is unsigned" in out.stdout
+
+
+def test_only_the_signed_payload_is_printed_as_signed(signed):
+    """statement.json edited to say PASS where the custodians signed FAIL."""
+    signed.resign(predicate(verdict="FAIL", headline="2 of 3 keys failed.",
+                            summary={"tests": {"failed": 2, "passed": 95}, "keys": {}}))
+    doc = json.loads((signed.run / STATEMENT).read_bytes())
+    doc["predicate"].update(verdict="PASS", headline=HEADLINE)
+    (signed.run / STATEMENT).write_bytes(canonical_json(doc))
+    out = cli(signed.run, *keys_args(signed))
+    assert out.returncode == 1
+    assert "  signed verdict: FAIL" in out.stdout
+    assert "  signed headline: 2 of 3 keys failed." in out.stdout
+    assert "  signed counts: tests 2 failed, 95 passed; keys none" in out.stdout
+    assert "PASS" not in out.stdout and HEADLINE not in out.stdout
+    assert f"  - {STATEMENT} differs from the signed payload" in out.stdout
+
+
+def test_older_statement_without_headline_or_counts(signed):
+    signed.resign(predicate(headline=DROP, summary=DROP, scope=DROP))
+    result = signed.verify()
+    assert result.ok, result.problems
+    lines = result.lines()
+    assert "  signed counts: (not in the signed statement)" in lines
+    assert not any("headline" in line for line in lines)
+
+
+def test_signed_values_are_printed_on_one_line_each(signed):
+    """A signed value cannot forge report lines: control characters are escaped."""
+    signed.resign(predicate(profile="softhsm\nOK: 9 of 9 required signatures verified"))
+    lines = signed.verify().lines()
+    assert '  signed profile: "softhsm\\nOK: 9 of 9 required signatures verified"' in lines
+    assert [line for line in lines if line.startswith("OK")] == [
+        f"OK: 2 of 2 required signatures verified; {len(FILES)} files match the signed "
+        "statement"]
+
+
+def test_renamed_run_directory_fails(signed):
+    renamed = signed.run.rename(signed.run.with_name("20261124T090000Z-000000"))
+    out = cli(renamed, *keys_args(signed))
+    assert out.returncode == 1, out.stdout
+    assert out.stdout.splitlines()[-2:] == [
+        "FAILED: 1 problem(s):",
+        f"  - the directory is named 20261124T090000Z-000000 but the signed run id is {RUN_ID}: "
+        "a renamed or swapped run directory (pass --allow-rename if it was renamed on purpose)"]
+    assert f"  signed run id: {RUN_ID}" in out.stdout
+
+
+def test_allow_rename_turns_the_name_check_into_a_note(signed):
+    renamed = signed.run.rename(signed.run.with_name("bundle-for-audit"))
+    out = cli(renamed, *keys_args(signed), "--allow-rename")
+    assert out.returncode == 0, out.stdout
+    assert (f"  note: the directory is named bundle-for-audit but the signed run id is {RUN_ID}: "
+            "accepted (--allow-rename)") in out.stdout
+    assert "OK: 2 of 2 required signatures verified" in out.stdout
+
+
+def test_swapped_run_directory_fails(signed, tmp_path):
+    """The bundle of one run put in the directory of another: every digest matches, the name
+    does not."""
+    other = tmp_path / "reports" / "20261125T080000Z-b1c2d3"
+    shutil.copytree(signed.run, other)
+    shutil.rmtree(signed.run)
+    result = verify_run(other, signed.keys)
+    assert result.problems == [
+        f"the directory is named {other.name} but the signed run id is {RUN_ID}: a renamed or "
+        "swapped run directory (pass --allow-rename if it was renamed on purpose)"]
+    assert result.files_checked == len(FILES)
+
+
+def test_a_signed_payload_without_run_id_fails_unless_renames_are_allowed(signed):
+    signed.resign(predicate(run_id=DROP))
+    message = ("the signed statement has no run_id: a renamed or swapped run directory cannot "
+               "be told apart")
+    assert signed.verify().problems == [f"{message} (pass --allow-rename to accept it)"]
+    allowed = signed.verify(allow_rename=True)
+    assert allowed.ok and allowed.notes == [f"{message}: accepted (--allow-rename)"]
+    assert "  signed run id: (not in the signed statement)" in allowed.lines()
+
+
+def test_reports_latest_symlink_verifies(signed, monkeypatch):
+    latest = signed.run.parent / "latest"
+    latest.symlink_to(signed.run.name)  # as keyparity.bundle links it
+    out = cli(latest, *keys_args(signed))
+    assert out.returncode == 0, out.stdout
+    assert f"  run directory: named {RUN_ID}, as the signed run id" in out.stdout
+    monkeypatch.chdir(signed.run.parent.parent)
+    assert verify_run(Path("reports/latest"), signed.keys).ok
+
+
+def test_no_readable_payload_falls_back_to_the_number_of_keys(signed):
+    (signed.run / ENVELOPE).write_text("{not json")
+    result = signed.verify(signed.keys[:1])
+    assert result.threshold == 1 and not result.ok
+    assert ("  threshold: 1 signature required (the number of keys given; no readable signed "
+            "threshold)") in result.lines()
+    assert "  signed statement: none readable" in result.lines()
+    assert result.signed is None

@@ -1,0 +1,235 @@
+"""The verdict of a run: exactly what was proven, and nothing more.
+
+``PASS`` only when the whole inventory was proven - every key to migrate has passed its
+migration, identity, vector and attribute tests (a vector a FIPS side may not produce counts
+when it was skipped as not applicable) - the census passed at the start and the end, and every
+test of every suite of the checkout ran. ``FAIL`` when anything failed. Otherwise:
+
+* ``PREFLIGHT-PASS``: only the read-only suites ran (census, preflight, cluster, TLS), all of
+  them, and nothing failed: nothing was migrated or proven yet;
+* ``PARTIAL``: part of the inventory or of the suites was selected (``-k``, ``-m``, a file);
+  the summary says which keys were proven and what was not run;
+* ``NO-TESTS``: no test ran; nothing was proven.
+
+One table here says which test proves what; ``tests/test_verdict.py`` checks it against the
+suites' source, so it cannot drift.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+PASS, FAIL, PARTIAL, PREFLIGHT_PASS, NO_TESTS = ("PASS", "FAIL", "PARTIAL", "PREFLIGHT-PASS",
+                                                 "NO-TESTS")
+VERDICTS = (PASS, FAIL, PARTIAL, PREFLIGHT_PASS, NO_TESTS)
+DIRECTIONS = ("source->target", "target->source")
+FAILED = ("failed", "error")
+
+# suite (its file is suites/test_<suite>.py) -> its test functions
+SUITES: dict[str, tuple[str, ...]] = {
+    "census": ("test_every_source_key_is_accounted_for",
+               "test_no_second_copy_of_an_inventory_key_on_the_target",
+               "test_source_unchanged_during_the_run"),
+    "preflight": ("test_cluster_is_reachable_and_logged_in",
+                  "test_key_is_on_the_source_and_extractable",
+                  "test_inventory_ids_are_unique_on_the_target",
+                  "test_cluster_offers_the_mechanisms_the_profile_needs",
+                  "test_tokens_accept_the_wrapping_parameters"),
+    "cluster": ("test_cluster_is_active", "test_cluster_mode_and_hsm_type_are_as_declared",
+                "test_cluster_has_enough_active_hsms"),
+    "tls": ("test_cluster_certificate_chains_to_customer_ca",
+            "test_hsm_certificate_chains_to_the_aws_and_manufacturer_roots",
+            "test_cluster_csr_key_matches_the_hsm_certificate",
+            "test_client_certificate_is_issued_by_the_customer_ca_and_matches_its_key",
+            "test_mutual_tls_handshake"),
+    "migration": ("test_key_is_on_the_target",),
+    "equivalence": ("test_key_check_values_match",
+                    "test_output_of_one_cluster_is_accepted_by_the_other"),
+    "attributes": ("test_target_attributes_match_source",),
+    "ownership": ("test_target_key_is_owned_by_the_expected_user",
+                  "test_target_key_is_shared_with_the_expected_users",
+                  "test_cli_attributes_and_check_value_match_pkcs11"),
+}
+READ_ONLY = ("census", "preflight", "cluster", "tls")  # the -m preflight suites
+# the census check the plugin runs at the end of the run, after every other test
+END_CENSUS = "test_source_unchanged_during_the_run"
+SUITE_OF = {fn: suite for suite, fns in SUITES.items() for fn in fns}
+# what proves a key: the test (its parameters are the key label, or label-vector-direction)
+PROOFS = {"test_key_is_on_the_target": "migration", "test_key_check_values_match": "identity",
+          "test_output_of_one_cluster_is_accepted_by_the_other": "vectors",
+          "test_target_attributes_match_source": "attributes"}
+
+
+def strip_group(nodeid: str) -> str:
+    """A node id without the xdist group suffix ``@group`` that ``--dist loadgroup`` adds
+    after the parameters (``test_x[k1]@chunk``)."""
+    cut = nodeid.rfind("]@")
+    return nodeid[:cut + 1] if cut >= 0 else nodeid
+
+
+def split(nodeid: str) -> tuple[str, str]:
+    """(function, parameter id) of a node id (an xdist group suffix ``@name`` removed)."""
+    name = strip_group(nodeid).rsplit("::", 1)[-1]
+    if "[" in name and name.endswith("]"):
+        name, params = name[:-1].split("[", 1)
+        return name, params
+    return name.split("@", 1)[0], ""
+
+
+def required(spec: Any) -> set[str]:
+    """The tests (``function[params]``) that prove one inventory key."""
+    label = spec.label
+    out = {f"{fn}[{label}]" for fn in PROOFS if fn != "test_output_of_one_cluster_is_accepted_"
+           "by_the_other"}
+    out |= {f"test_output_of_one_cluster_is_accepted_by_the_other[{label}-{v}-{d}]"
+            for v in spec.vectors for d in DIRECTIONS}
+    return out
+
+
+def _outcomes(tests: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:
+    """``function[params]`` -> (worst outcome, message of a skip) over a test's phases."""
+    rank = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+    out: dict[str, tuple[str, str]] = {}
+    for t in tests:
+        fn, params = split(str(t.get("nodeid", "")))
+        name = f"{fn}[{params}]" if params else fn
+        outcome = str(t.get("outcome"))
+        prev = out.get(name)
+        if prev is None or rank.get(outcome, 3) > rank.get(prev[0], 3):
+            out[name] = (outcome, str(t.get("message") or ""))
+    return out
+
+
+def key_verdict(spec: Any, entry: Mapping[str, Any], outcomes: Mapping[str, tuple[str, str]],
+                ran_for_key: Iterable[str]) -> tuple[str, list[str]]:
+    """A key's verdict and the proofs not run: ``passed`` (proven), ``failed``, ``rotate``,
+    ``partial`` (some of its proofs ran, none failed), ``not run``."""
+    ran = list(ran_for_key)
+    if any(outcomes[n][0] in FAILED for n in ran):
+        return "failed", []
+    migration = entry.get("migration") if isinstance(entry.get("migration"), dict) else {}
+    if spec.disposition == "rotate" or migration.get("status") == "rotate":
+        return "rotate", []
+    if not ran:
+        return "not run", sorted(required(spec))
+    missing, unproven = [], []
+    for name in sorted(required(spec)):
+        got = outcomes.get(name)
+        if got is None:
+            missing.append(name)
+        elif got[0] == "skipped" and not (name.startswith("test_output") and got[1]
+                                          .removeprefix("Skipped: ")
+                                          .startswith("not applicable")):
+            unproven.append(name)
+    if missing or unproven:
+        return "partial", missing + unproven
+    return "passed", []
+
+
+def decide(doc: Mapping[str, Any], keys: Iterable[Any], *, suites: Iterable[str],
+           deselected: Mapping[str, int], exitstatus: int) -> dict[str, Any]:
+    """The run's summary: verdict, headline, counts, and what was and was not proven.
+
+    ``keys``: the inventory's KeySpecs; ``suites``: the suites of the checkout (their files
+    exist); ``deselected``: tests deselected (``-k``, ``-m``, ``--deselect``) per suite."""
+    tests = [t for t in doc.get("tests", []) if isinstance(t, dict)]
+    outcomes = _outcomes(tests)
+    by_key: dict[str, list[str]] = {}
+    for t in tests:
+        if t.get("key"):
+            fn, params = split(str(t["nodeid"]))
+            by_key.setdefault(t["key"], []).append(f"{fn}[{params}]" if params else fn)
+    per_key: dict[str, str] = {}
+    not_proven: dict[str, list[str]] = {}
+    for spec in keys:
+        entry = doc.get("keys", {}).get(spec.label, {})
+        verdict, missing = key_verdict(spec, entry, outcomes, set(by_key.get(spec.label, ())))
+        per_key[spec.label] = verdict
+        if missing:
+            not_proven[spec.label] = missing
+    suites = [s for s in SUITES if s in set(suites)]
+    suite_status = {s: _suite_status(s, outcomes, deselected.get(s, 0)) for s in suites}
+    counts = Counter(o for o, _ in outcomes.values())
+    failed = bool(counts["failed"] or counts["error"]) or exitstatus not in (0, 5)
+    ran_suites = {SUITE_OF.get(split(n)[0]) for n in outcomes}
+    if failed:
+        verdict = FAIL
+    elif not outcomes:
+        verdict = NO_TESTS
+    elif (all(v in ("passed", "rotate") for v in per_key.values())
+          and all(st == "passed" for st in suite_status.values())):
+        verdict = PASS
+    elif (ran_suites <= set(READ_ONLY)
+          and all(suite_status[s] == "passed" for s in suites if s in READ_ONLY)):
+        verdict = PREFLIGHT_PASS
+    else:
+        verdict = PARTIAL
+    key_counts = Counter(per_key.values())
+    return {
+        "verdict": verdict,
+        "tests": dict(Counter(str(t.get("outcome")) for t in tests)),
+        "keys": dict(key_counts),
+        "key_verdicts": per_key,
+        "scope": {
+            "keys_total": len(per_key),
+            "keys_to_migrate": sum(1 for v in per_key.values() if v != "rotate"),
+            "keys_proven": key_counts.get("passed", 0),
+            "keys_not_proven": {k: v for k, v in per_key.items()
+                                if v not in ("passed", "rotate")},
+            "proofs_not_run": not_proven,
+            "suites": suite_status,
+            "deselected": int(sum(deselected.values())),
+        },
+    }
+
+
+def _suite_status(suite: str, outcomes: Mapping[str, tuple[str, str]], deselected: int) -> str:
+    """``passed`` (every test function ran, none failed; skips with a reason are fine),
+    ``failed``, ``partial`` (some ran, some did not) or ``not run``."""
+    mine = {n: o for n, (o, _) in outcomes.items() if SUITE_OF.get(split(n)[0]) == suite}
+    if any(o in FAILED for o in mine.values()):
+        return "failed"
+    if not mine:
+        return "not run"
+    ran = {split(n)[0] for n in mine}
+    if deselected or set(SUITES[suite]) - ran:
+        return "partial"
+    return "passed"
+
+
+def headline(summary: Mapping[str, Any], source: str, target: str) -> str:
+    """One sentence that says what the verdict means, for the report and the terminal."""
+    scope = summary["scope"]
+    verdict = summary["verdict"]
+    total, proven = scope["keys_to_migrate"], scope["keys_proven"]
+    rotate = summary["keys"].get("rotate", 0)
+    rotate_text = (f" {rotate} key{' is' if rotate == 1 else 's are'} not migrated by design "
+                   "and must be rotated." if rotate else "")
+    not_run = [s for s, st in scope["suites"].items() if st in ("not run", "partial")]
+    if verdict == PASS:
+        census = (f" Every key object on {source} is accounted for."
+                  if "census" in scope["suites"] else "")
+        return (f"All {total} keys to migrate were proven intact and usable on {target}."
+                + census + rotate_text)
+    if verdict == NO_TESTS:
+        return "No test ran: nothing was proven."
+    if verdict == PREFLIGHT_PASS:
+        return ("Preflight passed: both clusters and the inventory are ready; no key was "
+                "migrated or proven in this run.")
+    if verdict == PARTIAL:
+        names = [k for k, v in summary["key_verdicts"].items() if v == "passed"]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return (f"Only part of the run was proven: {proven} of {total} keys to migrate"
+                + (f" ({shown})" if names else "") + "; "
+                + (f"not run or only in part: {', '.join(not_run)}." if not_run else
+                   "the other keys were not run.") + rotate_text)
+    failed = summary["keys"].get("failed", 0)
+    bad_tests = summary["tests"].get("failed", 0) + summary["tests"].get("error", 0)
+    plural = "s" if bad_tests != 1 else ""
+    if failed:
+        return (f"{failed} of {scope['keys_total']} keys failed; {bad_tests} test{plural} "
+                "failed or errored.")
+    if bad_tests:
+        return f"{bad_tests} test{plural} failed or errored."
+    return "The run ended with an error (see the exit status)."

@@ -1,0 +1,40 @@
+"""The census (``-m preflight``: nothing is written): every key object on the source is
+accounted for, and the target holds no second copy of an inventory key.
+
+Each key object on the source (secret, private and public keys) is an inventory key (a pair's
+public object counts with its private key), excluded by the profile (``exclude:``, with the
+reason), or unaccounted, which fails the census naming it by label, class, key type, size or
+curve, CKA_ID and KCV or public-key fingerprint. On the target, objects that are not this
+inventory's are listed as other objects (a cluster may hold earlier waves); one holding an
+inventory key's material under another label is a second copy, and fails.
+
+The census is taken again after every other test of the run, by the plugin (keyparity.plugin,
+``end_census``): an object that appeared or disappeared on the source during the run fails
+``test_source_unchanged_during_the_run``, reported after every other test.
+"""
+import pytest
+
+from keyparity import census
+
+pytestmark = pytest.mark.preflight
+
+
+def test_every_source_key_is_accounted_for(source_census, source_cluster, hsm_evidence):
+    entries, record = source_census
+    hsm_evidence(census={"source": {"start": record}})
+    bad = [e for e in entries if e.disposition == census.UNACCOUNTED]
+    assert not bad, (
+        f"{len(bad)} key object(s) on {source_cluster.name} are not accounted for: add each to "
+        "the inventory (keys:) or to exclude: with the reason\n"
+        + "\n".join(f"  {e.describe()}: {e.detail}" for e in bad))
+
+
+def test_no_second_copy_of_an_inventory_key_on_the_target(source_census, source_cluster,
+                                                          target_cluster, hsm_profile,
+                                                          hsm_run, hsm_evidence):
+    entries, _ = source_census
+    found = census.reconcile(census.scan(target_cluster.session, target_cluster.name),
+                             entries, hsm_profile, hsm_run.run_id, target_cluster.name,
+                             source_cluster.name)
+    hsm_evidence(census={"target": {"reconciliation": found.record(hsm_profile.target)}})
+    assert not found.copies, "\n".join(found.copies)
