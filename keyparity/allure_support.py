@@ -68,7 +68,7 @@ CATEGORIES: list[dict[str, Any]] = [
     {"name": "Key not found",
      "description": "an inventory key is not where the profile says it is",
      "matchedStatuses": ["failed", "broken"],
-     "messageRegex": r"(?s).*(not found on|is not on the target).*"},
+     "messageRegex": r"(?s).*(not found on|its migration failed).*"},
 ]
 
 

@@ -11,6 +11,7 @@ bundle is still signed, and the run fails with the reason (``finalize(...)["erro
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
@@ -98,7 +99,9 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
             out["errors"].append(f"journal: {_describe(exc)}")
     _sign(run_dir, profile, predicate, out)
 
-    _link_latest(run_dir)
+    problem = _link_latest(run_dir)
+    if problem:
+        out["errors"].append(f"reports/latest: {problem}")
     out["exitstatus"] = (FAILED_EXIT if out["errors"] and exitstatus in (0, 5)
                          else int(exitstatus))
     return out
@@ -157,11 +160,21 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip() or '(no message)'}"
 
 
-def _link_latest(run_dir: Path) -> None:
+def _link_latest(run_dir: Path) -> str | None:
+    """Point ``latest`` at this run; returns why it could not be (a ``latest`` that is not a
+    link, which keyparity will not delete), or None. Written to a new name and renamed over
+    the old link, so a reader never sees none."""
     latest = run_dir.parent / "latest"
+    if latest.exists() and not latest.is_symlink():
+        return (f"{latest} is not a link but a {'directory' if latest.is_dir() else 'file'}, "
+                f"so it does not point at this run: remove or rename it (keyparity never "
+                f"deletes it); this run is {run_dir}")
+    tmp = run_dir.parent / f".latest-{run_dir.name}"
     try:
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        latest.symlink_to(run_dir.name)
-    except OSError:
-        pass
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, latest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        return f"{latest} could not be pointed at {run_dir.name}: {exc.strerror or exc}"
+    return None

@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import KeyparityError
-from .profile import ProfileError, load_profile, resolve_profile_arg
+from .cluster import close_clusters, open_cluster
+from .errors import KeyparityError, PolicyError, ProfileError, pkcs11_step
+from .login import LoginGate
+from .profile import load_profile, resolve_profile_arg
 
 
 def _softhsm_init(args: argparse.Namespace) -> int:
@@ -39,12 +41,11 @@ def _demo_pki(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from .cluster import find_token, load_module
     from .seed import seed
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     spec = profile.source
-    token = find_token(load_module(str(spec.module), profile.module_env), spec)
-    with token.open(user_pin=spec.pin.resolve(), rw=True) as session:
+    session = open_cluster(spec, profile.module_env, LoginGate(None)).session
+    with pkcs11_step("create the inventory's keys", spec.name):
         created = seed(session, profile.keys)
     print(f"keyparity: seeded {len(created)} keys on {spec.name} "
           f"({len(profile.keys) - len(created)} already there)")
@@ -118,7 +119,7 @@ def _journal_verify(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"keyparity journal verify: error: journal not found: {path}", file=sys.stderr)
         return 2
-    problems = verify(path, args.expect_head)
+    problems = verify(path, args.expect_head)  # JournalError: not a journal (main: exit 1)
     for problem in problems:
         print(f"keyparity journal verify: {problem}")
     if not problems:
@@ -126,14 +127,18 @@ def _journal_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _with_journal(args: argparse.Namespace, command: str, use: Any) -> int:
+def _with_journal(args: argparse.Namespace, command: str, use: Any,
+                  writes: bool = False) -> int:
     """Open the journal, hand it to ``use`` (which returns the exit code), close it; 2 when
-    there is no journal. ``command``: how the messages start (``journal locks``...)."""
-    from .journal import Journal
+    there is no journal. ``command``: how the messages start (``journal locks``...).
+    ``writes``: the command records entries, which it refuses on a broken chain."""
+    from .journal import Journal, require_intact
     path = _journal_path(args)
     if not path.is_file():
         print(f"keyparity {command}: error: journal not found: {path}", file=sys.stderr)
         return 2
+    if writes:
+        require_intact(path)
     journal = Journal(path)
     try:
         return use(journal, path)
@@ -169,7 +174,7 @@ def _journal_unlock(args: argparse.Namespace) -> int:
         if not released and not refused:
             print(f"keyparity journal unlock: run {args.run} holds no locks")
         return 1 if refused else 0
-    return _with_journal(args, "journal unlock", unlock)
+    return _with_journal(args, "journal unlock", unlock, writes=True)
 
 
 def _cleanup(args: argparse.Namespace) -> int:
@@ -191,10 +196,10 @@ def _cleanup(args: argparse.Namespace) -> int:
 
     def clean(journal: Any, path: Path) -> int:
         lines, ok = _cleanup_cli_wrapping(journal, args.run, profile)
-        more, more_ok = cleanup(journal, args.run, profile)
+        more, more_ok = cleanup(journal, args.run, profile, LoginGate(None))
         print("\n".join(lines + more))
         return 0 if ok and more_ok else 1
-    return _with_journal(args, "cleanup", clean)
+    return _with_journal(args, "cleanup", clean, writes=True)
 
 
 def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list[str], bool]:
@@ -312,12 +317,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 done, 1 the command failed (one line says why and what to do), 2 a usage error
+    (arguments, a profile keyparity refuses)."""
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, KeyparityError, RuntimeError, FileNotFoundError) as exc:
-        print(f"keyparity: error: {exc}", file=sys.stderr)
+    except (ProfileError, PolicyError) as exc:
+        print(f"keyparity {args.command}: error: {_sentence(exc)}", file=sys.stderr)
         return 2
+    except (KeyparityError, RuntimeError, OSError) as exc:
+        print(f"keyparity {args.command}: error: {_sentence(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        close_clusters()
+
+
+def _sentence(exc: BaseException) -> str:
+    """An error as one line; never empty (the class says what happened when the message
+    does not)."""
+    text = " ".join(str(exc).split())
+    return text or f"{type(exc).__name__} (no message); run again with -v on pytest, or " \
+                   "report it: keyparity should have explained this"
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import KeyNotFound, KeyparityError, LoginError, TokenError
+from .login import LoginGate
 from .profile import Cluster, CloudHsmCliSpec
 from .secrets import SecretError
 
@@ -184,24 +185,32 @@ class CliKey:
                    missing=tuple(missing), coverage={**shared_cov, **owner_cov})
 
 
+_PROCESS_GATE = LoginGate(None)  # CLI logins of a process without a run (keyparity cleanup)
+
+
 class CloudHsmCli:
     """Runs the CLI for one cluster, as the profile's crypto user."""
 
     def __init__(self, spec: CloudHsmCliSpec, cluster_id: str | None, where: str,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, gate: LoginGate | None = None) -> None:
         self.spec, self.cluster_id, self.where, self.timeout_s = spec, cluster_id, where, timeout_s
         self.user = spec.user
-        self._login_failed: str | None = None
+        # the run's login gate (shared by its processes), else the process's: a refused login
+        # is never tried again by any CloudHsmCli of the run for this cluster and user
+        self.gate = gate or _PROCESS_GATE
+        self.login_name = f"CloudHSM CLI on {where} as {self.user!r}"
 
     @classmethod
-    def for_cluster(cls, cluster: Cluster, timeout_s: float = DEFAULT_TIMEOUT_S) -> CloudHsmCli:
+    def for_cluster(cls, cluster: Cluster, timeout_s: float = DEFAULT_TIMEOUT_S,
+                    gate: LoginGate | None = None) -> CloudHsmCli:
         if cluster.cloudhsm_cli is None:
             raise fail("config", f"{cluster.role} ({cluster.name}) has no cloudhsm_cli block")
         cluster_id = cluster.aws.cluster_id if cluster.aws else None
         if not cluster_id:
             raise fail("config", f"{cluster.role} ({cluster.name}) has a cloudhsm_cli block but "
                                  "no aws.cluster_id")
-        return cls(cluster.cloudhsm_cli, cluster_id, f"{cluster.role} ({cluster.name})", timeout_s)
+        return cls(cluster.cloudhsm_cli, cluster_id, f"{cluster.role} ({cluster.name})", timeout_s,
+                   gate)
 
     # ---- running -----------------------------------------------------------------------------
 
@@ -226,12 +235,26 @@ class CloudHsmCli:
         return text if len(text) <= 500 else text[:500] + " ..."
 
     def run(self, *command: str) -> Any:
-        """Run one command; return its ``data``, or raise a CliError from the table."""
+        """Run one command; return its ``data``, or raise a CliError from the table. Each
+        command logs in (single-command mode): through the gate, so that a refused login is
+        never tried again in the run."""
         shown = " ".join(command)
-        if self._login_failed is not None:
-            raise fail("login-earlier", f"CloudHSM CLI on {self.where}: `{shown}` not run: the "
-                                        f"login of {self.user!r} failed earlier in this run "
-                                        f"({self._login_failed})")
+        try:
+            with self.gate.guard(self.login_name) as outcome:
+                try:
+                    data = self._run(command, shown)
+                except CliLoginError as exc:
+                    outcome["refused"] = str(exc).rsplit(": ", 1)[-1]
+                    raise
+                outcome["ok"] = True
+                return data
+        except LoginError as exc:
+            if isinstance(exc, CliError):
+                raise
+            raise fail("login-earlier", f"CloudHSM CLI on {self.where}: `{shown}` not run: "
+                                        f"{exc}") from None
+
+    def _run(self, command: Sequence[str], shown: str) -> Any:
         password, pin = self._secrets()
         argv = self.argv(command)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDHSM_")}
@@ -258,7 +281,6 @@ class CloudHsmCli:
             if done.returncode != 0:
                 said = self._scrub(err or out, secrets) or "no output"
                 if _LOGIN_WORDS.search(said):
-                    self._login_failed = said
                     raise fail("login", f"{where}: exit status {done.returncode}: {said}", argv)
                 raise fail("exit", f"{where}: exit status {done.returncode}: {said}", argv)
             what = "not JSON" if doc is None else "JSON without error_code"
@@ -269,7 +291,6 @@ class CloudHsmCli:
             data = doc.get("data")
             said = self._scrub(data if isinstance(data, str) else json.dumps(data), secrets)
             if _LOGIN_WORDS.search(said):
-                self._login_failed = said
                 raise fail("login", f"{where}: error_code {code}: {said}", argv)
             if _NOT_FOUND_WORDS.search(said):
                 raise fail("not-found", f"{where}: error_code {code}: {said}", argv)

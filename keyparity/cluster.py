@@ -14,7 +14,7 @@ import pkcs11.exceptions
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.types import Object, Session, Token
 
-from .errors import TokenError, pkcs11_step
+from .errors import KeyparityError, LoginError, TokenError, pkcs11_step
 from .login import LoginGate
 from .profile import Cluster
 
@@ -195,7 +195,16 @@ class ClusterSession:
 
 # ---- one logged-in session per cluster per process ------------------------------------------
 
-_sessions: dict[tuple[str, str, str], ClusterSession | BaseException] = {}
+class ClusterUnavailable(TokenError):
+    """A cluster's token could not be opened (not found, a login refused, a PIN reference that
+    does not resolve): every later use in the process fails with the same cause, untried."""
+
+
+class LoginUnavailable(ClusterUnavailable, LoginError):
+    """The cluster's token is unavailable because its login was refused."""
+
+
+_sessions: dict[tuple[str, str, str], ClusterSession | ClusterUnavailable] = {}
 
 
 def _token_key(spec: Cluster) -> tuple[str, str, str]:
@@ -213,11 +222,14 @@ def open_cluster(spec: Cluster, module_env: Mapping[str, str], gate: LoginGate) 
     if found is None:
         try:
             found = ClusterSession(spec, module_env, gate)
-        except Exception as exc:
-            _sessions[key] = exc
-            raise
+        except KeyparityError as exc:
+            where = f"{spec.role} ({spec.name})"
+            cause = str(exc).replace(f"login to {where} failed", "login failed")
+            kind = LoginUnavailable if isinstance(exc, LoginError) else ClusterUnavailable
+            found = kind(f"{where} is unavailable: {cause}")
+            found.__cause__ = exc
         _sessions[key] = found
-    if isinstance(found, BaseException):
+    if isinstance(found, ClusterUnavailable):
         raise found
     return found
 

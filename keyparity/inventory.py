@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +39,10 @@ from pkcs11.exceptions import PKCS11Error
 from . import census, keyinfo
 from .cbom import CbomError
 from .census import Entry
-from .errors import KeyparityError, LoginError, describe
+from .errors import KeyparityError, describe
 from .identity import KCV_METHODS
 from .keytypes import ASYMMETRIC, KEY_TYPES
 from .profile import Cluster, ProfileError, _check_size, load_profile, resolve_profile_arg
-from .secrets import SecretError
 
 PROG = "keyparity inventory"
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
@@ -273,31 +271,23 @@ def command(args: argparse.Namespace) -> int:
         return error(2, _line(exc))
     spec = profile.source
     where = f"source cluster {spec.name}"
-    with tempfile.TemporaryDirectory(prefix="keyparity-inventory-") as state:
-        try:
-            session = open_cluster(spec, profile.module_env,
-                                   LoginGate(Path(state) / "login-state.json"))
-            entries = census.scan(session.session, spec.name)
-            found = draft(entries)
-            if args.format == "cyclonedx":
-                text = cbom_text(found, entries, spec, session.info, profile.name)
-            else:
-                text = render(found, spec, session.info)
-        except SecretError as exc:  # names the field and the reference, never the value
-            return error(1, f"{where}: {_line(exc)} ({spec.pin})")
-        except CbomError as exc:
-            return error(1, _line(exc))
-        except KeyparityError as exc:
-            message = _line(exc)
-            if spec.name not in message:
-                message = f"{where}: {message}"
-            if isinstance(exc, LoginError) and str(spec.pin) not in message:
-                message += f" ({spec.pin.field}: {spec.pin})"
-            return error(1, message)
-        except PKCS11Error as exc:  # a token call outside keyparity's own error mapping
-            return error(1, f"{where}: {describe(exc)}")
-        finally:
-            close_clusters()
+    try:
+        session = open_cluster(spec, profile.module_env, LoginGate(None))
+        entries = census.scan(session.session, spec.name)
+        found = draft(entries)
+        if args.format == "cyclonedx":
+            text = cbom_text(found, entries, spec, session.info, profile.name)
+        else:
+            text = render(found, spec, session.info)
+    except CbomError as exc:
+        return error(1, _line(exc))
+    except KeyparityError as exc:  # open_cluster's messages name the cluster and the PIN
+        message = _line(exc)
+        return error(1, message if spec.name in message else f"{where}: {message}")
+    except PKCS11Error as exc:  # a token call outside keyparity's own error mapping
+        return error(1, f"{where}: {describe(exc)}")
+    finally:
+        close_clusters()
     if found.unlabelled:
         print(f"{PROG}: warning: {len(found.unlabelled)} key object(s) on {spec.name} have no "
               "label and cannot be excluded: the census will count them as unaccounted",

@@ -11,6 +11,7 @@ import fcntl
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pkcs11.exceptions as p11
 from pkcs11 import Token
@@ -38,13 +39,48 @@ def _locked(path: Path) -> Iterator[dict[str, str]]:
 
 
 class LoginGate:
-    """Opens logged-in sessions, attempting each cluster's login at most once per run."""
+    """Opens logged-in sessions, attempting each cluster's login at most once per run.
 
-    def __init__(self, state_file: Path) -> None:
+    ``state_file``: where the outcome of each cluster's login is shared by the processes of a
+    pytest run (under a file lock); None for a command, whose one process remembers it in
+    memory (``keyparity cleanup``, ``seed``, ``inventory``)."""
+
+    def __init__(self, state_file: Path | None) -> None:
         self.state_file = state_file
+        self._memory: dict[str, str] = {}
+
+    def _state(self) -> contextlib.AbstractContextManager[dict[str, str]]:
+        if self.state_file is None:
+            return contextlib.nullcontext(self._memory)
+        return _locked(self.state_file)
+
+    @contextlib.contextmanager
+    def guard(self, name: str) -> Iterator[dict[str, Any]]:
+        """For a login keyparity does not make itself (the CloudHSM CLI logs in with every
+        command): LoginError when ``name``'s login failed earlier in the run; until one
+        attempt succeeded, the attempt runs under the run's lock, so that two processes never
+        both try bad credentials. The body sets ``["ok"] = True`` when it got in, or
+        ``["refused"] = why`` when the login was refused (recorded: never tried again)."""
+        outcome: dict[str, Any] = {}
+        with self._state() as state:
+            if name in state:
+                raise LoginError(f"login to {name} failed earlier in this run ({state[name]}); "
+                                 "not retried, so that the user is not locked out")
+            if f"ok:{name}" not in state:  # the run's first attempt: under the lock
+                try:
+                    yield outcome
+                finally:
+                    _settle(state, name, outcome)
+                return
+        try:
+            yield outcome
+        finally:
+            if outcome.get("refused"):
+                with self._state() as state:
+                    _settle(state, name, outcome)
 
     def open(self, token: Token, pin: SecretRef, cluster: str, user: str | None = None) -> Session:
-        with _locked(self.state_file) as state:
+        with self._state() as state:
             return self._login(state, token, pin, cluster, user)
 
     def find_and_open(self, find: Callable[[], Token], pin: SecretRef, cluster: str,
@@ -55,7 +91,7 @@ class LoginGate:
         the module together have seen a token vanish or report CKR_USER_PIN_NOT_INITIALIZED.
         So each process loads the module and looks for its token under the same lock.
         """
-        with _locked(self.state_file) as state:
+        with self._state() as state:
             token = find()
             return token, self._login(state, token, pin, cluster, user)
 
@@ -76,3 +112,10 @@ class LoginGate:
                              ) from None
         finally:
             del secret
+
+
+def _settle(state: dict[str, str], name: str, outcome: dict[str, Any]) -> None:
+    if outcome.get("refused"):
+        state[name] = str(outcome["refused"])
+    elif outcome.get("ok"):
+        state[f"ok:{name}"] = "ok"

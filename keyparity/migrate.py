@@ -131,13 +131,30 @@ def prove_identity(spec: KeySpec, source: Side, target: Side, src: ClusterSessio
                "source": identity.fingerprint(public), "target": match}
     else:
         s_kcv = source_kcv or identity.kcv(source.key, src.name)
-        t_kcv = identity.kcv(target.key, tgt.name)
+        try:
+            t_kcv = identity.kcv(target.key, tgt.name)
+        except TokenError as exc:  # explained by the keys' sizes, where they differ
+            mismatch = _size_mismatch(spec, source, target, src, tgt)
+            if mismatch is None:
+                raise
+            raise mismatch from exc
         out = {"method": s_kcv.method, "source": s_kcv.value, "target": t_kcv.value}
     out["match"] = out["source"] == out["target"]
     if not out["match"]:
         raise KeyMismatch(f"{spec.target_label!r} on {tgt.name} holds other key material than "
                           f"{spec.label!r} on {src.name} ({out['source']} != {out['target']})")
     return out
+
+
+def _size_mismatch(spec: KeySpec, source: Side, target: Side, src: ClusterSession,
+                   tgt: ClusterSession) -> KeyMismatch | None:
+    """Another key size on the target (as the tokens report it) is other key material."""
+    s = keyinfo.read(source.key)
+    t = keyinfo.read(target.key)
+    if s.size and t.size and s.size != t.size:
+        return KeyMismatch(f"{spec.target_label!r} on {tgt.name} is {t.describe()}; "
+                           f"{spec.label!r} on {src.name} is {s.describe()}: other key material")
+    return None
 
 
 def source_check(spec: KeySpec, source: Side, src: ClusterSession) -> str | identity.Kcv | None:
@@ -194,9 +211,10 @@ class Migrator:
     """Migrates (or, in verify-only mode, finds) inventory keys; memoises each key's outcome."""
 
     def __init__(self, profile: Profile, source: ClusterSession, target: ClusterSession,
-                 run_id: str, journal: Any = None) -> None:
+                 run_id: str, journal: Any = None, gate: Any = None) -> None:
         self.profile, self.source, self.target = profile, source, target
         self.run_id = run_id
+        self.gate = gate  # keyparity.login.LoginGate of the run: CloudHSM CLI logins
         # keyparity.journal.Journal: writes recorded before/after, one lock per target key
         self.journal = journal
         self.rec = journal.bind(run_id) if journal is not None else None
@@ -229,8 +247,8 @@ class Migrator:
         from .cli_backend import reap_wrapping
         from .cloudhsm_cli import CloudHsmCli
         try:
-            src = CloudHsmCli.for_cluster(self.profile.source)
-            tgt = CloudHsmCli.for_cluster(self.profile.target)
+            src = CloudHsmCli.for_cluster(self.profile.source, gate=self.gate)
+            tgt = CloudHsmCli.for_cluster(self.profile.target, gate=self.gate)
         except KeyparityError as exc:  # the CLI channel reports the same error for each key
             self.reaped = [f"wrapping objects of earlier runs not checked: {exc}"]
             return
@@ -259,8 +277,9 @@ class Migrator:
             from .cloudhsm_cli import CloudHsmCli
             try:
                 self._cli_channel = CliChannel(
-                    CloudHsmCli.for_cluster(self.profile.source),
-                    CloudHsmCli.for_cluster(self.profile.target), self.profile.wrapping,
+                    CloudHsmCli.for_cluster(self.profile.source, gate=self.gate),
+                    CloudHsmCli.for_cluster(self.profile.target, gate=self.gate),
+                    self.profile.wrapping,
                     f"keyparity-wrap-{self.run_id}", journal=self.rec)
             except KeyparityError as exc:
                 self._cli_channel = exc

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest._code.code import ExceptionRepr
 
-from . import allure_support, census, policy
+from . import allure_support, census, junit, policy, settle
 from . import run as runinfo
 from . import verdict as verdicts
 from .cluster import (ClusterSession, close_clusters, find_token, load_module, open_cluster,
@@ -19,8 +20,7 @@ from .errors import KeyparityError
 from .evidence import Evidence
 from .login import LoginGate
 from .migrate import Migrator, chunk_size, chunks
-from .profile import KeySpec, Profile, ProfileError, load_profile, resolve_profile_arg
-from .secrets import SecretError
+from .profile import KeySpec, Profile
 
 PROFILE = pytest.StashKey[Profile]()
 WRITE_MODE = pytest.StashKey[policy.WriteMode]()
@@ -50,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="keys per chunk: one xdist group, and one durable journal commit for "
                          "their unwraps (default: up to 50; with -n, about four chunks per "
                          "worker)")
+    group.addoption("--hsm-run-id", metavar="RUN_ID",
+                    help="the run's id (default: a new one, YYYYMMDDTHHMMSSZ-xxxxxx), so that a "
+                         "script knows which run directory to verify; it must not exist yet")
     group.addoption("--hsm-confirm", metavar="CLUSTER_ID",
                     help="allow writes with an environment: production profile: the target's "
                          "cluster id (clusters.target.aws.cluster_id); without it a production "
@@ -64,31 +67,20 @@ def pytest_configure(config: pytest.Config) -> None:
                             "worker")
     config.addinivalue_line("markers", "aws: reads a cluster through the AWS API "
                             "(cloudhsmv2.describe_clusters); deselect with -m 'not aws'")
-    arg = config.getoption("hsm_profile")
-    if not arg:
+    if not config.getoption("hsm_profile"):
         return
-    path = resolve_profile_arg(arg, config.rootpath)
-    try:
-        profile = load_profile(path)
-    except ProfileError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    refused = policy.fips_errors(profile)  # before any write: no session is open yet
-    if refused:
-        raise pytest.UsageError("\n".join(refused))
-    try:
-        profile, write_mode = policy.write_guard(profile, config.getoption("hsm_confirm"))
-    except policy.PolicyError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    batch = config.getoption("hsm_batch")
-    if batch is not None and batch < 1:
-        raise pytest.UsageError(f"--hsm-batch must be at least 1, not {batch}")
+    settle.options(config)
+    profile, write_mode = settle.profile(config)
+    config.stash[JOURNAL] = journal_path(config)
+    worker = getattr(config, "workerinput", None)
+    if worker is None:  # the controller settles once; workers follow it
+        settle.journal(config.stash[JOURNAL], write_mode)
     os.environ.update(profile.module_env)
     config.stash[PROFILE] = profile
     config.stash[WRITE_MODE] = write_mode
     config.stash[SUITES] = [name for name in verdicts.SUITES
                             if (config.rootpath / "suites" / f"test_{name}.py").is_file()]
     config.stash[DESELECTED_BY_SUITE] = {}
-    worker = getattr(config, "workerinput", None)
     if worker is not None:
         run = runinfo.Run(worker["keyparity_run_id"], Path(worker["keyparity_run_dir"]),
                           worker["keyparity_seed"])
@@ -98,30 +90,47 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.option.loadgroup:
             config.pluginmanager.register(_LoadGroupTags(), "keyparity-loadgroup")
     else:
-        reports = Path(config.getoption("hsm_reports_dir") or config.rootpath / "reports")
-        run_id = runinfo.new_run_id()
-        seed = config.getoption("hsm_seed")
-        run = runinfo.Run(run_id, reports.resolve() / run_id,
-                          seed if seed is not None else random.SystemRandom().randrange(2**32))
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        meta = {"run_id": run.run_id, "seed": run.seed, "profile": profile.name,
-                "profile_path": str(profile.path), "profile_sha256": profile.sha256,
-                "environment": profile.environment, "migration_mode": profile.migration_mode,
-                "write_mode": write_mode.record(), **runinfo.environment(config.rootpath)}
-        evidence = Evidence(run.run_dir, meta)
-        evidence.doc["clusters"] = _clusters(profile)
-        evidence.doc["compliance"] = policy.compliance(profile)
-        evidence.add_inventory(profile.keys)
-        config.stash[EVIDENCE] = evidence
-        config.pluginmanager.register(_EvidenceHooks(evidence, profile, run), "keyparity-evidence")
-        if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(_XdistHooks(run, config.stash[DESELECTED_BY_SUITE]),
-                                          "keyparity-xdist")
-        if getattr(config.option, "xmlpath", False) is None:  # junitxml on, no --junitxml
-            config.option.xmlpath = str(run.run_dir / "junit.xml")
+        run = _start_run(config, profile, write_mode)
     allure_support.configure(config, profile, run.run_dir)
     config.stash[RUN] = run
-    config.stash[JOURNAL] = journal_path(config)
+
+
+def _start_run(config: pytest.Config, profile: Profile, write_mode: policy.WriteMode
+               ) -> runinfo.Run:
+    """The controller's part: the tokens (read without logging in; two tokens, not one),
+    the run directory and its evidence, and the hooks that write the bundle."""
+    clusters = _clusters(profile)
+    same = settle.same_token(profile, {role: c.get("token", {}) for role, c in clusters.items()})
+    if same:
+        raise pytest.UsageError(f"{profile.path}: {same}: a migration needs two tokens; "
+                                "correct the profile")
+    reports = Path(config.getoption("hsm_reports_dir") or config.rootpath / "reports")
+    run_id = config.getoption("hsm_run_id") or runinfo.new_run_id()
+    seed = config.getoption("hsm_seed")
+    run = runinfo.Run(run_id, reports.resolve() / run_id,
+                      seed if seed is not None else random.SystemRandom().randrange(2**32))
+    try:
+        run.run_dir.mkdir(parents=True, exist_ok=config.getoption("hsm_run_id") is None)
+    except FileExistsError:
+        raise pytest.UsageError(f"--hsm-run-id {run_id}: {run.run_dir} exists already; a run "
+                                "directory is written once") from None
+    meta = {"run_id": run.run_id, "seed": run.seed, "profile": profile.name,
+            "profile_path": str(profile.path), "profile_sha256": profile.sha256,
+            "environment": profile.environment, "migration_mode": profile.migration_mode,
+            "write_mode": write_mode.record(),
+            "secret_files": [dict(f) for f in profile.secret_files],
+            **runinfo.environment(config.rootpath)}
+    evidence = Evidence(run.run_dir, meta)
+    evidence.doc["clusters"] = clusters
+    evidence.doc["compliance"] = policy.compliance(profile)
+    evidence.add_inventory(profile.keys)
+    config.stash[EVIDENCE] = evidence
+    config.pluginmanager.register(_EvidenceHooks(evidence, profile, run), "keyparity-evidence")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(run, config.stash[DESELECTED_BY_SUITE]),
+                                      "keyparity-xdist")
+    junit.bundle_copy(config, run.run_dir)
+    return run
 
 
 def journal_path(config: pytest.Config) -> Path:
@@ -203,6 +212,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [write_mode.header] if write_mode.header else []  # production: the first line
     ack = policy.ack_line(profile)
     lines += [ack] if ack else []
+    lines += [f"keyparity: WARNING: {f['field']}: {f['file']} is readable by others (mode "
+              f"{f['mode']}): chmod 600 it (a production profile refuses it)"
+              for f in profile.secret_files if not f["ok"]]
     lines += [f"keyparity: profile {profile.name} ({profile.path}, sha256 {profile.sha256[:16]}), "
              f"{profile.migration_mode}, {len(profile.keys)} keys, seed {run.seed}"]
     for role, c in config.stash[EVIDENCE].doc["clusters"].items():
@@ -280,15 +292,22 @@ def _plan_migrations(session: pytest.Session) -> None:
     session.config.stash[PLAN] = list(plan.values())
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A test of a migrated key that lost its session (an encrypt, a KCV, an attribute read)
-    fails on its own; the sessions are reopened once for the tests after it."""
-    yield
-    if call.excinfo is not None and call.when in ("setup", "call"):
-        migrator = getattr(item, "funcargs", {}).get("migrator")
-        if isinstance(migrator, Migrator):
-            migrator.recover_after(call.excinfo.value)
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A KeyparityError explains itself: the report says it in one line, without the
+    traceback through keyparity. A test of a migrated key that lost its session (an encrypt,
+    a KCV, an attribute read) fails on its own; the sessions are reopened once for the tests
+    after it."""
+    report = yield
+    if call.excinfo is None or call.when not in ("setup", "call"):
+        return report
+    error = call.excinfo.value
+    if isinstance(error, KeyparityError) and report.failed:
+        report.longrepr = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    migrator = getattr(item, "funcargs", {}).get("migrator")
+    if isinstance(migrator, Migrator):
+        migrator.recover_after(error)
+    return report
 
 
 def _suite(item: pytest.Item) -> str | None:
@@ -355,13 +374,29 @@ class _EvidenceHooks:
         self.profile = profile
         self.run = run
         self.bundle: dict[str, Any] | None = None
+        self.causes: dict[str, int] = {}  # a cluster's unavailability -> tests it stopped
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """tryfirst: the facts are taken into the evidence and off the report, so junit.xml
-        carries only the key label, not a printed copy of every vector."""
+        carries only the key label, not a printed copy of every vector. A cluster that is
+        unavailable (keyparity.cluster.ClusterUnavailable) is said in full once; each later
+        test it stops says so in one line (the evidence keeps every message whole)."""
         self._collect(report)
         report.user_properties = [(k, v) for k, v in report.user_properties if k != "keyparity"]
+        if report.failed and isinstance(report.longrepr, (str, ExceptionRepr)):
+            self._shorten_repeated_cause(report)
+
+    def _shorten_repeated_cause(self, report: pytest.TestReport) -> None:
+        text = str(report.longrepr).strip()
+        first = text.splitlines()[0] if text else ""
+        if " is unavailable: " not in first or "\n" in text.strip():
+            return
+        seen = self.causes.get(first, 0)
+        self.causes[first] = seen + 1
+        if seen:
+            who = first.split(" is unavailable: ", 1)[0]
+            report.longrepr = f"{who} is unavailable (the cause is above, said once)"
 
     def _collect(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not report.failed and not (
@@ -415,6 +450,9 @@ class _EvidenceHooks:
                 f"{b['threshold']}): {b['files']['statement']}")
         if b["unsigned"]:
             terminalreporter.write_line(f"keyparity: {b['unsigned']}", yellow=True, bold=True)
+        for cause, n in self.causes.items():
+            terminalreporter.write_line(f"keyparity: {n} test{'s' if n != 1 else ''} could "
+                                        f"not run: {cause}", red=True, bold=True)
         for error in b["errors"]:
             terminalreporter.write_line(f"keyparity: ERROR: {error}", red=True, bold=True)
         if b["errors"]:
@@ -438,7 +476,7 @@ def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
     try:
         cluster = open_cluster(profile.source, profile.module_env, LoginGate(run.login_state))
         _, end = census.take_source(cluster.session, profile.source, profile, run.run_id)
-    except (KeyparityError, SecretError) as exc:
+    except KeyparityError as exc:
         outcome, message, facts = "failed", f"the census of {profile.source.name} could not " \
             f"be taken again at the end of the run: {exc}", {"error": str(exc)}
     else:
@@ -493,8 +531,9 @@ def _cluster(profile: Profile, role: str, gate: LoginGate) -> ClusterSession:
     spec = profile.source if role == "source" else profile.target
     try:
         return open_cluster(spec, profile.module_env, gate)
-    except (KeyparityError, SecretError) as exc:  # explained in the message: no traceback
-        pytest.fail(str(exc), pytrace=False)
+    except KeyparityError as exc:  # explained in the message: no traceback, no chain
+        message = str(exc)
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -511,13 +550,14 @@ def target_cluster(hsm_profile: Profile, login_gate: LoginGate) -> ClusterSessio
 
 @pytest.fixture(scope="session")
 def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
-             target_cluster: ClusterSession, hsm_run: runinfo.Run,
+             target_cluster: ClusterSession, hsm_run: runinfo.Run, login_gate: LoginGate,
              pytestconfig: pytest.Config) -> Iterator[Migrator]:
     """Migrates inventory keys on first use, recording every write in the journal (one lock
     per target key); destroys its wrapping objects at the end."""
     from .journal import Journal
     journal = Journal(pytestconfig.stash[JOURNAL])
-    m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id, journal=journal)
+    m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id, journal=journal,
+                 gate=login_gate)
     m.plan(pytestconfig.stash.get(PLAN, []))
     yield m
     left = m.close()

@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import PolicyError
 from .profile import Cluster, Profile
 
 REFERENCE = "NIST SP 800-131A Rev. 2"
@@ -31,8 +32,6 @@ NOT_FIPS_APPROVED: dict[str, str] = {
 _PRODUCER_NEEDS_UNAPPROVED = {"des3-ecb", "des3-cbc"}
 
 
-class PolicyError(Exception):
-    """A profile the policy refuses, before any write; ``str()`` is the whole message."""
 
 
 def moved_unapproved_keys(profile: Profile) -> list[str]:

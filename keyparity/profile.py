@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -15,6 +16,7 @@ from typing import Any, Callable, Mapping
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
+from keyparity.errors import ProfileError
 from keyparity.secrets import SecretRef, parse_secret_ref
 
 __all__ = [
@@ -76,21 +78,6 @@ def default_vectors(key_type: str, curve: str | None = None) -> tuple[str, ...]:
     if key_type == "ec":
         return default[CURVE_ALIASES[curve]] if curve in CURVE_ALIASES else ()
     return default
-
-
-class ProfileError(Exception):
-    """Any problem with a profile: ``str(e) == f"{path}: {field}: {message}"``."""
-
-    def __init__(self, path: Path, field: str, message: str) -> None:
-        super().__init__(path, field, message)
-        self.path = path
-        self.field = field
-        self.message = message
-
-    def __str__(self) -> str:
-        if self.field:
-            return f"{self.path}: {self.field}: {self.message}"
-        return f"{self.path}: {self.message}"
 
 
 class _FrozenDict(dict):
@@ -260,6 +247,8 @@ class Profile:
     apply_sharing: bool = False
     acknowledge_non_fips: Mapping[str, str] | None = None  # reason, approver, [ticket, date]
     exclude: tuple[Exclusion, ...] = ()
+    # file: secrets and their modes (keyparity never reads them here): field, file, mode, ok
+    secret_files: tuple[Mapping[str, Any], ...] = ()
 
     def key(self, label: str) -> KeySpec:
         """The key spec with this (source) label; KeyError if absent."""
@@ -490,7 +479,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
     keys = tuple(_key(i, item, fail) for i, item in enumerate(data["keys"]))
     _check_unique(keys, data["keys"], fail)
     exclude = _exclude(data.get("exclude", []), keys, fail)
-    return Profile(
+    profile = Profile(
         path=abspath,
         sha256=digest,
         name=data["name"],
@@ -509,6 +498,34 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         acknowledge_non_fips=_ack(data.get("compliance", {}).get("acknowledge_non_fips")),
         exclude=exclude,
     )
+    files = _secret_files(profile)
+    if profile.environment == "production":
+        for entry in files:
+            if not entry["ok"]:
+                raise fail(entry["field"], f"secret file {entry['file']} is readable by others "
+                           f"(mode {entry['mode']}): a production profile refuses it; "
+                           f"chmod 600 {entry['file']}")
+    return dataclasses.replace(profile, secret_files=tuple(_FrozenDict(f) for f in files))
+
+
+def _secret_files(profile: Profile) -> list[dict[str, Any]]:
+    """Each ``file:`` secret of the profile with its mode: ``ok`` when neither the group nor
+    others may read it (as ssh insists for a private key). The values are never read here."""
+    refs: list[SecretRef | None] = []
+    for cluster in (profile.source, profile.target):
+        refs.append(cluster.pin)
+        refs.append(cluster.cloudhsm_cli.password if cluster.cloudhsm_cli else None)
+        refs.append(cluster.tls.client_key_password if cluster.tls else None)
+    for signer in profile.evidence.signers:
+        refs += [signer.pin, signer.password]
+    out = []
+    for ref in refs:
+        if ref is None or ref.scheme != "file":
+            continue
+        mode = os.stat(ref.target).st_mode & 0o777
+        out.append({"field": ref.field, "file": ref.target, "mode": f"{mode:04o}",
+                    "ok": not mode & 0o077})
+    return out
 
 
 def _exclude(raw: list[dict[str, Any]], keys: tuple[KeySpec, ...],

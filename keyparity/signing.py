@@ -26,10 +26,10 @@ from pkcs11.util.ec import encode_named_curve_parameters
 from securesystemslib.signer import CryptoSigner, Key, SecretsHandler, Signature, Signer, SSlibKey
 
 from . import identity
-from .cluster import find_token, load_module
+from .cluster import open_cluster
 from .errors import KeyNotFound, KeyparityError, pkcs11_step
 from .login import LoginGate
-from .profile import EvidenceSpec, SignerSpec
+from .profile import Cluster, EvidenceSpec, SignerSpec
 from .secrets import SecretError
 
 __all__ = [
@@ -172,10 +172,7 @@ class Pkcs11Signer(_DigestSigner):
         return Signature(self._public_key.keyid, der.hex())
 
     def close(self) -> None:
-        try:
-            self._session.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
+        """Nothing to close: the session is the process's (cluster.close_clusters)."""
 
 
 def _ec_curve(params: bytes) -> str | None:
@@ -187,27 +184,18 @@ def _ec_curve(params: bytes) -> str | None:
 
 def _pkcs11_signer(spec: SignerSpec, module_env: Mapping[str, str],
                    gate: LoginGate | None) -> Pkcs11Signer:
+    """The signer's token through the process's one session per token (cluster.open_cluster):
+    the module is loaded once by its real path and shared with the clusters, and a token a
+    cluster of the run already logged in to is not logged in to again."""
     where = f"evidence signer {spec.name}"
     assert spec.module is not None and spec.pin is not None
-    find = lambda: find_token(load_module(str(spec.module), module_env), spec)  # noqa: E731
+    token = Cluster(role="signer", name=where, module=spec.module,
+                    token_label=spec.token_label, slot=spec.slot, pin=spec.pin, mode="")
     try:
-        if gate is not None:
-            _, session = gate.find_and_open(find, spec.pin, where)
-        else:
-            token = find()
-            secret = spec.pin.resolve()
-            try:
-                with pkcs11_step("log in", where):
-                    session = token.open(user_pin=secret)
-            finally:
-                del secret
+        session = open_cluster(token, module_env, gate or LoginGate(None)).session
     except SecretError as exc:
         raise SigningError(f"{where}: {exc}") from None
-    try:
-        return _pkcs11_key(spec, session, where)
-    except BaseException:
-        session.close()
-        raise
+    return _pkcs11_key(spec, session, where)
 
 
 def _pkcs11_key(spec: SignerSpec, session: Any, where: str) -> Pkcs11Signer:

@@ -26,6 +26,21 @@ class NotApplicable(KeyparityError):
     """This direction cannot be exercised for this key type; the reason says why."""
 
 
+class NotPermitted(KeyparityError):
+    """The key may not do what the vector needs (its CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN or
+    CKA_VERIFY is false): python-pkcs11 gives such a key no method for it."""
+
+
+def _op(party: Party, key: Key, op: str) -> Callable[..., Any]:
+    """``key.<op>``, or NotPermitted saying which attribute forbids it on which cluster."""
+    method = getattr(key, op, None)
+    if method is None:
+        raise NotPermitted(f"the key on {party.name} may not {op} (CKA_{op.upper()} is false "
+                           "there): this vector cannot be exchanged; the attribute table "
+                           "shows whether the source allows it")
+    return method
+
+
 @dataclass(frozen=True)
 class Cipher:
     mechanism: Mechanism
@@ -135,14 +150,16 @@ def _cipher(spec: Cipher, producer: Party, consumer: Party, data: dict[str, byte
     if spec.aad:
         record["aad"] = data["aad"].hex()
     with pkcs11_step(f"encrypt ({record['mechanism']})", producer.name):
-        out = producer.key.encrypt(data["msg"], mechanism=spec.mechanism, mechanism_param=param)
+        out = _op(producer, producer.key, "encrypt")(data["msg"], mechanism=spec.mechanism,
+                                                     mechanism_param=param)
     ct, tag = (out[:-spec.tag], out[-spec.tag:]) if spec.tag else (out, b"")
     record["ct"] = ct.hex()
     if spec.tag:
         record["tag"] = tag.hex()
     try:
         with pkcs11_step(f"decrypt ({record['mechanism']})", consumer.name):
-            back = consumer.key.decrypt(out, mechanism=spec.mechanism, mechanism_param=param)
+            back = _op(consumer, consumer.key, "decrypt")(out, mechanism=spec.mechanism,
+                                                          mechanism_param=param)
     except TokenError as exc:  # e.g. a GCM tag that does not verify: SoftHSM says GeneralError
         record["ok"] = False
         record["comment"] = f"{consumer.name} refuses it ({exc}): different key material"
@@ -156,10 +173,11 @@ def _mac(spec: Mac, producer: Party, consumer: Party, data: dict[str, bytes],
          record: dict[str, Any]) -> None:
     record["mechanism"] = f"CKM_{spec.mechanism.name}"
     with pkcs11_step(f"sign ({record['mechanism']})", producer.name):
-        tag = producer.key.sign(data["msg"], mechanism=spec.mechanism)
+        tag = _op(producer, producer.key, "sign")(data["msg"], mechanism=spec.mechanism)
     record["tag"] = tag.hex()
     with pkcs11_step(f"verify ({record['mechanism']})", consumer.name):
-        record["ok"] = bool(consumer.key.verify(data["msg"], tag, mechanism=spec.mechanism))
+        record["ok"] = bool(_op(consumer, consumer.key, "verify")(data["msg"], tag,
+                                                                  mechanism=spec.mechanism))
     record["comment"] = "MAC verifies" if record["ok"] else "MAC does not verify"
 
 
@@ -168,7 +186,8 @@ def _rsa_sig(spec: RsaSig, producer: Party, consumer: Party, data: dict[str, byt
     record["mechanism"] = f"CKM_{spec.mechanism.name}"
     param = _PSS if spec.pss else None
     with pkcs11_step(f"sign ({record['mechanism']})", producer.name):
-        sig = producer.key.sign(data["msg"], mechanism=spec.mechanism, mechanism_param=param)
+        sig = _op(producer, producer.key, "sign")(data["msg"], mechanism=spec.mechanism,
+                                                  mechanism_param=param)
     record["sig"] = sig.hex()
     pad = (padding.PSS(padding.MGF1(identity.HASHES["sha256"]), 32) if spec.pss
            else padding.PKCS1v15())
@@ -182,8 +201,9 @@ def _rsa_sig(spec: RsaSig, producer: Party, consumer: Party, data: dict[str, byt
     ok = soft
     if consumer.public is not None:
         with pkcs11_step(f"verify ({record['mechanism']})", consumer.name):
-            hsm = bool(consumer.public.verify(data["msg"], sig, mechanism=spec.mechanism,
-                                              mechanism_param=param))
+            hsm = bool(_op(consumer, consumer.public, "verify")(data["msg"], sig,
+                                                               mechanism=spec.mechanism,
+                                                               mechanism_param=param))
         checks.append(f"on {consumer.name}: {'valid' if hsm else 'INVALID'}")
         ok = ok and hsm
     record["ok"], record["comment"] = ok, "; ".join(checks)
@@ -195,8 +215,9 @@ def _rsa_oaep(spec: RsaOaep, producer: Party, consumer: Party, data: dict[str, b
     record["mechanism"] = f"CKM_RSA_PKCS_OAEP ({spec.hash})"
     if producer.public is not None:
         with pkcs11_step(f"OAEP encrypt ({spec.hash})", producer.name):
-            ct = producer.public.encrypt(data["msg"], mechanism=Mechanism.RSA_PKCS_OAEP,
-                                         mechanism_param=_OAEP[spec.hash])
+            ct = _op(producer, producer.public, "encrypt")(data["msg"],
+                                                         mechanism=Mechanism.RSA_PKCS_OAEP,
+                                                         mechanism_param=_OAEP[spec.hash])
         record["producer"] = f"{producer.name} (its public key object)"
     else:
         h = identity.HASHES[spec.hash]
@@ -207,8 +228,8 @@ def _rsa_oaep(spec: RsaOaep, producer: Party, consumer: Party, data: dict[str, b
     record["ct"] = ct.hex()
     try:
         with pkcs11_step(f"OAEP decrypt ({spec.hash})", consumer.name):
-            back = consumer.key.decrypt(ct, mechanism=Mechanism.RSA_PKCS_OAEP,
-                                        mechanism_param=_OAEP[spec.hash])
+            back = _op(consumer, consumer.key, "decrypt")(ct, mechanism=Mechanism.RSA_PKCS_OAEP,
+                                                         mechanism_param=_OAEP[spec.hash])
     except TokenError as exc:  # OAEP padding that does not check out: SoftHSM says GeneralError
         record["ok"] = False
         record["comment"] = f"{consumer.name} refuses it ({exc}): different key material"
@@ -225,12 +246,13 @@ def _ecdsa(spec: Ecdsa, producer: Party, consumer: Party, data: dict[str, bytes]
                             "public point; the other direction proves the pair")
     digest = hashlib.new(spec.hash, data["msg"]).digest()
     with pkcs11_step("ECDSA sign", producer.name):
-        sig = producer.key.sign(digest, mechanism=Mechanism.ECDSA)
+        sig = _op(producer, producer.key, "sign")(digest, mechanism=Mechanism.ECDSA)
     record["sig"] = sig.hex()
     soft = identity.ecdsa_verifies(identity.ec_public(consumer.public, consumer.curve), sig,
                                    digest, spec.hash)
     with pkcs11_step("ECDSA verify", consumer.name):
-        hsm = bool(consumer.public.verify(digest, sig, mechanism=Mechanism.ECDSA))
+        hsm = bool(_op(consumer, consumer.public, "verify")(digest, sig,
+                                                           mechanism=Mechanism.ECDSA))
     record["ok"] = soft and hsm
     record["comment"] = (f"software, with {consumer.name}'s public key: "
                          f"{'valid' if soft else 'INVALID'}; on {consumer.name}: "

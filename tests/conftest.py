@@ -130,3 +130,15 @@ def evidence(pytester: pytest.Pytester) -> dict[str, Any]:
     """The evidence.json of the newest run in a pytester directory."""
     latest = pytester.path / "reports" / "latest" / "evidence.json"
     return json.loads(latest.read_text())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_logins() -> Any:
+    """A process remembers a refused CloudHSM CLI login and every open cluster session (never
+    tried twice); each in-process test starts as a new process would."""
+    from keyparity import cloudhsm_cli
+    from keyparity.cluster import close_clusters
+    cloudhsm_cli._PROCESS_GATE._memory.clear()
+    yield
+    cloudhsm_cli._PROCESS_GATE._memory.clear()
+    close_clusters()

@@ -25,7 +25,8 @@ import pkcs11.exceptions as p11
 from pkcs11 import Attribute
 
 from keyparity.custodians import token_custodian
-from keyparity.errors import KeyparityError
+from keyparity.cluster import close_clusters
+from keyparity.errors import KeyparityError, LoginError
 from keyparity.login import LoginGate
 from keyparity.profile import load_profile
 from keyparity.secrets import SecretRef
@@ -37,8 +38,9 @@ def error(call) -> dict:
     try:
         call()
     except KeyparityError as exc:
-        return {"type": type(exc).__name__, "message": str(exc)}
-    return {"type": None, "message": ""}
+        return {"type": type(exc).__name__, "message": str(exc),
+                "login": isinstance(exc, LoginError)}
+    return {"type": None, "message": "", "login": False}
 
 
 def main(spec_path: str) -> None:
@@ -72,6 +74,7 @@ def main(spec_path: str) -> None:
     pkcs11_spec = next(s for s in profile.evidence.signers if s.type == "pkcs11")
     missing = dataclasses.replace(pkcs11_spec, key_label="no-such-key")
     out["missing_key"] = error(lambda: load_signer(missing, profile.module_env, None))
+    close_clusters()  # as a new process: the token is not logged in to any more
     wrong_pin = lab / "wrong.pin"
     wrong_pin.write_text("0000000000000000\n")
     bad = dataclasses.replace(pkcs11_spec, pin=SecretRef("file", str(wrong_pin),

@@ -366,8 +366,8 @@ def test_clusters_without_aws_block_are_skipped_as_declared_not_verified(lab, cl
     validate_evidence(doc)
     assert "keyparity: source: hsm1, FIPS (declared), token hsm1" in result.stdout.str()
     # without an aws block nothing is marked aws: -m "not aws" deselects none of them
-    again = run_suites(cluster_suite, lab.profile([{"label": "k", "type": "aes", "size": 128}]),
-                       "-m", "not aws")
+    run_suites(cluster_suite, lab.profile([{"label": "k", "type": "aes", "size": 128}]),
+               "-m", "not aws")
     assert set(skipped(evidence(cluster_suite))) == CLUSTER_NODES
 
 

@@ -198,10 +198,10 @@ def test_close_reports_wrapping_objects_it_could_not_delete(fake, found):
                     f"target (hsm2m): {LABEL}-public (CliCommandFailed)"]
 
 
-def cli_lab_profile(lab: Any) -> Path:
-    """One AES key seeded on the lab's hsm1, and a profile migrating it with the CloudHSM CLI
-    backend (the stand-in CLI on both clusters, password by env:)."""
-    keys = [{"label": "k-aes128", "type": "aes", "size": 128}]
+def cli_lab_profile(lab: Any, keys: list[dict[str, Any]] | None = None) -> Path:
+    """Keys (default: one AES key) seeded on the lab's hsm1, and a profile migrating them with
+    the CloudHSM CLI backend (the stand-in CLI on both clusters, password by env:)."""
+    keys = keys or [{"label": "k-aes128", "type": "aes", "size": 128}]
     lab.seed(keys)
     path = lab.profile(keys, migration={"backend": "cloudhsm-cli"})
     doc = yaml.safe_load(path.read_text())

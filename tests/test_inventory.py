@@ -282,9 +282,9 @@ def test_wrong_pin_is_tried_once_and_is_one_line_naming_cluster_and_pin_referenc
         lines = out.stderr.splitlines()
         assert len(lines) == 1, lines
         assert lines[0] == (
-            "keyparity inventory: error: login to source (hsm1) failed: CKR_PIN_INCORRECT; "
-            f"check clusters.source.pin (file:{lab.root / 'wrong.pin'}); not retried, so that "
-            "the user is not locked out")
+            "keyparity inventory: error: source (hsm1) is unavailable: login failed: "
+            f"CKR_PIN_INCORRECT; check clusters.source.pin (file:{lab.root / 'wrong.pin'}); "
+            "not retried, so that the user is not locked out")
         assert wrong not in out.stderr
         assert spy_logins(log) == [(wrong.encode(), "CKR_PIN_INCORRECT")]
 
@@ -298,8 +298,8 @@ def test_unset_pin_variable_is_exit_1_one_line_naming_cluster_and_variable(lab, 
 
     assert (out.returncode, out.stdout) == (1, "")
     assert out.stderr.splitlines() == [
-        "keyparity inventory: error: source cluster hsm1: clusters.source.pin: environment "
-        "variable KEYPARITY_TEST_UNSET_PIN is not set (env:KEYPARITY_TEST_UNSET_PIN)"]
+        "keyparity inventory: error: source (hsm1) is unavailable: clusters.source.pin: "
+        "environment variable KEYPARITY_TEST_UNSET_PIN is not set"]
 
 
 def test_usage_errors_exit_2(tmp_path):

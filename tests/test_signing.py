@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, Signature, Signer
 
-from keyparity.errors import KeyNotFound, KeyparityError, LoginError
+from keyparity.errors import KeyNotFound, KeyparityError
 from keyparity.profile import SignerSpec, load_profile
 from keyparity.secrets import SecretRef
 from keyparity.signing import (KeyFormatError, KmsError, KmsSigner, SigningError,
@@ -234,9 +234,9 @@ def test_pkcs11_signer_on_a_softhsm_token(tmp_path, lab):
     assert out["missing_key"]["type"] == KeyNotFound.__name__
     assert "no private key labelled 'no-such-key' on token 'custodian'" in (
         out["missing_key"]["message"])
-    assert out["wrong_pin"]["type"] == LoginError.__name__
+    assert out["wrong_pin"]["login"] is True  # a LoginError
     assert "CKR_PIN_INCORRECT" in out["wrong_pin"]["message"]
-    assert out["wrong_pin_again"]["type"] == LoginError.__name__
+    assert out["wrong_pin_again"]["login"] is True
     assert "not retried" in out["wrong_pin_again"]["message"]
     assert "0000000000000000" not in proc.stdout + proc.stderr
 
