@@ -88,12 +88,15 @@ _CLASSES = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_
 
 def scan(session: Session, where: str) -> list[Entry]:
     """Every key object (token objects only) of a token, with its facts: one enumeration per
-    key class and one or two attribute reads per object."""
+    key class and one or two attribute reads per object; in a stable order (class, label,
+    CKA_ID), whatever order the token enumerates them in."""
     out = []
     with pkcs11_step("take the census (enumerate key objects)", where):
         for cls in _CLASSES:
             for obj in session.get_objects({Attribute.CLASS: cls, Attribute.TOKEN: True}):
                 out.append(Entry(keyinfo.read(obj), obj))
+    order = {name: i for i, name in enumerate(("secret", "private", "public"))}
+    out.sort(key=lambda e: (order.get(e.facts.cls, 3), e.facts.label or "", e.facts.id))
     return out
 
 
