@@ -6,21 +6,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cluster import close_clusters, open_cluster
+from .hsm.cluster import close_clusters, open_cluster
 from .errors import KeyparityError, PolicyError, ProfileError, pkcs11_step
-from .login import LoginGate
+from .hsm.login import LoginGate
 from .profile import load_profile, resolve_profile_arg
 
 
 def _softhsm_init(args: argparse.Namespace) -> int:
-    from .softhsm import provision
+    from .hsm.softhsm import provision
     conf = provision(Path(args.state), args.token)
     print(f"keyparity: initialised SoftHSM tokens {', '.join(args.token)} in {conf.parent}")
     return 0
 
 
 def _demo_custodians(args: argparse.Namespace) -> int:
-    from .custodians import file_custodian, token_custodian
+    from .evidence.custodians import file_custodian, token_custodian
     state = Path(args.state)
     one = file_custodian(state / "evidence", "custodian-1")
     two = token_custodian(state / "softhsm", state / "evidence", "custodian-2")
@@ -31,7 +31,7 @@ def _demo_custodians(args: argparse.Namespace) -> int:
 def _demo_pki(args: argparse.Namespace) -> int:
     """The demo's CloudHSM-like PKI per cluster (kept once built), with its root pins in files
     the profile names (``aws_root_sha256: file:...``): a demo PKI has no published pins."""
-    from .pki import build_test_pki, root_pins
+    from .trust.pki import build_test_pki, root_pins
     for cluster in args.cluster or ("hsm1", "hsm2"):
         paths = build_test_pki(Path(args.state) / "pki" / cluster)
         for name, pin in root_pins(paths).items():
@@ -41,7 +41,7 @@ def _demo_pki(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from .seed import seed
+    from .hsm.seed import seed
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     spec = profile.source
     session = open_cluster(spec, profile.module_env, LoginGate(None)).session
@@ -60,16 +60,16 @@ def _inventory(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     if args.census:
-        from .bench_census import main as census_main
+        from .bench.census import main as census_main
         return census_main(args)
-    from .bench import main as bench_main
+    from .bench.harness import main as bench_main
     return bench_main(args)
 
 
 def _verify(args: argparse.Namespace) -> int:
     """0: verified; 1: verification failed (what differs is printed); 2: usage error."""
-    from .signing import kms_public_key, public_key_from_pem
-    from .verify import verify_run
+    from .evidence.signing import kms_public_key, public_key_from_pem
+    from .evidence.verify import verify_run
 
     def usage(message: str) -> int:
         print(f"keyparity verify: error: {message}", file=sys.stderr)
@@ -108,13 +108,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _journal_path(args: argparse.Namespace) -> Path:
-    from .journal import default_path
+    from .journal.store import default_path
     return Path(args.journal) if args.journal else default_path(Path.cwd())
 
 
 def _journal_verify(args: argparse.Namespace) -> int:
     """0: the chain is intact; 1: it is broken (each broken seq is printed); 2: no journal."""
-    from .journal import verify
+    from .journal.store import verify
     path = _journal_path(args)
     if not path.is_file():
         print(f"keyparity journal verify: error: journal not found: {path}", file=sys.stderr)
@@ -132,7 +132,7 @@ def _with_journal(args: argparse.Namespace, command: str, use: Any,
     """Open the journal, hand it to ``use`` (which returns the exit code), close it; 2 when
     there is no journal. ``command``: how the messages start (``journal locks``...).
     ``writes``: the command records entries, which it refuses on a broken chain."""
-    from .journal import Journal, require_intact
+    from .journal.store import Journal, require_intact
     path = _journal_path(args)
     if not path.is_file():
         print(f"keyparity {command}: error: journal not found: {path}", file=sys.stderr)
@@ -180,8 +180,8 @@ def _journal_unlock(args: argparse.Namespace) -> int:
 def _cleanup(args: argparse.Namespace) -> int:
     """Remove from the target what run ``--run`` created (by the journal): 0 done, 1 something
     could not be removed or proven, 2 usage/refused."""
-    from . import policy
-    from .journal import cleanup
+    from .cloudhsm import policy
+    from .journal.store import cleanup
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     expected, field = policy.confirm_id(profile.target)
     if profile.environment == "production" and args.hsm_confirm != expected:
@@ -205,8 +205,8 @@ def _cleanup(args: argparse.Namespace) -> int:
 def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list[str], bool]:
     """``migration.backend: cloudhsm-cli``: the run's wrapping objects (token objects on both
     clusters) that the journal shows created and not deleted, deleted through the CLI."""
-    from .cli_backend import reap_wrapping
-    from .cloudhsm_cli import CloudHsmCli
+    from .cloudhsm.backend import reap_wrapping
+    from .cloudhsm.cli import CloudHsmCli
     if not journal.db.execute(
             "SELECT 1 FROM entries WHERE run_id = ? AND action LIKE 'cli-%' LIMIT 1",
             (run_id,)).fetchone():

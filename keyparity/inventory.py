@@ -3,7 +3,7 @@
 The source token is logged in to once (``cluster.open_cluster`` through a ``LoginGate``: one
 C_Login, never retried), every key object is read (``census.scan``: public attributes only),
 and the inventory is printed as YAML ready to paste into the profile, or written as a
-CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.cbom).
+CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.evidence.cbom).
 
 Each key becomes ``label``, ``type``, ``size`` (aes, generic-secret, rsa) or ``curve`` (ec),
 ``id`` (its CKA_ID, quoted hex; "" when empty) and ``disposition: rotate`` when the token
@@ -36,12 +36,12 @@ from typing import Any
 import yaml
 from pkcs11.exceptions import PKCS11Error
 
-from . import census, keyinfo
-from .cbom import CbomError
-from .census import Entry
+from .hsm import census, keyinfo
+from .evidence.cbom import CbomError
+from .hsm.census import Entry
 from .errors import KeyparityError, describe
-from .identity import KCV_METHODS
-from .keytypes import ASYMMETRIC, KEY_TYPES
+from .hsm.identity import KCV_METHODS
+from .hsm.keytypes import ASYMMETRIC, KEY_TYPES
 from .profile import Cluster, ProfileError, _check_size, load_profile, resolve_profile_arg
 
 PROG = "keyparity inventory"
@@ -214,7 +214,7 @@ def render(found: Draft, cluster: Cluster, info: dict[str, Any]) -> str:
 def assets(found: Draft, entries: Sequence[Entry], cluster: Cluster) -> list[Any]:
     """The drafted keys as CBOM assets, with their KCV or public-key fingerprint computed by
     the token (census.material: never the key value; only a KCV's first 3 bytes are kept)."""
-    from .cbom import ACTIVE, Asset
+    from .evidence.cbom import ACTIVE, Asset
     out = []
     for key in found.keys:
         f = key.facts
@@ -240,7 +240,7 @@ def assets(found: Draft, entries: Sequence[Entry], cluster: Cluster) -> list[Any
 
 def cbom_text(found: Draft, entries: Sequence[Entry], cluster: Cluster,
               info: dict[str, Any], profile_name: str) -> str:
-    from .cbom import build, to_json
+    from .evidence.cbom import build, to_json
     meta = {"keyparity:inventory": "keys of the source cluster, as keyparity inventory "
                                    "drafts them",
             "keyparity:profile": profile_name, "keyparity:cluster": cluster.name,
@@ -258,8 +258,8 @@ def _line(exc: BaseException) -> str:
 
 def command(args: argparse.Namespace) -> int:
     """``keyparity inventory PROFILE [--format yaml|cyclonedx] [--out FILE]``."""
-    from .cluster import close_clusters, open_cluster
-    from .login import LoginGate
+    from .hsm.cluster import close_clusters, open_cluster
+    from .hsm.login import LoginGate
 
     def error(code: int, message: str) -> int:
         print(f"{PROG}: error: {message}", file=sys.stderr)

@@ -11,15 +11,19 @@ from typing import Any
 import pytest
 from _pytest._code.code import ExceptionRepr
 
-from . import allure_support, census, junit, policy, settle
+from .evidence import allure as allure_support, junit
+from .hsm import census
+from .cloudhsm import policy
+from . import settle
 from . import run as runinfo
-from . import verdict as verdicts
-from .cluster import (ClusterSession, close_clusters, find_token, load_module, open_cluster,
-                      token_info)
+from .evidence import verdict as verdicts
+from .hsm.cluster import (
+    ClusterSession, close_clusters, find_token, load_module, open_cluster, token_info,
+)
 from .errors import KeyparityError
-from .evidence import Evidence
-from .login import LoginGate
-from .migrate import Migrator, chunk_size, chunks
+from .evidence.evidence import Evidence
+from .hsm.login import LoginGate
+from .hsm.migrate import Migrator, chunk_size, chunks
 from .profile import KeySpec, Profile
 
 PROFILE = pytest.StashKey[Profile]()
@@ -134,7 +138,7 @@ def _start_run(config: pytest.Config, profile: Profile, write_mode: policy.Write
 
 
 def journal_path(config: pytest.Config) -> Path:
-    from .journal import default_path
+    from .journal.store import default_path
     arg = config.getoption("hsm_journal")
     return Path(arg).resolve() if arg else default_path(config.rootpath)
 
@@ -367,7 +371,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 class _EvidenceHooks:
     """Registered in the controller process only: turns test reports into evidence, and the
-    run into a signed bundle at the end (keyparity.bundle)."""
+    run into a signed bundle at the end (keyparity.evidence.bundle)."""
 
     def __init__(self, evidence: Evidence, profile: Profile, run: runinfo.Run) -> None:
         self.evidence = evidence
@@ -380,7 +384,7 @@ class _EvidenceHooks:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """tryfirst: the facts are taken into the evidence and off the report, so junit.xml
         carries only the key label, not a printed copy of every vector. A cluster that is
-        unavailable (keyparity.cluster.ClusterUnavailable) is said in full once; each later
+        unavailable (keyparity.hsm.cluster.ClusterUnavailable) is said in full once; each later
         test it stops says so in one line (the evidence keeps every message whole)."""
         self._collect(report)
         report.user_properties = [(k, v) for k, v in report.user_properties if k != "keyparity"]
@@ -428,7 +432,7 @@ class _EvidenceHooks:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """trylast: after junitxml has written junit.xml and xdist has shut its workers down
         (their Allure results are written), so the statement covers every file."""
-        from .bundle import finalize
+        from .evidence.bundle import finalize
         config = session.config
         self.bundle = finalize(self.run.run_dir, self.evidence, self.profile,
                                session.exitstatus,
@@ -554,7 +558,7 @@ def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
              pytestconfig: pytest.Config) -> Iterator[Migrator]:
     """Migrates inventory keys on first use, recording every write in the journal (one lock
     per target key); destroys its wrapping objects at the end."""
-    from .journal import Journal
+    from .journal.store import Journal
     journal = Journal(pytestconfig.stash[JOURNAL])
     m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id, journal=journal,
                  gate=login_gate)

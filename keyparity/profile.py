@@ -16,8 +16,8 @@ from typing import Any, Callable, Mapping
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
-from keyparity.errors import ProfileError
-from keyparity.secrets import SecretRef, parse_secret_ref
+from .errors import ProfileError
+from .secrets import SecretRef, parse_secret_ref
 
 __all__ = [
     "ATTRIBUTE_NAMES",

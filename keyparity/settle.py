@@ -4,7 +4,7 @@ directory, no bundle, no session, no journal entry.
 
 Checked here: the options (``--hsm-batch``, ``--hsm-run-id``, a path option written with a
 space), the profile (its schema and rules: keyparity.profile), the FIPS policy and the
-production guard (keyparity.policy), that source and target are two tokens, and that the write
+production guard (keyparity.cloudhsm.policy), that source and target are two tokens, and that the write
 journal's chain is intact when the run may write.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from . import policy
+from .cloudhsm import policy
 from .errors import KeyparityError
-from .journal import require_intact
+from .journal.store import require_intact
 from .profile import Cluster, Profile, load_profile, resolve_profile_arg
 
 # options whose value is a path: written with a space, pytest reads the value as a test path

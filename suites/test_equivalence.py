@@ -4,8 +4,8 @@ import hashlib
 
 import pytest
 
-from keyparity.migrate import prove_identity
-from keyparity.vectors import DIRECTIONS, NotApplicable, exchange
+from keyparity.hsm.migrate import prove_identity
+from keyparity.hsm.vectors import DIRECTIONS, NotApplicable, exchange
 
 
 def test_key_check_values_match(migrated, source_cluster, target_cluster, hsm_evidence):

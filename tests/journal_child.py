@@ -17,10 +17,10 @@ import signal
 import sys
 from pathlib import Path
 
-from keyparity.cluster import ClusterSession
-from keyparity.journal import Journal
-from keyparity.login import LoginGate
-from keyparity.migrate import Migrator, chunks
+from keyparity.hsm.cluster import ClusterSession
+from keyparity.journal.store import Journal
+from keyparity.hsm.login import LoginGate
+from keyparity.hsm.migrate import Migrator, chunks
 from keyparity.profile import load_profile
 
 

@@ -1,4 +1,4 @@
-"""keyparity.aws and the cluster suite: describe_clusters through a real cloudhsmv2 client whose
+"""keyparity.cloudhsm.aws and the cluster suite: describe_clusters through a real cloudhsmv2 client whose
 responses come from botocore's Stubber (which validates them against the service model), in
 every mode x type x state combination, and each check shown to fail on the wrong input."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from botocore.stub import Stubber
 
 from conftest import REPO, evidence, run_suites
-from keyparity import aws
+from keyparity.cloudhsm import aws
 from keyparity.profile import AwsSpec, Cluster
 from keyparity.secrets import parse_secret_ref
 
@@ -285,13 +285,13 @@ CLUSTER_NODES = {f"suites/test_cluster.py::{t}[{role}]" for t in (
     "test_cluster_is_active", "test_cluster_mode_and_hsm_type_are_as_declared",
     "test_cluster_has_enough_active_hsms") for role in ("source-hsm1", "target-hsm2")}
 
-# A plugin for the child pytest: keyparity.aws.client_for answers from Stubber with the
+# A plugin for the child pytest: keyparity.cloudhsm.aws.client_for answers from Stubber with the
 # clusters in clusters.json (the product has no such hook; the test patches the module).
 STUBBED_AWS = '''
 import json, pathlib
 import boto3
 from botocore.stub import Stubber
-import keyparity.aws as kaws
+import keyparity.cloudhsm.aws as kaws
 
 CLUSTERS = json.loads(pathlib.Path(__file__).with_name("clusters.json").read_text())
 CALLS = pathlib.Path(__file__).with_name("calls.log")

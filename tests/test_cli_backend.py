@@ -1,4 +1,4 @@
-"""``migration.backend: cloudhsm-cli`` (keyparity.cli_backend) against tests/fake_cloudhsm_cli.
+"""``migration.backend: cloudhsm-cli`` (keyparity.cloudhsm.backend) against tests/fake_cloudhsm_cli.
 
 The fake cannot unwrap real keys, so the proof stops at the command level: the exact sequence
 and arguments of the guide's commands, credentials never in argv, the PEM and blob files in a
@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from conftest import REPO, evidence, run_suites
-from keyparity import cli_backend
-from keyparity.cloudhsm_cli import CliCommandFailed, CloudHsmCli
-from keyparity.journal import Journal, verify
+from keyparity.cloudhsm import backend as cli_backend
+from keyparity.cloudhsm.cli import CliCommandFailed, CloudHsmCli
+from keyparity.journal.store import Journal, verify
 from keyparity.errors import MechanismUnsupported
 from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
@@ -246,9 +246,9 @@ def test_the_migrator_uses_the_cli_backend_when_the_profile_says_so(lab, suites,
 CHILD = r"""
 import os, signal, sys
 from pathlib import Path
-from keyparity.cli_backend import CliChannel
-from keyparity.cloudhsm_cli import CloudHsmCli
-from keyparity.journal import Journal
+from keyparity.cloudhsm.backend import CliChannel
+from keyparity.cloudhsm.cli import CloudHsmCli
+from keyparity.journal.store import Journal
 from keyparity.profile import CloudHsmCliSpec, Wrapping
 from keyparity.secrets import SecretRef
 fake, path, run_id, kill = sys.argv[1:5]

@@ -22,11 +22,13 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from test_bad_input import SPY, edit_profile, spy_logins
 
-from keyparity import cbom, inventory, keyinfo
-from keyparity.census import Entry
-from keyparity.custodians import file_custodian
+from keyparity.evidence import cbom
+from keyparity import inventory
+from keyparity.hsm import keyinfo
+from keyparity.hsm.census import Entry
+from keyparity.evidence.custodians import file_custodian
 from keyparity.profile import load_profile
-from keyparity.seed import key_id
+from keyparity.hsm.seed import key_id
 
 DEMO = yaml.safe_load((REPO / "hsm_profiles" / "softhsm.yaml").read_text())["keys"]
 SECRET_TYPES = ("des2", "des3", "aes", "generic-secret")
@@ -55,7 +57,7 @@ def assert_no_pins(lab: Any, text: str) -> None:
 
 
 def expected(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What the draft should say of seeded keys (tests/tokentool.py: keyparity.seed)."""
+    """What the draft should say of seeded keys (tests/tokentool.py: keyparity.hsm.seed)."""
     out = []
     for k in sorted(keys, key=lambda k: k["label"]):
         entry = {**k, "id": key_id(k["label"]).hex()}

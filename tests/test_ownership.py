@@ -1,4 +1,4 @@
-"""Ownership and sharing (suites/test_ownership.py, keyparity.ownership).
+"""Ownership and sharing (suites/test_ownership.py, keyparity.cloudhsm.ownership).
 
 End to end: real SoftHSM tokens (a ``lab``) are migrated by the real suites; then the ownership
 suite runs with the target's ``cloudhsm_cli`` pointing at tests/fake_cloudhsm_cli, whose
@@ -19,9 +19,9 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from conftest import REPO, evidence, run_suites
-from keyparity import cloudhsm_cli as chc
-from keyparity.migrate import Migration
-from keyparity.ownership import Ownership, check_value, compare
+from keyparity.cloudhsm import cli as chc
+from keyparity.hsm.migrate import Migration
+from keyparity.cloudhsm.ownership import Ownership, check_value, compare
 from keyparity.profile import CloudHsmCliSpec, KeySpec, load_profile
 from keyparity.secrets import SecretRef
 

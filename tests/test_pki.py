@@ -1,4 +1,4 @@
-"""The test PKI (keyparity.pki) is complete, CloudHSM-shaped, idempotent — and satisfies every
+"""The test PKI (keyparity.trust.pki) is complete, CloudHSM-shaped, idempotent — and satisfies every
 TLS check with real certificates and a real mutual TLS handshake on 127.0.0.1."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from keyparity import pki, tls
-from keyparity.tls_server import MutualTlsServer
+from keyparity.trust import pki, tls
+from keyparity.trust.tls_server import MutualTlsServer
 
 NOW = dt.datetime.now(dt.timezone.utc)
 L = tls.load_certificate

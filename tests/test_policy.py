@@ -1,4 +1,4 @@
-"""The FIPS policy gate (keyparity.policy): 3DES only to a NON_FIPS target, the FIPS -> NON_FIPS
+"""The FIPS policy gate (keyparity.cloudhsm.policy): 3DES only to a NON_FIPS target, the FIPS -> NON_FIPS
 acknowledgement, and 3DES vectors produced by a FIPS cluster reported as not applicable."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from conftest import evidence, run_suites
-from keyparity import policy
+from keyparity.cloudhsm import policy
 from keyparity.profile import load_profile
-from keyparity.vectors import DIRECTIONS, NotApplicable, Party, exchange
+from keyparity.hsm.vectors import DIRECTIONS, NotApplicable, Party, exchange
 
 DES3 = {"label": "k-des3", "type": "des3"}
 DES2 = {"label": "k-des2", "type": "des2"}

@@ -15,13 +15,8 @@ import pytest
 import yaml
 
 from keyparity.profile import (
-    ATTRIBUTE_NAMES,
-    DIFFERENCE_NAMES,
-    VECTORS_BY_TYPE,
-    ProfileError,
-    default_vectors,
-    load_profile,
-    resolve_profile_arg,
+    ATTRIBUTE_NAMES, DIFFERENCE_NAMES, VECTORS_BY_TYPE, ProfileError, default_vectors,
+    load_profile, resolve_profile_arg,
 )
 from keyparity.secrets import SecretError, SecretRef, parse_secret_ref
 

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import evidence, run_suites
 from keyparity.profile import default_vectors
-from keyparity.seed import key_id
-from keyparity.vectors import DIRECTIONS
+from keyparity.hsm.seed import key_id
+from keyparity.hsm.vectors import DIRECTIONS
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 DES3 = {"label": "k-des3", "type": "des3"}
@@ -44,7 +44,7 @@ WRAP_PROBE = "suites/test_preflight.py::test_tokens_accept_the_wrapping_paramete
 # real prove_identity (imported at collection, before this patch), so the KCV test, the
 # vectors and the attribute table have to catch the wrong key on their own.
 BLIND_IDENTITY = '''
-import keyparity.migrate as migrate
+import keyparity.hsm.migrate as migrate
 
 
 def pytest_collection_finish(session):
@@ -82,7 +82,7 @@ def nodes(key: dict[str, Any], *groups: str) -> set[str]:
 def all_green(keys: list[dict[str, Any]], verify_only: bool = False) -> dict[str, str]:
     """The outcome of every node of a run in which nothing is wrong."""
     out = {n: "passed" for k in keys for n in nodes(k)}
-    for k in keys:  # the lab's hsm1 is FIPS: it does not produce 3DES output (keyparity.policy)
+    for k in keys:  # the lab's hsm1 is FIPS: it does not produce 3DES output (keyparity.cloudhsm.policy)
         if k["type"] in ("des2", "des3"):
             out.update({n: "skipped" for n in nodes(k, "vectors") if n.endswith("source->target]")})
     out.update({n: "passed" for n in PREFLIGHT_RUN_NODES | CENSUS_NODES})

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO, evidence, run_suites
-from keyparity.journal import Journal, verify
+from keyparity.journal.store import Journal, verify
 
 CHILD = Path(__file__).with_name("journal_child.py")
 AES = {"label": "k-aes128", "type": "aes", "size": 128}

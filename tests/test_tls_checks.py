@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from keyparity import pki, tls
+from keyparity.trust import pki, tls
 from keyparity.errors import KeyparityError
-from keyparity.tls_server import BANNER, MutualTlsServer
+from keyparity.trust.tls_server import BANNER, MutualTlsServer
 
 NOW = dt.datetime.now(dt.timezone.utc)
 DAY = dt.timedelta(days=1)
