@@ -26,16 +26,8 @@ from .hsm.login import LoginGate
 from .hsm.migrate import Migrator, chunk_size, chunks
 from .profile import KeySpec, Profile
 
-PROFILE = pytest.StashKey[Profile]()
-WRITE_MODE = pytest.StashKey[policy.WriteMode]()
-RUN = pytest.StashKey[runinfo.Run]()
-EVIDENCE = pytest.StashKey[Evidence]()
-DESELECTED = pytest.StashKey[int]()
-JOURNAL = pytest.StashKey[Path]()
-CHUNKS = pytest.StashKey[dict[str, str]]()  # key label -> its chunk (the xdist group)
-PLAN = pytest.StashKey[list[list[KeySpec]]]()  # the selected keys to migrate, per chunk
-SUITES = pytest.StashKey[list[str]]()  # the suites of this checkout (suites/test_<name>.py)
-DESELECTED_BY_SUITE = pytest.StashKey[dict[str, int]]()  # -k, -m, --deselect: tests per suite
+from .stash import (CHUNKS, DESELECTED, DESELECTED_BY_SUITE, EVIDENCE, JOURNAL, PLAN, PROFILE,
+                    RUN, SUITES, WRITE_MODE)
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
 
