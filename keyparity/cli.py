@@ -59,10 +59,10 @@ def _inventory(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.census:
-        from .bench.census import main as census_main
-        return census_main(args)
-    from .bench.harness import main as bench_main
+    """``bench.command`` chooses: the default bench, ``--journal-overhead`` or ``--census``."""
+    # Imported here for start-up speed only: the bench pulls in the whole migration stack
+    # (about a hundred modules) that the other commands and --help do not need.
+    from .bench.command import main as bench_main
     return bench_main(args)
 
 
@@ -114,7 +114,7 @@ def _journal_path(args: argparse.Namespace) -> Path:
 
 def _journal_verify(args: argparse.Namespace) -> int:
     """0: the chain is intact; 1: it is broken (each broken seq is printed); 2: no journal."""
-    from .journal.store import verify
+    from .journal.chain import verify
     path = _journal_path(args)
     if not path.is_file():
         print(f"keyparity journal verify: error: journal not found: {path}", file=sys.stderr)
@@ -132,7 +132,8 @@ def _with_journal(args: argparse.Namespace, command: str, use: Any,
     """Open the journal, hand it to ``use`` (which returns the exit code), close it; 2 when
     there is no journal. ``command``: how the messages start (``journal locks``...).
     ``writes``: the command records entries, which it refuses on a broken chain."""
-    from .journal.store import Journal, require_intact
+    from .journal.chain import require_intact
+    from .journal.store import Journal
     path = _journal_path(args)
     if not path.is_file():
         print(f"keyparity {command}: error: journal not found: {path}", file=sys.stderr)
@@ -181,7 +182,7 @@ def _cleanup(args: argparse.Namespace) -> int:
     """Remove from the target what run ``--run`` created (by the journal): 0 done, 1 something
     could not be removed or proven, 2 usage/refused."""
     from .cloudhsm import policy
-    from .journal.store import cleanup
+    from .hsm.cleanup import cleanup
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     expected, field = policy.confirm_id(profile.target)
     if profile.environment == "production" and args.hsm_confirm != expected:
@@ -207,9 +208,7 @@ def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list
     clusters) that the journal shows created and not deleted, deleted through the CLI."""
     from .cloudhsm.backend import reap_wrapping
     from .cloudhsm.cli import CloudHsmCli
-    if not journal.db.execute(
-            "SELECT 1 FROM entries WHERE run_id = ? AND action LIKE 'cli-%' LIMIT 1",
-            (run_id,)).fetchone():
+    if not journal.has_entries(run_id, "cli-"):
         return [], True
     src = CloudHsmCli.for_cluster(profile.source)
     tgt = CloudHsmCli.for_cluster(profile.target)
@@ -219,25 +218,35 @@ def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list
     return lines, not left
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+def _add_softhsm_init(sub: Any) -> None:
     s = sub.add_parser("softhsm-init", help="(re)initialise SoftHSM tokens in a state directory")
     s.add_argument("--state", required=True, help="state directory (its tokens/ is replaced)")
     s.add_argument("--token", action="append", required=True, help="token label (repeat)")
     s.set_defaults(func=_softhsm_init)
+
+
+def _add_demo_custodians(sub: Any) -> None:
     s = sub.add_parser("demo-custodians",
                        help="make the demo's two evidence signing keys once (file and SoftHSM)")
     s.add_argument("--state", required=True, help="state directory (.keyparity)")
     s.set_defaults(func=_demo_custodians)
+
+
+def _add_demo_pki(sub: Any) -> None:
     s = sub.add_parser("demo-pki", help="make the demo's CloudHSM-like test PKI per cluster once "
                        "(customer CA, cluster, HSM, client and server certificates, root pins)")
     s.add_argument("--state", required=True, help="state directory (.keyparity); writes pki/")
     s.add_argument("--cluster", action="append", help="cluster name (repeat; default hsm1 hsm2)")
     s.set_defaults(func=_demo_pki)
+
+
+def _add_seed(sub: Any) -> None:
     s = sub.add_parser("seed", help="create a profile's inventory keys on its source token")
     s.add_argument("profile", help="profile NAME or PATH")
     s.set_defaults(func=_seed)
+
+
+def _add_inventory(sub: Any) -> None:
     s = sub.add_parser("inventory", help="draft a profile's keys: (and exclude:) from its "
                        "source cluster's token, or write them as a CycloneDX 1.6 CBOM "
                        "(exit 0 done, 1 token or login error, 2 usage error)")
@@ -247,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
                         "cyclonedx: a CycloneDX 1.6 CBOM (JSON)")
     s.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     s.set_defaults(func=_inventory)
+
+
+def _add_bench(sub: Any) -> None:
     s = sub.add_parser("bench", help="migrate and verify N keys on tmpfs SoftHSM tokens")
     s.add_argument("--keys", type=int, default=1000, help="number of keys (default 1000)")
     s.add_argument("--batch", type=int, default=100, help="keys per interleaved batch")
@@ -268,6 +280,9 @@ def parser() -> argparse.ArgumentParser:
                    help="--journal-overhead: Journal(sync=...): fsync only 'before' entries "
                         "(the default) or 'every' commit")
     s.set_defaults(func=_bench)
+
+
+def _add_verify(sub: Any) -> None:
     s = sub.add_parser("verify", help="verify a signed run directory offline "
                        "(exit 0 verified, 1 failed, 2 usage error)")
     s.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. reports/latest")
@@ -285,6 +300,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--region", help="AWS region of --kms-key-id")
     s.add_argument("--aws-profile", help="AWS profile for --kms-key-id")
     s.set_defaults(func=_verify)
+
+
+def _add_journal(sub: Any) -> None:
+    """``journal verify``, ``journal locks`` and ``journal unlock``."""
     s = sub.add_parser("journal", help="the write journal")
     jsub = s.add_subparsers(dest="journal_command", required=True)
     j = jsub.add_parser("verify", help="check the journal's hash chain (exit 0 intact, 1 broken)")
@@ -303,6 +322,9 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--journal", metavar="PATH",
                    help="journal file (default ./.keyparity/journal.sqlite)")
     j.set_defaults(func=_journal_unlock)
+
+
+def _add_cleanup(sub: Any) -> None:
     s = sub.add_parser("cleanup", help="remove from the target only the objects a run created "
                        "(by the journal), and the run's CloudHSM CLI wrapping objects on both "
                        "clusters; never a source key")
@@ -313,6 +335,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
                    help="required with a production profile: the target's cluster id")
     s.set_defaults(func=_cleanup)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_softhsm_init, _add_demo_custodians, _add_demo_pki, _add_seed,
+                _add_inventory, _add_bench, _add_verify, _add_journal, _add_cleanup):
+        add(sub)
     return p
 
 

@@ -36,12 +36,14 @@ from typing import Any
 import yaml
 from pkcs11.exceptions import PKCS11Error
 
-from .hsm import census, keyinfo
-from .evidence.cbom import CbomError
-from .hsm.census import Entry
 from .errors import KeyparityError, describe
+from .evidence.cbom import ACTIVE, Asset, CbomError, build, to_json
+from .hsm import census, keyinfo
+from .hsm.census import Entry
+from .hsm.cluster import close_clusters, open_cluster
 from .hsm.identity import KCV_METHODS
 from .hsm.keytypes import ASYMMETRIC, KEY_TYPES
+from .hsm.login import LoginGate
 from .profile import Cluster, ProfileError, _check_size, load_profile, resolve_profile_arg
 
 PROG = "keyparity inventory"
@@ -214,7 +216,6 @@ def render(found: Draft, cluster: Cluster, info: dict[str, Any]) -> str:
 def assets(found: Draft, entries: Sequence[Entry], cluster: Cluster) -> list[Any]:
     """The drafted keys as CBOM assets, with their KCV or public-key fingerprint computed by
     the token (census.material: never the key value; only a KCV's first 3 bytes are kept)."""
-    from .evidence.cbom import ACTIVE, Asset
     out = []
     for key in found.keys:
         f = key.facts
@@ -240,7 +241,6 @@ def assets(found: Draft, entries: Sequence[Entry], cluster: Cluster) -> list[Any
 
 def cbom_text(found: Draft, entries: Sequence[Entry], cluster: Cluster,
               info: dict[str, Any], profile_name: str) -> str:
-    from .evidence.cbom import build, to_json
     meta = {"keyparity:inventory": "keys of the source cluster, as keyparity inventory "
                                    "drafts them",
             "keyparity:profile": profile_name, "keyparity:cluster": cluster.name,
@@ -258,8 +258,6 @@ def _line(exc: BaseException) -> str:
 
 def command(args: argparse.Namespace) -> int:
     """``keyparity inventory PROFILE [--format yaml|cyclonedx] [--out FILE]``."""
-    from .hsm.cluster import close_clusters, open_cluster
-    from .hsm.login import LoginGate
 
     def error(code: int, message: str) -> int:
         print(f"{PROG}: error: {message}", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
+from . import vector_table
 from .errors import ProfileError
 from .secrets import SecretRef, parse_secret_ref
 
@@ -23,7 +24,7 @@ __all__ = [
     "ATTRIBUTE_NAMES",
     "CURVE_ALIASES",
     "DIFFERENCE_NAMES",
-    "VECTORS_BY_TYPE",
+    "KEY_TYPES",
     "Cluster",
     "KeySpec",
     "Profile",
@@ -48,36 +49,12 @@ CURVE_ALIASES: dict[str, str] = {
     "secp384r1": "secp384r1", "P-384": "secp384r1",
     "secp521r1": "secp521r1", "P-521": "secp521r1",
 }
-_DES = ("des3-ecb", "des3-cbc")
-_AES = ("aes-ecb", "aes-cbc", "aes-ctr", "aes-gcm")
-_RSA = ("rsa-pkcs1v15-sha256", "rsa-pss-sha256", "rsa-oaep-sha1")
-# "default" is a tuple, except for ec where it is a mapping curve -> tuple.
-VECTORS_BY_TYPE: dict[str, dict[str, Any]] = {
-    "des2": {"allowed": _DES, "default": _DES},
-    "des3": {"allowed": _DES, "default": _DES},
-    "aes": {"allowed": _AES, "default": _AES},
-    "generic-secret": {
-        "allowed": ("hmac-sha256", "hmac-sha384", "hmac-sha512"),
-        "default": ("hmac-sha256",),
-    },
-    "rsa": {"allowed": _RSA + ("rsa-oaep-sha256",), "default": _RSA},
-    "ec": {
-        "allowed": ("ecdsa-sha256", "ecdsa-sha384", "ecdsa-sha512"),
-        "default": {
-            "secp256r1": ("ecdsa-sha256",),
-            "secp384r1": ("ecdsa-sha384",),
-            "secp521r1": ("ecdsa-sha384",),
-        },
-    },
-}
+KEY_TYPES: tuple[str, ...] = ("des2", "des3", "aes", "generic-secret", "rsa", "ec")
 
 
 def default_vectors(key_type: str, curve: str | None = None) -> tuple[str, ...]:
     """Default vectors for a key type (ec needs its normalised or aliased curve)."""
-    default = VECTORS_BY_TYPE[key_type]["default"]
-    if key_type == "ec":
-        return default[CURVE_ALIASES[curve]] if curve in CURVE_ALIASES else ()
-    return default
+    return vector_table.defaults(key_type, CURVE_ALIASES.get(curve or "", curve))
 
 
 class _FrozenDict(dict):
@@ -732,7 +709,7 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
     if key_type != "ec" and curve is not None:
         raise fail(f"{prefix}.curve", f"not allowed for type {key_type}")
     curve = CURVE_ALIASES[curve] if curve is not None else None
-    allowed = VECTORS_BY_TYPE[key_type]["allowed"]
+    allowed = vector_table.allowed(key_type)
     vectors = tuple(raw["vectors"]) if "vectors" in raw else default_vectors(key_type, curve)
     for j, vector in enumerate(vectors):
         if vector not in allowed:

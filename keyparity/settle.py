@@ -19,7 +19,7 @@ import pytest
 
 from .cloudhsm import policy
 from .errors import KeyparityError
-from .journal.store import require_intact
+from .journal.chain import require_intact
 from .profile import Cluster, Profile, load_profile, resolve_profile_arg
 
 # options whose value is a path: written with a space, pytest reads the value as a test path

@@ -8,7 +8,7 @@ from pkcs11 import UserType
 
 from keyparity.hsm import attributes, keyinfo, preflight
 from keyparity.errors import KeyMismatch
-from keyparity.hsm.migrate import locate
+from keyparity.hsm.locate import locate
 
 pytestmark = pytest.mark.preflight
 

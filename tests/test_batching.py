@@ -14,7 +14,8 @@ import subprocess
 import sys
 
 from conftest import evidence, run_suites
-from keyparity.journal.store import Journal, verify
+from keyparity.journal.chain import verify
+from keyparity.journal.store import Journal
 from keyparity.hsm.migrate import MAX_CHUNK, chunk_size
 from test_red_suites import AES, DES3, HMAC, RSA, all_green, counts, groups, nodes, observed, plain
 

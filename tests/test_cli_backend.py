@@ -22,7 +22,8 @@ import yaml
 from conftest import REPO, evidence, run_suites
 from keyparity.cloudhsm import backend as cli_backend
 from keyparity.cloudhsm.cli import CliCommandFailed, CloudHsmCli
-from keyparity.journal.store import Journal, verify
+from keyparity.journal.chain import verify
+from keyparity.journal.store import Journal, NullJournal
 from keyparity.errors import MechanismUnsupported
 from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
@@ -75,7 +76,7 @@ class Fake:
     def channel(self, journal: Any = None, label: str = LABEL) -> cli_backend.CliChannel:
         return cli_backend.CliChannel(self.cli("cluster-src", "source (hsm1)"),
                                       self.cli("cluster-tgt", "target (hsm2m)"), WRAPPING, label,
-                                      journal=journal)
+                                      journal=journal or NullJournal().bind("RUN"))
 
     def reap(self, rec: Any, **kw: Any) -> tuple[list[str], list[str]]:
         return cli_backend.reap_wrapping(rec, self.cli("cluster-src", "source (hsm1)"),

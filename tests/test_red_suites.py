@@ -41,23 +41,24 @@ WRAP_PROBE = "suites/test_preflight.py::test_tokens_accept_the_wrapping_paramete
 
 # A plugin for the child pytest that simulates a migration whose identity check is broken:
 # the migrator accepts whatever key sits under the label. The suites' own KCV test keeps the
-# real prove_identity (imported at collection, before this patch), so the KCV test, the
+# real proof (it imported ``prove`` at collection, before this patch), so the KCV test, the
 # vectors and the attribute table have to catch the wrong key on their own.
 BLIND_IDENTITY = '''
-import keyparity.hsm.migrate as migrate
+import keyparity.hsm.identity as identity
+from keyparity.errors import KeyMismatch
 
 
 def pytest_collection_finish(session):
-    real = migrate.prove_identity
+    real = identity.prove
 
-    def blind(spec, source, target, src, tgt, *args):
+    def blind(spec, source, target, **kw):
         try:
-            return real(spec, source, target, src, tgt, *args)
-        except migrate.KeyMismatch:
+            return real(spec, source, target, **kw)
+        except KeyMismatch:
             return {"method": "identity check disabled by the test", "source": "?",
                     "target": "?", "match": True}
 
-    migrate.prove_identity = blind
+    identity.prove = blind
 '''
 
 

@@ -22,14 +22,13 @@ from typing import Any
 from pkcs11 import Attribute, ObjectClass
 
 from ..hsm import census
-from .harness import lab_profile
 from ..hsm.cluster import ClusterSession, load_module
 from ..hsm.login import LoginGate
-from ..profile import KeySpec
 from ..hsm.seed import seed
 from ..hsm.softhsm import find_module, provision
+from ..profile import KeySpec
+from .common import TMPFS, lab_profile
 
-TMPFS = Path("/dev/shm")
 ROUNDS = 3
 
 

@@ -14,20 +14,15 @@ The token directory is removed at the end, also on error, Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +34,19 @@ from ..hsm.cluster import ClusterSession, find_token, load_module
 from ..hsm.login import LoginGate
 from ..hsm.mechanisms import WrapParams
 from ..hsm.migrate import Migration, Migrator
-from ..profile import Cluster, KeySpec, Profile, Wrapping
-from ..secrets import SecretRef
 from ..hsm.seed import seed
 from ..hsm.softhsm import find_module, provision
+from ..profile import KeySpec, Profile
+from .common import (
+    BARE_TARGET, SOURCE, TARGET, TMPFS, WRAPPING, Say, conclude, interrupt, key_spec,
+    lab_profile, machine, say,
+)
 
 GOAL_RATIO = 1.25
-TMPFS = Path("/dev/shm")
-SOURCE, TARGET, BARE_TARGET = "hsm1", "hsm2", "hsm3"
-LABEL = "bench-aes256-{:06d}"
-# SoftHSM 2.6 accepts only SHA-1 for RSA-OAEP (as in the embedded demo profile).
-WRAPPING = Wrapping(mechanism="rsa-aes", rsa_bits=2048, oaep_hash="sha1", mgf="mgf1-sha1",
-                    aes_bits=256)
 MEMORY_METHOD = ("resource.getrusage(RUSAGE_SELF).ru_maxrss: peak resident set size of the "
                  "whole process in KiB (Python, both code paths and the in-process SoftHSM, "
                  "which keeps every object of the three tokens in memory); no tracemalloc, "
                  "so that the timings are not distorted")
-
-Say = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------- the bare loop
@@ -186,26 +176,19 @@ class Figures:
     checks: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Lab:
+    """The provisioned, seeded tokens: the loaded module, the generated profile, the pins by
+    token label and the seeded keys."""
+    root: Path
+    lib: Any
+    profile: Profile
+    pins: dict[str, str]
+    specs: tuple[KeySpec, ...]
+
+
 def _maxrss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def lab_profile(root: Path, module: str, conf: Path, specs: tuple[KeySpec, ...]) -> Profile:
-    def side(role: str, label: str, mode: str) -> Cluster:
-        return Cluster(role=role, name=label, module=Path(module), token_label=label, slot=None,
-                       pin=SecretRef("file", str(root / f"{label}.pin"), f"clusters.{role}.pin"),
-                       mode=mode)
-    return Profile(path=root / "bench.yaml", sha256="", name="bench",
-                   description="keyparity bench (generated)", environment="test",
-                   module_env={"SOFTHSM2_CONF": str(conf)},
-                   source=side("source", SOURCE, "FIPS"), target=side("target", TARGET, "NON_FIPS"),
-                   wrapping=WRAPPING, migration_mode="migrate", keys=specs)
-
-
-def _spec(i: int) -> KeySpec:
-    label = LABEL.format(i)
-    return KeySpec(index=i, label=label, target_label=label, type="aes", size=256, curve=None,
-                   attributes={}, vectors=(), disposition="migrate", expected_differences={})
 
 
 def _count_keys(lib: Any, label: str, pin: str | None) -> set[str]:
@@ -219,21 +202,15 @@ def _count_keys(lib: Any, label: str, pin: str | None) -> set[str]:
         session.close()
 
 
-def run(n: int, batch: int, root: Path, say: Say) -> Figures:
-    """Provision, seed, migrate both ways in interleaved batches, verify; returns the figures."""
-    fig = Figures(keys=n, batch=batch, token_dir=str(root), tmpfs=root.parent == TMPFS)
-    module = find_module()
-    if module in cluster._libs:  # noqa: SLF001 - SoftHSM reads SOFTHSM2_CONF once per process
-        raise RuntimeError("SoftHSM is already loaded in this process; run the bench in a "
-                           "fresh process")
-    clock = time.perf_counter
-
+def _provision_and_seed(fig: Figures, root: Path, module: str, say: Say) -> Lab:
+    """Three tokens in ``root``, N keys seeded on the source (set-up, timed apart)."""
+    clock, n = time.perf_counter, fig.keys
     t = clock()
     conf = provision(root, [SOURCE, TARGET, BARE_TARGET])
     fig.setup["provision_seconds"] = clock() - t
     pins = {label: (root / f"{label}.pin").read_text().strip()
             for label in (SOURCE, TARGET, BARE_TARGET)}
-    specs = tuple(_spec(i) for i in range(n))
+    specs = tuple(key_spec(i) for i in range(n))
     profile = lab_profile(root, module, conf, specs)
     lib = load_module(module, profile.module_env)  # sets SOFTHSM2_CONF before the first load
 
@@ -245,122 +222,176 @@ def run(n: int, batch: int, root: Path, say: Say) -> Figures:
         raise RuntimeError(f"seeded {len(created)} keys, wanted {n}")
     fig.memory["after_seed_maxrss_kib"] = _maxrss_kib()
     say(f"seeded {n} AES-256 keys on {SOURCE} in {fig.setup['seed_seconds']:.2f} s (not timed)")
+    return Lab(root=root, lib=lib, profile=profile, pins=pins, specs=specs)
 
-    src = tgt = migrator = bare = None
-    try:
-        # Harness set-up, each part timed: sessions (login), index (one enumeration per token),
-        # wrapping channel (RSA pair on the target, public half on the source, one probe move).
-        gate = LoginGate(root / "login-state.json")
+
+def _set_up_harness(fig: Figures, lab: Lab, opened: list[Any]) -> Migrator:
+    """Harness set-up, each part timed: sessions (login), index (one enumeration per token),
+    wrapping channel (RSA pair on the target, public half on the source, one probe move).
+    The sessions are added to ``opened`` as they open."""
+    clock, profile = time.perf_counter, lab.profile
+    gate = LoginGate(lab.root / "login-state.json")
+    t = clock()
+    src = ClusterSession(profile.source, profile.module_env, gate)
+    opened.append(src)
+    tgt = ClusterSession(profile.target, profile.module_env, gate)
+    opened.append(tgt)
+    t_open = clock() - t
+    t = clock()
+    src_index, tgt_index = src.index, tgt.index
+    t_index = clock() - t
+    migrator = Migrator(profile, src, tgt, "bench")
+    t = clock()
+    migrator.backend.channel  # noqa: B018 - created here, not in the first timed batch
+    t_channel = clock() - t
+    indexed = sum(len(v) for v in src_index.by_label.values()) + \
+        sum(len(v) for v in tgt_index.by_label.values())
+    fig.setup["harness"] = {"open_sessions_seconds": t_open, "index_build_seconds": t_index,
+                            "index_objects": indexed, "wrapping_channel_seconds": t_channel}
+    return migrator
+
+
+def _set_up_bare(fig: Figures, lab: Lab, opened: list[Any]) -> Bare:
+    """The bare loop's set-up, timed likewise: sessions, one enumeration, the RSA pair."""
+    clock = time.perf_counter
+    t = clock()
+    bare = Bare(lab.lib, SOURCE, BARE_TARGET, lab.pins[BARE_TARGET])
+    opened.append(bare)
+    b_open = clock() - t
+    t = clock()
+    bare.enumerate()
+    b_enum = clock() - t
+    t = clock()
+    bare.wrapping_pair()
+    b_pair = clock() - t
+    fig.setup["bare"] = {"open_sessions_seconds": b_open, "enumerate_seconds": b_enum,
+                         "enumerated_objects": bare.objects, "wrapping_pair_seconds": b_pair}
+    return bare
+
+
+def _say_setup(fig: Figures, say: Say) -> None:
+    h, b = fig.setup["harness"], fig.setup["bare"]
+    indexed, t_index = h["index_objects"], h["index_build_seconds"]
+    say(f"set-up: harness index of {indexed} objects in {t_index:.3f} s "
+        f"({t_index / max(indexed, 1) * 1e6:.1f} us/object), channel "
+        f"{h['wrapping_channel_seconds']:.3f} s; bare enumeration of "
+        f"{b['enumerated_objects']} objects in {b['enumerate_seconds']:.3f} s")
+
+
+def _migrate_in_batches(fig: Figures, specs: tuple[KeySpec, ...], migrator: Migrator,
+                        bare: Bare, say: Say) -> tuple[list[Migration], list[tuple[str, str]]]:
+    """Both paths over the same keys in interleaved batches (the order swaps every batch),
+    each batch timed; a progress line about every tenth of the run."""
+    ensure = migrator.ensure
+    bare_migrate = bare.migrate
+    harness_out: list[Migration] = []
+    bare_out: list[tuple[str, str]] = []
+
+    def harness_batch(chunk: Sequence[KeySpec]) -> None:
+        for spec in chunk:
+            harness_out.append(ensure(spec))
+
+    def bare_batch(chunk: Sequence[KeySpec]) -> None:
+        for spec in chunk:
+            bare_out.append(bare_migrate(spec.label))
+
+    paths = {"harness": harness_batch, "bare": bare_batch}
+    starts = range(0, fig.keys, fig.batch)
+    report_every = max(1, len(starts) // 10)
+    window = [0.0, 0.0, 0]
+    for b, start in enumerate(starts):
+        chunk = specs[start:start + fig.batch]
+        row = _timed_batch(b, start, chunk, paths)
+        fig.batches.append(row)
+        window[0] += row["harness_seconds"]
+        window[1] += row["bare_seconds"]
+        window[2] += len(chunk)
+        if (b + 1) % report_every == 0 or b == len(starts) - 1:
+            done = start + len(chunk)
+            say(f"  keys {done - window[2] + 1:>6}-{done:<6} harness "
+                f"{window[2] / window[0]:8.1f} keys/s   bare {window[2] / window[1]:8.1f} "
+                f"keys/s   ratio {window[0] / window[1]:.3f}")
+            window = [0.0, 0.0, 0]
+    return harness_out, bare_out
+
+
+def _timed_batch(b: int, start: int, chunk: Sequence[KeySpec],
+                 paths: dict[str, Callable[[Sequence[KeySpec]], None]]) -> dict[str, Any]:
+    """One batch through both paths, harness first in even batches; wall and CPU time each."""
+    clock, cpu = time.perf_counter, time.process_time
+    order = ("harness", "bare") if b % 2 == 0 else ("bare", "harness")
+    took, cpu_took = {}, {}
+    for path in order:
+        c = cpu()
         t = clock()
-        src = ClusterSession(profile.source, profile.module_env, gate)
-        tgt = ClusterSession(profile.target, profile.module_env, gate)
-        t_open = clock() - t
-        t = clock()
-        src_index, tgt_index = src.index, tgt.index
-        t_index = clock() - t
-        migrator = Migrator(profile, src, tgt, "bench")
-        t = clock()
-        migrator.channel  # noqa: B018 - created here, not in the first timed batch
-        t_channel = clock() - t
-        indexed = sum(len(v) for v in src_index.by_label.values()) + \
-            sum(len(v) for v in tgt_index.by_label.values())
-        fig.setup["harness"] = {"open_sessions_seconds": t_open, "index_build_seconds": t_index,
-                                "index_objects": indexed, "wrapping_channel_seconds": t_channel}
+        paths[path](chunk)
+        took[path] = clock() - t
+        cpu_took[path] = cpu() - c
+    return {"batch": b, "first_key": start, "keys": len(chunk),
+            "first": order[0], "harness_seconds": took["harness"],
+            "bare_seconds": took["bare"],
+            "harness_cpu_seconds": cpu_took["harness"],
+            "bare_cpu_seconds": cpu_took["bare"]}
 
-        t = clock()
-        bare = Bare(lib, SOURCE, BARE_TARGET, pins[BARE_TARGET])
-        b_open = clock() - t
-        t = clock()
-        bare.enumerate()
-        b_enum = clock() - t
-        t = clock()
-        bare.wrapping_pair()
-        b_pair = clock() - t
-        fig.setup["bare"] = {"open_sessions_seconds": b_open, "enumerate_seconds": b_enum,
-                             "enumerated_objects": bare.objects, "wrapping_pair_seconds": b_pair}
-        fig.memory["after_setup_maxrss_kib"] = _maxrss_kib()
-        say(f"set-up: harness index of {indexed} objects in {t_index:.3f} s "
-            f"({t_index / max(indexed, 1) * 1e6:.1f} us/object), channel {t_channel:.3f} s; "
-            f"bare enumeration of {bare.objects} objects in {b_enum:.3f} s")
 
-        ensure = migrator.ensure
-        bare_migrate = bare.migrate
-        harness_out: list[Migration] = []
-        bare_out: list[tuple[str, str]] = []
+def _verify(fig: Figures, lab: Lab, migrator: Migrator, bare: Bare, opened: list[Any],
+            harness_out: list[Migration], bare_out: list[tuple[str, str]]) -> None:
+    """Verification (not timed): KCVs of both paths, wrapping objects left, the keys on both
+    targets counted in fresh sessions. Closes the Migrator and the bare loop."""
+    h_migrated = sum(1 for m in harness_out if m.status == "migrated")
+    h_matched = sum(1 for m in harness_out if m.identity.get("match") is True)
+    failed = [f"{m.spec.label}: {m.detail}" for m in harness_out if not m.ok]
+    b_matched = sum(1 for s, t_ in bare_out if s == t_)
+    agree = sum(1 for m, (s, t_) in zip(harness_out, bare_out)
+                if m.identity.get("source") == s and m.identity.get("target") == t_)
+    left = migrator.close()
+    bare.close()
+    opened.remove(bare)
+    labels = {s.label for s in lab.specs}
+    on_target = _count_keys(lab.lib, TARGET, None)  # hsm2 is still logged in by the harness
+    on_bare_target = _count_keys(lab.lib, BARE_TARGET, lab.pins[BARE_TARGET])
+    fig.checks = {
+        "harness_migrated": h_migrated, "harness_kcv_matched": h_matched,
+        "harness_failures": failed[:10], "bare_migrated": len(bare_out),
+        "bare_kcv_matched": b_matched, "kcv_agree_harness_and_bare": agree,
+        "target_keys": len(on_target), "target_labels_match": on_target == labels,
+        "bare_target_keys": len(on_bare_target),
+        "bare_target_labels_match": on_bare_target == labels,
+        "wrapping_objects_left": left,
+    }
 
-        def harness_batch(chunk: Sequence[KeySpec]) -> None:
-            for spec in chunk:
-                harness_out.append(ensure(spec))
 
-        def bare_batch(chunk: Sequence[KeySpec]) -> None:
-            for spec in chunk:
-                bare_out.append(bare_migrate(spec.label))
-
-        starts = range(0, n, batch)
-        report_every = max(1, len(starts) // 10)
-        window = [0.0, 0.0, 0]
-        cpu = time.process_time
-        for b, start in enumerate(starts):
-            chunk = specs[start:start + batch]
-            order = ("harness", "bare") if b % 2 == 0 else ("bare", "harness")
-            took, cpu_took = {}, {}
-            for path in order:
-                c = cpu()
-                t = clock()
-                (harness_batch if path == "harness" else bare_batch)(chunk)
-                took[path] = clock() - t
-                cpu_took[path] = cpu() - c
-            fig.batches.append({"batch": b, "first_key": start, "keys": len(chunk),
-                                "first": order[0], "harness_seconds": took["harness"],
-                                "bare_seconds": took["bare"],
-                                "harness_cpu_seconds": cpu_took["harness"],
-                                "bare_cpu_seconds": cpu_took["bare"]})
-            window[0] += took["harness"]
-            window[1] += took["bare"]
-            window[2] += len(chunk)
-            if (b + 1) % report_every == 0 or b == len(starts) - 1:
-                done = start + len(chunk)
-                say(f"  keys {done - window[2] + 1:>6}-{done:<6} harness "
-                    f"{window[2] / window[0]:8.1f} keys/s   bare {window[2] / window[1]:8.1f} "
-                    f"keys/s   ratio {window[0] / window[1]:.3f}")
-                window = [0.0, 0.0, 0]
-        fig.memory["after_run_maxrss_kib"] = _maxrss_kib()
-
-        # Verification (not timed).
-        h_migrated = sum(1 for m in harness_out if m.status == "migrated")
-        h_matched = sum(1 for m in harness_out if m.identity.get("match") is True)
-        failed = [f"{m.spec.label}: {m.detail}" for m in harness_out if not m.ok]
-        b_matched = sum(1 for s, t_ in bare_out if s == t_)
-        agree = sum(1 for m, (s, t_) in zip(harness_out, bare_out)
-                    if m.identity.get("source") == s and m.identity.get("target") == t_)
-        left = migrator.close()
-        bare.close()
-        bare = None
-        labels = {s.label for s in specs}
-        on_target = _count_keys(lib, TARGET, None)  # hsm2 is still logged in by the harness
-        on_bare_target = _count_keys(lib, BARE_TARGET, pins[BARE_TARGET])
-        fig.checks = {
-            "harness_migrated": h_migrated, "harness_kcv_matched": h_matched,
-            "harness_failures": failed[:10], "bare_migrated": len(bare_out),
-            "bare_kcv_matched": b_matched, "kcv_agree_harness_and_bare": agree,
-            "target_keys": len(on_target), "target_labels_match": on_target == labels,
-            "bare_target_keys": len(on_bare_target),
-            "bare_target_labels_match": on_bare_target == labels,
-            "wrapping_objects_left": left,
-        }
-    finally:
-        if bare is not None:
-            bare.close()
-        for c in (tgt, src):
-            if c is not None:
-                c.close()
-
+def _totals(fig: Figures) -> None:
+    """Seconds, keys/s and CPU seconds per path over the batches; the peak RSS."""
     for path, out in (("harness", fig.harness), ("bare", fig.bare)):
         secs = sum(b[f"{path}_seconds"] for b in fig.batches)
-        out.update(seconds=secs, keys_per_second=n / secs,
+        out.update(seconds=secs, keys_per_second=fig.keys / secs,
                    cpu_seconds=sum(b[f"{path}_cpu_seconds"] for b in fig.batches))
     fig.memory["peak_rss_kib"] = _maxrss_kib()
     fig.memory["method"] = MEMORY_METHOD
+
+
+def run(n: int, batch: int, root: Path, say: Say) -> Figures:
+    """Provision, seed, migrate both ways in interleaved batches, verify; returns the figures."""
+    fig = Figures(keys=n, batch=batch, token_dir=str(root), tmpfs=root.parent == TMPFS)
+    module = find_module()
+    if module in cluster._libs:  # noqa: SLF001 - SoftHSM reads SOFTHSM2_CONF once per process
+        raise RuntimeError("SoftHSM is already loaded in this process; run the bench in a "
+                           "fresh process")
+    lab = _provision_and_seed(fig, root, module, say)
+    opened: list[Any] = []  # sessions and the bare loop: closed last first, also on error
+    try:
+        migrator = _set_up_harness(fig, lab, opened)
+        bare = _set_up_bare(fig, lab, opened)
+        fig.memory["after_setup_maxrss_kib"] = _maxrss_kib()
+        _say_setup(fig, say)
+        harness_out, bare_out = _migrate_in_batches(fig, lab.specs, migrator, bare, say)
+        fig.memory["after_run_maxrss_kib"] = _maxrss_kib()
+        _verify(fig, lab, migrator, bare, opened, harness_out, bare_out)
+    finally:
+        for c in reversed(opened):
+            c.close()
+    _totals(fig)
     return fig
 
 
@@ -381,46 +412,6 @@ def _linearity(batches: list[dict[str, Any]], path: str) -> dict[str, Any]:
     return {"first_half_keys_per_second": first, "second_half_keys_per_second": second,
             "second_over_first": (second / first) if first and second else None,
             "tenths_keys_per_second": tenths}
-
-
-def _softhsm_version() -> str:
-    try:
-        out = subprocess.run(["softhsm2-util", "--version"], capture_output=True, text=True,
-                             check=False, timeout=30)
-        return out.stdout.strip() or out.stderr.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"unknown ({type(exc).__name__})"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "python_pkcs11": _version("python-pkcs11"),
-        "keyparity": _version("keyparity"),
-        "softhsm": _softhsm_version(),
-        "softhsm_module": find_module(),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "platform": platform.platform(),
-    }
 
 
 def summary(fig: Figures) -> dict[str, Any]:
@@ -490,25 +481,14 @@ def report(doc: dict[str, Any], say: Say) -> None:
 # --------------------------------------------------------------------------- command
 
 
-def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(args: argparse.Namespace) -> int:
-    if getattr(args, "journal_overhead", False):
-        from .journal_overhead import main as journal_main
-        return journal_main(args)
     n, batch = args.keys, args.batch
     if n < 1 or batch < 1:
         print("keyparity: error: --keys and --batch must be at least 1", file=sys.stderr)
         return 2
-
-    def say(line: str) -> None:
-        print(f"keyparity bench: {line}", flush=True)
-
     base = TMPFS if TMPFS.is_dir() else None
     root = Path(tempfile.mkdtemp(prefix="keyparity-bench-", dir=base))
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         try:
             say(f"{n} AES-256 keys in batches of {batch}; tokens {SOURCE} -> {TARGET} (harness) "
@@ -524,15 +504,3 @@ def main(args: argparse.Namespace) -> int:
     doc = summary(fig)
     report(doc, say)
     return conclude(doc, args.json, say, "both paths")
-
-
-def conclude(doc: dict[str, Any], json_path: str | None, say: Any, compared: str) -> int:
-    """Write the figures if asked; the exit status: 1 unless every key was migrated and
-    verified by both sides of the comparison."""
-    if json_path:
-        Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
-        say(f"figures written to {json_path}")
-    if not doc["ok"]:
-        say(f"FAILED: not every key was migrated and verified by {compared}")
-        return 1
-    return 0

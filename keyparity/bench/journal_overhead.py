@@ -14,7 +14,7 @@ The journal file is NOT on tmpfs: it lives in a temporary directory on the files
 disk), because the fsyncs are what the journal costs. Its filesystem type is reported.
 
 The journaled Migrator is given its keys in chunks, as the plugin gives a run's keys (one
-xdist group each, ``keyparity.hsm.migrate.chunk_size``): the unwraps of a chunk share one durable
+xdist group each, ``keyparity.plan.chunk_size``): the unwraps of a chunk share one durable
 commit of their ``before`` entries (group commit); each ``after`` is still its own commit.
 
 Timing: the workers go through rounds of ``--batch`` keys each; in every round both workers run
@@ -35,17 +35,29 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .harness import (
-    BARE_TARGET, SOURCE, TARGET, TMPFS, _interrupt, lab_profile, _spec, conclude, machine,
+from pkcs11 import Attribute, ObjectClass
+
+from ..hsm.cluster import ClusterSession, find_token, load_module
+from ..hsm.login import LoginGate
+from ..hsm.migrate import Migrator
+from ..hsm.seed import seed
+from ..hsm.softhsm import find_module, provision
+from ..journal.chain import verify
+from ..journal.store import Journal
+from ..hsm.migrate import chunk_size, chunks
+from ..secrets import SecretRef
+from .common import (
+    BARE_TARGET, SOURCE, TARGET, TMPFS, conclude, interrupt, key_spec, lab_profile, machine,
+    say,
 )
 
 GOAL_OVERHEAD = 0.10
@@ -73,18 +85,15 @@ def filesystem(path: Path) -> dict[str, str]:
 
 
 def _load(root: Path, n: int) -> tuple[Any, dict[str, str], tuple[Any, ...]]:
-    from ..hsm.softhsm import find_module
     conf = root / "softhsm2.conf"
     pins = {label: (root / f"{label}.pin").read_text().strip()
             for label in (SOURCE, TARGET, BARE_TARGET)}
-    specs = tuple(_spec(i) for i in range(n))
+    specs = tuple(key_spec(i) for i in range(n))
     return lab_profile(root, find_module(), conf, specs), pins, specs
 
 
 def _seed_child(root: str, n: int, out: Any) -> None:
     try:
-        from ..hsm.cluster import find_token, load_module
-        from ..hsm.seed import seed
         profile, pins, specs = _load(Path(root), n)
         lib = load_module(str(profile.source.module), profile.module_env)
         t = time.perf_counter()
@@ -97,9 +106,6 @@ def _seed_child(root: str, n: int, out: Any) -> None:
 
 def _count_child(root: str, n: int, out: Any) -> None:
     try:
-        from pkcs11 import Attribute, ObjectClass
-
-        from ..hsm.cluster import load_module
         profile, pins, _ = _load(Path(root), n)
         lib = load_module(str(profile.source.module), profile.module_env)
         found = {}
@@ -112,89 +118,113 @@ def _count_child(root: str, n: int, out: Any) -> None:
         out.put(("error", traceback.format_exc()))
 
 
+@dataclass
+class _Held:
+    """What a worker has open; closed at its end, also on error."""
+    migrators: list[Any] = field(default_factory=list)
+    sessions: list[Any] = field(default_factory=list)
+    journal: Any = None
+
+    def close(self) -> None:
+        for m in self.migrators:
+            try:
+                m.close()
+            except Exception:  # noqa: BLE001
+                pass
+        for s in self.sessions:
+            s.close()
+        if self.journal is not None:
+            self.journal.close()
+
+
+def _set_up_worker(held: _Held, profile: Any, root: Path, gate: LoginGate, journal_path: str,
+                   synchronous: str | None) -> tuple[Migrator, Migrator]:
+    """Sessions on the source, hsm2 and hsm3 (indexed), the journal, and the two Migrators
+    (journaled to hsm2, plain to hsm3) with their wrapping pairs: all before timing."""
+    src = ClusterSession(profile.source, profile.module_env, gate)
+    tgt_j = ClusterSession(profile.target, profile.module_env, gate)
+    plain_spec = dataclasses.replace(
+        profile.target, name=BARE_TARGET, token_label=BARE_TARGET,
+        pin=SecretRef("file", str(root / f"{BARE_TARGET}.pin"), "clusters.target.pin"))
+    tgt_p = ClusterSession(plain_spec, profile.module_env, gate)
+    held.sessions = [tgt_p, tgt_j, src]
+    src.index  # noqa: B018 - built before timing
+    tgt_j.index  # noqa: B018
+    tgt_p.index  # noqa: B018
+    kwargs = {} if synchronous is None else {"sync": synchronous}
+    held.journal = Journal(Path(journal_path), **kwargs)
+    mj = Migrator(profile, src, tgt_j, RUN_JOURNALED, journal=held.journal)
+    mp_ = Migrator(profile, src, tgt_p, RUN_PLAIN)
+    held.migrators = [mj, mp_]
+    mj.backend.channel  # noqa: B018 - wrapping pairs made before timing
+    mp_.backend.channel  # noqa: B018
+    return mj, mp_
+
+
+def _worker_rounds(w: int, mine: tuple[Any, ...], rounds: int, batch: int,
+                   migrators: dict[str, Migrator], barrier: Any
+                   ) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+    """The timed rounds: per round both variants over the round's keys (the order swaps every
+    round), a barrier before each phase so that the workers run each phase together."""
+    results: dict[str, list[Any]] = {JOURNALED: [], PLAIN: []}
+    timings = []
+    clock, cpu = time.perf_counter, time.process_time
+    for r in range(rounds):
+        part = mine[r * batch:(r + 1) * batch]
+        order = (JOURNALED, PLAIN) if r % 2 == 0 else (PLAIN, JOURNALED)
+        row: dict[str, Any] = {"round": r, "worker": w, "keys": len(part), "first": order[0]}
+        for variant in order:
+            ensure = migrators[variant].ensure
+            got = results[variant]
+            barrier.wait(BARRIER_TIMEOUT)
+            c, t0 = cpu(), clock()
+            for spec in part:
+                got.append(ensure(spec))
+            t1 = clock()
+            row[variant] = {"start": t0, "end": t1, "cpu_seconds": cpu() - c}
+        timings.append(row)
+    return results, timings
+
+
+def _check(ms: list[Any]) -> dict[str, Any]:
+    """A variant's outcome in one worker: migrated, KCVs matched, failures, the target KCVs."""
+    return {"migrated": sum(m.status == "migrated" for m in ms),
+            "kcv_matched": sum(m.identity.get("match") is True for m in ms),
+            "failures": [f"{m.spec.label}: {m.detail}" for m in ms if not m.ok][:10],
+            "kcvs": {m.spec.label: m.identity.get("target") for m in ms}}
+
+
 def _worker(w: int, workers: int, root: str, n: int, batch: int, journal_path: str,
             synchronous: str | None, chunk: int | None, barrier: Any, out: Any) -> None:
     """One worker: its share of the keys, journaled to hsm2 and plain to hsm3, in rounds."""
-    migrators: list[Any] = []
-    sessions: list[Any] = []
-    journal = None
+    held = _Held()
     try:
-        from ..hsm.cluster import ClusterSession
-        from ..journal.store import Journal
-        from ..hsm.login import LoginGate
-        from ..hsm.migrate import Migrator, chunk_size, chunks
-        from ..secrets import SecretRef
         profile, _, specs = _load(Path(root), n)
         share = -(-n // workers)
         mine = specs[w * share:(w + 1) * share]
         gate = LoginGate(Path(root) / "login-state.json")  # one file lock around load + login
         t = time.perf_counter()
-        src = ClusterSession(profile.source, profile.module_env, gate)
-        tgt_j = ClusterSession(profile.target, profile.module_env, gate)
-        plain_spec = dataclasses.replace(
-            profile.target, name=BARE_TARGET, token_label=BARE_TARGET,
-            pin=SecretRef("file", str(Path(root) / f"{BARE_TARGET}.pin"), "clusters.target.pin"))
-        tgt_p = ClusterSession(plain_spec, profile.module_env, gate)
-        sessions = [tgt_p, tgt_j, src]
-        src.index  # noqa: B018 - built before timing
-        tgt_j.index  # noqa: B018
-        tgt_p.index  # noqa: B018
-        kwargs = {} if synchronous is None else {"sync": synchronous}
-        journal = Journal(Path(journal_path), **kwargs)
-        mj = Migrator(profile, src, tgt_j, RUN_JOURNALED, journal=journal)
-        mp_ = Migrator(profile, src, tgt_p, RUN_PLAIN)
-        migrators = [mj, mp_]
-        mj.channel  # noqa: B018 - wrapping pairs made before timing
-        mp_.channel  # noqa: B018
+        mj, mp_ = _set_up_worker(held, profile, Path(root), gate, journal_path, synchronous)
         setup = time.perf_counter() - t
-        results: dict[str, list[Any]] = {JOURNALED: [], PLAIN: []}
-        timings = []
         rounds = -(-share // batch)
         # as the plugin chunks a run's keys (one xdist group each); --chunk 0: none
         size = chunk_size(n, workers) if chunk is None else chunk
         for r in range(rounds if size else 0):
             mj.plan(chunks(mine[r * batch:(r + 1) * batch], size))
-        clock, cpu = time.perf_counter, time.process_time
-        for r in range(rounds):
-            part = mine[r * batch:(r + 1) * batch]
-            order = (JOURNALED, PLAIN) if r % 2 == 0 else (PLAIN, JOURNALED)
-            row: dict[str, Any] = {"round": r, "worker": w, "keys": len(part), "first": order[0]}
-            for variant in order:
-                ensure = (mj if variant == JOURNALED else mp_).ensure
-                got = results[variant]
-                barrier.wait(BARRIER_TIMEOUT)
-                c, t0 = cpu(), clock()
-                for spec in part:
-                    got.append(ensure(spec))
-                t1 = clock()
-                row[variant] = {"start": t0, "end": t1, "cpu_seconds": cpu() - c}
-            timings.append(row)
+        results, timings = _worker_rounds(w, mine, rounds, batch, {JOURNALED: mj, PLAIN: mp_},
+                                          barrier)
         barrier.wait(BARRIER_TIMEOUT)
-
-        def check(ms: list[Any]) -> dict[str, Any]:
-            return {"migrated": sum(m.status == "migrated" for m in ms),
-                    "kcv_matched": sum(m.identity.get("match") is True for m in ms),
-                    "failures": [f"{m.spec.label}: {m.detail}" for m in ms if not m.ok][:10],
-                    "kcvs": {m.spec.label: m.identity.get("target") for m in ms}}
         left = mj.close() + mp_.close()
-        migrators = []
+        held.migrators = []
         out.put(("ok", {"worker": w, "keys": len(mine), "setup_seconds": setup,
-                        "timings": timings, JOURNALED: check(results[JOURNALED]),
-                        PLAIN: check(results[PLAIN]), "wrapping_objects_left": left,
+                        "timings": timings, JOURNALED: _check(results[JOURNALED]),
+                        PLAIN: _check(results[PLAIN]), "wrapping_objects_left": left,
                         "pid": os.getpid()}))
     except BaseException:  # noqa: BLE001 - reported; the other worker is released
         barrier.abort()
         out.put(("error", f"worker {w}:\n{traceback.format_exc()}"))
     finally:
-        for m in migrators:
-            try:
-                m.close()
-            except Exception:  # noqa: BLE001
-                pass
-        for s in sessions:
-            s.close()
-        if journal is not None:
-            journal.close()
+        held.close()
 
 
 def _child(ctx: Any, target: Any, *args: Any) -> Any:
@@ -211,11 +241,9 @@ def _child(ctx: Any, target: Any, *args: Any) -> Any:
 # --------------------------------------------------------------------------- the run
 
 
-def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
-        synchronous: str | None, say: Any, chunk: int | None = None) -> dict[str, Any]:
-    from ..hsm.migrate import chunk_size
-    from ..hsm.softhsm import provision
-    ctx = mp.get_context("spawn")  # fresh interpreters: nothing of SoftHSM is inherited
+def _provision_and_seed(ctx: Any, root: Path, n: int, say: Any) -> tuple[float, dict[str, Any]]:
+    """Three tokens in ``root``, N keys seeded on the source in a child process (not timed);
+    returns the provisioning time and what the seeding child reported."""
     t = time.perf_counter()
     provision(root, [SOURCE, TARGET, BARE_TARGET])
     provision_s = time.perf_counter() - t
@@ -223,8 +251,12 @@ def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
     if seeded["seeded"] != n:
         raise RuntimeError(f"seeded {seeded['seeded']} keys, wanted {n}")
     say(f"seeded {n} AES-256 keys on {SOURCE} in {seeded['seconds']:.2f} s (not timed)")
-    journal_path = journal_dir / "journal.sqlite"
+    return provision_s, seeded
 
+
+def _run_workers(ctx: Any, workers: int, root: Path, n: int, batch: int, journal_path: Path,
+                 synchronous: str | None, chunk: int | None) -> list[dict[str, Any]]:
+    """Start the workers, collect what each reports (ordered by worker); any error raises."""
     barrier, q = ctx.Barrier(workers), ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(w, workers, str(root), n, batch, str(journal_path),
                                                synchronous, chunk, barrier, q))
@@ -242,10 +274,12 @@ def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
     errors = [v for s, v in got if s != "ok"]
     if errors:
         raise RuntimeError("\n".join(errors))
-    parts = sorted((v for _, v in got), key=lambda v: v["worker"])
-    on_target = _child(ctx, _count_child, str(root), n)
+    return sorted((v for _, v in got), key=lambda v: v["worker"])
 
-    # Phase wall times: earliest start to latest end over the workers, per round and variant.
+
+def _phase_rounds(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Phase wall times: earliest start to latest end over the workers, per round and
+    variant."""
     rounds = []
     for r in range(max(len(p["timings"]) for p in parts)):
         rows = [p["timings"][r] for p in parts if r < len(p["timings"])]
@@ -256,21 +290,27 @@ def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
                                      - min(x[v]["start"] for x in rows))
             entry[f"{v}_cpu_seconds"] = sum(x[v]["cpu_seconds"] for x in rows)
         rounds.append(entry)
-    labels = sorted(s.label for s in _load(root, n)[2])
-    from ..journal.store import verify
-    db = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True)
+    return rounds
+
+
+def _journal_counts(journal_path: Path) -> dict[str, Any]:
+    """Entries (in all and per action/phase), locks left and journal_mode (Journal.stats)."""
+    journal = Journal(journal_path)
     try:
-        by_action = dict(db.execute("SELECT action || '/' || phase, COUNT(*) FROM entries "
-                                    "GROUP BY 1").fetchall())
-        total_entries = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-        locks_left = db.execute("SELECT COUNT(*) FROM locks").fetchone()[0]
-        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        stats = journal.stats()
     finally:
-        db.close()
-    chain = verify(journal_path)
+        journal.close()
+    return {"by_action": stats["by_action"], "entries": stats["entries"],
+            "locks_left": stats["locks"], "mode": stats["journal_mode"]}
+
+
+def _checks(parts: list[dict[str, Any]], on_target: dict[str, list[str]], labels: list[str],
+            chain: list[str], locks_left: int) -> dict[str, Any]:
+    """Both variants' outcomes over the workers, the keys on both targets, the journal's
+    chain and locks. Takes the target KCVs out of ``parts`` (they are not in the figures)."""
     kcv_j = {k: v for p in parts for k, v in p[JOURNALED].pop("kcvs").items()}
     kcv_p = {k: v for p in parts for k, v in p[PLAIN].pop("kcvs").items()}
-    checks = {
+    return {
         "journaled_migrated": sum(p[JOURNALED]["migrated"] for p in parts),
         "journaled_kcv_matched": sum(p[JOURNALED]["kcv_matched"] for p in parts),
         "plain_migrated": sum(p[PLAIN]["migrated"] for p in parts),
@@ -285,14 +325,31 @@ def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
         "journal_chain_problems": chain[:10], "journal_locks_left": locks_left,
         "wrapping_objects_left": [x for p in parts for x in p["wrapping_objects_left"]],
     }
+
+
+def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
+        synchronous: str | None, say: Any, chunk: int | None = None) -> dict[str, Any]:
+    """Provision and seed, run the workers, then count the targets and read the journal: the
+    raw figures (``summary`` makes the document)."""
+    ctx = mp.get_context("spawn")  # fresh interpreters: nothing of SoftHSM is inherited
+    provision_s, seeded = _provision_and_seed(ctx, root, n, say)
+    journal_path = journal_dir / "journal.sqlite"
+    parts = _run_workers(ctx, workers, root, n, batch, journal_path, synchronous, chunk)
+    on_target = _child(ctx, _count_child, str(root), n)
+    rounds = _phase_rounds(parts)
+    labels = sorted(s.label for s in _load(root, n)[2])
+    counts = _journal_counts(journal_path)
+    chain = verify(journal_path)
+    checks = _checks(parts, on_target, labels, chain, counts["locks_left"])
     return {"provision_seconds": provision_s, "seed_seconds": seeded["seconds"],
             "workers": parts, "rounds": rounds, "checks": checks,
             "journal": {"path": str(journal_path), "filesystem": filesystem(journal_dir),
                         "chunk": chunk_size(n, workers) if chunk is None else chunk,
-                        "journal_mode": mode, "sync": synchronous or "default (before)",
+                        "journal_mode": counts["mode"], "sync": synchronous or "default (before)",
                         "bytes": sum(f.stat().st_size for f in journal_dir.iterdir()),
-                        "entries": total_entries, "entries_per_key": total_entries / n,
-                        "entries_by_action": by_action}}
+                        "entries": counts["entries"],
+                        "entries_per_key": counts["entries"] / n,
+                        "entries_by_action": counts["by_action"]}}
 
 
 def summary(n: int, batch: int, workers: int, root: Path, raw: dict[str, Any]) -> dict[str, Any]:
@@ -367,15 +424,12 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
-    def say(line: str) -> None:
-        print(f"keyparity bench: {line}", flush=True)
-
     base = TMPFS if TMPFS.is_dir() else None
     journal_base = Path(args.journal_dir or tempfile.gettempdir())
     root = Path(tempfile.mkdtemp(prefix="keyparity-bench-", dir=base))
     jdir = Path(tempfile.mkdtemp(prefix="keyparity-bench-journal-", dir=journal_base))
     fs = filesystem(jdir)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         try:
             say(f"journal overhead: {n} AES-256 keys, {workers} workers, batches of {batch}; "

@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checks import Check
 from ..errors import KeyparityError
 from ..profile import AwsSpec, Cluster
 
@@ -92,6 +93,8 @@ def error_for(exc: BaseException, spec: AwsSpec, action: str = "DescribeClusters
 def client_for(spec: AwsSpec) -> Any:
     """A cloudhsmv2 client for the profile's AWS block: ``profile`` names the AWS profile
     (default chain otherwise); with ``role_arn`` the role is assumed through STS first."""
+    # deferred for speed: boto3 takes a good part of a second to import, and only profiles
+    # with an ``aws`` block need it
     import boto3
     import botocore.exceptions as bx
 
@@ -143,7 +146,7 @@ class ClusterFacts:
 def describe(spec: AwsSpec, client: Any = None) -> ClusterFacts:
     """``describe_clusters`` for the one cluster id; AwsError if it cannot be read or is absent.
     ``client`` is a cloudhsmv2 client (made from the spec when not given)."""
-    import botocore.exceptions as bx
+    import botocore.exceptions as bx  # deferred for speed, as in client_for
 
     client = client if client is not None else client_for(spec)
     try:
@@ -162,21 +165,22 @@ def describe(spec: AwsSpec, client: Any = None) -> ClusterFacts:
                         mode=c.get("Mode"), hsms=tuple(c.get("Hsms", [])))
 
 
-# ---- the checks: (ok, message); the message reads well in both cases --------------------------
+# ---- the checks: a Check whose message reads well in both cases --------------------------------
+# (their facts are empty: what AWS reported is recorded once per cluster, ClusterFacts.record)
 
-def check_active(cluster: Cluster, facts: ClusterFacts) -> tuple[bool, str]:
+def check_active(cluster: Cluster, facts: ClusterFacts) -> Check:
     if facts.state == ACTIVE:
-        return True, f"{cluster.name} ({facts.cluster_id}) is ACTIVE"
+        return Check(True, f"{cluster.name} ({facts.cluster_id}) is ACTIVE")
     why = f" ({facts.state_message})" if facts.state_message else ""
     todo = {"UNINITIALIZED": "initialize it (sign the cluster CSR) and activate it",
             "INITIALIZED": "activate it (cloudhsm-cli cluster activate)",
             "DEGRADED": "an HSM or the cluster is impaired: see the CloudHSM console"}.get(
         facts.state, "wait until it is ACTIVE")
-    return False, (f"{cluster.name} ({facts.cluster_id}) is {facts.state}{why}, not ACTIVE: "
-                   f"{todo} before migrating")
+    return Check(False, f"{cluster.name} ({facts.cluster_id}) is {facts.state}{why}, not "
+                        f"ACTIVE: {todo} before migrating")
 
 
-def check_mode_and_type(cluster: Cluster, facts: ClusterFacts) -> tuple[bool, str]:
+def check_mode_and_type(cluster: Cluster, facts: ClusterFacts) -> Check:
     wrong = []
     if facts.mode != cluster.mode:
         wrong.append(f"Mode is {facts.mode} but clusters.{cluster.role}.mode declares "
@@ -185,23 +189,25 @@ def check_mode_and_type(cluster: Cluster, facts: ClusterFacts) -> tuple[bool, st
         wrong.append(f"HsmType is {facts.hsm_type} but clusters.{cluster.role}.hsm_type "
                      f"declares {cluster.hsm_type}")
     if wrong:
-        return False, (f"{cluster.name} ({facts.cluster_id}): " + "; ".join(wrong)
-                       + ": fix the profile or point it at the right cluster")
+        return Check(False, f"{cluster.name} ({facts.cluster_id}): " + "; ".join(wrong)
+                            + ": fix the profile or point it at the right cluster")
     typ = (f"HsmType {facts.hsm_type}" if cluster.hsm_type is not None
            else f"HsmType {facts.hsm_type} (not declared: not compared)")
-    return True, f"{cluster.name} ({facts.cluster_id}): Mode {facts.mode}, {typ}, as declared"
+    return Check(True, f"{cluster.name} ({facts.cluster_id}): Mode {facts.mode}, {typ}, as "
+                       "declared")
 
 
-def check_active_hsms(cluster: Cluster, facts: ClusterFacts) -> tuple[bool, str]:
+def check_active_hsms(cluster: Cluster, facts: ClusterFacts) -> Check:
     need = cluster.aws.min_active_hsms if cluster.aws else 2
     have = facts.active_hsms
     states = ", ".join(f"{h.get('HsmId')} {h.get('State')} {h.get('AvailabilityZone', '')}"
                        .strip() for h in facts.hsms) or "no HSMs"
     if have < need:
-        return False, (f"{cluster.name} ({facts.cluster_id}) has {have} ACTIVE HSM(s), needs "
-                       f">= {need} ({states}): add an HSM in another Availability Zone (keys "
-                       "are only available with >= 2), or set aws.min_active_hsms: 1 "
-                       "knowingly")
+        return Check(False, f"{cluster.name} ({facts.cluster_id}) has {have} ACTIVE HSM(s), "
+                            f"needs >= {need} ({states}): add an HSM in another Availability "
+                            "Zone (keys are only available with >= 2), or set "
+                            "aws.min_active_hsms: 1 knowingly")
     note = (" (aws.min_active_hsms is 1: the two-HSM availability check is disabled by the "
             "profile)" if need < 2 else "")
-    return True, f"{cluster.name} ({facts.cluster_id}) has {have} ACTIVE HSM(s) >= {need}{note}"
+    return Check(True, f"{cluster.name} ({facts.cluster_id}) has {have} ACTIVE HSM(s) >= "
+                       f"{need}{note}")

@@ -37,14 +37,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..hsm import attributes
-from .cli import CliKeyNotFound, CloudHsmCli
-from ..hsm.cluster import ClusterSession
 from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
-from ..journal.store import step as journal_step
+from ..hsm import attributes
+from ..hsm.backend import Once
+from ..hsm.cluster import ClusterSession
 from ..hsm.keytypes import key_class
-from ..hsm.migrate import Side, locate_on_token
-from ..profile import KeySpec, Wrapping
+from ..hsm.locate import Side, locate_on_token
+from ..hsm.login import LoginGate
+from ..profile import KeySpec, Profile, Wrapping
+from .cli import CliKeyNotFound, CloudHsmCli
 
 KEY_TYPE_CLASS = {"aes": "aes", "des3": "des3", "generic-secret": "generic-secret",
                   "rsa": "rsa-private", "ec": "ec-private"}
@@ -107,9 +108,9 @@ class CliChannel:
     """Moves keys from ``source`` to ``target`` with the CloudHSM CLI's RSA-AES wrap/unwrap."""
 
     def __init__(self, source: CloudHsmCli, target: CloudHsmCli, wrapping: Wrapping,
-                 label: str, journal: Any = None) -> None:
+                 label: str, journal: Any) -> None:
         self.source, self.target, self.wrapping = source, target, wrapping
-        self.journal = journal  # keyparity.journal.store.Recorder: every CLI write before/after
+        self.journal = journal  # the run's journal Recorder: every CLI write before/after
         self.label = label
         self.public_label, self.private_label = f"{label}-public", f"{label}-private"
         self.imported_label = f"{label}-imported"
@@ -127,8 +128,8 @@ class CliChannel:
 
     def _setup(self) -> None:
         t, s, w = self.target, self.source, self.wrapping
-        with journal_step(self.journal, "cli-generate-wrapping-pair", cluster=t.cluster_id,
-                          label=self.label, detail=_owner()) as after:
+        with self.journal.step("cli-generate-wrapping-pair", cluster=t.cluster_id,
+                               label=self.label, detail=_owner()) as after:
             data = t.run("key", "generate-asymmetric-pair", "rsa", "--public-exponent", "65537",
                          "--modulus-size-bits", str(w.rsa_bits), "--public-label",
                          self.public_label, "--private-label", self.private_label,
@@ -142,8 +143,8 @@ class CliChannel:
         try:
             t.run("key", "generate-file", "--encoding", "pem", "--path", str(pem), "--filter",
                   f"attr.label={self.public_label}", "attr.class=public-key")
-            with journal_step(self.journal, "cli-import-public", cluster=s.cluster_id,
-                              label=self.imported_label, detail=_owner()) as after:
+            with self.journal.step("cli-import-public", cluster=s.cluster_id,
+                                   label=self.imported_label, detail=_owner()) as after:
                 data = s.run("key", "import", "pem", "--path", str(pem), "--label",
                              self.imported_label, "--key-type-class", "rsa-public",
                              "--attributes", "wrap=true")
@@ -171,9 +172,9 @@ class CliChannel:
                 f"attr.label={self.imported_label}", "attr.class=public-key",
                 "--hash-function", w.oaep_hash, "--mgf", w.mgf, "--path", str(blob))
             extra = unwrap_attributes(source_attributes, spec)
-            with journal_step(self.journal, "cli-unwrap", key_label=spec.label,
-                              cluster=self.target.cluster_id, label=spec.target_label,
-                              detail=_owner()) as after:
+            with self.journal.step("cli-unwrap", key_label=spec.label,
+                                   cluster=self.target.cluster_id, label=spec.target_label,
+                                   detail=_owner()) as after:
                 data = self.target.run(
                     "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
                     "attr.class=private-key", "--key-type-class", KEY_TYPE_CLASS[spec.type],
@@ -189,9 +190,9 @@ class CliChannel:
         left = []
         for cli, filters, ref in reversed(self.live):
             try:
-                with journal_step(self.journal, "cli-delete", cluster=cli.cluster_id,
-                                  label=filters["label"], handle=ref,
-                                  detail=f"class {filters['class']}"):
+                with self.journal.step("cli-delete", cluster=cli.cluster_id,
+                                       label=filters["label"], handle=ref,
+                                       detail=f"class {filters['class']}"):
                     cli.delete(filters)
             except KeyparityError as exc:
                 left.append(f"{cli.where}: {filters['label']} ({type(exc).__name__})")
@@ -231,9 +232,7 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
     inventory's labels) and on the cluster id of ``source`` or ``target`` are deleted; anything
     else is refused and reported. A key not found counts as already gone.
     Returns (lines, left): what was done, and what could not be deleted."""
-    db = rec.journal.db
-    rows = [dict(r) for r in db.execute(
-        "SELECT * FROM entries WHERE action LIKE 'cli-%' ORDER BY seq")]
+    rows = rec.journal.actions("cli-")
     gone = {(e["cluster"], e["label"]) for e in rows
             if e["action"] == "cli-delete" and e["phase"] == "after"}
     clis = {c.cluster_id: c for c in (source, target) if c.cluster_id}
@@ -309,3 +308,57 @@ def find_unwrapped(cluster: ClusterSession, spec: KeySpec) -> Side:
                           f"visible through PKCS #11 on {cluster.name}: check that the CLI and "
                           "PKCS #11 use the same crypto user and cluster")
     return side
+
+
+class CliBackend:
+    """``migration.backend: cloudhsm-cli`` as a keyparity.hsm.backend.Backend: each key moves
+    with the guide's CLI commands (a CliChannel, made on the first move); ``start`` deletes
+    the wrapping objects that earlier, dead runs left behind (``reap_wrapping``)."""
+
+    batches = False  # each key's CLI unwrap is journaled on its own
+
+    def __init__(self, profile: Profile, target: ClusterSession, rec: Any, run_id: str,
+                 gate: LoginGate | None = None) -> None:
+        self.profile, self.target, self.rec, self.run_id = profile, target, rec, run_id
+        self.gate = gate  # the run's: a refused CLI login is never tried again
+        self.method = ""
+        self.asked_target = False
+        self._channel = Once(lambda: CliChannel(*self._clis(), profile.wrapping,
+                                                wrapping_label(run_id), journal=rec))
+        self._left: list[str] = []  # wrapping objects of earlier runs that could not go
+
+    def _clis(self) -> tuple[CloudHsmCli, CloudHsmCli]:
+        return (CloudHsmCli.for_cluster(self.profile.source, gate=self.gate),
+                CloudHsmCli.for_cluster(self.profile.target, gate=self.gate))
+
+    def start(self) -> list[str]:
+        try:
+            src, tgt = self._clis()
+        except KeyparityError as exc:  # the channel reports the same error for each key
+            return [f"wrapping objects of earlier runs not checked: {exc}"]
+        keys = self.profile.keys
+        lines, self._left = reap_wrapping(self.rec, src, tgt, protect={k.label for k in keys}
+                                          | {k.target_label for k in keys})
+        return lines
+
+    @property
+    def channel(self) -> CliChannel:
+        """The CLI channel, made on first use (a refusal: every key fails with it)."""
+        return self._channel.get()
+
+    def move(self, spec: KeySpec, source: Side, source_attributes: Mapping[str, Any]) -> Side:
+        self.asked_target = False
+        channel = self.channel
+        self.asked_target = True  # its commands write to the target
+        side = channel.move(spec, source_attributes, self.target)
+        self.method = channel.method
+        return side
+
+    def recover(self) -> None:
+        return None  # the CLI holds no PKCS #11 session
+
+    def close(self) -> list[str]:
+        left = list(self._left)
+        if self._channel.made is not None:
+            left += self._channel.made.close()
+        return left

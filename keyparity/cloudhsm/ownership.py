@@ -6,17 +6,19 @@ and shared users cannot modify or re-share it. A cluster without a ``cloudhsm_cl
 (SoftHSM) has one token user and no sharing: that is recorded as such, and an inventory that
 asks for an owner or for sharing there fails with the reason (it cannot be proven).
 
-Each check returns a ``Check``: pass or fail, the message, and the facts for the evidence.
+Each check returns a :class:`keyparity.checks.Check`: pass or fail, the message, the facts
+for the evidence, and (nothing to check) the reason to skip.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checks import Check
 from ..hsm.attributes import ABSENT, UNAVAILABLE
 from .cli import CliError, CliKey, CloudHsmCli, hex_value, fail
 from ..errors import KeyparityError, LabelConflict
-from ..journal.store import step as journal_step
+from ..journal.store import NullJournal
 from ..hsm.migrate import Migration
 from ..profile import KeySpec, Profile
 
@@ -48,14 +50,6 @@ def cli_filters(spec: KeySpec) -> dict[str, str]:
 
 
 @dataclass
-class Check:
-    ok: bool
-    message: str
-    facts: dict[str, Any]
-    skip: str | None = None
-
-
-@dataclass
 class Ownership:
     """The ownership checks of one run; ``cli`` is the target's CLI, None without one, or the
     error that made it unusable (reported by every check)."""
@@ -64,7 +58,8 @@ class Ownership:
     cluster_name: str
     token: dict[str, Any]
     cli: CloudHsmCli | CliError | None
-    journal: Any = None  # keyparity.journal.store.Recorder: `key share` recorded before/after
+    # the run's journal Recorder: `key share` recorded before/after
+    journal: Any = field(default_factory=lambda: NullJournal().bind(""))
     _views: dict[str, CliKey] = field(default_factory=dict)
 
     # ---- the target key as the CLI sees it ---------------------------------------------------
@@ -213,9 +208,9 @@ class Ownership:
         done = []
         for user in users:
             try:
-                with journal_step(self.journal, "share", key_label=spec.label,
-                                  cluster=self.cluster_name, label=spec.target_label,
-                                  handle=key.key_reference, detail=f"with {user}"):
+                with self.journal.step("share", key_label=spec.label,
+                                       cluster=self.cluster_name, label=spec.target_label,
+                                       handle=key.key_reference, detail=f"with {user}"):
                     self.cli.share(cli_filters(spec), user)
             except KeyparityError as exc:
                 return done, f"apply_sharing: `key share` with {user} failed: {exc}"
@@ -241,7 +236,7 @@ class Ownership:
         if key.cluster_coverage != "full":
             problems.append(f"{spec.target_label!r} is not on every HSM of {self.cluster_name} "
                             f"(cluster-coverage: {key.cluster_coverage})")
-        differences = compare(key, pkcs11, spec)
+        differences = compare_cli_with_pkcs11(key, pkcs11, spec)
         if differences:
             rows = "; ".join(f"{d['attribute']}: CLI {d['cli']!r}, PKCS #11 {d['pkcs11']!r}"
                              for d in differences)
@@ -268,8 +263,10 @@ def _norm_hex(value: str | None) -> str | None:
     return value.lstrip("0") or "0" if value else ""
 
 
-def compare(key: CliKey, pkcs11: dict[str, Any], spec: KeySpec) -> list[dict[str, Any]]:
-    """Attributes both views report, that differ (an "inconsistent" value is reported apart)."""
+def compare_cli_with_pkcs11(key: CliKey, pkcs11: dict[str, Any],
+                            spec: KeySpec) -> list[dict[str, Any]]:
+    """The attributes of the target key that CloudHSM's view (the CLI's ``key list``) and
+    PKCS #11 both report, and that differ (an "inconsistent" value is reported apart)."""
     out = []
     for name, cli_value in key.attributes.items():
         if cli_value == "inconsistent":

@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .. import vector_table
 from ..errors import PolicyError
 from ..profile import Cluster, Profile
 
@@ -28,8 +29,6 @@ NOT_FIPS_APPROVED: dict[str, str] = {
     "des2": "two-key 3DES",
     "des3": "three-key 3DES",
 }
-# vectors whose producer would have to encrypt (or MAC) with a key type not approved in FIPS
-_PRODUCER_NEEDS_UNAPPROVED = {"des3-ecb", "des3-cbc"}
 
 
 
@@ -91,7 +90,7 @@ def ack_line(profile: Profile) -> str | None:
 
 def producer_restriction(vector: str, producer: str, mode: str | None) -> str | None:
     """Why ``producer`` may not produce ``vector`` in its mode (None: it may)."""
-    if mode == "FIPS" and vector in _PRODUCER_NEEDS_UNAPPROVED:
+    if mode == "FIPS" and not vector_table.TABLE[vector].fips_producer:
         return (f"{producer} is in FIPS mode: 3DES encryption is not approved ({REFERENCE}); "
                 "this direction is decrypt-only there")
     return None

@@ -8,12 +8,21 @@ reference.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import socket
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import allure
 import pytest
+from allure_commons.logger import AllureFileLogger
+from allure_commons.model2 import Label, StatusDetails, TestResult
+from allure_commons.types import ParameterMode
 
 from ..profile import KeySpec, Profile
 
@@ -101,8 +110,6 @@ class _Labels:
         self.epic = f"{profile.source.name} -> {profile.target.name}"
 
     def pytest_itemcollected(self, item: pytest.Item) -> None:
-        import allure
-
         item.add_marker(allure.epic(self.epic))
         module = item.path.stem
         feature, severity = SUITES.get(module, (module.removeprefix("test_"), None))
@@ -117,9 +124,6 @@ class _Labels:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         # Runs inside allure-pytest's setup wrapper, which adds every pytest parameter that is
         # not set yet: these come first, so the raw value is never written.
-        import allure
-        from allure_commons.types import ParameterMode
-
         for name, value in _params(item).items():
             if SECRET_PARAM.search(name):
                 allure.dynamic.parameter(name, MASK, excluded=True, mode=ParameterMode.MASKED)
@@ -135,8 +139,6 @@ def _params(item: pytest.Item) -> dict[str, Any]:
 def attach(facts: dict[str, Any]) -> None:
     """Attach a test's structured evidence facts (vectors, attribute table, identity, ...) to
     its Allure result, one JSON attachment each. A no-op when allure-pytest is not recording."""
-    import allure
-
     for name, value in facts.items():
         if not isinstance(value, (dict, list)):
             continue  # a scalar (e.g. disposition) is in evidence.json and the labels
@@ -151,14 +153,6 @@ def write_run_check(config: pytest.Config, profile: Profile, nodeid: str, status
     results = results_dir(config)
     if results is None:
         return
-    import hashlib
-    import os
-    import socket
-    import time
-    import uuid
-
-    from allure_commons.logger import AllureFileLogger
-    from allure_commons.model2 import Label, StatusDetails, TestResult
 
     path, _, name = nodeid.partition("::")
     package = ".".join(Path(path).with_suffix("").parts)  # suites.test_census, as allure-pytest

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Callable
 
 from .. import run as runinfo
-from .evidence import Evidence
 from ..hsm.login import LoginGate
+from ..journal.store import Journal
 from ..profile import Profile
+from .allure import write_categories, write_environment
+from .cbom import write_run_cbom
+from .evidence import Evidence
+from .oscal import write_assessment_results
+from .report import write_report
 
 UNSIGNED = "UNSIGNED: no evidence.signers in the profile"
 FAILED_EXIT = 1  # pytest.ExitCode.TESTS_FAILED: a run whose bundle is incomplete has failed
@@ -62,15 +67,12 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
     out["verdict"] = doc["summary"]["verdict"]
 
     def report() -> Path:
-        from .report import write_report
         return write_report(run_dir, doc)
 
     def oscal() -> Path:
-        from .oscal import write_assessment_results
         return write_assessment_results(run_dir, doc)
 
     def cbom() -> Path:  # cbom.json: the migrated inventory as a CycloneDX 1.6 CBOM
-        from .cbom import write_run_cbom
         return write_run_cbom(run_dir, doc)
 
     allure = Path(allure_dir) if allure_dir is not None else run_dir / "allure-results"
@@ -78,7 +80,6 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
     def allure_environment() -> Path | None:
         if allure_dir is None and not allure.is_dir():
             return None
-        from .allure import write_categories, write_environment
         write_categories(allure)
         return write_environment(allure, doc)
 
@@ -89,7 +90,6 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
     predicate = _predicate(doc, profile, evidence_path)
     if journal is not None and Path(journal).is_file():
         try:  # the chain head anchors the journal: history cannot be edited unnoticed
-            from ..journal.store import Journal
             j = Journal(Path(journal))
             try:
                 predicate["journal"] = {"path": str(journal), **j.head()}
@@ -113,6 +113,8 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
     statement and an envelope without signatures, which ``keyparity verify`` rejects."""
     signers: list[Any] = []
     try:
+        # deferred for start-up speed: securesystemslib imports boto3 (~0.65 s), needed only
+        # when a run ends
         from .signing import close_signers, load_signers
         from .statement import sign_run
         try:

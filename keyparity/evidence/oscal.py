@@ -43,6 +43,7 @@ import os
 import re
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -154,209 +155,333 @@ def _key_summary(label: str, entry: dict[str, Any], tests: list[dict[str, Any]],
     return "\n".join(lines)
 
 
-def assessment_results(doc: dict, evidence_sha256: str) -> dict:
-    """The OSCAL assessment-results document (``{"assessment-results": {...}}``) of a run."""
+@dataclass(frozen=True)
+class _Run:
+    """What every part of the document needs about the run: its id, its times, the UUIDs the
+    parts point at, and the origin (keyparity, the tool) of every observation and finding."""
+    run: dict[str, Any]
+    run_id: str
+    tests: list[dict[str, Any]]
+    start: str
+    end: str | None
+    stamp: str
+    evidence_res: str
+    profile_res: str
+    tool: str
+    origins: list[dict[str, Any]]
+
+
+def _run_context(doc: dict) -> _Run:
     run = _dict(doc.get("run"))
-    summary = _dict(doc.get("summary"))
     run_id = str(run.get("run_id") or "unknown-run")
     tests = [t for t in _list(doc.get("tests")) if isinstance(t, dict)]
     fallback = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     start = _time(run.get("started"), fallback)
     end = _time(run.get("finished"), None) if run.get("finished") else None
-    stamp = end or start
-
-    evidence_res = _uuid(run_id, "resource", "evidence.json")
-    profile_res = _uuid(run_id, "resource", "profile")
     tool = _uuid(run_id, "component", "keyparity")
-    origins = [{"actors": [{"type": "tool", "actor-uuid": tool}]}]
+    return _Run(run=run, run_id=run_id, tests=tests, start=start, end=end, stamp=end or start,
+                evidence_res=_uuid(run_id, "resource", "evidence.json"),
+                profile_res=_uuid(run_id, "resource", "profile"), tool=tool,
+                origins=[{"actors": [{"type": "tool", "actor-uuid": tool}]}])
 
-    clusters = _dict(doc.get("clusters"))
-    components = [{
-        "uuid": tool, "type": "software", "title": f"keyparity {run.get('keyparity') or ''}"
+
+# --------------------------------------------------------------------------- local definitions
+
+
+def _tool_component(ctx: _Run) -> dict[str, Any]:
+    """keyparity itself, the origin of every observation."""
+    run = ctx.run
+    return {
+        "uuid": ctx.tool, "type": "software", "title": f"keyparity {run.get('keyparity') or ''}"
         .strip(), "description": "pytest harness that migrates keys between PKCS #11 clusters "
         "and proves each arrived intact and usable (KCVs or public-key fingerprints, "
         "cross-cluster vectors, attribute comparison).",
         "props": [_prop("version", run.get("keyparity") or __version__)]
         + ([_prop("git-commit", run["git_commit"])] if run.get("git_commit") else []),
-        "status": {"state": "operational"}}]
+        "status": {"state": "operational"}}
+
+
+def _cluster_component(ctx: _Run, role: str, cluster: Any) -> dict[str, Any]:
+    """One cluster (source or target) as a hardware component."""
+    c = _dict(cluster)
+    token = _dict(c.get("token"))
+    props = [_prop("role", role)] + [
+        _prop(name, value) for name, value in (
+            ("mode", c.get("mode")), ("mode-source", c.get("mode_source")),
+            ("token-label", token.get("label")), ("manufacturer", token.get("manufacturer")),
+            ("model", token.get("model")), ("serial-number", token.get("serial")),
+            ("firmware-version", token.get("firmware")), ("pkcs11-module", c.get("module")))
+        if value not in (None, "")]
+    return {
+        "uuid": _uuid(ctx.run_id, "component", role), "type": "hardware",
+        "title": _line(f"{role} cluster {c.get('name') or ''}"),
+        "description": f"PKCS #11 cluster {_code(c.get('name'))}, the {role} of the "
+                       f"migration; mode {c.get('mode') or '-'} "
+                       f"({c.get('mode_source') or 'unknown'}).",
+        "props": props, "status": {"state": "operational"}}
+
+
+def _components(ctx: _Run, clusters: dict[str, Any]) -> tuple[list[dict[str, Any]],
+                                                                dict[str, str]]:
+    """The tool and the clusters; and the UUID of each cluster by role."""
+    components = [_tool_component(ctx)]
     cluster_uuid = {}
     for role, c in clusters.items():
-        c = _dict(c)
-        token = _dict(c.get("token"))
-        cluster_uuid[role] = _uuid(run_id, "component", role)
-        props = [_prop("role", role)] + [
-            _prop(name, value) for name, value in (
-                ("mode", c.get("mode")), ("mode-source", c.get("mode_source")),
-                ("token-label", token.get("label")), ("manufacturer", token.get("manufacturer")),
-                ("model", token.get("model")), ("serial-number", token.get("serial")),
-                ("firmware-version", token.get("firmware")), ("pkcs11-module", c.get("module")))
-            if value not in (None, "")]
-        components.append({
-            "uuid": cluster_uuid[role], "type": "hardware",
-            "title": _line(f"{role} cluster {c.get('name') or ''}"),
-            "description": f"PKCS #11 cluster {_code(c.get('name'))}, the {role} of the "
-                           f"migration; mode {c.get('mode') or '-'} "
-                           f"({c.get('mode_source') or 'unknown'}).",
-            "props": props, "status": {"state": "operational"}})
+        components.append(_cluster_component(ctx, role, c))
+        cluster_uuid[role] = components[-1]["uuid"]
+    return components, cluster_uuid
 
+
+def _key_entries(doc: dict, tests: list[dict[str, Any]]) -> dict[Any, Any]:
+    """The evidence's keys, and the keys known only from their tests."""
     entries = dict(_dict(doc.get("keys")))
     for t in tests:
         if t.get("key") and t["key"] not in entries:
             entries[t["key"]] = {"label": t["key"]}
+    return entries
+
+
+def _inventory_item(ctx: _Run, label: str, entry: dict[str, Any],
+                    cluster_uuid: dict[str, str]) -> dict[str, Any]:
+    """A key of the inventory: the subject of its observation."""
+    key_type = entry.get("type") or _dict(_dict(entry.get("attributes")).get("source")).get(
+        "key_type")
+    item: dict[str, Any] = {
+        "uuid": _uuid(ctx.run_id, "inventory-item", label),
+        "description": f"Key {_code(label)} in the migration inventory.",
+        "props": [_prop("key-label", label)]
+        + ([_prop("key-type", key_type)] if key_type else [])
+        + ([_prop("target-label", entry["target_label"])]
+           if entry.get("target_label") else [])
+        + ([_prop("disposition", entry["disposition"])] if entry.get("disposition") else [])
+        + [_prop(name, entry[name]) for name in ("size", "curve")
+           if entry.get(name) not in (None, "")]}
+    if cluster_uuid:
+        item["implemented-components"] = [{"component-uuid": u} for u in cluster_uuid.values()]
+    return item
+
+
+# --------------------------------------------------------------------------- per key
+
+
+def _key_observation(ctx: _Run, label: str, entry: dict[str, Any],
+                     key_tests: list[dict[str, Any]], verdict: str, item: str) -> dict[str, Any]:
+    """What was tested about one key (method TEST), pointing at its entry in evidence.json."""
+    return {
+        "uuid": _uuid(ctx.run_id, "observation", label),
+        "title": _line(f"Key {_code(label)}: migration and equivalence tests"),
+        "description": _key_summary(label, entry, key_tests, verdict),
+        "props": [_prop("key-label", label), _prop("verdict", verdict)],
+        "methods": ["TEST"], "types": ["control-objective"], "origins": ctx.origins,
+        "subjects": [{"subject-uuid": item, "type": "inventory-item",
+                      "title": _line(label)}],
+        "relevant-evidence": [{
+            "href": f"#{ctx.evidence_res}",
+            "description": f"`evidence.json`, entry `{_pointer(label)}` (JSON pointer) and "
+                           "the tests whose key is this one; the file is identified by its "
+                           "SHA-256 in the back matter."}],
+        "collected": ctx.stamp}
+
+
+def _key_finding(ctx: _Run, label: str, entry: dict[str, Any], verdict: str,
+                 obs: str) -> dict[str, Any]:
+    """Whether one key satisfies the objective (``_status``), with the rotation advice."""
+    state, reason, remarks = _status(verdict, entry)
+    finding: dict[str, Any] = {
+        "uuid": _uuid(ctx.run_id, "finding", label),
+        "title": _line(f"Key {_code(label)}: {verdict}"),
+        "description": f"Key {_code(label)} was "
+                       f"{'proven' if state == 'satisfied' else 'not proven'} "
+                       "intact and usable on the target cluster.",
+        "props": [_prop("key-label", label), _prop("verdict", verdict)],
+        "origins": ctx.origins,
+        "target": {"type": "objective-id", "target-id": OBJECTIVE_ID,
+                   "status": {"state": state, "reason": reason}},
+        "related-observations": [{"observation-uuid": obs}]}
+    if remarks:
+        finding["target"]["status"]["remarks"] = remarks
+        finding["remarks"] = remarks
+    return finding
+
+
+def _per_key(ctx: _Run, entries: dict[Any, Any], cluster_uuid: dict[str, str]
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per key: its inventory item, its observation and its finding."""
     items, observations, findings = [], [], []
     for label, entry in entries.items():
         label, entry = str(label), _dict(entry)
-        key_tests = [t for t in tests if t.get("key") == label]
+        key_tests = [t for t in ctx.tests if t.get("key") == label]
         verdict = key_verdict(entry, [str(t.get("outcome")) for t in key_tests])
-        item = _uuid(run_id, "inventory-item", label)
-        key_type = entry.get("type") or _dict(_dict(entry.get("attributes")).get("source")).get(
-            "key_type")
-        items.append({
-            "uuid": item,
-            "description": f"Key {_code(label)} in the migration inventory.",
-            "props": [_prop("key-label", label)]
-            + ([_prop("key-type", key_type)] if key_type else [])
-            + ([_prop("target-label", entry["target_label"])]
-               if entry.get("target_label") else [])
-            + ([_prop("disposition", entry["disposition"])] if entry.get("disposition") else [])
-            + [_prop(name, entry[name]) for name in ("size", "curve")
-               if entry.get(name) not in (None, "")],
-            "implemented-components": [{"component-uuid": u} for u in cluster_uuid.values()]
-            or None})
-        if items[-1]["implemented-components"] is None:
-            del items[-1]["implemented-components"]
-        obs = _uuid(run_id, "observation", label)
-        observations.append({
-            "uuid": obs, "title": _line(f"Key {_code(label)}: migration and equivalence tests"),
-            "description": _key_summary(label, entry, key_tests, verdict),
-            "props": [_prop("key-label", label), _prop("verdict", verdict)],
-            "methods": ["TEST"], "types": ["control-objective"], "origins": origins,
-            "subjects": [{"subject-uuid": item, "type": "inventory-item",
-                          "title": _line(label)}],
-            "relevant-evidence": [{
-                "href": f"#{evidence_res}",
-                "description": f"`evidence.json`, entry `{_pointer(label)}` (JSON pointer) and "
-                               "the tests whose key is this one; the file is identified by its "
-                               "SHA-256 in the back matter."}],
-            "collected": stamp})
-        state, reason, remarks = _status(verdict, entry)
-        finding: dict[str, Any] = {
-            "uuid": _uuid(run_id, "finding", label),
-            "title": _line(f"Key {_code(label)}: {verdict}"),
-            "description": f"Key {_code(label)} was "
-                           f"{'proven' if state == 'satisfied' else 'not proven'} "
-                           "intact and usable on the target cluster.",
-            "props": [_prop("key-label", label), _prop("verdict", verdict)],
-            "origins": origins,
-            "target": {"type": "objective-id", "target-id": OBJECTIVE_ID,
-                       "status": {"state": state, "reason": reason}},
-            "related-observations": [{"observation-uuid": obs}]}
-        if remarks:
-            finding["target"]["status"]["remarks"] = remarks
-            finding["remarks"] = remarks
-        findings.append(finding)
+        items.append(_inventory_item(ctx, label, entry, cluster_uuid))
+        observations.append(_key_observation(ctx, label, entry, key_tests, verdict,
+                                             items[-1]["uuid"]))
+        findings.append(_key_finding(ctx, label, entry, verdict, observations[-1]["uuid"]))
+    return items, observations, findings
 
-    verdict = summary.get("verdict") or "INCOMPLETE"
+
+# --------------------------------------------------------------------------- the run as a whole
+
+
+def _run_observation(ctx: _Run, verdict: str, entries: dict[Any, Any],
+                     cluster_uuid: dict[str, str]) -> dict[str, Any]:
+    """The run's overall verdict: key verdicts and test outcomes counted, failures listed."""
+    tests = ctx.tests
     failures = [t for t in tests if t.get("outcome") in FAILED]
-    run_obs = _uuid(run_id, "observation", "run")
     test_counts = Counter(str(t.get("outcome")) for t in tests)
     key_counts = Counter(key_verdict(_dict(e), [str(t.get("outcome")) for t in tests
                                                   if t.get("key") == k])
                          for k, e in entries.items())
-    observations.append({
-        "uuid": run_obs, "title": _line(f"keyparity run {run_id}: overall verdict {verdict}"),
+    observation = {
+        "uuid": _uuid(ctx.run_id, "observation", "run"),
+        "title": _line(f"keyparity run {ctx.run_id}: overall verdict {verdict}"),
         "description": "\n".join(
-            [f"Run {_code(run_id)} of profile {_code(run.get('profile'))}: verdict **{verdict}**.",
+            [f"Run {_code(ctx.run_id)} of profile {_code(ctx.run.get('profile'))}: verdict "
+             f"**{verdict}**.",
              "- Keys: " + (", ".join(f"{n} {v}" for v, n in sorted(key_counts.items()))
                            or "none") + ".",
              "- Tests: " + (", ".join(f"{n} {o}" for o, n in sorted(test_counts.items()))
                             or "none") + "."]
             + [f"- {t.get('outcome')}: {_code(t.get('nodeid'))}" for t in failures]),
         "props": [_prop("verdict", verdict)],
-        "methods": ["TEST"], "types": ["control-objective"], "origins": origins,
+        "methods": ["TEST"], "types": ["control-objective"], "origins": ctx.origins,
         "subjects": [{"subject-uuid": u, "type": "component", "title": _line(role)}
                      for role, u in cluster_uuid.items()] or None,
-        "relevant-evidence": [{"href": f"#{evidence_res}",
+        "relevant-evidence": [{"href": f"#{ctx.evidence_res}",
                                "description": "`evidence.json`: `/run`, `/summary`, `/tests`."}],
-        "collected": stamp})
-    if observations[-1]["subjects"] is None:
-        del observations[-1]["subjects"]
-    findings.append({
-        "uuid": _uuid(run_id, "finding", "run"),
-        "title": _line(f"keyparity run {run_id}: {verdict}"),
+        "collected": ctx.stamp}
+    if observation["subjects"] is None:
+        del observation["subjects"]
+    return observation
+
+
+def _run_finding(ctx: _Run, verdict: str, run_obs: str) -> dict[str, Any]:
+    """Whether the run as a whole satisfies the objective (a run can fail outside any key)."""
+    return {
+        "uuid": _uuid(ctx.run_id, "finding", "run"),
+        "title": _line(f"keyparity run {ctx.run_id}: {verdict}"),
         "description": "The run as a whole: every test passed (or was skipped with a reason) "
                        "and the run ended cleanly." if verdict == "PASS" else
                        "The run as a whole did not pass; see the failing tests in the related "
                        "observation.",
         "props": [_prop("verdict", verdict)],
-        "origins": origins,
+        "origins": ctx.origins,
         "target": {"type": "objective-id", "target-id": OBJECTIVE_ID,
                    "status": {"state": "satisfied" if verdict == "PASS" else "not-satisfied",
                               "reason": "pass" if verdict == "PASS" else "fail"}},
-        "related-observations": [{"observation-uuid": run_obs}]})
+        "related-observations": [{"observation-uuid": run_obs}]}
 
+
+# --------------------------------------------------------------------------- the result
+
+
+def _reviewed_controls() -> dict[str, Any]:
+    """NIST SP 800-53 Rev. 5 SC-12, objective ``sc-12_obj-2``."""
+    return {
+        "description": "NIST SP 800-53 Rev. 5 SC-12, Cryptographic Key Establishment and "
+                       "Management: keys moved between HSM clusters arrived intact and "
+                       "usable.",
+        "control-selections": [{"include-controls": [{"control-id": CONTROL_ID}]}],
+        "control-objective-selections": [{"include-objectives": [
+            {"objective-id": OBJECTIVE_ID}]}]}
+
+
+def _result(ctx: _Run, verdict: str, clusters: dict[str, Any],
+            local_definitions: dict[str, Any], observations: list[dict[str, Any]],
+            findings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's one ``result``: its description and props, what it reviewed and found."""
+    run = ctx.run
     result: dict[str, Any] = {
-        "uuid": _uuid(run_id, "result"),
-        "title": _line(f"keyparity run {run_id}"),
+        "uuid": _uuid(ctx.run_id, "result"),
+        "title": _line(f"keyparity run {ctx.run_id}"),
         "description": f"Migration of the keys of profile {_code(run.get('profile'))} from "
                        f"{_code(_dict(clusters.get('source')).get('name'))} to "
                        f"{_code(_dict(clusters.get('target')).get('name'))} "
                        f"({run.get('migration_mode') or '-'}, environment "
                        f"{run.get('environment') or '-'}), verified by keyparity.",
-        "start": start,
-        "props": [_prop("run-id", run_id), _prop("verdict", verdict)]
+        "start": ctx.start,
+        "props": [_prop("run-id", ctx.run_id), _prop("verdict", verdict)]
         + [_prop(name, run[field]) for name, field in (
             ("profile", "profile"), ("profile-sha256", "profile_sha256"),
             ("environment", "environment"), ("migration-mode", "migration_mode"),
             ("seed", "seed")) if run.get(field) not in (None, "")],
-        "local-definitions": {"components": components,
-                              **({"inventory-items": items} if items else {})},
-        "reviewed-controls": {
-            "description": "NIST SP 800-53 Rev. 5 SC-12, Cryptographic Key Establishment and "
-                           "Management: keys moved between HSM clusters arrived intact and "
-                           "usable.",
-            "control-selections": [{"include-controls": [{"control-id": CONTROL_ID}]}],
-            "control-objective-selections": [{"include-objectives": [
-                {"objective-id": OBJECTIVE_ID}]}]},
+        "local-definitions": local_definitions,
+        "reviewed-controls": _reviewed_controls(),
         "observations": observations,
         "findings": findings,
         "remarks": f"Overall verdict {verdict}.",
     }
-    if end:
-        result["end"] = end
-    profile_resource: dict[str, Any] = {
-        "uuid": profile_res,
+    if ctx.end:
+        result["end"] = ctx.end
+    return result
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def _metadata(ctx: _Run, verdict: str) -> dict[str, Any]:
+    return {
+        "title": _line(f"keyparity assessment results: run {ctx.run_id}"
+                       f" ({ctx.run.get('profile') or '-'}): {verdict}"),
+        "last-modified": ctx.stamp,
+        "version": _line(ctx.run_id),
+        "oscal-version": OSCAL_VERSION,
+    }
+
+
+def _import_ap(ctx: _Run) -> dict[str, Any]:
+    """No OSCAL assessment plan: ``import-ap`` points at the profile's back-matter resource."""
+    return {"href": f"#{ctx.profile_res}",
+            "remarks": "The keyparity profile stands in for an assessment plan; see "
+                       "the back-matter resource."}
+
+
+def _profile_resource(ctx: _Run) -> dict[str, Any]:
+    """The keyparity profile (the plan): name, and path and SHA-256 when recorded."""
+    run = ctx.run
+    resource: dict[str, Any] = {
+        "uuid": ctx.profile_res,
         "title": _line(f"keyparity profile {run.get('profile') or '-'} (the assessment plan)"),
         "description": "No OSCAL assessment plan exists for this run: the keyparity profile "
                        "(clusters, wrapping parameters, key inventory) is the plan.",
         "props": [_prop("profile", run.get("profile") or "-")]}
     if run.get("profile_path") and run.get("profile_sha256"):
-        profile_resource["rlinks"] = [{"href": str(run["profile_path"]),
-                                       "media-type": "application/yaml",
-                                       "hashes": [{"algorithm": "SHA-256",
-                                                   "value": str(run["profile_sha256"])}]}]
+        resource["rlinks"] = [{"href": str(run["profile_path"]),
+                               "media-type": "application/yaml",
+                               "hashes": [{"algorithm": "SHA-256",
+                                           "value": str(run["profile_sha256"])}]}]
+    return resource
+
+
+def _evidence_resource(ctx: _Run, evidence_sha256: str) -> dict[str, Any]:
+    """``evidence.json``, named by its SHA-256: what every observation's evidence points at."""
+    return {"uuid": ctx.evidence_res,
+            "title": _line(f"keyparity evidence of run {ctx.run_id}"),
+            "description": "The run's evidence document; this assessment result is derived "
+                           "from it. Identified by its SHA-256.",
+            "props": [_prop("run-id", ctx.run_id)],
+            "rlinks": [{"href": "evidence.json", "media-type": "application/json",
+                        "hashes": [{"algorithm": "SHA-256", "value": evidence_sha256}]}]}
+
+
+def assessment_results(doc: dict, evidence_sha256: str) -> dict:
+    """The OSCAL assessment-results document (``{"assessment-results": {...}}``) of a run."""
+    ctx = _run_context(doc)
+    clusters = _dict(doc.get("clusters"))
+    components, cluster_uuid = _components(ctx, clusters)
+    entries = _key_entries(doc, ctx.tests)
+    items, observations, findings = _per_key(ctx, entries, cluster_uuid)
+    verdict = _dict(doc.get("summary")).get("verdict") or "INCOMPLETE"
+    observations.append(_run_observation(ctx, verdict, entries, cluster_uuid))
+    findings.append(_run_finding(ctx, verdict, observations[-1]["uuid"]))
+    local_definitions = {"components": components,
+                         **({"inventory-items": items} if items else {})}
     return {"assessment-results": {
-        "uuid": _uuid(run_id, "assessment-results", evidence_sha256),
-        "metadata": {
-            "title": _line(f"keyparity assessment results: run {run_id}"
-                           f" ({run.get('profile') or '-'}): {verdict}"),
-            "last-modified": stamp,
-            "version": _line(run_id),
-            "oscal-version": OSCAL_VERSION,
-        },
-        "import-ap": {"href": f"#{profile_res}",
-                      "remarks": "The keyparity profile stands in for an assessment plan; see "
-                                 "the back-matter resource."},
-        "results": [result],
-        "back-matter": {"resources": [
-            {"uuid": evidence_res,
-             "title": _line(f"keyparity evidence of run {run_id}"),
-             "description": "The run's evidence document; this assessment result is derived "
-                            "from it. Identified by its SHA-256.",
-             "props": [_prop("run-id", run_id)],
-             "rlinks": [{"href": "evidence.json", "media-type": "application/json",
-                         "hashes": [{"algorithm": "SHA-256", "value": evidence_sha256}]}]},
-            profile_resource]},
+        "uuid": _uuid(ctx.run_id, "assessment-results", evidence_sha256),
+        "metadata": _metadata(ctx, verdict),
+        "import-ap": _import_ap(ctx),
+        "results": [_result(ctx, verdict, clusters, local_definitions, observations, findings)],
+        "back-matter": {"resources": [_evidence_resource(ctx, evidence_sha256),
+                                      _profile_resource(ctx)]},
     }}
 
 

@@ -11,7 +11,6 @@ from pkcs11.types import Key
 from . import identity, wrap
 from .cluster import ClusterSession
 from ..errors import MechanismUnsupported, pkcs11_step
-from ..journal.store import step as journal_step
 from .mechanisms import CKM_RSA_AES_KEY_WRAP, WrapParams
 from ..profile import Wrapping
 
@@ -23,17 +22,17 @@ class WrappingChannel:
     """Moves keys from ``source`` to ``target`` with RSA-AES key wrap."""
 
     def __init__(self, source: ClusterSession, target: ClusterSession, wrapping: Wrapping,
-                 label: str, journal: Any = None) -> None:
+                 label: str, journal: Any) -> None:
         self.source, self.target = source, target
-        self.journal = journal  # keyparity.journal.store.Recorder: every write before/after
+        self.journal = journal  # the run's journal Recorder: every write before/after
         self.params = WrapParams(wrapping.oaep_hash, wrapping.mgf, wrapping.aes_bits)
         self.native = source.supports(CKM_RSA_AES_KEY_WRAP) and target.supports(CKM_RSA_AES_KEY_WRAP)
         self.method = ("CKM_RSA_AES_KEY_WRAP" if self.native else
                        "RSA-OAEP + CKM_AES_KEY_WRAP_PAD (two steps, same format as "
                        "CKM_RSA_AES_KEY_WRAP)")
         self.live: list[tuple[ClusterSession, Key]] = []
-        with journal_step(self.journal, "generate-wrapping-pair", cluster=target.name,
-                          label=label) as after, \
+        with self.journal.step("generate-wrapping-pair", cluster=target.name,
+                               label=label) as after, \
                 pkcs11_step(f"generate RSA-{wrapping.rsa_bits} wrapping pair", target.name):
             pub, self.private = target.session.generate_keypair(
                 KeyType.RSA, wrapping.rsa_bits, store=False, label=label,
@@ -47,8 +46,8 @@ class WrappingChannel:
                          check_value=identity.fingerprint(identity.rsa_public(pub)))
         try:
             self.fingerprint = identity.fingerprint(identity.rsa_public(pub))
-            with journal_step(self.journal, "import-public", cluster=source.name, label=label,
-                              check_value=self.fingerprint) as after, \
+            with self.journal.step("import-public", cluster=source.name, label=label,
+                                   check_value=self.fingerprint) as after, \
                     pkcs11_step("import the wrapping public key", source.name):
                 self.public = source.session.create_object({
                     Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
@@ -100,8 +99,8 @@ class WrappingChannel:
         left = []
         for cluster, obj in reversed(self.live):
             try:
-                with journal_step(self.journal, "destroy", cluster=cluster.name,
-                                  handle=obj.handle, label=obj[Attribute.LABEL]):
+                with self.journal.step("destroy", cluster=cluster.name,
+                                       handle=obj.handle, label=obj[Attribute.LABEL]):
                     obj.destroy()
             except Exception as exc:  # noqa: BLE001 - reported, and gone with the session anyway
                 left.append(f"{cluster.name}: {type(exc).__name__}")

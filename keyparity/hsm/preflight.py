@@ -6,13 +6,14 @@ from typing import Any
 from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11.types import Key
 
+from .. import vector_table
+from ..journal.store import NullJournal
 from .channel import WrappingChannel
 from .cluster import ClusterSession, ObjectIndex
 from .identity import KCV_METHODS
 from .keytypes import KEY_TYPES, key_class
 from .mechanisms import CKM_RSA_AES_KEY_WRAP
 from ..profile import Profile
-from .vectors import SPECS, Ecdsa, RsaOaep
 
 __all__ = ["extractable", "id_conflicts", "missing_mechanisms", "needed_mechanisms",
            "probe_wrapping", "target_id"]
@@ -28,15 +29,6 @@ def extractable(key: Key) -> bool:
     return bool(key[Attribute.EXTRACTABLE])
 
 
-def _vector_mechanism(name: str) -> Mechanism:
-    spec = SPECS[name]
-    if isinstance(spec, RsaOaep):
-        return Mechanism.RSA_PKCS_OAEP
-    if isinstance(spec, Ecdsa):
-        return Mechanism.ECDSA
-    return spec.mechanism
-
-
 def needed_mechanisms(profile: Profile, role: str, cluster: ClusterSession) -> set[Mechanism]:
     need: set[Mechanism] = set()
     if profile.migration_mode == "migrate" and not cluster.supports(CKM_RSA_AES_KEY_WRAP):
@@ -45,7 +37,7 @@ def needed_mechanisms(profile: Profile, role: str, cluster: ClusterSession) -> s
         if key.disposition == "rotate":
             continue
         for vector in key.vectors:
-            need.add(_vector_mechanism(vector))
+            need.add(vector_table.TABLE[vector].needs)
         method = KCV_METHODS.get(KEY_TYPES[key.type])
         if method:
             need.add(method[0])
@@ -62,7 +54,8 @@ def probe_wrapping(profile: Profile, source: ClusterSession, target: ClusterSess
                    run_id: str) -> tuple[list[str], str]:
     """Open and close a wrapping channel (session objects only); returns what was left and the
     wrapping method. Raises MechanismUnsupported with the reason if the tokens refuse."""
-    channel = WrappingChannel(source, target, profile.wrapping, f"keyparity-probe-{run_id}")
+    channel = WrappingChannel(source, target, profile.wrapping, f"keyparity-probe-{run_id}",
+                              NullJournal().bind(run_id))  # session objects of a probe
     return channel.close(), channel.method
 
 

@@ -8,8 +8,9 @@ be issued by ``customerCA.crt``. The HSM's identity is proven by the HSM certifi
 through the AWS and the manufacturer hardware certificates to their (pinned) roots, and by the
 cluster CSR holding the same public key as the HSM certificate.
 
-Every check returns a :class:`TlsCheck` carrying evidence: per certificate subject, issuer,
-serial, SHA-256 fingerprint and validity, and the chain path (subjects, leaf -> root).
+Every check returns a :class:`keyparity.checks.Check` (named: ``"handshake"``...) whose facts
+are the evidence: ``certificates`` (per certificate subject, issuer, serial, SHA-256
+fingerprint and validity), ``chain`` (subjects, leaf -> root) and ``details``.
 
 Chains are verified by ``cryptography.x509.verification`` (never by hand). Its defaults are
 the CA/Browser Forum web PKI profile, which CloudHSM's certificates are not: a customer CA made
@@ -55,13 +56,13 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from ..checks import Check
 from ..errors import KeyparityError
 
 __all__ = [
     "POLICY_VERIFIER",
     "V1_FALLBACK",
     "CertInfo",
-    "TlsCheck",
     "check_client_certificate",
     "check_cluster_certificate",
     "check_csr_matches",
@@ -108,28 +109,14 @@ class CertInfo:
 
 
 @dataclass
-class TlsCheck:
-    """The outcome of one check: ``ok``, a one-line ``message`` and the evidence."""
+class _Draft:
+    """What a check gathers as it goes; :func:`_finish` turns it into the :class:`Check`."""
 
     name: str
-    ok: bool
-    message: str
-    warnings: list[str] = field(default_factory=list)
     certificates: list[CertInfo] = field(default_factory=list)
     chain: list[str] = field(default_factory=list)  # subjects, leaf -> root
     details: dict[str, Any] = field(default_factory=dict)
-
-    def record(self) -> dict[str, Any]:
-        """A JSON-able dict for the evidence."""
-        return {
-            "name": self.name,
-            "ok": self.ok,
-            "message": self.message,
-            "warnings": list(self.warnings),
-            "certificates": [asdict(info) for info in self.certificates],
-            "chain": list(self.chain),
-            "details": dict(self.details),
-        }
+    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- loading
@@ -403,17 +390,20 @@ def _lifetime(cert: x509.Certificate, label: str, cutover: dt.date, min_days: in
     return None, None
 
 
-def _finish(check: TlsCheck, problems: list[str], success: str) -> TlsCheck:
+def _finish(draft: _Draft, problems: list[str], success: str) -> Check:
+    """The check: passed without problems (``success`` is then its message), else failed with
+    the problems as its message; the facts are the certificates, chain and details."""
     problems = list(dict.fromkeys(problems))  # e.g. an expired HSM certificate, seen by both chains
-    check.ok = not problems
-    check.message = "; ".join(problems) if problems else success
-    return check
+    facts = {"certificates": [asdict(info) for info in draft.certificates],
+             "chain": list(draft.chain), "details": dict(draft.details)}
+    return Check(ok=not problems, message="; ".join(problems) if problems else success,
+                 facts=facts, warnings=tuple(draft.warnings), name=draft.name)
 
 
 # --------------------------------------------------------------------------- inner TLS
 
 
-def _check_lifetimes(check: TlsCheck, problems: list[str], certs: Iterable[tuple[Any, str]],
+def _check_lifetimes(draft: _Draft, problems: list[str], certs: Iterable[tuple[Any, str]],
                      now: dt.datetime, cutover: dt.date, min_days: int, warn_days: int) -> None:
     """Each certificate valid past the cutover plus the margin (a problem), or plus the warning
     margin (a warning); certificates already outside their validity were reported before."""
@@ -422,34 +412,34 @@ def _check_lifetimes(check: TlsCheck, problems: list[str], certs: Iterable[tuple
             continue
         problem, warning = _lifetime(cert, label, cutover, min_days, warn_days)
         problems += [problem] if problem else []
-        check.warnings += [warning] if warning else []
+        draft.warnings += [warning] if warning else []
 
 
 def check_cluster_certificate(cert: x509.Certificate, customer_ca: x509.Certificate, *,
                               now: dt.datetime, cutover: dt.date, min_days: int,
-                              warn_days: int) -> TlsCheck:
+                              warn_days: int) -> Check:
     """The cluster certificate is issued by customerCA.crt, valid now, and stays valid at least
     ``min_days`` after the cutover (a warning below ``warn_days``). The same lifetime rule
     applies to customerCA.crt: the client checks the chain on every connection."""
     now = _utc(now)
     labels = ("the cluster certificate", "customerCA.crt")
     result = _chain(cert, [], [customer_ca], labels, now, ExtendedKeyUsageOID.SERVER_AUTH)
-    check = TlsCheck("cluster_certificate", False, "",
-                     certificates=[CertInfo.of(cert), CertInfo.of(customer_ca)],
-                     chain=_subjects(result.chain or [cert]),
-                     details={"customer_ca": customer_ca.subject.rfc4514_string(),
-                              "cutover": cutover.isoformat(), "min_days": min_days,
-                              "warn_days": warn_days, "now": now.isoformat(),
-                              "issued_by_customer_ca": result.chain is not None,
-                              "verified_with": result.method})
+    draft = _Draft("cluster_certificate",
+                   certificates=[CertInfo.of(cert), CertInfo.of(customer_ca)],
+                   chain=_subjects(result.chain or [cert]),
+                   details={"customer_ca": customer_ca.subject.rfc4514_string(),
+                            "cutover": cutover.isoformat(), "min_days": min_days,
+                            "warn_days": warn_days, "now": now.isoformat(),
+                            "issued_by_customer_ca": result.chain is not None,
+                            "verified_with": result.method})
     problems = list(result.window_problems)
     if result.error:
         problems.append(f"the cluster certificate ({cert.subject.rfc4514_string()}, issuer "
                         f"{cert.issuer.rfc4514_string()}) is not issued by customerCA.crt "
                         f"({customer_ca.subject.rfc4514_string()}): {result.error}")
-    _check_lifetimes(check, problems, zip((cert, customer_ca), labels), now, cutover, min_days,
+    _check_lifetimes(draft, problems, zip((cert, customer_ca), labels), now, cutover, min_days,
                      warn_days)
-    return _finish(check, problems, (
+    return _finish(draft, problems, (
         f"the cluster certificate ({cert.subject.rfc4514_string()}) is issued by customerCA.crt "
         f"({customer_ca.subject.rfc4514_string()}){_v1_note(result)} and valid until "
         f"{cert.not_valid_after_utc.date().isoformat()}, beyond the cutover on "
@@ -465,7 +455,7 @@ def check_hsm_identity(hsm_cert: x509.Certificate, *,
                        aws_root_sha256: str | None,
                        manufacturer_hardware: x509.Certificate | None,
                        manufacturer_root: x509.Certificate | None,
-                       manufacturer_root_sha256: str | None, now: dt.datetime) -> TlsCheck:
+                       manufacturer_root_sha256: str | None, now: dt.datetime) -> Check:
     """The HSM certificate chains through the AWS hardware certificate to the AWS root, and
     through the manufacturer hardware certificate to the manufacturer root; each root must
     match its SHA-256 pin. A chain given as all None is skipped; ValueError if both are."""
@@ -485,12 +475,12 @@ def check_hsm_identity(hsm_cert: x509.Certificate, *,
     if not chains:
         raise ValueError("check_hsm_identity needs the AWS chain, the manufacturer chain or both")
 
-    check = TlsCheck("hsm_identity", False, "", certificates=[CertInfo.of(hsm_cert)],
-                     details={"now": now.isoformat(), "chains": {}, "checked": list(chains)})
+    draft = _Draft("hsm_identity", certificates=[CertInfo.of(hsm_cert)],
+                   details={"now": now.isoformat(), "chains": {}, "checked": list(chains)})
     problems: list[str] = []
     for label, (hardware, root, pin, hardware_label, root_label) in chains.items():
         assert hardware is not None and root is not None and pin is not None
-        check.certificates += [CertInfo.of(hardware), CertInfo.of(root)]
+        draft.certificates += [CertInfo.of(hardware), CertInfo.of(root)]
         actual, pinned = _fingerprint(root), _normalise_pin(pin)
         pin_ok = actual == pinned
         if not pin_ok:
@@ -511,41 +501,41 @@ def check_hsm_identity(hsm_cert: x509.Certificate, *,
             problems.append(f"the HSM certificate chains to the {root_label} but not through the "
                             f"{hardware_label}")
         path = _subjects(result.chain or [])
-        check.details["chains"][label] = {"chain": path, "verified": result.error is None,
+        draft.details["chains"][label] = {"chain": path, "verified": result.error is None,
                                           "verified_with": result.method,
                                           "through_hardware": through, "root_pin_ok": pin_ok,
                                           "root_sha256": actual, "pinned_sha256": pinned}
-        if not check.chain:
-            check.chain = path
+        if not draft.chain:
+            draft.chain = path
     if len(chains) == 2:
         same = _spki(aws_hardware.public_key()) == _spki(manufacturer_hardware.public_key())  # type: ignore[union-attr]
-        check.details["hardware_certificates_share_key"] = same
+        draft.details["hardware_certificates_share_key"] = same
     names = " and ".join(f"the {chains[label][4]}" for label in chains)
-    v1 = any(c["verified_with"] == V1_FALLBACK for c in check.details["chains"].values())
-    return _finish(check, problems, (
+    v1 = any(c["verified_with"] == V1_FALLBACK for c in draft.details["chains"].values())
+    return _finish(draft, problems, (
         f"the HSM certificate ({hsm_cert.subject.rfc4514_string()}) chains through the hardware "
         f"certificate(s) to {names}, root fingerprint(s) as pinned"
         f"{' (X.509 v1 certificates: verified link by link)' if v1 else ''}"))
 
 
-def check_csr_matches(csr: x509.CertificateSigningRequest, hsm_cert: x509.Certificate) -> TlsCheck:
+def check_csr_matches(csr: x509.CertificateSigningRequest, hsm_cert: x509.Certificate) -> Check:
     """The cluster CSR holds the HSM certificate's public key and carries a valid signature."""
     csr_spki, hsm_spki = _spki(csr.public_key()), _spki(hsm_cert.public_key())
     csr_fp, hsm_fp = hashlib.sha256(csr_spki).hexdigest(), hashlib.sha256(hsm_spki).hexdigest()
     signature_ok = csr.is_signature_valid
-    check = TlsCheck("cluster_csr", False, "", certificates=[CertInfo.of(hsm_cert)],
-                     chain=[hsm_cert.subject.rfc4514_string()],
-                     details={"csr_subject": csr.subject.rfc4514_string(),
-                              "csr_public_key_sha256": csr_fp, "hsm_public_key_sha256": hsm_fp,
-                              "public_keys_equal": csr_spki == hsm_spki,
-                              "csr_signature_valid": signature_ok})
+    draft = _Draft("cluster_csr", certificates=[CertInfo.of(hsm_cert)],
+                   chain=[hsm_cert.subject.rfc4514_string()],
+                   details={"csr_subject": csr.subject.rfc4514_string(),
+                            "csr_public_key_sha256": csr_fp, "hsm_public_key_sha256": hsm_fp,
+                            "public_keys_equal": csr_spki == hsm_spki,
+                            "csr_signature_valid": signature_ok})
     problems = []
     if csr_spki != hsm_spki:
         problems.append(f"the cluster CSR's public key (SubjectPublicKeyInfo sha256 {csr_fp}) "
                         f"differs from the HSM certificate's ({hsm_fp})")
     if not signature_ok:
         problems.append("the cluster CSR's signature does not verify with its own public key")
-    return _finish(check, problems, (
+    return _finish(draft, problems, (
         f"the cluster CSR ({csr.subject.rfc4514_string()}) holds the HSM certificate's public "
         f"key (sha256 {hsm_fp}) and its signature is valid"))
 
@@ -612,29 +602,29 @@ def _proves_possession(key: Any, cert: x509.Certificate) -> tuple[bool, str]:
 def check_client_certificate(cert: x509.Certificate, key_path: Path, key_password: str | None,
                              customer_ca: x509.Certificate, *,
                              default_cert: x509.Certificate | None, now: dt.datetime,
-                             cutover: dt.date, min_days: int, warn_days: int) -> TlsCheck:
+                             cutover: dt.date, min_days: int, warn_days: int) -> Check:
     """client.crt is the package default (same SHA-256 fingerprint as ``default_cert``) or is
     issued by customerCA.crt; its private key matches; it stays valid past the cutover."""
     now = _utc(now)
-    check = TlsCheck("client_certificate", False, "", certificates=[CertInfo.of(cert)],
-                     details={"key_path": str(key_path), "now": now.isoformat(),
-                              "cutover": cutover.isoformat(), "min_days": min_days,
-                              "warn_days": warn_days})
+    draft = _Draft("client_certificate", certificates=[CertInfo.of(cert)],
+                   details={"key_path": str(key_path), "now": now.isoformat(),
+                            "cutover": cutover.isoformat(), "min_days": min_days,
+                            "warn_days": warn_days})
     problems: list[str] = []
     lifetime_of: list[tuple[x509.Certificate, str]] = [(cert, "the client certificate")]
     v1_note = ""
     if default_cert is not None and _fingerprint(cert) == _fingerprint(default_cert):
-        check.details["accepted_as"] = "the package default client certificate"
-        check.chain = [cert.subject.rfc4514_string()]
+        draft.details["accepted_as"] = "the package default client certificate"
+        draft.chain = [cert.subject.rfc4514_string()]
         problems += [p for p in [_window_problem(cert, "the client certificate", now)] if p]
     else:
-        check.certificates.append(CertInfo.of(customer_ca))
+        draft.certificates.append(CertInfo.of(customer_ca))
         lifetime_of.append((customer_ca, "customerCA.crt"))
         result = _chain(cert, [], [customer_ca], ("the client certificate", "customerCA.crt"), now,
                         ExtendedKeyUsageOID.CLIENT_AUTH)
-        check.chain = _subjects(result.chain or [cert])
-        check.details["accepted_as"] = "issued by customerCA.crt" if result.chain else None
-        check.details["verified_with"] = result.method
+        draft.chain = _subjects(result.chain or [cert])
+        draft.details["accepted_as"] = "issued by customerCA.crt" if result.chain else None
+        draft.details["verified_with"] = result.method
         v1_note = _v1_note(result)
         problems += result.window_problems
         if result.error:
@@ -650,11 +640,11 @@ def check_client_certificate(cert: x509.Certificate, key_path: Path, key_passwor
     else:
         if not matches:
             problems.append(f"the client key {key_path} does not match the client certificate: {how}")
-    check.details.update(key_matches=matches, key_proof=how)
-    _check_lifetimes(check, problems, lifetime_of, now, cutover, min_days, warn_days)
-    return _finish(check, problems, (
+    draft.details.update(key_matches=matches, key_proof=how)
+    _check_lifetimes(draft, problems, lifetime_of, now, cutover, min_days, warn_days)
+    return _finish(draft, problems, (
         f"the client certificate ({cert.subject.rfc4514_string()}) is "
-        f"{check.details['accepted_as']}{v1_note}, its key matches, and it is valid until "
+        f"{draft.details['accepted_as']}{v1_note}, its key matches, and it is valid until "
         f"{cert.not_valid_after_utc.date().isoformat()}"))
 
 
@@ -751,122 +741,182 @@ def _unverified_server_cert(host: str, port: int, ctx: ssl.SSLContext,
     return x509.load_der_x509_certificate(der) if der else None
 
 
+class _Failed(Exception):
+    """A step of the handshake check failed; the exception's text is the check's message."""
+
+
+@dataclass
+class _Handshake:
+    """One run of :func:`check_handshake`, in named steps: load the trust directory, load the
+    client certificate, connect (TCP), shake hands (TLS), record the session, read the
+    server's verdict. A step that fails raises :class:`_Failed` with the reason; what the
+    steps find goes into ``draft``."""
+
+    host: str
+    port: int
+    client_cert: Path | None
+    client_key: Path | None
+    key_password: str | None
+    trust_dir: Path
+    timeout: float
+    draft: _Draft
+    start: float = field(default_factory=time.monotonic)
+    client_info: CertInfo | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def deadline(self) -> float:
+        return self.start + self.timeout
+
+    def run(self) -> str:
+        """Every step, TCP and TLS within the deadline; the success message."""
+        trusted = self.trusted_certificates()
+        ctx = self.client_context(trusted)
+        raw = self.connect()
+        tls: ssl.SSLSocket | None = None
+        try:
+            raw.settimeout(max(self.deadline - time.monotonic(), 0.01))
+            tls = ctx.wrap_socket(raw, server_hostname=self.host, do_handshake_on_connect=False)
+            self.handshake(tls)
+            server = self.session(tls, trusted)
+            self.read_verdict(tls)
+        finally:
+            (tls or raw).close()
+        who = (f"client certificate {self.client_info.subject} accepted" if self.client_info
+               else "no client certificate presented")
+        server_name = server.subject.rfc4514_string() if server is not None else "?"
+        details = self.draft.details
+        return (f"mutual TLS handshake with {self.endpoint} succeeded ({details['protocol']}, "
+                f"{details['cipher']}): server certificate {server_name} is in the trust "
+                f"directory; {who}")
+
+    def trusted_certificates(self) -> list[x509.Certificate]:
+        """The certificates of the trust directory (a file that is none: a warning)."""
+        try:
+            files = trust_files(self.trust_dir)
+        except OSError as exc:
+            raise _Failed(f"trust directory {self.trust_dir} cannot be read: "
+                          f"{exc.strerror or exc}") from None
+        trusted: list[x509.Certificate] = []
+        for path in files:
+            try:
+                trusted += load_certificates(path)
+            except KeyparityError as exc:
+                self.draft.warnings.append(f"trust directory file skipped: {exc}")
+        self.draft.details["trust_certificates"] = [CertInfo.of(c).sha256 for c in trusted]
+        if not trusted:
+            raise _Failed(f"trust directory {self.trust_dir} holds no certificates (*.crt, "
+                          f"*.pem, *.cer or hashed names such as 21a10654.0)")
+        return trusted
+
+    def client_context(self, trusted: Sequence[x509.Certificate]) -> ssl.SSLContext:
+        """The TLS context: the trusted certificates, and the client certificate with its key."""
+        cadata = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in trusted)
+        if self.client_cert is not None:
+            try:
+                self.client_info = CertInfo.of(load_certificate(self.client_cert))
+            except KeyparityError as exc:
+                raise _Failed(f"cannot load the client certificate: {exc}") from None
+            # the server's certificate goes first, once known
+            self.draft.certificates.append(self.client_info)
+        try:
+            return _context(self.client_cert, self.client_key, self.key_password, cadata)
+        except (ssl.SSLError, OSError) as exc:
+            reason = _alert(exc) if isinstance(exc, ssl.SSLError) else str(exc)
+            reason = _LOAD_REASONS.get(reason, reason)
+            raise _Failed(f"cannot load the client certificate {self.client_cert} with its key "
+                          f"{self.client_key or self.client_cert}: {reason}") from None
+
+    def connect(self) -> socket.socket:
+        try:
+            return _connect(self.host, self.port, self.deadline)
+        except OSError as exc:
+            raise _Failed(f"endpoint {self.endpoint} unreachable within {self.timeout} s: TCP "
+                          f"connect failed: {exc.strerror or exc or type(exc).__name__}") from None
+
+    def handshake(self, tls: ssl.SSLSocket) -> None:
+        try:
+            tls.do_handshake()
+        except (TimeoutError, socket.timeout):
+            raise _Failed(f"endpoint {self.endpoint} unreachable within {self.timeout} s: the "
+                          f"TCP connection was accepted but the TLS handshake got no "
+                          f"answer") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise _Failed(self.untrusted_server(exc)) from None
+        except ssl.SSLError as exc:
+            raise _Failed(_classify(exc, self.client_info, self.endpoint)) from None
+        except OSError as exc:  # reset / EOF during the handshake
+            hint = ("; the server may require a client certificate"
+                    if self.client_cert is None else "")
+            raise _Failed(f"endpoint {self.endpoint} closed the connection during the TLS "
+                          f"handshake: {exc.strerror or exc or type(exc).__name__}{hint}") from None
+
+    def untrusted_server(self, exc: ssl.SSLCertVerificationError) -> str:
+        """Why the server certificate was refused, naming it (fetched again, unverified)."""
+        unverified = _context(self.client_cert, self.client_key, self.key_password, None)
+        fetched = _unverified_server_cert(self.host, self.port, unverified, self.deadline)
+        info = CertInfo.of(fetched) if fetched is not None else None
+        if info is not None:
+            self.draft.certificates.insert(0, info)
+            self.draft.chain = [info.subject]
+        named = (f"server certificate (sha256 {info.sha256}, subject {info.subject})"
+                 if info else "server certificate (sha256 unknown: it could not be fetched)")
+        reason = exc.verify_message or _alert(exc)
+        if exc.verify_code in _NOT_TRUSTED_CODES:
+            return f"{named} is not in the trust directory {self.trust_dir} ({reason})"
+        return (f"{named} fails verification against the trust directory "
+                f"{self.trust_dir}: {reason}")
+
+    def session(self, tls: ssl.SSLSocket,
+                trusted: Sequence[x509.Certificate]) -> x509.Certificate | None:
+        """Record the protocol, the cipher and the server certificate with its trust chain."""
+        der = tls.getpeercert(binary_form=True)
+        server = x509.load_der_x509_certificate(der) if der else None
+        cipher = tls.cipher()
+        self.draft.details.update(protocol=tls.version(), cipher=cipher[0] if cipher else None,
+                                  cipher_bits=cipher[2] if cipher else None)
+        if server is not None:
+            self.draft.certificates.insert(0, CertInfo.of(server))
+            self.draft.chain = _trust_chain(server, trusted)
+        return server
+
+    def read_verdict(self, tls: ssl.SSLSocket) -> None:
+        """A short read: a TLS 1.3 server's verdict on the client certificate arrives now."""
+        tls.settimeout(max(min(READ_WINDOW_S, self.deadline - time.monotonic()), 0.01))
+        try:
+            data = tls.recv(1024)
+            self.draft.details["server_data_bytes"] = len(data)
+            if not data:
+                self.draft.warnings.append("the server closed the connection right after the "
+                                           "handshake")
+        except (TimeoutError, socket.timeout):
+            self.draft.details["server_data_bytes"] = 0  # silent server, no alert: accepted
+        except ssl.SSLError as exc:
+            raise _Failed(_classify(exc, self.client_info, self.endpoint)) from None
+        except OSError as exc:
+            self.draft.warnings.append(f"the connection ended right after the handshake: "
+                                       f"{exc.strerror or exc or type(exc).__name__}")
+
+
 def check_handshake(host: str, port: int, *, client_cert: Path | None, client_key: Path | None,
-                    key_password: str | None, trust_dir: Path, timeout: float) -> TlsCheck:
+                    key_password: str | None, trust_dir: Path, timeout: float) -> Check:
     """A real (mutual) TLS handshake with the server hosting the HSM, within ``timeout``.
 
     The server certificate must verify against the certificates in ``trust_dir`` (no host
     name check: CloudHSM's server certificate is self-signed and identified by being there).
     After the handshake the client reads for a moment: a TLS 1.3 server that wanted a client
     certificate, or rejects it, says so with an alert that arrives only then."""
-    endpoint = f"{host}:{port}"
-    start = time.monotonic()
-    deadline = start + timeout
-    check = TlsCheck("handshake", False, "", details={
-        "endpoint": endpoint, "trust_dir": str(trust_dir), "timeout_s": timeout,
+    draft = _Draft("handshake", details={
+        "endpoint": f"{host}:{port}", "trust_dir": str(trust_dir), "timeout_s": timeout,
         "client_certificate_presented": client_cert is not None})
-
-    def done(problem: str | None, success: str = "") -> TlsCheck:
-        check.details["elapsed_s"] = round(time.monotonic() - start, 3)
-        return _finish(check, [problem] if problem else [], success)
-
-    # the trust directory
+    steps = _Handshake(host, port, client_cert, client_key, key_password, trust_dir, timeout,
+                       draft)
     try:
-        files = trust_files(trust_dir)
-    except OSError as exc:
-        return done(f"trust directory {trust_dir} cannot be read: {exc.strerror or exc}")
-    trusted: list[x509.Certificate] = []
-    for path in files:
-        try:
-            trusted += load_certificates(path)
-        except KeyparityError as exc:
-            check.warnings.append(f"trust directory file skipped: {exc}")
-    check.details["trust_certificates"] = [CertInfo.of(c).sha256 for c in trusted]
-    if not trusted:
-        return done(f"trust directory {trust_dir} holds no certificates (*.crt, *.pem, *.cer or "
-                    f"hashed names such as 21a10654.0)")
-    cadata = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in trusted)
-
-    # the client certificate
-    client_info: CertInfo | None = None
-    if client_cert is not None:
-        try:
-            client_info = CertInfo.of(load_certificate(client_cert))
-        except KeyparityError as exc:
-            return done(f"cannot load the client certificate: {exc}")
-        check.certificates.append(client_info)  # the server's certificate goes first, once known
-    try:
-        ctx = _context(client_cert, client_key, key_password, cadata)
-    except (ssl.SSLError, OSError) as exc:
-        reason = _alert(exc) if isinstance(exc, ssl.SSLError) else str(exc)
-        reason = _LOAD_REASONS.get(reason, reason)
-        return done(f"cannot load the client certificate {client_cert} with its key "
-                    f"{client_key or client_cert}: {reason}")
-
-    # TCP, then TLS, both within the deadline
-    try:
-        raw = _connect(host, port, deadline)
-    except OSError as exc:
-        return done(f"endpoint {endpoint} unreachable within {timeout} s: TCP connect failed: "
-                    f"{exc.strerror or exc or type(exc).__name__}")
-    tls: ssl.SSLSocket | None = None
-    try:
-        raw.settimeout(max(deadline - time.monotonic(), 0.01))
-        tls = ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
-        try:
-            tls.do_handshake()
-        except (TimeoutError, socket.timeout):
-            return done(f"endpoint {endpoint} unreachable within {timeout} s: the TCP connection "
-                        f"was accepted but the TLS handshake got no answer")
-        except ssl.SSLCertVerificationError as exc:
-            fetched = _unverified_server_cert(host, port, _context(client_cert, client_key,
-                                                                   key_password, None), deadline)
-            info = CertInfo.of(fetched) if fetched is not None else None
-            if info is not None:
-                check.certificates.insert(0, info)
-                check.chain = [info.subject]
-            named = (f"server certificate (sha256 {info.sha256}, subject {info.subject})"
-                     if info else "server certificate (sha256 unknown: it could not be fetched)")
-            reason = exc.verify_message or _alert(exc)
-            if exc.verify_code in _NOT_TRUSTED_CODES:
-                return done(f"{named} is not in the trust directory {trust_dir} ({reason})")
-            return done(f"{named} fails verification against the trust directory "
-                        f"{trust_dir}: {reason}")
-        except ssl.SSLError as exc:
-            return done(_classify(exc, client_info, endpoint))
-        except OSError as exc:  # reset / EOF during the handshake
-            hint = ("; the server may require a client certificate" if client_cert is None else "")
-            return done(f"endpoint {endpoint} closed the connection during the TLS handshake: "
-                        f"{exc.strerror or exc or type(exc).__name__}{hint}")
-
-        der = tls.getpeercert(binary_form=True)
-        server = x509.load_der_x509_certificate(der) if der else None
-        cipher = tls.cipher()
-        check.details.update(protocol=tls.version(), cipher=cipher[0] if cipher else None,
-                             cipher_bits=cipher[2] if cipher else None)
-        if server is not None:
-            check.certificates.insert(0, CertInfo.of(server))
-            check.chain = _trust_chain(server, trusted)
-
-        # a short read: a TLS 1.3 server's verdict on the client certificate arrives now
-        tls.settimeout(max(min(READ_WINDOW_S, deadline - time.monotonic()), 0.01))
-        try:
-            data = tls.recv(1024)
-            check.details["server_data_bytes"] = len(data)
-            if not data:
-                check.warnings.append("the server closed the connection right after the handshake")
-        except (TimeoutError, socket.timeout):
-            check.details["server_data_bytes"] = 0  # silent server, no alert: accepted
-        except ssl.SSLError as exc:
-            return done(_classify(exc, client_info, endpoint))
-        except OSError as exc:
-            check.warnings.append(f"the connection ended right after the handshake: "
-                                  f"{exc.strerror or exc or type(exc).__name__}")
-    finally:
-        (tls or raw).close()
-    who = (f"client certificate {client_info.subject} accepted" if client_info
-           else "no client certificate presented")
-    server_name = server.subject.rfc4514_string() if server is not None else "?"
-    return done(None, f"mutual TLS handshake with {endpoint} succeeded "
-                      f"({check.details['protocol']}, {check.details['cipher']}): server "
-                      f"certificate {server_name} is in the trust directory; {who}")
+        success, problems = steps.run(), []
+    except _Failed as exc:
+        success, problems = "", [str(exc)]
+    draft.details["elapsed_s"] = round(time.monotonic() - steps.start, 3)
+    return _finish(draft, problems, success)
