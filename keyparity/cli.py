@@ -6,19 +6,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import KeyparityError
-from .profile import ProfileError, load_profile, resolve_profile_arg
+from .hsm.cluster import close_clusters, open_cluster
+from .errors import KeyparityError, PolicyError, ProfileError, pkcs11_step
+from .hsm.login import LoginGate
+from .profile import load_profile, resolve_profile_arg
 
 
 def _softhsm_init(args: argparse.Namespace) -> int:
-    from .softhsm import provision
+    from .hsm.softhsm import provision
     conf = provision(Path(args.state), args.token)
     print(f"keyparity: initialised SoftHSM tokens {', '.join(args.token)} in {conf.parent}")
     return 0
 
 
 def _demo_custodians(args: argparse.Namespace) -> int:
-    from .custodians import file_custodian, token_custodian
+    from .evidence.custodians import file_custodian, token_custodian
     state = Path(args.state)
     one = file_custodian(state / "evidence", "custodian-1")
     two = token_custodian(state / "softhsm", state / "evidence", "custodian-2")
@@ -29,7 +31,7 @@ def _demo_custodians(args: argparse.Namespace) -> int:
 def _demo_pki(args: argparse.Namespace) -> int:
     """The demo's CloudHSM-like PKI per cluster (kept once built), with its root pins in files
     the profile names (``aws_root_sha256: file:...``): a demo PKI has no published pins."""
-    from .pki import build_test_pki, root_pins
+    from .trust.pki import build_test_pki, root_pins
     for cluster in args.cluster or ("hsm1", "hsm2"):
         paths = build_test_pki(Path(args.state) / "pki" / cluster)
         for name, pin in root_pins(paths).items():
@@ -39,12 +41,11 @@ def _demo_pki(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from .cluster import find_token, load_module
-    from .seed import seed
+    from .hsm.seed import seed
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     spec = profile.source
-    token = find_token(load_module(str(spec.module), profile.module_env), spec)
-    with token.open(user_pin=spec.pin.resolve(), rw=True) as session:
+    session = open_cluster(spec, profile.module_env, LoginGate(None)).session
+    with pkcs11_step("create the inventory's keys", spec.name):
         created = seed(session, profile.keys)
     print(f"keyparity: seeded {len(created)} keys on {spec.name} "
           f"({len(profile.keys) - len(created)} already there)")
@@ -58,17 +59,17 @@ def _inventory(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.census:
-        from .bench_census import main as census_main
-        return census_main(args)
-    from .bench import main as bench_main
+    """``bench.command`` chooses: the default bench, ``--journal-overhead`` or ``--census``."""
+    # Imported here for start-up speed only: the bench pulls in the whole migration stack
+    # (about a hundred modules) that the other commands and --help do not need.
+    from .bench.command import main as bench_main
     return bench_main(args)
 
 
 def _verify(args: argparse.Namespace) -> int:
     """0: verified; 1: verification failed (what differs is printed); 2: usage error."""
-    from .signing import kms_public_key, public_key_from_pem
-    from .verify import verify_run
+    from .evidence.signing import kms_public_key, public_key_from_pem
+    from .evidence.verify import verify_run
 
     def usage(message: str) -> int:
         print(f"keyparity verify: error: {message}", file=sys.stderr)
@@ -107,18 +108,18 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _journal_path(args: argparse.Namespace) -> Path:
-    from .journal import default_path
+    from .journal.store import default_path
     return Path(args.journal) if args.journal else default_path(Path.cwd())
 
 
 def _journal_verify(args: argparse.Namespace) -> int:
     """0: the chain is intact; 1: it is broken (each broken seq is printed); 2: no journal."""
-    from .journal import verify
+    from .journal.chain import verify
     path = _journal_path(args)
     if not path.is_file():
         print(f"keyparity journal verify: error: journal not found: {path}", file=sys.stderr)
         return 2
-    problems = verify(path, args.expect_head)
+    problems = verify(path, args.expect_head)  # JournalError: not a journal (main: exit 1)
     for problem in problems:
         print(f"keyparity journal verify: {problem}")
     if not problems:
@@ -126,14 +127,19 @@ def _journal_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _with_journal(args: argparse.Namespace, command: str, use: Any) -> int:
+def _with_journal(args: argparse.Namespace, command: str, use: Any,
+                  writes: bool = False) -> int:
     """Open the journal, hand it to ``use`` (which returns the exit code), close it; 2 when
-    there is no journal. ``command``: how the messages start (``journal locks``...)."""
-    from .journal import Journal
+    there is no journal. ``command``: how the messages start (``journal locks``...).
+    ``writes``: the command records entries, which it refuses on a broken chain."""
+    from .journal.chain import require_intact
+    from .journal.store import Journal
     path = _journal_path(args)
     if not path.is_file():
         print(f"keyparity {command}: error: journal not found: {path}", file=sys.stderr)
         return 2
+    if writes:
+        require_intact(path)
     journal = Journal(path)
     try:
         return use(journal, path)
@@ -169,14 +175,14 @@ def _journal_unlock(args: argparse.Namespace) -> int:
         if not released and not refused:
             print(f"keyparity journal unlock: run {args.run} holds no locks")
         return 1 if refused else 0
-    return _with_journal(args, "journal unlock", unlock)
+    return _with_journal(args, "journal unlock", unlock, writes=True)
 
 
 def _cleanup(args: argparse.Namespace) -> int:
     """Remove from the target what run ``--run`` created (by the journal): 0 done, 1 something
     could not be removed or proven, 2 usage/refused."""
-    from . import policy
-    from .journal import cleanup
+    from .cloudhsm import policy
+    from .hsm.cleanup import cleanup
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     expected, field = policy.confirm_id(profile.target)
     if profile.environment == "production" and args.hsm_confirm != expected:
@@ -191,20 +197,18 @@ def _cleanup(args: argparse.Namespace) -> int:
 
     def clean(journal: Any, path: Path) -> int:
         lines, ok = _cleanup_cli_wrapping(journal, args.run, profile)
-        more, more_ok = cleanup(journal, args.run, profile)
+        more, more_ok = cleanup(journal, args.run, profile, LoginGate(None))
         print("\n".join(lines + more))
         return 0 if ok and more_ok else 1
-    return _with_journal(args, "cleanup", clean)
+    return _with_journal(args, "cleanup", clean, writes=True)
 
 
 def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list[str], bool]:
     """``migration.backend: cloudhsm-cli``: the run's wrapping objects (token objects on both
     clusters) that the journal shows created and not deleted, deleted through the CLI."""
-    from .cli_backend import reap_wrapping
-    from .cloudhsm_cli import CloudHsmCli
-    if not journal.db.execute(
-            "SELECT 1 FROM entries WHERE run_id = ? AND action LIKE 'cli-%' LIMIT 1",
-            (run_id,)).fetchone():
+    from .cloudhsm.backend import reap_wrapping
+    from .cloudhsm.cli import CloudHsmCli
+    if not journal.has_entries(run_id, "cli-"):
         return [], True
     src = CloudHsmCli.for_cluster(profile.source)
     tgt = CloudHsmCli.for_cluster(profile.target)
@@ -214,25 +218,35 @@ def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list
     return lines, not left
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+def _add_softhsm_init(sub: Any) -> None:
     s = sub.add_parser("softhsm-init", help="(re)initialise SoftHSM tokens in a state directory")
     s.add_argument("--state", required=True, help="state directory (its tokens/ is replaced)")
     s.add_argument("--token", action="append", required=True, help="token label (repeat)")
     s.set_defaults(func=_softhsm_init)
+
+
+def _add_demo_custodians(sub: Any) -> None:
     s = sub.add_parser("demo-custodians",
                        help="make the demo's two evidence signing keys once (file and SoftHSM)")
     s.add_argument("--state", required=True, help="state directory (.keyparity)")
     s.set_defaults(func=_demo_custodians)
+
+
+def _add_demo_pki(sub: Any) -> None:
     s = sub.add_parser("demo-pki", help="make the demo's CloudHSM-like test PKI per cluster once "
                        "(customer CA, cluster, HSM, client and server certificates, root pins)")
     s.add_argument("--state", required=True, help="state directory (.keyparity); writes pki/")
     s.add_argument("--cluster", action="append", help="cluster name (repeat; default hsm1 hsm2)")
     s.set_defaults(func=_demo_pki)
+
+
+def _add_seed(sub: Any) -> None:
     s = sub.add_parser("seed", help="create a profile's inventory keys on its source token")
     s.add_argument("profile", help="profile NAME or PATH")
     s.set_defaults(func=_seed)
+
+
+def _add_inventory(sub: Any) -> None:
     s = sub.add_parser("inventory", help="draft a profile's keys: (and exclude:) from its "
                        "source cluster's token, or write them as a CycloneDX 1.6 CBOM "
                        "(exit 0 done, 1 token or login error, 2 usage error)")
@@ -242,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
                         "cyclonedx: a CycloneDX 1.6 CBOM (JSON)")
     s.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     s.set_defaults(func=_inventory)
+
+
+def _add_bench(sub: Any) -> None:
     s = sub.add_parser("bench", help="migrate and verify N keys on tmpfs SoftHSM tokens")
     s.add_argument("--keys", type=int, default=1000, help="number of keys (default 1000)")
     s.add_argument("--batch", type=int, default=100, help="keys per interleaved batch")
@@ -263,6 +280,9 @@ def parser() -> argparse.ArgumentParser:
                    help="--journal-overhead: Journal(sync=...): fsync only 'before' entries "
                         "(the default) or 'every' commit")
     s.set_defaults(func=_bench)
+
+
+def _add_verify(sub: Any) -> None:
     s = sub.add_parser("verify", help="verify a signed run directory offline "
                        "(exit 0 verified, 1 failed, 2 usage error)")
     s.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. reports/latest")
@@ -280,6 +300,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--region", help="AWS region of --kms-key-id")
     s.add_argument("--aws-profile", help="AWS profile for --kms-key-id")
     s.set_defaults(func=_verify)
+
+
+def _add_journal(sub: Any) -> None:
+    """``journal verify``, ``journal locks`` and ``journal unlock``."""
     s = sub.add_parser("journal", help="the write journal")
     jsub = s.add_subparsers(dest="journal_command", required=True)
     j = jsub.add_parser("verify", help="check the journal's hash chain (exit 0 intact, 1 broken)")
@@ -298,6 +322,9 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--journal", metavar="PATH",
                    help="journal file (default ./.keyparity/journal.sqlite)")
     j.set_defaults(func=_journal_unlock)
+
+
+def _add_cleanup(sub: Any) -> None:
     s = sub.add_parser("cleanup", help="remove from the target only the objects a run created "
                        "(by the journal), and the run's CloudHSM CLI wrapping objects on both "
                        "clusters; never a source key")
@@ -308,16 +335,39 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
                    help="required with a production profile: the target's cluster id")
     s.set_defaults(func=_cleanup)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_softhsm_init, _add_demo_custodians, _add_demo_pki, _add_seed,
+                _add_inventory, _add_bench, _add_verify, _add_journal, _add_cleanup):
+        add(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 done, 1 the command failed (one line says why and what to do), 2 a usage error
+    (arguments, a profile keyparity refuses)."""
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, KeyparityError, RuntimeError, FileNotFoundError) as exc:
-        print(f"keyparity: error: {exc}", file=sys.stderr)
+    except (ProfileError, PolicyError) as exc:
+        print(f"keyparity {args.command}: error: {_sentence(exc)}", file=sys.stderr)
         return 2
+    except (KeyparityError, RuntimeError, OSError) as exc:
+        print(f"keyparity {args.command}: error: {_sentence(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        close_clusters()
+
+
+def _sentence(exc: BaseException) -> str:
+    """An error as one line; never empty (the class says what happened when the message
+    does not)."""
+    text = " ".join(str(exc).split())
+    return text or f"{type(exc).__name__} (no message); run again with -v on pytest, or " \
+                   "report it: keyparity should have explained this"
 
 
 if __name__ == "__main__":

@@ -6,12 +6,39 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pkcs11.exceptions as p11
 
 
 class KeyparityError(Exception):
-    """Base class: a failure the harness understands and can explain."""
+    """The root of every error keyparity raises: a failure it understands and can explain in
+    one line (``str(exc)``) that says what to do next. Commands print it and exit 1 (2 for a
+    usage error: a ``ProfileError`` or ``PolicyError``); tests fail with it, without a
+    traceback."""
+
+
+class ProfileError(KeyparityError):
+    """Any problem with a profile: ``str(e) == f"{path}: {field}: {message}"``."""
+
+    def __init__(self, path: Any, field: str, message: str) -> None:
+        super().__init__(path, field, message)
+        self.path = path
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        if self.field:
+            return f"{self.path}: {self.field}: {self.message}"
+        return f"{self.path}: {self.message}"
+
+
+class SecretError(KeyparityError):
+    """A secret could not be resolved; the message names the field, never the value."""
+
+
+class PolicyError(KeyparityError):
+    """A profile the policy refuses, before any write; ``str()`` is the whole message."""
 
 
 class LoginError(KeyparityError):
@@ -66,6 +93,10 @@ _TABLE: dict[type[p11.PKCS11Error], tuple[type[KeyparityError], str, str]] = {
     p11.SessionClosed: (TokenError, "CKR_SESSION_CLOSED", "the session was closed under us"),
     p11.SessionHandleInvalid: (TokenError, "CKR_SESSION_HANDLE_INVALID",
                                "the session was closed under us"),
+    p11.KeySizeRange: (TokenError, "CKR_KEY_SIZE_RANGE",
+                       "the token refuses a key of this size for the mechanism"),
+    p11.KeyTypeInconsistent: (TokenError, "CKR_KEY_TYPE_INCONSISTENT",
+                              "the key's type does not fit the mechanism"),
     p11.GeneralError: (TokenError, "CKR_GENERAL_ERROR", "the token failed; check the HSM"),
     p11.FunctionFailed: (TokenError, "CKR_FUNCTION_FAILED", "the token could not do it"),
 }

@@ -3,7 +3,7 @@
 The source token is logged in to once (``cluster.open_cluster`` through a ``LoginGate``: one
 C_Login, never retried), every key object is read (``census.scan``: public attributes only),
 and the inventory is printed as YAML ready to paste into the profile, or written as a
-CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.cbom).
+CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.evidence.cbom).
 
 Each key becomes ``label``, ``type``, ``size`` (aes, generic-secret, rsa) or ``curve`` (ec),
 ``id`` (its CKA_ID, quoted hex; "" when empty) and ``disposition: rotate`` when the token
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,14 +36,15 @@ from typing import Any
 import yaml
 from pkcs11.exceptions import PKCS11Error
 
-from . import census, keyinfo
-from .cbom import CbomError
-from .census import Entry
-from .errors import KeyparityError, LoginError, describe
-from .identity import KCV_METHODS
-from .keytypes import ASYMMETRIC, KEY_TYPES
+from .errors import KeyparityError, describe
+from .evidence.cbom import ACTIVE, Asset, CbomError, build, to_json
+from .hsm import census, keyinfo
+from .hsm.census import Entry
+from .hsm.cluster import close_clusters, open_cluster
+from .hsm.identity import KCV_METHODS
+from .hsm.keytypes import ASYMMETRIC, KEY_TYPES
+from .hsm.login import LoginGate
 from .profile import Cluster, ProfileError, _check_size, load_profile, resolve_profile_arg
-from .secrets import SecretError
 
 PROG = "keyparity inventory"
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
@@ -216,7 +216,6 @@ def render(found: Draft, cluster: Cluster, info: dict[str, Any]) -> str:
 def assets(found: Draft, entries: Sequence[Entry], cluster: Cluster) -> list[Any]:
     """The drafted keys as CBOM assets, with their KCV or public-key fingerprint computed by
     the token (census.material: never the key value; only a KCV's first 3 bytes are kept)."""
-    from .cbom import ACTIVE, Asset
     out = []
     for key in found.keys:
         f = key.facts
@@ -242,7 +241,6 @@ def assets(found: Draft, entries: Sequence[Entry], cluster: Cluster) -> list[Any
 
 def cbom_text(found: Draft, entries: Sequence[Entry], cluster: Cluster,
               info: dict[str, Any], profile_name: str) -> str:
-    from .cbom import build, to_json
     meta = {"keyparity:inventory": "keys of the source cluster, as keyparity inventory "
                                    "drafts them",
             "keyparity:profile": profile_name, "keyparity:cluster": cluster.name,
@@ -260,8 +258,6 @@ def _line(exc: BaseException) -> str:
 
 def command(args: argparse.Namespace) -> int:
     """``keyparity inventory PROFILE [--format yaml|cyclonedx] [--out FILE]``."""
-    from .cluster import close_clusters, open_cluster
-    from .login import LoginGate
 
     def error(code: int, message: str) -> int:
         print(f"{PROG}: error: {message}", file=sys.stderr)
@@ -273,31 +269,23 @@ def command(args: argparse.Namespace) -> int:
         return error(2, _line(exc))
     spec = profile.source
     where = f"source cluster {spec.name}"
-    with tempfile.TemporaryDirectory(prefix="keyparity-inventory-") as state:
-        try:
-            session = open_cluster(spec, profile.module_env,
-                                   LoginGate(Path(state) / "login-state.json"))
-            entries = census.scan(session.session, spec.name)
-            found = draft(entries)
-            if args.format == "cyclonedx":
-                text = cbom_text(found, entries, spec, session.info, profile.name)
-            else:
-                text = render(found, spec, session.info)
-        except SecretError as exc:  # names the field and the reference, never the value
-            return error(1, f"{where}: {_line(exc)} ({spec.pin})")
-        except CbomError as exc:
-            return error(1, _line(exc))
-        except KeyparityError as exc:
-            message = _line(exc)
-            if spec.name not in message:
-                message = f"{where}: {message}"
-            if isinstance(exc, LoginError) and str(spec.pin) not in message:
-                message += f" ({spec.pin.field}: {spec.pin})"
-            return error(1, message)
-        except PKCS11Error as exc:  # a token call outside keyparity's own error mapping
-            return error(1, f"{where}: {describe(exc)}")
-        finally:
-            close_clusters()
+    try:
+        session = open_cluster(spec, profile.module_env, LoginGate(None))
+        entries = census.scan(session.session, spec.name)
+        found = draft(entries)
+        if args.format == "cyclonedx":
+            text = cbom_text(found, entries, spec, session.info, profile.name)
+        else:
+            text = render(found, spec, session.info)
+    except CbomError as exc:
+        return error(1, _line(exc))
+    except KeyparityError as exc:  # open_cluster's messages name the cluster and the PIN
+        message = _line(exc)
+        return error(1, message if spec.name in message else f"{where}: {message}")
+    except PKCS11Error as exc:  # a token call outside keyparity's own error mapping
+        return error(1, f"{where}: {describe(exc)}")
+    finally:
+        close_clusters()
     if found.unlabelled:
         print(f"{PROG}: warning: {len(found.unlabelled)} key object(s) on {spec.name} have no "
               "label and cannot be excluded: the census will count them as unaccounted",

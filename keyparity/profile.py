@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -15,13 +16,15 @@ from typing import Any, Callable, Mapping
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
-from keyparity.secrets import SecretRef, parse_secret_ref
+from . import vector_table
+from .errors import ProfileError
+from .secrets import SecretRef, parse_secret_ref
 
 __all__ = [
     "ATTRIBUTE_NAMES",
     "CURVE_ALIASES",
     "DIFFERENCE_NAMES",
-    "VECTORS_BY_TYPE",
+    "KEY_TYPES",
     "Cluster",
     "KeySpec",
     "Profile",
@@ -46,51 +49,12 @@ CURVE_ALIASES: dict[str, str] = {
     "secp384r1": "secp384r1", "P-384": "secp384r1",
     "secp521r1": "secp521r1", "P-521": "secp521r1",
 }
-_DES = ("des3-ecb", "des3-cbc")
-_AES = ("aes-ecb", "aes-cbc", "aes-ctr", "aes-gcm")
-_RSA = ("rsa-pkcs1v15-sha256", "rsa-pss-sha256", "rsa-oaep-sha1")
-# "default" is a tuple, except for ec where it is a mapping curve -> tuple.
-VECTORS_BY_TYPE: dict[str, dict[str, Any]] = {
-    "des2": {"allowed": _DES, "default": _DES},
-    "des3": {"allowed": _DES, "default": _DES},
-    "aes": {"allowed": _AES, "default": _AES},
-    "generic-secret": {
-        "allowed": ("hmac-sha256", "hmac-sha384", "hmac-sha512"),
-        "default": ("hmac-sha256",),
-    },
-    "rsa": {"allowed": _RSA + ("rsa-oaep-sha256",), "default": _RSA},
-    "ec": {
-        "allowed": ("ecdsa-sha256", "ecdsa-sha384", "ecdsa-sha512"),
-        "default": {
-            "secp256r1": ("ecdsa-sha256",),
-            "secp384r1": ("ecdsa-sha384",),
-            "secp521r1": ("ecdsa-sha384",),
-        },
-    },
-}
+KEY_TYPES: tuple[str, ...] = ("des2", "des3", "aes", "generic-secret", "rsa", "ec")
 
 
 def default_vectors(key_type: str, curve: str | None = None) -> tuple[str, ...]:
     """Default vectors for a key type (ec needs its normalised or aliased curve)."""
-    default = VECTORS_BY_TYPE[key_type]["default"]
-    if key_type == "ec":
-        return default[CURVE_ALIASES[curve]] if curve in CURVE_ALIASES else ()
-    return default
-
-
-class ProfileError(Exception):
-    """Any problem with a profile: ``str(e) == f"{path}: {field}: {message}"``."""
-
-    def __init__(self, path: Path, field: str, message: str) -> None:
-        super().__init__(path, field, message)
-        self.path = path
-        self.field = field
-        self.message = message
-
-    def __str__(self) -> str:
-        if self.field:
-            return f"{self.path}: {self.field}: {self.message}"
-        return f"{self.path}: {self.message}"
+    return vector_table.defaults(key_type, CURVE_ALIASES.get(curve or "", curve))
 
 
 class _FrozenDict(dict):
@@ -260,6 +224,8 @@ class Profile:
     apply_sharing: bool = False
     acknowledge_non_fips: Mapping[str, str] | None = None  # reason, approver, [ticket, date]
     exclude: tuple[Exclusion, ...] = ()
+    # file: secrets and their modes (keyparity never reads them here): field, file, mode, ok
+    secret_files: tuple[Mapping[str, Any], ...] = ()
 
     def key(self, label: str) -> KeySpec:
         """The key spec with this (source) label; KeyError if absent."""
@@ -490,7 +456,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
     keys = tuple(_key(i, item, fail) for i, item in enumerate(data["keys"]))
     _check_unique(keys, data["keys"], fail)
     exclude = _exclude(data.get("exclude", []), keys, fail)
-    return Profile(
+    profile = Profile(
         path=abspath,
         sha256=digest,
         name=data["name"],
@@ -509,6 +475,34 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         acknowledge_non_fips=_ack(data.get("compliance", {}).get("acknowledge_non_fips")),
         exclude=exclude,
     )
+    files = _secret_files(profile)
+    if profile.environment == "production":
+        for entry in files:
+            if not entry["ok"]:
+                raise fail(entry["field"], f"secret file {entry['file']} is readable by others "
+                           f"(mode {entry['mode']}): a production profile refuses it; "
+                           f"chmod 600 {entry['file']}")
+    return dataclasses.replace(profile, secret_files=tuple(_FrozenDict(f) for f in files))
+
+
+def _secret_files(profile: Profile) -> list[dict[str, Any]]:
+    """Each ``file:`` secret of the profile with its mode: ``ok`` when neither the group nor
+    others may read it (as ssh insists for a private key). The values are never read here."""
+    refs: list[SecretRef | None] = []
+    for cluster in (profile.source, profile.target):
+        refs.append(cluster.pin)
+        refs.append(cluster.cloudhsm_cli.password if cluster.cloudhsm_cli else None)
+        refs.append(cluster.tls.client_key_password if cluster.tls else None)
+    for signer in profile.evidence.signers:
+        refs += [signer.pin, signer.password]
+    out = []
+    for ref in refs:
+        if ref is None or ref.scheme != "file":
+            continue
+        mode = os.stat(ref.target).st_mode & 0o777
+        out.append({"field": ref.field, "file": ref.target, "mode": f"{mode:04o}",
+                    "ok": not mode & 0o077})
+    return out
 
 
 def _exclude(raw: list[dict[str, Any]], keys: tuple[KeySpec, ...],
@@ -715,7 +709,7 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
     if key_type != "ec" and curve is not None:
         raise fail(f"{prefix}.curve", f"not allowed for type {key_type}")
     curve = CURVE_ALIASES[curve] if curve is not None else None
-    allowed = VECTORS_BY_TYPE[key_type]["allowed"]
+    allowed = vector_table.allowed(key_type)
     vectors = tuple(raw["vectors"]) if "vectors" in raw else default_vectors(key_type, curve)
     for j, vector in enumerate(vectors):
         if vector not in allowed:

@@ -7,14 +7,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import SecretError
+
 __all__ = ["SecretError", "SecretRef", "parse_secret_ref", "LITERAL_SECRET_MESSAGE"]
 
 LITERAL_SECRET_MESSAGE = "a literal secret is not allowed; use env:NAME or file:PATH"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class SecretError(Exception):
-    """A secret could not be resolved; the message names the field, never the value."""
 
 
 @dataclass(frozen=True, repr=False)

@@ -1,7 +1,7 @@
 """Attribute parity: every standard attribute of the target key equals the source's, but for
 the differences C_UnwrapKey is expected to make (each with its reason) and those the
 inventory intends."""
-from keyparity import attributes
+from keyparity.hsm import attributes
 
 
 def test_target_attributes_match_source(migrated, hsm_evidence):

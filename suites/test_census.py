@@ -14,7 +14,7 @@ The census is taken again after every other test of the run, by the plugin (keyp
 """
 import pytest
 
-from keyparity import census
+from keyparity.hsm import census
 
 pytestmark = pytest.mark.preflight
 

@@ -8,7 +8,7 @@ Each test records the values read under ``clusters.<role>`` in ``evidence.json``
 """
 import pytest
 
-from keyparity import aws
+from keyparity.cloudhsm import aws
 
 pytestmark = pytest.mark.preflight
 

@@ -4,13 +4,12 @@ import hashlib
 
 import pytest
 
-from keyparity.migrate import prove_identity
-from keyparity.vectors import DIRECTIONS, NotApplicable, exchange
+from keyparity.hsm.identity import prove
+from keyparity.hsm.vectors import DIRECTIONS, NotApplicable, exchange
 
 
-def test_key_check_values_match(migrated, source_cluster, target_cluster, hsm_evidence):
-    fresh = prove_identity(migrated.spec, migrated.source, migrated.target, source_cluster,
-                           target_cluster)
+def test_key_check_values_match(migrated, hsm_evidence):
+    fresh = prove(migrated.spec, migrated.source, migrated.target)
     hsm_evidence(identity=fresh)
     assert fresh["match"], f"{fresh['source']} != {fresh['target']} ({fresh['method']})"
 

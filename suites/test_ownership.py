@@ -7,7 +7,7 @@ exist; an inventory asking for either there fails with that reason. A key whose 
 entry names no owner has its owner recorded, and the owner test skipped."""
 import pytest
 
-from keyparity import attributes
+from keyparity.hsm import attributes
 
 
 def test_target_key_is_owned_by_the_expected_user(migrated, ownership, hsm_evidence):

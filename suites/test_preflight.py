@@ -6,9 +6,9 @@ only)."""
 import pytest
 from pkcs11 import UserType
 
-from keyparity import attributes, keyinfo, preflight
+from keyparity.hsm import attributes, keyinfo, preflight
 from keyparity.errors import KeyMismatch
-from keyparity.migrate import locate
+from keyparity.hsm.locate import locate
 
 pytestmark = pytest.mark.preflight
 

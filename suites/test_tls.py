@@ -14,7 +14,7 @@ serial, SHA-256, validity, chain) in the evidence under ``tls``.
 """
 import pytest
 
-from keyparity import tls
+from keyparity.trust import tls
 
 pytestmark = [pytest.mark.tls, pytest.mark.preflight]
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from keyparity.softhsm import find_module, provision
+from keyparity.hsm.softhsm import find_module, provision
 
 pytest_plugins = ("pytester",)
 
@@ -67,7 +67,7 @@ class Lab:
             "exclude": [{"label": label, "reason": "test lab: on the source for another part "
                          "of this test"} for label in sorted(self.source_labels -
                                                              {k["label"] for k in keys})],
-            # FIPS -> NON_FIPS changes the compliance posture: keyparity.policy requires this
+            # FIPS -> NON_FIPS changes the compliance posture: keyparity.cloudhsm.policy requires this
             "compliance": {"acknowledge_non_fips": LAB_ACK},
         }
         doc.update(top)
@@ -130,3 +130,15 @@ def evidence(pytester: pytest.Pytester) -> dict[str, Any]:
     """The evidence.json of the newest run in a pytester directory."""
     latest = pytester.path / "reports" / "latest" / "evidence.json"
     return json.loads(latest.read_text())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_logins() -> Any:
+    """A process remembers a refused CloudHSM CLI login and every open cluster session (never
+    tried twice); each in-process test starts as a new process would."""
+    from keyparity.cloudhsm import cli as cloudhsm_cli
+    from keyparity.hsm.cluster import close_clusters
+    cloudhsm_cli._PROCESS_GATE._memory.clear()
+    yield
+    cloudhsm_cli._PROCESS_GATE._memory.clear()
+    close_clusters()

@@ -17,10 +17,10 @@ import signal
 import sys
 from pathlib import Path
 
-from keyparity.cluster import ClusterSession
-from keyparity.journal import Journal
-from keyparity.login import LoginGate
-from keyparity.migrate import Migrator, chunks
+from keyparity.hsm.cluster import ClusterSession
+from keyparity.journal.store import Journal
+from keyparity.hsm.login import LoginGate
+from keyparity.hsm.migrate import Migrator, chunks
 from keyparity.profile import load_profile
 
 
@@ -41,6 +41,7 @@ def main(profile_path: str, journal_path: str, run_id: str, state: str,
     src = ClusterSession(profile.source, profile.module_env, gate)
     tgt = ClusterSession(profile.target, profile.module_env, gate)
     journal = Journal(Path(journal_path), hook=hook)
+    journal.reap_stale(run_id)  # as the plugin does before the first key
     m = Migrator(profile, src, tgt, run_id, journal=journal)
     if os.environ.get("JOURNAL_CHILD_CHUNK"):
         m.plan(chunks(profile.keys, int(os.environ["JOURNAL_CHILD_CHUNK"])))

@@ -5,7 +5,7 @@
 
 SPEC.json: {"lab": dir, "evidence_dir": dir, "profile": path, "run_dir": dir,
             "payload_hex": hex, "state": path}
-  1. makes the demo's token custodian in the lab (keyparity.custodians.token_custodian: an
+  1. makes the demo's token custodian in the lab (keyparity.evidence.custodians.token_custodian: an
      EC P-384 key generated inside the token "custodian", non-extractable) and exports its
      public key;
   2. loads the profile's evidence signers (file + pkcs11) through a LoginGate, signs the
@@ -24,21 +24,23 @@ from pathlib import Path
 import pkcs11.exceptions as p11
 from pkcs11 import Attribute
 
-from keyparity.custodians import token_custodian
-from keyparity.errors import KeyparityError
-from keyparity.login import LoginGate
+from keyparity.evidence.custodians import token_custodian
+from keyparity.hsm.cluster import close_clusters
+from keyparity.errors import KeyparityError, LoginError
+from keyparity.hsm.login import LoginGate
 from keyparity.profile import load_profile
 from keyparity.secrets import SecretRef
-from keyparity.signing import Pkcs11Signer, close_signers, load_signer, load_signers
-from keyparity.statement import sign_run
+from keyparity.evidence.signing import Pkcs11Signer, close_signers, load_signer, load_signers
+from keyparity.evidence.statement import sign_run
 
 
 def error(call) -> dict:
     try:
         call()
     except KeyparityError as exc:
-        return {"type": type(exc).__name__, "message": str(exc)}
-    return {"type": None, "message": ""}
+        return {"type": type(exc).__name__, "message": str(exc),
+                "login": isinstance(exc, LoginError)}
+    return {"type": None, "message": "", "login": False}
 
 
 def main(spec_path: str) -> None:
@@ -72,6 +74,7 @@ def main(spec_path: str) -> None:
     pkcs11_spec = next(s for s in profile.evidence.signers if s.type == "pkcs11")
     missing = dataclasses.replace(pkcs11_spec, key_label="no-such-key")
     out["missing_key"] = error(lambda: load_signer(missing, profile.module_env, None))
+    close_clusters()  # as a new process: the token is not logged in to any more
     wrong_pin = lab / "wrong.pin"
     wrong_pin.write_text("0000000000000000\n")
     bad = dataclasses.replace(pkcs11_spec, pin=SecretRef("file", str(wrong_pin),

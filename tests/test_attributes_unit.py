@@ -1,4 +1,4 @@
-"""Unit tests of keyparity.attributes (compare, table, unwrap_template) on hand-made attribute
+"""Unit tests of keyparity.hsm.attributes (compare, table, unwrap_template) on hand-made attribute
 dicts, and of the PKCS #11 error mapping in keyparity.errors. No token involved."""
 from __future__ import annotations
 
@@ -10,23 +10,12 @@ from pkcs11.attributes import AttributeMapper
 from pkcs11.constants import DEFAULT
 from pkcs11.defaults import DEFAULT_KEY_CAPABILITIES
 
-from keyparity import attributes
-from keyparity.attributes import (
-    ABSENT,
-    EXPECTED_AFTER_UNWRAP,
-    SET_AT_UNWRAP,
-    UNAVAILABLE,
-    compare,
-    table,
-    unwrap_template,
+from keyparity.hsm import attributes
+from keyparity.hsm.attributes import (
+    ABSENT, EXPECTED_AFTER_UNWRAP, SET_AT_UNWRAP, UNAVAILABLE, compare, table, unwrap_template,
 )
 from keyparity.errors import (
-    KeyNotExtractable,
-    LoginError,
-    MechanismUnsupported,
-    TokenError,
-    describe,
-    pkcs11_step,
+    KeyNotExtractable, LoginError, MechanismUnsupported, TokenError, describe, pkcs11_step,
 )
 
 # A secret key as attributes.read_standard() renders it: names, JSON-friendly values.

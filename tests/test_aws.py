@@ -1,4 +1,4 @@
-"""keyparity.aws and the cluster suite: describe_clusters through a real cloudhsmv2 client whose
+"""keyparity.cloudhsm.aws and the cluster suite: describe_clusters through a real cloudhsmv2 client whose
 responses come from botocore's Stubber (which validates them against the service model), in
 every mode x type x state combination, and each check shown to fail on the wrong input."""
 from __future__ import annotations
@@ -6,17 +6,22 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import re
 import shutil
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.exceptions as bx
 import pytest
+import yaml
 from botocore.stub import Stubber
+from jsonschema import Draft202012Validator
 
 from conftest import REPO, evidence, run_suites
-from keyparity import aws
+from keyparity.checks import Check
+from keyparity.cloudhsm import aws
 from keyparity.profile import AwsSpec, Cluster
 from keyparity.secrets import parse_secret_ref
 
@@ -102,6 +107,10 @@ def read(cluster: Cluster, client: Any) -> aws.ClusterFacts:
     return aws.describe(cluster.aws, client=client)
 
 
+def unpack(check: Check) -> tuple[bool, str]:
+    return check.ok, check.message
+
+
 # ---- every combination ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("mode", "hsm_type", "state"), list(itertools.product(MODES, TYPES, STATES)))
@@ -114,17 +123,17 @@ def test_every_mode_type_and_state_is_checked(mode, hsm_type, state, declared_mo
     stub.assert_no_pending_responses()
     assert (facts.mode, facts.hsm_type, facts.state, facts.active_hsms) == (mode, hsm_type,
                                                                            state, 2)
-    ok, msg = aws.check_active(cluster, facts)
+    ok, msg = unpack(aws.check_active(cluster, facts))
     assert ok is (state == "ACTIVE")
     assert (msg.startswith(f"hsm2m ({TARGET_ID}) is {state} (") and "not ACTIVE" in msg) is (
         state != "ACTIVE")
-    ok, msg = aws.check_mode_and_type(cluster, facts)
+    ok, msg = unpack(aws.check_mode_and_type(cluster, facts))
     assert ok is (mode == declared_mode and hsm_type == declared_type), msg
     assert (f"Mode is {mode} but clusters.target.mode declares {declared_mode}" in msg) is (
         mode != declared_mode)
     assert (f"HsmType is {hsm_type} but clusters.target.hsm_type declares {declared_type}"
             in msg) is (hsm_type != declared_type)
-    assert aws.check_active_hsms(cluster, facts)[0] is True
+    assert aws.check_active_hsms(cluster, facts).ok is True
 
 
 def test_the_headline_pair_passes_and_is_recorded():
@@ -134,8 +143,11 @@ def test_the_headline_pair_passes_and_is_recorded():
                                           hsm(2, cluster_id=SOURCE_ID, hsm_type="hsm1.medium")]),
                         cluster_id=SOURCE_ID)
     facts = read(source, client)
-    assert [c(source, facts)[0] for c in (aws.check_active, aws.check_mode_and_type,
-                                          aws.check_active_hsms)] == [True] * 3
+    checks = [c(source, facts) for c in (aws.check_active, aws.check_mode_and_type,
+                                         aws.check_active_hsms)]
+    assert [c.ok for c in checks] == [True] * 3
+    assert all(isinstance(c, Check) and c.facts == {} and c.skip is None and c.warnings == ()
+               for c in checks)
     rec = facts.record()
     assert rec["mode"] == "FIPS" and rec["hsm_type"] == "hsm1.medium" and rec["active_hsms"] == 2
     assert rec["hsms"][0] == {"HsmId": "hsm-1abcdefghij", "State": "ACTIVE",
@@ -145,7 +157,7 @@ def test_the_headline_pair_passes_and_is_recorded():
 
 def test_a_wrong_mode_fails_naming_both():
     client, _ = stubbed(cluster_doc(mode="FIPS"))
-    ok, msg = aws.check_mode_and_type(spec(mode="NON_FIPS"), read(spec(), client))
+    ok, msg = unpack(aws.check_mode_and_type(spec(mode="NON_FIPS"), read(spec(), client)))
     assert not ok
     assert msg == (f"hsm2m ({TARGET_ID}): Mode is FIPS but clusters.target.mode declares "
                    "NON_FIPS: fix the profile or point it at the right cluster")
@@ -153,14 +165,14 @@ def test_a_wrong_mode_fails_naming_both():
 
 def test_undeclared_hsm_type_is_not_compared_and_says_so():
     client, _ = stubbed(cluster_doc(hsm_type="hsm1.medium"))
-    ok, msg = aws.check_mode_and_type(spec(hsm_type=None), read(spec(), client))
+    ok, msg = unpack(aws.check_mode_and_type(spec(hsm_type=None), read(spec(), client)))
     assert ok and "HsmType hsm1.medium (not declared: not compared)" in msg
 
 
 @pytest.mark.parametrize("state", ["UNINITIALIZED", "DEGRADED"])
 def test_a_cluster_that_is_not_active_fails_with_what_to_do(state):
     client, _ = stubbed(cluster_doc(state=state))
-    ok, msg = aws.check_active(spec(), read(spec(), client))
+    ok, msg = unpack(aws.check_active(spec(), read(spec(), client)))
     assert not ok
     todo = "initialize it" if state == "UNINITIALIZED" else "an HSM or the cluster is impaired"
     assert msg.startswith(f"hsm2m ({TARGET_ID}) is {state} (") and todo in msg
@@ -168,7 +180,7 @@ def test_a_cluster_that_is_not_active_fails_with_what_to_do(state):
 
 def test_one_hsm_fails_the_availability_check():
     client, _ = stubbed(cluster_doc(hsms=[hsm(1)]))
-    ok, msg = aws.check_active_hsms(spec(), read(spec(), client))
+    ok, msg = unpack(aws.check_active_hsms(spec(), read(spec(), client)))
     assert not ok
     assert msg.startswith(f"hsm2m ({TARGET_ID}) has 1 ACTIVE HSM(s), needs >= 2 "
                           f"(hsm-1abcdefghij ACTIVE {REGION}b)")
@@ -179,18 +191,18 @@ def test_an_hsm_that_is_not_active_does_not_count():
     client, _ = stubbed(cluster_doc(state="DEGRADED", hsms=[hsm(1), hsm(2, "DEGRADED")]))
     facts = read(spec(), client)
     assert facts.active_hsms == 1
-    assert not aws.check_active_hsms(spec(), facts)[0]
+    assert not aws.check_active_hsms(spec(), facts).ok
 
 
 def test_min_active_hsms_1_disables_the_two_hsm_check_and_says_so():
     client, _ = stubbed(cluster_doc(hsms=[hsm(1)]))
-    ok, msg = aws.check_active_hsms(spec(min_active=1), read(spec(), client))
+    ok, msg = unpack(aws.check_active_hsms(spec(min_active=1), read(spec(), client)))
     assert ok and "the two-HSM availability check is disabled by the profile" in msg
 
 
 def test_no_hsm_at_all():
     client, _ = stubbed(cluster_doc(state="INITIALIZED", hsms=[]))
-    ok, msg = aws.check_active_hsms(spec(min_active=1), read(spec(), client))
+    ok, msg = unpack(aws.check_active_hsms(spec(min_active=1), read(spec(), client)))
     assert not ok and "has 0 ACTIVE HSM(s), needs >= 1 (no HSMs)" in msg
 
 
@@ -285,13 +297,13 @@ CLUSTER_NODES = {f"suites/test_cluster.py::{t}[{role}]" for t in (
     "test_cluster_is_active", "test_cluster_mode_and_hsm_type_are_as_declared",
     "test_cluster_has_enough_active_hsms") for role in ("source-hsm1", "target-hsm2")}
 
-# A plugin for the child pytest: keyparity.aws.client_for answers from Stubber with the
+# A plugin for the child pytest: keyparity.cloudhsm.aws.client_for answers from Stubber with the
 # clusters in clusters.json (the product has no such hook; the test patches the module).
 STUBBED_AWS = '''
 import json, pathlib
 import boto3
 from botocore.stub import Stubber
-import keyparity.aws as kaws
+import keyparity.cloudhsm.aws as kaws
 
 CLUSTERS = json.loads(pathlib.Path(__file__).with_name("clusters.json").read_text())
 CALLS = pathlib.Path(__file__).with_name("calls.log")
@@ -326,16 +338,12 @@ def cluster_suite(pytester):
 
 
 def validate_evidence(doc: dict[str, Any]) -> None:
-    from importlib import resources
-
-    from jsonschema import Draft202012Validator
     schema = json.loads(resources.files("keyparity.schemas").joinpath(
         "evidence.schema.json").read_text())
     Draft202012Validator(schema).validate(doc)
 
 
 def outcomes(result) -> dict[str, str]:
-    import re
     return {n: k.lower() for k, n in re.findall(r"^(PASSED|FAILED|ERROR) (suites/\S+)",
                                                   result.stdout.str(), re.M)}
 
@@ -366,14 +374,13 @@ def test_clusters_without_aws_block_are_skipped_as_declared_not_verified(lab, cl
     validate_evidence(doc)
     assert "keyparity: source: hsm1, FIPS (declared), token hsm1" in result.stdout.str()
     # without an aws block nothing is marked aws: -m "not aws" deselects none of them
-    again = run_suites(cluster_suite, lab.profile([{"label": "k", "type": "aes", "size": 128}]),
-                       "-m", "not aws")
+    run_suites(cluster_suite, lab.profile([{"label": "k", "type": "aes", "size": 128}]),
+               "-m", "not aws")
     assert set(skipped(evidence(cluster_suite))) == CLUSTER_NODES
 
 
 def _aws_profile(lab, source: dict[str, Any], target: dict[str, Any], **aws_extra: Any):
     path = lab.profile([{"label": "k", "type": "aes", "size": 128}])
-    import yaml
     doc = yaml.safe_load(path.read_text())
     doc["clusters"]["source"].update(hsm_type="hsm1.medium", aws={
         "cluster_id": SOURCE_ID, "region": REGION, **aws_extra})

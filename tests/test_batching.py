@@ -1,7 +1,7 @@
 """Chunks of keys: one xdist group each, and one durable journal commit for their unwraps.
 
 The plugin cuts the inventory into chunks (``--hsm-batch N``, else
-``keyparity.migrate.chunk_size``); xdist runs a chunk's tests on one worker, and when a key
+``keyparity.hsm.migrate.chunk_size``); xdist runs a chunk's tests on one worker, and when a key
 must be unwrapped, the selected keys after it in its chunk are unwrapped with it. Shown here on
 real SoftHSM tokens: deselected keys are never written, a chunk stays on one worker, the
 ``before`` entries of a chunk share one transaction, and the outcome equals a serial run.
@@ -14,8 +14,9 @@ import subprocess
 import sys
 
 from conftest import evidence, run_suites
-from keyparity.journal import Journal, verify
-from keyparity.migrate import MAX_CHUNK, chunk_size
+from keyparity.journal.chain import verify
+from keyparity.journal.store import Journal
+from keyparity.hsm.migrate import MAX_CHUNK, chunk_size
 from test_red_suites import AES, DES3, HMAC, RSA, all_green, counts, groups, nodes, observed, plain
 
 KEYS = [AES, DES3, HMAC, RSA]

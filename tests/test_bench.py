@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from keyparity.softhsm import find_module
+from keyparity.hsm.softhsm import find_module
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from conftest import evidence, run_suites
-from keyparity.census import changes
-from keyparity.seed import key_id
+from keyparity.hsm.census import changes
+from keyparity.hsm.seed import key_id
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 AES256 = {"label": "k-aes256", "type": "aes", "size": 256}

@@ -1,4 +1,4 @@
-"""``migration.backend: cloudhsm-cli`` (keyparity.cli_backend) against tests/fake_cloudhsm_cli.
+"""``migration.backend: cloudhsm-cli`` (keyparity.cloudhsm.backend) against tests/fake_cloudhsm_cli.
 
 The fake cannot unwrap real keys, so the proof stops at the command level: the exact sequence
 and arguments of the guide's commands, credentials never in argv, the PEM and blob files in a
@@ -20,9 +20,10 @@ import pytest
 import yaml
 
 from conftest import REPO, evidence, run_suites
-from keyparity import cli_backend
-from keyparity.cloudhsm_cli import CliCommandFailed, CloudHsmCli
-from keyparity.journal import Journal, verify
+from keyparity.cloudhsm import backend as cli_backend
+from keyparity.cloudhsm.cli import CliCommandFailed, CloudHsmCli
+from keyparity.journal.chain import verify
+from keyparity.journal.store import Journal, NullJournal
 from keyparity.errors import MechanismUnsupported
 from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
@@ -75,7 +76,7 @@ class Fake:
     def channel(self, journal: Any = None, label: str = LABEL) -> cli_backend.CliChannel:
         return cli_backend.CliChannel(self.cli("cluster-src", "source (hsm1)"),
                                       self.cli("cluster-tgt", "target (hsm2m)"), WRAPPING, label,
-                                      journal=journal)
+                                      journal=journal or NullJournal().bind("RUN"))
 
     def reap(self, rec: Any, **kw: Any) -> tuple[list[str], list[str]]:
         return cli_backend.reap_wrapping(rec, self.cli("cluster-src", "source (hsm1)"),
@@ -198,10 +199,10 @@ def test_close_reports_wrapping_objects_it_could_not_delete(fake, found):
                     f"target (hsm2m): {LABEL}-public (CliCommandFailed)"]
 
 
-def cli_lab_profile(lab: Any) -> Path:
-    """One AES key seeded on the lab's hsm1, and a profile migrating it with the CloudHSM CLI
-    backend (the stand-in CLI on both clusters, password by env:)."""
-    keys = [{"label": "k-aes128", "type": "aes", "size": 128}]
+def cli_lab_profile(lab: Any, keys: list[dict[str, Any]] | None = None) -> Path:
+    """Keys (default: one AES key) seeded on the lab's hsm1, and a profile migrating them with
+    the CloudHSM CLI backend (the stand-in CLI on both clusters, password by env:)."""
+    keys = keys or [{"label": "k-aes128", "type": "aes", "size": 128}]
     lab.seed(keys)
     path = lab.profile(keys, migration={"backend": "cloudhsm-cli"})
     doc = yaml.safe_load(path.read_text())
@@ -246,9 +247,9 @@ def test_the_migrator_uses_the_cli_backend_when_the_profile_says_so(lab, suites,
 CHILD = r"""
 import os, signal, sys
 from pathlib import Path
-from keyparity.cli_backend import CliChannel
-from keyparity.cloudhsm_cli import CloudHsmCli
-from keyparity.journal import Journal
+from keyparity.cloudhsm.backend import CliChannel
+from keyparity.cloudhsm.cli import CloudHsmCli
+from keyparity.journal.store import Journal
 from keyparity.profile import CloudHsmCliSpec, Wrapping
 from keyparity.secrets import SecretRef
 fake, path, run_id, kill = sys.argv[1:5]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, evidence, run_suites
-from keyparity.journal import Journal
+from keyparity.journal.store import Journal
 from test_red_suites import all_green, assert_red, messages, nodes, observed
 
 K1 = {"label": "k-one", "type": "aes", "size": 128}

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pkcs11.exceptions as p11
 import pytest
 
-from keyparity import cluster
+from keyparity.hsm import cluster
 from keyparity.errors import TokenError
 
 

@@ -22,11 +22,13 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from test_bad_input import SPY, edit_profile, spy_logins
 
-from keyparity import cbom, inventory, keyinfo
-from keyparity.census import Entry
-from keyparity.custodians import file_custodian
+from keyparity.evidence import cbom
+from keyparity import inventory
+from keyparity.hsm import keyinfo
+from keyparity.hsm.census import Entry
+from keyparity.evidence.custodians import file_custodian
 from keyparity.profile import load_profile
-from keyparity.seed import key_id
+from keyparity.hsm.seed import key_id
 
 DEMO = yaml.safe_load((REPO / "hsm_profiles" / "softhsm.yaml").read_text())["keys"]
 SECRET_TYPES = ("des2", "des3", "aes", "generic-secret")
@@ -55,7 +57,7 @@ def assert_no_pins(lab: Any, text: str) -> None:
 
 
 def expected(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What the draft should say of seeded keys (tests/tokentool.py: keyparity.seed)."""
+    """What the draft should say of seeded keys (tests/tokentool.py: keyparity.hsm.seed)."""
     out = []
     for k in sorted(keys, key=lambda k: k["label"]):
         entry = {**k, "id": key_id(k["label"]).hex()}
@@ -282,9 +284,9 @@ def test_wrong_pin_is_tried_once_and_is_one_line_naming_cluster_and_pin_referenc
         lines = out.stderr.splitlines()
         assert len(lines) == 1, lines
         assert lines[0] == (
-            "keyparity inventory: error: login to source (hsm1) failed: CKR_PIN_INCORRECT; "
-            f"check clusters.source.pin (file:{lab.root / 'wrong.pin'}); not retried, so that "
-            "the user is not locked out")
+            "keyparity inventory: error: source (hsm1) is unavailable: login failed: "
+            f"CKR_PIN_INCORRECT; check clusters.source.pin (file:{lab.root / 'wrong.pin'}); "
+            "not retried, so that the user is not locked out")
         assert wrong not in out.stderr
         assert spy_logins(log) == [(wrong.encode(), "CKR_PIN_INCORRECT")]
 
@@ -298,8 +300,8 @@ def test_unset_pin_variable_is_exit_1_one_line_naming_cluster_and_variable(lab, 
 
     assert (out.returncode, out.stdout) == (1, "")
     assert out.stderr.splitlines() == [
-        "keyparity inventory: error: source cluster hsm1: clusters.source.pin: environment "
-        "variable KEYPARITY_TEST_UNSET_PIN is not set (env:KEYPARITY_TEST_UNSET_PIN)"]
+        "keyparity inventory: error: source (hsm1) is unavailable: clusters.source.pin: "
+        "environment variable KEYPARITY_TEST_UNSET_PIN is not set"]
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from keyparity.cli import main as cli_main
-from keyparity.journal import GENESIS, Journal, LockTimeout, entry_hash, verify
+from keyparity.journal.chain import GENESIS, entry_hash, verify
+from keyparity.journal.store import Journal, LockTimeout
 
 
 def filled(tmp_path: Path, n: int = 5) -> Path:

@@ -1,4 +1,4 @@
-"""keyparity.login.LoginGate's bookkeeping, with a fake token: one login attempt per cluster
+"""keyparity.hsm.login.LoginGate's bookkeeping, with a fake token: one login attempt per cluster
 per run, across gate instances and processes, and no PIN anywhere. (The real-token version of
 this lives with the suites' tests.)"""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pkcs11.exceptions as p11
 import pytest
 
 from keyparity.errors import LoginError
-from keyparity.login import LoginGate
+from keyparity.hsm.login import LoginGate
 from keyparity.secrets import SecretRef
 
 PIN = "pin-5e3c7a91-do-not-leak"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from keyparity.oscal import OBJECTIVE_ID, assessment_results, write_assessment_results
+from keyparity.evidence.oscal import OBJECTIVE_ID, assessment_results, write_assessment_results
 
 trestle_ar = pytest.importorskip("trestle.oscal.assessment_results",
                                  reason="compliance-trestle is a test dependency (.[test])")
@@ -192,3 +192,18 @@ def test_sparse_documents_are_still_valid() -> None:
     assert findings["data-aes256"]["target"]["status"]["state"] == "not-satisfied"
     assert findings[None]["target"]["status"]["state"] == "not-satisfied"  # INCOMPLETE run
     assert "end" not in ar["results"][0]
+
+
+@pytest.mark.parametrize("sample", ["evidence-sample.json", "evidence-failing.json"])
+def test_the_document_is_byte_for_byte_the_recorded_one(sample: str, tmp_path: Path) -> None:
+    """The document written for each sample is exactly the one recorded in
+    ``tests/data/oscal-expected-*.json`` (written before ``assessment_results`` was split into
+    parts, issue 12). Every UUID is a UUIDv5 of the run id and every timestamp comes from the
+    evidence, so nothing needs normalising. A deliberate change to the document: regenerate the
+    file from ``write_assessment_results`` and review the diff."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copyfile(DATA / sample, run_dir / "evidence.json")
+    doc = json.loads((run_dir / "evidence.json").read_text())
+    got = write_assessment_results(run_dir, doc).read_bytes()
+    assert got == (DATA / sample.replace("evidence-", "oscal-expected-")).read_bytes()

@@ -1,4 +1,4 @@
-"""Ownership and sharing (suites/test_ownership.py, keyparity.ownership).
+"""Ownership and sharing (suites/test_ownership.py, keyparity.cloudhsm.ownership).
 
 End to end: real SoftHSM tokens (a ``lab``) are migrated by the real suites; then the ownership
 suite runs with the target's ``cloudhsm_cli`` pointing at tests/fake_cloudhsm_cli, whose
@@ -19,9 +19,10 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from conftest import REPO, evidence, run_suites
-from keyparity import cloudhsm_cli as chc
-from keyparity.migrate import Migration
-from keyparity.ownership import Ownership, check_value, compare
+from keyparity.cloudhsm import cli as chc
+from keyparity.hsm.migrate import Migration
+from keyparity.checks import Check
+from keyparity.cloudhsm.ownership import Ownership, check_value, compare_cli_with_pkcs11
 from keyparity.profile import CloudHsmCliSpec, KeySpec, load_profile
 from keyparity.secrets import SecretRef
 
@@ -342,6 +343,17 @@ def test_apply_sharing_needs_the_owner_and_migrate_mode(checker):
     assert not check.ok and "not applied in verify-only mode" in check.message
 
 
+def test_an_owner_the_inventory_does_not_name_is_recorded_and_skipped(checker):
+    own = checker({"key list *": listing(entry(owners=("cu1",)))})
+    check = own.check_owner(migration())
+    assert isinstance(check, Check) and check.ok and check.warnings == ()
+    assert "the inventory names no owner for 'k1'" in check.skip
+    assert check.facts["owners"] == ["cu1"] and check.facts["expected"] is None
+    record = check.record()
+    assert list(record)[:4] == ["ok", "message", "warnings", "skip"]
+    assert record["owners"] == ["cu1"] and record["skip"] == check.skip
+
+
 def test_a_key_the_cli_user_cannot_see_and_two_keys_under_one_label(checker):
     own = checker({"key list *": listing()})
     check = own.check_owner(migration(owner="cu1"))
@@ -359,12 +371,12 @@ def test_partial_cluster_coverage_fails(checker):
     assert not check.ok and "not on every HSM of hsm2m (cluster-coverage: partial)" in check.message
 
 
-def test_compare_maps_cli_names_and_skips_what_softhsm_leaves_unset():
+def test_compare_cli_with_pkcs11_maps_cli_names_and_skips_what_softhsm_leaves_unset():
     key = chc.CliKey.parse(entry(**{"key-type": "aes", "class": "secret-key",
                                     "wrap-with-trusted": True, "id": "0x"}), ())
     pkcs11 = {"key_type": "AES", "class": "SECRET_KEY", "wrap_with_trusted": False, "id": "",
               "value_len": 0, "label": "k1"}
-    assert compare(key, pkcs11, spec()) == [
+    assert compare_cli_with_pkcs11(key, pkcs11, spec()) == [
         {"attribute": "wrap-with-trusted", "cli": True, "pkcs11": False}]
 
 

@@ -1,4 +1,4 @@
-"""The test PKI (keyparity.pki) is complete, CloudHSM-shaped, idempotent — and satisfies every
+"""The test PKI (keyparity.trust.pki) is complete, CloudHSM-shaped, idempotent — and satisfies every
 TLS check with real certificates and a real mutual TLS handshake on 127.0.0.1."""
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from keyparity import pki, tls
-from keyparity.tls_server import MutualTlsServer
+from keyparity.errors import KeyparityError
+from keyparity.trust import pki, tls
+from keyparity.trust.tls_server import MutualTlsServer
 
 NOW = dt.datetime.now(dt.timezone.utc)
 L = tls.load_certificate
@@ -97,7 +98,6 @@ def test_idempotent_keeps_a_complete_pki_and_rebuilds_a_partial_one(tmp_path: Pa
 
 
 def test_root_pins_needs_a_built_pki(tmp_path: Path) -> None:
-    from keyparity.errors import KeyparityError
     with pytest.raises(KeyparityError, match="no root pins"):
         pki.root_pins({"pins": tmp_path / "pins.json"})
 
@@ -133,8 +133,8 @@ def test_the_built_pki_satisfies_every_check(paths: dict[str, Path]) -> None:
                                           trust_dir=paths["trust_dir"], timeout=5.0))
     for check in checks:
         assert check.ok, (check.name, check.message)
-        assert check.warnings == [], (check.name, check.warnings)
-        assert check.certificates and check.chain, check.name
+        assert check.warnings == (), (check.name, check.warnings)
+        assert check.facts["certificates"] and check.facts["chain"], check.name
         json.dumps(check.record())  # JSON-able evidence
 
 

@@ -1,4 +1,4 @@
-"""The FIPS policy gate (keyparity.policy): 3DES only to a NON_FIPS target, the FIPS -> NON_FIPS
+"""The FIPS policy gate (keyparity.cloudhsm.policy): 3DES only to a NON_FIPS target, the FIPS -> NON_FIPS
 acknowledgement, and 3DES vectors produced by a FIPS cluster reported as not applicable."""
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from conftest import evidence, run_suites
-from keyparity import policy
+from keyparity.cloudhsm import policy
 from keyparity.profile import load_profile
-from keyparity.vectors import DIRECTIONS, NotApplicable, Party, exchange
+from keyparity.hsm.locate import Side
+from keyparity.hsm.vectors import DIRECTIONS, NotApplicable, exchange
 
 DES3 = {"label": "k-des3", "type": "des3"}
 DES2 = {"label": "k-des2", "type": "des2"}
@@ -106,7 +107,8 @@ class _NoKey:
 
 
 def test_exchange_refuses_before_the_fips_side_encrypts():
-    source, target = Party("hsm1", _NoKey(), mode="FIPS"), Party("hsm2", _NoKey(), mode="NON_FIPS")
+    source = Side(_NoKey(), cluster="hsm1", mode="FIPS")
+    target = Side(_NoKey(), cluster="hsm2", mode="NON_FIPS")
     with pytest.raises(NotApplicable, match=re.escape(FIPS_REASON)):
         exchange("des3-cbc", DIRECTIONS[0], source, target, label="k", seed=1, tc_id=1)
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO, evidence, run_suites
-from keyparity import policy
+from keyparity.cloudhsm import policy
 from keyparity.profile import load_profile
 from test_aws import validate_evidence
 from test_policy import header
@@ -122,6 +122,7 @@ def _profile(tmp_path: Path, environment: str, aws: bool = True, mode: str = "mi
     module = tmp_path / "libmodule.so"
     module.write_bytes(b"")
     (tmp_path / "pin").write_text("1234\n")
+    (tmp_path / "pin").chmod(0o600)  # a production profile refuses a PIN file others may read
     cluster = {"module": str(module), "token_label": "t", "pin": "file:pin"}
     target = {**cluster, "name": "hsm2m", "mode": "FIPS"}
     if aws:

@@ -14,14 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from keyparity import vector_table
 from keyparity.profile import (
-    ATTRIBUTE_NAMES,
-    DIFFERENCE_NAMES,
-    VECTORS_BY_TYPE,
-    ProfileError,
-    default_vectors,
-    load_profile,
-    resolve_profile_arg,
+    ATTRIBUTE_NAMES, DIFFERENCE_NAMES, KEY_TYPES, ProfileError, default_vectors,
+    load_profile, resolve_profile_arg,
 )
 from keyparity.secrets import SecretError, SecretRef, parse_secret_ref
 
@@ -463,16 +459,18 @@ def test_duplicate_vectors(layout: dict[str, Path]) -> None:
 
 
 def test_vector_table() -> None:
-    assert VECTORS_BY_TYPE["generic-secret"]["default"] == ("hmac-sha256",)
-    assert "hmac-sha512" in VECTORS_BY_TYPE["generic-secret"]["allowed"]
-    assert "rsa-oaep-sha256" in VECTORS_BY_TYPE["rsa"]["allowed"]
-    assert "rsa-oaep-sha256" not in VECTORS_BY_TYPE["rsa"]["default"]
+    assert vector_table.defaults("generic-secret") == ("hmac-sha256",)
+    assert "hmac-sha512" in vector_table.allowed("generic-secret")
+    assert "rsa-oaep-sha256" in vector_table.allowed("rsa")
+    assert "rsa-oaep-sha256" not in vector_table.defaults("rsa")
     assert default_vectors("ec", "P-521") == ("ecdsa-sha384",)
     assert default_vectors("ec", "secp256r1") == ("ecdsa-sha256",)
-    for entry in VECTORS_BY_TYPE.values():
-        defaults = entry["default"]
-        for vectors in defaults.values() if isinstance(defaults, dict) else [defaults]:
-            assert set(vectors) <= set(entry["allowed"])
+    for key_type in KEY_TYPES:
+        for curve in (None, "secp256r1", "secp384r1", "secp521r1"):
+            assert set(vector_table.defaults(key_type, curve)) <= set(
+                vector_table.allowed(key_type))
+        assert vector_table.allowed(key_type), key_type
+    assert {t for v in vector_table.TABLE.values() for t in v.key_types} == set(KEY_TYPES)
 
 
 def test_schema_names_match_constants() -> None:
@@ -480,7 +478,7 @@ def test_schema_names_match_constants() -> None:
     key = schema["$defs"]["key"]["properties"]
     assert tuple(key["attributes"]["properties"]) == ATTRIBUTE_NAMES
     assert tuple(key["expected_differences"]["properties"]) == DIFFERENCE_NAMES
-    assert set(key["type"]["enum"]) == set(VECTORS_BY_TYPE)
+    assert tuple(key["type"]["enum"]) == KEY_TYPES
 
 
 # --------------------------------------------------------------------------- secrets

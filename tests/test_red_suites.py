@@ -16,8 +16,8 @@ import pytest
 
 from conftest import evidence, run_suites
 from keyparity.profile import default_vectors
-from keyparity.seed import key_id
-from keyparity.vectors import DIRECTIONS
+from keyparity.hsm.seed import key_id
+from keyparity.hsm.vectors import DIRECTIONS
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 DES3 = {"label": "k-des3", "type": "des3"}
@@ -41,23 +41,24 @@ WRAP_PROBE = "suites/test_preflight.py::test_tokens_accept_the_wrapping_paramete
 
 # A plugin for the child pytest that simulates a migration whose identity check is broken:
 # the migrator accepts whatever key sits under the label. The suites' own KCV test keeps the
-# real prove_identity (imported at collection, before this patch), so the KCV test, the
+# real proof (it imported ``prove`` at collection, before this patch), so the KCV test, the
 # vectors and the attribute table have to catch the wrong key on their own.
 BLIND_IDENTITY = '''
-import keyparity.migrate as migrate
+import keyparity.hsm.identity as identity
+from keyparity.errors import KeyMismatch
 
 
 def pytest_collection_finish(session):
-    real = migrate.prove_identity
+    real = identity.prove
 
-    def blind(spec, source, target, src, tgt, *args):
+    def blind(spec, source, target, **kw):
         try:
-            return real(spec, source, target, src, tgt, *args)
-        except migrate.KeyMismatch:
+            return real(spec, source, target, **kw)
+        except KeyMismatch:
             return {"method": "identity check disabled by the test", "source": "?",
                     "target": "?", "match": True}
 
-    migrate.prove_identity = blind
+    identity.prove = blind
 '''
 
 
@@ -82,7 +83,7 @@ def nodes(key: dict[str, Any], *groups: str) -> set[str]:
 def all_green(keys: list[dict[str, Any]], verify_only: bool = False) -> dict[str, str]:
     """The outcome of every node of a run in which nothing is wrong."""
     out = {n: "passed" for k in keys for n in nodes(k)}
-    for k in keys:  # the lab's hsm1 is FIPS: it does not produce 3DES output (keyparity.policy)
+    for k in keys:  # the lab's hsm1 is FIPS: it does not produce 3DES output (keyparity.cloudhsm.policy)
         if k["type"] in ("des2", "des3"):
             out.update({n: "skipped" for n in nodes(k, "vectors") if n.endswith("source->target]")})
     out.update({n: "passed" for n in PREFLIGHT_RUN_NODES | CENSUS_NODES})
@@ -185,7 +186,7 @@ def test_symmetric_key_with_other_material_under_its_label_fails_identity_and_ve
     src_kcv, tgt_kcv = re.search(r"\(([0-9a-f]{6}) != ([0-9a-f]{6})\)", msg).groups()
     assert src_kcv != tgt_kcv
     for n in nodes(AES, "kcv", "vectors", "attributes"):
-        assert "k-aes128 is not on the target" in messages(doc, n)
+        assert "k-aes128: not proven, because its migration failed" in messages(doc, n)
         assert "holds other key material" in messages(doc, n)
     assert doc["keys"]["k-aes128"]["migration"]["status"] == "failed"
     assert doc["keys"]["k-des3"]["migration"]["status"] == "found"
@@ -337,7 +338,8 @@ def test_key_missing_on_the_target_fails_as_not_found_and_its_other_tests_do_not
     result.stdout.fnmatch_lines(["E  *AssertionError: 'k-aes128' (aes) not found on hsm2 "
                                  "(verify-only: nothing was written)"])
     for n in nodes(AES, "kcv", "vectors", "attributes"):
-        assert "k-aes128 is not on the target: 'k-aes128' (aes) not found on hsm2" in \
+        assert ("k-aes128: not proven, because its migration failed: 'k-aes128' (aes) not "
+                "found on hsm2") in \
             messages(doc, n)
     assert counts(lab, "hsm2", ["k-aes128"])["k-aes128"] == 0
     assert_red(doc, bad=["k-aes128"], good=["k-des3"])

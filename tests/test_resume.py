@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from conftest import REPO, evidence, run_suites
-from keyparity.journal import Journal, verify
+from keyparity.journal.chain import verify
+from keyparity.journal.store import Journal
 
 CHILD = Path(__file__).with_name("journal_child.py")
 AES = {"label": "k-aes128", "type": "aes", "size": 128}

@@ -1,4 +1,4 @@
-"""keyparity.signing: the three evidence signers with real keys.
+"""keyparity.evidence.signing: the three evidence signers with real keys.
 
 file    PEM keys made here (plain and encrypted, passphrase from an env: reference);
 pkcs11  a real SoftHSM token in a child process (tests/sign_pkcs11.py);
@@ -25,14 +25,17 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, Signature, Signer
 
-from keyparity.errors import KeyNotFound, KeyparityError, LoginError
+from keyparity.errors import KeyNotFound, KeyparityError
 from keyparity.profile import SignerSpec, load_profile
 from keyparity.secrets import SecretRef
-from keyparity.signing import (KeyFormatError, KmsError, KmsSigner, SigningError,
-                               kms_public_key, load_signer, load_signers, public_key_from_pem)
-from keyparity.statement import (ENVELOPE, PAYLOAD_TYPE, STATEMENT, EvidenceError,
-                                 build_statement, canonical_json, sign_run)
-from keyparity.verify import verify_run
+from keyparity.evidence.signing import (
+    KeyFormatError, KmsError, KmsSigner, SigningError, kms_public_key, load_signer, load_signers,
+    public_key_from_pem,
+)
+from keyparity.evidence.statement import (
+    ENVELOPE, PAYLOAD_TYPE, STATEMENT, EvidenceError, build_statement, canonical_json, sign_run,
+)
+from keyparity.evidence.verify import verify_run
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = Path(__file__).with_name("sign_pkcs11.py")
@@ -234,9 +237,9 @@ def test_pkcs11_signer_on_a_softhsm_token(tmp_path, lab):
     assert out["missing_key"]["type"] == KeyNotFound.__name__
     assert "no private key labelled 'no-such-key' on token 'custodian'" in (
         out["missing_key"]["message"])
-    assert out["wrong_pin"]["type"] == LoginError.__name__
+    assert out["wrong_pin"]["login"] is True  # a LoginError
     assert "CKR_PIN_INCORRECT" in out["wrong_pin"]["message"]
-    assert out["wrong_pin_again"]["type"] == LoginError.__name__
+    assert out["wrong_pin_again"]["login"] is True
     assert "not retried" in out["wrong_pin_again"]["message"]
     assert "0000000000000000" not in proc.stdout + proc.stderr
 

@@ -2,7 +2,7 @@
 import os
 import subprocess
 
-from keyparity.softhsm import has_token, provision
+from keyparity.hsm.softhsm import has_token, provision
 
 
 def labels(conf):

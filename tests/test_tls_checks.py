@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from keyparity import pki, tls
+from keyparity.checks import Check
+from keyparity.trust import pki, tls
 from keyparity.errors import KeyparityError
-from keyparity.tls_server import BANNER, MutualTlsServer
+from keyparity.trust.tls_server import BANNER, MutualTlsServer
 
 NOW = dt.datetime.now(dt.timezone.utc)
 DAY = dt.timedelta(days=1)
@@ -49,7 +50,7 @@ def other_ca() -> tuple[x509.Certificate, Any]:
 
 
 def cluster_check(cert: x509.Certificate, ca: x509.Certificate, cutover: dt.date | None = None,
-                  now: dt.datetime = NOW) -> tls.TlsCheck:
+                  now: dt.datetime = NOW) -> Check:
     return tls.check_cluster_certificate(cert, ca, now=now, cutover=cutover or now.date(),
                                          min_days=30, warn_days=90)
 
@@ -67,15 +68,16 @@ def leaf(issuer: x509.Certificate, issuer_key: Any, *, days: float = 365, start:
 def test_cluster_certificate_good(p: dict[str, Path], ca: x509.Certificate) -> None:
     check = cluster_check(L(p["cluster_certificate"]), ca)
     assert check.ok, check.message
-    assert check.warnings == []
-    assert check.chain == [L(p["cluster_certificate"]).subject.rfc4514_string(),
+    assert check.warnings == ()
+    assert check.facts["chain"] == [L(p["cluster_certificate"]).subject.rfc4514_string(),
                            ca.subject.rfc4514_string()]
-    info = check.certificates[0]
-    assert info.sha256 == L(p["cluster_certificate"]).fingerprint(hashes.SHA256()).hex()
-    assert info.serial == format(L(p["cluster_certificate"]).serial_number, "x")
-    assert dt.datetime.fromisoformat(info.not_after) == L(p["cluster_certificate"]).not_valid_after_utc
+    info = check.facts["certificates"][0]
+    assert info["sha256"] == L(p["cluster_certificate"]).fingerprint(hashes.SHA256()).hex()
+    assert info["serial"] == format(L(p["cluster_certificate"]).serial_number, "x")
+    assert dt.datetime.fromisoformat(info["not_after"]) == L(p["cluster_certificate"]).not_valid_after_utc
+    assert check.name == "cluster_certificate"
     record = json.loads(json.dumps(check.record()))
-    assert set(record) == {"name", "ok", "message", "warnings", "certificates", "chain", "details"}
+    assert list(record) == ["name", "ok", "message", "warnings", "certificates", "chain", "details"]
     assert record["certificates"][1]["subject"] == ca.subject.rfc4514_string()
 
 
@@ -85,7 +87,7 @@ def test_cluster_certificate_from_another_ca_fails(ca: x509.Certificate, other_c
     assert not check.ok
     assert "is not issued by customerCA.crt" in check.message
     assert "signature" in check.message  # the library's reason is kept
-    assert check.details["issued_by_customer_ca"] is False
+    assert check.facts["details"]["issued_by_customer_ca"] is False
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_cluster_certificate_expired_fails(old_ca: Any) -> None:
     assert not check.ok
     assert check.message.startswith("the cluster certificate expired on ")
     assert "not issued" not in check.message  # it *is* issued by the customer CA
-    assert check.details["issued_by_customer_ca"] is True
+    assert check.facts["details"]["issued_by_customer_ca"] is True
 
 
 def test_cluster_certificate_not_yet_valid_fails(ca: x509.Certificate, ca_key: Any) -> None:
@@ -128,7 +130,7 @@ def test_cluster_certificate_lifetime_after_cutover(p: dict[str, Path], ca: x509
     assert warned.ok, warned.message
     assert len(warned.warnings) == 1 and "plan its renewal" in warned.warnings[0]
     fine = cluster_check(cert, ca, cutover=end - dt.timedelta(days=100))
-    assert fine.ok and fine.warnings == []
+    assert fine.ok and fine.warnings == ()
 
 
 def test_customer_ca_expiring_before_the_cutover_fails(ca_key: Any) -> None:
@@ -164,7 +166,7 @@ def test_extension_rules_that_remain(ca: x509.Certificate, ca_key: Any) -> None:
 # --------------------------------------------------------------------------- HSM identity
 
 
-def identity(p: dict[str, Path], **override: Any) -> tls.TlsCheck:
+def identity(p: dict[str, Path], **override: Any) -> Check:
     pins = pki.root_pins(p)
     args: dict[str, Any] = dict(
         aws_hardware=L(p["aws_hardware_certificate"]), aws_root=L(p["aws_root"]),
@@ -180,15 +182,15 @@ def identity(p: dict[str, Path], **override: Any) -> tls.TlsCheck:
 def test_hsm_identity_good(p: dict[str, Path]) -> None:
     check = identity(p)
     assert check.ok, check.message
-    assert check.details["checked"] == ["AWS", "manufacturer"]
-    assert check.details["hardware_certificates_share_key"] is True
-    aws = check.details["chains"]["AWS"]["chain"]
+    assert check.facts["details"]["checked"] == ["AWS", "manufacturer"]
+    assert check.facts["details"]["hardware_certificates_share_key"] is True
+    aws = check.facts["details"]["chains"]["AWS"]["chain"]
     assert aws == [L(p[n]).subject.rfc4514_string()
                    for n in ("hsm_certificate", "aws_hardware_certificate", "aws_root")]
-    assert check.chain == aws
-    assert check.details["chains"]["manufacturer"]["chain"][-1] == \
+    assert check.facts["chain"] == aws
+    assert check.facts["details"]["chains"]["manufacturer"]["chain"][-1] == \
         L(p["manufacturer_root"]).subject.rfc4514_string()
-    assert len(check.certificates) == 5
+    assert len(check.facts["certificates"]) == 5
 
 
 def test_hsm_identity_pin_formats_and_single_chain(p: dict[str, Path]) -> None:
@@ -197,7 +199,7 @@ def test_hsm_identity_pin_formats_and_single_chain(p: dict[str, Path]) -> None:
     check = identity(p, aws_root_sha256=colons, manufacturer_hardware=None,
                      manufacturer_root=None, manufacturer_root_sha256=None)
     assert check.ok, check.message
-    assert check.details["checked"] == ["AWS"]
+    assert check.facts["details"]["checked"] == ["AWS"]
 
 
 def test_hsm_identity_wrong_root_pin_names_both(p: dict[str, Path]) -> None:
@@ -229,9 +231,9 @@ def test_hsm_certificate_not_chaining_through_a_hardware_certificate(p: dict[str
     assert not check.ok
     assert "does not chain through the manufacturer hardware certificate" in check.message
     assert "AWS" not in check.message
-    assert check.details["chains"]["AWS"]["verified"] is True
-    assert check.details["chains"]["manufacturer"]["verified"] is False
-    assert check.details["hardware_certificates_share_key"] is False
+    assert check.facts["details"]["chains"]["AWS"]["verified"] is True
+    assert check.facts["details"]["chains"]["manufacturer"]["verified"] is False
+    assert check.facts["details"]["hardware_certificates_share_key"] is False
 
 
 def test_hsm_certificate_signed_by_the_root_directly_is_not_through_hardware(p: dict[str, Path]) -> None:
@@ -261,7 +263,7 @@ def test_expired_hsm_certificate_is_named_once(p: dict[str, Path]) -> None:
     assert not check.ok
     assert check.message.startswith("the HSM certificate expired on ")
     assert check.message.count("expired") == 1  # reported by both chains, said once
-    assert all(c["verified"] for c in check.details["chains"].values())  # sound otherwise
+    assert all(c["verified"] for c in check.facts["details"]["chains"].values())  # sound otherwise
 
 
 def test_hsm_identity_needs_something_to_check(p: dict[str, Path]) -> None:
@@ -279,7 +281,7 @@ def test_hsm_identity_needs_something_to_check(p: dict[str, Path]) -> None:
 def test_csr_matches(p: dict[str, Path]) -> None:
     check = tls.check_csr_matches(tls.load_csr(p["cluster_csr"]), L(p["hsm_certificate"]))
     assert check.ok, check.message
-    assert check.details["csr_public_key_sha256"] == check.details["hsm_public_key_sha256"]
+    assert check.facts["details"]["csr_public_key_sha256"] == check.facts["details"]["hsm_public_key_sha256"]
 
 
 def test_csr_with_another_key_fails(p: dict[str, Path]) -> None:
@@ -287,7 +289,7 @@ def test_csr_with_another_key_fails(p: dict[str, Path]) -> None:
     check = tls.check_csr_matches(csr, L(p["hsm_certificate"]))
     assert not check.ok
     assert "the cluster CSR's public key" in check.message and "differs" in check.message
-    assert check.details["csr_signature_valid"] is True
+    assert check.facts["details"]["csr_signature_valid"] is True
 
 
 def test_csr_with_a_broken_signature_fails(p: dict[str, Path]) -> None:
@@ -301,7 +303,7 @@ def test_csr_with_a_broken_signature_fails(p: dict[str, Path]) -> None:
 
 
 def client_check(p: dict[str, Path], cert: x509.Certificate, key: Path, password: str | None = None,
-                 *, default: bool = True, cutover: dt.date | None = None) -> tls.TlsCheck:
+                 *, default: bool = True, cutover: dt.date | None = None) -> Check:
     return tls.check_client_certificate(
         cert, key, password, L(p["customer_ca"]),
         default_cert=L(p["default_client_certificate"]) if default else None, now=NOW,
@@ -311,11 +313,11 @@ def client_check(p: dict[str, Path], cert: x509.Certificate, key: Path, password
 def test_client_certificate_good_and_default(p: dict[str, Path]) -> None:
     good = client_check(p, L(p["client_certificate"]), p["client_key"])
     assert good.ok, good.message
-    assert good.details["accepted_as"] == "issued by customerCA.crt"
-    assert good.details["key_matches"] is True
+    assert good.facts["details"]["accepted_as"] == "issued by customerCA.crt"
+    assert good.facts["details"]["key_matches"] is True
     default = client_check(p, L(p["default_client_certificate"]), p["default_client_key"])
     assert default.ok, default.message
-    assert default.details["accepted_as"] == "the package default client certificate"
+    assert default.facts["details"]["accepted_as"] == "the package default client certificate"
     not_configured = client_check(p, L(p["default_client_certificate"]), p["default_client_key"],
                                   default=False)
     assert not not_configured.ok and "is not issued by customerCA.crt" in not_configured.message
@@ -330,7 +332,7 @@ def test_client_certificate_from_another_ca_fails(p: dict[str, Path], other_ca: 
     assert not check.ok
     assert "is not issued by customerCA.crt" in check.message
     assert "nor the package default client certificate" in check.message
-    assert check.details["key_matches"] is True
+    assert check.facts["details"]["key_matches"] is True
 
 
 def test_client_key_that_does_not_match_fails(p: dict[str, Path]) -> None:
@@ -353,7 +355,7 @@ def test_rsa_client_certificate_and_encrypted_key(p: dict[str, Path], ca_key: An
     path = pki.write_key(tmp_path / "rsa.pem", rsa_key, password="pw-1234")
     check = client_check(p, cert, path, "pw-1234")
     assert check.ok, check.message
-    assert check.details["key_proof"].startswith("RSA-PSS SHA-256")
+    assert check.facts["details"]["key_proof"].startswith("RSA-PSS SHA-256")
     missing = client_check(p, cert, path, None)
     assert not missing.ok and "encrypted and no password was given" in missing.message
     wrong = client_check(p, cert, path, "not-it")
@@ -365,7 +367,7 @@ def test_client_certificate_expiring_soon_and_missing_key(p: dict[str, Path], ca
     key = serialization.load_pem_private_key(p["client_key"].read_bytes(), None)
     cert = leaf(L(p["customer_ca"]), ca_key, days=20, key=key, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
     check = client_check(p, cert, p["client_key"])
-    assert not check.ok and check.details["key_matches"] is True
+    assert not check.ok and check.facts["details"]["key_matches"] is True
     assert check.message.startswith("the client certificate expires on ")
     assert "at least 30 days after it" in check.message
     warned = client_check(p, cert, p["client_key"], cutover=NOW.date() - dt.timedelta(days=15))
@@ -405,7 +407,7 @@ def server(p: dict[str, Path]) -> Iterator[MutualTlsServer]:
 
 def handshake(address: tuple[str, int], p: dict[str, Path], *, cert: Path | None = None,
               key: Path | None = None, trust_dir: Path | None = None,
-              timeout: float = 3.0) -> tls.TlsCheck:
+              timeout: float = 3.0) -> Check:
     return tls.check_handshake(address[0], address[1], client_cert=cert, client_key=key,
                                key_password=None, trust_dir=trust_dir or p["trust_dir"],
                                timeout=timeout)
@@ -414,13 +416,14 @@ def handshake(address: tuple[str, int], p: dict[str, Path], *, cert: Path | None
 def test_handshake_good(server: MutualTlsServer, p: dict[str, Path]) -> None:
     check = handshake(server.address, p, cert=p["client_certificate"], key=p["client_key"])
     assert check.ok, check.message
-    assert check.details["protocol"] == "TLSv1.3"
-    assert check.details["cipher"].startswith("TLS_")
-    assert check.details["server_data_bytes"] == len(BANNER)
-    server_info = check.certificates[0]
-    assert server_info.sha256 == tls.CertInfo.of(L(p["server_certificate"])).sha256
-    assert check.chain == [server_info.subject]
-    assert check.certificates[1].subject == L(p["client_certificate"]).subject.rfc4514_string()
+    assert check.facts["details"]["protocol"] == "TLSv1.3"
+    assert check.facts["details"]["cipher"].startswith("TLS_")
+    assert check.facts["details"]["server_data_bytes"] == len(BANNER)
+    server_info = check.facts["certificates"][0]
+    assert server_info["sha256"] == tls.CertInfo.of(L(p["server_certificate"])).sha256
+    assert check.facts["chain"] == [server_info["subject"]]
+    assert check.facts["certificates"][1]["subject"] == \
+        L(p["client_certificate"]).subject.rfc4514_string()
     json.dumps(check.record())
 
 
@@ -432,8 +435,8 @@ def test_handshake_tls12_and_package_default(p: dict[str, Path]) -> None:
                           key=p["default_client_key"])
         missing = handshake(srv.address, p)
     assert check.ok, check.message
-    assert check.details["protocol"] == "TLSv1.2"
-    assert check.details["cipher"]
+    assert check.facts["details"]["protocol"] == "TLSv1.2"
+    assert check.facts["details"]["cipher"]
     assert not missing.ok
     assert missing.message.startswith("the server requires a client certificate and none was presented")
 
@@ -446,7 +449,7 @@ def test_handshake_trust_dir_with_hashed_names_and_der(p: dict[str, Path], serve
     check = handshake(server.address, p, cert=p["client_certificate"], key=p["client_key"],
                       trust_dir=tmp_path)
     assert check.ok, check.message
-    assert len(check.details["trust_certificates"]) == 2
+    assert len(check.facts["details"]["trust_certificates"]) == 2
 
 
 def test_handshake_server_certificate_not_in_trust_dir(server: MutualTlsServer, p: dict[str, Path],
@@ -465,7 +468,7 @@ def test_handshake_without_a_client_certificate(server: MutualTlsServer, p: dict
     check = handshake(server.address, p)
     assert not check.ok
     assert check.message.startswith("the server requires a client certificate and none was presented")
-    assert check.details["protocol"] == "TLSv1.3"  # the handshake completed; the alert came after
+    assert check.facts["details"]["protocol"] == "TLSv1.3"  # the handshake completed; the alert came after
 
 
 def test_handshake_client_certificate_from_another_ca(server: MutualTlsServer, p: dict[str, Path],
@@ -538,7 +541,7 @@ def test_handshake_blackholed_endpoints_fail_within_the_timeout(p: dict[str, Pat
             assert elapsed < timeout + 2, elapsed
             assert not check.ok
             assert check.message.startswith(f"endpoint 127.0.0.1:{port} unreachable within 1.0 s: ")
-            assert check.details["elapsed_s"] >= timeout * 0.9  # it did wait, then gave up
+            assert check.facts["details"]["elapsed_s"] >= timeout * 0.9  # it did wait, then gave up
     finally:
         for s in (silent, full, *fillers):
             s.close()
@@ -577,9 +580,9 @@ def test_v1_cluster_certificate_is_verified_link_by_link(ca: x509.Certificate, c
     assert v1.version == x509.Version.v1
     good = cluster_check(v1, ca)
     assert good.ok, good.message
-    assert good.details["verified_with"] == tls.V1_FALLBACK
+    assert good.facts["details"]["verified_with"] == tls.V1_FALLBACK
     assert "(X.509 v1 chain: verified link by link)" in good.message
-    assert good.chain == [v1.subject.rfc4514_string(), ca.subject.rfc4514_string()]
+    assert good.facts["chain"] == [v1.subject.rfc4514_string(), ca.subject.rfc4514_string()]
 
     forged = pki.issue_v1_certificate(csr_key, "cluster-v1", other_ca[0], other_ca[1],
                                       NOW - DAY, NOW + 400 * DAY)
@@ -591,7 +594,7 @@ def test_v1_cluster_certificate_is_verified_link_by_link(ca: x509.Certificate, c
                                        NOW - 400 * DAY, NOW - 2 * DAY)
     late = cluster_check(expired, old_ca[0])
     assert not late.ok and late.message.startswith("the cluster certificate expired on ")
-    assert late.details["issued_by_customer_ca"] is True
+    assert late.facts["details"]["issued_by_customer_ca"] is True
 
 
 def test_v1_manufacturer_root_like_marvells(p: dict[str, Path]) -> None:
@@ -612,7 +615,7 @@ def test_v1_manufacturer_root_like_marvells(p: dict[str, Path]) -> None:
                      manufacturer_root_sha256=tls.CertInfo.of(root).sha256, aws_hardware=None,
                      aws_root=None, aws_root_sha256=None)
     assert check.ok, check.message
-    assert check.details["chains"]["manufacturer"]["verified_with"] == tls.V1_FALLBACK
+    assert check.facts["details"]["chains"]["manufacturer"]["verified_with"] == tls.V1_FALLBACK
 
     root, hw, hsm = chain(-5)
     expired = identity(p, hsm_cert=hsm, manufacturer_hardware=hw, manufacturer_root=root,

@@ -1,7 +1,7 @@
 """The TLS suite (suites/test_tls.py) is green on a good CloudHSM-like PKI and goes RED on each
 broken case, for the broken cluster only.
 
-Each test builds a test PKI per cluster in the lab directory (keyparity.pki), writes ``tls``
+Each test builds a test PKI per cluster in the lab directory (keyparity.trust.pki), writes ``tls``
 blocks into the lab profile, breaks the target's in one precise way and runs the real suite in
 a child pytest. It asserts the outcome of every TLS node id, that the message says what is
 wrong, and what the evidence's ``tls`` section records. The demo profile, after
@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from jsonschema import Draft202012Validator
 
-from keyparity import pki
+from keyparity.trust import pki
 from keyparity.profile import ProfileError, load_profile
-from keyparity.report import render_report
+from keyparity.evidence.report import render_report
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 ROLES = ("source", "target")

@@ -1,19 +1,18 @@
 """The verdict says exactly what was proven: PASS only for the whole inventory and every suite;
 a selection (-k, -m preflight, one file) is PARTIAL or PREFLIGHT-PASS; no test is NO-TESTS.
 
-The table of keyparity.verdict is checked against the suites' source, so it cannot drift.
+The table of keyparity.evidence.verdict is checked against the suites' source, so it cannot drift.
 """
 from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from conftest import REPO, evidence, run_suites
-from keyparity import verdict
+from keyparity.evidence import verdict
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 HMAC = {"label": "k-hmac", "type": "generic-secret", "size": 256}

@@ -1,4 +1,4 @@
-"""keyparity.verify and `keyparity verify`: a realistic run directory signed by two custodians
+"""keyparity.evidence.verify and `keyparity verify`: a realistic run directory signed by two custodians
 (file keys made here), then every kind of tampering, each of which must fail with a message
 that names the problem. Plus an independent check of our signatures: DSSE PAE built by hand
 and verified with plain `cryptography` and with the `openssl` command line."""
@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import SSlibKey
 
-from keyparity.custodians import file_custodian
+from keyparity.evidence.custodians import file_custodian
 from keyparity.profile import SignerSpec
-from keyparity.signing import load_signer, public_key_from_pem
-from keyparity.statement import (ENVELOPE, PAYLOAD_TYPE, STATEMENT, EvidenceError,
-                                 canonical_json, sign_run, subjects)
-from keyparity.verify import VerifyResult, verify_run
+from keyparity.evidence.signing import load_signer, public_key_from_pem
+from keyparity.evidence.statement import (
+    ENVELOPE, PAYLOAD_TYPE, STATEMENT, EvidenceError, canonical_json, sign_run, subjects,
+)
+from keyparity.evidence.verify import VerifyResult, verify_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,7 @@ DROP = object()  # predicate(field=DROP): a predicate without that field
 
 
 def predicate(run_id: str = RUN_ID, **changes) -> dict:
-    """What keyparity.bundle._predicate signs, for a run of two custodians (threshold 2)."""
+    """What keyparity.evidence.bundle._predicate signs, for a run of two custodians (threshold 2)."""
     doc = {
         "run_id": run_id,
         "profile": "softhsm",
@@ -389,7 +390,7 @@ def test_wrong_payload_type_fails(signed):
 
 def test_wrong_payload_type_even_when_signed_fails(signed, monkeypatch):
     """Custodians who signed the payload under another type: signatures verify, type does not."""
-    import keyparity.statement as statement
+    import keyparity.evidence.statement as statement
     monkeypatch.setattr(statement, "PAYLOAD_TYPE", "application/json")
     signed.resign(signed.predicate)
     result = signed.verify()
@@ -399,7 +400,7 @@ def test_wrong_payload_type_even_when_signed_fails(signed, monkeypatch):
 
 
 def test_unsigned_envelope_fails(signed):
-    """What keyparity.bundle writes for a profile without evidence.signers."""
+    """What keyparity.evidence.bundle writes for a profile without evidence.signers."""
     signed.resign(predicate(signers=[], threshold=0), signers=0)
     assert signed.envelope()["signatures"] == []
     result = signed.verify()
@@ -732,7 +733,7 @@ def test_a_signed_payload_without_run_id_fails_unless_renames_are_allowed(signed
 
 def test_reports_latest_symlink_verifies(signed, monkeypatch):
     latest = signed.run.parent / "latest"
-    latest.symlink_to(signed.run.name)  # as keyparity.bundle links it
+    latest.symlink_to(signed.run.name)  # as keyparity.evidence.bundle links it
     out = cli(latest, *keys_args(signed))
     assert out.returncode == 0, out.stdout
     assert f"  run directory: named {RUN_ID}, as the signed run id" in out.stdout

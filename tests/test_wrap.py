@@ -1,4 +1,4 @@
-"""keyparity.wrap and keyparity.mechanisms: the two-step path makes exactly the bytes of
+"""keyparity.hsm.wrap and keyparity.hsm.mechanisms: the two-step path makes exactly the bytes of
 CKM_RSA_AES_KEY_WRAP (checked against software, both ways), the native path packs
 CK_RSA_AES_KEY_WRAP_PARAMS as PKCS #11 lays it out and really hands it to the token (seen
 through OpenSC's pkcs11-spy), and a truncated blob is refused.
@@ -23,15 +23,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 from pkcs11 import KeyType, Mechanism, ObjectClass
 
-from keyparity import wrap
-from keyparity.mechanisms import (
-    CK_RSA_AES_KEY_WRAP_PARAMS,
-    CK_RSA_PKCS_OAEP_PARAMS,
-    CKM_RSA_AES_KEY_WRAP,
-    CKZ_DATA_SPECIFIED,
-    RSA_AES_KEY_WRAP,
-    PackedRsaAesParams,
-    WrapParams,
+from keyparity.hsm import wrap
+from keyparity.hsm.mechanisms import (
+    CK_RSA_AES_KEY_WRAP_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, CKM_RSA_AES_KEY_WRAP, CKZ_DATA_SPECIFIED,
+    RSA_AES_KEY_WRAP, PackedRsaAesParams, WrapParams,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +62,7 @@ def wraptool(lab: Any, token: str, op: str, *, spy_log: Path | None = None,
 
 
 def software_kcv(value: bytes) -> str:
-    """AES-ECB of a 16-byte zero block, first 3 bytes (keyparity.identity's KCV method)."""
+    """AES-ECB of a 16-byte zero block, first 3 bytes (keyparity.hsm.identity's KCV method)."""
     encryptor = Cipher(algorithms.AES(value), modes.ECB()).encryptor()
     return (encryptor.update(bytes(16)) + encryptor.finalize())[:3].hex()
 

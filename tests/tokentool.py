@@ -4,7 +4,7 @@ per process, and every test has token directories of its own).
     python tokentool.py OPS.json     with SOFTHSM2_CONF set
 
 OPS.json: {"module": path, "ops": [{"op": ..., "token": label, "pin": pin, ...}, ...]}
-  seed          keys: [KeySpec-like dicts]        create inventory keys (keyparity.seed)
+  seed          keys: [KeySpec-like dicts]        create inventory keys (keyparity.hsm.seed)
   create        key: {...}, label, extractable    create one key under a label
   destroy       label, classes: [secret|private|public]
   set           label, class, attribute, value    C_SetAttributeValue on one object
@@ -21,9 +21,9 @@ import sys
 import pkcs11
 from pkcs11 import Attribute, KeyType, ObjectClass
 
-from keyparity.attributes import BY_NAME
+from keyparity.hsm.attributes import BY_NAME
 from keyparity.profile import CURVE_ALIASES, KeySpec
-from keyparity.seed import create, seed
+from keyparity.hsm.seed import create, seed
 
 CLASSES = {"secret": ObjectClass.SECRET_KEY, "private": ObjectClass.PRIVATE_KEY,
            "public": ObjectClass.PUBLIC_KEY}

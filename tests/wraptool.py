@@ -1,4 +1,4 @@
-"""Test-only driver of keyparity.wrap on real tokens, run as a child process (SoftHSM reads its
+"""Test-only driver of keyparity.hsm.wrap on real tokens, run as a child process (SoftHSM reads its
 configuration once per process, and every test has token directories of its own).
 
     python wraptool.py SPEC.json     with SOFTHSM2_CONF set (and PKCS11SPY* for the spy)
@@ -13,10 +13,10 @@ SPEC.json: {"module": path, "token": label, "pin": pin, "op": ..., "params": [ha
                   generate an RSA-2048 wrapping pair on the token as the channel does (session
                   objects; the private half is not extractable), build in software, for its
                   public half, a blob in the CKM_RSA_AES_KEY_WRAP format
-                  (RSA-OAEP(K) || AES-KWP_K(value)), keyparity.wrap.unwrap(native=False) it and
+                  (RSA-OAEP(K) || AES-KWP_K(value)), keyparity.hsm.wrap.unwrap(native=False) it and
                   compute the KCV on the token -> {"modulus", "exponent", "blob", "kcv", ...}
                   (truncate: keep only that many bytes of the blob)
-  unwrap-native   as unwrap-known, but keyparity.wrap.unwrap(native=True)
+  unwrap-native   as unwrap-known, but keyparity.hsm.wrap.unwrap(native=True)
 A keyparity error or a ValueError adds {"error": class name, "message": str} to what was
 learnt before it (exit status 0). Prints one JSON object.
 """
@@ -32,9 +32,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 from pkcs11 import Attribute, KeyType, ObjectClass
 
-from keyparity import identity, wrap
+from keyparity.hsm import identity, wrap
 from keyparity.errors import KeyparityError
-from keyparity.mechanisms import WrapParams
+from keyparity.hsm.mechanisms import WrapParams
 
 # The channel's templates (keyparity/channel.py), repeated here on purpose: the test checks
 # the wrap functions with the objects the channel would give them.

@@ -1,0 +1,364 @@
+"""``migration.backend: cloudhsm-cli``: keys move with the CloudHSM guide's own CLI commands
+instead of PKCS #11 wrap calls; the suites then verify every key through PKCS #11 as usual.
+
+1. target: ``key generate-asymmetric-pair rsa`` (public ``wrap=true``, private ``unwrap=true``)
+2. target: ``key generate-file --encoding pem`` of the public half
+3. source: ``key import pem --key-type-class rsa-public --attributes wrap=true``
+4. per key, source: ``key wrap rsa-aes`` into a blob file; target: ``key unwrap rsa-aes`` with
+   the source key's attributes (or the inventory's) under the target label
+5. ``key delete`` of the three wrapping objects.
+
+The PEM and blob files live in a private (0700) temporary directory; each blob is removed as
+soon as its key is unwrapped, the directory when the channel closes. The wrapping objects are
+token objects here (single-command mode has no lasting session), so ``close`` deletes them and
+reports what it could not delete.
+
+Journal. With a journal (a ``keyparity.journal.store.Recorder``), every CLI write is recorded before
+it is attempted and after it completes (or ``failed``): ``cli-generate-wrapping-pair``,
+``cli-import-public``, ``cli-unwrap`` and each ``cli-delete``. ``cluster`` is the CloudHSM
+cluster id the command ran against (``--cluster-id``), ``label`` the object's label (the pair's
+base label for the pair), ``handle`` the ``key-reference`` from the CLI's JSON; the ``before``
+of a create says which process made it (``pid N on HOST``). A run killed before ``close`` leaves
+token objects behind: ``reap_wrapping`` (at the start of the next run, and in ``keyparity
+cleanup --run``) deletes through the CLI every wrapping object that the journal shows created
+(or attempted) by an earlier run and not deleted since - by ``key delete --filter
+attr.label=<label> attr.class=<class>``, and only when the label is exactly that run's keyparity
+wrapping label (``keyparity-wrap-<run>-public|private|imported``), never an inventory label,
+on a cluster id of the profile. At a run's start only runs whose process is gone (same host,
+pid dead) are reaped: a concurrent run's live wrapping objects are left alone.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
+from ..hsm import attributes
+from ..hsm.backend import Once
+from ..hsm.cluster import ClusterSession
+from ..hsm.keytypes import key_class
+from ..hsm.locate import Side, locate_on_token
+from ..hsm.login import LoginGate
+from ..profile import KeySpec, Profile, Wrapping
+from .cli import CliKeyNotFound, CloudHsmCli
+
+KEY_TYPE_CLASS = {"aes": "aes", "des3": "des3", "generic-secret": "generic-secret",
+                  "rsa": "rsa-private", "ec": "ec-private"}
+# attributes given at unwrap, by their PKCS #11 name; CKA_PRIVATE and CKA_COPYABLE are not
+# passed (CloudHSM keys are always private; the CLI documents no copyable attribute)
+_NOT_PASSED = frozenset({"private", "copyable", "token"})
+WRAP_PREFIX = "keyparity-wrap-"
+# journal actions of the CLI channel; the creates, and the objects each one makes
+# (label suffix, CLI class)
+CLI_CREATES = {"cli-generate-wrapping-pair": (("-public", "public-key"),
+                                              ("-private", "private-key")),
+               "cli-import-public": (("", "public-key"),)}
+_OWNER = re.compile(r"pid (\d+) on (\S+)")
+
+
+def wrapping_label(run_id: str) -> str:
+    """The run-specific base label of the CLI channel's wrapping objects."""
+    return f"{WRAP_PREFIX}{run_id}"
+
+
+def key_reference(data: Any, *path: str) -> str | None:
+    """``key-reference`` of a created key in the CLI's ``data`` (``data.key``,
+    ``data.public_key``...); None when the JSON does not have it."""
+    for name in path:
+        data = data.get(name) if isinstance(data, dict) else None
+    ref = data.get("key-reference") if isinstance(data, dict) else None
+    return str(ref) if ref not in (None, "") else None
+
+
+def _owner() -> str:
+    return f"cloudhsm-cli; pid {os.getpid()} on {socket.gethostname()}"
+
+
+def cli_class(spec: KeySpec) -> str:
+    return "private-key" if spec.is_asymmetric else "secret-key"
+
+
+def unwrap_attributes(source: Mapping[str, Any], spec: KeySpec) -> list[str]:
+    """``name=value`` pairs for ``key unwrap --attributes``: the source key's settable
+    attributes, then the inventory's; CloudHSM CLI names (``wrap-with-trusted``)."""
+    values: dict[str, Any] = {}
+    for attr in attributes.SET_AT_UNWRAP[key_class(spec.type)]:
+        name = attributes.name(attr)
+        value = source.get(name, attributes.ABSENT)
+        if name in _NOT_PASSED or value in (attributes.ABSENT, attributes.UNAVAILABLE):
+            continue
+        values[name] = value
+    values.update({k: v for k, v in spec.attributes.items() if k not in _NOT_PASSED})
+    out = []
+    for name, value in values.items():
+        if name == "id":
+            if value:
+                out.append(f"id=0x{value}")
+            continue
+        out.append(f"{name.replace('_', '-')}={'true' if value else 'false'}")
+    return out
+
+
+class CliChannel:
+    """Moves keys from ``source`` to ``target`` with the CloudHSM CLI's RSA-AES wrap/unwrap."""
+
+    def __init__(self, source: CloudHsmCli, target: CloudHsmCli, wrapping: Wrapping,
+                 label: str, journal: Any) -> None:
+        self.source, self.target, self.wrapping = source, target, wrapping
+        self.journal = journal  # the run's journal Recorder: every CLI write before/after
+        self.label = label
+        self.public_label, self.private_label = f"{label}-public", f"{label}-private"
+        self.imported_label = f"{label}-imported"
+        self.method = (f"CloudHSM CLI key wrap/unwrap rsa-aes ({wrapping.oaep_hash}, "
+                       f"{wrapping.mgf})")
+        self.dir = Path(tempfile.mkdtemp(prefix="keyparity-cli-"))  # mode 0700
+        # (cli, filters, key-reference) of each wrapping object, in creation order
+        self.live: list[tuple[CloudHsmCli, dict[str, str], str | None]] = []
+        self._n = 0
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
+        t, s, w = self.target, self.source, self.wrapping
+        with self.journal.step("cli-generate-wrapping-pair", cluster=t.cluster_id,
+                               label=self.label, detail=_owner()) as after:
+            data = t.run("key", "generate-asymmetric-pair", "rsa", "--public-exponent", "65537",
+                         "--modulus-size-bits", str(w.rsa_bits), "--public-label",
+                         self.public_label, "--private-label", self.private_label,
+                         "--public-attributes", "wrap=true", "--private-attributes",
+                         "unwrap=true")
+            pub, priv = key_reference(data, "public_key"), key_reference(data, "private_key")
+            self.live += [(t, {"label": self.public_label, "class": "public-key"}, pub),
+                          (t, {"label": self.private_label, "class": "private-key"}, priv)]
+            after.update(handle=f"{pub or ''},{priv or ''}")
+        pem = self.dir / "wrapping-public.pem"
+        try:
+            t.run("key", "generate-file", "--encoding", "pem", "--path", str(pem), "--filter",
+                  f"attr.label={self.public_label}", "attr.class=public-key")
+            with self.journal.step("cli-import-public", cluster=s.cluster_id,
+                                   label=self.imported_label, detail=_owner()) as after:
+                data = s.run("key", "import", "pem", "--path", str(pem), "--label",
+                             self.imported_label, "--key-type-class", "rsa-public",
+                             "--attributes", "wrap=true")
+                ref = key_reference(data, "key")
+                self.live.append((s, {"label": self.imported_label, "class": "public-key"},
+                                  ref))
+                after.update(handle=ref)
+        finally:
+            pem.unlink(missing_ok=True)
+
+    def move(self, spec: KeySpec, source_attributes: Mapping[str, Any],
+             target: ClusterSession) -> Side:
+        """Wrap ``spec`` on the source, unwrap it on the target; return it as PKCS #11 sees it."""
+        if spec.type not in KEY_TYPE_CLASS:
+            raise MechanismUnsupported(
+                f"{spec.label!r}: the CloudHSM CLI has no key type for {spec.type} (CloudHSM "
+                "does not hold 2-key 3DES); migrate it with migration.backend: pkcs11 or rotate it")
+        self._n += 1
+        blob = self.dir / f"key-{self._n}.bin"
+        w = self.wrapping
+        try:
+            self.source.run(
+                "key", "wrap", "rsa-aes", "--payload-filter", f"attr.label={spec.label}",
+                f"attr.class={cli_class(spec)}", "--wrapping-filter",
+                f"attr.label={self.imported_label}", "attr.class=public-key",
+                "--hash-function", w.oaep_hash, "--mgf", w.mgf, "--path", str(blob))
+            extra = unwrap_attributes(source_attributes, spec)
+            with self.journal.step("cli-unwrap", key_label=spec.label,
+                                   cluster=self.target.cluster_id, label=spec.target_label,
+                                   detail=_owner()) as after:
+                data = self.target.run(
+                    "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
+                    "attr.class=private-key", "--key-type-class", KEY_TYPE_CLASS[spec.type],
+                    "--label", spec.target_label, "--hash-function", w.oaep_hash, "--mgf",
+                    w.mgf, "--data-path", str(blob), *(["--attributes", *extra] if extra else []))
+                after.update(handle=key_reference(data, "key"))
+        finally:
+            blob.unlink(missing_ok=True)
+        return find_unwrapped(target, spec)
+
+    def close(self) -> list[str]:
+        """Delete the wrapping objects and the temporary directory; returns what is left."""
+        left = []
+        for cli, filters, ref in reversed(self.live):
+            try:
+                with self.journal.step("cli-delete", cluster=cli.cluster_id,
+                                       label=filters["label"], handle=ref,
+                                       detail=f"class {filters['class']}"):
+                    cli.delete(filters)
+            except KeyparityError as exc:
+                left.append(f"{cli.where}: {filters['label']} ({type(exc).__name__})")
+        self.live.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return left
+
+
+def _dead(owner: tuple[int, str] | None) -> bool | None:
+    """Whether the process that made a run's wrapping objects is gone: True/False on this
+    host, None when it ran elsewhere (or the journal does not say)."""
+    if owner is None or owner[1] != socket.gethostname():
+        return None
+    pid = owner[0]
+    if pid == os.getpid():
+        return False  # this process: another channel of it may still be live
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: str | None = None,
+                  protect: frozenset[str] | set[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Delete through the CLI the wrapping objects that earlier runs created (journal
+    ``cli-generate-wrapping-pair`` / ``cli-import-public``, ``before`` or ``after``) and did not
+    delete (no ``cli-delete`` ``after`` of that cluster id and label since), each delete
+    journaled through ``rec`` (before/after/failed).
+
+    ``run_id`` None (a run's start): every run other than ``rec``'s whose process is gone
+    (same host, pid dead); a run that may be alive is left alone and said so. ``run_id`` given
+    (``keyparity cleanup --run``): that run only, unless its process is alive on this host.
+    Only objects whose label is exactly that run's wrapping label, not in ``protect`` (the
+    inventory's labels) and on the cluster id of ``source`` or ``target`` are deleted; anything
+    else is refused and reported. A key not found counts as already gone.
+    Returns (lines, left): what was done, and what could not be deleted."""
+    rows = rec.journal.actions("cli-")
+    gone = {(e["cluster"], e["label"]) for e in rows
+            if e["action"] == "cli-delete" and e["phase"] == "after"}
+    clis = {c.cluster_id: c for c in (source, target) if c.cluster_id}
+    # run -> {(cluster, label): (class, key reference, seq)}, in creation order
+    pending: dict[str, dict[tuple[str, str], tuple[str, str | None, int]]] = {}
+    owners: dict[str, tuple[int, str]] = {}
+    for e in rows:
+        run = e["run_id"]
+        if e["action"] not in CLI_CREATES or (run_id is not None and run != run_id) or (
+                run_id is None and run == rec.run_id):
+            continue
+        found = _OWNER.search(e["detail"] or "")
+        if found and e["phase"] == "before":
+            owners.setdefault(run, (int(found.group(1)), found.group(2)))
+        refs = (e["handle"] or "").split(",")
+        for i, (suffix, cls) in enumerate(CLI_CREATES[e["action"]]):
+            key = (e["cluster"] or "", f"{e['label'] or ''}{suffix}")
+            ref = refs[i] if i < len(refs) and refs[i] else None
+            old = pending.setdefault(run, {}).get(key)
+            pending[run][key] = (cls, ref or (old[1] if old else None), old[2] if old else e["seq"])
+    lines: list[str] = []
+    left: list[str] = []
+    for run, objects in pending.items():
+        todo = [(k, v) for k, v in objects.items() if k not in gone]
+        if not todo:
+            continue
+        dead = _dead(owners.get(run))
+        if dead is False or (dead is None and run_id is None):
+            why = ("its process is still running on this host" if dead is False else
+                   "it ran on another host (or its journal entries do not say where), so it "
+                   f"may still be running; remove them with `keyparity cleanup --run {run}`")
+            lines.append(f"left alone: {len(todo)} wrapping object(s) of run {run}: {why}")
+            continue
+        allowed = {f"{wrapping_label(run)}{suffix}" for suffix in
+                   ("-public", "-private", "-imported")}
+        for (cluster, label), (cls, ref, seq) in reversed(todo):
+            name = f"{label!r} ({cls}) on cluster {cluster or '?'}"
+            if label not in allowed or label in protect:
+                lines.append(f"refused: {name}: not run {run}'s keyparity wrapping label "
+                             f"(journal seq {seq}); nothing deleted")
+                left.append(f"{cluster}: {label} (refused)")
+                continue
+            cli = clis.get(cluster)
+            if cli is None:
+                lines.append(f"not removed: {name}: that cluster id is neither the source nor "
+                             f"the target of this profile (journal seq {seq})")
+                left.append(f"{cluster}: {label} (unknown cluster id)")
+                continue
+            try:
+                with rec.step("cli-delete", cluster=cluster, label=label, handle=ref,
+                              detail=f"class {cls}; wrapping object of run {run} (journal seq "
+                                     f"{seq}) left behind") as after:
+                    try:
+                        cli.delete({"label": label, "class": cls})
+                    except CliKeyNotFound:
+                        after["detail"] = f"{after['detail']}; already gone (no such key)"
+                        lines.append(f"already gone: {name} (run {run})")
+                        continue
+            except KeyparityError as exc:
+                lines.append(f"not removed: {name} (run {run}): {exc}")
+                left.append(f"{cli.where}: {label} ({type(exc).__name__})")
+                continue
+            lines.append(f"removed: {name}, wrapping object of run {run} (journal seq {seq})")
+    return lines, left
+
+
+def find_unwrapped(cluster: ClusterSession, spec: KeySpec) -> Side:
+    """The key the CLI just unwrapped, found through PKCS #11 (the object index was built
+    before it existed, so the token is asked again)."""
+    side = locate_on_token(cluster, spec, "find the unwrapped key")
+    if side is None:
+        raise KeyNotFound(f"{spec.target_label!r} was unwrapped by the CloudHSM CLI but is not "
+                          f"visible through PKCS #11 on {cluster.name}: check that the CLI and "
+                          "PKCS #11 use the same crypto user and cluster")
+    return side
+
+
+class CliBackend:
+    """``migration.backend: cloudhsm-cli`` as a keyparity.hsm.backend.Backend: each key moves
+    with the guide's CLI commands (a CliChannel, made on the first move); ``start`` deletes
+    the wrapping objects that earlier, dead runs left behind (``reap_wrapping``)."""
+
+    batches = False  # each key's CLI unwrap is journaled on its own
+
+    def __init__(self, profile: Profile, target: ClusterSession, rec: Any, run_id: str,
+                 gate: LoginGate | None = None) -> None:
+        self.profile, self.target, self.rec, self.run_id = profile, target, rec, run_id
+        self.gate = gate  # the run's: a refused CLI login is never tried again
+        self.method = ""
+        self.asked_target = False
+        self._channel = Once(lambda: CliChannel(*self._clis(), profile.wrapping,
+                                                wrapping_label(run_id), journal=rec))
+        self._left: list[str] = []  # wrapping objects of earlier runs that could not go
+
+    def _clis(self) -> tuple[CloudHsmCli, CloudHsmCli]:
+        return (CloudHsmCli.for_cluster(self.profile.source, gate=self.gate),
+                CloudHsmCli.for_cluster(self.profile.target, gate=self.gate))
+
+    def start(self) -> list[str]:
+        try:
+            src, tgt = self._clis()
+        except KeyparityError as exc:  # the channel reports the same error for each key
+            return [f"wrapping objects of earlier runs not checked: {exc}"]
+        keys = self.profile.keys
+        lines, self._left = reap_wrapping(self.rec, src, tgt, protect={k.label for k in keys}
+                                          | {k.target_label for k in keys})
+        return lines
+
+    @property
+    def channel(self) -> CliChannel:
+        """The CLI channel, made on first use (a refusal: every key fails with it)."""
+        return self._channel.get()
+
+    def move(self, spec: KeySpec, source: Side, source_attributes: Mapping[str, Any]) -> Side:
+        self.asked_target = False
+        channel = self.channel
+        self.asked_target = True  # its commands write to the target
+        side = channel.move(spec, source_attributes, self.target)
+        self.method = channel.method
+        return side
+
+    def recover(self) -> None:
+        return None  # the CLI holds no PKCS #11 session
+
+    def close(self) -> list[str]:
+        left = list(self._left)
+        if self._channel.made is not None:
+            left += self._channel.made.close()
+        return left

@@ -1,0 +1,152 @@
+"""Policy gates settled when pytest starts, before anything is written to either cluster.
+
+1. FIPS approval of key types. 3DES (``des2``, ``des3``) is no longer approved in FIPS mode for
+   encryption, wrapping or MAC generation (NIST SP 800-131A Rev. 2: disallowed after 2023;
+   decryption of legacy data remains allowed). Such keys may only be migrated to a NON_FIPS
+   target (``fips_errors``), and a FIPS cluster never *produces* a 3DES vector: that direction
+   is decrypt-only there (``producer_restriction``).
+2. A move from a FIPS to a NON_FIPS cluster changes the compliance posture: it needs
+   ``compliance.acknowledge_non_fips`` (reason, approver; ticket and date optional), which the
+   evidence then records (``compliance``).
+3. Production safety: a profile with ``environment: production`` writes nothing unless the
+   command line carries ``--hsm-confirm=<target cluster id>``; otherwise the run is preflight
+   and verification only (``write_guard``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .. import vector_table
+from ..errors import PolicyError
+from ..profile import Cluster, Profile
+
+REFERENCE = "NIST SP 800-131A Rev. 2"
+ACK_FIELD = "compliance.acknowledge_non_fips"
+# key type -> what FIPS mode no longer allows it to do
+NOT_FIPS_APPROVED: dict[str, str] = {
+    "des2": "two-key 3DES",
+    "des3": "three-key 3DES",
+}
+
+
+
+
+def moved_unapproved_keys(profile: Profile) -> list[str]:
+    """Labels of keys of a type FIPS no longer approves that the profile moves (or, in
+    verify-only, expects) on the target; rotate keys are not moved."""
+    return [k.label for k in profile.keys
+            if k.type in NOT_FIPS_APPROVED and k.disposition != "rotate"]
+
+
+def fips_errors(profile: Profile) -> list[str]:
+    """What the FIPS policy refuses in this profile (empty: nothing)."""
+    errors = []
+    target = profile.target
+    unapproved = moved_unapproved_keys(profile)
+    if target.mode == "FIPS" and unapproved:
+        names = ", ".join(f"{label} ({profile.key(label).type})" for label in unapproved)
+        errors.append(
+            f"{profile.path}: keys: 3DES keys cannot be migrated to {target.name}, which is "
+            f"in FIPS mode (clusters.target.mode: FIPS): 3DES encryption, wrapping and MAC "
+            f"generation are not approved there ({REFERENCE}, disallowed after 2023): "
+            f"{names}. Migrate them to a NON_FIPS cluster, or rotate them to AES "
+            "(disposition: rotate)")
+    if is_fips_to_non_fips(profile) and profile.acknowledge_non_fips is None:
+        errors.append(
+            f"{profile.path}: {ACK_FIELD}: required: keys move from {profile.source.name} "
+            f"(FIPS) to {target.name} (NON_FIPS), which changes the compliance posture; "
+            f"add {ACK_FIELD} with reason and approver (ticket and date optional)")
+    return errors
+
+
+def is_fips_to_non_fips(profile: Profile) -> bool:
+    return profile.source.mode == "FIPS" and profile.target.mode == "NON_FIPS"
+
+
+def compliance(profile: Profile) -> dict[str, Any]:
+    """The compliance facts of the run for the evidence (``doc["compliance"]``)."""
+    out: dict[str, Any] = {
+        "source_mode": profile.source.mode, "target_mode": profile.target.mode,
+        "posture_change": ("FIPS -> NON_FIPS" if is_fips_to_non_fips(profile) else None),
+        "not_fips_approved_keys": moved_unapproved_keys(profile),
+        "reference": REFERENCE,
+    }
+    if profile.acknowledge_non_fips is not None:
+        out["acknowledge_non_fips"] = dict(profile.acknowledge_non_fips)
+    return out
+
+
+def ack_line(profile: Profile) -> str | None:
+    """One line for the report header, or None when the posture does not change."""
+    ack = profile.acknowledge_non_fips
+    if not is_fips_to_non_fips(profile) or ack is None:
+        return None
+    extra = "".join(f", {name} {ack[name]}" for name in ("ticket", "date") if ack.get(name))
+    return (f"keyparity: FIPS -> NON_FIPS acknowledged by {ack['approver']}{extra}: "
+            f"{ack['reason']}")
+
+
+def producer_restriction(vector: str, producer: str, mode: str | None) -> str | None:
+    """Why ``producer`` may not produce ``vector`` in its mode (None: it may)."""
+    if mode == "FIPS" and not vector_table.TABLE[vector].fips_producer:
+        return (f"{producer} is in FIPS mode: 3DES encryption is not approved ({REFERENCE}); "
+                "this direction is decrypt-only there")
+    return None
+
+
+# ---- production safety ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WriteMode:
+    """What the run may write, as settled from the profile and ``--hsm-confirm``."""
+
+    environment: str
+    declared: str          # the profile's migration.mode
+    effective: str         # what the run does: migrate | verify-only
+    confirmed: bool
+    confirm_id: str | None  # the id --hsm-confirm must name (production)
+    header: str | None     # the first header line, when production
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"environment": self.environment, "declared": self.declared,
+                               "effective": self.effective, "confirmed": self.confirmed}
+        if self.confirm_id is not None:
+            out["confirm_id"] = self.confirm_id
+        if self.header is not None:
+            out["note"] = self.header.removeprefix("keyparity: ")
+        return out
+
+
+def confirm_id(target: Cluster) -> tuple[str, str]:
+    """The id ``--hsm-confirm`` must carry, and the profile field it comes from: the target's
+    AWS cluster id, or its name when it has no ``aws`` block."""
+    if target.aws is not None:
+        return target.aws.cluster_id, "clusters.target.aws.cluster_id"
+    return target.name, "clusters.target.name"
+
+
+def write_guard(profile: Profile, confirm: str | None) -> tuple[Profile, WriteMode]:
+    """The profile the run uses, and its write mode. Production without the right
+    ``--hsm-confirm``: verify-only (no wrapping, no unwrap, no sharing). A wrong confirm value
+    is a PolicyError naming both ids, in any environment."""
+    expected, field = confirm_id(profile.target)
+    if confirm is not None and confirm != expected:
+        raise PolicyError(f"--hsm-confirm={confirm} does not match the target cluster "
+                          f"{expected} ({field}, {profile.target.name}): nothing was written")
+    production = profile.environment == "production"
+    declared = profile.migration_mode
+    if not production or confirm is not None or declared != "migrate":
+        header = None
+        if production:
+            header = (f"keyparity: PRODUCTION, {'CONFIRMED' if confirm else 'NOT CONFIRMED'}: "
+                      + (f"migrating to {expected}" if declared == "migrate" and confirm else
+                         "verify-only profile: preflight and verification only, nothing "
+                         "will be written"))
+        return profile, WriteMode(profile.environment, declared, declared, confirm is not None,
+                                  expected if production else None, header)
+    header = ("keyparity: PRODUCTION, NOT CONFIRMED: preflight and verification only, nothing "
+              f"will be written (add --hsm-confirm={expected} to migrate)")
+    safe = dataclasses.replace(profile, migration_mode="verify-only", apply_sharing=False)
+    return safe, WriteMode(profile.environment, declared, "verify-only", False, expected, header)

@@ -1,0 +1,88 @@
+"""The controller's start of a run (once per run, never in an xdist worker): each cluster's
+token read without logging in (two tokens, not one), the run directory, its evidence, and the
+hooks that turn the reports into a signed bundle. Nothing is written before every usage check
+of keyparity.settle has passed."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import run as runinfo
+from . import settle
+from .cloudhsm import policy
+from .evidence import junit
+from .evidence.evidence import Evidence
+from .hsm.cluster import find_token, load_module, token_info
+from .profile import Profile
+from .reporting import EvidenceHooks
+from .stash import DESELECTED_BY_SUITE, EVIDENCE
+from .xdist_compat import XdistHooks
+
+
+def clusters(profile: Profile, probe: bool = True) -> dict[str, Any]:
+    """Each cluster's module, token (read without logging in; not with ``probe`` off, as
+    under ``--collect-only``) and declared mode."""
+    out = {}
+    for spec in (profile.source, profile.target):
+        entry: dict[str, Any] = {"name": spec.name, "module": str(spec.module),
+                                 "mode": spec.mode, "mode_source": "declared"}
+        if spec.hsm_type is not None:
+            entry["hsm_type"] = spec.hsm_type
+        if spec.aws is not None:
+            entry["aws_cluster_id"] = spec.aws.cluster_id
+        if not probe:
+            entry["token"] = {"error": "not read (--collect-only)"}
+        else:
+            try:
+                entry["token"] = token_info(find_token(load_module(str(spec.module),
+                                                                   profile.module_env), spec))
+            except Exception as exc:  # noqa: BLE001 - recorded; the suites fail on it properly
+                entry["token"] = {"error": str(exc)}
+        out[spec.role] = entry
+    return out
+
+
+def start_run(config: pytest.Config, profile: Profile,
+              write_mode: policy.WriteMode) -> runinfo.Run:
+    """The tokens, the run directory and its evidence, the reporting hooks; returns the run."""
+    found = clusters(profile, probe=not config.option.collectonly)
+    same = settle.same_token(profile, {role: c.get("token", {}) for role, c in found.items()})
+    if same:
+        raise pytest.UsageError(f"{profile.path}: {same}: a migration needs two tokens; "
+                                "correct the profile")
+    run = _new_run(config)
+    meta = {"run_id": run.run_id, "seed": run.seed, "profile": profile.name,
+            "profile_path": str(profile.path), "profile_sha256": profile.sha256,
+            "environment": profile.environment, "migration_mode": profile.migration_mode,
+            "write_mode": write_mode.record(),
+            "secret_files": [dict(f) for f in profile.secret_files],
+            **runinfo.environment(config.rootpath)}
+    evidence = Evidence(run.run_dir, meta)
+    evidence.doc["clusters"] = found
+    evidence.doc["compliance"] = policy.compliance(profile)
+    evidence.add_inventory(profile.keys)
+    config.stash[EVIDENCE] = evidence
+    config.pluginmanager.register(EvidenceHooks(evidence, profile, run), "keyparity-evidence")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(run, config.stash[DESELECTED_BY_SUITE]),
+                                      "keyparity-xdist")
+    junit.bundle_copy(config, run.run_dir)
+    return run
+
+
+def _new_run(config: pytest.Config) -> runinfo.Run:
+    """The run's id (``--hsm-run-id``, else a new one), seed and directory, made once."""
+    reports = Path(config.getoption("hsm_reports_dir") or config.rootpath / "reports")
+    run_id = config.getoption("hsm_run_id") or runinfo.new_run_id()
+    seed = config.getoption("hsm_seed")
+    run = runinfo.Run(run_id, reports.resolve() / run_id,
+                      seed if seed is not None else random.SystemRandom().randrange(2**32))
+    try:
+        run.run_dir.mkdir(parents=True, exist_ok=config.getoption("hsm_run_id") is None)
+    except FileExistsError:
+        raise pytest.UsageError(f"--hsm-run-id {run_id}: {run.run_dir} exists already; a run "
+                                "directory is written once") from None
+    return run

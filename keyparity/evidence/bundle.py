@@ -1,0 +1,182 @@
+"""A run's evidence bundle, finished in the controller process at the end of the session.
+
+``reports/<run-id>/`` then holds ``evidence.json``, ``report.html``,
+``assessment-results.json`` (OSCAL), ``junit.xml`` and ``allure-results/`` (written by pytest
+and allure-pytest), and last ``statement.json`` with ``evidence.dsse.json``: a statement over
+every file of the directory, signed by the profile's ``evidence.signers``.
+
+No step may lose the others: each failure is recorded, the remaining steps still run, the
+bundle is still signed, and the run fails with the reason (``finalize(...)["errors"]``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import run as runinfo
+from ..hsm.login import LoginGate
+from ..journal.store import Journal
+from ..profile import Profile
+from .allure import write_categories, write_environment
+from .cbom import write_run_cbom
+from .evidence import Evidence
+from .oscal import write_assessment_results
+from .report import write_report
+
+UNSIGNED = "UNSIGNED: no evidence.signers in the profile"
+FAILED_EXIT = 1  # pytest.ExitCode.TESTS_FAILED: a run whose bundle is incomplete has failed
+
+
+def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: int, *,
+             allure_dir: Path | None = None, journal: Path | None = None,
+             suites: Sequence[str] = (), deselected: Mapping[str, int] | None = None
+             ) -> dict[str, Any]:
+    """Write the bundle and sign it; called once, in the controller, after junit.xml and every
+    Allure result are written. Returns::
+
+        {"run_dir", "verdict", "files": {step: path}, "signers": [names], "threshold",
+         "signed": bool, "unsigned": None | "UNSIGNED: ...", "errors": [str],
+         "exitstatus": exitstatus, or 1 when a step failed on an otherwise green run}
+
+    ``allure_dir``: where allure-pytest wrote this run's results (None: ``allure-results/`` in
+    the run directory, if there is one). ``suites`` and ``deselected``: what the verdict needs
+    to know of the selection (keyparity.evidence.verdict)."""
+    run_dir = Path(run_dir)
+    spec = profile.evidence
+    names = [s.name for s in spec.signers]
+    out: dict[str, Any] = {"run_dir": str(run_dir), "files": {}, "errors": [],
+                           "signers": names, "threshold": spec.threshold, "signed": False,
+                           "unsigned": None}
+
+    def step(name: str, write: Callable[[], Any]) -> None:
+        try:
+            result = write()
+        except Exception as exc:  # noqa: BLE001 - recorded; the other steps must still run
+            out["errors"].append(f"{name}: {_describe(exc)}")
+        else:
+            if result is not None:
+                out["files"][name] = str(result)
+
+    evidence.set_signing(names, spec.threshold)  # before signing: evidence.json is a subject
+    evidence_path = evidence.finish(exitstatus, suites=suites, deselected=deselected)
+    out["files"]["evidence"] = str(evidence_path)
+    doc = evidence.doc
+    out["verdict"] = doc["summary"]["verdict"]
+
+    def report() -> Path:
+        return write_report(run_dir, doc)
+
+    def oscal() -> Path:
+        return write_assessment_results(run_dir, doc)
+
+    def cbom() -> Path:  # cbom.json: the migrated inventory as a CycloneDX 1.6 CBOM
+        return write_run_cbom(run_dir, doc)
+
+    allure = Path(allure_dir) if allure_dir is not None else run_dir / "allure-results"
+
+    def allure_environment() -> Path | None:
+        if allure_dir is None and not allure.is_dir():
+            return None
+        write_categories(allure)
+        return write_environment(allure, doc)
+
+    step("report", report)
+    step("assessment-results", oscal)
+    step("cbom", cbom)
+    step("allure", allure_environment)
+    predicate = _predicate(doc, profile, evidence_path)
+    if journal is not None and Path(journal).is_file():
+        try:  # the chain head anchors the journal: history cannot be edited unnoticed
+            j = Journal(Path(journal))
+            try:
+                predicate["journal"] = {"path": str(journal), **j.head()}
+            finally:
+                j.close()
+        except Exception as exc:  # noqa: BLE001 - recorded; the bundle is still signed
+            out["errors"].append(f"journal: {_describe(exc)}")
+    _sign(run_dir, profile, predicate, out)
+
+    problem = _link_latest(run_dir)
+    if problem:
+        out["errors"].append(f"reports/latest: {problem}")
+    out["exitstatus"] = (FAILED_EXIT if out["errors"] and exitstatus in (0, 5)
+                         else int(exitstatus))
+    return out
+
+
+def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
+          out: dict[str, Any]) -> None:
+    """Sign with every signer of the profile. With none, or when signing fails, still write the
+    statement and an envelope without signatures, which ``keyparity verify`` rejects."""
+    signers: list[Any] = []
+    try:
+        # deferred for start-up speed: securesystemslib imports boto3 (~0.65 s), needed only
+        # when a run ends
+        from .signing import close_signers, load_signers
+        from .statement import sign_run
+        try:
+            if profile.evidence.signers:
+                gate = LoginGate(runinfo.Run(predicate["run_id"], run_dir, 0).login_state)
+                signers = load_signers(profile.evidence, profile.module_env, gate)
+            path = sign_run(run_dir, signers, predicate)
+        finally:
+            close_signers(signers)
+    except Exception as exc:  # noqa: BLE001 - the evidence is kept; the run fails
+        out["errors"].append(f"signing failed: {_describe(exc)}")
+        out["unsigned"] = "UNSIGNED: signing failed"
+        try:
+            from .statement import sign_run
+            path = sign_run(run_dir, [], predicate)
+        except Exception as again:  # noqa: BLE001
+            out["errors"].append(f"statement: {_describe(again)}")
+            return
+    else:
+        out["signed"] = bool(signers)
+        if not signers:
+            out["unsigned"] = UNSIGNED
+    out["files"]["statement"] = str(path)
+
+
+def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> dict[str, Any]:
+    """What the signers attest, besides the digest of every file: the run, the profile, the
+    verdict and the signing policy."""
+    summary = doc["summary"]
+    return {
+        "run_id": doc["run"]["run_id"],
+        "profile": profile.name,
+        "profile_sha256": profile.sha256,
+        "verdict": summary["verdict"],
+        "headline": summary["headline"],
+        "summary": {"tests": dict(summary["tests"]), "keys": dict(summary["keys"])},
+        "scope": summary["scope"],
+        "evidence_sha256": hashlib.sha256(evidence_path.read_bytes()).hexdigest(),
+        "signers": [s.name for s in profile.evidence.signers],
+        "threshold": profile.evidence.threshold,
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip() or '(no message)'}"
+
+
+def _link_latest(run_dir: Path) -> str | None:
+    """Point ``latest`` at this run; returns why it could not be (a ``latest`` that is not a
+    link, which keyparity will not delete), or None. Written to a new name and renamed over
+    the old link, so a reader never sees none."""
+    latest = run_dir.parent / "latest"
+    if latest.exists() and not latest.is_symlink():
+        return (f"{latest} is not a link but a {'directory' if latest.is_dir() else 'file'}, "
+                f"so it does not point at this run: remove or rename it (keyparity never "
+                f"deletes it); this run is {run_dir}")
+    tmp = run_dir.parent / f".latest-{run_dir.name}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, latest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        return f"{latest} could not be pointed at {run_dir.name}: {exc.strerror or exc}"
+    return None

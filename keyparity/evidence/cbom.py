@@ -1,0 +1,315 @@
+"""Key inventories as CycloneDX 1.6 CBOMs (cryptography bills of materials).
+
+Built with cyclonedx-python-lib and validated against the CycloneDX 1.6 JSON schema (the
+library's strict validator) before anything is written: a CBOM that does not validate is an
+error (``CbomError``), never a warning.
+
+Shape. Each key is one component of type ``cryptographic-asset`` whose crypto properties are
+of asset type ``related-crypto-material``: its material type (``secret-key`` for des2, des3,
+aes and generic-secret keys; ``private-key`` for an RSA or EC key pair, whose public half is
+identified by its fingerprint), its CKA_ID (``id``, when not empty), its size in bits, its key
+state, and ``algorithmRef``: CycloneDX 1.6 names a key's algorithm by reference, so each
+algorithm of the inventory (``AES-256``, ``3DES``, ``3DES (two-key)``, ``HMAC``, ``RSA-2048``,
+``EC P-384``) is a component of asset type ``algorithm`` too, with its primitive, parameter
+set, curve and security levels. What CycloneDX has no field for is a component property in
+the ``keyparity:`` namespace: ``keyparity:kcv`` (secret keys: the 3-byte key check value,
+computed by the token) or ``keyparity:fingerprint`` (RSA and EC: SHA-256 of the public key's
+DER SubjectPublicKeyInfo), and the key's PKCS #11 type, cluster, disposition...
+
+Nothing secret is in a CBOM: ``value`` of the related crypto material is never set, and a
+KCV is 3 bytes of an encrypted zero block, not the key.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import KeyparityError
+
+SPEC_VERSION = "1.6"
+FILE_NAME = "cbom.json"  # in a run directory
+
+SECRET_KEY, PRIVATE_KEY, PUBLIC_KEY = "secret-key", "private-key", "public-key"
+# key states (NIST SP 800-57 Part 1 section 7, as CycloneDX names them)
+ACTIVE, PRE_ACTIVATION, SUSPENDED = "active", "pre-activation", "suspended"
+DEACTIVATED, COMPROMISED, DESTROYED = "deactivated", "compromised", "destroyed"
+
+_ASYMMETRIC = ("rsa", "ec")
+_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521",
+           "P-256": "P-256", "P-384": "P-384", "P-521": "P-521"}
+_CURVE_BITS = {"P-256": 256, "P-384": 384, "P-521": 521}
+_CURVE_STRENGTH = {"P-256": 128, "P-384": 192, "P-521": 256}  # SP 800-57 Part 1, Table 2
+_RSA_STRENGTH = ((15360, 256), (7680, 192), (3072, 128), (2048, 112), (1024, 80))
+_DES_BITS = {"des2": 128, "des3": 192}  # the key as the token stores it, parity bits included
+
+
+class CbomError(KeyparityError):
+    """A CBOM could not be built, or does not validate against the CycloneDX 1.6 schema."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One key of a CBOM. ``type``: keyparity's key type (des2 des3 aes generic-secret rsa ec);
+    ``curve``: secp384r1 or P-384; ``properties``: ``keyparity:`` component properties (name ->
+    text), written in this order."""
+
+    label: str
+    type: str
+    state: str
+    size: int | None = None
+    curve: str | None = None
+    cka_id: str | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def material(self) -> str:
+        return PRIVATE_KEY if self.type in _ASYMMETRIC else SECRET_KEY
+
+    @property
+    def bits(self) -> int | None:
+        """The key's size in bits as a CBOM gives it (an EC key: its curve's)."""
+        if self.type == "ec":
+            return _CURVE_BITS.get(_CURVES.get(self.curve or "", ""))
+        return self.size or _DES_BITS.get(self.type)
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """The algorithm of a key, as a CycloneDX algorithm component describes it."""
+
+    name: str
+    primitive: str
+    parameter_set: str | None = None
+    curve: str | None = None  # https://neuromancer.sk/std/ name, e.g. nist/P-384
+    classical: int | None = None  # classical security strength in bits (SP 800-57)
+    quantum: int | None = None  # NIST PQC security category; 0: none is met
+    oid: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"algorithm:{self.name}"
+
+
+def algorithm(key_type: str, size: int | None, curve: str | None) -> Algorithm:
+    """``AES-256``, ``3DES``, ``3DES (two-key)``, ``HMAC``, ``RSA-2048``, ``EC P-384``.
+
+    Security strengths are SP 800-57 Part 1's (Table 2); the quantum category is NIST's PQC
+    one (AES-128/192/256: categories 1/3/5; RSA, EC and TDEA meet none: 0)."""
+    if key_type == "aes":
+        return Algorithm(f"AES-{size}" if size else "AES", "block-cipher",
+                         str(size) if size else None, classical=size,
+                         quantum={128: 1, 192: 3, 256: 5}.get(size or 0))
+    if key_type == "des3":
+        return Algorithm("3DES", "block-cipher", "168", classical=112, quantum=0)
+    if key_type == "des2":
+        return Algorithm("3DES (two-key)", "block-cipher", "112", classical=80, quantum=0)
+    if key_type == "generic-secret":
+        return Algorithm("HMAC", "mac")
+    if key_type == "rsa":
+        strength = next((s for bits, s in _RSA_STRENGTH if (size or 0) >= bits), None)
+        return Algorithm(f"RSA-{size}" if size else "RSA", "pke", str(size) if size else None,
+                         classical=strength, quantum=0, oid="1.2.840.113549.1.1.1")
+    if key_type == "ec":
+        nist = _CURVES.get(curve or "")
+        return Algorithm(f"EC {nist}" if nist else f"EC {curve or ''}".strip(), "signature",
+                         curve=f"nist/{nist}" if nist else None,
+                         classical=_CURVE_STRENGTH.get(nist or ""), quantum=0,
+                         oid="1.2.840.10045.2.1")
+    return Algorithm(key_type, "unknown")
+
+
+def build(assets: Sequence[Asset], *, properties: Mapping[str, str] | None = None,
+          timestamp: dt.datetime | None = None) -> Any:
+    """A ``cyclonedx.model.bom.Bom``: one related-crypto-material component per asset, one
+    algorithm component per algorithm they use; ``properties``: the BOM's metadata
+    properties (what the inventory is of)."""
+    from cyclonedx.model import Property
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.crypto import (AlgorithmProperties, CryptoAssetType, CryptoPrimitive,
+                                        CryptoProperties, RelatedCryptoMaterialProperties,
+                                        RelatedCryptoMaterialState, RelatedCryptoMaterialType)
+
+    bom = Bom()
+    bom.metadata.timestamp = timestamp or dt.datetime.now(dt.timezone.utc)
+    bom.metadata.tools.components.add(Component(
+        type=ComponentType.APPLICATION, name="keyparity", version=__version__))
+    for name, value in (properties or {}).items():
+        bom.metadata.properties.add(Property(name=name, value=str(value)))
+
+    algorithms: dict[str, Any] = {}
+    labels: set[str] = set()
+    for asset in assets:
+        if asset.label in labels:
+            raise CbomError(f"two keys labelled {asset.label!r}: a CBOM names each key once")
+        labels.add(asset.label)
+        alg = algorithm(asset.type, asset.size, asset.curve)
+        if alg.ref not in algorithms:
+            algorithms[alg.ref] = Component(
+                type=ComponentType.CRYPTOGRAPHIC_ASSET, name=alg.name, bom_ref=alg.ref,
+                crypto_properties=CryptoProperties(
+                    asset_type=CryptoAssetType.ALGORITHM, oid=alg.oid,
+                    algorithm_properties=AlgorithmProperties(
+                        primitive=CryptoPrimitive(alg.primitive),
+                        parameter_set_identifier=alg.parameter_set, curve=alg.curve,
+                        classical_security_level=alg.classical,
+                        nist_quantum_security_level=alg.quantum)))
+            bom.components.add(algorithms[alg.ref])
+        material = RelatedCryptoMaterialProperties(
+            type=RelatedCryptoMaterialType(asset.material),
+            id=asset.cka_id or None,
+            state=RelatedCryptoMaterialState(asset.state),
+            algorithm_ref=algorithms[alg.ref].bom_ref,
+            size=asset.bits)
+        bom.components.add(Component(
+            type=ComponentType.CRYPTOGRAPHIC_ASSET, name=asset.label, bom_ref=f"key:{asset.label}",
+            crypto_properties=CryptoProperties(
+                asset_type=CryptoAssetType.RELATED_CRYPTO_MATERIAL,
+                related_crypto_material_properties=material),
+            properties=[Property(name=k, value=str(v)) for k, v in asset.properties.items()]))
+    return bom
+
+
+def to_json(bom: Any) -> str:
+    """The BOM as CycloneDX 1.6 JSON, validated against the 1.6 schema (strict: no property
+    the schema does not define); CbomError when it does not validate."""
+    from cyclonedx.output import make_outputter
+    from cyclonedx.schema import OutputFormat, SchemaVersion
+
+    try:
+        text = make_outputter(bom, OutputFormat.JSON, SchemaVersion.V1_6).output_as_string(
+            indent=2)
+    except Exception as exc:  # noqa: BLE001 - the library's serialisation errors vary
+        raise CbomError(f"cannot serialise the CBOM: {exc}") from exc
+    validate(text)
+    return text + "\n"
+
+
+def validate(text: str) -> None:
+    """Raise CbomError unless ``text`` is a valid CycloneDX 1.6 JSON document (the
+    library's strict JSON schema validator)."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    if error is not None:
+        data = getattr(error, "data", None)  # jsonschema's ValidationError
+        detail = " ".join(str(getattr(data, "message", None) or error).split())
+        where = getattr(data, "json_path", None)
+        raise CbomError(f"the CBOM does not validate against CycloneDX {SPEC_VERSION}"
+                        + (f" at {where}" if where else "") + f": {detail[:300]}")
+
+
+def write(path: Path, text: str) -> Path:
+    """Write a validated CBOM atomically (no temporary file is left behind)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+# ---- the CBOM of a run: its evidence document ------------------------------------------------
+
+def state_of(verdict: str | None) -> str:
+    """The CycloneDX key state of a migrated key, from its verdict in the evidence.
+
+    * ``passed`` -> ``active``: the key was proven intact and usable on the target
+      (migration, identity, vectors and attributes): it may be used there.
+    * ``failed`` -> ``suspended``: a proof failed; the target's copy (if any) must not be
+      used until the failure is investigated - SP 800-57's suspension, a halt pending review.
+    * anything else -> ``pre-activation``: no proven copy on the target yet - a key to rotate
+      (its replacement is still to be generated there), or a migration whose proofs were
+      only partly run, skipped or not run. The key is not to be used on the target.
+
+    ``deactivated``, ``compromised`` and ``destroyed`` are never given: a run proves copies,
+    it does not observe a key's retirement or compromise."""
+    if verdict == "passed":
+        return ACTIVE
+    if verdict == "failed":
+        return SUSPENDED
+    return PRE_ACTIVATION
+
+
+def _identity(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    found = entry.get("identity")
+    if not isinstance(found, dict):
+        migration = entry.get("migration")
+        found = migration.get("identity") if isinstance(migration, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def run_assets(doc: Mapping[str, Any]) -> list[Asset]:
+    """The inventory keys of an evidence document (``doc["keys"]``), as assets of the target:
+    label, type, size or curve, target label, disposition, verdict -> state, and the identity
+    proof (KCV or public-key fingerprint, on both sides) when the run recorded one."""
+    target = doc.get("clusters", {}).get("target", {}) if isinstance(doc.get("clusters"),
+                                                                      dict) else {}
+    out = []
+    for label, entry in (doc.get("keys") or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        key_type = str(entry.get("type") or "unknown")
+        verdict = entry.get("verdict")
+        props: dict[str, str] = {"keyparity:key-type": key_type}
+        if entry.get("target_label"):
+            props["keyparity:target-label"] = str(entry["target_label"])
+        if isinstance(target, dict) and target.get("name"):
+            props["keyparity:cluster"] = str(target["name"])
+        for name in ("disposition", "verdict"):
+            if entry.get(name):
+                props[f"keyparity:{name}"] = str(entry[name])
+        ident = _identity(entry)
+        if ident.get("source"):
+            kind = "fingerprint" if key_type in _ASYMMETRIC else "kcv"
+            props[f"keyparity:{kind}"] = str(ident["source"])
+        for part in ("method", "source", "target", "match"):
+            if ident.get(part) is not None:
+                value = ident[part]
+                props[f"keyparity:identity-{part}"] = (str(value).lower()
+                                                       if isinstance(value, bool) else str(value))
+        found = entry.get("preflight", {}).get("as_found") if isinstance(
+            entry.get("preflight"), dict) else None
+        cka_id = found.get("id") if isinstance(found, dict) else None
+        size = entry.get("size") if isinstance(entry.get("size"), int) else None
+        out.append(Asset(label=str(label), type=key_type, state=state_of(verdict), size=size,
+                         curve=entry.get("curve"), cka_id=cka_id or None, properties=props))
+    return out
+
+
+def _when(text: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None
+
+
+def from_evidence(doc: Mapping[str, Any]) -> str:
+    """The CBOM of a run (validated JSON text): the migrated inventory, on the target."""
+    run = doc.get("run", {}) if isinstance(doc.get("run"), dict) else {}
+    clusters = doc.get("clusters", {}) if isinstance(doc.get("clusters"), dict) else {}
+    summary = doc.get("summary", {}) if isinstance(doc.get("summary"), dict) else {}
+    meta = {"keyparity:inventory": "migrated inventory of a keyparity run, on its target",
+            "keyparity:run-id": run.get("run_id"), "keyparity:profile": run.get("profile"),
+            "keyparity:source-cluster": clusters.get("source", {}).get("name"),
+            "keyparity:target-cluster": clusters.get("target", {}).get("name"),
+            "keyparity:run-verdict": summary.get("verdict")}
+    return to_json(build(run_assets(doc),
+                         properties={k: str(v) for k, v in meta.items() if v},
+                         timestamp=_when(run.get("finished")) or _when(run.get("started"))))
+
+
+def write_run_cbom(run_dir: Path, doc: Mapping[str, Any]) -> Path:
+    """Write ``run_dir/cbom.json`` from the run's evidence document (bundle.finalize calls
+    this before signing: the statement covers it)."""
+    return write(Path(run_dir) / FILE_NAME, from_evidence(doc))
+
+
+__all__ = ["ACTIVE", "PRE_ACTIVATION", "SUSPENDED", "Algorithm", "Asset", "CbomError",
+           "algorithm", "build", "from_evidence", "run_assets", "state_of", "to_json",
+           "validate", "write", "write_run_cbom"]

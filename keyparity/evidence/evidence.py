@@ -1,0 +1,164 @@
+"""The evidence of a run, assembled from test reports in the controller process.
+
+Tests attach facts to their reports (``user_properties`` under the name ``keyparity``); under
+xdist those travel with the reports, so the controller alone writes the file. Nothing secret is
+ever attached: no PIN, no key value.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import verdict as verdicts
+from .verdict import strip_group
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from ..profile import KeySpec
+
+SCHEMA_VERSION = "1"
+FAILED = ("failed", "error")
+
+
+def key_verdict(entry: dict[str, Any], outcomes: list[str]) -> str:
+    """A key's verdict from its tests' outcomes: the one rule the evidence, the report and the
+    OSCAL document share (an entry that already has a verdict keeps it)."""
+    if entry.get("verdict"):
+        return str(entry["verdict"])
+    if any(o in FAILED for o in outcomes):
+        return "failed"
+    migration = entry.get("migration")
+    if isinstance(migration, dict) and migration.get("status") == "rotate":
+        return "rotate"
+    if outcomes and set(outcomes) == {"skipped"}:
+        return "skipped"
+    return "passed" if outcomes else "not run"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Evidence:
+    """Collects run metadata, per-key facts and test outcomes; writes ``evidence.json``."""
+
+    def __init__(self, run_dir: Path, meta: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        self.specs: list[KeySpec] = []
+        self.doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run": {**meta,
+                                    "started": _now()}, "clusters": {}, "keys": {}, "tests": []}
+
+    def key(self, label: str) -> dict[str, Any]:
+        return self.doc["keys"].setdefault(label, {"label": label})
+
+    def add_inventory(self, keys: Iterable[KeySpec]) -> None:
+        """Every inventory key, with what the profile says of it, whether or not a test runs."""
+        for spec in keys:
+            self.specs.append(spec)
+            entry = self.key(spec.label)
+            entry.update(type=spec.type, target_label=spec.target_label,
+                         disposition=spec.disposition)
+            if spec.size is not None:
+                entry["size"] = spec.size
+            if spec.curve is not None:
+                entry["curve"] = spec.curve
+
+    def set_signing(self, signers: list[str], threshold: int) -> None:
+        """Who is to sign the bundle, recorded before signing (evidence.json is signed too)."""
+        self.doc["signing"] = {"signers": list(signers), "threshold": int(threshold)}
+
+    def add_report(self, nodeid: str, label: str | None, outcome: str, when: str,
+                   duration: float, message: str | None, facts: list[dict[str, Any]]) -> None:
+        nodeid = strip_group(nodeid)  # xdist's loadgroup tag
+        test = {"nodeid": nodeid, "key": label, "outcome": outcome, "phase": when,
+                "duration_s": round(duration, 4)}
+        if message:
+            test["message"] = message
+        self.doc["tests"].append(test)
+        for fact in facts:
+            if not label and "tls" in fact:  # the TLS suite: per cluster, see _add_tls
+                fact = dict(fact)
+                self._add_tls(fact.pop("tls"))
+                if not fact:
+                    continue
+            if not label and "census" in fact:  # the census suite: see _add_census
+                fact = dict(fact)
+                self._add_census(fact.pop("census"))
+                if not fact:
+                    continue
+            if not label and "cluster" in fact:  # the cluster suite: see _add_cluster
+                fact = dict(fact)
+                self._add_cluster(fact.pop("cluster"))
+                if not fact:
+                    continue
+            target = self.key(label) if label else self.doc.setdefault("run_facts", {})
+            for name, value in fact.items():
+                if name == "vectors":
+                    target.setdefault("vectors", []).extend(value)
+                else:
+                    target[name] = value
+
+    def _add_tls(self, facts: dict[str, Any]) -> None:
+        """``{role: {"cluster", "configured", "reason"?, "checks": {name: check}}}`` merged
+        into ``doc["tls"]``: one entry per cluster, one check per TLS test."""
+        tls = self.doc.setdefault("tls", {})
+        for role, entry in facts.items():
+            section = tls.setdefault(role, {})
+            checks = section.setdefault("checks", {})
+            checks.update(entry.get("checks", {}))
+            section.update({k: v for k, v in entry.items() if k != "checks"})
+            section["checks"] = dict(sorted(checks.items()))
+        self.doc["tls"] = dict(sorted(tls.items()))  # source before target
+
+    def _add_census(self, facts: dict[str, Any]) -> None:
+        """``{role: {part: record}}``: the source's census at the ``start`` and ``end`` of the
+        run, the target's ``reconciliation``; merged into ``doc["census"]``."""
+        census = self.doc.setdefault("census", {})
+        for role, parts in facts.items():
+            census.setdefault(role, {}).update(parts)
+        self.doc["census"] = dict(sorted(census.items()))  # source before target
+
+    def _add_cluster(self, facts: dict[str, Any]) -> None:
+        """``{role: {"aws"?, "mode_source"?, "verification", "checks": {name: check}}}`` from
+        the cluster suite, merged into ``doc["clusters"][role]``; ``doc["mode"]`` gets the
+        declared and observed mode per cluster name."""
+        for role, entry in facts.items():
+            cluster = self.doc["clusters"].setdefault(role, {})
+            checks = cluster.get("verification_checks", {})
+            checks.update(entry.get("checks", {}))
+            cluster["verification_checks"] = dict(sorted(checks.items()))
+            for name in ("aws", "mode_source", "verification"):
+                if name in entry:
+                    cluster[name] = entry[name]
+            observed = entry.get("aws", {}).get("mode")
+            if observed is not None and cluster.get("name"):
+                self.doc.setdefault("mode", {})[cluster["name"]] = {
+                    "declared": cluster.get("mode"), "observed": observed,
+                    "match": observed == cluster.get("mode"),
+                    "source": "cloudhsmv2.describe_clusters"}
+
+    def finish(self, exitstatus: int, *, suites: Iterable[str] = (),
+               deselected: Mapping[str, int] | None = None) -> Path:
+        """Decide the verdict (keyparity.evidence.verdict) and write ``evidence.json``. ``suites``: the
+        suites of the checkout; ``deselected``: tests deselected per suite."""
+        self.doc["run"]["finished"] = _now()
+        self.doc["run"]["exit_status"] = int(exitstatus)
+        summary = verdicts.decide(self.doc, self.specs, suites=suites,
+                                  deselected=deselected or {}, exitstatus=exitstatus)
+        clusters = self.doc.get("clusters", {})
+        summary["headline"] = verdicts.headline(
+            summary, clusters.get("source", {}).get("name", "the source"),
+            clusters.get("target", {}).get("name", "the target"))
+        for label, verdict in summary.pop("key_verdicts").items():
+            self.key(label)["verdict"] = verdict
+        self.doc["summary"] = summary
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / "evidence.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.doc, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+        return path

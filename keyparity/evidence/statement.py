@@ -1,0 +1,191 @@
+"""The signed statement of a run directory: an in-toto Statement v1 whose subjects are every
+file of the run, each with its SHA-256, wrapped in a DSSE envelope signed by the custodians.
+
+    reports/<run-id>/statement.json      the statement, exactly the bytes that were signed
+    reports/<run-id>/evidence.dsse.json  the DSSE envelope: payload (the same bytes), one
+                                         signature per custodian (dual control)
+
+``keyparity verify`` (keyparity.evidence.verify) checks both offline with the custodians' public keys.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
+from securesystemslib.signer import Signer
+
+from ..errors import KeyparityError
+
+__all__ = [
+    "ENVELOPE", "PAYLOAD_TYPE", "PREDICATE_TYPE", "STATEMENT", "STATEMENT_TYPE",
+    "EvidenceError", "build_statement", "canonical_json", "sign_run", "signer_info",
+    "subjects", "walk",
+]
+
+STATEMENT = "statement.json"
+ENVELOPE = "evidence.dsse.json"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://keyparity.dev/evidence/v1"
+SIGNED_NAMES = frozenset({STATEMENT, ENVELOPE})  # at the top of the run directory only
+_CHUNK = 1 << 20
+
+
+class EvidenceError(KeyparityError):
+    """The run directory cannot be signed as it is (a symlink, a special file, an odd name)."""
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8, no NaN/Infinity.
+
+    The verifier never re-serialises: it compares these bytes, so any deterministic encoding
+    would do; this one is byte-identical to RFC 8785 (JCS) for strings, integers, booleans
+    and null, which is all a statement's envelope of subjects holds.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def walk(run_dir: Path) -> Iterator[tuple[str, str]]:
+    """Every entry below ``run_dir`` that is not a directory, as (POSIX relative name, kind).
+
+    kind is "file", "symlink" (to anything, directories included: never followed) or
+    "special" (FIFO, socket, device). The top-level STATEMENT and ENVELOPE are left out.
+    Raises FileNotFoundError / NotADirectoryError for a missing run directory.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        if root.exists():
+            raise NotADirectoryError(f"not a directory: {root}")
+        raise FileNotFoundError(f"run directory not found: {root}")
+    stack = [""]
+    while stack:
+        prefix = stack.pop()
+        with os.scandir(root / prefix if prefix else root) as entries:
+            for entry in entries:
+                name = f"{prefix}/{entry.name}" if prefix else entry.name
+                if not prefix and entry.name in SIGNED_NAMES:
+                    continue
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISLNK(mode):
+                    yield name, "symlink"
+                elif stat.S_ISDIR(mode):
+                    stack.append(name)
+                elif stat.S_ISREG(mode):
+                    yield name, "file"
+                else:
+                    yield name, "special"
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a regular file, hex; refuses to follow a symlink."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def subjects(run_dir: Path) -> list[dict]:
+    """The in-toto subjects of a run directory: every file, recursively, dotfiles included,
+    except the top-level STATEMENT and ENVELOPE; sorted by name.
+
+    A symlink or a special file is refused (EvidenceError): what it points to is not part of
+    the run directory, and signing it would let the evidence change after signing.
+    """
+    root = Path(run_dir)
+    out = []
+    for name, kind in walk(root):
+        if kind != "file":
+            what = "a symlink" if kind == "symlink" else "not a regular file"
+            raise EvidenceError(f"cannot sign {root}: {name} is {what}; the evidence bundle "
+                                "may hold regular files and directories only")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EvidenceError(f"cannot sign {root}: file name {name!r} is not valid UTF-8"
+                                ) from None
+        out.append({"name": name, "digest": {"sha256": sha256_file(root / name)}})
+    out.sort(key=lambda s: s["name"])
+    return out
+
+
+def build_statement(run_dir: Path, predicate: dict) -> dict:
+    """An in-toto Statement v1 over every file of the run directory."""
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": subjects(run_dir),
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    }
+
+
+def signer_info(signers: list[Signer]) -> list[dict[str, str]]:
+    """Who signs (name, key id, scheme): for the caller to put into the predicate if wanted."""
+    return [{"name": _name(s), "keyid": s.public_key.keyid, "scheme": s.public_key.scheme}
+            for s in signers]
+
+
+def _name(signer: Signer) -> str:
+    return getattr(signer, "name", None) or f"keyid {signer.public_key.keyid[:16]}"
+
+
+def sign_run(run_dir: Path, signers: list[Signer], predicate: dict) -> Path:
+    """Sign a run directory: write STATEMENT (the payload bytes) and ENVELOPE (DSSE, one
+    signature per signer); returns the envelope's path.
+
+    Every signature is checked against its signer's public key before anything is written, so
+    a signer whose public and private key do not belong together fails here, not at an
+    auditor's desk. With no signers the envelope has no signatures (and verify fails:
+    unsigned). When a signer fails, nothing is written.
+    """
+    run_dir = Path(run_dir)
+    payload = canonical_json(build_statement(run_dir, predicate))
+    envelope = Envelope(payload, PAYLOAD_TYPE, {})
+    pae = envelope.pae()
+    seen: dict[str, str] = {}
+    for signer in signers:
+        name = _name(signer)
+        keyid = signer.public_key.keyid
+        if keyid in seen:
+            raise EvidenceError(f"evidence signers {seen[keyid]} and {name} use the same key "
+                                f"(keyid {keyid[:16]}); dual control needs distinct keys")
+        seen[keyid] = name
+        try:
+            signature = envelope.sign(signer)
+        except KeyparityError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a signer library's own error
+            raise EvidenceError(f"evidence signer {name} failed to sign: "
+                                f"{type(exc).__name__}: {exc}") from exc
+        try:
+            signer.public_key.verify_signature(signature, pae)
+        except (UnverifiedSignatureError, VerificationError):
+            raise EvidenceError(f"evidence signer {name} made a signature that its own public "
+                                f"key (keyid {keyid[:16]}) does not verify: the private key "
+                                "does not belong to the public key") from None
+    _write_atomic(run_dir / STATEMENT, payload)
+    path = run_dir / ENVELOPE
+    _write_atomic(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+

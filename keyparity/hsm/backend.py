@@ -1,0 +1,116 @@
+"""How a key moves: the ``Backend`` a Migrator hands each key to ("move"), and its PKCS #11
+implementation. The CloudHSM CLI's is keyparity.cloudhsm.backend.CliBackend; the caller picks
+one (the plugin, from ``migration.backend``), so the migration itself knows neither.
+
+The PKCS #11 backend is the guide's procedure through python-pkcs11: an RSA wrapping pair made
+on the target, its public half imported on the source (keyparity.hsm.channel, made on the first
+move), each key wrapped on the source and unwrapped on the target under its target label with
+the source key's settable attributes, or the inventory's.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from pkcs11 import Attribute
+
+from ..errors import KeyparityError
+from ..profile import KeySpec, Wrapping
+from . import attributes
+from .channel import WrappingChannel
+from .cluster import ClusterSession
+from .keytypes import KEY_TYPES, key_class
+from .locate import Side
+
+
+class Backend(Protocol):
+    """What moves one key from the source to the target."""
+
+    method: str          # how the last key moved, as the evidence says it
+    asked_target: bool   # whether the last move reached the target (it may hold the key now)
+    batches: bool        # whether several keys' journal entries may be committed together
+
+    def start(self) -> list[str]:
+        """Before the first write of a run: clear what a killed earlier run left behind;
+        returns what was done."""
+
+    def move(self, spec: KeySpec, source: Side, source_attributes: Mapping[str, Any]) -> Side:
+        """Move one key; its objects on the target (KeyparityError: it did not move)."""
+
+    def recover(self) -> None:
+        """After a session was lost: forget what lived in it."""
+
+    def close(self) -> list[str]:
+        """Remove the wrapping objects; returns what could not be removed."""
+
+
+class Once:
+    """Something made on first use (a wrapping channel); a KeyparityError while making it is
+    kept and raised again: every later key fails with the same reason, nothing is tried twice.
+    ``made``: the thing, when it was made."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._value: Any = None
+
+    def get(self) -> Any:
+        if self._value is None:
+            try:
+                self._value = self._make()
+            except KeyparityError as exc:
+                self._value = exc
+        if isinstance(self._value, KeyparityError):
+            raise self._value
+        return self._value
+
+    @property
+    def made(self) -> Any:
+        return None if isinstance(self._value, KeyparityError) else self._value
+
+    def forget(self) -> None:
+        self._value = None
+
+
+class Pkcs11Backend:
+    """Keys move by C_WrapKey on the source and C_UnwrapKey on the target."""
+
+    batches = True
+
+    def __init__(self, source: ClusterSession, target: ClusterSession, wrapping: Wrapping,
+                 label: str, rec: Any) -> None:
+        self.source, self.target, self.wrapping = source, target, wrapping
+        self.label, self.rec = label, rec  # rec: the run's journal Recorder
+        self.method = ""
+        self.asked_target = False
+        self._channel = Once(lambda: WrappingChannel(source, target, wrapping, label,
+                                                     journal=rec))
+
+    def start(self) -> list[str]:
+        return []  # session objects only: a killed run's went with its session
+
+    @property
+    def channel(self) -> WrappingChannel:
+        """The wrapping channel, made on first use (a refusal: every key fails with it)."""
+        return self._channel.get()
+
+    def move(self, spec: KeySpec, source: Side, source_attributes: Mapping[str, Any]) -> Side:
+        self.asked_target = False
+        cls = key_class(spec.type)
+        template = attributes.unwrap_template(source_attributes, cls, spec.target_label,
+                                              spec.attributes)
+        channel = self.channel
+        blob = channel.wrap(source.key)
+        self.asked_target = True  # from here on the target may hold the key
+        key = channel.unwrap(blob, cls, KEY_TYPES[spec.type], template)
+        self.target.index.add(key, spec.target_label,
+                              bytes(template.get(Attribute.ID, b"")).hex())
+        self.method = channel.method
+        return Side(key, None, self.target.name, spec.curve)
+
+    def recover(self) -> None:
+        if self._channel.made is not None:
+            self._channel.made.close()  # best effort: the objects are session objects anyway
+        self._channel.forget()
+
+    def close(self) -> list[str]:
+        return self._channel.made.close() if self._channel.made is not None else []

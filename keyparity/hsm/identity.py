@@ -1,0 +1,196 @@
+"""What identifies key material without revealing it: key check values and public keys.
+
+``of`` says it for any key object - the migration's proof, its journal entries, the clean-up's
+check that an object is the one a run created, all use it:
+
+* a secret key: its KCV, computed by the token (``CKA_CHECK_VALUE`` is not trusted: SoftHSM
+  does not set it on unwrapped keys);
+* an RSA key: the SHA-256 of its public key, rebuilt from CKA_MODULUS/CKA_PUBLIC_EXPONENT;
+* an EC key with its public object: the SHA-256 of that public key;
+* an EC private key alone (it exposes no public point): the fingerprint of a given public key
+  when the private key signs a fresh challenge that this public key verifies (``signs``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.types import Key
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import KeyMismatch, KeyNotFound, TokenError, pkcs11_step
+from . import keyinfo
+
+if TYPE_CHECKING:
+    from ..profile import KeySpec
+    from .locate import Side
+
+KCV_METHODS = {
+    KeyType.DES2: (Mechanism.DES3_ECB, 8, "DES3-ECB encryption of an 8-byte zero block, first 3 bytes"),
+    KeyType.DES3: (Mechanism.DES3_ECB, 8, "DES3-ECB encryption of an 8-byte zero block, first 3 bytes"),
+    KeyType.AES: (Mechanism.AES_ECB, 16, "AES-ECB encryption of a 16-byte zero block, first 3 bytes"),
+    KeyType.GENERIC_SECRET: (Mechanism.SHA256_HMAC, 16,
+                             "HMAC-SHA256 of a 16-byte zero block, first 3 bytes"),
+}
+_CURVES = {
+    "secp256r1": ec.SECP256R1(),
+    "secp384r1": ec.SECP384R1(),
+    "secp521r1": ec.SECP521R1(),
+}
+
+
+@dataclass(frozen=True)
+class Kcv:
+    value: str   # hex
+    method: str
+
+
+def material_check(key: Key, where: str) -> bytes:
+    """The whole output of the KCV computation (a full encrypted zero block, or the full HMAC),
+    computed by the token. It compares key material where a 3-byte KCV could collide by
+    chance (thousands of keys); it is never recorded. KeyError: no method for the key type."""
+    mechanism, size, _ = KCV_METHODS[key.key_type]
+    with pkcs11_step(f"compute KCV ({mechanism.name})", where):
+        if mechanism is Mechanism.SHA256_HMAC:
+            return bytes(key.sign(bytes(size), mechanism=mechanism))
+        return bytes(key.encrypt(bytes(size), mechanism=mechanism))
+
+
+def kcv(key: Key, where: str) -> Kcv:
+    """The key check value of a secret key, computed by the token that holds it."""
+    return Kcv(material_check(key, where)[:3].hex(), KCV_METHODS[key.key_type][2])
+
+
+def rsa_public(obj: Key) -> rsa.RSAPublicKey:
+    """The RSA public key of a public or private key object, from CKA_MODULUS/PUBLIC_EXPONENT."""
+    n = int.from_bytes(obj[Attribute.MODULUS], "big")
+    e = int.from_bytes(obj[Attribute.PUBLIC_EXPONENT], "big")
+    return rsa.RSAPublicNumbers(e, n).public_key()
+
+
+def ec_public(obj: Key, curve_name: str) -> ec.EllipticCurvePublicKey:
+    """The EC public key of a public key object (CKA_EC_POINT, DER OCTET STRING or raw)."""
+    point = bytes(obj[Attribute.EC_POINT])
+    if point[:1] == b"\x04" and len(point) > 2 and point[1] in (len(point) - 2, 0x81):
+        # DER OCTET STRING around the uncompressed point
+        point = point[3:] if point[1] == 0x81 else point[2:]
+    return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[curve_name], point)
+
+
+def fingerprint(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
+    """SHA-256 of the DER SubjectPublicKeyInfo, hex: the usual public key fingerprint."""
+    der = public_key.public_bytes(serialization.Encoding.DER,
+                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def public_pem(public_key: rsa.RSAPublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512(),
+          "sha1": hashes.SHA1()}
+
+
+def ecdsa_verifies(public_key: ec.EllipticCurvePublicKey, raw: bytes, digest: bytes,
+                   hash_name: str) -> bool:
+    """Check a PKCS #11 ECDSA signature (r || s) over a digest, in software."""
+    half = len(raw) // 2
+    der = encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+    try:
+        public_key.verify(der, digest, ec.ECDSA(Prehashed(HASHES[hash_name])))
+    except InvalidSignature:
+        return False
+    return True
+
+
+RSA_METHOD = ("SHA-256 of the SubjectPublicKeyInfo built from CKA_MODULUS and "
+              "CKA_PUBLIC_EXPONENT")
+EC_PUBLIC_METHOD = "SHA-256 of the EC public key's SubjectPublicKeyInfo"
+EC_CHALLENGE_METHOD = ("ECDSA signature by the target over a fresh challenge, verified with the "
+                       "source public key (an EC private key object exposes no public point)")
+NO_SIGNATURE = "signature from the target does not verify with the source public key"
+
+
+@dataclass(frozen=True)
+class Identity:
+    value: str   # KCV (hex), a public-key fingerprint (hex), or NO_SIGNATURE
+    method: str
+
+
+def signs(private: Key, public: ec.EllipticCurvePublicKey, where: str) -> bool:
+    """Whether an EC private key object signs a fresh 32-byte challenge so that ``public``
+    verifies it (ECDSA over SHA-256, computed by the token)."""
+    digest = hashlib.sha256(os.urandom(32)).digest()
+    with pkcs11_step("ECDSA signature for identity", where):
+        raw = private.sign(digest, mechanism=Mechanism.ECDSA)
+    return ecdsa_verifies(public, raw, digest, "sha256")
+
+
+def of(key: Key, where: str, *, public: Key | None = None, curve: str | None = None,
+       ec_key: ec.EllipticCurvePublicKey | None = None) -> Identity:
+    """What identifies ``key``'s material (see the module docstring). ``public``: the key's own
+    public object, when there is one; ``curve``: an EC key's curve; ``ec_key``: for an EC
+    private key alone, the public key its signature must verify with."""
+    if key.object_class == ObjectClass.SECRET_KEY:
+        k = kcv(key, where)
+        return Identity(k.value, k.method)
+    if key.key_type == KeyType.RSA:
+        return Identity(fingerprint(rsa_public(public or key)), RSA_METHOD)
+    if key.key_type == KeyType.EC and curve in _CURVES:
+        if public is not None:
+            return Identity(fingerprint(ec_public(public, curve)), EC_PUBLIC_METHOD)
+        if ec_key is not None:
+            return Identity(fingerprint(ec_key) if signs(key, ec_key, where) else NO_SIGNATURE,
+                            EC_CHALLENGE_METHOD)
+    raise KeyNotFound(f"nothing on {where} identifies this {key.key_type.name} key's material "
+                      "(an EC private key needs its public key, from the source)")
+
+
+def prove(spec: KeySpec, source: Side, target: Side, *,
+          source_id: Identity | None = None) -> dict[str, Any]:
+    """Compare the key material of an inventory key's two sides without revealing it; raise
+    KeyMismatch when it differs. ``source_id``: the source's identity when the caller computed
+    it already (a migration journals it before the write), so that the token is not asked
+    twice. The target is identified by its key object alone (an EC private key by a fresh
+    signature that the source's public key must verify)."""
+    ec_key = None
+    if spec.type == "ec":
+        if source.public is None:
+            raise KeyNotFound(f"no public key labelled {spec.label!r} on {source.cluster}: the "
+                              "EC key cannot be identified without it")
+        ec_key = ec_public(source.public, spec.curve)
+    s = source_id or of(source.key, source.cluster, public=source.public, curve=spec.curve)
+    try:
+        t = of(target.key, target.cluster, curve=spec.curve, ec_key=ec_key)
+    except TokenError as exc:  # explained by the keys' sizes, where they differ
+        mismatch = _size_mismatch(spec, source, target)
+        if mismatch is None:
+            raise
+        raise mismatch from exc
+    out = {"method": t.method if ec_key is not None else s.method, "source": s.value,
+           "target": t.value}
+    out["match"] = out["source"] == out["target"]
+    if not out["match"]:
+        raise KeyMismatch(f"{spec.target_label!r} on {target.cluster} holds other key material "
+                          f"than {spec.label!r} on {source.cluster} ({out['source']} != "
+                          f"{out['target']})")
+    return out
+
+
+def _size_mismatch(spec: KeySpec, source: Side, target: Side) -> KeyMismatch | None:
+    """Another key size on the target (as the tokens report it) is other key material."""
+    s, t = keyinfo.read(source.key), keyinfo.read(target.key)
+    if s.size and t.size and s.size != t.size:
+        return KeyMismatch(f"{spec.target_label!r} on {target.cluster} is {t.describe()}; "
+                           f"{spec.label!r} on {source.cluster} is {s.describe()}: other key "
+                           "material")
+    return None

@@ -1,0 +1,148 @@
+"""What a key object is, from its public attributes only: class, type, size or curve, CKA_ID,
+whether it can be extracted. The census, the inventory scan and the size/curve check before a
+write all read a key through here. No key material is ever asked for.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pkcs11 import Attribute, KeyType, ObjectClass
+from pkcs11.types import Object
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from . import attributes
+from ..errors import KeyMismatch
+
+CLASSES = {ObjectClass.SECRET_KEY: "secret", ObjectClass.PRIVATE_KEY: "private",
+           ObjectClass.PUBLIC_KEY: "public"}
+CLASS_BY_NAME = {v: k for k, v in CLASSES.items()}
+TYPES = {KeyType.DES2: "des2", KeyType.DES3: "des3", KeyType.AES: "aes",
+         KeyType.GENERIC_SECRET: "generic-secret", KeyType.RSA: "rsa", KeyType.EC: "ec"}
+CURVES = {encode_named_curve_parameters(name).hex(): name
+          for name in ("secp256r1", "secp384r1", "secp521r1")}
+NIST_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+_SHOWN = {"des2": "3DES (two-key)", "des3": "3DES (three-key)", "aes": "AES",
+          "generic-secret": "generic secret", "rsa": "RSA", "ec": "EC"}
+
+# what is read of each class beyond the common part (one C_GetAttributeValue per object)
+_COMMON = (Attribute.CLASS, Attribute.KEY_TYPE, Attribute.LABEL, Attribute.ID, Attribute.TOKEN)
+READ: dict[ObjectClass, tuple[Attribute, ...]] = {
+    ObjectClass.SECRET_KEY: _COMMON + (Attribute.VALUE_LEN, Attribute.EXTRACTABLE),
+    ObjectClass.PRIVATE_KEY: _COMMON + (Attribute.EXTRACTABLE,),
+    ObjectClass.PUBLIC_KEY: _COMMON,
+}
+# asymmetric keys: where the size or the curve is (a second, small read)
+_SHAPE = {KeyType.RSA: (Attribute.MODULUS,), KeyType.EC: (Attribute.EC_PARAMS,)}
+
+
+def curve_name(curve: str | None) -> str | None:
+    """P-256 for secp256r1 (how messages name curves)."""
+    return NIST_NAMES.get(curve or "", curve)
+
+
+@dataclass(frozen=True)
+class KeyFacts:
+    """One key object as the token describes it (``size`` in bits, None when the token does not
+    say: SoftHSM leaves CKA_VALUE_LEN at 0 on unwrapped keys)."""
+
+    cls: str                 # secret | private | public | the class's PKCS #11 name
+    type: str                # des2 des3 aes generic-secret rsa ec | the key type's PKCS #11 name
+    label: str | None
+    id: str                  # CKA_ID, hex ("" when empty)
+    size: int | None = None
+    curve: str | None = None
+    extractable: bool | None = None   # None: a public key, or not readable
+    token: bool = True
+
+    @property
+    def known_type(self) -> bool:
+        return self.type in _SHOWN
+
+    def describe(self) -> str:
+        """``AES-128``, ``RSA-2048``, ``EC P-384``, ``3DES (three-key)``."""
+        shown = _SHOWN.get(self.type, self.type)
+        if self.curve:
+            return f"{shown} {curve_name(self.curve)}"
+        if self.size and self.type not in ("des2", "des3"):
+            return f"{shown}-{self.size}" if self.type in ("aes", "rsa") else \
+                f"{shown} of {self.size} bits"
+        return shown
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label, "class": self.cls, "key_type": self.type,
+                               "id": self.id}
+        if self.size is not None:
+            out["size"] = self.size
+        if self.curve is not None:
+            out["curve"] = curve_name(self.curve)
+        if self.extractable is not None:
+            out["extractable"] = self.extractable
+        return out
+
+
+def _name(table: Mapping[Any, str], value: Any) -> str:
+    if value in table:
+        return table[value]
+    return getattr(value, "name", None) or str(value)
+
+
+def from_attributes(values: Mapping[str, Any]) -> KeyFacts:
+    """Facts from attribute values as ``keyparity.hsm.attributes.read`` returns them (enum names,
+    hex for bytes, ``<absent>``)."""
+    def get(name: str) -> Any:
+        value = values.get(name, attributes.ABSENT)
+        return None if value in (attributes.ABSENT, attributes.UNAVAILABLE) else value
+
+    cls = _name(CLASSES, _enum(ObjectClass, get("class")))
+    key_type = _name(TYPES, _enum(KeyType, get("key_type")))
+    size = curve = None
+    if key_type in ("aes", "generic-secret") and isinstance(get("value_len"), int):
+        size = get("value_len") * 8 or None
+    elif key_type == "rsa" and get("modulus"):
+        size = int(get("modulus"), 16).bit_length()
+    elif key_type == "ec" and get("ec_params"):
+        curve = CURVES.get(get("ec_params"), f"EC parameters {get('ec_params')}")
+    extractable = get("extractable") if isinstance(get("extractable"), bool) else None
+    return KeyFacts(cls=cls, type=key_type, label=get("label"), id=get("id") or "",
+                    size=size, curve=curve, extractable=extractable,
+                    token=get("token") is not False)
+
+
+def _enum(kind: Any, value: Any) -> Any:
+    """An enum member back from its name (``attributes.read`` writes enums by name)."""
+    try:
+        return kind[value] if isinstance(value, str) else value
+    except KeyError:
+        return value
+
+
+def read(obj: Object) -> KeyFacts:
+    """Read one key object's facts: one attribute read, and one more for an RSA or EC key."""
+    attrs = READ.get(obj.object_class, _COMMON)
+    values = attributes.read(obj, attrs)
+    key_type = _enum(KeyType, values.get("key_type"))
+    if key_type in _SHAPE:
+        values.update(attributes.read(obj, _SHAPE[key_type]))
+    return from_attributes(values)
+
+
+def check(spec: Any, facts: KeyFacts, where: str) -> None:
+    """Raise KeyMismatch, in one line, when the token's key is not what the inventory says:
+    another type, size, curve or CKA_ID. A size the token does not report is not compared."""
+    label = spec.label
+    said = None
+    if facts.type != spec.type:
+        said = spec.type
+    elif spec.size is not None and facts.size is not None and facts.size != spec.size:
+        said = str(spec.size)
+    elif spec.curve is not None and facts.curve != spec.curve:
+        said = curve_name(spec.curve)
+    if said is not None:
+        raise KeyMismatch(f"{label!r} on {where} is {facts.describe()}; the inventory says "
+                          f"{said}")
+    want = getattr(spec, "id", None)
+    if want is not None and facts.id != want:
+        raise KeyMismatch(f"{label!r} on {where} has CKA_ID {facts.id or '(empty)'}; the "
+                          f"inventory says {want or '(empty)'}")

@@ -1,0 +1,430 @@
+"""The migration of inventory keys: locate -> lock -> move -> prove, one key (or one chunk of
+keys) at a time; each key ends migrated, already-present, found, rotate or failed.
+
+    ensure(spec)     the key's outcome, computed on first use and remembered
+      _locate        both sides by label; what the inventory says checked against the token
+                     (type, size, curve, CKA_ID); a key found on the target is proven under its
+                     lock, a key to rotate is not moved, a verify-only run writes nothing
+      _lock          the target keys' locks in the journal (one transaction for a chunk), the
+                     token looked at again where another process may have moved a key
+      _move          every "before" of the chunk in one durable journal commit, then each key
+                     moved by the Backend (keyparity.hsm.backend) and its "after" recorded
+      _prove         source and target hold the same key material (keyparity.hsm.identity)
+
+A key's failure is its own: the error is kept in its Migration and the next key goes on. After
+a session fault the sessions are reopened once; when that fails, every later key fails with
+that reason. The journal is always there (keyparity.journal.store.NullJournal for a
+benchmark's baseline), and so is the backend.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pkcs11.exceptions as p11
+
+from ..errors import (KeyMismatch, KeyNotExtractable, KeyNotFound, KeyparityError,
+                      LabelConflict, TokenError)
+from ..journal.store import NullJournal
+from ..profile import KeySpec, Profile
+from . import attributes, identity, keyinfo, preflight
+from .backend import Backend, Pkcs11Backend
+from .cluster import ClusterSession
+from .locate import Side, locate, locate_on_token, unique_id
+
+OK = ("migrated", "already-present", "found")
+MAX_CHUNK = 50  # keys per chunk: one durable journal commit for up to this many moves
+ROTATE_ADVICE = ("rotate it instead: generate a new key on the target, decrypt with the old key "
+                 "and re-encrypt with the new one")
+# PKCS #11 errors after which a session cannot be trusted any more: reopen it (once) for the
+# next key.
+SESSION_FAULTS = (p11.SessionClosed, p11.SessionHandleInvalid, p11.DeviceError,
+                  p11.DeviceRemoved, p11.TokenNotPresent)
+
+
+def session_fault(exc: BaseException) -> bool:
+    """Whether a keyparity error was caused by the loss of a session (see SESSION_FAULTS)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, SESSION_FAULTS):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def chunk_size(keys: int, workers: int = 1) -> int:
+    """Keys per chunk (one xdist group, one journal batch: keyparity.plan): all of them up to
+    MAX_CHUNK in a serial run; with several workers small enough that each worker gets about
+    four chunks, so that a small inventory still spreads over the workers."""
+    if workers <= 1:
+        return max(1, min(MAX_CHUNK, keys))
+    return max(1, min(MAX_CHUNK, -(-keys // (4 * workers))))
+
+
+def chunks(specs: Sequence[KeySpec], size: int) -> list[tuple[KeySpec, ...]]:
+    return [tuple(specs[i:i + size]) for i in range(0, len(specs), size)]
+
+
+@dataclass
+class Migration:
+    """What happened to one inventory key."""
+
+    spec: KeySpec
+    status: str = "pending"  # migrated | already-present | found | rotate | failed
+    detail: str = ""
+    source: Side | None = field(default=None, repr=False)  # repr would read the token
+    target: Side | None = field(default=None, repr=False)
+    identity: dict[str, Any] = field(default_factory=dict)
+    source_attributes: dict[str, Any] = field(default_factory=dict)
+    source_id: identity.Identity | None = None  # journaled before the write, reused by the proof
+    found: str | None = None  # why nothing was written: the key was already on the target
+    journal: list[int] = field(default_factory=list)  # seqs of this run's entries for the key
+    error: KeyparityError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK
+
+    def record(self) -> dict[str, Any]:
+        out = {"status": self.status, "detail": self.detail, "identity": self.identity}
+        if self.journal:  # where `keyparity journal verify` finds what this run did to the key
+            out["journal_seqs"] = list(self.journal)
+        return out
+
+    def journaled(self, *entries: dict[str, Any]) -> None:
+        """Keep the seqs of this run's journal entries for the key (a NullJournal has none)."""
+        self.journal += [e["seq"] for e in entries if e.get("seq") is not None]
+
+
+class Migrator:
+    """Migrates (or, in verify-only mode, finds) inventory keys; memoises each key's outcome.
+
+    ``journal``: the write journal (a Journal, or NullJournal); ``backend``: how keys move
+    (default: PKCS #11)."""
+
+    def __init__(self, profile: Profile, source: ClusterSession, target: ClusterSession,
+                 run_id: str, journal: Any = None, backend: Backend | None = None) -> None:
+        self.profile, self.source, self.target, self.run_id = profile, source, target, run_id
+        self.journal = journal if journal is not None else NullJournal()
+        self.rec = self.journal.bind(run_id)
+        self.backend = backend or Pkcs11Backend(source, target, profile.wrapping,
+                                                f"keyparity-wrap-{run_id}", self.rec)
+        self.writes = profile.migration_mode == "migrate"
+        self.target_id = f"{target.info.get('label')}/{target.info.get('serial')}"  # lock scope
+        self._done: dict[str, Migration] = {}
+        self._plan: dict[str, tuple[tuple[KeySpec, ...], int]] = {}  # label -> (chunk, next)
+        # verified notes to commit, each with its key's Migration
+        self._notes: list[tuple[Migration, tuple[str, str, dict[str, Any]]]] = []
+        self._unwrapped: set[str] = set()  # target labels this process unwrapped
+        # whether the target has CKA_UNIQUE_ID (None: not asked yet); SoftHSM 2.6 has not, and
+        # its refusal costs ~0.3 ms a call (it logs each one)
+        self._unique_ids: bool | None = None
+        self._lost: str | None = None  # why the sessions could not be reopened after a fault
+        self._conflicts: dict[str, str] | None = None  # label -> its CKA_ID conflict
+
+    def plan(self, chunks: Iterable[Sequence[KeySpec]]) -> None:
+        """The keys this process will be asked for, in chunks (one xdist group each; see
+        keyparity.plan). When a key has to be moved, the keys after it in its chunk that must
+        be moved too go with it: their locks are taken and their ``before`` entries committed
+        together, one fsync for the batch (group commit), then each is moved and its ``after``
+        recorded on its own. Only planned keys are ever batched: a key that was deselected, or
+        belongs to another worker, is never written by this process."""
+        for chunk in chunks:
+            chunk = tuple(chunk)
+            for i, spec in enumerate(chunk):
+                self._plan[spec.label] = (chunk, i + 1)
+
+    def ensure(self, spec: KeySpec) -> Migration:
+        """The key's migration, performed on first use (with the rest of its chunk)."""
+        if spec.label not in self._done:
+            m = self._done[spec.label] = Migration(spec)
+            if self._guard(m, self._locate) and m.status == "pending":
+                self._lock_and_move([m, *self._chunk_after(spec)])
+            self._flush_notes()
+        return self._done[spec.label]
+
+    # ---- locate ------------------------------------------------------------------------------
+
+    def _locate(self, m: Migration) -> None:
+        """Find the key on both sides and check it against the inventory. One that needs moving
+        is left ``pending``, and so is one found on the target when this run may write (it is
+        proven under its lock: another run may be creating it right now)."""
+        spec, src, tgt = m.spec, self.source, self.target
+        m.source = locate(src, spec, spec.label)
+        if m.source is None:
+            raise KeyNotFound(f"{spec.label!r} ({spec.type}) not found on {src.name}")
+        m.source_attributes = attributes.read_standard(m.source.key)
+        keyinfo.check(spec, keyinfo.from_attributes(m.source_attributes), src.name)
+        extractable = m.source_attributes.get("extractable") is True
+        if spec.disposition == "rotate":
+            m.status = "rotate"
+            m.detail = (f"marked rotate in the inventory ({'extractable' if extractable else 'not extractable'}"
+                        f" on {src.name}): not migrated; {ROTATE_ADVICE}")
+            return
+        conflict = self._id_conflicts().get(spec.label)
+        if conflict is not None:
+            raise LabelConflict(conflict)
+        m.target = locate(tgt, spec, spec.target_label)
+        if m.target is not None:
+            m.found = self._found(spec)
+            if not self.writes:
+                self._prove(m)
+                m.status = "found"
+            return
+        if not self.writes:
+            raise KeyNotFound(f"{spec.target_label!r} ({spec.type}) not found on {tgt.name} "
+                              "(verify-only: nothing was written)")
+        if not extractable:
+            raise KeyNotExtractable(f"{spec.label!r} on {src.name} is not extractable "
+                                    f"(CKA_EXTRACTABLE=false) and cannot be wrapped; {ROTATE_ADVICE}"
+                                    "; or mark it disposition: rotate in the inventory")
+
+    def _id_conflicts(self) -> dict[str, str]:
+        """The inventory's CKA_ID conflicts on the target (keyparity.hsm.preflight), found once
+        per process from both tokens' indexes: a key with one is not written."""
+        if self._conflicts is None:
+            self._conflicts = preflight.id_conflicts(self.profile, self.source.index,
+                                                     self.target.index)
+        return self._conflicts
+
+    def _found(self, spec: KeySpec) -> str:
+        return (f"found on {self.target.name} under {spec.target_label!r} with the same key "
+                "material" + ("; not migrated again" if self.writes else ""))
+
+    def _chunk_after(self, spec: KeySpec) -> list[Migration]:
+        """The planned keys after ``spec`` in its chunk that need moving, or proving under
+        their locks, too (when the backend batches). Each is located here; one that turns out
+        rotate or failed is done, as its own ``ensure`` would have left it."""
+        if not self.backend.batches:
+            return []
+        chunk, i = self._plan.get(spec.label, ((), 0))
+        out = []
+        for nxt in chunk[i:]:
+            if nxt.label in self._done:
+                continue
+            m = self._done[nxt.label] = Migration(nxt)
+            if self._guard(m, self._locate) and m.status == "pending":
+                out.append(m)
+        return out
+
+    # ---- lock --------------------------------------------------------------------------------
+
+    def _lock_and_move(self, batch: list[Migration]) -> None:
+        """Take the batch's locks in one transaction; a planned key whose lock another process
+        holds is left for its own turn, the key asked for (the first) waits for its lock."""
+        first = batch[0]
+        claims = self.journal.claim(self.target_id, [m.spec.target_label for m in batch],
+                                    self.run_id)
+        held = [m for m in batch if claims[m.spec.target_label] is not None]
+        for m in batch[1:]:
+            if claims[m.spec.target_label] is None:
+                del self._done[m.spec.label]  # another process has it now: its own turn
+        if claims[first.spec.target_label] is None:  # wait for the lock of the key asked for
+            self.journal.release(self.target_id, [m.spec.target_label for m in held])
+            self._guard(first, self._wait_then_move)
+            return
+        try:
+            self._move(held, claims)
+        finally:
+            self.journal.release(self.target_id, [m.spec.target_label for m in held])
+
+    def _wait_then_move(self, m: Migration) -> None:
+        with self.journal.lock(self.target_id, m.spec.target_label, self.run_id) as info:
+            self._move([m], {m.spec.target_label: info})
+
+    def _look_again(self, m: Migration, lock: dict[str, Any]) -> None:
+        """Under the lock, ask the token again only when another process may have moved the
+        key since the index was built (it journals before moving, under the lock we now hold);
+        otherwise the index is current, and a search by label per key would make the cost
+        quadratic."""
+        spec, tgt = m.spec, self.target
+        other = lock["contended"] or lock["took_over"]
+        if m.target is None:
+            prior = self.journal.last_unwrap(tgt.name, spec.target_label)
+            other = other or (prior is not None and spec.target_label not in self._unwrapped)
+        if other:  # (a key found in the index: only when another process held its lock)
+            m.target = locate_on_token(tgt, spec)
+        if m.target is not None:
+            m.found = self._found(spec)
+            if lock["waited"] > 0.2:
+                m.found += f"; waited {lock['waited']}s for its lock"
+
+    # ---- move --------------------------------------------------------------------------------
+
+    def _move(self, batch: list[Migration], claims: dict[str, Any]) -> None:
+        """Under the batch's locks: look again where needed, record every ``before`` in one
+        durable commit, then move each key, record its ``after`` (or ``failed``) and prove it
+        before the next one."""
+        todo: list[tuple[Migration, dict[str, Any]]] = []
+        for m in batch:
+            if not self._guard(m, self._look_again, claims[m.spec.target_label]):
+                continue
+            if m.target is not None:  # found after all: proven, nothing written
+                self._guard(m, self._prove)
+                continue
+            m.source_id = self._source_identity(m)
+            todo.append((m, {"key_label": m.spec.label, "cluster": self.target.name,
+                             "label": m.spec.target_label,
+                             "check_value": m.source_id.value if m.source_id else None}))
+        befores = self.rec.record_many([("before", "unwrap", fields) for _, fields in todo])
+        for (m, _), entry in zip(todo, befores):
+            m.journaled(entry)
+        for m, fields in todo:
+            if self._lost is not None:
+                m.journaled(self.rec.record("failed", "unwrap", **fields,
+                                            detail=f"not attempted: {self._lost}"))
+            if self._guard(m, self._move_one, fields):
+                self._guard(m, self._prove)
+            elif self._lost is None:
+                self._look_after_failure(m)
+
+    def _source_identity(self, m: Migration) -> identity.Identity | None:
+        """The source key's KCV or fingerprint, journaled before the write (None: unknown here;
+        the proof after the move says why)."""
+        assert m.source is not None
+        try:
+            return identity.of(m.source.key, self.source.name, public=m.source.public,
+                               curve=m.spec.curve)
+        except KeyparityError:
+            return None
+
+    def _move_one(self, m: Migration, fields: dict[str, Any]) -> None:
+        assert m.source is not None
+        try:
+            m.target = self.backend.move(m.spec, m.source, m.source_attributes)
+        except Exception as exc:
+            m.journaled(self.rec.record("failed", "unwrap", **{
+                **fields, "detail": f"{type(exc).__name__}: {exc}"}))
+            raise
+        self._unwrapped.add(m.spec.target_label)
+        uid = None
+        if self._unique_ids is not False:  # asked once: a token without it says so each time
+            uid = unique_id(m.target.key)
+            self._unique_ids = uid is not None
+        m.journaled(self.rec.record("after", "unwrap", **{
+            **fields, "handle": m.target.key.handle, "unique_id": uid}))
+
+    def _look_after_failure(self, m: Migration) -> None:
+        """A move that failed may still have created the key (the reply lost on the way back,
+        a timeout): look once on the (reopened) session and say what is there."""
+        spec, tgt = m.spec, self.target
+        if not self.backend.asked_target:  # failed before the target was asked
+            return
+        try:
+            there = locate_on_token(tgt, spec, "look for the key after the failed unwrap")
+        except KeyparityError as exc:
+            m.detail += f"; whether {spec.target_label!r} is on {tgt.name} now is unknown: {exc}"
+            return
+        if there is None:
+            m.detail += f"; nothing labelled {spec.target_label!r} was written to {tgt.name}"
+            return
+        m.detail += (f"; an object labelled {spec.target_label!r} IS on {tgt.name} now (the "
+                     "token may have completed the unwrap): not verified in this run; the next "
+                     "run proves it by KCV/fingerprint instead of unwrapping it again")
+        m.journaled(self.rec.record(
+            "note", "unwrap-outcome", key_label=spec.label, cluster=tgt.name,
+            label=spec.target_label, handle=there.key.handle,
+            detail="an object is under the label after a failed unwrap"))
+
+    # ---- prove -------------------------------------------------------------------------------
+
+    def _prove(self, m: Migration) -> None:
+        """Prove the key material on the target equals the source's, then say what happened."""
+        spec, src, tgt = m.spec, self.source, self.target
+        assert m.source is not None and m.target is not None
+        try:
+            m.identity = identity.prove(spec, m.source, m.target, source_id=m.source_id)
+        except KeyMismatch as exc:
+            if m.found is None:
+                raise
+            raise LabelConflict(f"{exc}; nothing was written") from exc
+        resumed = self._resumed(m)
+        if m.found is not None:
+            m.status, m.detail = "already-present", m.found + resumed
+            return
+        m.status = "migrated"
+        m.detail = f"wrapped on {src.name}, unwrapped on {tgt.name} ({self.backend.method})"
+
+    def _resumed(self, m: Migration) -> str:
+        """After the identity is proven: journal it (a ``verified`` note, committed with the
+        others of the batch), and say when an earlier run (killed, or concurrent) unwrapped
+        the key without verifying it."""
+        if not self.writes:
+            return ""
+        spec, tgt = m.spec, self.target
+        self._notes.append((m, ("note", "verified", {
+            "key_label": spec.label, "cluster": tgt.name, "label": spec.target_label,
+            "check_value": m.identity.get("target")})))
+        if spec.target_label in self._unwrapped:
+            return ""
+        prior = self.journal.last_unwrap(tgt.name, spec.target_label)
+        if prior is None or prior["run_id"] == self.run_id:
+            return ""
+        if self.journal.verified(prior["run_id"], tgt.name, spec.target_label):
+            return ""
+        state = {"before": "was interrupted before recording the result",
+                 "after": "did not record its verification",
+                 "failed": "recorded a failure"}.get(prior["phase"], prior["phase"])
+        return (f" (resumed: run {prior['run_id']} unwrapped it, journal seq {prior['seq']}, "
+                f"and {state}: verified now, not unwrapped twice)")
+
+    def _flush_notes(self) -> None:
+        notes, self._notes = self._notes, []
+        if notes:
+            entries = self.rec.record_many([note for _, note in notes])
+            for (m, _), entry in zip(notes, entries):
+                m.journaled(entry)
+
+    # ---- failures and faults -----------------------------------------------------------------
+
+    def _guard(self, m: Migration, step: Callable[..., None], *args: Any) -> bool:
+        """Run one step of a key's migration; a KeyparityError fails that key only (after a
+        session fault the sessions are reopened once for the keys after it)."""
+        try:
+            if self._lost is not None:  # the reopen after a session fault failed: no loop
+                raise TokenError(self._lost)
+            step(m, *args)
+            return True
+        except KeyparityError as exc:
+            m.status, m.detail, m.error = "failed", str(exc), exc
+            if self._lost is None and session_fault(exc):
+                self._recover(exc)
+            return False
+
+    def recover_after(self, fault: BaseException) -> bool:
+        """A test of a migrated key hit a session fault (an encrypt, a KCV, an attribute read):
+        reopen the sessions once, as after a fault during a migration, so that the next key's
+        tests run on live sessions. Returns whether it reopened them."""
+        if self._lost is not None or not session_fault(fault):
+            return False
+        self._recover(fault)
+        return self._lost is None
+
+    def _recover(self, fault: BaseException) -> None:
+        """After a session fault: let the backend forget what lived in the lost session,
+        reopen both clusters' sessions once, and re-find the objects of the keys already done
+        on the new sessions. When a reopen fails, every later key fails with that reason
+        (``_lost``); nothing is retried."""
+        self.backend.recover()
+        for cluster in (self.source, self.target):
+            try:
+                cluster.reopen()
+            except KeyparityError as exc:
+                self._lost = (f"not attempted: the session to {cluster.name} was lost ({fault}) "
+                              f"and could not be reopened: {exc}")
+                return
+        for m in self._done.values():
+            try:
+                if m.source is not None:
+                    m.source = locate(self.source, m.spec, m.spec.label) or m.source
+                if m.target is not None:
+                    m.target = locate(self.target, m.spec, m.spec.target_label) or m.target
+            except KeyparityError:
+                pass  # that key's later tests report the problem themselves
+
+    def close(self) -> list[str]:
+        """Remove the backend's wrapping objects; returns what was left behind."""
+        return self.backend.close()

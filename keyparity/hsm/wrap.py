@@ -1,0 +1,98 @@
+"""RSA-AES key wrap (PKCS #11 CKM_RSA_AES_KEY_WRAP), natively or in two steps inside the HSMs.
+
+The wrapped form is ``RSA-OAEP(K) || AES-KWP_K(key)`` (PKCS #11 v2.40, 2.1.21; AES key wrap
+with padding is RFC 5649), where K is a fresh AES key. Where a token lacks the mechanism, the
+same bytes are produced by two calls: an ephemeral AES key (a session object) is wrapped with
+RSA-OAEP, then the payload with CKM_AES_KEY_WRAP_PAD; the ephemeral key is destroyed at once.
+No key material is ever in this process in plaintext.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.types import Key, PrivateKey, PublicKey, Session
+
+from ..errors import pkcs11_step
+from .mechanisms import RSA_AES_KEY_WRAP, PackedRsaAesParams, WrapParams
+
+_EPHEMERAL = {
+    Attribute.TOKEN: False,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: True,
+    Attribute.WRAP: True,
+    Attribute.UNWRAP: True,
+    Attribute.ENCRYPT: False,
+    Attribute.DECRYPT: False,
+    Attribute.SIGN: False,
+    Attribute.VERIFY: False,
+    Attribute.DERIVE: False,
+}
+
+
+def wrap(session: Session, wrapping_key: PublicKey, key: Key, params: WrapParams,
+         *, native: bool, where: str) -> bytes:
+    """Wrap ``key`` for the holder of the private half of ``wrapping_key``."""
+    if native:
+        packed = PackedRsaAesParams(params)
+        with pkcs11_step("RSA-AES wrap (CKM_RSA_AES_KEY_WRAP)", where):
+            return wrapping_key.wrap_key(key, mechanism=RSA_AES_KEY_WRAP,
+                                         mechanism_param=packed.raw)
+    with pkcs11_step("generate ephemeral AES key", where):
+        ephemeral = session.generate_key(KeyType.AES, params.aes_bits, store=False,
+                                         template=_EPHEMERAL)
+    try:
+        with pkcs11_step(f"RSA-OAEP ({params.oaep_hash}) wrap of the ephemeral key", where):
+            head = wrapping_key.wrap_key(ephemeral, mechanism=Mechanism.RSA_PKCS_OAEP,
+                                         mechanism_param=params.oaep)
+        with pkcs11_step("AES key wrap with padding (CKM_AES_KEY_WRAP_PAD)", where):
+            tail = ephemeral.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+    except BaseException:
+        _discard(ephemeral)
+        raise
+    with pkcs11_step("destroy ephemeral AES key", where):
+        ephemeral.destroy()
+    return head + tail
+
+
+def _discard(ephemeral: Key) -> None:
+    """Destroy an ephemeral key after a failed step without hiding that step's error (after a
+    lost session the destroy fails too, and would otherwise be reported instead)."""
+    try:
+        ephemeral.destroy()
+    except Exception:  # noqa: BLE001 - a session object: gone with the session anyway
+        pass
+
+
+def unwrap(session: Session, wrapping_key: PrivateKey, blob: bytes, key_class: ObjectClass,
+           key_type: KeyType, template: Mapping[Attribute, Any], params: WrapParams,
+           *, native: bool, where: str) -> Key:
+    """Unwrap ``blob`` into a new object made from ``template`` (label included)."""
+    label = template.get(Attribute.LABEL)
+    if native:
+        packed = PackedRsaAesParams(params)
+        with pkcs11_step("RSA-AES unwrap (CKM_RSA_AES_KEY_WRAP)", where):
+            return wrapping_key.unwrap_key(key_class, key_type, blob, label=label,
+                                           mechanism=RSA_AES_KEY_WRAP,
+                                           mechanism_param=packed.raw, template=dict(template))
+    split = wrapping_key.key_length // 8
+    if len(blob) <= split:
+        raise ValueError(f"wrapped blob of {len(blob)} bytes is shorter than the RSA part")
+    head, tail = blob[:split], blob[split:]
+    with pkcs11_step(f"RSA-OAEP ({params.oaep_hash}) unwrap of the ephemeral key", where):
+        ephemeral = wrapping_key.unwrap_key(ObjectClass.SECRET_KEY, KeyType.AES, head,
+                                            mechanism=Mechanism.RSA_PKCS_OAEP,
+                                            mechanism_param=params.oaep, store=False,
+                                            template=_EPHEMERAL)
+    try:
+        with pkcs11_step("AES key unwrap with padding (CKM_AES_KEY_WRAP_PAD)", where):
+            unwrapped = ephemeral.unwrap_key(key_class, key_type, tail, label=label,
+                                             mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                                             template=dict(template))
+    except BaseException:
+        _discard(ephemeral)
+        raise
+    with pkcs11_step("destroy ephemeral AES key", where):
+        ephemeral.destroy()
+    return unwrapped

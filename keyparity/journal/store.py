@@ -1,0 +1,445 @@
+"""The write journal: every write the harness makes on a token is recorded BEFORE it is
+attempted and AFTER it completes (or ``failed``), in a SQLite database (WAL mode) in the state
+directory (default ``<rootdir>/.keyparity/journal.sqlite``, ``--hsm-journal PATH``).
+
+Entries are hash-chained: each holds the SHA-256 of the previous entry, and its own ``hash``
+is the SHA-256 of the canonical JSON of all its fields (``prev_hash`` included), so editing,
+deleting or reordering a row breaks the chain (``keyparity journal verify``). The chain head
+(last hash, number of entries) goes into the signed statement of each run, which anchors it:
+a truncated tail is detected against a signed head.
+
+The same database holds one lock per target key (target token, target label): a key is
+unwrapped only by the run holding its lock, which first looks at the token again, so two
+workers or two concurrent runs never migrate the same key twice. A lock whose holder is dead
+(same host, pid gone) is taken over, with a journal entry saying so. A lock held from another
+host is never taken over by itself: a live process there cannot be told from a dead one, and
+taking over a live holder's lock could unwrap a key twice. It is waited for (600 s, then the
+key fails naming the holder), listed by ``keyparity journal locks`` and released by an
+operator with ``keyparity journal unlock --run ID`` (journaled).
+
+Group commit. The Migrator unwraps the keys of a chunk together (``keyparity.hsm.migrate``): their
+locks are taken in one transaction and their ``before`` entries committed in ONE durable
+transaction (``record_many``: one fsync for up to 50 keys), then each key is unwrapped and its
+``after`` (or ``failed``) committed on its own. A crash in the middle of a chunk leaves some
+``before`` entries without ``after``: each reads as an interrupted write (below), which the
+next run resolves by looking at the token.
+
+Durability (``sync``). The database is in WAL mode. With ``sync="before"`` (the default) a
+commit holding a ``before`` entry is made with ``PRAGMA synchronous=FULL``: the WAL is fsynced
+before the write on the token is attempted, so a ``before`` survives a power loss as well as a
+crash. Every other commit (``after``, ``failed``, ``note``, lock rows) uses
+``synchronous=NORMAL``: it is in the OS page cache when the call returns, so it survives a crash
+of the process (which is what ``kill -9``, OOM and Ctrl-C are), but not a power loss or kernel
+crash until the next fsync. The next fsync comes soon: the next ``before`` commit (a FULL
+commit syncs the whole WAL, earlier NORMAL frames included), a checkpoint, or
+``head()``/``sync()``, which fsync the WAL before a chain head is handed out to be signed. What
+a power loss can then cost is a suffix of the journal (WAL recovery keeps a prefix of commits,
+so the chain stays intact): an ``after`` lost behind its durable ``before`` reads as an
+interrupted write, which the harness already handles conservatively (the next run looks at the
+token and proves the key instead of unwrapping it again; ``keyparity cleanup`` leaves such an
+object and says so); a lost lock row means nothing after a reboot (its holder is dead anyway);
+a lost ``verified`` note makes the next run report the key as resumed. No write on a token ever
+happens without its ``before`` on disk. ``sync="every"`` fsyncs every commit (measured with
+``keyparity bench --journal-overhead --journal-sync every``).
+
+Why not one transaction per before/after pair: the ``before`` must be durable BEFORE the write
+is attempted, so it needs its own commit.
+
+``hook``: called with every entry after it is committed; tests pass one that kills their own
+process at a chosen point (no environment switch in the product).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import KeyparityError
+from .chain import FIELDS, GENESIS, JournalError, entry_hash, open_error, require_intact, verify
+
+__all__ = ["CREATES", "Journal", "JournalError", "LockTimeout", "NullJournal", "Recorder",
+           "default_path", "require_intact", "verify"]  # the last two: the chain's (chain.py)
+
+CREATES = ("generate-wrapping-pair", "import-public", "unwrap")  # actions that create objects
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts TEXT NOT NULL, phase TEXT NOT NULL,
+    action TEXT NOT NULL, key_label TEXT, cluster TEXT, handle TEXT, unique_id TEXT,
+    label TEXT, check_value TEXT, detail TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS entries_by_target ON entries (action, cluster, label);
+CREATE TABLE IF NOT EXISTS locks (
+    target TEXT NOT NULL, label TEXT NOT NULL, run_id TEXT NOT NULL, pid INTEGER NOT NULL,
+    host TEXT NOT NULL, acquired TEXT NOT NULL, PRIMARY KEY (target, label));
+"""
+
+
+def default_path(root: Path) -> Path:
+    return Path(root) / ".keyparity" / "journal.sqlite"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holder(row: Any) -> str:
+    """A lock holder's state: ``alive`` or ``dead`` on this host (its pid is asked; this
+    process counts as alive), ``unknown`` on another host (it cannot be asked from here)."""
+    if row["host"] != socket.gethostname():
+        return "unknown"
+    return "alive" if row["pid"] == os.getpid() or _alive(row["pid"]) else "dead"
+
+
+class LockTimeout(KeyparityError):
+    """Another live run held a target key's lock for longer than the timeout."""
+
+
+class Journal:
+    """One connection to the journal database (open one per process)."""
+
+    def __init__(self, path: Path, hook: Callable[[dict[str, Any]], None] | None = None,
+                 busy_timeout_ms: int = 30000, sync: str = "before") -> None:
+        if sync not in ("before", "every"):
+            raise ValueError(f"sync must be 'before' or 'every', not {sync!r}")
+        self.sync_mode = sync
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.hook = hook
+        self.db = sqlite3.connect(str(self.path), isolation_level=None,
+                                  timeout=busy_timeout_ms / 1000)
+        self.db.row_factory = sqlite3.Row
+        try:
+            self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self._synchronous = ""
+            self._set_synchronous("FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise open_error(self.path, exc) from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _set_synchronous(self, level: str) -> None:
+        if level != self._synchronous:
+            self.db.execute(f"PRAGMA synchronous={level}")
+            self._synchronous = level
+
+    def sync(self) -> None:
+        """fsync the WAL and the database file: everything committed so far is on disk."""
+        for name in (f"{self.path}-wal", str(self.path)):
+            try:
+                fd = os.open(name, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def _tx(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """``durable``: the commit is fsynced (``before`` entries); see the module docstring."""
+        self._set_synchronous("FULL" if durable or self.sync_mode == "every" else "NORMAL")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ---- entries --------------------------------------------------------------------------
+
+    def record(self, run_id: str, phase: str, action: str, **fields: Any) -> dict[str, Any]:
+        """Append one entry (phase: before | after | failed | note); returns it."""
+        return self.record_many(run_id, [(phase, action, fields)])[0]
+
+    def record_many(self, run_id: str,
+                    items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Append several entries (phase, action, fields) in ONE transaction, chained in order;
+        it is durable (fsynced) when any of them is a ``before``: group commit, one fsync for
+        the ``before`` entries of a batch of keys. The hook sees each entry after the commit."""
+        if not items:
+            return []
+        out: list[dict[str, Any]] = []
+        cols = (*FIELDS, "hash")
+        insert = (f"INSERT INTO entries ({', '.join(cols)}) VALUES "
+                  f"({', '.join('?' * len(cols))})")
+        with self._tx(durable=any(phase == "before" for phase, _, _ in items)) as db:
+            last = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (last["seq"], last["hash"]) if last else (0, GENESIS)
+            ts = _now()
+            for phase, action, fields in items:
+                entry: dict[str, Any] = dict.fromkeys(FIELDS)
+                entry.update({k: (None if v is None else str(v)) for k, v in fields.items()})
+                seq += 1
+                entry.update(seq=seq, run_id=run_id, ts=ts, phase=phase, action=action,
+                             prev_hash=prev)
+                entry["hash"] = prev = entry_hash(entry)
+                out.append(entry)
+            db.executemany(insert, [[e[c] for c in cols] for e in out])
+        if self.hook is not None:
+            for entry in out:
+                self.hook(entry)
+        return out
+
+    def entries(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT * FROM entries", ()
+        if run_id is not None:
+            q, args = q + " WHERE run_id = ?", (run_id,)
+        return [dict(r) for r in self.db.execute(q + " ORDER BY seq", args)]
+
+    def head(self) -> dict[str, Any]:
+        """The chain head, after an fsync: a head that is signed must be on disk."""
+        self.sync()
+        row = self.db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        n = self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        return {"head": row["hash"] if row else GENESIS, "last_seq": row["seq"] if row else 0,
+                "entries": n}
+
+    def last_unwrap(self, cluster: str, label: str) -> dict[str, Any] | None:
+        """The newest unwrap entry (any run) of a target label on a cluster."""
+        row = self.db.execute(
+            "SELECT * FROM entries WHERE action = 'unwrap' AND cluster = ? AND label = ? "
+            "ORDER BY seq DESC LIMIT 1", (cluster, label)).fetchone()
+        return dict(row) if row else None
+
+    def bind(self, run_id: str) -> Recorder:
+        return Recorder(self, run_id)
+
+    # ---- queries: the only SQL of keyparity (callers ask; they do not query) ---------------
+
+    def verified(self, run_id: str, cluster: str, label: str) -> bool:
+        """Whether ``run_id`` recorded the verification of a target label on a cluster."""
+        return self.db.execute(
+            "SELECT 1 FROM entries WHERE action = 'verified' AND run_id = ? AND label = ? "
+            "AND cluster = ?", (run_id, label, cluster)).fetchone() is not None
+
+    def later_unwrap(self, cluster: str, label: str, seq: int,
+                     run_id: str) -> dict[str, Any] | None:
+        """The newest unwrap of ``label`` that another run recorded completed after ``seq``."""
+        row = self.db.execute(
+            "SELECT run_id, seq FROM entries WHERE action = 'unwrap' AND phase = 'after' AND "
+            "cluster = ? AND label = ? AND seq > ? AND run_id != ? ORDER BY seq DESC LIMIT 1",
+            (cluster, label, seq, run_id)).fetchone()
+        return dict(row) if row else None
+
+    def has_entries(self, run_id: str, action_prefix: str = "") -> bool:
+        """Whether ``run_id`` has entries (of actions starting with ``action_prefix``)."""
+        return self.db.execute(
+            "SELECT 1 FROM entries WHERE run_id = ? AND action LIKE ? LIMIT 1",
+            (run_id, f"{action_prefix}%")).fetchone() is not None
+
+    def actions(self, prefix: str) -> list[dict[str, Any]]:
+        """Every entry of an action starting with ``prefix`` (``cli-``), in order."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT * FROM entries WHERE action LIKE ? ORDER BY seq", (f"{prefix}%",))]
+
+    def stats(self) -> dict[str, Any]:
+        """Entries per action/phase, their total, the locks held, the SQLite journal mode."""
+        db = self.db
+        return {"by_action": dict(db.execute("SELECT action || '/' || phase, COUNT(*) FROM "
+                                             "entries GROUP BY action, phase").fetchall()),
+                "entries": db.execute("SELECT COUNT(*) FROM entries").fetchone()[0],
+                "locks": db.execute("SELECT COUNT(*) FROM locks").fetchone()[0],
+                "journal_mode": db.execute("PRAGMA journal_mode").fetchone()[0]}
+
+    # ---- locks ----------------------------------------------------------------------------
+
+    def reap_stale(self, run_id: str) -> list[str]:
+        """Release the locks of dead holders on this host (an interrupted run), each with a
+        journal entry; returns the labels released."""
+        host, gone = socket.gethostname(), []
+        with self._tx() as db:
+            for row in db.execute("SELECT * FROM locks WHERE host = ?", (host,)).fetchall():
+                if _holder(row) == "dead":
+                    db.execute("DELETE FROM locks WHERE target = ? AND label = ? AND pid = ?",
+                               (row["target"], row["label"], row["pid"]))
+                    gone.append(dict(row))
+        for row in gone:
+            self.record(run_id, "note", "lock-takeover", label=row["label"], cluster=row["target"],
+                        detail=f"lock held by run {row['run_id']} (pid {row['pid']}, dead) "
+                               "released")
+        return [row["label"] for row in gone]
+
+    def claim(self, target: str, labels: list[str],
+              run_id: str) -> dict[str, dict[str, Any] | None]:
+        """Take, in one transaction, the locks of those target keys that are free (or held by a
+        dead process on this host: taken over, with an entry saying so). Returns label ->
+        {"waited", "took_over", "contended"} for each lock taken, None for one another live
+        process holds; nothing waits."""
+        me, host = os.getpid(), socket.gethostname()
+        got: dict[str, dict[str, Any] | None] = {}
+        taken: list[dict[str, Any]] = []
+        with self._tx() as db:
+            for label in labels:
+                row = db.execute("SELECT * FROM locks WHERE target = ? AND label = ?",
+                                 (target, label)).fetchone()
+                stale = row is not None and _holder(row) == "dead"
+                if row is not None and not stale:
+                    got[label] = None
+                    continue
+                db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?)",
+                           (target, label, run_id, me, host, _now()))
+                got[label] = {"waited": 0.0, "took_over": row["run_id"] if stale else None,
+                              "contended": False}
+                if stale:
+                    taken.append(dict(row))
+        self.record_many(run_id, [
+            ("note", "lock-takeover", {"label": row["label"], "cluster": target,
+                                       "detail": f"lock held by run {row['run_id']} (pid "
+                                                 f"{row['pid']}, dead) taken over"})
+            for row in taken])
+        return got
+
+    def release(self, target: str, labels: list[str]) -> None:
+        """Release this process's locks of those target keys (one transaction)."""
+        if not labels:
+            return
+        me = os.getpid()
+        with self._tx() as db:
+            db.executemany("DELETE FROM locks WHERE target = ? AND label = ? AND pid = ?",
+                           [(target, label, me) for label in labels])
+
+    @contextlib.contextmanager
+    def lock(self, target: str, label: str, run_id: str, timeout: float = 600.0,
+             poll: float = 0.05) -> Iterator[dict[str, Any]]:
+        """Hold the lock of one target key, waiting for it; yields {"waited": seconds,
+        "took_over": run|None, "contended": whether another run or worker held it when we
+        asked}."""
+        start = time.monotonic()
+        contended = False
+        while True:
+            info = self.claim(target, [label], run_id)[label]
+            if info is not None:
+                break
+            contended = True
+            if time.monotonic() - start > timeout:
+                row = self.db.execute("SELECT * FROM locks WHERE target = ? AND label = ?",
+                                      (target, label)).fetchone()
+                holder = (f"run {row['run_id']} (pid {row['pid']} on {row['host']})"
+                          if row else "another run")
+                hint = (f"; if that run is dead, release its locks with `keyparity journal "
+                        f"unlock --run {row['run_id']}`" if row else "")
+                raise LockTimeout(f"{label!r} on {target} is locked by {holder} for over "
+                                  f"{timeout:.0f}s{hint}")
+            time.sleep(poll)
+        info.update(contended=contended, waited=round(time.monotonic() - start, 3))
+        try:
+            yield info
+        finally:
+            self.release(target, [label])
+
+
+    def locks(self) -> list[dict[str, Any]]:
+        """The locks held now, each with its holder's state (``_holder``)."""
+        return [{**row, "holder": _holder(row)} for row in
+                self.db.execute("SELECT * FROM locks ORDER BY acquired, target, label")]
+
+    def unlock(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Release the locks of a run an operator knows is dead (``keyparity journal unlock``):
+        a stale lock on another host is never taken over by itself, because a live process
+        there cannot be told from a dead one. A holder alive on this host is refused. Each
+        release is journaled. Returns (released, refused)."""
+        held = [row for row in self.locks() if row["run_id"] == run_id]
+        refused = [row for row in held if row["holder"] == "alive"]
+        released = [row for row in held if row["holder"] != "alive"]
+        with self._tx() as db:
+            db.executemany("DELETE FROM locks WHERE target = ? AND label = ? AND run_id = ? "
+                           "AND pid = ? AND host = ?",
+                           [(r["target"], r["label"], r["run_id"], r["pid"], r["host"])
+                            for r in released])
+        me = f"{socket.gethostname()} pid {os.getpid()}"
+        self.record_many(f"unlock-{_now()}", [
+            ("note", "lock-released", {
+                "label": r["label"], "cluster": r["target"],
+                "detail": f"lock of run {r['run_id']} (pid {r['pid']} on {r['host']}, holder "
+                          f"{r['holder']}, acquired {r['acquired']}) released by keyparity "
+                          f"journal unlock on {me}"})
+            for r in released])
+        return released, refused
+
+
+class Recorder:
+    """A journal bound to one run: ``with rec.step(action, **fields) as after: ...``."""
+
+    def __init__(self, journal: Journal, run_id: str) -> None:
+        self.journal, self.run_id = journal, run_id
+
+    def record(self, phase: str, action: str, **fields: Any) -> dict[str, Any]:
+        return self.journal.record(self.run_id, phase, action, **fields)
+
+    def record_many(self, items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        return self.journal.record_many(self.run_id, items)
+
+    @contextlib.contextmanager
+    def step(self, action: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        """``before`` now; ``after`` with ``fields`` updated by the body, or ``failed``."""
+        self.record("before", action, **fields)
+        after: dict[str, Any] = dict(fields)
+        try:
+            yield after
+        except Exception as exc:
+            self.record("failed", action, **{**after, "detail": f"{type(exc).__name__}: {exc}"})
+            raise
+        self.record("after", action, **after)
+
+
+class NullJournal:
+    """A journal that keeps nothing, with the interface the migration uses: the benchmark's
+    baseline (the write journal's cost is measured against it). A pytest run always has a
+    real journal. Entries it hands back have no ``seq``."""
+
+    path = None
+
+    def bind(self, run_id: str) -> Recorder:
+        return Recorder(self, run_id)  # type: ignore[arg-type]
+
+    def record(self, run_id: str, phase: str, action: str, **fields: Any) -> dict[str, Any]:
+        return self.record_many(run_id, [(phase, action, fields)])[0]
+
+    def record_many(self, run_id: str,
+                    items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        return [{**dict.fromkeys(FIELDS), **fields, "run_id": run_id, "phase": phase,
+                 "action": action} for phase, action, fields in items]
+
+    def claim(self, target: str, labels: list[str],
+              run_id: str) -> dict[str, dict[str, Any] | None]:
+        return {label: {"waited": 0.0, "took_over": None, "contended": False}
+                for label in labels}
+
+    def release(self, target: str, labels: list[str]) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def lock(self, target: str, label: str, run_id: str, **_: Any) -> Iterator[dict[str, Any]]:
+        yield {"waited": 0.0, "took_over": None, "contended": False}
+
+    def last_unwrap(self, cluster: str, label: str) -> None:
+        return None
+
+    def verified(self, run_id: str, cluster: str, label: str) -> bool:
+        return False
+
+    def reap_stale(self, run_id: str) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,165 @@
+"""The controller's reporting: each test report becomes evidence (the facts the tests attach,
+their outcomes), the census of the source is taken again after the last test and reported as
+the census suite's last test, and the run ends as a signed bundle (keyparity.evidence.bundle).
+Registered in the controller process only (under xdist the reports arrive from the workers).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from _pytest._code.code import ExceptionRepr
+
+from . import run as runinfo
+from .errors import KeyparityError
+from .evidence import allure as allure_support
+from .evidence import verdict as verdicts
+from .evidence.bundle import finalize
+from .evidence.evidence import Evidence
+from .hsm import census
+from .hsm.cluster import open_cluster
+from .hsm.login import LoginGate
+from .profile import Profile
+from .stash import DESELECTED_BY_SUITE, JOURNAL, SUITES
+
+
+class EvidenceHooks:
+    """Registered in the controller process only: turns test reports into evidence, and the
+    run into a signed bundle at the end (keyparity.evidence.bundle)."""
+
+    def __init__(self, evidence: Evidence, profile: Profile, run: runinfo.Run) -> None:
+        self.evidence = evidence
+        self.profile = profile
+        self.run = run
+        self.bundle: dict[str, Any] | None = None
+        self.causes: dict[str, int] = {}  # a cluster's unavailability -> tests it stopped
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """tryfirst: the facts are taken into the evidence and off the report, so junit.xml
+        carries only the key label, not a printed copy of every vector. A cluster that is
+        unavailable (keyparity.hsm.cluster.ClusterUnavailable) is said in full once; each later
+        test it stops says so in one line (the evidence keeps every message whole)."""
+        self._collect(report)
+        report.user_properties = [(k, v) for k, v in report.user_properties if k != "keyparity"]
+        if report.failed and isinstance(report.longrepr, (str, ExceptionRepr)):
+            self._shorten_repeated_cause(report)
+
+    def _shorten_repeated_cause(self, report: pytest.TestReport) -> None:
+        text = str(report.longrepr).strip()
+        first = text.splitlines()[0] if text else ""
+        if " is unavailable: " not in first or "\n" in text.strip():
+            return
+        seen = self.causes.get(first, 0)
+        self.causes[first] = seen + 1
+        if seen:
+            who = first.split(" is unavailable: ", 1)[0]
+            report.longrepr = f"{who} is unavailable (the cause is above, said once)"
+
+    def _collect(self, report: pytest.TestReport) -> None:
+        if report.when != "call" and not report.failed and not (
+                report.when == "setup" and report.skipped):
+            return
+        props = report.user_properties
+        label = next((v for k, v in props if k == "keyparity_key"), None)
+        facts = [v for k, v in props if k == "keyparity"] if report.when == "call" else []
+        outcome = report.outcome if report.when == "call" else (
+            "skipped" if report.skipped else "error")
+        message = None
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = (crash.message if crash is not None else report.longreprtext)[:4000]
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            message = str(report.longrepr[2])
+        self.evidence.add_report(report.nodeid, label, outcome, report.when, report.duration,
+                                 message, facts)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        """After every test (and every worker) is done: the census of the source again."""
+        result = yield
+        if not session.config.option.collectonly:
+            end_census(session, self.evidence, self.profile, self.run)
+        return result
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """trylast: after junitxml has written junit.xml and xdist has shut its workers down
+        (their Allure results are written), so the statement covers every file."""
+        config = session.config
+        self.bundle = finalize(self.run.run_dir, self.evidence, self.profile,
+                               session.exitstatus,
+                               allure_dir=allure_support.results_dir(config),
+                               journal=config.stash.get(JOURNAL, None),
+                               suites=config.stash.get(SUITES, []),
+                               deselected=config.stash.get(DESELECTED_BY_SUITE, {}))
+        session.exitstatus = self.bundle["exitstatus"]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        b = self.bundle
+        if b is None:
+            return
+        terminalreporter.write_line(f"keyparity: {b['verdict']}; evidence written to "
+                                    f"{b['files']['evidence']}")
+        if b["signed"]:
+            terminalreporter.write_line(
+                f"keyparity: bundle signed by {', '.join(b['signers'])} (threshold "
+                f"{b['threshold']}): {b['files']['statement']}")
+        if b["unsigned"]:
+            terminalreporter.write_line(f"keyparity: {b['unsigned']}", yellow=True, bold=True)
+        for cause, n in self.causes.items():
+            terminalreporter.write_line(f"keyparity: {n} test{'s' if n != 1 else ''} could "
+                                        f"not run: {cause}", red=True, bold=True)
+        for error in b["errors"]:
+            terminalreporter.write_line(f"keyparity: ERROR: {error}", red=True, bold=True)
+        if b["errors"]:
+            terminalreporter.write_line("keyparity: the evidence bundle is incomplete or "
+                                        "unsigned: the run fails", red=True, bold=True)
+
+
+def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
+               run: runinfo.Run) -> None:
+    """Take the source's census again and compare it with the one taken at the start (by
+    ``test_every_source_key_is_accounted_for``); reported as the census suite's last test,
+    ``test_source_unchanged_during_the_run``. Nothing to compare when the census did not run."""
+    start = evidence.doc.get("census", {}).get("source", {}).get("start")
+    started = next((t for t in evidence.doc["tests"] if verdicts.split(t["nodeid"])[0]
+                    == "test_every_source_key_is_accounted_for"), None)
+    if not start or started is None:
+        return
+    nodeid = started["nodeid"].replace("test_every_source_key_is_accounted_for",
+                                       verdicts.END_CENSUS)
+    mine = [o for o in start["objects"] if o.get("disposition") != census.KEYPARITY]
+    try:
+        cluster = open_cluster(profile.source, profile.module_env, LoginGate(run.login_state))
+        _, end = census.take_source(cluster.session, profile.source, profile, run.run_id)
+    except KeyparityError as exc:
+        outcome, message, facts = "failed", f"the census of {profile.source.name} could not " \
+            f"be taken again at the end of the run: {exc}", {"error": str(exc)}
+    else:
+        now = [o for o in end["objects"] if o.get("disposition") != census.KEYPARITY]
+        diff = census.changes(mine, now)
+        facts = {"taken": end["taken"], "counts": end["counts"], "changes": diff}
+        outcome = "failed" if diff else "passed"
+        message = (f"the key objects on {profile.source.name} changed during the run "
+                   f"({len(diff)}):\n" + "\n".join(diff)) if diff else None
+    report_run_check(session, nodeid, outcome, message,
+                     {"census": {"source": {"end": facts}}})
+    allure_support.write_run_check(session.config, profile, nodeid, outcome, message)
+
+
+def report_run_check(session: pytest.Session, nodeid: str, outcome: str, message: str | None,
+                     facts: dict[str, Any]) -> None:
+    """Report a check the controller makes after the test loop as a test of its own (the
+    terminal, junit.xml and the evidence see it as they see any test)."""
+    hook = session.config.hook
+    session.testscollected += 1  # the progress counter counts it, as a test collected
+    path = nodeid.split("::", 1)[0]
+    location = (path, None, nodeid.split("::", 1)[-1])
+    hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+    for when in ("setup", "call", "teardown"):
+        result = outcome if when == "call" else "passed"
+        hook.pytest_runtest_logreport(report=pytest.TestReport(
+            nodeid, location, {"preflight": 1}, result, message if result == "failed" else None,
+            when, user_properties=[("keyparity", facts)] if when == "call" else []))
+    hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)

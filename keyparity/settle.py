@@ -1,0 +1,106 @@
+"""Configuration settled once, before anything runs (pytest-randomly's way): every problem of
+the command line or the profile is one ``UsageError`` line, and nothing is written - no run
+directory, no bundle, no session, no journal entry.
+
+Checked here: the options (``--hsm-batch``, ``--hsm-run-id``, a path option written with a
+space), the profile (its schema and rules: keyparity.profile), the FIPS policy and the
+production guard (keyparity.cloudhsm.policy), that source and target are two tokens, and that the write
+journal's chain is intact when the run may write.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cloudhsm import policy
+from .errors import KeyparityError
+from .journal.chain import require_intact
+from .profile import Cluster, Profile, load_profile, resolve_profile_arg
+
+# options whose value is a path: written with a space, pytest reads the value as a test path
+# before keyparity's options are known, and takes its directory as the rootdir
+PATH_OPTIONS = ("--hsm-profile", "--hsm-journal", "--hsm-reports-dir")
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+
+
+def space_forms(args: Sequence[str]) -> list[str]:
+    """The path options given as ``--opt VALUE`` where VALUE is an existing path: pytest took
+    that path's directory as the rootdir. ``--opt=VALUE`` is always safe."""
+    out = []
+    for opt, value in zip(args, args[1:]):
+        if opt in PATH_OPTIONS and not value.startswith("-") and Path(value).exists():
+            out.append(f"{opt} {value}")
+    return out
+
+
+def options(config: pytest.Config) -> None:
+    """The command line's own problems (UsageError)."""
+    spaced = space_forms(list(config.invocation_params.args))
+    if spaced:
+        fixed = ", ".join(s.replace(" ", "=", 1) for s in spaced)
+        raise pytest.UsageError(
+            f"write {fixed} (with '='): given as '{spaced[0]}', pytest reads the value as a "
+            "test path before keyparity's options are known, which moves the rootdir (here "
+            f"{config.rootpath}) to that path's directory, where neither the profile nor the "
+            "suites are")
+    batch = config.getoption("hsm_batch")
+    if batch is not None and batch < 1:
+        raise pytest.UsageError(f"--hsm-batch must be at least 1, not {batch}")
+    run_id = config.getoption("hsm_run_id")
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        raise pytest.UsageError(f"--hsm-run-id {run_id!r} is not a run id "
+                                "(YYYYMMDDTHHMMSSZ-xxxxxx, as keyparity makes them)")
+
+
+def _token(cluster: Cluster) -> tuple[str, str, str]:
+    where = f"slot {cluster.slot}" if cluster.slot is not None else f"label {cluster.token_label}"
+    return os.path.realpath(cluster.module), where, cluster.user or ""
+
+
+def same_token(profile: Profile, tokens: dict[str, Any] | None = None) -> str | None:
+    """Why source and target are the same token (same module and token, or the same serial
+    read from the tokens), or None."""
+    src, tgt = profile.source, profile.target
+    if _token(src)[:2] == _token(tgt)[:2]:
+        return (f"clusters.source and clusters.target name the same token ({_token(src)[1]} "
+                f"of {src.module})")
+    tokens = tokens or {}
+    serials = [tokens.get(role, {}).get("serial") for role in ("source", "target")]
+    models = [tokens.get(role, {}).get("model") for role in ("source", "target")]
+    if serials[0] and serials[0] == serials[1] and models[0] == models[1]:
+        return (f"clusters.source ({src.name}) and clusters.target ({tgt.name}) are the same "
+                f"token (serial {serials[0]})")
+    return None
+
+
+def profile(config: pytest.Config) -> tuple[Profile, policy.WriteMode]:
+    """The profile, validated, with the policy applied (UsageError for anything refused)."""
+    path = resolve_profile_arg(config.getoption("hsm_profile"), config.rootpath)
+    try:
+        loaded = load_profile(path)
+        refused = policy.fips_errors(loaded)  # before any write: no session is open yet
+        if refused:
+            raise pytest.UsageError("\n".join(refused))
+        loaded, write_mode = policy.write_guard(loaded, config.getoption("hsm_confirm"))
+    except KeyparityError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    same = same_token(loaded)
+    if same:
+        raise pytest.UsageError(f"{loaded.path}: {same}: a migration needs two tokens; "
+                                "correct the profile")
+    return loaded, write_mode
+
+
+def journal(path: Path, write_mode: policy.WriteMode) -> None:
+    """A run that may write refuses a journal whose chain is broken (UsageError)."""
+    if write_mode.effective != "migrate":
+        return
+    try:
+        require_intact(path)
+    except KeyparityError as exc:
+        raise pytest.UsageError(str(exc)) from None

@@ -1,0 +1,28 @@
+"""The run's shared state on pytest's stash: what the plugin settles once and what its hooks,
+the suites' fixtures and the planners read. Fixtures use the accessors, never the keys."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import run as runinfo
+from .cloudhsm import policy
+from .evidence.evidence import Evidence
+from .profile import KeySpec, Profile
+
+PROFILE = pytest.StashKey[Profile]()
+WRITE_MODE = pytest.StashKey[policy.WriteMode]()
+RUN = pytest.StashKey[runinfo.Run]()
+EVIDENCE = pytest.StashKey[Evidence]()  # the controller's only
+DESELECTED = pytest.StashKey[int]()  # suite tests deselected for want of a profile
+JOURNAL = pytest.StashKey[Path]()
+CHUNKS = pytest.StashKey[dict[str, str]]()  # key label -> its chunk (the xdist group)
+PLAN = pytest.StashKey[list[list[KeySpec]]]()  # the selected keys to migrate, per chunk
+SUITES = pytest.StashKey[list[str]]()  # the suites of this checkout (suites/test_<name>.py)
+DESELECTED_BY_SUITE = pytest.StashKey[dict[str, int]]()  # -k, -m, --deselect: per suite
+
+
+def profile(config: pytest.Config) -> Profile | None:
+    """The run's validated profile, or None when pytest runs without ``--hsm-profile``."""
+    return config.stash.get(PROFILE, None)
