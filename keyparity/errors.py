@@ -5,7 +5,7 @@ Every message says what went wrong and what to do next; none carries a PIN or ke
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pkcs11.exceptions as p11
@@ -63,6 +63,21 @@ class LabelConflict(KeyparityError):
 
 class MechanismUnsupported(KeyparityError):
     """A token does not offer a mechanism or parameter that the profile needs."""
+
+
+class NotPermitted(KeyparityError):
+    """The key may not do what is asked of it (its CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN or
+    CKA_VERIFY is false): python-pkcs11 gives such a key no method for it."""
+
+
+def operation(key: Any, op: str, where: str, purpose: str) -> Callable[..., Any]:
+    """``key.<op>`` (encrypt, decrypt, sign, verify), or NotPermitted saying which attribute
+    forbids it on which cluster and what therefore cannot be done."""
+    method = getattr(key, op, None)
+    if method is None:
+        raise NotPermitted(f"the key on {where} may not {op} (CKA_{op.upper()} is false there): "
+                           f"{purpose}")
+    return method
 
 
 class KeyMismatch(KeyparityError):

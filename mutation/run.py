@@ -58,28 +58,28 @@ class Module:
 # cannot see which function they execute).
 NO_CHILDREN = "not cli and not openssl"  # tests/test_verify.py: `keyparity verify`, openssl
 MODULES: dict[str, Module] = {
-    "attributes": Module("keyparity/attributes.py",
+    "attributes": Module("keyparity/hsm/attributes.py",
                          ("tests/test_attributes_unit.py", "tests/test_attributes_token.py")),
-    "identity": Module("keyparity/identity.py", ("tests/test_identity_unit.py",)),
-    "vectors": Module("keyparity/vectors.py", ("tests/test_vectors_unit.py",)),
-    "verify": Module("keyparity/verify.py",
+    "identity": Module("keyparity/hsm/identity.py", ("tests/test_identity_unit.py",)),
+    "vectors": Module("keyparity/hsm/vectors.py", ("tests/test_vectors_unit.py",)),
+    "verify": Module("keyparity/evidence/verify.py",
                      ("tests/test_verify.py", "tests/test_verify_unit.py"),
                      deselect=NO_CHILDREN),
     # tests/test_verify.py signs a bundle in every test's fixture: with it, each of the two
     # mutants of walk() that loop for ever costs minutes before its timeout, and it kills no
     # mutant that tests/test_statement_unit.py does not
-    "statement": Module("keyparity/statement.py",
+    "statement": Module("keyparity/evidence/statement.py",
                         ("tests/test_statement_unit.py", "tests/test_signing.py"),
                         deselect="not kms and not pkcs11_signer"),
-    "journal": Module("keyparity/journal.py",
+    "journal": Module("keyparity/journal/chain.py",
                       ("tests/test_journal.py", "tests/test_journal_chain.py"),
                       deselect="not lock",
                       functions=("entry_hash", "verify"),
                       notes="chain check only: entry_hash and verify"),
-    "census": Module("keyparity/census.py",
+    "census": Module("keyparity/hsm/census.py",
                      ("tests/test_census.py::test_census_changes_compare_identity_not_order",
                       "tests/test_census_unit.py")),
-    "verdict": Module("keyparity/verdict.py",
+    "verdict": Module("keyparity/evidence/verdict.py",
                       ("tests/test_verdict.py", "tests/test_verdict_unit.py"),
                       deselect="not signed_verdict and not nothing_to_check"),
 }

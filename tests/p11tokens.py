@@ -1,5 +1,5 @@
 """Two real SoftHSM tokens (hsm1, hsm2) opened in the test process itself, for unit tests of
-code that takes PKCS #11 key objects (keyparity.identity, .vectors, .census, .attributes.read).
+code that takes PKCS #11 key objects (keyparity.hsm.identity, .vectors, .census, .attributes.read).
 
 Most tests of this repository drive tokens in a child process (tests/tokentool.py), because
 python-pkcs11 keeps one library per process and SoftHSM reads SOFTHSM2_CONF when it is
@@ -29,7 +29,7 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.types import Session
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from keyparity.softhsm import find_module, provision
+from keyparity.hsm.softhsm import find_module, provision
 
 TMPFS = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 LABELS = ("hsm1", "hsm2")

@@ -1,4 +1,4 @@
-"""keyparity.attributes.read on real SoftHSM objects (in process): every answer a token can
+"""keyparity.hsm.attributes.read on real SoftHSM objects (in process): every answer a token can
 give - a value, no such attribute, a sensitive one, an empty date, a failed read - lands
 as the value or marker the module documents, in one bulk read plus the dates; and the
 branches of ``compare``, ``unwrap_template`` and ``table`` that tests/test_attributes_unit.py
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pkcs11 import Attribute, KeyType, ObjectClass
 
-from keyparity import attributes
-from keyparity.attributes import (ABSENT, UNAVAILABLE, Difference, compare, read,
+from keyparity.hsm import attributes
+from keyparity.hsm.attributes import (ABSENT, UNAVAILABLE, Difference, compare, read,
                                   read_standard, table, unwrap_template)
 from p11tokens import ec_key, ec_pair, rsa_key, rsa_pair, secret, tokens  # noqa: F401
 

@@ -1,4 +1,4 @@
-"""keyparity.identity on real SoftHSM key objects of known material: KCVs and the full check
+"""keyparity.hsm.identity on real SoftHSM key objects of known material: KCVs and the full check
 computed by the token equal what software computes from the key value; public keys rebuilt
 from CKA_MODULUS / CKA_EC_POINT (DER short form, DER long form, raw) are the software keys;
 fingerprints are SHA-256 of the DER SubjectPublicKeyInfo; ECDSA (r || s) signatures made by
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_ds
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pkcs11 import Attribute, KeyType, Mechanism
 
-from keyparity import identity
+from keyparity.hsm import identity
 from keyparity.errors import TokenError
 from p11tokens import (
     der_octet_string,
@@ -175,16 +175,16 @@ def test_ec_public_key_from_a_raw_point(tokens, curve):
         key.public_key().public_numbers()
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG (keyparity/identity.py, ec_public): a raw P-256 point whose X coordinate starts with "
-    "0x3f (= len(point) - 2) or 0x81 is taken for a DER OCTET STRING and cut, so the key is "
-    "refused (ValueError: Invalid EC key) instead of rebuilt"))
-@pytest.mark.parametrize("first", [0x3F, 0x81])
-def test_a_raw_point_that_looks_like_a_der_header(tokens, first):
-    key = _raw_point_key("secp256r1", first=first)
+@pytest.mark.parametrize("curve", ["secp256r1", "secp384r1"])  # P-521's X starts 0x00 or 0x01
+@pytest.mark.parametrize("first", [0x3F, 0x5F, 0x81])
+def test_a_raw_point_that_looks_like_a_der_header(tokens, first, curve):
+    """A raw point whose X coordinate starts with what a DER length could be (0x3f = 65 - 2 on
+    P-256, 0x5f = 97 - 2 on P-384, 0x81 the long form) is still a raw point: its length says
+    so, and the key is rebuilt, not cut."""
+    key = _raw_point_key(curve, first=first)
     raw = uncompressed_point(key.public_key())
-    _, public = ec_pair(tokens["hsm2"], f"raw-{first:02x}", key, "secp256r1", point=raw)
-    assert identity.ec_public(public, "secp256r1").public_numbers() == \
+    _, public = ec_pair(tokens["hsm2"], f"raw-{first:02x}-{curve}", key, curve, point=raw)
+    assert identity.ec_public(public, curve).public_numbers() == \
         key.public_key().public_numbers()
 
 

@@ -1,4 +1,4 @@
-"""The journal's chain check (keyparity.journal.entry_hash and verify) in detail: the hash is
+"""The journal's chain check (keyparity.journal.chain.entry_hash and verify) in detail: the hash is
 SHA-256 of one exact canonical JSON text of the chained fields, and ``verify`` names every
 break - a renumbered, deleted, inserted, reordered or edited entry, a missing anchored head -
 with its seq, reading the file without changing it."""
@@ -8,7 +8,8 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from keyparity.journal import FIELDS, GENESIS, Journal, entry_hash, verify
+from keyparity.journal.chain import FIELDS, GENESIS, entry_hash, verify
+from keyparity.journal.store import Journal
 
 ENTRY = {"seq": 1, "run_id": "r", "ts": "2026-11-23T15:52:23.000001+00:00", "phase": "before",
          "action": "unwrap", "key_label": "k", "cluster": "hsm2", "handle": None,

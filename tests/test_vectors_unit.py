@@ -1,4 +1,4 @@
-"""keyparity.vectors.exchange on real SoftHSM keys of known material, one token per cluster:
+"""keyparity.hsm.vectors.exchange on real SoftHSM keys of known material, one token per cluster:
 every vector in both directions agrees when both clusters hold the same key, and says
 why not when they hold different keys; what the producer made is checked again in software
 from the known key (so a record cannot claim an exchange that did not happen); inputs are
@@ -26,10 +26,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pkcs11 import Attribute, KeyType, Mechanism
 from pkcs11.mechanisms import CTRParams, GCMParams
 
-from keyparity import policy, vectors
+from keyparity.cloudhsm import policy
+from keyparity.hsm import vectors
 from keyparity.errors import MechanismUnsupported, TokenError
-from keyparity.vectors import DIRECTIONS, SPECS, NotApplicable, Party, exchange
+from keyparity.hsm.locate import Side
+from keyparity.hsm.vectors import DIRECTIONS, NotApplicable, exchange
+from keyparity.vector_table import TABLE
 from p11tokens import ec_key, ec_pair, rsa_key, rsa_pair, secret, tokens  # noqa: F401
+
+SPECS = {name: v.params for name, v in TABLE.items()}
+
+
+def Party(name, key, public=None, curve=None, mode=None):  # noqa: N802 - reads as the old class
+    """One side of an exchange, in the order the tests name it: cluster first."""
+    return Side(key, public, name, curve, mode)
+
 
 VALUES = {
     "aes": bytes.fromhex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
@@ -363,7 +374,7 @@ def test_a_signature_software_accepts_but_the_hsm_rejects_fails(parties, vector)
     kind = KIND[vector]
     source = party(parties, "hsm1", kind)
     target = party(parties, "hsm2", kind)
-    faulty = Party(target.name, target.key, Disagrees(target.public), target.curve, target.mode)
+    faulty = Party(target.cluster, target.key, Disagrees(target.public), target.curve, target.mode)
     record = run(vector, DIRECTIONS[0], source, faulty)
     assert record["ok"] is False
     assert record["comment"] == "software, with hsm2's public key: valid; on hsm2: INVALID"
@@ -405,7 +416,7 @@ class Garbles:
 
 def test_oaep_that_decrypts_to_something_else_is_not_ok(parties):
     source, target = party(parties, "hsm1", "rsa"), party(parties, "hsm2", "rsa")
-    faulty = Party(target.name, Garbles(target.key), target.public, None, target.mode)
+    faulty = Party(target.cluster, Garbles(target.key), target.public, None, target.mode)
     record = run("rsa-oaep-sha1", DIRECTIONS[0], source, faulty)
     assert record["ok"] is False and record["comment"] == "decrypts to something else"
 

@@ -1,4 +1,4 @@
-"""keyparity.verdict in detail, on hand-made test results (no run): node ids are split the way
+"""keyparity.evidence.verdict in detail, on hand-made test results (no run): node ids are split the way
 pytest and xdist write them, a test's worst phase decides its outcome, a key is proven only by
 all of its proofs, and the summary and headline say exactly what the result holds."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from keyparity import verdict
-from keyparity.verdict import FAIL, NO_TESTS, PARTIAL, PASS, PREFLIGHT_PASS
+from keyparity.evidence import verdict
+from keyparity.evidence.verdict import FAIL, NO_TESTS, PARTIAL, PASS, PREFLIGHT_PASS
 
 VEC = "test_output_of_one_cluster_is_accepted_by_the_other"
 

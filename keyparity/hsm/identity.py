@@ -25,7 +25,7 @@ from pkcs11.types import Key
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KeyMismatch, KeyNotFound, TokenError, pkcs11_step
+from ..errors import KeyMismatch, KeyNotFound, TokenError, operation, pkcs11_step
 from . import keyinfo
 
 if TYPE_CHECKING:
@@ -56,16 +56,19 @@ def material_check(key: Key, where: str) -> bytes:
     """The whole output of the KCV computation (a full encrypted zero block, or the full HMAC),
     computed by the token. It compares key material where a 3-byte KCV could collide by
     chance (thousands of keys); it is never recorded. KeyError: no method for the key type."""
-    mechanism, size, _ = KCV_METHODS[key.key_type]
+    with pkcs11_step("read the key type", where):
+        key_type = key.key_type
+    mechanism, size, _ = KCV_METHODS[key_type]
+    op = "sign" if mechanism is Mechanism.SHA256_HMAC else "encrypt"
+    compute = operation(key, op, where, f"no KCV ({mechanism.name}) can be computed with it")
     with pkcs11_step(f"compute KCV ({mechanism.name})", where):
-        if mechanism is Mechanism.SHA256_HMAC:
-            return bytes(key.sign(bytes(size), mechanism=mechanism))
-        return bytes(key.encrypt(bytes(size), mechanism=mechanism))
+        return bytes(compute(bytes(size), mechanism=mechanism))
 
 
 def kcv(key: Key, where: str) -> Kcv:
     """The key check value of a secret key, computed by the token that holds it."""
-    return Kcv(material_check(key, where)[:3].hex(), KCV_METHODS[key.key_type][2])
+    check = material_check(key, where)
+    return Kcv(check[:3].hex(), KCV_METHODS[key.key_type][2])
 
 
 def rsa_public(obj: Key) -> rsa.RSAPublicKey:
@@ -77,11 +80,25 @@ def rsa_public(obj: Key) -> rsa.RSAPublicKey:
 
 def ec_public(obj: Key, curve_name: str) -> ec.EllipticCurvePublicKey:
     """The EC public key of a public key object (CKA_EC_POINT, DER OCTET STRING or raw)."""
-    point = bytes(obj[Attribute.EC_POINT])
-    if point[:1] == b"\x04" and len(point) > 2 and point[1] in (len(point) - 2, 0x81):
-        # DER OCTET STRING around the uncompressed point
-        point = point[3:] if point[1] == 0x81 else point[2:]
-    return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[curve_name], point)
+    curve = _CURVES[curve_name]
+    return ec.EllipticCurvePublicKey.from_encoded_point(
+        curve, _point(bytes(obj[Attribute.EC_POINT]), curve))
+
+
+def _point(value: bytes, curve: ec.EllipticCurve) -> bytes:
+    """The encoded point of a CKA_EC_POINT: the value itself when it has a raw point's length
+    (uncompressed 1 + 2n or compressed 1 + n bytes, n the field size), else the content of the
+    DER OCTET STRING around it (short or 0x81 long form, its length checked). A raw point's
+    first byte can look like a DER header (X starting 0x3f or 0x81 on P-256), so the length
+    decides first; anything else is left to cryptography to refuse."""
+    n = (curve.key_size + 7) // 8
+    if len(value) in (1 + 2 * n, 1 + n):
+        return value
+    if value[:1] == b"\x04" and len(value) > 2 and value[1] == len(value) - 2:
+        return value[2:]
+    if value[:2] == b"\x04\x81" and len(value) > 3 and value[2] == len(value) - 3:
+        return value[3:]
+    return value
 
 
 def fingerprint(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:

@@ -19,7 +19,7 @@ from .. import vector_table
 from ..cloudhsm import policy
 from ..vector_table import Cipher, Ecdsa, Mac, RsaOaep, RsaSig
 from .locate import Side
-from ..errors import KeyparityError, TokenError, pkcs11_step
+from ..errors import KeyparityError, TokenError, operation, pkcs11_step
 
 DIRECTIONS = ("source->target", "target->source")
 
@@ -28,19 +28,10 @@ class NotApplicable(KeyparityError):
     """This direction cannot be exercised for this key type; the reason says why."""
 
 
-class NotPermitted(KeyparityError):
-    """The key may not do what the vector needs (its CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN or
-    CKA_VERIFY is false): python-pkcs11 gives such a key no method for it."""
-
-
 def _op(party: Side, key: Key, op: str) -> Callable[..., Any]:
     """``key.<op>``, or NotPermitted saying which attribute forbids it on which cluster."""
-    method = getattr(key, op, None)
-    if method is None:
-        raise NotPermitted(f"the key on {party.cluster} may not {op} (CKA_{op.upper()} is false "
-                           "there): this vector cannot be exchanged; the attribute table "
-                           "shows whether the source allows it")
-    return method
+    return operation(key, op, party.cluster, "this vector cannot be exchanged; the attribute "
+                     "table shows whether the source allows it")
 
 
 _PSS = (Mechanism.SHA256, MGF.SHA256, 32)
