@@ -213,10 +213,10 @@ class Profile:
     description: str
     environment: str
     module_env: Mapping[str, str]
-    source: Cluster
-    target: Cluster
+    source: Cluster | None  # None only in a reverify run (the cluster as it is now: target)
+    target: Cluster | None  # None only in a baseline run (one cluster: source)
     wrapping: Wrapping
-    migration_mode: str
+    migration_mode: str  # migrate | verify-only | baseline | reverify
     keys: tuple[KeySpec, ...]
     evidence: EvidenceSpec = EvidenceSpec()
     cutover: datetime.date | None = None  # the planned cutover date; None: the day of the run
@@ -226,6 +226,31 @@ class Profile:
     exclude: tuple[Exclusion, ...] = ()
     # file: secrets and their modes (keyparity never reads them here): field, file, mode, ok
     secret_files: tuple[Mapping[str, Any], ...] = ()
+    baseline: Path | None = None  # reverify: the baseline run directory (migration.baseline)
+
+    @property
+    def single(self) -> bool:
+        """A run on one cluster across time (baseline or reverify), not between two."""
+        return self.migration_mode in SINGLE_CLUSTER_MODES
+
+    @property
+    def clusters(self) -> tuple[Cluster, ...]:
+        """The clusters the profile names: source and target, or the one of a baseline
+        (source) or a reverify (target)."""
+        return tuple(c for c in (self.source, self.target) if c is not None)
+
+    @property
+    def cluster(self) -> Cluster:
+        """The one cluster of a baseline or reverify run."""
+        (one,) = self.clusters
+        return one
+
+    @property
+    def pair(self) -> str:
+        """``hsm1 -> hsm2``, or the one cluster with what the run does to it."""
+        if self.single:
+            return f"{self.cluster.name} ({self.migration_mode})"
+        return f"{self.source.name} -> {self.target.name}"  # type: ignore[union-attr]
 
     def key(self, label: str) -> KeySpec:
         """The key spec with this (source) label; KeyError if absent."""
@@ -441,9 +466,11 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
     module_env = {
         name: _resolve_dot_path(value, base) for name, value in data.get("module_env", {}).items()
     }
+    mode = data.get("migration", {}).get("mode", "migrate")
+    roles = _roles(mode, data["clusters"], data.get("migration", {}), fail)
     clusters = data["clusters"]
-    source = _cluster("source", clusters["source"], base, fail)
-    target = _cluster("target", clusters["target"], base, fail)
+    source = _cluster("source", clusters["source"], base, fail) if "source" in roles else None
+    target = _cluster("target", clusters["target"], base, fail) if "target" in roles else None
     wrap = data.get("wrapping", {})
     oaep = wrap.get("oaep_hash", "sha256")
     wrapping = Wrapping(
@@ -466,7 +493,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         source=source,
         target=target,
         wrapping=wrapping,
-        migration_mode=data.get("migration", {}).get("mode", "migrate"),
+        migration_mode=mode,
         keys=keys,
         evidence=_evidence(data.get("evidence", {}), base, fail),
         cutover=_cutover(data.get("cutover"), fail),
@@ -474,6 +501,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         apply_sharing=bool(data.get("migration", {}).get("apply_sharing", False)),
         acknowledge_non_fips=_ack(data.get("compliance", {}).get("acknowledge_non_fips")),
         exclude=exclude,
+        baseline=_baseline(data.get("migration", {}), base, fail) if mode == "reverify" else None,
     )
     files = _secret_files(profile)
     if profile.environment == "production":
@@ -485,11 +513,47 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
     return dataclasses.replace(profile, secret_files=tuple(_FrozenDict(f) for f in files))
 
 
+SINGLE_CLUSTER_MODES = ("baseline", "reverify")
+# migration.mode -> the clusters it names
+_ROLES = {"migrate": ("source", "target"), "verify-only": ("source", "target"),
+          "baseline": ("source",), "reverify": ("target",)}
+_WHY = {"baseline": "a baseline records one cluster as it is: clusters.source only",
+        "reverify": "a re-verify proves one cluster against its baseline: clusters.target only "
+                    "(the cluster as it is now)"}
+
+
+def _roles(mode: str, clusters: Mapping[str, Any], migration: Mapping[str, Any],
+           fail: _Fail) -> tuple[str, ...]:
+    """The clusters ``mode`` needs; ProfileError for one missing or one too many."""
+    roles = _ROLES[mode]
+    for role in ("source", "target"):
+        if role in roles and role not in clusters:
+            raise fail(f"clusters.{role}", "required" + (f": {_WHY[mode]}" if mode in _WHY
+                                                          else " (a migration has two clusters)"))
+        if role not in roles and role in clusters:
+            raise fail(f"clusters.{role}", f"not allowed with migration.mode {mode}: {_WHY[mode]}")
+    if (mode == "reverify") != ("baseline" in migration):
+        raise fail("migration.baseline", "required with migration.mode reverify: the baseline "
+                   "run directory to prove the cluster against" if mode == "reverify" else
+                   f"only with migration.mode reverify (this profile's mode is {mode})")
+    return roles
+
+
+def _baseline(migration: Mapping[str, Any], base: Path, fail: _Fail) -> Path:
+    """The baseline run directory, relative to the profile's folder; it must hold a bundle."""
+    path = Path(migration["baseline"])
+    path = Path(os.path.normpath(path if path.is_absolute() else base / path))
+    if not (path / "baseline.json").is_file():
+        raise fail("migration.baseline", f"{path} holds no baseline.json: give the run "
+                   "directory of a baseline run (migration.mode: baseline)")
+    return path
+
+
 def _secret_files(profile: Profile) -> list[dict[str, Any]]:
     """Each ``file:`` secret of the profile with its mode: ``ok`` when neither the group nor
     others may read it (as ssh insists for a private key). The values are never read here."""
     refs: list[SecretRef | None] = []
-    for cluster in (profile.source, profile.target):
+    for cluster in profile.clusters:
         refs.append(cluster.pin)
         refs.append(cluster.cloudhsm_cli.password if cluster.cloudhsm_cli else None)
         refs.append(cluster.tls.client_key_password if cluster.tls else None)

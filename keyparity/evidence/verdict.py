@@ -50,8 +50,23 @@ SUITES: dict[str, tuple[str, ...]] = {
     "ownership": ("test_target_key_is_owned_by_the_expected_user",
                   "test_target_key_is_shared_with_the_expected_users",
                   "test_cli_attributes_and_check_value_match_pkcs11"),
+    "baseline": ("test_key_is_recorded_in_the_baseline", "test_every_key_object_is_recorded",
+                 "test_cluster_state_is_recorded"),
+    "reverify": ("test_baseline_verifies", "test_key_is_still_there",
+                 "test_key_check_value_is_unchanged", "test_attributes_are_identical",
+                 "test_known_answers_still_hold", "test_owner_and_sharing_are_unchanged",
+                 "test_census_matches_the_baseline", "test_cluster_lineage",
+                 "test_backup_is_kept", "test_rollback_window"),
 }
 READ_ONLY = ("census", "preflight", "cluster", "tls")  # the -m preflight suites
+# migration.mode -> the suites of such a run (the others are not collected)
+_MIGRATION = ("census", "preflight", "cluster", "tls", "migration", "equivalence",
+              "attributes", "ownership")
+MODE_SUITES: dict[str, tuple[str, ...]] = {
+    "migrate": _MIGRATION, "verify-only": _MIGRATION,
+    "baseline": ("census", "preflight", "cluster", "tls", "baseline"),
+    "reverify": ("preflight", "cluster", "tls", "reverify"),
+}
 # the census check the plugin runs at the end of the run, after every other test
 END_CENSUS = "test_source_unchanged_during_the_run"
 SUITE_OF = {fn: suite for suite, fns in SUITES.items() for fn in fns}
@@ -59,6 +74,19 @@ SUITE_OF = {fn: suite for suite, fns in SUITES.items() for fn in fns}
 PROOFS = {"test_key_is_on_the_target": "migration", "test_key_check_values_match": "identity",
           "test_output_of_one_cluster_is_accepted_by_the_other": "vectors",
           "test_target_attributes_match_source": "attributes"}
+# ... in a run on one cluster across time (parameters: the key label)
+SINGLE_PROOFS = {
+    "baseline": {"test_key_is_recorded_in_the_baseline": "baseline"},
+    "reverify": {"test_key_is_still_there": "presence",
+                 "test_key_check_value_is_unchanged": "identity",
+                 "test_attributes_are_identical": "attributes",
+                 "test_known_answers_still_hold": "known answers"},
+}
+
+
+def suites_of(mode: str) -> tuple[str, ...]:
+    """The suites a run of this migration.mode is made of."""
+    return MODE_SUITES.get(mode, _MIGRATION)
 
 
 def strip_group(nodeid: str) -> str:
@@ -77,9 +105,11 @@ def split(nodeid: str) -> tuple[str, str]:
     return name.split("@", 1)[0], ""
 
 
-def required(spec: Any) -> set[str]:
+def required(spec: Any, mode: str = "migrate") -> set[str]:
     """The tests (``function[params]``) that prove one inventory key."""
     label = spec.label
+    if mode in SINGLE_PROOFS:
+        return {f"{fn}[{label}]" for fn in SINGLE_PROOFS[mode]}
     out = {f"{fn}[{label}]" for fn in PROOFS if fn != "test_output_of_one_cluster_is_accepted_"
            "by_the_other"}
     out |= {f"test_output_of_one_cluster_is_accepted_by_the_other[{label}-{v}-{d}]"
@@ -102,19 +132,21 @@ def _outcomes(tests: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:
 
 
 def key_verdict(spec: Any, entry: Mapping[str, Any], outcomes: Mapping[str, tuple[str, str]],
-                ran_for_key: Iterable[str]) -> tuple[str, list[str]]:
+                ran_for_key: Iterable[str], mode: str = "migrate") -> tuple[str, list[str]]:
     """A key's verdict and the proofs not run: ``passed`` (proven), ``failed``, ``rotate``,
-    ``partial`` (some of its proofs ran, none failed), ``not run``."""
+    ``partial`` (some of its proofs ran, none failed), ``not run``. In a baseline or reverify
+    run nothing is moved: a rotate key is proven like any other."""
     ran = list(ran_for_key)
     if any(outcomes[n][0] in FAILED for n in ran):
         return "failed", []
     migration = entry.get("migration") if isinstance(entry.get("migration"), dict) else {}
-    if spec.disposition == "rotate" or migration.get("status") == "rotate":
+    if mode not in SINGLE_PROOFS and (spec.disposition == "rotate"
+                                      or migration.get("status") == "rotate"):
         return "rotate", []
     if not ran:
-        return "not run", sorted(required(spec))
+        return "not run", sorted(required(spec, mode))
     missing, unproven = [], []
-    for name in sorted(required(spec)):
+    for name in sorted(required(spec, mode)):
         got = outcomes.get(name)
         if got is None:
             missing.append(name)
@@ -128,7 +160,8 @@ def key_verdict(spec: Any, entry: Mapping[str, Any], outcomes: Mapping[str, tupl
 
 
 def decide(doc: Mapping[str, Any], keys: Iterable[Any], *, suites: Iterable[str],
-           deselected: Mapping[str, int], exitstatus: int) -> dict[str, Any]:
+           deselected: Mapping[str, int], exitstatus: int,
+           mode: str = "migrate") -> dict[str, Any]:
     """The run's summary: verdict, headline, counts, and what was and was not proven.
 
     ``keys``: the inventory's KeySpecs; ``suites``: the suites of the checkout (their files
@@ -144,11 +177,12 @@ def decide(doc: Mapping[str, Any], keys: Iterable[Any], *, suites: Iterable[str]
     not_proven: dict[str, list[str]] = {}
     for spec in keys:
         entry = doc.get("keys", {}).get(spec.label, {})
-        verdict, missing = key_verdict(spec, entry, outcomes, set(by_key.get(spec.label, ())))
+        verdict, missing = key_verdict(spec, entry, outcomes, set(by_key.get(spec.label, ())),
+                                       mode)
         per_key[spec.label] = verdict
         if missing:
             not_proven[spec.label] = missing
-    suites = [s for s in SUITES if s in set(suites)]
+    suites = [s for s in SUITES if s in set(suites) and s in suites_of(mode)]
     suite_status = {s: _suite_status(s, outcomes, deselected.get(s, 0)) for s in suites}
     counts = Counter(o for o, _ in outcomes.values())
     failed = bool(counts["failed"] or counts["error"]) or exitstatus not in (0, 5)
@@ -198,10 +232,38 @@ def _suite_status(suite: str, outcomes: Mapping[str, tuple[str, str]], deselecte
     return "passed"
 
 
-def headline(summary: Mapping[str, Any], source: str, target: str) -> str:
-    """One sentence that says what the verdict means, for the report and the terminal."""
+def _single_headline(summary: Mapping[str, Any], mode: str, cluster: str,
+                     baseline: Mapping[str, Any] | None) -> str | None:
+    """The headline of a PASS or PARTIAL baseline or reverify run (None otherwise)."""
+    scope, verdict = summary["scope"], summary["verdict"]
+    total, proven = scope["keys_to_migrate"], scope["keys_proven"]
+    of = (f"the baseline of {baseline.get('run_id')}, {baseline.get('date')}"
+          if baseline else "the baseline")
+    if verdict == PASS and mode == "baseline":
+        return (f"All {total} keys on {cluster} were recorded with their key check values or "
+                "public keys, attributes and known answers; every key object on it is "
+                "accounted for. This run is the baseline to re-verify against.")
+    if verdict == PASS:
+        return (f"All {total} keys on {cluster} are unchanged since {of}: the same key "
+                "material, identical attributes, their known answers still hold, and no key "
+                "object was lost or added.")
+    if verdict == PARTIAL:
+        return (f"Only part of the run was proven: {proven} of {total} keys "
+                + ("recorded in the baseline." if mode == "baseline" else f"against {of}."))
+    return None
+
+
+def headline(summary: Mapping[str, Any], source: str, target: str, mode: str = "migrate",
+             baseline: Mapping[str, Any] | None = None) -> str:
+    """One sentence that says what the verdict means, for the report and the terminal
+    (a baseline or reverify run: ``source`` is its one cluster; ``baseline``: the run id and
+    date of the baseline a reverify run was proven against)."""
     scope = summary["scope"]
     verdict = summary["verdict"]
+    if mode in SINGLE_PROOFS:
+        said = _single_headline(summary, mode, source, baseline)
+        if said is not None:
+            return said
     total, proven = scope["keys_to_migrate"], scope["keys_proven"]
     rotate = summary["keys"].get("rotate", 0)
     rotate_text = (f" {rotate} key{' is' if rotate == 1 else 's are'} not migrated by design "

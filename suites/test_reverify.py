@@ -1,0 +1,114 @@
+"""Re-verify (``migration.mode: reverify``, one cluster: ``clusters.target``, the cluster as it
+is now; ``migration.baseline``: a baseline run directory). The baseline's bundle is verified
+before anything else (signatures of the profile's evidence signers and their threshold, every
+digest); a baseline that does not verify is refused and nothing is read. Then every key must
+be the same object it was: the same KCV or fingerprint, IDENTICAL attributes (nothing was
+unwrapped: no difference is expected), its known answers still hold (it decrypts the
+baseline's ciphertexts, verifies its MACs and signatures, and a fresh signature verifies with
+the baseline's public key), the same owner and shared users; no key object lost, added or
+changed; and, with an ``aws`` block, a lineage that leads back to the baselined cluster, a
+backup still kept, and the HSM type change's rollback window."""
+import datetime as dt
+
+import pytest
+
+from keyparity.cloudhsm import lineage
+from keyparity.hsm import known_answers, snapshot
+
+pytestmark = pytest.mark.reverify
+
+
+def test_baseline_verifies(baseline, hsm_evidence):
+    hsm_evidence(baseline_run=baseline.record())
+    assert baseline.verified, f"the baseline {baseline.path} was not verified"
+
+
+def test_key_is_still_there(inventory_key, key_now, recorded, hsm_evidence):
+    hsm_evidence(reverify={"found": True})
+    assert recorded.get("identity"), f"{inventory_key.label!r}: the baseline has no identity"
+
+
+def test_key_check_value_is_unchanged(inventory_key, key_now, recorded, hsm_evidence):
+    now, changes = snapshot.key_changes(recorded, key_now, inventory_key)
+    hsm_evidence(identity={"baseline": recorded["identity"], "now": now["identity"],
+                           "match": now["identity"]["value"] == recorded["identity"]["value"]})
+    assert now["identity"]["value"] == recorded["identity"]["value"], (
+        f"{inventory_key.label!r} holds other key material on {key_now.cluster}: "
+        f"{recorded['identity']['value']} in the baseline, {now['identity']['value']} now "
+        f"({now['identity']['method']})")
+
+
+def test_attributes_are_identical(inventory_key, key_now, recorded, hsm_evidence):
+    now, changes = snapshot.key_changes(recorded, key_now, inventory_key)
+    attrs = [c for c in changes if not c.startswith("key material:")]
+    hsm_evidence(attributes={"baseline": recorded.get("attributes", {}),
+                             "now": now["attributes"], "differences": attrs})
+    assert not attrs, (f"{inventory_key.label!r} on {key_now.cluster} changed since the "
+                       "baseline:\n  " + "\n  ".join(attrs))
+
+
+def test_known_answers_still_hold(inventory_key, key_now, recorded, hsm_evidence):
+    results = known_answers.check(key_now, recorded.get("known_answers", []),
+                                  public_key=recorded.get("public_key"))
+    hsm_evidence(known_answers=results)
+    bad = [r for r in results if r["ok"] is False]
+    assert not bad, (f"{inventory_key.label!r} on {key_now.cluster}: "
+                     + "; ".join(f"{r['vector']}: {r['comment']}" for r in bad))
+
+
+def test_owner_and_sharing_are_unchanged(inventory_key, key_now, recorded, cli_view,
+                                         hsm_evidence):
+    reason = cli_view.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    now = cli_view.of(inventory_key)
+    hsm_evidence(ownership={"baseline": recorded.get("cli"), "now": now})
+    if recorded.get("cli") is None:
+        pytest.fail(f"{inventory_key.label!r}: the baseline recorded no owner (it was taken "
+                    "without a cloudhsm_cli block): take a new baseline with one",
+                    pytrace=False)
+    assert now == recorded["cli"], (f"{inventory_key.label!r}: owner and sharing were "
+                                    f"{recorded['cli']}, are {now}")
+
+
+def test_census_matches_the_baseline(the_cluster, baseline, hsm_evidence):
+    now = snapshot.census_objects(the_cluster.session, the_cluster.name)
+    changes = snapshot.census_changes(baseline.census, now)
+    hsm_evidence(census={"target": {"snapshot": now, "changes": changes}})
+    lines = [f"{kind}: {line}" for kind in ("lost", "added", "changed") for line in changes[kind]]
+    assert not lines, (f"the key objects of {the_cluster.name} changed since the baseline of "
+                       f"{baseline.run_id}:\n  " + "\n  ".join(lines))
+
+
+def _before(baseline):
+    recorded = baseline.cluster.get("lineage")
+    if not recorded:
+        pytest.fail("the baseline recorded nothing from AWS (taken without an aws block): "
+                    "its lineage cannot be compared; take a new baseline with one",
+                    pytrace=False)
+    return lineage.ClusterState.from_record(recorded)
+
+
+def _prove(name, check, state, hsm_evidence):
+    hsm_evidence(cluster={"target": {"lineage": state.record(),
+                                     "checks": {name: check.record()}}})
+    assert check.ok, check.message
+
+
+def test_cluster_lineage(cluster_state, baseline, hsm_evidence):
+    before = _before(baseline)
+    check = lineage.check_lineage(before, cluster_state)
+    hsm_evidence(cluster={"target": {"before_after": lineage.before_after(before,
+                                                                          cluster_state)}})
+    _prove("lineage", check, cluster_state, hsm_evidence)
+
+
+def test_backup_is_kept(cluster_state, baseline, hsm_evidence):
+    taken = dt.datetime.fromisoformat(baseline.date)
+    _prove("backup", lineage.check_backup(_before(baseline), cluster_state, taken),
+           cluster_state, hsm_evidence)
+
+
+def test_rollback_window(cluster_state, hsm_evidence):
+    _prove("rollback", lineage.check_rollback(cluster_state, dt.datetime.now(dt.timezone.utc)),
+           cluster_state, hsm_evidence)
