@@ -16,7 +16,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pkcs11 import Attribute, KeyType, Mechanism
 
 from keyparity.hsm import identity
-from keyparity.errors import TokenError
+from keyparity.errors import (KeyMismatch, KeyNotFound, KeyparityError, NotPermitted,
+                              TokenError)
+from keyparity.hsm.locate import Side
+from keyparity.profile import KeySpec
 from p11tokens import (
     der_octet_string,
     ec_key,
@@ -248,3 +251,340 @@ def test_a_signature_made_by_the_token_verifies_in_software(tokens, curve):
     assert identity.ecdsa_verifies(rebuilt, sig, digest, "sha256") is True
     assert identity.ecdsa_verifies(rebuilt, sig, hashlib.sha256(b"other").digest(),
                                    "sha256") is False
+
+
+def test_a_key_whose_type_cannot_be_read_names_the_step_and_the_cluster(tokens):
+    gone = secret(tokens["hsm1"], "gone-aes", KeyType.AES, AES_128, extra={Attribute.TOKEN: False})
+    gone.destroy()  # the Python object is left; the token no longer knows its handle
+    with pytest.raises(TokenError) as info:
+        identity.material_check(gone, "hsm1 (source)")
+    assert str(info.value) == "read the key type on hsm1 (source) failed: ObjectHandleInvalid"
+
+
+def test_a_key_that_may_not_encrypt_or_sign_has_no_kcv(tokens):
+    """python-pkcs11 gives a key whose CKA_ENCRYPT (CKA_SIGN for HMAC) is false no method for
+    it: NotPermitted names the attribute, the cluster and the KCV's mechanism."""
+    aes = secret(tokens["hsm1"], "no-encrypt-aes", KeyType.AES, AES_128,
+                 extra={Attribute.ENCRYPT: False, Attribute.TOKEN: False})
+    with pytest.raises(NotPermitted) as info:
+        identity.kcv(aes, "hsm1")
+    assert str(info.value) == ("the key on hsm1 may not encrypt (CKA_ENCRYPT is false there): "
+                               "no KCV (AES_ECB) can be computed with it")
+    mac = secret(tokens["hsm2"], "no-sign-hmac", KeyType.GENERIC_SECRET, HMAC_KEY,
+                 extra={Attribute.SIGN: False, Attribute.TOKEN: False})
+    with pytest.raises(NotPermitted) as info:
+        identity.material_check(mac, "hsm2 (target)")
+    assert str(info.value) == ("the key on hsm2 (target) may not sign (CKA_SIGN is false "
+                               "there): no KCV (SHA256_HMAC) can be computed with it")
+    # an HMAC key that may not encrypt, and an AES key that may not sign, still have a KCV
+    mac2 = secret(tokens["hsm2"], "no-encrypt-hmac", KeyType.GENERIC_SECRET, HMAC_KEY,
+                  extra={Attribute.ENCRYPT: False, Attribute.TOKEN: False})
+    assert identity.material_check(mac2, "hsm2") == hmac.new(HMAC_KEY, bytes(16),
+                                                             "sha256").digest()
+    aes2 = secret(tokens["hsm2"], "no-sign-aes", KeyType.AES, AES_128,
+                  extra={Attribute.SIGN: False, Attribute.TOKEN: False})
+    assert identity.material_check(aes2, "hsm2") == aes_ecb_zero(AES_128)
+
+
+# ---- _point: raw or DER-wrapped CKA_EC_POINT ------------------------------------------------------
+
+P256, P384, P521 = ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()
+
+
+@pytest.mark.parametrize("curve, n", [(P256, 32), (P384, 48), (P521, 66)])
+def test_point_returns_a_value_of_a_raw_points_length_as_it_is(curve, n):
+    # uncompressed (1 + 2n) and compressed (1 + n) lengths, whatever the bytes look like
+    for value in (b"\x04" + bytes([2 * n - 1]) + bytes(2 * n - 1),   # "04 <len - 2> ..."
+                  b"\x04\x81" + bytes([2 * n - 2]) + bytes(2 * n - 2),  # "04 81 <len - 3>"
+                  b"\x04" + bytes([n - 1]) + bytes(n - 1),          # compressed length
+                  b"\x04\x81" + bytes([n - 2]) + bytes(n - 2),
+                  b"\x03" + bytes(n)):
+        assert identity._point(value, curve) == value
+
+
+def test_point_takes_the_content_of_a_der_octet_string():
+    content = bytes(range(1, 65))
+    # short form: 04 <len> content, for any length that is not a raw point's
+    assert identity._point(b"\x04\x40" + content, P256) == content
+    assert identity._point(b"\x04\x20" + content[:32], P256) == content[:32]   # 34 bytes
+    assert identity._point(b"\x04\x01\xaa", P256) == b"\xaa"
+    assert identity._point(b"\x04\x00", P256) == b"\x04\x00"           # nothing inside: left
+    assert identity._point(b"\x04", P256) == b"\x04"
+    assert identity._point(b"", P256) == b""
+    # long form: 04 81 <len> content
+    long = bytes(range(133))
+    assert identity._point(b"\x04\x81\x85" + long, P521) == long
+    assert identity._point(b"\x04\x81\x01\xaa", P256) == b"\xaa"
+    assert identity._point(b"\x04\x81\x00", P256) == b"\x04\x81\x00"   # nothing inside: left
+    # a length that does not match is not a DER OCTET STRING: the value is left as it is
+    for value in (b"\x04\x41" + content, b"\x04\x3f" + content, b"\x05\x40" + content,
+                  b"\x04\x81\x41" + content, b"\x04\x81\x3f" + content,
+                  b"\x04\x82\x40" + content, b"\x05\x81\x40" + content):
+        assert identity._point(value, P256) == value, value[:3]
+
+
+def test_a_compressed_point_raw_or_der_wrapped(tokens):
+    key = ec_key(0, "secp256r1")
+    compressed = key.public_key().public_bytes(serialization.Encoding.X962,
+                                               serialization.PublicFormat.CompressedPoint)
+    assert len(compressed) == 33
+    for point in (compressed, der_octet_string(compressed)):
+        _, public = ec_pair(tokens["hsm2"], f"compressed-{len(point)}", key, "secp256r1",
+                            point=point, token=False)
+        assert identity.ec_public(public, "secp256r1").public_numbers() == \
+            key.public_key().public_numbers()
+
+
+# ---- signs, of, prove -----------------------------------------------------------------------
+
+def test_signs_a_fresh_challenge_that_the_public_key_verifies(tokens, monkeypatch):
+    key = ec_key(0, "secp256r1")
+    private, _ = ec_pair(tokens["hsm1"], "signs", key, "secp256r1", public=False, token=False)
+    assert identity.signs(private, key.public_key(), "hsm1") is True
+    assert identity.signs(private, ec_key(1, "secp256r1").public_key(), "hsm1") is False
+    # the challenge: SHA-256 of 32 fresh random bytes, signed as CKM_ECDSA (r || s)
+    seen = []
+    monkeypatch.setattr(identity.os, "urandom", lambda n: seen.append(n) or b"\x01" * n)
+    signed = []
+    real = type(private).sign
+
+    def sign(self, data, **kw):
+        signed.append((data, kw))
+        return real(self, data, **kw)
+    monkeypatch.setattr(type(private), "sign", sign)
+    assert identity.signs(private, key.public_key(), "hsm1") is True
+    assert seen == [32]
+    assert signed == [(hashlib.sha256(b"\x01" * 32).digest(), {"mechanism": Mechanism.ECDSA})]
+
+
+def test_a_signature_the_token_refuses_names_the_step_and_the_cluster(tokens):
+    key = ec_key(0, "secp256r1")
+    private, _ = ec_pair(tokens["hsm2"], "refuses-sign", key, "secp256r1", public=False,
+                         token=False)
+    private[Attribute.SIGN] = False  # the Python object still offers sign(); the token refuses
+    with pytest.raises(TokenError) as info:
+        identity.signs(private, key.public_key(), "hsm2 (target)")
+    assert str(info.value) == ("ECDSA signature for identity on hsm2 (target) failed: "
+                               "Unmapped error code 0x68")
+    with pytest.raises(TokenError) as info:
+        identity.of(private, "hsm2", curve="secp256r1", ec_key=key.public_key())
+    assert str(info.value) == "ECDSA signature for identity on hsm2 failed: Unmapped error code 0x68"
+
+
+def test_of_a_secret_key_is_its_kcv(tokens):
+    key = secret(tokens["hsm1"], "of-aes", KeyType.AES, AES_128, extra={Attribute.TOKEN: False})
+    assert identity.of(key, "hsm1") == identity.Identity(
+        aes_ecb_zero(AES_128)[:3].hex(), identity.KCV_METHODS[KeyType.AES][2])
+
+
+def test_of_an_rsa_key_is_the_fingerprint_of_its_public_key(tokens):
+    key = rsa_key(0)
+    private, public = rsa_pair(tokens["hsm1"], "of-rsa", key, token=False)
+    want = identity.Identity(hashlib.sha256(spki(key.public_key())).hexdigest(),
+                             identity.RSA_METHOD)
+    assert identity.of(private, "hsm1") == want
+    assert identity.of(private, "hsm1", public=public) == want
+    assert identity.of(public, "hsm1") == want
+    assert identity.RSA_METHOD == ("SHA-256 of the SubjectPublicKeyInfo built from CKA_MODULUS "
+                                   "and CKA_PUBLIC_EXPONENT")
+    # the public object, when one is given, is what is read
+    _, other = rsa_pair(tokens["hsm1"], "of-rsa-other", rsa_key(1), token=False)
+    assert identity.of(private, "hsm1", public=other).value == hashlib.sha256(
+        spki(rsa_key(1).public_key())).hexdigest()
+
+
+def test_of_an_ec_key_with_its_public_object(tokens):
+    key = ec_key(0, "secp384r1")
+    private, public = ec_pair(tokens["hsm1"], "of-ec", key, "secp384r1", token=False)
+    want = identity.Identity(hashlib.sha256(spki(key.public_key())).hexdigest(),
+                             "SHA-256 of the EC public key's SubjectPublicKeyInfo")
+    assert identity.of(private, "hsm1", public=public, curve="secp384r1") == want
+    assert identity.of(public, "hsm1", public=public, curve="secp384r1") == want
+    # the public object wins over a public key to check a signature against
+    assert identity.of(private, "hsm1", public=public, curve="secp384r1",
+                       ec_key=ec_key(1, "secp384r1").public_key()) == want
+
+
+def test_of_an_ec_private_key_alone_is_proven_by_a_signature(tokens):
+    key = ec_key(0, "secp256r1")
+    private, _ = ec_pair(tokens["hsm2"], "of-ec-alone", key, "secp256r1", public=False,
+                         token=False)
+    method = ("ECDSA signature by the target over a fresh challenge, verified with the source "
+              "public key (an EC private key object exposes no public point)")
+    assert identity.of(private, "hsm2", curve="secp256r1", ec_key=key.public_key()) == \
+        identity.Identity(hashlib.sha256(spki(key.public_key())).hexdigest(), method)
+    assert identity.of(private, "hsm2", curve="secp256r1",
+                       ec_key=ec_key(1, "secp256r1").public_key()) == identity.Identity(
+        "signature from the target does not verify with the source public key", method)
+
+
+@pytest.mark.parametrize("curve, ec_key_given", [(None, True), ("secp256k1", True),
+                                                 ("P-256", True), ("secp256r1", False)])
+def test_of_an_ec_key_that_nothing_identifies(tokens, curve, ec_key_given):
+    key = ec_key(0, "secp256r1")
+    private, public = ec_pair(tokens["hsm1"], "of-ec-nothing", key, "secp256r1", token=False)
+    with pytest.raises(KeyNotFound) as info:
+        identity.of(private, "hsm1 (source)", curve=curve,
+                    public=public if ec_key_given else None,
+                    ec_key=key.public_key() if ec_key_given else None)
+    assert str(info.value) == ("nothing on hsm1 (source) identifies this EC key's material (an "
+                               "EC private key needs its public key, from the source)")
+
+
+def spec(type_: str, curve: str | None = None, size: int | None = None) -> KeySpec:
+    return KeySpec(index=0, label="k-src", target_label="k-tgt", type=type_, size=size,
+                   curve=curve, attributes={}, vectors=(), disposition="migrate",
+                   expected_differences={})
+
+
+def test_prove_a_secret_key(tokens):
+    s = Side(secret(tokens["hsm1"], "prove-aes", KeyType.AES, AES_128,
+                    extra={Attribute.TOKEN: False}), None, "hsm1")
+    t = Side(secret(tokens["hsm2"], "prove-aes", KeyType.AES, AES_128,
+                    extra={Attribute.TOKEN: False}), None, "hsm2")
+    kcv = aes_ecb_zero(AES_128)[:3].hex()
+    assert identity.prove(spec("aes"), s, t) == {
+        "method": "AES-ECB encryption of a 16-byte zero block, first 3 bytes", "source": kcv,
+        "target": kcv, "match": True}
+    other = Side(secret(tokens["hsm2"], "prove-aes-other", KeyType.AES, AES_256,
+                        extra={Attribute.TOKEN: False}), None, "hsm2")
+    with pytest.raises(KeyMismatch) as info:
+        identity.prove(spec("aes"), s, other)
+    assert str(info.value) == (f"'k-tgt' on hsm2 holds other key material than 'k-src' on "
+                               f"hsm1 ({kcv} != {aes_ecb_zero(AES_256)[:3].hex()})")
+
+
+def test_prove_uses_the_source_identity_given(tokens):
+    t = Side(secret(tokens["hsm2"], "prove-given", KeyType.AES, AES_128,
+                    extra={Attribute.TOKEN: False}), None, "hsm2")
+    kcv = aes_ecb_zero(AES_128)[:3].hex()
+    untouchable = Side(object(), None, "hsm1")  # the source is not asked again
+    assert identity.prove(spec("aes"), untouchable, t,
+                          source_id=identity.Identity(kcv, "given")) == {
+        "method": "given", "source": kcv, "target": kcv, "match": True}
+    with pytest.raises(KeyMismatch) as info:
+        identity.prove(spec("aes"), untouchable, t, source_id=identity.Identity("abcdef", "m"))
+    assert str(info.value) == ("'k-tgt' on hsm2 holds other key material than 'k-src' on hsm1 "
+                               f"(abcdef != {kcv})")
+
+
+def test_prove_an_rsa_key(tokens):
+    key = rsa_key(0)
+    s = Side(*rsa_pair(tokens["hsm1"], "prove-rsa", key, token=False), "hsm1")
+    t = Side(rsa_pair(tokens["hsm2"], "prove-rsa", key, public=False, token=False)[0], None,
+             "hsm2")
+    fp = hashlib.sha256(spki(key.public_key())).hexdigest()
+    assert identity.prove(spec("rsa"), s, t) == {"method": identity.RSA_METHOD, "source": fp,
+                                                 "target": fp, "match": True}
+    # the source's public object, when it has one, is what is read (here: another key's)
+    other = rsa_pair(tokens["hsm1"], "prove-rsa-other", rsa_key(1), token=False)[1]
+    with pytest.raises(KeyMismatch) as info:
+        identity.prove(spec("rsa"), Side(s.key, other, "hsm1"), t)
+    assert str(info.value) == ("'k-tgt' on hsm2 holds other key material than 'k-src' on hsm1 "
+                               f"({hashlib.sha256(spki(rsa_key(1).public_key())).hexdigest()} "
+                               f"!= {fp})")
+
+
+def test_a_source_the_token_refuses_is_a_token_error_naming_the_source(tokens):
+    s = Side(refused(tokens["hsm1"], "refused-src", KeyType.AES, AES_256), None, "hsm1 (source)")
+    t = Side(secret(tokens["hsm2"], "fine-tgt", KeyType.AES, AES_128,
+                    extra={Attribute.TOKEN: False}), None, "hsm2")
+    with pytest.raises(TokenError) as info:
+        identity.prove(spec("aes"), s, t)
+    assert str(info.value) == ("compute KCV (AES_ECB) on hsm1 (source) failed: Unmapped error "
+                               "code 0x68")
+
+
+def test_prove_an_ec_key_by_the_targets_signature(tokens):
+    key = ec_key(0, "secp256r1")
+    s = Side(*ec_pair(tokens["hsm1"], "prove-ec", key, "secp256r1", token=False), "hsm1")
+    t = Side(ec_pair(tokens["hsm2"], "prove-ec", key, "secp256r1", public=False,
+                     token=False)[0], None, "hsm2")
+    fp = hashlib.sha256(spki(key.public_key())).hexdigest()
+    assert identity.prove(spec("ec", "secp256r1"), s, t) == {
+        "method": identity.EC_CHALLENGE_METHOD, "source": fp, "target": fp, "match": True}
+    # the target's public object, even one that matches, is not what proves it
+    t_pub = Side(t.key, s.public, "hsm2")
+    assert identity.prove(spec("ec", "secp256r1"), s, t_pub)["method"] == \
+        identity.EC_CHALLENGE_METHOD
+    other = Side(ec_pair(tokens["hsm2"], "prove-ec-other", ec_key(1, "secp256r1"), "secp256r1",
+                         public=False, token=False)[0], None, "hsm2")
+    with pytest.raises(KeyMismatch) as info:
+        identity.prove(spec("ec", "secp256r1"), s, other)
+    assert str(info.value) == (f"'k-tgt' on hsm2 holds other key material than 'k-src' on hsm1 "
+                               f"({fp} != {identity.NO_SIGNATURE})")
+
+
+def test_prove_an_ec_key_needs_the_sources_public_key(tokens):
+    key = ec_key(0, "secp256r1")
+    s = Side(ec_pair(tokens["hsm1"], "prove-ec-nopub", key, "secp256r1", public=False,
+                     token=False)[0], None, "hsm1 (source)")
+    with pytest.raises(KeyNotFound) as info:
+        identity.prove(spec("ec", "secp256r1"), s, s)
+    assert str(info.value) == ("no public key labelled 'k-src' on hsm1 (source): the EC key "
+                               "cannot be identified without it")
+
+
+def refused(session, label, key_type, value):
+    """A session key made able to encrypt and sign, then forbidden to on the token: the Python
+    object still offers encrypt()/sign(), and the token refuses (a TokenError)."""
+    key = secret(session, label, key_type, value, extra={Attribute.TOKEN: False})
+    key[Attribute.ENCRYPT] = False
+    key[Attribute.SIGN] = False
+    return key
+
+
+def test_a_target_of_another_size_that_the_token_refuses_is_other_key_material(tokens):
+    s = Side(secret(tokens["hsm1"], "size-src", KeyType.AES, AES_256,
+                    extra={Attribute.TOKEN: False}), None, "hsm1")
+    t = Side(refused(tokens["hsm2"], "size-tgt", KeyType.AES, AES_128), None, "hsm2")
+    with pytest.raises(KeyMismatch) as info:
+        identity.prove(spec("aes"), s, t)
+    assert str(info.value) == ("'k-tgt' on hsm2 is AES-128; 'k-src' on hsm1 is AES-256: other "
+                               "key material")
+    assert isinstance(info.value.__cause__, TokenError)
+    # an HMAC key too short for the token's HMAC-SHA256: CKR_KEY_SIZE_RANGE on the target
+    s = Side(secret(tokens["hsm1"], "size-hmac-src", KeyType.GENERIC_SECRET, HMAC_KEY,
+                    extra={Attribute.TOKEN: False}), None, "hsm1")
+    t = Side(secret(tokens["hsm2"], "size-hmac-tgt", KeyType.GENERIC_SECRET, AES_128,
+                    extra={Attribute.TOKEN: False}), None, "hsm2")
+    with pytest.raises(KeyMismatch) as info:
+        identity.prove(spec("generic-secret"), s, t)
+    assert str(info.value) == ("'k-tgt' on hsm2 is generic secret of 128 bits; 'k-src' on hsm1 "
+                               "is generic secret of 256 bits: other key material")
+
+
+@pytest.mark.parametrize("source_value, source_type", [
+    (AES_128, KeyType.AES),     # the same size: the token's refusal is the error
+    (DES3, KeyType.DES3),       # the source's size is not known (3DES): nothing to compare
+])
+def test_a_target_the_token_refuses_is_a_token_error_unless_sizes_differ(
+        tokens, source_value, source_type):
+    s = Side(secret(tokens["hsm1"], "same-size-src", source_type, source_value,
+                    extra={Attribute.TOKEN: False}), None, "hsm1")
+    t = Side(refused(tokens["hsm2"], "same-size-tgt", KeyType.AES, AES_128), None, "hsm2")
+    with pytest.raises(TokenError) as info:
+        identity.prove(spec("aes"), s, t)
+    assert str(info.value) == "compute KCV (AES_ECB) on hsm2 failed: Unmapped error code 0x68"
+    # and the other way round: a target whose size is not known
+    s = Side(secret(tokens["hsm1"], "known-size-src", KeyType.AES, AES_128,
+                    extra={Attribute.TOKEN: False}), None, "hsm1")
+    t = Side(refused(tokens["hsm2"], "unknown-size-tgt", KeyType.DES3, DES3), None, "hsm2")
+    with pytest.raises(TokenError) as info:
+        identity.prove(spec("aes"), s, t)
+    assert str(info.value) == "compute KCV (DES3_ECB) on hsm2 failed: Unmapped error code 0x68"
+
+
+def test_an_ec_target_that_may_not_sign_fails_that_key_only(tokens):
+    key = ec_key(0, "secp256r1")
+    s = Side(*ec_pair(tokens["hsm1"], "derive-only", key, "secp256r1", token=False), "hsm1")
+    params = s.public[Attribute.EC_PARAMS]
+    derive_only = tokens["hsm2"].create_object({
+        Attribute.CLASS: identity.ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.EC,
+        Attribute.TOKEN: False, Attribute.LABEL: "derive-only", Attribute.EC_PARAMS: params,
+        Attribute.VALUE: key.private_numbers().private_value.to_bytes(32, "big"),
+        Attribute.SIGN: False, Attribute.DERIVE: True, Attribute.SENSITIVE: True})
+    with pytest.raises(KeyparityError) as info:
+        identity.prove(spec("ec", "secp256r1"), s, Side(derive_only, None, "hsm2"))
+    assert str(info.value) == ("the key on hsm2 may not sign (CKA_SIGN is false there): its "
+                               "material cannot be proven by an ECDSA challenge")

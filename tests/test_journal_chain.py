@@ -1,14 +1,19 @@
-"""The journal's chain check (keyparity.journal.chain.entry_hash and verify) in detail: the hash is
-SHA-256 of one exact canonical JSON text of the chained fields, and ``verify`` names every
-break - a renumbered, deleted, inserted, reordered or edited entry, a missing anchored head -
-with its seq, reading the file without changing it."""
+"""The journal's chain check (keyparity.journal.chain) in detail: the hash is SHA-256 of one
+exact canonical JSON text of the chained fields, ``verify`` names every break - a renumbered,
+deleted, inserted, reordered or edited entry, a missing anchored head - with its seq, reading
+the file without changing it, and ``require_intact`` refuses a broken chain (naming up to
+three breaks) or a file that is not a journal, and lets a new journal through."""
 from __future__ import annotations
 
 import hashlib
 import sqlite3
 from pathlib import Path
 
-from keyparity.journal.chain import FIELDS, GENESIS, entry_hash, verify
+import pytest
+
+from keyparity.errors import KeyparityError
+from keyparity.journal.chain import (FIELDS, GENESIS, JournalError, entry_hash, open_error,
+                                     require_intact, verify)
 from keyparity.journal.store import Journal
 
 ENTRY = {"seq": 1, "run_id": "r", "ts": "2026-11-23T15:52:23.000001+00:00", "phase": "before",
@@ -184,3 +189,75 @@ def test_every_problem_is_collected(tmp_path):
         "reordered)",
         f"the anchored head {'ab' * 32} is not in the journal (history truncated or "
         "rewritten)"]
+
+
+# ---- require_intact and a file that is not a journal --------------------------------------------
+
+def test_require_intact_lets_a_new_or_intact_journal_through(tmp_path):
+    missing = tmp_path / "new.sqlite"
+    assert require_intact(missing) is None
+    assert require_intact(str(missing)) is None
+    assert not missing.exists()
+    path = journal_with(tmp_path)
+    assert require_intact(path) is None
+    assert require_intact(str(path)) is None
+
+
+def broken(path: Path, problems: list[str]) -> str:
+    return (f"the write journal {path} is broken ({'; '.join(problems)}): keyparity writes "
+            "nothing on a broken chain. Keep the file for the auditors (`keyparity journal "
+            f"verify --journal {path}` names every broken entry), move it aside (mv {path} "
+            f"{path}.broken) and run again: a new journal starts a new chain")
+
+
+def test_require_intact_refuses_a_broken_chain_naming_up_to_three_problems(tmp_path):
+    path = journal_with(tmp_path, 5)
+    execute(path, "UPDATE entries SET label = 'forged' WHERE seq = 2")
+    with pytest.raises(JournalError) as info:
+        require_intact(str(path))
+    assert str(info.value) == broken(path, ["seq 2: hash does not match the entry (entry "
+                                            "edited)"])
+    execute(path, "UPDATE entries SET label = 'forged' WHERE seq IN (3, 4)")
+    assert len(verify(path)) == 3
+    with pytest.raises(JournalError) as info:
+        require_intact(path)
+    assert str(info.value) == broken(path, [
+        f"seq {n}: hash does not match the entry (entry edited)" for n in (2, 3, 4)])
+
+
+@pytest.mark.parametrize("edited, more", [(4, 1), (5, 2)])
+def test_require_intact_counts_the_problems_it_does_not_name(tmp_path, edited, more):
+    path = journal_with(tmp_path, 5)
+    execute(path, f"UPDATE entries SET label = 'forged' WHERE seq <= {edited}")
+    with pytest.raises(JournalError) as info:
+        require_intact(path)
+    assert str(info.value) == broken(path, [
+        "seq 1: hash does not match the entry (entry edited)",
+        "seq 2: hash does not match the entry (entry edited)",
+        "seq 3: hash does not match the entry (entry edited)",
+        f"and {more} more"])
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"not a database, just text\n" * 40, "file is not a database"),
+    (b"", "no such table: entries"),
+])
+def test_a_file_that_is_not_a_journal(tmp_path, content, said):
+    path = tmp_path / "other.sqlite"
+    path.write_bytes(content)
+    message = (f"{path} is not a keyparity journal ({said}): give --hsm-journal (or "
+               "--journal) the journal's path, or a new one")
+    for check in (verify, require_intact):
+        with pytest.raises(JournalError) as info:
+            check(str(path))
+        assert str(info.value) == message
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+        assert isinstance(info.value, KeyparityError)
+    assert path.read_bytes() == content
+
+
+def test_open_error():
+    err = open_error(Path("/j.sqlite"), sqlite3.DatabaseError("boom"))
+    assert type(err) is JournalError
+    assert str(err) == ("/j.sqlite is not a keyparity journal (boom): give --hsm-journal (or "
+                        "--journal) the journal's path, or a new one")

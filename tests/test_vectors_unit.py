@@ -28,7 +28,7 @@ from pkcs11.mechanisms import CTRParams, GCMParams
 
 from keyparity.cloudhsm import policy
 from keyparity.hsm import vectors
-from keyparity.errors import MechanismUnsupported, TokenError
+from keyparity.errors import MechanismUnsupported, NotPermitted, TokenError
 from keyparity.hsm.locate import Side
 from keyparity.hsm.vectors import DIRECTIONS, NotApplicable, exchange
 from keyparity.vector_table import TABLE
@@ -486,3 +486,33 @@ def test_an_ecdsa_signer_or_verifier_that_may_not(tokens, parties):
         run("ecdsa-sha512", DIRECTIONS[0], target,
             Party("hsm1", private2, public2, "secp256r1"))
     assert str(info.value) == f"ECDSA verify on hsm1 failed: {REFUSED}"
+
+
+NOT_PERMITTED = ("this vector cannot be exchanged; the attribute table shows whether the "
+                 "source allows it")
+
+
+def test_a_key_that_may_not_encrypt_decrypt_sign_or_verify_is_not_permitted(tokens, parties):
+    """A key created with CKA_ENCRYPT (DECRYPT, SIGN, VERIFY) false has no such method in
+    python-pkcs11: NotPermitted names the operation, the attribute and the cluster."""
+    s = tokens["hsm1"]
+    no_encrypt = secret(s, "np-aes", KeyType.AES, VALUES["aes"],
+                        extra={Attribute.ENCRYPT: False, Attribute.TOKEN: False})
+    target = party(parties, "hsm2", "aes")
+    with pytest.raises(NotPermitted) as info:
+        run("aes-cbc", DIRECTIONS[0], Party("hsm1", no_encrypt), target)
+    assert str(info.value) == ("the key on hsm1 may not encrypt (CKA_ENCRYPT is false there): "
+                               + NOT_PERMITTED)
+    no_decrypt = secret(s, "np-aes2", KeyType.AES, VALUES["aes"],
+                        extra={Attribute.DECRYPT: False, Attribute.TOKEN: False})
+    with pytest.raises(NotPermitted) as info:
+        run("aes-gcm", DIRECTIONS[0], target, Party("hsm1 (source)", no_decrypt))
+    assert str(info.value) == ("the key on hsm1 (source) may not decrypt (CKA_DECRYPT is false "
+                               "there): " + NOT_PERMITTED)
+    no_verify = secret(s, "np-hmac", KeyType.GENERIC_SECRET, VALUES["hmac"],
+                       extra={Attribute.VERIFY: False, Attribute.TOKEN: False})
+    with pytest.raises(NotPermitted) as info:
+        run("hmac-sha256", DIRECTIONS[1], Party("hsm1", no_verify),
+            party(parties, "hsm2", "hmac"))
+    assert str(info.value) == ("the key on hsm1 may not verify (CKA_VERIFY is false there): "
+                               + NOT_PERMITTED)

@@ -90,13 +90,13 @@ def scan(session: Session, where: str) -> list[Entry]:
     """Every key object (token objects only) of a token, with its facts: one enumeration per
     key class and one or two attribute reads per object; in a stable order (class, label,
     CKA_ID), whatever order the token enumerates them in."""
-    out = []
+    out: list[Entry] = []
     with pkcs11_step("take the census (enumerate key objects)", where):
-        for cls in _CLASSES:
-            for obj in session.get_objects({Attribute.CLASS: cls, Attribute.TOKEN: True}):
-                out.append(Entry(keyinfo.read(obj), obj))
-    order = {name: i for i, name in enumerate(("secret", "private", "public"))}
-    out.sort(key=lambda e: (order.get(e.facts.cls, 3), e.facts.label or "", e.facts.id))
+        for cls in _CLASSES:  # secret, private, public: the census's order of classes
+            found = [Entry(keyinfo.read(obj), obj)
+                     for obj in session.get_objects({Attribute.CLASS: cls, Attribute.TOKEN: True})]
+            found.sort(key=lambda e: (e.facts.label or "", e.facts.id))
+            out.extend(found)
     return out
 
 

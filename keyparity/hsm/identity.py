@@ -147,8 +147,9 @@ def signs(private: Key, public: ec.EllipticCurvePublicKey, where: str) -> bool:
     """Whether an EC private key object signs a fresh 32-byte challenge so that ``public``
     verifies it (ECDSA over SHA-256, computed by the token)."""
     digest = hashlib.sha256(os.urandom(32)).digest()
+    sign = operation(private, "sign", where, "its material cannot be proven by an ECDSA challenge")
     with pkcs11_step("ECDSA signature for identity", where):
-        raw = private.sign(digest, mechanism=Mechanism.ECDSA)
+        raw = sign(digest, mechanism=Mechanism.ECDSA)
     return ecdsa_verifies(public, raw, digest, "sha256")
 
 
