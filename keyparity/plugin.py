@@ -86,9 +86,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN] = run
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Any:
+    """A wrapper, so it runs before xdist's own pytest_cmdline_main (tryfirst too, and which
+    of two tryfirst hooks runs first depends on the order the plugins were registered in:
+    ``python -m pytest`` from a checkout registers them in another order, and xdist then
+    chose ``--dist load`` first, spreading one chunk's keys over two workers)."""
     xdist_compat.default_to_loadgroup(config)
+    return (yield)
 
 
 @pytest.hookimpl(trylast=True)  # pytest prints header lines in reverse hook order: ours first

@@ -35,6 +35,7 @@ from ..hsm import cluster
 from ..hsm.cluster import load_module
 from ..hsm.seed import seed
 from ..hsm.softhsm import find_module, provision
+from ..journal.store import Journal
 from ..profile import KeySpec
 from ..run import new_run_id
 from . import phases
@@ -290,6 +291,7 @@ def pytest_run(lab: Lab, workers: int, allure: bool, profile: Path,
     out["verdict"] = summary.get("verdict")
     out["keys_proven"] = summary.get("scope", {}).get("keys_proven")
     out["tests"] = sum(summary.get("tests", {}).values())
+    out["unwraps"] = _unwraps(lab.run / "journal.sqlite", run_id)
     t = time.perf_counter()
     public = lab.run / "evidence" / "bench-custodian.pub.pem"
     verify = subprocess.run([sys.executable, "-m", "keyparity.cli", "verify", str(run_dir),
@@ -299,6 +301,19 @@ def pytest_run(lab: Lab, workers: int, allure: bool, profile: Path,
                      "last_line": ((verify.stdout + verify.stderr).strip().splitlines()
                                    or [""])[-1]}
     return out
+
+
+def _unwraps(path: Path, run_id: str) -> int:
+    """How many keys the run unwrapped on the target (its journal's ``after`` entries): one
+    per key, or a chunk was split over workers and a key moved twice."""
+    if not path.is_file():
+        return 0
+    journal = Journal(path)
+    try:
+        return sum(1 for e in journal.entries(run_id)
+                   if e["action"] == "unwrap" and e["phase"] == "after")
+    finally:
+        journal.close()
 
 
 def floor(lab: Lab, tests: int, workers: int, allure: bool) -> dict[str, Any]:
@@ -330,7 +345,10 @@ def split(run: dict[str, Any]) -> dict[str, float]:
             "collection": m.get("collection_end", m["loop_start"]) - m.get(
                 "collection_start", m["configure"]),
             "test_loop": m["loop_end"] - m["loop_start"],
-            "bundle_phase": m["finish_end"] - m["finish_start"],
+            "bundle_phase": m.get("bundle_end", m["finish_end"]) - m.get(
+                "bundle_start", m["finish_start"]),
+            "summaries": (m["finish_end"] - m["finish_start"]) - (
+                m.get("bundle_end", m["finish_end"]) - m.get("bundle_start", m["finish_start"])),
             "exit": ended - m["unconfigure"]}
 
 
@@ -340,7 +358,8 @@ def summary(n: int, workers: int, allure: bool, setup: dict[str, float],
     bare_mean = sum(b["seconds"] for b in bare) / len(bare)
     phases_ = split(run)
     ok = (run["exit"] == 0 and run["verdict"] == "PASS" and run["keys_proven"] == n
-          and run["verify"]["exit"] == 0 and all(b["proven"] == n for b in bare))
+          and run["unwraps"] == n and run["verify"]["exit"] == 0
+          and all(b["proven"] == n for b in bare))
     return {
         "keys": n, "workers": workers, "allure": allure, "key_type": "AES-256",
         "timer": "time.perf_counter around each whole process or loop; phases from "
@@ -365,12 +384,13 @@ def report(doc: dict[str, Any], say: Say) -> None:
     mode = f"-n {doc['workers']}" if doc["workers"] else "serial"
     say(f"pytest run  {r['seconds']:8.2f} s  {r['per_key_ms']:6.1f} ms/key  ({mode}, Allure "
         f"{'on' if doc['allure'] else 'off'}; exit {r['exit']}; verdict {r['verdict']}, "
-        f"{r['keys_proven']}/{n} keys proven, {r['tests']} tests)")
+        f"{r['keys_proven']}/{n} keys proven, {r['unwraps']} unwrapped, {r['tests']} tests)")
     if r["split_seconds"]:
         s = r["split_seconds"]
         say(f"  split     start-up {s['start_up']:.2f} s, collection {s['collection']:.2f} s, "
             f"test loop {s['test_loop']:.2f} s, bundle phase {s['bundle_phase']:.2f} s "
-            f"({r['bundle_share']:.1%} of the run), exit {s['exit']:.2f} s")
+            f"({r['bundle_share']:.1%} of the run), other plugins' session end "
+            f"{s['summaries']:.2f} s, exit {s['exit']:.2f} s")
     say(f"bare loop   {b['mean_seconds']:8.2f} s  {b['per_key_ms']:6.1f} ms/key  (mean of "
         + ", ".join(f"{x['seconds']:.2f} s" for x in b["loops"])
         + "; census, migration, KCVs, 4 AES vectors both ways, attribute reads)")
