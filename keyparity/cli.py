@@ -269,8 +269,21 @@ def _add_bench(sub: Any) -> None:
     s.add_argument("--journal-overhead", action="store_true",
                    help="measure the write journal instead: the harness WITH the journal vs "
                         "WITHOUT it, side by side, in --workers processes")
-    s.add_argument("-n", "--workers", type=int, default=2,
-                   help="--journal-overhead: worker processes (default 2)")
+    s.add_argument("--pytest", action="store_true",
+                   help="measure the path users take instead: pytest with the signed bundle at "
+                        "--keys keys, beside a bare python-pkcs11 loop of the same calls and "
+                        "pytest's floor (serial unless -n is given)")
+    s.add_argument("--no-allure", action="store_true",
+                   help="--pytest: run without Allure results (-p no:allure_pytest)")
+    s.add_argument("--py-spy", metavar="FILE",
+                   help="--pytest: sample the run with py-spy (pip install 'keyparity[profile]'), "
+                        "write its collapsed stacks to FILE and print the top functions; the "
+                        "sampling slows the run, so its timings are not the figures")
+    s.add_argument("--keep", action="store_true",
+                   help="--pytest: keep the bench directory (tokens, run directory, logs)")
+    s.add_argument("-n", "--workers", type=int,
+                   help="--journal-overhead: worker processes (default 2); --pytest: pytest's "
+                        "-n (default: serial)")
     s.add_argument("--journal-dir", help="--journal-overhead: directory for the journal's "
                    "temporary directory (default: the system temp dir; keep it on disk)")
     s.add_argument("--chunk", type=int, metavar="N",

@@ -13,12 +13,12 @@ import pytest
 from . import run as runinfo
 from . import settle
 from .cloudhsm import policy
-from .evidence import junit
+from .evidence import allure, junit
 from .evidence.evidence import Evidence
 from .hsm.cluster import find_token, load_module, token_info
 from .profile import Profile
 from .reporting import EvidenceHooks
-from .stash import DESELECTED_BY_SUITE, EVIDENCE
+from .stash import ALLURE, DESELECTED_BY_SUITE, EVIDENCE
 from .xdist_compat import XdistHooks
 
 
@@ -65,7 +65,12 @@ def start_run(config: pytest.Config, profile: Profile,
     evidence.doc["compliance"] = policy.compliance(profile)
     evidence.add_inventory(profile.keys)
     config.stash[EVIDENCE] = evidence
-    config.pluginmanager.register(EvidenceHooks(evidence, profile, run), "keyparity-evidence")
+    asked = config.stash[ALLURE]
+    results = None if asked is False else allure.Results.for_run(
+        asked, run.run_dir, profile, clean=bool(getattr(config.option, "clean_alluredir", False)),
+        distributed=getattr(config.option, "dist", "no") != "no")
+    config.pluginmanager.register(EvidenceHooks(evidence, profile, run, results),
+                                  "keyparity-evidence")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(run, config.stash[DESELECTED_BY_SUITE]),
                                       "keyparity-xdist")

@@ -37,7 +37,7 @@ import yaml
 from pkcs11.exceptions import PKCS11Error
 
 from .errors import KeyparityError, describe
-from .evidence.cbom import ACTIVE, Asset, CbomError, build, to_json
+from .evidence.cbom import ACTIVE, Asset, CbomError, document, to_json
 from .hsm import census, keyinfo
 from .hsm.census import Entry
 from .hsm.cluster import close_clusters, open_cluster
@@ -246,7 +246,7 @@ def cbom_text(found: Draft, entries: Sequence[Entry], cluster: Cluster,
             "keyparity:profile": profile_name, "keyparity:cluster": cluster.name,
             "keyparity:token-label": info.get("label"), "keyparity:token-serial":
             info.get("serial"), "keyparity:excluded-objects": str(len(found.exclude))}
-    return to_json(build(assets(found, entries, cluster),
+    return to_json(document(assets(found, entries, cluster),
                          properties={k: v for k, v in meta.items() if v}))
 
 

@@ -26,12 +26,13 @@ from .hsm.login import LoginGate
 from .hsm.migrate import Migrator
 from .journal.store import Journal, default_path
 from .profile import KeySpec, Profile
-from .stash import (DESELECTED, DESELECTED_BY_SUITE, EVIDENCE, JOURNAL, PLAN, PROFILE, RUN,
-                    SUITES, WRITE_MODE)
+from .stash import (ALLURE, DESELECTED, DESELECTED_BY_SUITE, EVIDENCE, JOURNAL, PLAN, PROFILE,
+                    RUN, SUITES, WRITE_MODE)
 
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
 _ORDER = {name: i for i, name in enumerate(verdicts.SUITES)}  # the auditor's checklist order
+_RUNNING: list[pytest.Item] = []  # the test this process runs now (pytest runs one at a time)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     settle.options(config)
     profile, write_mode = settle.profile(config)
+    config.stash[ALLURE] = allure_support.take_over(config)
     arg = config.getoption("hsm_journal")
     config.stash[JOURNAL] = Path(arg).resolve() if arg else default_path(config.rootpath)
     run = xdist_compat.worker_run(config)
@@ -81,13 +83,17 @@ def pytest_configure(config: pytest.Config) -> None:
                             if (config.rootpath / "suites" / f"test_{name}.py").is_file()]
     config.stash[DESELECTED_BY_SUITE] = {}
     run = run or start_run(config, profile, write_mode)
-    allure_support.configure(config, profile, run.run_dir)
     config.stash[RUN] = run
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Any:
+    """A wrapper, so it runs before xdist's own pytest_cmdline_main (tryfirst too, and which
+    of two tryfirst hooks runs first depends on the order the plugins were registered in:
+    ``python -m pytest`` from a checkout registers them in another order, and xdist then
+    chose ``--dist load`` first, spreading one chunk's keys over two workers)."""
     xdist_compat.default_to_loadgroup(config)
+    return (yield)
 
 
 @pytest.hookimpl(trylast=True)  # pytest prints header lines in reverse hook order: ours first
@@ -138,6 +144,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for k in keys])
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Which test is running, for ``hsm_evidence`` (a session fixture: no per-test cost)."""
+    _RUNNING.append(item)
+    try:
+        return (yield)
+    finally:
+        _RUNNING.pop()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A KeyparityError explains itself: the report says it in one line, without the
@@ -172,10 +188,14 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(trylast=True)  # after -k/-m have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if PROFILE in config.stash:
+        allure_on = config.stash.get(ALLURE, False) is not False
         for item in items:
             key = getattr(item, "callspec", None) and item.callspec.params.get("inventory_key")
             if key is not None:
                 item.user_properties.append(("keyparity_key", key.label))
+            if allure_on:
+                item.user_properties.append(("keyparity_params",
+                                             allure_support.parameters(item)))
         # the auditor's checklist order: the census and the read-only checks before any write
         items.sort(key=lambda i: _ORDER.get(_suite(i) or "", len(_ORDER)))
         return
@@ -273,10 +293,22 @@ def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
         pytest.fail("wrapping objects could not be destroyed: " + ", ".join(left), pytrace=False)
 
 
-@pytest.fixture
-def hsm_evidence(request: pytest.FixtureRequest) -> Any:
-    """Attach facts to this test's entry in the evidence: ``hsm_evidence(name=value, ...)``."""
-    def record(**facts: Any) -> None:
-        request.node.user_properties.append(("keyparity", facts))
-        allure_support.attach(facts)
-    return record
+class EvidenceRecorder:
+    """``hsm_evidence(name=value, ...)`` attaches facts to the running test's entry in the
+    evidence; ``hsm_evidence.nodeid`` is that test's node id (without an xdist group)."""
+
+    def __call__(self, **facts: Any) -> None:
+        _RUNNING[-1].user_properties.append(("keyparity", facts))
+
+    @property
+    def nodeid(self) -> str:
+        return verdicts.strip_group(_RUNNING[-1].nodeid)
+
+
+@pytest.fixture(scope="session")
+def hsm_evidence() -> EvidenceRecorder:
+    """Attach facts to the running test's entry in the evidence (keyparity.evidence): one
+    recorder for the session, which finds the test by the protocol hook, so that no test pays
+    for a fixture of its own (nor for pytest's ``request``, which costs each test an
+    ``inspect.signature`` under pytest 9)."""
+    return EvidenceRecorder()

@@ -12,7 +12,7 @@ from _pytest._code.code import ExceptionRepr
 
 from . import run as runinfo
 from .errors import KeyparityError
-from .evidence import allure as allure_support
+from .evidence.allure import Results
 from .evidence import verdict as verdicts
 from .evidence.bundle import finalize
 from .evidence.evidence import Evidence
@@ -27,8 +27,10 @@ class EvidenceHooks:
     """Registered in the controller process only: turns test reports into evidence, and the
     run into a signed bundle at the end (keyparity.evidence.bundle)."""
 
-    def __init__(self, evidence: Evidence, profile: Profile, run: runinfo.Run) -> None:
+    def __init__(self, evidence: Evidence, profile: Profile, run: runinfo.Run,
+                 allure: Results | None = None) -> None:
         self.evidence = evidence
+        self.allure = allure
         self.profile = profile
         self.run = run
         self.bundle: dict[str, Any] | None = None
@@ -41,7 +43,13 @@ class EvidenceHooks:
         unavailable (keyparity.hsm.cluster.ClusterUnavailable) is said in full once; each later
         test it stops says so in one line (the evidence keeps every message whole)."""
         self._collect(report)
-        report.user_properties = [(k, v) for k, v in report.user_properties if k != "keyparity"]
+        if self.allure is not None:
+            props = report.user_properties
+            self.allure.add(report, next((v for k, v in props if k == "keyparity_key"), None),
+                            [v for k, v in props if k == "keyparity"],
+                            next((v for k, v in props if k == "keyparity_params"), {}))
+        report.user_properties = [(k, v) for k, v in report.user_properties
+                                  if k not in ("keyparity", "keyparity_params")]
         if report.failed and isinstance(report.longrepr, (str, ExceptionRepr)):
             self._shorten_repeated_cause(report)
 
@@ -89,7 +97,7 @@ class EvidenceHooks:
         config = session.config
         self.bundle = finalize(self.run.run_dir, self.evidence, self.profile,
                                session.exitstatus,
-                               allure_dir=allure_support.results_dir(config),
+                               allure=self.allure,
                                journal=config.stash.get(JOURNAL, None),
                                suites=config.stash.get(SUITES, []),
                                deselected=config.stash.get(DESELECTED_BY_SUITE, {}))
@@ -145,7 +153,6 @@ def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
                    f"({len(diff)}):\n" + "\n".join(diff)) if diff else None
     report_run_check(session, nodeid, outcome, message,
                      {"census": {"source": {"end": facts}}})
-    allure_support.write_run_check(session.config, profile, nodeid, outcome, message)
 
 
 def report_run_check(session: pytest.Session, nodeid: str, outcome: str, message: str | None,

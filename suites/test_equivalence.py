@@ -16,9 +16,9 @@ def test_key_check_values_match(migrated, hsm_evidence):
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_output_of_one_cluster_is_accepted_by_the_other(migrated, vector, direction, parties,
-                                                        hsm_run, hsm_evidence, request):
+                                                        hsm_run, hsm_evidence):
     source, target = parties
-    tc_id = int(hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6], 16)
+    tc_id = int(hashlib.sha256(hsm_evidence.nodeid.encode()).hexdigest()[:6], 16)
     try:
         record = exchange(vector, direction, source, target, label=migrated.spec.label,
                           seed=hsm_run.seed, tc_id=tc_id)

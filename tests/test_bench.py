@@ -203,3 +203,52 @@ def test_the_census_bench_finds_the_stray_key_and_every_earlier_wave(tmp_path):
                  "reconcile_target_seconds"):
         assert doc[name] > 0, name
     assert "keyparity bench --census: census_vs_bare:" in result.stdout
+
+
+# ---- keyparity bench --pytest: structure and sanity only, never speed ---------------------
+
+
+@pytest.fixture(scope="module")
+def pytest_figures(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench-pytest") / "bench.json"
+    result = bench("--pytest", "--keys", "4", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_with_two_workers_each_key_is_unwrapped_once(tmp_path):
+    """The bench starts pytest as ``python -m pytest`` from the checkout, which registers the
+    plugins in another order than the ``pytest`` script: with -n the chunks must still stay
+    on one worker each (keyparity.plugin.pytest_cmdline_main), or two workers move one key."""
+    out = tmp_path / "bench.json"
+    result = bench("--pytest", "--keys", "16", "-n", "2", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = json.loads(out.read_text())["run"]
+    assert (run["verdict"], run["keys_proven"], run["unwraps"]) == ("PASS", 16, 16)
+
+
+def test_the_pytest_path_proves_every_key_in_a_signed_bundle(pytest_figures):
+    doc, out = pytest_figures
+    run = doc["run"]
+    assert doc["ok"] is True and doc["keys"] == 4 and doc["workers"] == 0 and doc["allure"]
+    assert (run["exit"], run["verdict"], run["keys_proven"], run["unwraps"]) == (0, "PASS", 4, 4)
+    assert run["verify"]["exit"] == 0 and "1 of 1 required signatures" in run["verify"]["last_line"]
+    # the bare loop made the same proofs for every key, twice (before and after the run)
+    assert [b["proven"] for b in doc["bare"]["loops"]] == [4, 4]
+    # evidence, report, junit, OSCAL, CBOM, Allure archive, statement, envelope, login lock
+    assert run["run_dir"]["files"] == 9
+    assert "ratio       run / bare loop" in out and "floor       " in out
+
+
+def test_the_pytest_path_figures_are_consistent(pytest_figures):
+    doc, _ = pytest_figures
+    run, split = doc["run"], doc["run"]["split_seconds"]
+    assert set(split) == {"start_up", "collection", "test_loop", "bundle_phase", "summaries",
+                          "exit"}
+    assert all(v >= 0 for v in split.values())
+    assert sum(split.values()) <= run["seconds"] * 1.05
+    assert run["bundle_share"] == pytest.approx(split["bundle_phase"] / run["seconds"])
+    assert doc["ratio_run_over_bare"] == pytest.approx(run["seconds"] / doc["bare"]["mean_seconds"])
+    # the floor ran as many empty tests as the run had tests
+    assert doc["floor"]["tests"] == run["tests"] > 4 * 10
+    assert run["peak_rss_tree_kib"] >= run["peak_rss_process_kib"] > 0

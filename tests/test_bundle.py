@@ -1,5 +1,5 @@
 """A run ends as a complete evidence bundle in reports/<run-id>/: evidence.json (valid against
-its schema), report.html, junit.xml, allure-results/, assessment-results.json, and a statement
+its schema), report.html, junit.xml, allure-results.tar.gz, assessment-results.json, and a statement
 over every file signed by the profile's evidence signers, which `keyparity verify` accepts.
 The bundle is written on red runs too, never holds a PIN, and an unsigned or badly signed
 bundle is said so loudly and rejected by verify."""
@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 import xml.etree.ElementTree as ET
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ from keyparity.evidence.evidence import SCHEMA_VERSION
 
 SCHEMA = json.loads(resources.files("keyparity.schemas").joinpath("evidence.schema.json")
                     .read_text("utf-8"))
+ARCHIVE = "allure-results.tar.gz"
 BUNDLE = ("evidence.json", "report.html", "junit.xml", "assessment-results.json", "cbom.json",
           "statement.json", "evidence.dsse.json")
 EPIC = "hsm1 -> hsm2"
@@ -59,8 +61,20 @@ def verify(run_dir: Path, *keys: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False, timeout=120)
 
 
-def allure_results(results: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(results.glob("*-result.json"))]
+def allure_files(where: Path) -> dict[str, bytes]:
+    """The Allure files of a run (name -> bytes): the members of its archive, read with
+    Python's tarfile, or the files of an --alluredir directory."""
+    if where.is_dir():
+        return {p.name: p.read_bytes() for p in where.iterdir() if p.is_file()}
+    with tarfile.open(where) as archive:
+        members = archive.getmembers()
+        assert all(m.isfile() and m.name.startswith("allure-results/") for m in members)
+        return {m.name.split("/", 1)[1]: archive.extractfile(m).read() for m in members}
+
+
+def allure_results(where: Path) -> list[dict[str, Any]]:
+    files = allure_files(where)
+    return [json.loads(files[n]) for n in sorted(files) if n.endswith("-result.json")]
 
 
 def labels(result: dict[str, Any]) -> dict[str, list[str]]:
@@ -83,13 +97,17 @@ def statement(run_dir: Path) -> dict[str, Any]:
 
 
 def assert_no_pins(lab: Any, run_dir: Path) -> int:
-    """No file of the run (dotfiles and allure attachments included) holds either lab PIN."""
-    files = [p for p in run_dir.rglob("*") if p.is_file()]
-    for path in files:
-        data = path.read_bytes()
+    """No file of the run (dotfiles, and every member of the Allure archive, uncompressed)
+    holds either lab PIN."""
+    files = {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*")
+             if p.is_file()}
+    if ARCHIVE in files:
+        files.update({f"{ARCHIVE}:{name}": data
+                      for name, data in allure_files(run_dir / ARCHIVE).items()})
+    for name, data in files.items():
         for token, pin in lab.pins.items():
             for form in {pin, pin.upper(), base64.b64encode(pin.encode()).decode()}:
-                assert form.encode() not in data, f"{token}'s PIN in {path.relative_to(run_dir)}"
+                assert form.encode() not in data, f"{token}'s PIN in {name}"
     return len(files)
 
 
@@ -97,8 +115,7 @@ def assert_bundle(suites: pytest.Pytester, result: pytest.RunResult, lab: Any,
                   allure: bool = True) -> tuple[Path, dict[str, Any]]:
     """Every file of the bundle is there and consistent; returns (run dir, evidence)."""
     run_dir = latest(suites)
-    for name in BUNDLE + (("allure-results/environment.properties",
-                           "allure-results/categories.json") if allure else ()):
+    for name in BUNDLE + ((ARCHIVE,) if allure else ()):
         assert (run_dir / name).is_file(), f"{name} missing from {run_dir}"
     doc = evidence(suites)
     Draft202012Validator(SCHEMA).validate(doc)
@@ -108,8 +125,9 @@ def assert_bundle(suites: pytest.Pytester, result: pytest.RunResult, lab: Any,
     assert ran == sum(outcomes.get(k, 0) for k in ("passed", "failed", "skipped", "errors"))
     assert junit_testcases(run_dir / "junit.xml") == ran
     if allure:
-        assert len(allure_results(run_dir / "allure-results")) == ran
-        env = (run_dir / "allure-results" / "environment.properties").read_text()
+        files = allure_files(run_dir / ARCHIVE)
+        assert len(allure_results(run_dir / ARCHIVE)) == ran
+        env = files["environment.properties"].decode("ascii")
         for line in (f"run.id={doc['run']['run_id']}", f"seed={doc['run']['seed']}",
                      f"profile={doc['run']['profile']}", "source.mode=FIPS (declared)",
                      f"source.token.serial={doc['clusters']['source']['token']['serial']}",
@@ -117,7 +135,7 @@ def assert_bundle(suites: pytest.Pytester, result: pytest.RunResult, lab: Any,
                      "clusters=hsm1 -> hsm2", "keyparity.version=",
                      "python-pkcs11.version="):
             assert line in env, (line, env)
-        categories = json.loads((run_dir / "allure-results" / "categories.json").read_text())
+        categories = json.loads(files["categories.json"])
         assert {c["name"] for c in categories} >= {
             "Key material differs", "Attribute parity", "Login / token access",
             "Not extractable — rotate", "Wrapping parameters refused"}
@@ -137,7 +155,8 @@ def assert_bundle(suites: pytest.Pytester, result: pytest.RunResult, lab: Any,
         (run_dir / "evidence.json").read_bytes()).hexdigest()
     assert (predicate["signers"], predicate["threshold"]) == (
         doc["signing"]["signers"], doc["signing"]["threshold"])
-    assert assert_no_pins(lab, run_dir) == len(on_disk)
+    members = len(allure_files(run_dir / ARCHIVE)) if allure else 0
+    assert assert_no_pins(lab, run_dir) == len(on_disk) + members
     return run_dir, doc
 
 
@@ -183,8 +202,9 @@ def test_green_run_writes_a_complete_signed_bundle_that_verify_accepts(lab, suit
                                  "keyparity: bundle signed by auditor (threshold 1): *"])
     assert "UNSIGNED" not in result.stdout.str() and "ERROR" not in result.stdout.str()
 
-    # Allure: a result per test, labelled, with the facts attached as JSON
-    results = allure_results(run_dir / "allure-results")
+    # Allure: a result per test, labelled; a passing test has no attachment (its facts are
+    # in evidence.json), a failing one has its facts attached (test_failing_run_...)
+    results = allure_results(run_dir / ARCHIVE)
     for r in results:
         module = r["fullName"].split("#")[0].rsplit(".", 1)[-1]
         got = labels(r)
@@ -197,18 +217,9 @@ def test_green_run_writes_a_complete_signed_bundle_that_verify_accepts(lab, suit
             assert got["story"] == [label]
         else:
             assert "story" not in got
-    attached = {}
-    for r in results:
-        for a in r.get("attachments", []):
-            assert a["type"] == "application/json"
-            attached.setdefault((r["fullName"].split("#")[1], a["name"]), []).append(
-                json.loads((run_dir / "allure-results" / a["source"]).read_text()))
-    vectors = attached[("test_output_of_one_cluster_is_accepted_by_the_other", "vectors")]
-    assert all(v[0]["vector"] and v[0]["direction"] for v in vectors)
-    tables = attached[("test_target_attributes_match_source", "attributes")]
-    assert len(tables) == len(DEMO_KEYS)
-    assert all({"source", "target", "differences"} <= set(t) for t in tables)
-    assert ("test_key_check_values_match", "identity") in attached
+    assert {r["status"] for r in results} == {"passed", "skipped"}
+    assert not any("attachments" in r for r in results if r["status"] == "passed")
+    assert {t for r in results for t in labels(r)["thread"]} == {"main"}
 
 
 def test_bundle_under_xdist_has_every_worker_s_junit_and_allure_results(lab, suites):
@@ -220,11 +231,10 @@ def test_bundle_under_xdist_has_every_worker_s_junit_and_allure_results(lab, sui
 
     assert result.ret == 0, result.stdout.str()
     run_dir, doc = assert_bundle(suites, result, lab)
-    results = allure_results(run_dir / "allure-results")
+    results = allure_results(run_dir / ARCHIVE)
     threads = {t for r in results for t in labels(r)["thread"]}
     # both workers wrote, and the controller wrote the census at the end of the run
-    assert len({t for t in threads if not t.endswith("-controller")}) == 2
-    assert len({t for t in threads if t.endswith("-controller")}) == 1
+    assert threads == {"gw0", "gw1", "controller"}
     for r in results:
         got = labels(r)
         assert got["epic"] == [EPIC] and got["feature"] and got["severity"], r["name"]
@@ -245,7 +255,7 @@ def test_user_given_junitxml_and_alluredir_are_respected(lab, suites):
     run_dir = latest(suites)
     # the user's junit file is written, and the bundle keeps its own copy all the same
     assert junit_testcases(junit) == junit_testcases(run_dir / "junit.xml") > 0
-    assert not (run_dir / "allure-results").exists()
+    assert not (run_dir / ARCHIVE).exists()
     assert junit_testcases(junit) == len(allure_results(allure)) > 0
     assert (allure / "environment.properties").is_file() and (allure / "categories.json").is_file()
     assert verify(run_dir, public).returncode == 0
@@ -268,13 +278,15 @@ def test_failing_run_still_writes_the_full_signed_bundle_with_verdict_fail(lab, 
     out = verify(run_dir, public)
     assert out.returncode == 0, out.stdout + out.stderr
     # the failures of the missing key fall in Allure's "Key not found"
-    categories = json.loads((run_dir / "allure-results" / "categories.json").read_text())
-    failed = [r for r in allure_results(run_dir / "allure-results")
+    files = allure_files(run_dir / ARCHIVE)
+    categories = json.loads(files["categories.json"])
+    failed = [r for r in allure_results(run_dir / ARCHIVE)
               if r["status"] in ("failed", "broken")]
     assert failed and all("k-missing" in r["name"] for r in failed)
     for r in failed:
         assert category(categories, r["status"], r["statusDetails"]["message"]) == \
             "Key not found", r["statusDetails"]["message"]
+    assert all(r["statusDetails"]["trace"] for r in failed)
 
 
 def test_profile_without_signers_writes_an_unsigned_envelope_that_verify_rejects(lab, suites):
@@ -339,7 +351,7 @@ def test_allure_masks_secret_parameters_and_names_keys_by_label(lab, suites):
 
     assert result.ret == 0, result.stdout.str()
     run_dir = latest(suites)
-    probe = [r for r in allure_results(run_dir / "allure-results")
+    probe = [r for r in allure_results(run_dir / ARCHIVE)
              if r["fullName"].endswith("#test_parameters")]
     assert len(probe) == 1
     params = {p["name"]: p for p in probe[0]["parameters"]}

@@ -198,7 +198,8 @@ def test_sparse_documents_are_still_valid() -> None:
 def test_the_document_is_byte_for_byte_the_recorded_one(sample: str, tmp_path: Path) -> None:
     """The document written for each sample is exactly the one recorded in
     ``tests/data/oscal-expected-*.json`` (written before ``assessment_results`` was split into
-    parts, issue 12). Every UUID is a UUIDv5 of the run id and every timestamp comes from the
+    parts, issue 12; re-laid out one record per line by issue 13, its content compared equal
+    as JSON before the files were rewritten). Every UUID is a UUIDv5 of the run id and every timestamp comes from the
     evidence, so nothing needs normalising. A deliberate change to the document: regenerate the
     file from ``write_assessment_results`` and review the diff."""
     run_dir = tmp_path / "run"

@@ -134,8 +134,13 @@ def test_unexpected_attribute_differences_are_highlighted() -> None:
     attrs = [re.search(r"<code>(\w+)</code>", row).group(1) for row in unexpected
              if "UNEXPECTED" in row]
     assert attrs == ["value_len"]
-    assert diffs.index("tokenization-aes128") < diffs.index("payments-3des-3key")  # worst first
+    listed = re.findall(r'<h4><a href="#key-\d+"><code class="wrap">([^<]+)</code>', diffs)
+    # worst first; a key with expected differences only is in the summary, not listed
+    assert listed == ["tokenization-aes128", "api-hmac"]
     assert "MAC does not verify" in diffs  # failed vectors are listed under their key
+    summary = diffs[diffs.index("Expected differences"):diffs.index("Keys with unexpected")]
+    value_len = re.search(r'<td class="num">(\d+)</td><td><code>check_value</code>', summary)
+    assert value_len is not None and int(value_len.group(1)) >= 2  # counted over the keys
     assert 'class="unexpected"' not in section(render_report(load("evidence-sample.json")),
                                                "differences")
 

@@ -26,19 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import PKCS11Error
+from pkcs11 import Attribute, ObjectClass
 
-from ..hsm import attributes, cluster
+from ..hsm import cluster
 from ..hsm.cluster import ClusterSession, find_token, load_module
 from ..hsm.login import LoginGate
-from ..hsm.mechanisms import WrapParams
 from ..hsm.migrate import Migration, Migrator
 from ..hsm.seed import seed
 from ..hsm.softhsm import find_module, provision
 from ..profile import KeySpec, Profile
+from .bare import Bare
 from .common import (
-    BARE_TARGET, SOURCE, TARGET, TMPFS, WRAPPING, Say, conclude, interrupt, key_spec,
+    BARE_TARGET, SOURCE, TARGET, TMPFS, Say, conclude, interrupt, key_spec,
     lab_profile, machine, say,
 )
 
@@ -47,116 +46,6 @@ MEMORY_METHOD = ("resource.getrusage(RUSAGE_SELF).ru_maxrss: peak resident set s
                  "whole process in KiB (Python, both code paths and the in-process SoftHSM, "
                  "which keeps every object of the three tokens in memory); no tracemalloc, "
                  "so that the timings are not distorted")
-
-
-# --------------------------------------------------------------------------- the bare loop
-
-
-# The same attribute lists the harness uses (data, not code): what is read from the source key
-# and what is copied into the unwrap template.
-_READ = attributes.READ[ObjectClass.SECRET_KEY]
-_SETTABLE = attributes.SET_AT_UNWRAP[ObjectClass.SECRET_KEY]
-# python-pkcs11 cannot decode SoftHSM's empty CK_DATE, which fails a bulk read: the dates are
-# read one by one, everything else in one C_GetAttributeValue round.
-_DATES = (Attribute.START_DATE, Attribute.END_DATE)
-_BULK = [a for a in _READ if a not in _DATES]
-_EPHEMERAL = {Attribute.TOKEN: False, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True,
-              Attribute.WRAP: True, Attribute.UNWRAP: True, Attribute.ENCRYPT: False,
-              Attribute.DECRYPT: False}
-_OAEP = WrapParams(WRAPPING.oaep_hash, WRAPPING.mgf, WRAPPING.aes_bits).oaep
-_ZERO = bytes(16)
-
-
-class Bare:
-    """The PKCS #11 calls the harness makes for one AES key, written out as plain python-pkcs11:
-    generate ephemeral AES, RSA-OAEP wrap, CKM_AES_KEY_WRAP_PAD wrap, destroy; RSA-OAEP unwrap,
-    CKM_AES_KEY_WRAP_PAD unwrap with the same template, destroy; the same attribute reads; the
-    two KCV encryptions. Source keys come from one enumeration, like the harness's index."""
-
-    def __init__(self, lib: Any, source_label: str, target_label: str, target_pin: str) -> None:
-        # hsm1 is already logged in (login state is per token and process): no second C_Login.
-        self.src = lib.get_token(token_label=source_label).open(rw=True)
-        self.tgt = lib.get_token(token_label=target_label).open(user_pin=target_pin, rw=True)
-        self.keys: dict[str, Any] = {}
-        self.objects = 0
-        self.public: Any = None
-        self.private: Any = None
-        self.temporary: list[Any] = []
-
-    def enumerate(self) -> None:
-        """One C_FindObjects pass per token, the label of each object read once."""
-        for session in (self.src, self.tgt):
-            for obj in session.get_objects():
-                try:
-                    label = obj[Attribute.LABEL]
-                except PKCS11Error:
-                    continue
-                self.objects += 1
-                if session is self.src and obj.object_class is ObjectClass.SECRET_KEY:
-                    self.keys[label] = obj
-
-    def wrapping_pair(self) -> None:
-        """An RSA pair on the target, its public half imported on the source (session objects)."""
-        pub, self.private = self.tgt.generate_keypair(
-            KeyType.RSA, WRAPPING.rsa_bits, store=False, label="bench-bare-wrap",
-            public_template={Attribute.WRAP: True, Attribute.ENCRYPT: False,
-                             Attribute.VERIFY: False},
-            private_template={Attribute.UNWRAP: True, Attribute.DECRYPT: False,
-                              Attribute.SIGN: False, Attribute.SENSITIVE: True,
-                              Attribute.EXTRACTABLE: False})
-        self.public = self.src.create_object({
-            Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
-            Attribute.TOKEN: False, Attribute.LABEL: "bench-bare-wrap", Attribute.WRAP: True,
-            Attribute.ENCRYPT: False, Attribute.VERIFY: False,
-            Attribute.MODULUS: pub[Attribute.MODULUS],
-            Attribute.PUBLIC_EXPONENT: pub[Attribute.PUBLIC_EXPONENT]})
-        self.temporary = [pub, self.private, self.public]
-
-    def migrate(self, label: str) -> tuple[str, str]:
-        """Move one key; returns (source KCV, target KCV), hex."""
-        key = self.keys[label]
-        got = key.get_attributes(_BULK)
-        for attr in _DATES:
-            try:
-                got[attr] = key[attr]
-            except ValueError:
-                got[attr] = None
-            except PKCS11Error:
-                pass
-        if got.get(Attribute.EXTRACTABLE) is not True:
-            raise RuntimeError(f"bare loop: {label} is not extractable")
-        template = {a: got[a] for a in _SETTABLE if a in got}
-        template[Attribute.TOKEN] = True
-        template[Attribute.LABEL] = label
-        ephemeral = self.src.generate_key(KeyType.AES, WRAPPING.aes_bits, store=False,
-                                          template=_EPHEMERAL)
-        head = self.public.wrap_key(ephemeral, mechanism=Mechanism.RSA_PKCS_OAEP,
-                                    mechanism_param=_OAEP)
-        tail = ephemeral.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
-        ephemeral.destroy()
-        ephemeral = self.private.unwrap_key(ObjectClass.SECRET_KEY, KeyType.AES, head,
-                                            mechanism=Mechanism.RSA_PKCS_OAEP,
-                                            mechanism_param=_OAEP, store=False,
-                                            template=_EPHEMERAL)
-        moved = ephemeral.unwrap_key(ObjectClass.SECRET_KEY, KeyType.AES, tail, label=label,
-                                     mechanism=Mechanism.AES_KEY_WRAP_PAD, template=template)
-        ephemeral.destroy()
-        source_kcv = key.encrypt(_ZERO, mechanism=Mechanism.AES_ECB)[:3].hex()
-        target_kcv = moved.encrypt(_ZERO, mechanism=Mechanism.AES_ECB)[:3].hex()
-        return source_kcv, target_kcv
-
-    def close(self) -> None:
-        for obj in reversed(self.temporary):
-            try:
-                obj.destroy()
-            except PKCS11Error:
-                pass
-        self.temporary.clear()
-        for session in (self.src, self.tgt):
-            try:
-                session.close()
-            except PKCS11Error:
-                pass
 
 
 # --------------------------------------------------------------------------- the run

@@ -418,7 +418,7 @@ def report(doc: dict[str, Any], say: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    n, batch, workers = args.keys, args.batch, args.workers
+    n, batch, workers = args.keys, args.batch, 2 if args.workers is None else args.workers
     if n < 1 or batch < 1 or workers < 1:
         print("keyparity: error: --keys, --batch and --workers must be at least 1",
               file=sys.stderr)

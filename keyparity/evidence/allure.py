@@ -1,35 +1,48 @@
-"""Allure results for a run: where they go, how each test is labelled, the evidence facts
-attached to it, and the run's ``environment.properties`` and ``categories.json``.
+"""Allure results for a run, written by keyparity from the test reports as they arrive in the
+controller: one result per test (labelled by suite, key, parameters), the test's evidence
+facts as its one attachment, and the run's ``environment.properties`` and ``categories.json``.
 
-Used by the plugin only while allure-pytest is active (``--alluredir``, or the run directory's
-``allure-results/`` that keyparity picks when none is given). Nothing secret is written:
-parameters whose name suggests a secret are masked, and the environment lists no PIN
-reference.
+keyparity writes them itself instead of allure-pytest's listener, whose cost grows with the
+square of the number of tests (it checks a list of every test for each session fixture of each
+test: half of a 5,000-key run) and which writes about five container files per test. Here the
+cost per test is constant and the results go into one archive in the run directory,
+``allure-results.tar.gz`` (one member per result file, as allure-pytest would have written
+them, under ``allure-results/``: ``tar xzf allure-results.tar.gz && allure serve
+allure-results``), which the signed statement covers as one file. With ``--alluredir DIR`` they are written to DIR as files
+instead (and ``--clean-alluredir`` empties it first), outside the bundle. ``-p
+no:allure_pytest`` turns Allure results off.
+
+Nothing secret is written: parameters whose name suggests a secret are masked, and the
+environment lists no PIN reference.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
-import os
 import re
+import shutil
 import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import allure
 import pytest
-from allure_commons.logger import AllureFileLogger
-from allure_commons.model2 import Label, StatusDetails, TestResult
-from allure_commons.types import ParameterMode
 
 from ..profile import KeySpec, Profile
 
 PLUGIN = "allure_pytest"  # allure-pytest's pytest11 entry point name
-RESULTS_DIR = "allure-results"
+ARCHIVE = "allure-results.tar.gz"
+MEMBER_DIR = "allure-results"
 MASK = "******"
 SECRET_PARAM = re.compile(r"pin|password|secret|token_pin", re.IGNORECASE)
+# allure-pytest's selection options: keyparity's labels are put on the items as markers only
+# when one of these is given (the markers cost time on every test)
+_FILTERS = ("allure_epics", "allure_features", "allure_stories", "allure_severities",
+            "allure_ids", "allure_labels")
+TRACE_LIMIT = 8000  # characters of a failure's traceback kept in its result
 
 # suite module -> (feature, severity)
 SUITES = {
@@ -81,99 +94,248 @@ CATEGORIES: list[dict[str, Any]] = [
 ]
 
 
-def active(config: pytest.Config) -> bool:
-    return config.pluginmanager.hasplugin(PLUGIN)
+def take_over(config: pytest.Config) -> Path | None | bool:
+    """Called in every process (controller and xdist workers) before allure-pytest's own
+    ``pytest_configure``: keep its listener from being registered (keyparity writes the
+    results), and return where the user asked for them (``--alluredir``), None for the run
+    directory's archive, or False when allure-pytest is not loaded (no Allure results)."""
+    if not config.pluginmanager.hasplugin(PLUGIN):
+        return False
+    asked = getattr(config.option, "allure_report_dir", None)
+    config.option.allure_report_dir = None
+    if any(getattr(config.option, name, None) for name in _FILTERS):
+        config.pluginmanager.register(_Labels(), "keyparity-allure-labels")
+    return Path(asked).absolute() if asked else None
 
 
-def configure(config: pytest.Config, profile: Profile, run_dir: Path) -> None:
-    """Point allure-pytest at the run directory unless ``--alluredir`` was given, and register
-    the labelling hooks. Called in the controller and in every xdist worker, before
-    allure-pytest's own ``pytest_configure`` reads the option."""
-    if not active(config):
-        return
-    if not getattr(config.option, "allure_report_dir", None):
-        config.option.allure_report_dir = str(run_dir / RESULTS_DIR)
-    config.pluginmanager.register(_Labels(profile), "keyparity-allure")
+def parameters(item: pytest.Item) -> dict[str, str]:
+    """The test's parameters as Allure shows them: a key by its label, a secret masked."""
+    callspec = getattr(item, "callspec", None)
+    out = {}
+    for name, value in (callspec.params.items() if callspec is not None else ()):
+        if SECRET_PARAM.search(name):
+            out[name] = MASK
+        elif isinstance(value, KeySpec):
+            out[name] = value.label
+        else:
+            out[name] = str(value)
+    return out
 
 
-def results_dir(config: pytest.Config) -> Path | None:
-    """Where this run's Allure results are written, or None when Allure is off."""
-    if not active(config) or not getattr(config.option, "allure_report_dir", None):
-        return None
-    return Path(config.option.allure_report_dir).absolute()
+def _labels_of(nodeid: str) -> tuple[str, str, str, str | None]:
+    """(path, package, feature, severity) of a suite test's node id."""
+    path = nodeid.split("::", 1)[0]
+    module = Path(path).stem
+    feature, severity = SUITES.get(module, (module.removeprefix("test_"), None))
+    package = ".".join(Path(path).with_suffix("").parts)  # suites.test_census, as allure-pytest
+    return path, package, feature, severity
 
 
 class _Labels:
-    """Epic, feature, story and severity per test; masked and readable parameters."""
-
-    def __init__(self, profile: Profile) -> None:
-        self.epic = f"{profile.source.name} -> {profile.target.name}"
+    """Epic, feature, story and severity as markers, for allure-pytest's selection options."""
 
     def pytest_itemcollected(self, item: pytest.Item) -> None:
-        item.add_marker(allure.epic(self.epic))
-        module = item.path.stem
-        feature, severity = SUITES.get(module, (module.removeprefix("test_"), None))
+        _, _, feature, severity = _labels_of(item.nodeid)
         item.add_marker(allure.feature(feature))
         if severity:
             item.add_marker(allure.severity(allure.severity_level(severity)))
-        key = _params(item).get("inventory_key")
+        key = getattr(item, "callspec", None) and item.callspec.params.get("inventory_key")
         if isinstance(key, KeySpec):
             item.add_marker(allure.story(key.label))
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        # Runs inside allure-pytest's setup wrapper, which adds every pytest parameter that is
-        # not set yet: these come first, so the raw value is never written.
-        for name, value in _params(item).items():
-            if SECRET_PARAM.search(name):
-                allure.dynamic.parameter(name, MASK, excluded=True, mode=ParameterMode.MASKED)
-            elif isinstance(value, KeySpec):
-                allure.dynamic.parameter(name, value.label)
+
+class Sink(Protocol):
+    def write(self, name: str, data: bytes) -> None: ...
+    def close(self) -> Path: ...
 
 
-def _params(item: pytest.Item) -> dict[str, Any]:
-    callspec = getattr(item, "callspec", None)
-    return dict(callspec.params) if callspec is not None else {}
+def ustar_header(name: str, size: int, mtime: int) -> bytes:
+    """The 512-byte POSIX ustar header of a regular file (mode 0644, owner 0): what tarfile
+    writes for such a member, at half its cost per member (measured: 16 against 32 us)."""
+    raw = name.encode("utf-8")
+    if len(raw) > 100:
+        raise ValueError(f"tar member name longer than 100 bytes: {name}")
+    h = bytearray(512)
+    h[0:len(raw)] = raw
+    h[100:108] = b"0000644\0"
+    h[108:116] = h[116:124] = b"0000000\0"
+    h[124:136] = b"%011o\0" % size
+    h[136:148] = b"%011o\0" % mtime
+    h[148:156] = b" " * 8  # the checksum is computed with its own field as spaces
+    h[156:157] = b"0"
+    h[257:265] = b"ustar\x0000"
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
 
 
-def attach(facts: dict[str, Any]) -> None:
-    """Attach a test's structured evidence facts (vectors, attribute table, identity, ...) to
-    its Allure result, one JSON attachment each. A no-op when allure-pytest is not recording."""
-    for name, value in facts.items():
-        if not isinstance(value, (dict, list)):
-            continue  # a scalar (e.g. disposition) is in evidence.json and the labels
-        allure.attach(json.dumps(value, indent=2, default=str), name=name,
-                      attachment_type=allure.attachment_type.JSON)
+class _Archive:
+    """One gzipped tar archive, a member per file under ``allure-results/``: one compressed
+    stream, so what every result repeats (labels, names) costs next to nothing. Read by any
+    tar (``tar xzf``) and by Python's tarfile."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.out = gzip.open(path, "wb", compresslevel=6)
+        self.mtime = int(time.time())
+
+    def write(self, name: str, data: bytes) -> None:
+        self.out.write(ustar_header(f"{MEMBER_DIR}/{name}", len(data), self.mtime))
+        self.out.write(data)
+        self.out.write(bytes(-len(data) % 512))
+
+    def close(self) -> Path:
+        self.out.write(bytes(1024))  # two zero blocks end a tar archive
+        self.out.close()
+        return self.path
 
 
-def write_run_check(config: pytest.Config, profile: Profile, nodeid: str, status: str,
-                    message: str | None) -> None:
-    """An Allure result for a check the controller reports after the test loop (the census at
-    the end of the run), labelled like the suite's tests. A no-op when Allure is off."""
-    results = results_dir(config)
-    if results is None:
-        return
+class _Directory:
+    """A directory of files (``--alluredir``), emptied first with ``--clean-alluredir``."""
 
-    path, _, name = nodeid.partition("::")
-    package = ".".join(Path(path).with_suffix("").parts)  # suites.test_census, as allure-pytest
-    module = Path(path).stem
-    feature, severity = SUITES.get(module, (module.removeprefix("test_"), None))
-    now = int(time.time() * 1000)
-    labels = [Label("epic", f"{profile.source.name} -> {profile.target.name}"),
-              Label("feature", feature), Label("parentSuite", Path(path).parts[0]),
-              Label("suite", module), Label("host", socket.gethostname()),
-              Label("thread", f"{os.getpid()}-controller"), Label("framework", "pytest"),
-              Label("language", "cpython3"), Label("package", package)]
-    labels += [Label("severity", severity)] if severity else []
-    history = hashlib.md5(nodeid.encode(), usedforsecurity=False).hexdigest()
-    AllureFileLogger(str(results)).report_result(TestResult(
-        name=name, fullName=f"{package}#{name}", uuid=str(uuid.uuid4()), historyId=history,
-        testCaseId=history, status=status, start=now, stop=now,
-        statusDetails=StatusDetails(message=message) if message else None, labels=labels,
-        titlePath=[*Path(path).parts]))
+    def __init__(self, path: Path, clean: bool) -> None:
+        if clean and path.is_dir():
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+
+    def write(self, name: str, data: bytes) -> None:
+        (self.path / name).write_bytes(data)
+
+    def close(self) -> Path:
+        return self.path
 
 
-def write_environment(results: Path, doc: dict[str, Any]) -> Path:
+_EXCEPTION = re.compile(r"^[A-Z][A-Za-z0-9_]*: ")  # "TokenError: ..." (plugin's one-liners)
+
+
+def _status(report: pytest.TestReport) -> str:
+    """allure-pytest's rule: an assertion or pytest.fail is ``failed``, any other exception
+    ``broken``, a skip ``skipped``. A one-line report (pytest.fail without a traceback, or a
+    KeyparityError the plugin shortened to ``Class: message``) is told by its first word."""
+    if report.skipped:
+        return "skipped"
+    if report.passed:
+        return "passed"
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return ("failed" if crash.message.startswith(("AssertionError", "assert ", "Failed: "))
+                else "broken")
+    return "broken" if _EXCEPTION.match(str(report.longrepr)) else "failed"
+
+
+def _thread(report: pytest.TestReport, here: str) -> str:
+    """Allure's thread label: the xdist worker that ran the test (``gw0``), else ``here`` (the
+    process writing the results: ``controller`` under xdist, ``main`` without it)."""
+    node = getattr(report, "node", None)  # set by xdist on a worker's report in the controller
+    gateway = getattr(node, "gateway", None)
+    return str(gateway.id) if gateway is not None else here
+
+
+class Results:
+    """The run's Allure results, written in the controller as each test's reports arrive (its
+    setup, call and teardown reports make one result): constant work per test."""
+
+    def __init__(self, sink: Sink, profile: Profile, distributed: bool = False) -> None:
+        self.sink = sink
+        self.here = "controller" if distributed else "main"
+        self.epic = f"{profile.source.name} -> {profile.target.name}"
+        self.host = socket.gethostname()
+        self.open: dict[str, dict[str, Any]] = {}
+        self._suites: dict[str, tuple[list[dict[str, str]], list[str], str]] = {}
+        self.written = 0
+
+    @classmethod
+    def for_run(cls, asked: Path | None, run_dir: Path, profile: Profile,
+                clean: bool = False, distributed: bool = False) -> Results:
+        sink: Sink = (_Directory(asked, clean) if asked is not None
+                      else _Archive(run_dir / ARCHIVE))
+        return cls(sink, profile, distributed)
+
+    def add(self, report: pytest.TestReport, label: str | None,
+            facts: list[dict[str, Any]], params: dict[str, str]) -> None:
+        """One phase's report; the result is written with the teardown's."""
+        now = time.time()
+        state = self.open.setdefault(report.nodeid, {
+            "start": report.start or now, "status": "passed", "details": None, "facts": [],
+            "label": label, "params": params, "thread": _thread(report, self.here)})
+        state["stop"] = report.stop or now
+        state["facts"].extend(facts)
+        if not report.passed and state["status"] == "passed":
+            state["status"] = _status(report)
+            state["details"] = self._details(report)
+        if report.when == "teardown":
+            self._write(report.nodeid, self.open.pop(report.nodeid))
+
+    @staticmethod
+    def _details(report: pytest.TestReport) -> dict[str, str]:
+        if report.skipped and isinstance(report.longrepr, tuple):
+            return {"message": str(report.longrepr[2])}
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = crash.message if crash is not None else str(report.longrepr)
+        return {"message": message, "trace": report.longreprtext[:TRACE_LIMIT]}
+
+    def _suite(self, path: str) -> tuple[list[dict[str, str]], list[str], str]:
+        """The labels every test of a suite file shares, its title path and package: made
+        once per file."""
+        known = self._suites.get(path)
+        if known is None:
+            _, package, feature, severity = _labels_of(path)
+            parts = list(Path(path).parts)
+            labels = [{"name": "epic", "value": self.epic}, {"name": "feature", "value": feature},
+                      {"name": "parentSuite", "value": parts[0]},
+                      {"name": "suite", "value": Path(path).stem},
+                      {"name": "host", "value": self.host},
+                      {"name": "framework", "value": "pytest"},
+                      {"name": "language", "value": "cpython3"},
+                      {"name": "package", "value": package}]
+            labels += [{"name": "severity", "value": severity}] if severity else []
+            known = self._suites[path] = (labels, parts, package)
+        return known
+
+    def _write(self, nodeid: str, state: dict[str, Any]) -> None:
+        path, _, name = nodeid.partition("::")
+        labels, title_path, package = self._suite(path)
+        full_name = f"{package}#{name.split('[', 1)[0]}"
+        result: dict[str, Any] = {
+            "name": name, "fullName": full_name, "uuid": str(uuid.uuid4()),
+            "historyId": hashlib.md5(nodeid.encode(), usedforsecurity=False).hexdigest(),
+            "testCaseId": hashlib.md5(full_name.encode(), usedforsecurity=False).hexdigest(),
+            "status": state["status"], "start": int(state["start"] * 1000),
+            "stop": int(state["stop"] * 1000),
+            "labels": labels + [{"name": "thread", "value": state["thread"]}]
+            + ([{"name": "story", "value": state["label"]}] if state["label"] else []),
+            "titlePath": title_path}
+        if state["details"]:
+            result["statusDetails"] = state["details"]
+        if state["params"]:
+            result["parameters"] = [
+                {"name": k, "value": repr(v), **({"excluded": True, "mode": "masked"}
+                                                 if v == MASK else {})}
+                for k, v in state["params"].items()]
+        if state["facts"] and state["status"] != "passed":  # where someone will look
+            source = f"{uuid.uuid4()}-attachment.json"
+            merged: dict[str, Any] = {}
+            for fact in state["facts"]:
+                merged.update(fact)
+            self.sink.write(source, json.dumps(merged, indent=1, default=str).encode())
+            result["attachments"] = [{"name": "evidence", "source": source,
+                                      "type": "application/json"}]
+        self.sink.write(f"{result['uuid']}-result.json",
+                        json.dumps(result, ensure_ascii=False).encode())
+        self.written += 1
+
+    def close(self, doc: dict[str, Any]) -> Path:
+        """The run's environment and categories, then the archive closed; returns its path."""
+        for nodeid, state in list(self.open.items()):  # a test whose teardown never came
+            self._write(nodeid, state)
+        self.open.clear()
+        self.sink.write("environment.properties", environment(doc).encode("ascii"))
+        self.sink.write("categories.json",
+                        (json.dumps(CATEGORIES, indent=2, ensure_ascii=False) + "\n").encode())
+        return self.sink.close()
+
+
+def environment(doc: dict[str, Any]) -> str:
     """``environment.properties``: profile, clusters and their declared modes, token serials,
     versions, run id and seed. No secret, no PIN reference."""
     run = doc["run"]
@@ -208,18 +370,8 @@ def write_environment(results: Path, doc: dict[str, Any]) -> Path:
         "run.id": run.get("run_id"),
         "seed": run.get("seed"),
     })
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / "environment.properties"
-    path.write_text("".join(f"{_escape(k, key=True)}={_escape(str(v))}\n"
-                            for k, v in props.items() if v is not None), encoding="ascii")
-    return path
-
-
-def write_categories(results: Path) -> Path:
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / "categories.json"
-    path.write_text(json.dumps(CATEGORIES, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return "".join(f"{_escape(k, key=True)}={_escape(str(v))}\n"
+                   for k, v in props.items() if v is not None)
 
 
 def _escape(text: str, key: bool = False) -> str:

@@ -1,8 +1,9 @@
 """A run's evidence bundle, finished in the controller process at the end of the session.
 
 ``reports/<run-id>/`` then holds ``evidence.json``, ``report.html``,
-``assessment-results.json`` (OSCAL), ``junit.xml`` and ``allure-results/`` (written by pytest
-and allure-pytest), and last ``statement.json`` with ``evidence.dsse.json``: a statement over
+``assessment-results.json`` (OSCAL), ``junit.xml`` (written by pytest), ``cbom.json``,
+``allure-results.tar.gz`` (keyparity.evidence.allure), and last ``statement.json`` with
+``evidence.dsse.json``: a statement over
 every file of the directory, signed by the profile's ``evidence.signers``.
 
 No step may lose the others: each failure is recorded, the remaining steps still run, the
@@ -20,7 +21,7 @@ from .. import run as runinfo
 from ..hsm.login import LoginGate
 from ..journal.store import Journal
 from ..profile import Profile
-from .allure import write_categories, write_environment
+from .allure import Results
 from .cbom import write_run_cbom
 from .evidence import Evidence
 from .oscal import write_assessment_results
@@ -31,7 +32,7 @@ FAILED_EXIT = 1  # pytest.ExitCode.TESTS_FAILED: a run whose bundle is incomplet
 
 
 def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: int, *,
-             allure_dir: Path | None = None, journal: Path | None = None,
+             allure: Results | None = None, journal: Path | None = None,
              suites: Sequence[str] = (), deselected: Mapping[str, int] | None = None
              ) -> dict[str, Any]:
     """Write the bundle and sign it; called once, in the controller, after junit.xml and every
@@ -41,8 +42,8 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
          "signed": bool, "unsigned": None | "UNSIGNED: ...", "errors": [str],
          "exitstatus": exitstatus, or 1 when a step failed on an otherwise green run}
 
-    ``allure_dir``: where allure-pytest wrote this run's results (None: ``allure-results/`` in
-    the run directory, if there is one). ``suites`` and ``deselected``: what the verdict needs
+    ``allure``: the run's Allure results, closed here (their archive is a file of the bundle).
+    ``suites`` and ``deselected``: what the verdict needs
     to know of the selection (keyparity.evidence.verdict)."""
     run_dir = Path(run_dir)
     spec = profile.evidence
@@ -75,18 +76,13 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
     def cbom() -> Path:  # cbom.json: the migrated inventory as a CycloneDX 1.6 CBOM
         return write_run_cbom(run_dir, doc)
 
-    allure = Path(allure_dir) if allure_dir is not None else run_dir / "allure-results"
-
-    def allure_environment() -> Path | None:
-        if allure_dir is None and not allure.is_dir():
-            return None
-        write_categories(allure)
-        return write_environment(allure, doc)
+    def allure_results() -> Path | None:
+        return allure.close(doc) if allure is not None else None
 
     step("report", report)
     step("assessment-results", oscal)
     step("cbom", cbom)
-    step("allure", allure_environment)
+    step("allure", allure_results)
     predicate = _predicate(doc, profile, evidence_path)
     if journal is not None and Path(journal).is_file():
         try:  # the chain head anchors the journal: history cannot be edited unnoticed

@@ -7,11 +7,10 @@ ever attached: no PIN, no key value.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import jsonfile
 from . import verdict as verdicts
 from .verdict import strip_group
 
@@ -157,8 +156,4 @@ class Evidence:
             self.key(label)["verdict"] = verdict
         self.doc["summary"] = summary
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / "evidence.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.doc, indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, path)
-        return path
+        return jsonfile.write(self.run_dir / "evidence.json", self.doc)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import uuid
 from collections import Counter
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from . import jsonfile
 from .evidence import FAILED, key_verdict
 
 OSCAL_VERSION = "1.1.2"
@@ -162,6 +162,7 @@ class _Run:
     run: dict[str, Any]
     run_id: str
     tests: list[dict[str, Any]]
+    by_key: dict[Any, list[dict[str, Any]]]  # the tests of each key, grouped once
     start: str
     end: str | None
     stamp: str
@@ -179,7 +180,11 @@ def _run_context(doc: dict) -> _Run:
     start = _time(run.get("started"), fallback)
     end = _time(run.get("finished"), None) if run.get("finished") else None
     tool = _uuid(run_id, "component", "keyparity")
-    return _Run(run=run, run_id=run_id, tests=tests, start=start, end=end, stamp=end or start,
+    by_key: dict[Any, list[dict[str, Any]]] = {}
+    for t in tests:
+        if t.get("key"):
+            by_key.setdefault(t["key"], []).append(t)
+    return _Run(run=run, run_id=run_id, tests=tests, by_key=by_key, start=start, end=end, stamp=end or start,
                 evidence_res=_uuid(run_id, "resource", "evidence.json"),
                 profile_res=_uuid(run_id, "resource", "profile"), tool=tool,
                 origins=[{"actors": [{"type": "tool", "actor-uuid": tool}]}])
@@ -310,7 +315,7 @@ def _per_key(ctx: _Run, entries: dict[Any, Any], cluster_uuid: dict[str, str]
     items, observations, findings = [], [], []
     for label, entry in entries.items():
         label, entry = str(label), _dict(entry)
-        key_tests = [t for t in ctx.tests if t.get("key") == label]
+        key_tests = ctx.by_key.get(label, [])
         verdict = key_verdict(entry, [str(t.get("outcome")) for t in key_tests])
         items.append(_inventory_item(ctx, label, entry, cluster_uuid))
         observations.append(_key_observation(ctx, label, entry, key_tests, verdict,
@@ -328,8 +333,8 @@ def _run_observation(ctx: _Run, verdict: str, entries: dict[Any, Any],
     tests = ctx.tests
     failures = [t for t in tests if t.get("outcome") in FAILED]
     test_counts = Counter(str(t.get("outcome")) for t in tests)
-    key_counts = Counter(key_verdict(_dict(e), [str(t.get("outcome")) for t in tests
-                                                  if t.get("key") == k])
+    key_counts = Counter(key_verdict(_dict(e), [str(t.get("outcome"))
+                                                for t in ctx.by_key.get(k, [])])
                          for k, e in entries.items())
     observation = {
         "uuid": _uuid(ctx.run_id, "observation", "run"),
@@ -490,12 +495,9 @@ def write_assessment_results(run_dir: Path, doc: dict) -> Path:
     ``doc``: the result names the file by its SHA-256, so it must describe that file."""
     run_dir = Path(run_dir)
     raw = (run_dir / "evidence.json").read_bytes()
-    if json.loads(raw) != json.loads(json.dumps(doc)):
+    if raw != (jsonfile.dumps(doc) + "\n").encode() and json.loads(raw) != json.loads(
+            json.dumps(doc)):  # the second test only for a file laid out otherwise
         raise ValueError(f"{run_dir / 'evidence.json'} does not hold this evidence document; "
                          "write the evidence first")
     out = assessment_results(doc, hashlib.sha256(raw).hexdigest())
-    path = run_dir / "assessment-results.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return jsonfile.write(run_dir / "assessment-results.json", out)

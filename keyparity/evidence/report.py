@@ -32,6 +32,12 @@ _TEST_ORDER = {"failed": 0, "error": 0, "skipped": 1, "passed": 2}
 _COUNT_ORDER = {"failed": 0, "error": 1, "passed": 2, "skipped": 3}
 DEFAULT_SIGNERS = ("custodian-1", "custodian-2")
 DEFAULT_THRESHOLD = 2
+# At scale (an hsm2m cluster holds up to 16,666 keys) the page stays quick to open: the key
+# table is cut into blocks the browser lays out only when scrolled to (CSS content-visibility),
+# and the long lists show their first LIST_LIMIT entries and say how many more evidence.json
+# holds. Failures come first in every list.
+PAGE_ROWS = 250
+LIST_LIMIT = 500
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,10 +118,13 @@ def _keys(doc: dict[str, Any], tests: list[dict[str, Any]]) -> list[dict[str, An
     """Every key of the run: those with evidence, and any that only appear in test results (a
     key whose every test errored before it recorded anything)."""
     entries = dict(_dict(doc.get("keys")))
+    by_key: dict[Any, list[dict[str, Any]]] = {}
     for t in tests:
-        if t.get("key") and t["key"] not in entries:
-            entries[t["key"]] = {"label": t["key"]}
-    rows = [_key_row(i, str(label), _dict(entry), [t for t in tests if t.get("key") == label])
+        if t.get("key"):
+            by_key.setdefault(t["key"], []).append(t)
+            if t["key"] not in entries:
+                entries[t["key"]] = {"label": t["key"]}
+    rows = [_key_row(i, str(label), _dict(entry), by_key.get(label, []))
             for i, (label, entry) in enumerate(entries.items())]
     return sorted(rows, key=lambda r: _KEY_ORDER.get(r["verdict"], 1))
 
@@ -185,6 +194,66 @@ def _verify(doc: dict[str, Any], run_id: str) -> dict[str, Any]:
             "recorded": recorded, "unsigned": unsigned}
 
 
+def _pages(rows: list[Any], size: int = PAGE_ROWS) -> list[list[Any]]:
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def _first(items: list[Any], limit: int = LIST_LIMIT) -> dict[str, Any]:
+    """A list cut to its first ``limit`` entries, and how many more there are."""
+    return {"shown": items[:limit], "more": max(0, len(items) - limit), "total": len(items)}
+
+
+def _expected_differences(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Expected attribute differences summed over the keys: attribute, reason, how many keys
+    show it, and the two values when every key shows the same (a KCV differs by key). The
+    same table for every key would fill the page."""
+    out: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for k in keys:
+        for d in k["differences"]:
+            if not d.get("expected"):
+                continue
+            values = (d.get("source"), d.get("target"))
+            entry = out.setdefault((d.get("attribute"), d.get("reason")), {
+                "attribute": d.get("attribute"), "reason": d.get("reason"), "key_count": 0,
+                "source": values[0], "target": values[1], "values": values})
+            entry["key_count"] += 1
+            if entry["values"] != values:
+                entry["source"] = entry["target"] = "(differs by key)"
+    return sorted(out.values(), key=lambda e: (-e["key_count"], str(e["attribute"])))
+
+
+def _not_applicable(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Vectors that did not apply (a FIPS side may not produce 3DES), summed likewise."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for k in keys:
+        for x in k["vectors_na"]:
+            sig = (x.get("vector"), x.get("direction"), x.get("comment"))
+            entry = out.setdefault(sig, {"vector": sig[0], "direction": sig[1],
+                                         "comment": sig[2], "key_count": 0})
+            entry["key_count"] += 1
+    return sorted(out.values(), key=lambda e: (-e["key_count"], str(e["vector"])))
+
+
+def _skips(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Skipped tests grouped by their reason, most frequent first, with one example."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in tests:
+        if t.get("outcome") == "skipped":
+            reason = str(t.get("message") or "(no reason recorded)")
+            entry = out.setdefault(reason, {"reason": reason, "count": 0,
+                                            "example": t.get("nodeid")})
+            entry["count"] += 1
+    return sorted(out.values(), key=lambda e: -e["count"])
+
+
+def _attention(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keys whose details an auditor must read: an unexpected attribute difference, a failed
+    vector, or key material that differs. Worst first."""
+    return sorted([k for k in keys if k["diff_unexpected"] or k["vectors_failed"]
+                   or (k["identity"] and k["identity"]["match"] is False)],
+                  key=lambda k: (-k["diff_unexpected"], -len(k["vectors_failed"])))
+
+
 def _view(doc: dict[str, Any]) -> dict[str, Any]:
     run = _dict(doc.get("run"))
     summary = _dict(doc.get("summary"))
@@ -239,14 +308,16 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
                      if role in clusters] + [(role, _dict(c)) for role, c in clusters.items()
                                              if role not in ("source", "target")],
         "run_facts": _dict(doc.get("run_facts")),
-        "failures": sorted(failures, key=lambda t: (t.get("key") is not None,
-                                                    str(t.get("key")), str(t.get("nodeid")))),
+        "failures": _first(sorted(failures, key=lambda t: (
+            t.get("key") is not None, str(t.get("key")), str(t.get("nodeid"))))),
         "anchors": {k["label"]: k["anchor"] for k in keys},
-        "key_rows": keys,
-        "keys_with_differences": sorted(
-            [k for k in keys if k["differences"] or k["vectors_failed"] or k["vectors_na"]
-             or (k["identity"] and k["identity"]["match"] is False)],
-            key=lambda k: (-k["diff_unexpected"], -len(k["vectors_failed"]))),
+        "key_pages": _pages(keys),
+        "attention": _first(_attention(keys)),
+        "expected_differences": _expected_differences(keys),
+        "not_applicable": _not_applicable(keys),
+        "skips": _skips(tests),
+        "not_fips_keys": _first(_list(_dict(doc.get("compliance")).get(
+            "not_fips_approved_keys")), 5),
         "rotate": [k for k in keys
                    if k["disposition"] == "rotate" or k["migration_status"] == "rotate"],
         "tls": doc.get("tls"),
@@ -254,13 +325,12 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "mode": doc.get("mode"),
         "compliance": _dict(doc.get("compliance")),
         "verify": _verify(doc, run_id),
-        "tests": sorted(tests, key=lambda t: _TEST_ORDER.get(t.get("outcome"), 0)),
         "schema_version": doc.get("schema_version"),
         "scope": _dict(summary.get("scope")),
-        "not_proven": [(label, verdict, _list(_dict(_dict(summary.get("scope"))
-                                                    .get("proofs_not_run")).get(label)))
-                       for label, verdict in _dict(_dict(summary.get("scope"))
-                                                   .get("keys_not_proven")).items()],
+        "not_proven": _first([(label, verdict, _list(_dict(_dict(summary.get("scope"))
+                                                           .get("proofs_not_run")).get(label)))
+                              for label, verdict in _dict(_dict(summary.get("scope"))
+                                                          .get("keys_not_proven")).items()]),
         "census": _dict(doc.get("census")),
     }
 

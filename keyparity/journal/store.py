@@ -123,15 +123,31 @@ class Journal:
         self.db = sqlite3.connect(str(self.path), isolation_level=None,
                                   timeout=busy_timeout_ms / 1000)
         self.db.row_factory = sqlite3.Row
+        self._synchronous = ""
         try:
             self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self._synchronous = ""
-            self._set_synchronous("FULL")
-            self.db.executescript(_SCHEMA)
+            self._opening(busy_timeout_ms / 1000)
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise open_error(self.path, exc) from None
+
+    def _opening(self, timeout: float) -> None:
+        """WAL mode and the schema. Two processes opening a new journal at once (xdist
+        workers) can get SQLITE_BUSY from ``journal_mode=WAL`` without SQLite's busy handler
+        being called; that is waited out here, up to the busy timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self._set_synchronous("FULL")
+                self.db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,74 @@
+"""A pytest plugin ``keyparity bench --pytest`` loads into the run it measures (``-p
+keyparity.bench.phases``): when each phase of the run started and ended in the controller
+process (configure, collection, the test loop, the session's end, where the bundle is made),
+written as JSON to the file ``$KEYPARITY_BENCH_PHASES`` names. Nothing is written in an xdist
+worker, and nothing at all without the variable: the run itself is not changed."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+ENV = "KEYPARITY_BENCH_PHASES"
+_marks: dict[str, float] = {}
+
+
+def _mark(name: str) -> None:
+    _marks[name] = time.time()
+
+
+def _controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput") and bool(os.environ.get(ENV))
+
+
+class _Innermost:
+    """The bundle phase proper: a wrapper that runs inside every other plugin's (trylast), so
+    it times the session-finish hooks themselves - keyparity's bundle, junit.xml - and not
+    what the terminal reporter prints after them (other plugins' summaries)."""
+
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, None]:
+        _mark("bundle_start")
+        yield
+        _mark("bundle_end")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if _controller(config):
+        _mark("configure")
+        config.pluginmanager.register(_Innermost(), "keyparity-bench-innermost")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, Any, None]:
+    _mark("collection_start")
+    yield
+    _mark("collection_end")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, None]:
+    _mark("loop_start")
+    yield
+    _mark("loop_end")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, None]:
+    _mark("finish_start")
+    yield
+    _mark("finish_end")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _controller(config):
+        return
+    _mark("unconfigure")
+    with open(os.environ[ENV], "w", encoding="utf-8") as fh:
+        json.dump(_marks, fh)
