@@ -19,6 +19,14 @@ def _softhsm_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _softhsm_restore(args: argparse.Namespace) -> int:
+    from .hsm.softhsm import restore_copy
+    conf = restore_copy(Path(args.state), args.token, Path(args.to), args.share or ())
+    print(f"keyparity: copied SoftHSM token {args.token} into a fresh store, as a restore from "
+          f"backup would: {conf}")
+    return 0
+
+
 def _demo_custodians(args: argparse.Namespace) -> int:
     from .evidence.custodians import file_custodian, token_custodian
     state = Path(args.state)
@@ -43,7 +51,7 @@ def _demo_pki(args: argparse.Namespace) -> int:
 def _seed(args: argparse.Namespace) -> int:
     from .hsm.seed import seed
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
-    spec = profile.source
+    spec = profile.source or profile.cluster  # a re-verify profile names only its target
     session = open_cluster(spec, profile.module_env, LoginGate(None)).session
     with pkcs11_step("create the inventory's keys", spec.name):
         created = seed(session, profile.keys)
@@ -225,6 +233,17 @@ def _add_softhsm_init(sub: Any) -> None:
     s.set_defaults(func=_softhsm_init)
 
 
+def _add_softhsm_restore(sub: Any) -> None:
+    s = sub.add_parser("softhsm-restore", help="copy a SoftHSM token into a fresh token store, as "
+                       "a restore from backup would (the baseline demo)")
+    s.add_argument("--state", required=True, help="state directory holding the token")
+    s.add_argument("--token", required=True, help="label of the token to copy")
+    s.add_argument("--to", required=True, help="the new store's directory (replaced)")
+    s.add_argument("--share", action="append", help="a token to link into the new store, not "
+                   "copy (repeat; the evidence custodian's)")
+    s.set_defaults(func=_softhsm_restore)
+
+
 def _add_demo_custodians(sub: Any) -> None:
     s = sub.add_parser("demo-custodians",
                        help="make the demo's two evidence signing keys once (file and SoftHSM)")
@@ -353,8 +372,8 @@ def _add_cleanup(sub: Any) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_softhsm_init, _add_demo_custodians, _add_demo_pki, _add_seed,
-                _add_inventory, _add_bench, _add_verify, _add_journal, _add_cleanup):
+    for add in (_add_softhsm_init, _add_softhsm_restore, _add_demo_custodians, _add_demo_pki,
+                _add_seed, _add_inventory, _add_bench, _add_verify, _add_journal, _add_cleanup):
         add(sub)
     return p
 

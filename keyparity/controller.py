@@ -18,7 +18,7 @@ from .evidence.evidence import Evidence
 from .hsm.cluster import find_token, load_module, token_info
 from .profile import Profile
 from .reporting import EvidenceHooks
-from .stash import ALLURE, DESELECTED_BY_SUITE, EVIDENCE
+from .stash import ALLURE, BASELINE, DESELECTED_BY_SUITE, EVIDENCE
 from .xdist_compat import XdistHooks
 
 
@@ -26,7 +26,7 @@ def clusters(profile: Profile, probe: bool = True) -> dict[str, Any]:
     """Each cluster's module, token (read without logging in; not with ``probe`` off, as
     under ``--collect-only``) and declared mode."""
     out = {}
-    for spec in (profile.source, profile.target):
+    for spec in profile.clusters:
         entry: dict[str, Any] = {"name": spec.name, "module": str(spec.module),
                                  "mode": spec.mode, "mode_source": "declared"}
         if spec.hsm_type is not None:
@@ -64,6 +64,8 @@ def start_run(config: pytest.Config, profile: Profile,
     evidence.doc["clusters"] = found
     evidence.doc["compliance"] = policy.compliance(profile)
     evidence.add_inventory(profile.keys)
+    if BASELINE in config.stash:  # a re-verify: the baseline it is proven against
+        evidence.doc["baseline"] = config.stash[BASELINE].record()
     config.stash[EVIDENCE] = evidence
     asked = config.stash[ALLURE]
     results = None if asked is False else allure.Results.for_run(

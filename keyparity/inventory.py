@@ -267,7 +267,7 @@ def command(args: argparse.Namespace) -> int:
         profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     except ProfileError as exc:
         return error(2, _line(exc))
-    spec = profile.source
+    spec = profile.source or profile.cluster  # a re-verify profile names only its target
     where = f"source cluster {spec.name}"
     try:
         session = open_cluster(spec, profile.module_env, LoginGate(None))

@@ -26,8 +26,8 @@ from .hsm.login import LoginGate
 from .hsm.migrate import Migrator
 from .journal.store import Journal, default_path
 from .profile import KeySpec, Profile
-from .stash import (ALLURE, DESELECTED, DESELECTED_BY_SUITE, EVIDENCE, JOURNAL, PLAN, PROFILE,
-                    RUN, SUITES, WRITE_MODE)
+from .stash import (ALLURE, BASELINE, DESELECTED, DESELECTED_BY_SUITE, EVIDENCE, JOURNAL,
+                    PLAN, PROFILE, RUN, SUITES, WRITE_MODE)
 
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
@@ -66,10 +66,17 @@ def pytest_configure(config: pytest.Config) -> None:
                             "worker")
     config.addinivalue_line("markers", "aws: reads a cluster through the AWS API "
                             "(cloudhsmv2.describe_clusters); deselect with -m 'not aws'")
+    config.addinivalue_line("markers", "baseline: records one cluster as it is (migration.mode "
+                            "baseline)")
+    config.addinivalue_line("markers", "reverify: proves one cluster against its baseline "
+                            "(migration.mode reverify)")
     if not config.getoption("hsm_profile"):
         return
     settle.options(config)
     profile, write_mode = settle.profile(config)
+    baseline = settle.baseline(profile, LoginGate(None))
+    if baseline is not None:
+        config.stash[BASELINE] = baseline
     config.stash[ALLURE] = allure_support.take_over(config)
     arg = config.getoption("hsm_journal")
     config.stash[JOURNAL] = Path(arg).resolve() if arg else default_path(config.rootpath)
@@ -79,11 +86,30 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(profile.module_env)
     config.stash[PROFILE] = profile
     config.stash[WRITE_MODE] = write_mode
-    config.stash[SUITES] = [name for name in verdicts.SUITES
+    config.stash[SUITES] = [name for name in verdicts.suites_of(profile.migration_mode)
                             if (config.rootpath / "suites" / f"test_{name}.py").is_file()]
     config.stash[DESELECTED_BY_SUITE] = {}
     run = run or start_run(config, profile, write_mode)
     config.stash[RUN] = run
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """A run collects the suites of its migration.mode only: a baseline or re-verify run (one
+    cluster) not the migration's suites, a migration not the baseline's or re-verify's."""
+    profile = config.stash.get(PROFILE, None)
+    name = collection_path.stem.removeprefix("test_")
+    if (profile is None or collection_path.parent.name != "suites"
+            or name not in verdicts.SUITES):
+        return None
+    return True if name not in verdicts.suites_of(profile.migration_mode) else None
+
+
+def _roles(metafunc: pytest.Metafunc) -> None:
+    """``role``: each cluster the profile names (source and target; the one of a baseline or
+    re-verify run)."""
+    profile = metafunc.config.stash.get(PROFILE, None)
+    roles = [c.role for c in profile.clusters] if profile else ["source", "target"]
+    metafunc.parametrize("role", roles)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -127,6 +153,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "role" in metafunc.fixturenames:
+        _roles(metafunc)
     if "inventory_key" not in metafunc.fixturenames:
         return
     config = metafunc.config

@@ -4,8 +4,9 @@ directory, no bundle, no session, no journal entry.
 
 Checked here: the options (``--hsm-batch``, ``--hsm-run-id``, a path option written with a
 space), the profile (its schema and rules: keyparity.profile), the FIPS policy and the
-production guard (keyparity.cloudhsm.policy), that source and target are two tokens, and that the write
-journal's chain is intact when the run may write.
+production guard (keyparity.cloudhsm.policy), that source and target are two tokens, that a
+re-verify run's baseline verifies, and that the write journal's chain is intact when the run
+may write.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ import pytest
 
 from .cloudhsm import policy
 from .errors import KeyparityError
+from .evidence.baseline import Baseline
+from .evidence.baseline import load as load_baseline
+from .hsm.login import LoginGate
 from .journal.chain import require_intact
 from .profile import Cluster, Profile, load_profile, resolve_profile_arg
 
@@ -66,6 +70,8 @@ def same_token(profile: Profile, tokens: dict[str, Any] | None = None) -> str | 
     """Why source and target are the same token (same module and token, or the same serial
     read from the tokens), or None."""
     src, tgt = profile.source, profile.target
+    if src is None or tgt is None:  # a baseline or re-verify: one cluster
+        return None
     if _token(src)[:2] == _token(tgt)[:2]:
         return (f"clusters.source and clusters.target name the same token ({_token(src)[1]} "
                 f"of {src.module})")
@@ -94,6 +100,17 @@ def profile(config: pytest.Config) -> tuple[Profile, policy.WriteMode]:
         raise pytest.UsageError(f"{loaded.path}: {same}: a migration needs two tokens; "
                                 "correct the profile")
     return loaded, write_mode
+
+
+def baseline(profile: Profile, gate: LoginGate) -> Baseline | None:
+    """A re-verify run's baseline, verified before anything else (UsageError when it does not
+    verify: nothing is read from the cluster); None for any other run."""
+    if profile.migration_mode != "reverify":
+        return None
+    try:
+        return load_baseline(profile, gate)
+    except KeyparityError as exc:
+        raise pytest.UsageError(f"{profile.path}: migration.baseline: {exc}") from None
 
 
 def journal(path: Path, write_mode: policy.WriteMode) -> None:

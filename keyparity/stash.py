@@ -8,6 +8,7 @@ import pytest
 
 from . import run as runinfo
 from .cloudhsm import policy
+from .evidence.baseline import Baseline
 from .evidence.evidence import Evidence
 from .profile import KeySpec, Profile
 
@@ -23,6 +24,7 @@ SUITES = pytest.StashKey[list[str]]()  # the suites of this checkout (suites/tes
 DESELECTED_BY_SUITE = pytest.StashKey[dict[str, int]]()  # -k, -m, --deselect: per suite
 # Allure: where the user asked for results (--alluredir), None for the run's archive, False off
 ALLURE = pytest.StashKey["Path | None | bool"]()
+BASELINE = pytest.StashKey[Baseline]()  # a re-verify run's baseline, verified at its start
 
 
 def profile(config: pytest.Config) -> Profile | None:

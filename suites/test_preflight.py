@@ -1,4 +1,5 @@
-"""Preflight (``-m preflight``): both clusters reachable and logged in, every inventory key on
+"""Preflight (``-m preflight``): both clusters (the one of a baseline or re-verify) reachable
+and logged in, every inventory key on
 the source as the inventory describes it (type, size or curve, CKA_ID) and extractable (or
 marked rotate), CKA_IDs that stay unambiguous on the target, the mechanisms the profile needs
 on each side. Nothing is written to either token (the wrapping probe uses session objects
@@ -13,7 +14,6 @@ from keyparity.hsm.locate import locate
 pytestmark = pytest.mark.preflight
 
 
-@pytest.mark.parametrize("role", ["source", "target"])
 def test_cluster_is_reachable_and_logged_in(role, request, hsm_profile, hsm_evidence):
     cluster = request.getfixturevalue(f"{role}_cluster")
     spec = getattr(hsm_profile, role)
@@ -28,7 +28,12 @@ def test_cluster_is_reachable_and_logged_in(role, request, hsm_profile, hsm_evid
         f"{cluster.name}: the token did not answer C_GenerateRandom on the session")
 
 
-def test_key_is_on_the_source_and_extractable(inventory_key, source_cluster, hsm_evidence):
+def test_key_is_on_the_source_and_extractable(inventory_key, hsm_profile, request,
+                                              hsm_evidence):
+    if hsm_profile.single:
+        pytest.skip(f"{hsm_profile.migration_mode}: nothing is moved, so extractability does not "
+                    "matter; the key's own tests find it on the cluster")
+    source_cluster = request.getfixturevalue("source_cluster")
     side = locate(source_cluster, inventory_key, inventory_key.label)
     assert side is not None, f"{inventory_key.label!r} not found on {source_cluster.name}"
     facts = keyinfo.from_attributes(attributes.read_standard(side.key))
@@ -45,14 +50,16 @@ def test_key_is_on_the_source_and_extractable(inventory_key, source_cluster, hsm
                          "the target, re-encrypt) or mark it disposition: rotate")
 
 
-def test_inventory_ids_are_unique_on_the_target(hsm_profile, source_cluster, target_cluster,
-                                                hsm_evidence):
+def test_inventory_ids_are_unique_on_the_target(hsm_profile, request, hsm_evidence):
+    if hsm_profile.single:
+        pytest.skip(f"{hsm_profile.migration_mode}: nothing is written to the cluster")
+    source_cluster = request.getfixturevalue("source_cluster")
+    target_cluster = request.getfixturevalue("target_cluster")
     conflicts = preflight.id_conflicts(hsm_profile, source_cluster.index, target_cluster.index)
     hsm_evidence(preflight_ids={"conflicts": conflicts})
     assert not conflicts, "\n".join(conflicts.values())
 
 
-@pytest.mark.parametrize("role", ["source", "target"])
 def test_cluster_offers_the_mechanisms_the_profile_needs(role, request, hsm_profile,
                                                          hsm_evidence):
     cluster = request.getfixturevalue(f"{role}_cluster")
@@ -61,10 +68,11 @@ def test_cluster_offers_the_mechanisms_the_profile_needs(role, request, hsm_prof
     assert not missing, f"{cluster.name} lacks: {', '.join(missing)}"
 
 
-def test_tokens_accept_the_wrapping_parameters(hsm_profile, source_cluster, target_cluster,
-                                               hsm_run, hsm_evidence):
+def test_tokens_accept_the_wrapping_parameters(hsm_profile, request, hsm_run, hsm_evidence):
     if hsm_profile.migration_mode != "migrate":
-        pytest.skip("verify-only: nothing is wrapped")
+        pytest.skip(f"{hsm_profile.migration_mode}: nothing is wrapped")
+    source_cluster = request.getfixturevalue("source_cluster")
+    target_cluster = request.getfixturevalue("target_cluster")
     left, method = preflight.probe_wrapping(hsm_profile, source_cluster, target_cluster,
                                             hsm_run.run_id)
     hsm_evidence(wrapping={"method": method})

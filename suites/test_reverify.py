@@ -30,8 +30,9 @@ def test_key_is_still_there(inventory_key, key_now, recorded, hsm_evidence):
 
 def test_key_check_value_is_unchanged(inventory_key, key_now, recorded, hsm_evidence):
     now, changes = snapshot.key_changes(recorded, key_now, inventory_key)
-    hsm_evidence(identity={"baseline": recorded["identity"], "now": now["identity"],
-                           "match": now["identity"]["value"] == recorded["identity"]["value"]})
+    hsm_evidence(reverify={"identity": {
+        "baseline": recorded["identity"], "now": now["identity"],
+        "match": now["identity"]["value"] == recorded["identity"]["value"]}})
     assert now["identity"]["value"] == recorded["identity"]["value"], (
         f"{inventory_key.label!r} holds other key material on {key_now.cluster}: "
         f"{recorded['identity']['value']} in the baseline, {now['identity']['value']} now "
@@ -41,8 +42,8 @@ def test_key_check_value_is_unchanged(inventory_key, key_now, recorded, hsm_evid
 def test_attributes_are_identical(inventory_key, key_now, recorded, hsm_evidence):
     now, changes = snapshot.key_changes(recorded, key_now, inventory_key)
     attrs = [c for c in changes if not c.startswith("key material:")]
-    hsm_evidence(attributes={"baseline": recorded.get("attributes", {}),
-                             "now": now["attributes"], "differences": attrs})
+    hsm_evidence(reverify={"attributes": {"baseline": recorded.get("attributes", {}),
+                                          "now": now["attributes"], "differences": attrs}})
     assert not attrs, (f"{inventory_key.label!r} on {key_now.cluster} changed since the "
                        "baseline:\n  " + "\n  ".join(attrs))
 
@@ -50,7 +51,7 @@ def test_attributes_are_identical(inventory_key, key_now, recorded, hsm_evidence
 def test_known_answers_still_hold(inventory_key, key_now, recorded, hsm_evidence):
     results = known_answers.check(key_now, recorded.get("known_answers", []),
                                   public_key=recorded.get("public_key"))
-    hsm_evidence(known_answers=results)
+    hsm_evidence(reverify={"known_answers": results})
     bad = [r for r in results if r["ok"] is False]
     assert not bad, (f"{inventory_key.label!r} on {key_now.cluster}: "
                      + "; ".join(f"{r['vector']}: {r['comment']}" for r in bad))
@@ -62,7 +63,7 @@ def test_owner_and_sharing_are_unchanged(inventory_key, key_now, recorded, cli_v
     if reason:
         pytest.skip(reason)
     now = cli_view.of(inventory_key)
-    hsm_evidence(ownership={"baseline": recorded.get("cli"), "now": now})
+    hsm_evidence(reverify={"ownership": {"baseline": recorded.get("cli"), "now": now}})
     if recorded.get("cli") is None:
         pytest.fail(f"{inventory_key.label!r}: the baseline recorded no owner (it was taken "
                     "without a cloudhsm_cli block): take a new baseline with one",
@@ -91,7 +92,7 @@ def _before(baseline):
 
 def _prove(name, check, state, hsm_evidence):
     hsm_evidence(cluster={"target": {"lineage": state.record(),
-                                     "checks": {name: check.record()}}})
+                                     "lineage_checks": {name: check.record()}}})
     assert check.ok, check.message
 
 

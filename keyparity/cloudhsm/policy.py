@@ -42,8 +42,10 @@ def moved_unapproved_keys(profile: Profile) -> list[str]:
 
 def fips_errors(profile: Profile) -> list[str]:
     """What the FIPS policy refuses in this profile (empty: nothing)."""
-    errors = []
+    errors: list[str] = []
     target = profile.target
+    if profile.single or target is None:  # one cluster across time: nothing moves between modes
+        return errors
     unapproved = moved_unapproved_keys(profile)
     if target.mode == "FIPS" and unapproved:
         names = ", ".join(f"{label} ({profile.key(label).type})" for label in unapproved)
@@ -62,11 +64,17 @@ def fips_errors(profile: Profile) -> list[str]:
 
 
 def is_fips_to_non_fips(profile: Profile) -> bool:
-    return profile.source.mode == "FIPS" and profile.target.mode == "NON_FIPS"
+    return (not profile.single and profile.source is not None and profile.target is not None
+            and profile.source.mode == "FIPS" and profile.target.mode == "NON_FIPS")
 
 
 def compliance(profile: Profile) -> dict[str, Any]:
     """The compliance facts of the run for the evidence (``doc["compliance"]``)."""
+    if profile.single:  # nothing moves: the cluster keeps its mode
+        mode = profile.cluster.mode
+        return {"source_mode": mode, "target_mode": mode, "posture_change": None,
+                "not_fips_approved_keys": [], "reference": REFERENCE}
+    assert profile.source is not None and profile.target is not None
     out: dict[str, Any] = {
         "source_mode": profile.source.mode, "target_mode": profile.target.mode,
         "posture_change": ("FIPS -> NON_FIPS" if is_fips_to_non_fips(profile) else None),
@@ -130,7 +138,12 @@ def confirm_id(target: Cluster) -> tuple[str, str]:
 def write_guard(profile: Profile, confirm: str | None) -> tuple[Profile, WriteMode]:
     """The profile the run uses, and its write mode. Production without the right
     ``--hsm-confirm``: verify-only (no wrapping, no unwrap, no sharing). A wrong confirm value
-    is a PolicyError naming both ids, in any environment."""
+    is a PolicyError naming both ids, in any environment. A baseline or re-verify run
+    writes nothing to any token: it needs no confirmation."""
+    if profile.single:
+        return profile, WriteMode(profile.environment, profile.migration_mode,
+                                  profile.migration_mode, False, None, None)
+    assert profile.target is not None
     expected, field = confirm_id(profile.target)
     if confirm is not None and confirm != expected:
         raise PolicyError(f"--hsm-confirm={confirm} does not match the target cluster "

@@ -238,7 +238,7 @@ class Results:
     def __init__(self, sink: Sink, profile: Profile, distributed: bool = False) -> None:
         self.sink = sink
         self.here = "controller" if distributed else "main"
-        self.epic = f"{profile.source.name} -> {profile.target.name}"
+        self.epic = profile.pair
         self.host = socket.gethostname()
         self.open: dict[str, dict[str, Any]] = {}
         self._suites: dict[str, tuple[list[dict[str, str]], list[str], str]] = {}

@@ -22,6 +22,7 @@ from ..hsm.login import LoginGate
 from ..journal.store import Journal
 from ..profile import Profile
 from .allure import Results
+from .baseline import write as write_baseline
 from .cbom import write_run_cbom
 from .evidence import Evidence
 from .oscal import write_assessment_results
@@ -82,6 +83,7 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
     step("report", report)
     step("assessment-results", oscal)
     step("cbom", cbom)
+    step("baseline", lambda: write_baseline(run_dir, doc))  # a baseline run's baseline.json
     step("allure", allure_results)
     predicate = _predicate(doc, profile, evidence_path)
     if journal is not None and Path(journal).is_file():

@@ -98,6 +98,8 @@ class Evidence:
             for name, value in fact.items():
                 if name == "vectors":
                     target.setdefault("vectors", []).extend(value)
+                elif name == "reverify":  # each re-verify test adds its part
+                    target.setdefault("reverify", {}).update(value)
                 else:
                     target[name] = value
 
@@ -127,10 +129,13 @@ class Evidence:
         declared and observed mode per cluster name."""
         for role, entry in facts.items():
             cluster = self.doc["clusters"].setdefault(role, {})
-            checks = cluster.get("verification_checks", {})
-            checks.update(entry.get("checks", {}))
-            cluster["verification_checks"] = dict(sorted(checks.items()))
-            for name in ("aws", "mode_source", "verification"):
+            if "checks" in entry or "verification_checks" in cluster:
+                checks = cluster.get("verification_checks", {})
+                checks.update(entry.get("checks", {}))
+                cluster["verification_checks"] = dict(sorted(checks.items()))
+            if "lineage_checks" in entry:
+                cluster.setdefault("lineage_checks", {}).update(entry["lineage_checks"])
+            for name in ("aws", "mode_source", "verification", "lineage", "before_after"):
                 if name in entry:
                     cluster[name] = entry[name]
             observed = entry.get("aws", {}).get("mode")
@@ -146,12 +151,20 @@ class Evidence:
         suites of the checkout; ``deselected``: tests deselected per suite."""
         self.doc["run"]["finished"] = _now()
         self.doc["run"]["exit_status"] = int(exitstatus)
+        mode = str(self.doc["run"].get("migration_mode", "migrate"))
         summary = verdicts.decide(self.doc, self.specs, suites=suites,
-                                  deselected=deselected or {}, exitstatus=exitstatus)
+                                  deselected=deselected or {}, exitstatus=exitstatus, mode=mode)
         clusters = self.doc.get("clusters", {})
+        one = clusters.get("source") or clusters.get("target") or {}
         summary["headline"] = verdicts.headline(
-            summary, clusters.get("source", {}).get("name", "the source"),
-            clusters.get("target", {}).get("name", "the target"))
+            summary, one.get("name", "the source") if mode in verdicts.SINGLE_PROOFS else
+            clusters.get("source", {}).get("name", "the source"),
+            clusters.get("target", {}).get("name", "the target"), mode=mode,
+            baseline=self.doc.get("baseline"))
+        closed = clusters.get("target", {}).get("lineage_checks", {}).get(
+            "rollback", {}).get("headline")
+        if closed:  # a re-verify past the HSM type change's rollback deadline says so first
+            summary["headline"] = f"{closed[0].upper()}{closed[1:]}. {summary['headline']}"
         for label, verdict in summary.pop("key_verdicts").items():
             self.key(label)["verdict"] = verdict
         self.doc["summary"] = summary

@@ -34,7 +34,7 @@ def needed_mechanisms(profile: Profile, role: str, cluster: ClusterSession) -> s
     if profile.migration_mode == "migrate" and not cluster.supports(CKM_RSA_AES_KEY_WRAP):
         need.update(_WRAP[role])
     for key in profile.keys:
-        if key.disposition == "rotate":
+        if key.disposition == "rotate" and not profile.single:  # a baseline proves it too
             continue
         for vector in key.vectors:
             need.add(vector_table.TABLE[vector].needs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,3 +76,38 @@ def init_token(state_dir: Path, label: str, env: dict[str, str], *, replace: boo
         raise RuntimeError(f"softhsm2-util could not initialise token {label!r}: "
                            f"{out.stderr.strip() or out.stdout.strip()}")
     return True
+
+
+def token_dir(state_dir: Path, label: str) -> Path:
+    """The directory of the token ``label`` in ``state_dir/tokens`` (SoftHSM keeps the label,
+    blank-padded to 32 bytes, in the directory's token.object)."""
+    padded = label.encode("utf-8").ljust(32, b" ")
+    found = [d for d in sorted((state_dir / "tokens").iterdir())
+             if (d / "token.object").is_file() and padded in (d / "token.object").read_bytes()]
+    if len(found) != 1:
+        raise FileNotFoundError(f"{len(found)} SoftHSM tokens labelled {label!r} in "
+                                f"{state_dir / 'tokens'}")
+    return found[0]
+
+
+def restore_copy(state_dir: Path, label: str, dest: Path, share: Sequence[str] = ()) -> Path:
+    """What a restore from backup makes, for the demo and the tests: a fresh token store
+    ``dest`` holding a copy of the token ``label`` (its objects, PIN and serial), and the
+    tokens ``share`` (the evidence custodian's) shared, not copied: their files hard-linked. Returns its softhsm2.conf.
+    ``dest`` is replaced."""
+    state_dir, dest = state_dir.resolve(), dest.resolve()
+    if dest.exists():
+        shutil.rmtree(dest)
+    tokens = dest / "tokens"
+    tokens.mkdir(parents=True)
+    source = token_dir(state_dir, label)
+    shutil.copytree(source, tokens / source.name)
+    for other in share:  # the same token, not a copy: its files hard-linked (SoftHSM skips a
+        shared = token_dir(state_dir, other)  # symbolic link in its token directory)
+        (tokens / shared.name).mkdir()
+        for item in shared.iterdir():
+            os.link(item, tokens / shared.name / item.name)
+    conf = dest / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
+                    "log.level = ERROR\nslots.removable = false\n")
+    return conf
