@@ -6,6 +6,7 @@ the bundle (keyparity.reporting), the chunks (keyparity.plan), xdist (keyparity.
 the migration (keyparity.hsm.migrate)."""
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,6 +238,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     plan.plan(session)
+    if PROFILE in session.config.stash:
+        # The collected items live until the run ends: out of the garbage collector's sight,
+        # a full collection no longer walks 150,000 of them (issue 13: the exit's collections
+        # alone took 24 s at 10,000 keys).
+        gc.freeze()
     n = session.config.stash.get(DESELECTED, 0)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if n and reporter is not None:

@@ -5,6 +5,7 @@ Registered in the controller process only (under xdist the reports arrive from t
 """
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -23,6 +24,12 @@ from .profile import Profile
 from .stash import DESELECTED_BY_SUITE, JOURNAL, SUITES
 
 
+# Everything the controller keeps for the bundle (the evidence, pytest's reports) lives until
+# the run ends; every this many reports it is moved out of the garbage collector's walk
+# (gc.freeze), so that full collections stay short however long the run (issue 13).
+FREEZE_EVERY = 20_000
+
+
 class EvidenceHooks:
     """Registered in the controller process only: turns test reports into evidence, and the
     run into a signed bundle at the end (keyparity.evidence.bundle)."""
@@ -34,7 +41,8 @@ class EvidenceHooks:
         self.profile = profile
         self.run = run
         self.bundle: dict[str, Any] | None = None
-        self.causes: dict[str, int] = {}  # a cluster's unavailability -> tests it stopped
+        self.causes: dict[str, int] = {}
+        self.reports = 0  # a cluster's unavailability -> tests it stopped
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -43,6 +51,9 @@ class EvidenceHooks:
         unavailable (keyparity.hsm.cluster.ClusterUnavailable) is said in full once; each later
         test it stops says so in one line (the evidence keeps every message whole)."""
         self._collect(report)
+        self.reports += 1
+        if self.reports % FREEZE_EVERY == 0:
+            gc.freeze()  # the evidence so far stays until the end: out of the collector's walk
         if self.allure is not None:
             props = report.user_properties
             self.allure.add(report, next((v for k, v in props if k == "keyparity_key"), None),
@@ -102,6 +113,7 @@ class EvidenceHooks:
                                suites=config.stash.get(SUITES, []),
                                deselected=config.stash.get(DESELECTED_BY_SUITE, {}))
         session.exitstatus = self.bundle["exitstatus"]
+        gc.freeze()  # what the run built stays until exit: pytest's collections at exit skip it
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         b = self.bundle
