@@ -69,9 +69,16 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "wrapping.mgf": "the OAEP mask generation function; default `mgf1-<oaep_hash>`",
         "wrapping.aes_bits": "size of the ephemeral AES key: 128, 192, 256 (default)",
         "migration": "how the suites treat the target",
-        "migration.mode": "`migrate` (default: the suites perform the migration) or "
+        "migration.mode": "`migrate` (default: the suites perform the migration), "
                           "`verify-only` (keys were moved by other means; the target key is "
-                          "found by label and nothing is written to either cluster)",
+                          "found by label and nothing is written to either cluster), "
+                          "`baseline` (one cluster, `clusters.source` only: record every key "
+                          "and the census as they are, into the signed `baseline.json`) or "
+                          "`reverify` (one cluster, `clusters.target` only: prove it against "
+                          "`migration.baseline`); see [baseline.md](baseline.md)",
+        "migration.baseline": "`reverify` only: the baseline run directory (relative to the "
+                              "profile's folder); its bundle must verify with this profile's "
+                              "`evidence.signers` and threshold, or the run is refused",
         "migration.backend": "`pkcs11` (default) or `cloudhsm-cli` (the CloudHSM guide's CLI "
                              "commands move the keys; see "
                              "[production.md](production.md#the-cli-as-migration-backend))",

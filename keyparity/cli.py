@@ -192,6 +192,10 @@ def _cleanup(args: argparse.Namespace) -> int:
     from .cloudhsm import policy
     from .hsm.cleanup import cleanup
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
+    if profile.single or profile.target is None:
+        print(f"keyparity cleanup: nothing to do: {profile.name} is a {profile.migration_mode} "
+              "profile, and such a run writes nothing to any token", file=sys.stderr)
+        return 2
     expected, field = policy.confirm_id(profile.target)
     if profile.environment == "production" and args.hsm_confirm != expected:
         print(f"keyparity cleanup: refused: {profile.name} is a production profile; add "

@@ -31,5 +31,6 @@ def test_every_key_object_is_recorded(the_cluster, hsm_evidence):
     assert objects, f"{the_cluster.name} holds no key object: there is nothing to baseline"
 
 
+@pytest.mark.aws
 def test_cluster_state_is_recorded(cluster_state, hsm_evidence):
     hsm_evidence(cluster={"source": {"lineage": cluster_state.record()}})

@@ -96,6 +96,7 @@ def _prove(name, check, state, hsm_evidence):
     assert check.ok, check.message
 
 
+@pytest.mark.aws
 def test_cluster_lineage(cluster_state, baseline, hsm_evidence):
     before = _before(baseline)
     check = lineage.check_lineage(before, cluster_state)
@@ -104,12 +105,14 @@ def test_cluster_lineage(cluster_state, baseline, hsm_evidence):
     _prove("lineage", check, cluster_state, hsm_evidence)
 
 
+@pytest.mark.aws
 def test_backup_is_kept(cluster_state, baseline, hsm_evidence):
     taken = dt.datetime.fromisoformat(baseline.date)
     _prove("backup", lineage.check_backup(_before(baseline), cluster_state, taken),
            cluster_state, hsm_evidence)
 
 
+@pytest.mark.aws
 def test_rollback_window(cluster_state, hsm_evidence):
     _prove("rollback", lineage.check_rollback(cluster_state, dt.datetime.now(dt.timezone.utc)),
            cluster_state, hsm_evidence)

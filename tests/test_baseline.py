@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import evidence, run_suites
+from jsonschema import Draft202012Validator
+
 
 from keyparity.evidence.custodians import file_custodian
 from keyparity.hsm.softhsm import restore_copy
+
+SCHEMA = Draft202012Validator(json.loads(
+    (Path(__file__).resolve().parents[1] / "keyparity" / "schemas" / "evidence.schema.json")
+    .read_text()))
 
 KEYS = [
     {"label": "k-aes128", "type": "aes", "size": 128},
@@ -44,6 +51,7 @@ def take_baseline(lab: Any, suites: pytest.Pytester, signed: bool = True) -> Pat
     assert result.ret == 0, result.stdout.str()
     doc = evidence(suites)
     assert doc["summary"]["verdict"] == "PASS", doc["summary"]
+    SCHEMA.validate(doc)
     return suites.path / "reports" / doc["run"]["run_id"]
 
 
@@ -84,8 +92,12 @@ def test_a_faithful_restored_copy_reverifies_pass(lab, suites):
 
     assert result.ret == 0, result.stdout.str()
     doc = evidence(suites)
+    SCHEMA.validate(doc)
     assert doc["summary"]["verdict"] == "PASS"
     assert doc["baseline"]["sha256"] == hashlib.sha256(raw).hexdigest()
+    run_dir = suites.path / "reports" / doc["run"]["run_id"]
+    html = (run_dir / "report.html").read_text()
+    assert f"the baseline of <code>{base.name}</code>" in html and doc["baseline"]["sha256"] in html
     assert doc["baseline"]["run_id"] == base.name
     assert doc["summary"]["headline"].startswith(
         f"All {len(KEYS)} keys on hsm1-now are unchanged since the baseline of {base.name}, ")
@@ -98,16 +110,21 @@ def test_a_faithful_restored_copy_reverifies_pass(lab, suites):
                   {"op": "create", "token": "hsm1", "label": "k-aes128",
                    "key": {"label": "k-aes128", "type": "aes", "size": 128}}],
                  {"test_key_check_value_is_unchanged[k-aes128]": "holds other key material",
+                  # a new object: its CKA_UNIQUE_ID (and the like) differ too
+                  "test_attributes_are_identical[k-aes128]": "changed since the baseline",
                   "test_known_answers_still_hold[k-aes128]": "k-aes128",
                   "test_census_matches_the_baseline": "changed: 'k-aes128'"},
                  id="other-material-same-label"),
     pytest.param([{"op": "set", "token": "hsm1", "label": "k-hmac", "class": "secret",
-                   "attribute": "CKA_DERIVE", "value": True}],
-                 {"test_attributes_are_identical[k-hmac]": "CKA_DERIVE: was False, is True"},
+                   "attribute": "derive", "value": True}],
+                 {"test_attributes_are_identical[k-hmac]": "derive: was False, is True"},
                  id="flipped-attribute"),
     pytest.param([{"op": "destroy", "token": "hsm1", "label": "k-rsa",
                    "classes": ["private", "public"]}],
-                 {"test_key_is_still_there[k-rsa]": "'k-rsa' (rsa) is not on hsm1-now",
+                 {**{f"{test}[k-rsa]": "'k-rsa' (rsa) is not on hsm1-now" for test in (
+                     "test_key_is_still_there", "test_key_check_value_is_unchanged",
+                     "test_attributes_are_identical", "test_known_answers_still_hold",
+                     "test_owner_and_sharing_are_unchanged")},
                   "test_census_matches_the_baseline": "lost: 'k-rsa'"},
                  id="missing-key"),
     pytest.param([{"op": "create", "token": "hsm1", "label": "k-extra",
@@ -124,6 +141,7 @@ def test_a_changed_cluster_goes_red_naming_the_key(lab, suites, change, expect):
 
     assert result.ret == 1, result.stdout.str()
     doc = evidence(suites)
+    SCHEMA.validate(doc)
     assert doc["summary"]["verdict"] == "FAIL"
     got = red(suites)
     for test, words in expect.items():
@@ -179,3 +197,120 @@ def test_a_profile_names_the_clusters_its_mode_needs(lab):
                         compliance=None)
     with pytest.raises(KeyparityError, match="holds no baseline.json"):
         load_profile(empty)
+
+
+def test_a_reverify_past_the_rollback_deadline_says_so_first_in_its_headline(tmp_path):
+    """The rollback check (keyparity.cloudhsm.lineage.check_rollback, tested with botocore's
+    Stubber in test_lineage.py) passes once the deadline is past, but the headline says it."""
+    import datetime as dt
+
+    from keyparity.cloudhsm import lineage
+    from keyparity.evidence.evidence import Evidence
+    from keyparity.profile import KeySpec
+
+    state = lineage.ClusterState(
+        cluster_id="cluster-abc", region="us-east-1", state="ACTIVE", hsm_type="hsm2m.medium",
+        mode="FIPS", rollback_expiration="2026-11-01T00:00:00+00:00", source_backup_id=None,
+        hsms=(), backups=())
+    check = lineage.check_rollback(state, dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc))
+    assert check.ok and check.warnings
+    ev = Evidence(tmp_path, {"run_id": "r", "migration_mode": "reverify"})
+    ev.doc["clusters"] = {"target": {"name": "hsm-now"}}
+    ev.doc["baseline"] = {"run_id": "20261120T000000Z-abcdef", "date": "2026-11-20", "sha256": "0" * 64}
+    spec = KeySpec(index=0, label="k", target_label="k", type="aes", size=128, curve=None,
+                   attributes={}, vectors=("aes-ecb",), disposition="migrate",
+                   expected_differences={})
+    ev.add_inventory([spec])
+    for fn in ("test_key_is_still_there", "test_key_check_value_is_unchanged",
+               "test_attributes_are_identical", "test_known_answers_still_hold"):
+        ev.add_report(f"suites/test_reverify.py::{fn}[k]", "k", "passed", "call", 0.0, None, [])
+    ev.add_report("suites/test_reverify.py::test_rollback_window", None, "passed", "call", 0.0,
+                  None, [{"cluster": {"target": {"lineage_checks": {"rollback": check.record()}}}}])
+    ev.finish(0, suites=["reverify"])
+    headline = ev.doc["summary"]["headline"]
+    assert headline.startswith("The rollback window of cluster-abc closed at "), headline
+    assert "the baseline of 20261120T000000Z-abcdef, 2026-11-20" in headline
+
+
+def _aws_case(path: Path, rollback: str | None) -> None:
+    """describe_clusters and describe_backups as the child run's Stubber answers them."""
+    cluster = {"ClusterId": "cluster-abc", "State": "ACTIVE", "HsmType": "hsm2m.medium",
+               "Mode": "NON_FIPS", "CreateTimestamp": "2026-11-01T09:00:00+00:00",
+               "Hsms": [{"HsmId": f"hsm-{n}abcdefghij", "HsmType": "hsm2m.medium",
+                         "State": "ACTIVE", "AvailabilityZone": f"us-east-1{z}",
+                         "ClusterId": "cluster-abc"} for n, z in ((1, "a"), (2, "b"))]}
+    if rollback:
+        cluster["HsmTypeRollbackExpiration"] = rollback
+    backups = {"Backups": [{"BackupId": "backup-abcdefghijk", "BackupState": "READY",
+                            "ClusterId": "cluster-abc", "HsmType": "hsm1.medium",
+                            "Mode": "NON_FIPS", "CreateTimestamp": "2026-11-26T02:00:00+00:00"}]}
+    path.write_text(json.dumps([
+        {"method": "describe_clusters", "response": {"Clusters": [cluster]}},
+        {"method": "describe_backups", "response": backups}]))
+
+
+def test_owner_sharing_and_the_cluster_through_the_cloudhsm_cli_and_aws(lab, suites,
+                                                                       monkeypatch):
+    """With cloudhsm_cli and aws blocks (the stand-in CLI, its JSON in the documented shape;
+    AWS through botocore's Stubber in the child run, tests/aws_stub.py): the baseline records
+    each key's owner and shared users and the cluster as AWS describes it; a re-verify after an
+    in-place HSM type change whose rollback window has closed passes and says so first in its
+    headline; one where a key's sharing changed fails that key's test."""
+    from test_ownership import FAKE, PASSWORD, TEMPLATE, listing
+
+    keys = KEYS[:1]
+    lab.seed(keys)
+    shutil.copy(Path(__file__).with_name("aws_stub.py"), suites.path / "aws_stub.py")
+    case, aws_case = lab.root / "case.json", lab.root / "aws.json"
+    for name, value in {"KP_TEST_CU_PASSWORD": PASSWORD, "FAKE_CLOUDHSM_CASE": case,
+                        "FAKE_CLOUDHSM_LOG": lab.root / "cli.log",
+                        "FAKE_CLOUDHSM_EXPECT_PIN": f"cu1:{PASSWORD}",
+                        "FAKE_CLOUDHSM_EXPECT_CLUSTER": "cluster-abc",
+                        "KP_FAKE_AWS": aws_case}.items():
+        monkeypatch.setenv(name, str(value))
+
+    def answer(shared: tuple[str, ...]) -> None:
+        key = json.loads(json.dumps(TEMPLATE))
+        key["key-info"]["key-owners"] = [{"username": "cu1", "key-coverage": "full"}]
+        key["key-info"]["shared-users"] = [{"username": u, "key-coverage": "full"}
+                                           for u in shared]
+        key["attributes"] = {"label": "k-aes128", "class": "secret-key", "key-type": "aes"}
+        case.write_text(json.dumps({"key list*": listing(key)}))
+
+    def cluster(name: str) -> dict[str, Any]:
+        return {**_cluster(lab, name), "aws": {"cluster_id": "cluster-abc",
+                                               "region": "us-east-1"},
+                "cloudhsm_cli": {"path": str(FAKE), "user": "cu1",
+                                 "password": "env:KP_TEST_CU_PASSWORD"}}
+
+    answer(("cu2",))
+    _aws_case(aws_case, None)
+    profile = lab.profile(keys, name="base", clusters={"source": cluster("hsm1")},
+                          migration={"mode": "baseline"}, compliance=None,
+                          evidence=_signers(lab))
+    result = run_suites(suites, profile, "-p", "aws_stub")
+    assert result.ret == 0, result.stdout.str()
+    doc = evidence(suites)
+    assert doc["keys"]["k-aes128"]["baseline"]["cli"] == {"owners": ["cu1"],
+                                                          "shared_users": ["cu2"]}
+    assert doc["clusters"]["source"]["lineage"]["hsm_type"] == "hsm2m.medium"
+    base = suites.path / "reports" / doc["run"]["run_id"]
+    now = lab.profile(keys, name="now", clusters={"target": cluster("hsm1-now")},
+                      migration={"mode": "reverify", "baseline": str(base)}, compliance=None,
+                      evidence=_signers(lab))
+
+    _aws_case(aws_case, "2026-11-20T00:00:00+00:00")  # the rollback window has closed
+    result = run_suites(suites, now, "-p", "aws_stub")
+    assert result.ret == 0, result.stdout.str()
+    doc = evidence(suites)
+    SCHEMA.validate(doc)
+    assert doc["summary"]["headline"].startswith(
+        "The rollback window of cluster-abc closed at 2026-11-20"), doc["summary"]["headline"]
+    assert doc["summary"]["verdict"] == "PASS"
+
+    answer(())  # no longer shared with cu2
+    result = run_suites(suites, now, "-p", "aws_stub")
+    assert result.ret == 1
+    got = red(suites)
+    assert list(got) == ["test_owner_and_sharing_are_unchanged[k-aes128]"], got
+    assert "'shared_users': ['cu2']" in got["test_owner_and_sharing_are_unchanged[k-aes128]"]

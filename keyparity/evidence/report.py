@@ -300,6 +300,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "test_counts": sorted(test_counts.items(), key=lambda kv: _COUNT_ORDER.get(kv[0], 1)),
         "tests_total": len(tests),
         "run": run,
+        "baseline": doc.get("baseline") or {},
         "run_id": run_id,
         "command": shlex.join(str(w) for w in command) if isinstance(command, list)
         else command,
