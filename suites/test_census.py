@@ -30,11 +30,8 @@ def test_every_source_key_is_accounted_for(source_census, source_cluster, hsm_ev
 
 
 def test_no_second_copy_of_an_inventory_key_on_the_target(source_census, source_cluster,
-                                                          hsm_profile, hsm_run, request,
-                                                          hsm_evidence):
-    if hsm_profile.single:
-        pytest.skip(f"{hsm_profile.migration_mode}: one cluster, no target to reconcile")
-    target_cluster = request.getfixturevalue("target_cluster")
+                                                          target_cluster, hsm_profile,
+                                                          hsm_run, hsm_evidence):
     entries, _ = source_census
     found = census.reconcile(census.scan(target_cluster.session, target_cluster.name),
                              entries, hsm_profile, hsm_run.run_id, target_cluster.name,

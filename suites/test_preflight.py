@@ -28,12 +28,11 @@ def test_cluster_is_reachable_and_logged_in(role, request, hsm_profile, hsm_evid
         f"{cluster.name}: the token did not answer C_GenerateRandom on the session")
 
 
-def test_key_is_on_the_source_and_extractable(inventory_key, hsm_profile, request,
+def test_key_is_on_the_source_and_extractable(inventory_key, source_cluster, hsm_profile,
                                               hsm_evidence):
     if hsm_profile.single:
         pytest.skip(f"{hsm_profile.migration_mode}: nothing is moved, so extractability does not "
                     "matter; the key's own tests find it on the cluster")
-    source_cluster = request.getfixturevalue("source_cluster")
     side = locate(source_cluster, inventory_key, inventory_key.label)
     assert side is not None, f"{inventory_key.label!r} not found on {source_cluster.name}"
     facts = keyinfo.from_attributes(attributes.read_standard(side.key))
@@ -50,11 +49,8 @@ def test_key_is_on_the_source_and_extractable(inventory_key, hsm_profile, reques
                          "the target, re-encrypt) or mark it disposition: rotate")
 
 
-def test_inventory_ids_are_unique_on_the_target(hsm_profile, request, hsm_evidence):
-    if hsm_profile.single:
-        pytest.skip(f"{hsm_profile.migration_mode}: nothing is written to the cluster")
-    source_cluster = request.getfixturevalue("source_cluster")
-    target_cluster = request.getfixturevalue("target_cluster")
+def test_inventory_ids_are_unique_on_the_target(hsm_profile, source_cluster, target_cluster,
+                                                hsm_evidence):
     conflicts = preflight.id_conflicts(hsm_profile, source_cluster.index, target_cluster.index)
     hsm_evidence(preflight_ids={"conflicts": conflicts})
     assert not conflicts, "\n".join(conflicts.values())
@@ -68,11 +64,10 @@ def test_cluster_offers_the_mechanisms_the_profile_needs(role, request, hsm_prof
     assert not missing, f"{cluster.name} lacks: {', '.join(missing)}"
 
 
-def test_tokens_accept_the_wrapping_parameters(hsm_profile, request, hsm_run, hsm_evidence):
+def test_tokens_accept_the_wrapping_parameters(hsm_profile, source_cluster, target_cluster,
+                                               hsm_run, hsm_evidence):
     if hsm_profile.migration_mode != "migrate":
         pytest.skip(f"{hsm_profile.migration_mode}: nothing is wrapped")
-    source_cluster = request.getfixturevalue("source_cluster")
-    target_cluster = request.getfixturevalue("target_cluster")
     left, method = preflight.probe_wrapping(hsm_profile, source_cluster, target_cluster,
                                             hsm_run.run_id)
     hsm_evidence(wrapping={"method": method})

@@ -15,7 +15,7 @@ import pytest
 from keyparity.evidence import allure
 
 PROFILE: Any = SimpleNamespace(source=SimpleNamespace(name="hsm1"),
-                               target=SimpleNamespace(name="hsm2"))
+                               target=SimpleNamespace(name="hsm2"), pair="hsm1 -> hsm2")
 NODE = "suites/test_equivalence.py::test_key_check_values_match[k-aes]"
 
 
