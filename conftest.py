@@ -2,4 +2,4 @@
 through the ``pytest11`` entry point. No logic here."""
 
 pytest_plugins = ("fixtures.keys", "fixtures.census", "fixtures.tls", "fixtures.cluster",
-                  "fixtures.ownership", "fixtures.baseline")
+                  "fixtures.ownership", "fixtures.baseline", "fixtures.cloudhsm")

@@ -68,6 +68,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                               "tokens accept it (SoftHSM 2.6 accepts only `sha1`)",
         "wrapping.mgf": "the OAEP mask generation function; default `mgf1-<oaep_hash>`",
         "wrapping.aes_bits": "size of the ephemeral AES key: 128, 192, 256 (default)",
+        "wrapping.trusted": "`true`: an admin will mark the wrapping key `trusted` before the "
+                            "run, so keys with `wrap-with-trusted` can be wrapped (default "
+                            "`false`: preflight fails such keys with the admin's step)",
         "migration": "how the suites treat the target",
         "migration.mode": "`migrate` (default: the suites perform the migration), "
                           "`verify-only` (keys were moved by other means; the target key is "
@@ -130,6 +133,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "hsm_type": "the expected HSM type (checked through `aws`)",
         "aws": "where the cluster lives in AWS: [aws](#aws). Without it the cluster suite is "
                "skipped and the mode is recorded as *declared*",
+        "client_config": "the CloudHSM client's configuration on this host, checked for a "
+                         "disabled key availability check (default with an `aws` block: "
+                         "`/opt/cloudhsm/etc/cloudhsm-pkcs11.cfg`)",
         "cloudhsm_cli": "the CloudHSM CLI: [cloudhsm_cli](#cloudhsm_cli) (ownership, sharing, "
                         "CLI backend). Without it the ownership tests are skipped",
     },
@@ -185,6 +191,11 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "role_arn": "an IAM role to assume through STS (optional)",
         "min_active_hsms": "ACTIVE HSMs the cluster must have (default 2, for key "
                            "availability across AZs; 1 disables the check)",
+        "backup_max_age_days": "the source's newest READY backup may be at most this old "
+                               "when the inventory does not say when its newest key was made "
+                               "(default 7)",
+        "kms_key_stores": "`false`: do not look for KMS custom key stores backed by the "
+                          "cluster (`kms:DescribeCustomKeyStores`; default `true`)",
     },
     "cloudhsm_cli": {
         "path": "the CLI (default `/opt/cloudhsm/bin/cloudhsm-cli`)",

@@ -111,6 +111,8 @@ class AwsSpec:
     profile: str | None = None
     role_arn: str | None = None
     min_active_hsms: int = 2
+    backup_max_age_days: int = 7  # the source's newest READY backup may be this old at most
+    kms_key_stores: bool = True  # look for KMS custom key stores backed by the cluster
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,9 @@ class Cluster:
     hsm_type: str | None = None  # expected: hsm1.medium | hsm2m.medium
     aws: AwsSpec | None = None
     cloudhsm_cli: CloudHsmCliSpec | None = None
+    # the CloudHSM client's configuration on this host (the key availability check); None:
+    # /opt/cloudhsm/etc/cloudhsm-pkcs11.cfg when the cluster has an aws block
+    client_config: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ class Wrapping:
     oaep_hash: str
     mgf: str
     aes_bits: int
+    trusted: bool = False  # an admin marks the wrapping key trusted (wrap-with-trusted keys)
 
 
 @dataclass(frozen=True)
@@ -479,6 +485,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         oaep_hash=oaep,
         mgf=wrap.get("mgf", f"mgf1-{oaep}"),
         aes_bits=int(wrap.get("aes_bits", 256)),
+        trusted=bool(wrap.get("trusted", False)),
     )
     keys = tuple(_key(i, item, fail) for i, item in enumerate(data["keys"]))
     _check_unique(keys, data["keys"], fail)
@@ -512,6 +519,13 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
                            f"chmod 600 {entry['file']}")
     return dataclasses.replace(profile, secret_files=tuple(_FrozenDict(f) for f in files))
 
+
+# keys[i].attributes.trusted: true is refused (keyparity.cloudhsm.key_policy says the same)
+TRUSTED_AT_UNWRAP = (
+    "trusted: true cannot be set at unwrap: the crypto user who unwraps cannot set trusted, "
+    "only an admin can, afterwards (`key set-attribute --filter key-reference=<key-reference> "
+    "--name trusted --value true`, logged in as an admin); remove trusted from the key's "
+    "attributes")
 
 SINGLE_CLUSTER_MODES = ("baseline", "reverify")
 # migration.mode -> the clusters it names
@@ -759,6 +773,8 @@ def _cluster(role: str, raw: dict[str, Any], base: Path, fail: _Fail) -> Cluster
         aws=AwsSpec(**raw["aws"]) if "aws" in raw else None,
         cloudhsm_cli=_cli(f"{prefix}.cloudhsm_cli", raw["cloudhsm_cli"], base, fail)
         if "cloudhsm_cli" in raw else None,
+        client_config=Path(os.path.normpath(base / raw["client_config"]))
+        if "client_config" in raw else None,
     )
 
 
@@ -781,6 +797,8 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
                 f"{prefix}.vectors[{j}]",
                 f"'{vector}' is not allowed for type {key_type} (allowed: {', '.join(allowed)})",
             )
+    if raw.get("attributes", {}).get("trusted") is True:
+        raise fail(f"{prefix}.attributes.trusted", TRUSTED_AT_UNWRAP)
     return KeySpec(
         index=index,
         label=raw["label"],

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .cloudhsm import policy
+from .cloudhsm import kms_stores, policy
 from .errors import KeyparityError
 from .evidence.baseline import Baseline
 from .evidence.baseline import load as load_baseline
@@ -95,6 +95,13 @@ def profile(config: pytest.Config) -> tuple[Profile, policy.WriteMode]:
         loaded, write_mode = policy.write_guard(loaded, config.getoption("hsm_confirm"))
     except KeyparityError as exc:
         raise pytest.UsageError(str(exc)) from None
+    for cluster in loaded.clusters:  # never log in as KMS's own crypto user
+        for field, user in ((f"clusters.{cluster.role}.user", cluster.user),
+                            (f"clusters.{cluster.role}.cloudhsm_cli.user",
+                             cluster.cloudhsm_cli.user if cluster.cloudhsm_cli else None)):
+            why = kms_stores.refuse_kmsuser(user)
+            if why:
+                raise pytest.UsageError(f"{loaded.path}: {field}: {why}")
     same = same_token(loaded)
     if same:
         raise pytest.UsageError(f"{loaded.path}: {same}: a migration needs two tokens; "

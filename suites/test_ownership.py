@@ -7,6 +7,7 @@ exist; an inventory asking for either there fails with that reason. A key whose 
 entry names no owner has its owner recorded, and the owner test skipped."""
 import pytest
 
+from keyparity.cloudhsm import key_policy, users
 from keyparity.hsm import attributes
 
 
@@ -31,4 +32,18 @@ def test_cli_attributes_and_check_value_match_pkcs11(migrated, ownership, hsm_ev
     if check.skip:
         pytest.skip(check.skip)
     hsm_evidence(cli_attributes=check.facts)
+    assert check.ok, check.message
+
+
+def test_target_key_has_the_source_quorum_values(migrated, ownership, cloudhsm_clis,
+                                                 hsm_evidence):
+    """Key quorum values (M of N) cannot be changed after a key is made: the target key must
+    have arrived with the source key's (keyparity.cloudhsm.key_policy)."""
+    (source,) = cloudhsm_clis.need("source")
+    spec = migrated.spec
+    source_key = users.source_keys(source, [spec])[spec.label]
+    if isinstance(source_key, Exception):
+        pytest.fail(f"{spec.label!r}: {source_key}", pytrace=False)
+    check = key_policy.check_quorum_after(spec, source_key, ownership.view(spec))
+    hsm_evidence(quorum_after=check.record())
     assert check.ok, check.message

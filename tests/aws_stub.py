@@ -1,6 +1,7 @@
 """A pytest plugin for suite runs in a child pytest (``-p aws_stub``): every cloudhsmv2 client
 keyparity makes answers from the calls listed in ``$KP_FAKE_AWS`` (a JSON list of
-``{"method", "response"}``), through botocore's Stubber on a real client, so each response is
+``{"method", "response"}``, with ``"service": "kms"`` for a KMS call; every client of a service
+is given every response of that service, in order), through botocore's Stubber on a real client, so each response is
 validated against the service model. Timestamps in the file are ISO strings. Nothing else of
 keyparity is changed; no request leaves the process."""
 from __future__ import annotations
@@ -34,13 +35,14 @@ def pytest_configure(config: Any) -> None:
         return
     calls = json.loads(Path(case).read_text())
 
-    def client_for(spec: Any) -> Any:
-        client = boto3.client("cloudhsmv2", region_name=spec.region,
+    def client_for(spec: Any, service: str = "cloudhsmv2") -> Any:
+        client = boto3.client(service, region_name=spec.region,
                               aws_access_key_id="AKIATESTTESTTESTTEST",
                               aws_secret_access_key="test-secret-not-used")
         stub = Stubber(client)
         for call in calls:
-            stub.add_response(call["method"], _times(call["response"]))
+            if call.get("service", "cloudhsmv2") == service:
+                stub.add_response(call["method"], _times(call["response"]))
         stub.activate()
         client.keyparity_stub = stub  # kept alive with the client
         return client

@@ -107,13 +107,14 @@ def lab() -> Any:
 
 @pytest.fixture
 def suites(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A pytester directory holding the real suites (but the TLS suite: test_tls_suite.py, and
-    the cluster suite: test_aws.py, test_production_guard.py),
+    """A pytester directory holding the real suites (but the TLS suite: test_tls_suite.py, the
+    cluster suite: test_aws.py, test_production_guard.py, and the CloudHSM preconditions:
+    test_cloudhsm_suite.py),
     fixtures and root conftest."""
     for name in ("suites", "fixtures"):
         shutil.copytree(REPO / name, pytester.path / name,
                         ignore=shutil.ignore_patterns("test_tls.py", "test_cluster.py",
-                                                     "test_ownership.py"))
+                                                     "test_ownership.py", "test_cloudhsm.py"))
     shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
     (pytester.path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
     return pytester

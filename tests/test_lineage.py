@@ -292,7 +292,7 @@ def test_no_ready_backup_fails_with_what_to_do(listed):
                              "takes a backup on demand: CloudHSM backs a cluster up at least "
                              "once every 24 hours, and when an HSM is added to or removed from "
                              "an active cluster (aws cloudhsmv2 create-hsm forces one); wait "
-                             "for a READY backup, then re-verify")
+                             "for a new READY backup, then run again")
 
 
 @pytest.mark.parametrize(("state", "never_expires"), [("PENDING_DELETION", False),

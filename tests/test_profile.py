@@ -231,7 +231,7 @@ def test_unknown_nested_field(layout: dict[str, Path]) -> None:
     data["clusters"]["source"]["pni"] = "env:X"
     err = error_for(layout, data)
     assert err.field == "clusters.source.pni"
-    assert err.message == "unknown field 'pni' (allowed: name, module, token_label, slot, pin, mode, tls, user, hsm_type, aws, cloudhsm_cli)"
+    assert err.message == "unknown field 'pni' (allowed: name, module, token_label, slot, pin, mode, tls, user, hsm_type, aws, cloudhsm_cli, client_config)"
 
 
 def test_unknown_attribute(layout: dict[str, Path]) -> None:

@@ -90,9 +90,10 @@ def error_for(exc: BaseException, spec: AwsSpec, action: str = "DescribeClusters
                 f"{todo}")
 
 
-def client_for(spec: AwsSpec) -> Any:
-    """A cloudhsmv2 client for the profile's AWS block: ``profile`` names the AWS profile
-    (default chain otherwise); with ``role_arn`` the role is assumed through STS first."""
+def client_for(spec: AwsSpec, service: str = "cloudhsmv2") -> Any:
+    """A client of ``service`` (cloudhsmv2; kms for the custom key stores) for the profile's
+    AWS block: ``profile`` names the AWS profile (default chain otherwise); with ``role_arn``
+    the role is assumed through STS first."""
     # deferred for speed: boto3 takes a good part of a second to import, and only profiles
     # with an ``aws`` block need it
     import boto3
@@ -107,7 +108,7 @@ def client_for(spec: AwsSpec) -> Any:
                                     aws_secret_access_key=creds["SecretAccessKey"],
                                     aws_session_token=creds["SessionToken"],
                                     region_name=spec.region)
-        return session.client("cloudhsmv2", region_name=spec.region)
+        return session.client(service, region_name=spec.region)
     except (bx.BotoCoreError, bx.ClientError) as exc:
         raise error_for(exc, spec, "AssumeRole" if spec.role_arn else "session") from None
 

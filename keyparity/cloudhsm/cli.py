@@ -129,6 +129,7 @@ class CliKey:
     inconsistent: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # fields the JSON did not have (key-owners, shared-users...)
     coverage: Mapping[str, str] = field(default_factory=dict)  # user -> key-coverage
+    quorum: Mapping[str, Any] | None = None  # key-info.key-quorum-values; None: not reported
 
     @property
     def label(self) -> str | None:
@@ -178,11 +179,13 @@ class CliKey:
             [f"attributes.{k}" for k, v in attrs.items() if v == INCONSISTENT]
             + [f"key-info.{k}" for k, v in info.items() if v == INCONSISTENT])
         coverage = info.get("cluster-coverage")
+        quorum = info.get("key-quorum-values")
         return cls(key_reference=str(raw.get("key-reference", "")), owners=owners,
                    shared_users=shared,
                    cluster_coverage=coverage if isinstance(coverage, str) else None,
                    attributes=dict(attrs), inconsistent=tuple(inconsistent),
-                   missing=tuple(missing), coverage={**shared_cov, **owner_cov})
+                   missing=tuple(missing), coverage={**shared_cov, **owner_cov},
+                   quorum=dict(quorum) if isinstance(quorum, dict) else None)
 
 
 _PROCESS_GATE = LoginGate(None)  # CLI logins of a process without a run (keyparity cleanup)

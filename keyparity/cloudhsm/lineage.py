@@ -32,22 +32,22 @@ _BACKUP_KEYS = ("BackupId", "BackupState", "ClusterId", "CreateTimestamp", "HsmT
 _TIMES = ("CreateTimestamp", "CopyTimestamp", "DeleteTimestamp")
 NO_BACKUP_TODO = ("no API takes a backup on demand: CloudHSM backs a cluster up at least once "
                   "every 24 hours, and when an HSM is added to or removed from an active cluster "
-                  "(aws cloudhsmv2 create-hsm forces one); wait for a READY backup, then re-verify")
-_EPOCH = "0001-01-01T00:00:00+00:00"
+                  "(aws cloudhsmv2 create-hsm forces one); wait for a new READY backup, then run again")
+EPOCH = "0001-01-01T00:00:00+00:00"
 
 
-def _utc(value: dt.datetime | str) -> dt.datetime:
+def utc(value: dt.datetime | str) -> dt.datetime:
     when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
     return (when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None
             else when.astimezone(dt.timezone.utc))
 
 
-def _iso(value: dt.datetime | str | None) -> str | None:
-    return None if value is None else _utc(value).isoformat(timespec="seconds")
+def iso(value: dt.datetime | str | None) -> str | None:
+    return None if value is None else utc(value).isoformat(timespec="seconds")
 
 
 def _backup(b: dict[str, Any]) -> dict[str, Any]:
-    return {k: (_iso(b[k]) if k in _TIMES else b[k]) for k in _BACKUP_KEYS
+    return {k: (iso(b[k]) if k in _TIMES else b[k]) for k in _BACKUP_KEYS
             if b.get(k) is not None}
 
 
@@ -64,7 +64,7 @@ class ClusterState:
     source_backup_id: str | None
     hsms: tuple[dict[str, Any], ...]
     backups: tuple[dict[str, Any], ...]
-    read_at: str = field(default_factory=lambda: _iso(dt.datetime.now(dt.timezone.utc)) or "")
+    read_at: str = field(default_factory=lambda: iso(dt.datetime.now(dt.timezone.utc)) or "")
     backup_retention: str | None = None  # the cluster's policy, e.g. "90 DAYS"
 
     def record(self) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def read(spec: AwsSpec, client: Any = None) -> ClusterState:
     return ClusterState(
         cluster_id=c["ClusterId"], region=spec.region, state=c.get("State", "?"),
         hsm_type=c.get("HsmType"), mode=c.get("Mode"),
-        rollback_expiration=_iso(c.get("HsmTypeRollbackExpiration")),
+        rollback_expiration=iso(c.get("HsmTypeRollbackExpiration")),
         source_backup_id=c.get("SourceBackupId"),
         hsms=tuple({k: h[k] for k in _HSM_KEYS if h.get(k) is not None}
                    for h in c.get("Hsms", [])),
@@ -201,13 +201,13 @@ def _pool(before: ClusterState, after: ClusterState) -> list[_Listed]:
             if before.cluster_id in (x.get("ClusterId"), x.get("SourceCluster"))]
 
 
-def _going(x: dict[str, Any]) -> bool:
+def pending_deletion(x: dict[str, Any]) -> bool:
     """Pending deletion (a DeleteTimestamp: NeverExpires does not undo a DeleteBackup)."""
     return x.get("BackupState") == PENDING or "DeleteTimestamp" in x
 
 
-def _no_backup(c: str, listed: list[dict[str, Any]]) -> Check:
-    going = [x for x in listed if _going(x)]
+def no_backup(c: str, listed: list[dict[str, Any]]) -> Check:
+    going = [x for x in listed if pending_deletion(x)]
     if going:
         x, bid = going[0], going[0]["BackupId"]
         return Check(False, f"no READY backup of {c} is left: the newest, {bid} (taken "
@@ -226,10 +226,10 @@ def check_backup(before: ClusterState, after: ClusterState, baseline_time: dt.da
     """The newest READY backup of the baselined cluster is still there, not pending deletion."""
     c = before.cluster_id
     pool = sorted(_pool(before, after), reverse=True,
-                  key=lambda p: _utc(p[0].get("CreateTimestamp") or _EPOCH))
-    ready = [p for p in pool if p[0].get("BackupState") == READY and not _going(p[0])]
+                  key=lambda p: utc(p[0].get("CreateTimestamp") or EPOCH))
+    ready = [p for p in pool if p[0].get("BackupState") == READY and not pending_deletion(p[0])]
     if not ready:
-        return _no_backup(c, [x for x, _ in pool])
+        return no_backup(c, [x for x, _ in pool])
     x, listing = ready[0]
     policy = (after if after.cluster_id == c else before).backup_retention
     retention = ("never expires" if x.get("NeverExpires")
@@ -238,9 +238,9 @@ def check_backup(before: ClusterState, after: ClusterState, baseline_time: dt.da
              "state": READY, "hsm_type": x.get("HsmType"), "retention": retention,
              "listed_at": listing.read_at}
     warnings = []
-    if _utc(x.get("CreateTimestamp") or _EPOCH) < _utc(baseline_time):
+    if utc(x.get("CreateTimestamp") or EPOCH) < utc(baseline_time):
         warnings.append(f"backup {x['BackupId']} of {c} was taken {x.get('CreateTimestamp')}, "
-                        f"before the baseline ({_iso(baseline_time)}): keys made after it "
+                        f"before the baseline ({iso(baseline_time)}): keys made after it "
                         "are not in it")
     if listing is not after:
         warnings.append(f"backup {x['BackupId']} was listed at the baseline "
@@ -262,8 +262,8 @@ def check_rollback(after: ClusterState, now: dt.datetime) -> Check:
     c, until = after.cluster_id, after.rollback_expiration
     if until is None:
         return Check(True, f"{c}: no HSM type change to roll back", {"rollback_expiration": None})
-    facts: dict[str, Any] = {"rollback_expiration": until, "checked_at": _iso(now)}
-    left = _utc(until) - _utc(now)
+    facts: dict[str, Any] = {"rollback_expiration": until, "checked_at": iso(now)}
+    left = utc(until) - utc(now)
     if left > dt.timedelta(0):
         hours, rest = divmod(int(left.total_seconds()), 3600)
         return Check(True, f"the HSM type change of {c} can be rolled back until {until} "

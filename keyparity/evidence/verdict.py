@@ -38,6 +38,12 @@ SUITES: dict[str, tuple[str, ...]] = {
                   "test_tokens_accept_the_wrapping_parameters"),
     "cluster": ("test_cluster_is_active", "test_cluster_mode_and_hsm_type_are_as_declared",
                 "test_cluster_has_enough_active_hsms"),
+    "cloudhsm": ("test_target_users_can_own_and_share_the_keys",
+                 "test_key_quorum_values_can_be_carried",
+                 "test_wrap_with_trusted_keys_can_be_wrapped",
+                 "test_kms_custom_key_stores_can_stay_available",
+                 "test_mutual_tls_is_at_least_as_strict_on_the_target",
+                 "test_a_recent_source_backup_is_kept", "test_the_key_availability_check_is_on"),
     "tls": ("test_cluster_certificate_chains_to_customer_ca",
             "test_hsm_certificate_chains_to_the_aws_and_manufacturer_roots",
             "test_cluster_csr_key_matches_the_hsm_certificate",
@@ -49,7 +55,8 @@ SUITES: dict[str, tuple[str, ...]] = {
     "attributes": ("test_target_attributes_match_source",),
     "ownership": ("test_target_key_is_owned_by_the_expected_user",
                   "test_target_key_is_shared_with_the_expected_users",
-                  "test_cli_attributes_and_check_value_match_pkcs11"),
+                  "test_cli_attributes_and_check_value_match_pkcs11",
+                  "test_target_key_has_the_source_quorum_values"),
     "baseline": ("test_key_is_recorded_in_the_baseline", "test_every_key_object_is_recorded",
                  "test_cluster_state_is_recorded"),
     "reverify": ("test_baseline_verifies", "test_key_is_still_there",
@@ -58,9 +65,9 @@ SUITES: dict[str, tuple[str, ...]] = {
                  "test_census_matches_the_baseline", "test_cluster_lineage",
                  "test_backup_is_kept", "test_rollback_window"),
 }
-READ_ONLY = ("census", "preflight", "cluster", "tls")  # the -m preflight suites
+READ_ONLY = ("census", "preflight", "cluster", "cloudhsm", "tls")  # the -m preflight suites
 # migration.mode -> the suites of such a run (the others are not collected)
-_MIGRATION = ("census", "preflight", "cluster", "tls", "migration", "equivalence",
+_MIGRATION = ("census", "preflight", "cluster", "cloudhsm", "tls", "migration", "equivalence",
               "attributes", "ownership")
 MODE_SUITES: dict[str, tuple[str, ...]] = {
     "migrate": _MIGRATION, "verify-only": _MIGRATION,

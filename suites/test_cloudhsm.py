@@ -1,0 +1,95 @@
+"""CloudHSM preconditions the guide does not mention (``-m preflight``: read-only, nothing is
+written): the users on the target, quorum values and trusted-key wrapping of each source key,
+the KMS custom key stores backed by either cluster, mutual TLS at least as strict on the target,
+a recent source backup kept until every key is proven, and the key availability check of the
+CloudHSM client. Each needs what it reads - a ``cloudhsm_cli`` block, an ``aws`` block, the
+client's configuration file - and is skipped with that reason without it (SoftHSM)."""
+import pytest
+
+from keyparity.cloudhsm import aws, client_config, key_policy, kms_stores, lineage, mtls
+from keyparity.cloudhsm import source_backups, users
+
+pytestmark = pytest.mark.preflight
+
+
+def _prove(check, hsm_evidence, name):
+    hsm_evidence(**{name: check.record()})
+    if check.skip:
+        pytest.skip(check.skip)
+    assert check.ok, check.message
+
+
+def test_target_users_can_own_and_share_the_keys(hsm_profile, cloudhsm_clis, hsm_evidence,
+                                                request):
+    (target,) = cloudhsm_clis.need("target")
+    source = cloudhsm_clis.of("source")
+    keys = request.getfixturevalue("source_cli_keys") if source is not None else None
+    check = users.check_target_users(
+        hsm_profile, users.user_list(source) if source is not None else None,
+        users.user_list(target), users.owners_of(keys) if keys is not None else None)
+    _prove(check, hsm_evidence, "cloudhsm_users")
+
+
+def test_key_quorum_values_can_be_carried(inventory_key, source_cli_key, hsm_profile,
+                                          hsm_evidence):
+    check = key_policy.check_quorum_preflight(inventory_key, source_cli_key,
+                                              hsm_profile.migration_backend)
+    _prove(check, hsm_evidence, "quorum")
+
+
+def test_wrap_with_trusted_keys_can_be_wrapped(inventory_key, source_cli_key, hsm_profile,
+                                               hsm_evidence):
+    check = key_policy.check_trusted_preflight(inventory_key, source_cli_key,
+                                               hsm_profile.wrapping.trusted,
+                                               cluster=hsm_profile.source.name)
+    _prove(check, hsm_evidence, "trusted")
+
+
+def test_kms_custom_key_stores_can_stay_available(key_stores, aws_clusters, hsm_profile,
+                                                  hsm_evidence):
+    facts = {}
+    for cluster in hsm_profile.clusters:
+        if cluster.aws is not None and any(s.cluster_id == cluster.aws.cluster_id
+                                           for s in key_stores):
+            try:
+                facts[cluster.aws.cluster_id] = aws_clusters.get(cluster.role)
+            except aws.AwsError as exc:
+                pytest.fail(f"{cluster.name}: {exc}", pytrace=False)
+    check = kms_stores.check_stores(key_stores, facts)
+    source = hsm_profile.source.aws.cluster_id if hsm_profile.source.aws else ""
+    target = hsm_profile.target.aws.cluster_id if hsm_profile.target.aws else None
+    hsm_evidence(cloudhsm_kms_key_stores=kms_stores.kms_facts(key_stores, source, target))
+    _prove(check, hsm_evidence, "cloudhsm_kms")
+
+
+def test_mutual_tls_is_at_least_as_strict_on_the_target(cloudhsm_clis, hsm_profile,
+                                                        hsm_evidence):
+    source, target = cloudhsm_clis.need("source", "target")
+    check = mtls.check_mtls(mtls.read(source, hsm_profile.source.hsm_type),
+                            mtls.read(target, hsm_profile.target.hsm_type))
+    _prove(check, hsm_evidence, "cloudhsm_mtls")
+
+
+def test_a_recent_source_backup_is_kept(hsm_profile, hsm_evidence):
+    spec = hsm_profile.source.aws
+    if spec is None:
+        pytest.skip(f"nothing to check: clusters.source ({hsm_profile.source.name}) has no aws "
+                    "block to read its backups with")
+    try:
+        state = lineage.read(spec)
+    except aws.AwsError as exc:
+        pytest.fail(f"{hsm_profile.source.name}: {exc}", pytrace=False)
+    check = source_backups.check_source_backup(state.backups, None, spec.backup_max_age_days,
+                                               cluster_id=state.cluster_id,
+                                               retention=state.backup_retention)
+    _prove(check, hsm_evidence, "cloudhsm_source_backup")
+
+
+def test_the_key_availability_check_is_on(role, hsm_profile, hsm_evidence):
+    cluster = getattr(hsm_profile, role)
+    path = cluster.client_config or (client_config.DEFAULT_PATH if cluster.aws else None)
+    if path is None:
+        pytest.skip(f"nothing to check: clusters.{role} ({cluster.name}) is not a CloudHSM "
+                    "cluster here (no aws block, no client_config)")
+    _prove(client_config.check_key_availability(path), hsm_evidence,
+           f"cloudhsm_client_config_{role}")
