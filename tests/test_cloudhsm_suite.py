@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 from conftest import REPO, evidence, run_suites
-from test_ownership import FAKE, PASSWORD, TEMPLATE, listing
+from jsonschema import Draft202012Validator
+from test_ownership import FAKE, PASSWORD, SCHEMA, TEMPLATE, listing
 
 KEYS = [{"label": "k-aes128", "type": "aes", "size": 128},
         {"label": "k-hmac", "type": "generic-secret", "size": 256}]
@@ -98,6 +99,7 @@ def run(lab: Any, suites: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
     profile.write_text(__import__("yaml").safe_dump(doc, sort_keys=False))
     result = run_suites(suites, profile, SUITE, "-p", "aws_stub")
     assert result.ret == (1 if bad else 0), result.stdout.str()
+    Draft202012Validator(SCHEMA).validate(evidence(suites))  # every fact recorded has its place
     return {t["nodeid"].rsplit("::", 1)[-1]: t["outcome"] for t in evidence(suites)["tests"]
             if t["nodeid"].startswith(SUITE)}
 
