@@ -74,7 +74,8 @@ def start_run(config: pytest.Config, profile: Profile,
     config.pluginmanager.register(EvidenceHooks(evidence, profile, run, results),
                                   "keyparity-evidence")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistHooks(run, config.stash[DESELECTED_BY_SUITE]),
+        verified = config.stash[BASELINE].digest if BASELINE in config.stash else None
+        config.pluginmanager.register(XdistHooks(run, config.stash[DESELECTED_BY_SUITE], verified),
                                       "keyparity-xdist")
     junit.bundle_copy(config, run.run_dir)
     return run

@@ -75,7 +75,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     settle.options(config)
     profile, write_mode = settle.profile(config)
-    baseline = settle.baseline(profile, LoginGate(None))
+    baseline = settle.baseline(profile, LoginGate(None),
+                               verified=xdist_compat.verified_baseline(config))
     if baseline is not None:
         config.stash[BASELINE] = baseline
     config.stash[ALLURE] = allure_support.take_over(config)

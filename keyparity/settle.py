@@ -22,6 +22,7 @@ from .cloudhsm import kms_stores, policy
 from .errors import KeyparityError
 from .evidence.baseline import Baseline
 from .evidence.baseline import load as load_baseline
+from .evidence.baseline import load_verified
 from .hsm.login import LoginGate
 from .journal.chain import require_intact
 from .profile import Cluster, Profile, load_profile, resolve_profile_arg
@@ -109,12 +110,15 @@ def profile(config: pytest.Config) -> tuple[Profile, policy.WriteMode]:
     return loaded, write_mode
 
 
-def baseline(profile: Profile, gate: LoginGate) -> Baseline | None:
+def baseline(profile: Profile, gate: LoginGate, verified: str | None = None) -> Baseline | None:
     """A re-verify run's baseline, verified before anything else (UsageError when it does not
-    verify: nothing is read from the cluster); None for any other run."""
+    verify: nothing is read from the cluster); None for any other run. ``verified``: in an
+    xdist worker, the SHA-256 of the baseline.json its controller verified."""
     if profile.migration_mode != "reverify":
         return None
     try:
+        if verified is not None:
+            return load_verified(profile, verified)
         return load_baseline(profile, gate)
     except KeyparityError as exc:
         raise pytest.UsageError(f"{profile.path}: migration.baseline: {exc}") from None

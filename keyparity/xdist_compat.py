@@ -54,18 +54,26 @@ def report_deselected(config: pytest.Config, deselected: dict[str, int]) -> None
         workeroutput["keyparity_deselected"] = dict(deselected)
 
 
+def verified_baseline(config: pytest.Config) -> str | None:
+    """In an xdist worker, the SHA-256 of the baseline.json the controller verified."""
+    return getattr(config, "workerinput", {}).get("keyparity_baseline_sha256")
+
+
 class XdistHooks:
     """The controller's side: hand each worker the run; collect what the workers deselected."""
 
-    def __init__(self, run: runinfo.Run, deselected: dict[str, int]) -> None:
+    def __init__(self, run: runinfo.Run, deselected: dict[str, int],
+                 baseline_sha256: str | None = None) -> None:
         self.run = run
         self.deselected = deselected
+        self.baseline_sha256 = baseline_sha256  # a re-verify's baseline, verified here
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["keyparity_run_id"] = self.run.run_id
         node.workerinput["keyparity_run_dir"] = str(self.run.run_dir)
         node.workerinput["keyparity_seed"] = self.run.seed
         node.workerinput["keyparity_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
+        node.workerinput["keyparity_baseline_sha256"] = self.baseline_sha256
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Each worker collects every test and deselects the same ones: keep the counts of

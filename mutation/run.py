@@ -79,6 +79,10 @@ MODULES: dict[str, Module] = {
     "journal": Module("keyparity/journal/chain.py",
                       ("tests/test_journal_chain.py", "tests/test_journal.py"),
                       deselect="not lock"),
+    # issue 14: the known answers a baseline keeps and a re-verify checks, and the cluster's
+    # lineage through AWS (both decide a re-verify's verdict)
+    "known_answers": Module("keyparity/hsm/known_answers.py", ("tests/test_known_answers.py",)),
+    "lineage": Module("keyparity/cloudhsm/lineage.py", ("tests/test_lineage.py",)),
     "census": Module("keyparity/hsm/census.py",
                      ("tests/test_census.py::test_census_changes_compare_identity_not_order",
                       "tests/test_census_unit.py", "tests/test_census_scan_unit.py")),

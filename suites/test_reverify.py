@@ -13,7 +13,7 @@ import datetime as dt
 import pytest
 
 from keyparity.cloudhsm import lineage
-from keyparity.hsm import known_answers, snapshot
+from keyparity.hsm import attributes, known_answers, snapshot
 
 pytestmark = pytest.mark.reverify
 
@@ -29,21 +29,21 @@ def test_key_is_still_there(inventory_key, key_now, recorded, hsm_evidence):
 
 
 def test_key_check_value_is_unchanged(inventory_key, key_now, recorded, hsm_evidence):
-    now, changes = snapshot.key_changes(recorded, key_now, inventory_key)
+    now = snapshot.identity_now(key_now, inventory_key)
     hsm_evidence(reverify={"identity": {
-        "baseline": recorded["identity"], "now": now["identity"],
-        "match": now["identity"]["value"] == recorded["identity"]["value"]}})
-    assert now["identity"]["value"] == recorded["identity"]["value"], (
+        "baseline": recorded["identity"], "now": now,
+        "match": now["value"] == recorded["identity"]["value"]}})
+    assert now["value"] == recorded["identity"]["value"], (
         f"{inventory_key.label!r} holds other key material on {key_now.cluster}: "
-        f"{recorded['identity']['value']} in the baseline, {now['identity']['value']} now "
-        f"({now['identity']['method']})")
+        f"{recorded['identity']['value']} in the baseline, {now['value']} now "
+        f"({now['method']})")
 
 
 def test_attributes_are_identical(inventory_key, key_now, recorded, hsm_evidence):
-    now, changes = snapshot.key_changes(recorded, key_now, inventory_key)
-    attrs = [c for c in changes if not c.startswith("key material:")]
+    now = attributes.read_standard(key_now.key)
+    attrs = snapshot.attribute_changes(recorded, now)
     hsm_evidence(reverify={"attributes": {"baseline": recorded.get("attributes", {}),
-                                          "now": now["attributes"], "differences": attrs}})
+                                          "now": now, "differences": attrs}})
     assert not attrs, (f"{inventory_key.label!r} on {key_now.cluster} changed since the "
                        "baseline:\n  " + "\n  ".join(attrs))
 

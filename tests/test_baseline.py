@@ -104,6 +104,25 @@ def test_a_faithful_restored_copy_reverifies_pass(lab, suites):
     checks = doc["keys"]["k-ec"]["reverify"]["known_answers"]
     assert checks and all(c["ok"] for c in checks)
 
+    # with two workers: the controller verifies the baseline, each worker checks its digest
+    result = run_suites(suites, lab.root / "now.yaml", "-n", "2")
+    assert result.ret == 0, result.stdout.str()
+    assert evidence(suites)["summary"]["verdict"] == "PASS"
+
+
+def test_a_worker_refuses_a_baseline_changed_after_the_controller_verified_it(tmp_path):
+    from types import SimpleNamespace
+
+    from keyparity.evidence.baseline import BaselineError, load_verified
+
+    (tmp_path / "baseline.json").write_text('{"kind": "keyparity-baseline", "version": 1, '
+                                            '"verdict": "PASS", "run": {"run_id": "r"}}')
+    raw = (tmp_path / "baseline.json").read_bytes()
+    profile: Any = SimpleNamespace(baseline=tmp_path)
+    assert load_verified(profile, hashlib.sha256(raw).hexdigest()).run_id == "r"
+    with pytest.raises(BaselineError, match="changed after the run verified it"):
+        load_verified(profile, "0" * 64)
+
 
 @pytest.mark.parametrize(("change", "expect"), [
     pytest.param([{"op": "destroy", "token": "hsm1", "label": "k-aes128", "classes": ["secret"]},

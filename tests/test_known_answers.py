@@ -442,3 +442,111 @@ def test_no_key_material_in_records_or_results(sides, baseline, kind):
     for material in _private_material(kind):
         assert material.hex() not in blob
         assert not any(w in blob for w in _windows(material))
+
+
+# ---- exactly what is passed on and kept -------------------------------------------------------
+
+def test_a_result_carries_the_records_identity_and_the_cluster(sides, baseline):
+    records, _ = baseline["aes128"]
+    results = check(sides["same", "aes128"], records)
+    assert results == [{"tcId": r["tcId"], "keyLabel": "k-aes128", "vector": r["vector"],
+                        "kind": "ciphertext", "mechanism": r["mechanism"], "cluster": "hsm2",
+                        "result": "valid", "ok": True,
+                        "comment": "the baseline ciphertext: decrypts to the message"}
+                       for r in records]
+    assert [r["mechanism"] for r in results] == ["CKM_AES_ECB", "CKM_AES_CBC", "CKM_AES_CTR",
+                                                 "CKM_AES_GCM"]
+
+
+def test_a_record_that_did_not_hold_does_not_stop_the_others(sides, baseline):
+    first, second = baseline["aes256"][0][:2]
+    results = check(sides["same", "aes256"], [first | {"ok": False}, second])
+    assert [(r["vector"], r["ok"]) for r in results] == [("aes-ecb", False), ("aes-cbc", True)]
+
+
+def test_a_not_applicable_record_names_its_producer(sides):
+    [rec] = make(bare(sides["maker", "ec256"]), ["ecdsa-sha256"], label="k-ec256", seed=SEED)
+    assert rec == {"tcId": 1, "keyLabel": "k-ec256", "seed": SEED, "vector": "ecdsa-sha256",
+                   "kind": "signature", "mechanism": "CKM_ECDSA", "producer": "hsm1",
+                   "result": "n/a", "ok": None,
+                   "comment": "hsm1 holds only the EC private key, which exposes no public "
+                              "point: no public key to record, nothing to verify its "
+                              "signatures with later"}
+
+
+def test_a_cross_cluster_direction_is_refused(sides):
+    from keyparity.hsm.known_answers import _run
+    side = sides["maker", "aes128"]
+    with pytest.raises(ValueError) as info:
+        _run("aes-ecb", "source->target", side, side, label="x", seed=1, tc_id=1)
+    assert str(info.value) == "'source->target' is a cross-cluster direction"
+
+
+@pytest.fixture
+def spied(monkeypatch):
+    """Every exchange (its direction, producer, consumer and arguments), each random seed
+    drawn (fixed: 12345) and each EC challenge (where it runs)."""
+    import types
+
+    from keyparity.hsm import identity, known_answers
+    calls: list[dict[str, Any]] = []
+    real_exchange, real_signs = known_answers.exchange, identity.signs
+
+    def exchange(vector, direction, source, target, **kwargs):
+        calls.append({"vector": vector, "direction": direction, "producer": target.cluster,
+                      "consumer": source.cluster, **kwargs})
+        return real_exchange(vector, direction, source, target, **kwargs)
+
+    def randbits(k):
+        calls.append({"randbits": k})
+        return 12345
+
+    def signs(private, public, where):
+        calls.append({"signs": where})
+        return real_signs(private, public, where)
+
+    monkeypatch.setattr(known_answers, "exchange", exchange)
+    monkeypatch.setattr(known_answers, "secrets", types.SimpleNamespace(randbits=randbits))
+    monkeypatch.setattr(known_answers.identity, "signs", signs)
+    return calls
+
+
+def test_make_passes_each_vectors_test_case_id(sides, spied):
+    records = make(sides["maker", "aes128"], ["aes-ecb", "aes-cbc"], label="k-aes128", seed=SEED)
+    assert [r["tcId"] for r in records] == [1, 2]
+    assert [(c["vector"], c["direction"], c["producer"], c["consumer"], c["label"], c["seed"],
+             c["tc_id"]) for c in spied] == [
+        ("aes-ecb", "baseline", "hsm1", "hsm1", "k-aes128", SEED, 1),
+        ("aes-cbc", "baseline", "hsm1", "hsm1", "k-aes128", SEED, 2)]
+
+
+def test_check_replays_from_the_baseline_with_the_records_arguments(sides, baseline, spied):
+    records, _ = baseline["hmac"]
+    rec = records[1]
+    [res] = check(sides["same", "hmac"], [rec])
+    assert res["ok"] is True
+    assert spied == [
+        {"vector": rec["vector"], "direction": "baseline", "producer": "the baseline",
+         "consumer": "hsm2", "label": "k-hmac", "seed": SEED, "tc_id": 2},
+        {"vector": rec["vector"], "direction": "baseline", "producer": "hsm2",
+         "consumer": "hsm2", "label": "k-hmac", "seed": SEED, "tc_id": 2}]
+
+
+def test_a_fresh_rsa_signature_uses_a_random_64_bit_seed(sides, baseline, spied):
+    records, public = baseline["rsa"]
+    rec = records[0]
+    [res] = check(sides["same", "rsa"], [rec], public_key=public)
+    assert res["ok"] is True
+    assert spied == [
+        {"vector": rec["vector"], "direction": "baseline", "producer": "the baseline",
+         "consumer": "hsm2", "label": "k-rsa", "seed": SEED, "tc_id": 1},
+        {"randbits": 64},
+        {"vector": rec["vector"], "direction": "re-verify", "producer": "hsm2",
+         "consumer": "the baseline", "label": "k-rsa", "seed": 12345, "tc_id": 1}]
+
+
+def test_a_fresh_ec_signature_is_made_on_the_keys_cluster(sides, baseline, spied):
+    records, public = baseline["ec256"]
+    [res] = check(sides["same", "ec256"], records[:1], public_key=public)
+    assert res["ok"] is True
+    assert spied[-1] == {"signs": "hsm2"}

@@ -430,3 +430,235 @@ def test_an_unknown_cluster_is_not_found():
     with pytest.raises(aws.AwsClusterNotFound, match=f"DescribeClusters found no cluster {OLD} "
                        f"in {REGION}: check aws.cluster_id and aws.region"):
         lineage.read(spec(), client=client)
+
+
+# ---- exact fields, defaults for what AWS omits, UTC ---------------------------------------------
+
+def test_utc_takes_naive_as_utc_and_converts_aware_and_iso_times(monkeypatch):
+    import time
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # astimezone() without UTC would give +09:00
+    time.tzset()
+    try:
+        paris = dt.timezone(dt.timedelta(hours=1))
+        assert lineage.utc(dt.datetime(2026, 3, 10, 12, 0)) == at(10, 12)
+        assert lineage.utc(dt.datetime(2026, 3, 10, 12, 0)).tzinfo is UTC
+        aware = lineage.utc(dt.datetime(2026, 3, 10, 13, 30, tzinfo=paris))
+        assert aware.tzinfo is UTC and (aware.hour, aware.minute) == (12, 30)
+        assert lineage.iso(dt.datetime(2026, 3, 10, 13, 30, tzinfo=paris)) == \
+            "2026-03-10T12:30:00+00:00"
+        assert lineage.iso("2026-03-10T13:30:00+01:00") == "2026-03-10T12:30:00+00:00"
+        assert lineage.iso("2026-03-10T12:30:00") == "2026-03-10T12:30:00+00:00"
+        assert lineage.iso(None) is None
+    finally:
+        monkeypatch.undo()  # TZ as it was, then re-read
+        time.tzset()
+
+
+def test_the_record_holds_exactly_the_state_with_lists_and_its_source():
+    state = read(cluster_doc(rollback=at(11, 13)), [PRE])
+    rec = state.record()
+    assert set(rec) == {"cluster_id", "region", "state", "hsm_type", "mode",
+                        "rollback_expiration", "source_backup_id", "hsms", "backups", "read_at",
+                        "backup_retention", "source"}
+    assert rec["region"] == REGION and state.region == REGION
+    assert rec["hsms"] == [dict(h) for h in state.hsms] and isinstance(rec["hsms"], list)
+    assert isinstance(rec["backups"], list)
+    assert rec["backups"] == [{"BackupId": "backup-prechangeaaa", "BackupState": "READY",
+                               "ClusterId": OLD, "CreateTimestamp": "2026-03-10T12:30:00+00:00",
+                               "HsmType": H1, "Mode": "FIPS", "NeverExpires": False}]
+
+
+def test_from_record_says_exactly_what_is_missing():
+    rec = json.loads(json.dumps(read(cluster_doc(), [PRE]).record()))
+    del rec["backups"]
+    with pytest.raises(KeyparityError) as info:
+        ClusterState.from_record(rec)
+    assert str(info.value) == ("the baseline's cluster record lacks 'backups': it was not "
+                               "written by this keyparity; take a new baseline")
+
+
+def test_read_without_a_client_makes_one_for_the_spec(monkeypatch):
+    client, stub = stubbed(cluster_doc(), [PRE])
+    asked = []
+    monkeypatch.setattr(aws, "client_for", lambda s, *a, **k: asked.append(s) or client)
+    state = lineage.read(spec())
+    stub.assert_no_pending_responses()
+    assert asked == [spec()] and state.cluster_id == OLD
+
+
+def test_read_fills_in_what_aws_omits():
+    """A cluster without State, Hsms, HsmType, Mode or a retention policy; pages without
+    Backups; a backup without HsmType or CreateTimestamp."""
+    client = boto3.client("cloudhsmv2", region_name=REGION, aws_access_key_id="AKIDTEST",
+                          aws_secret_access_key="test")
+    with Stubber(client) as stub:
+        stub.add_response("describe_clusters", {"Clusters": [{"ClusterId": OLD}]})
+        stub.add_response("describe_backups", {"NextToken": "token-1"})
+        stub.add_response("describe_backups", {"Backups": [{"BackupId": "backup-baregone",
+                                                            "BackupState": "READY",
+                                                            "ClusterId": OLD}],
+                                               "NextToken": "token-2"},
+                          {"Filters": {"clusterIds": [OLD]}, "SortAscending": False,
+                           "NextToken": "token-1"})
+        stub.add_response("describe_backups", {},
+                          {"Filters": {"clusterIds": [OLD]}, "SortAscending": False,
+                           "NextToken": "token-2"})
+        state = lineage.read(spec(), client=client)
+        stub.assert_no_pending_responses()
+    assert (state.cluster_id, state.region, state.state, state.hsm_type, state.mode) == (
+        OLD, REGION, "?", None, None)
+    assert (state.hsms, state.backup_retention, state.rollback_expiration,
+            state.source_backup_id) == ((), None, None, None)
+    assert state.backups == ({"BackupId": "backup-baregone", "BackupState": "READY",
+                              "ClusterId": OLD},)
+    check = lineage.check_backup(state, state, BASELINE)
+    assert check.ok
+    assert check.message == (f"the newest READY backup of {OLD} is backup-baregone, taken None "
+                             f"(HsmType not given, retention policy of {OLD} (not read))")
+    assert check.facts == {"backup_id": "backup-baregone", "created": None, "state": "READY",
+                           "hsm_type": None, "retention": f"retention policy of {OLD} (not read)",
+                           "listed_at": state.read_at}
+    lin = lineage.check_lineage(state, state)
+    assert lin.ok is False
+    assert lin.message == (f"{OLD} changed in place: HsmType None unchanged; HSMs now: no HSMs; "
+                           f"{OLD} is ?, not ACTIVE: wait until the change is done (or rolled "
+                           "back), then re-verify")
+
+
+def test_a_describe_clusters_without_clusters_is_not_found():
+    client = boto3.client("cloudhsmv2", region_name=REGION, aws_access_key_id="AKIDTEST",
+                          aws_secret_access_key="test")
+    with Stubber(client) as stub:
+        stub.add_response("describe_clusters", {})
+        with pytest.raises(aws.AwsClusterNotFound, match=f"found no cluster {OLD}"):
+            lineage.read(spec(), client=client)
+
+
+def test_hsms_without_type_or_state_show_a_question_mark():
+    state = read(cluster_doc(hsm_type=H2), [POST])
+    bare = ClusterState(**{**{k: getattr(state, k) for k in (
+        "cluster_id", "region", "state", "hsm_type", "mode", "rollback_expiration",
+        "source_backup_id", "backups", "read_at", "backup_retention")},
+        "hsms": ({"HsmId": "hsm-1abcdefghij"},)})
+    check = lineage.check_lineage(state, bare)
+    assert check.ok and check.message == (f"{OLD} changed in place: HsmType hsm2m.medium "
+                                          "unchanged; HSMs now: hsm-1abcdefghij ? ?")
+    assert check.facts == {"before_cluster_id": OLD, "after_cluster_id": OLD,
+                           "mode": {"before": "FIPS", "after": "FIPS"}, "kind": "in place",
+                           "hsm_type": {"before": H2, "after": H2}, "hsm_types_now": [None]}
+
+
+def test_a_restore_records_its_facts_and_a_mode_change_says_everything():
+    before = baseline(DAILY_9)
+    after = read(cluster_doc(NEW, H2, "NON_FIPS", state="INITIALIZED", source=PRE["BackupId"]),
+                 [], source=[PRE])
+    check = lineage.check_lineage(before, after)
+    assert check.ok is False
+    assert check.facts == {"before_cluster_id": OLD, "after_cluster_id": NEW,
+                           "mode": {"before": "FIPS", "after": "NON_FIPS"}, "kind": "restore",
+                           "source_backup_id": "backup-prechangeaaa",
+                           "source_backup_cluster_id": OLD}
+    assert check.message == (
+        f"{NEW} was restored from backup backup-prechangeaaa of the baselined {OLD}; "
+        "Mode changed from FIPS to NON_FIPS: a backup restores only into a cluster of its own "
+        "mode and CloudHSM does not change a cluster's mode, so this is not the baselined "
+        "cluster; keys move between modes by wrap/unwrap (a migration run, not a re-verify); "
+        f"{NEW} is INITIALIZED, not ACTIVE: wait until the change is done (or rolled back), "
+        "then re-verify")
+
+
+def test_a_copied_backup_is_of_its_source_cluster_not_of_the_copy():
+    copied = backup("backup-copiedaaaaa", at(10, 14), OTHER, SourceCluster=OLD,
+                    SourceBackup=PRE["BackupId"], SourceRegion="eu-west-1")
+    before = baseline(DAILY_9)
+    after = read(cluster_doc(NEW, H2, source="backup-copiedaaaaa"), [], source=[copied])
+    check = lineage.check_lineage(before, after)
+    assert check.ok and check.facts["source_backup_cluster_id"] == OLD
+
+
+def test_before_after_compares_every_field():
+    before = baseline(DAILY_9)
+    after = read(cluster_doc(NEW, H2, "NON_FIPS", state="DEGRADED", hsm_types=(H2,),
+                             rollback=at(11, 13), source=DAILY_9["BackupId"]), [], source=[])
+    assert lineage.before_after(before, after) == {
+        "cluster_id": {"before": OLD, "after": NEW},
+        "hsm_type": {"before": H1, "after": H2},
+        "state": {"before": "ACTIVE", "after": "DEGRADED"},
+        "mode": {"before": "FIPS", "after": "NON_FIPS"},
+        "hsm_count": {"before": 2, "after": 1},
+        "hsm_types": {"before": [H1, H1], "after": [H2]},
+        "rollback_expiration": {"before": None, "after": "2026-03-11T13:00:00+00:00"},
+        "source_backup_id": {"before": None, "after": DAILY_9["BackupId"]},
+        "read_at": {"before": before.read_at, "after": after.read_at}}
+
+
+def _retention(doc: dict[str, Any], days: str) -> dict[str, Any]:
+    return doc | {"BackupRetentionPolicy": {"Type": "DAYS", "Value": days}}
+
+
+def test_the_retention_policy_is_the_baselined_clusters():
+    before = baseline(DAILY_9)  # 90 DAYS
+    in_place = read(_retention(cluster_doc(hsm_type=H2), "30"), [POST, PRE])
+    check = lineage.check_backup(before, in_place, BASELINE)
+    assert check.facts == {"backup_id": "backup-postchangeaa",
+                           "created": "2026-03-11T02:00:00+00:00", "state": "READY",
+                           "hsm_type": H2, "retention": f"retention policy of {OLD} (30 DAYS)",
+                           "listed_at": in_place.read_at,
+                           "pre_change_backup_id": "backup-prechangeaaa"}
+    assert check.message == (f"the newest READY backup of {OLD} is backup-postchangeaa, taken "
+                             f"2026-03-11T02:00:00+00:00 (hsm2m.medium, retention policy of "
+                             f"{OLD} (30 DAYS))")
+    restored = read(_retention(cluster_doc(NEW, H2, source=PRE["BackupId"]), "7"), [],
+                    source=[PRE])
+    check = lineage.check_backup(before, restored, BASELINE)
+    assert check.facts["retention"] == f"retention policy of {OLD} (90 DAYS)"
+
+
+def test_a_backup_taken_at_the_baseline_time_is_not_older():
+    taken = backup("backup-atbaselinea", BASELINE)
+    check = lineage.check_backup(baseline(taken), read(cluster_doc(), [taken]), BASELINE)
+    assert check.ok and check.warnings == ()
+    check = lineage.check_backup(baseline(taken), read(cluster_doc(), [taken]),
+                                 BASELINE - dt.timedelta(seconds=-1))
+    assert len(check.warnings) == 1
+
+
+def test_pending_deletion_by_state_alone_or_by_delete_timestamp():
+    assert lineage.pending_deletion({"BackupState": "PENDING_DELETION"})
+    assert lineage.pending_deletion({"BackupState": "READY", "DeleteTimestamp": "x"})
+    assert not lineage.pending_deletion({"BackupState": "READY"})
+    pending = backup("backup-pendingaaaa", at(10, 13), state="PENDING_DELETION")
+    check = lineage.check_backup(baseline(DAILY_9), read(cluster_doc(), [pending]), BASELINE)
+    assert check.ok is False and check.facts == {"backup_id": "backup-pendingaaaa",
+                                                 "state": "PENDING_DELETION", "delete_at": None}
+    assert check.message == (
+        f"no READY backup of {OLD} is left: the newest, backup-pendingaaaa (taken "
+        "2026-03-10T13:00:00+00:00), is pending deletion (PENDING_DELETION) and is deleted for "
+        "good at None: restore it before then (aws cloudhsmv2 restore-backup --backup-id "
+        "backup-pendingaaaa) and keep it until every key is proven (aws cloudhsmv2 "
+        "modify-backup-attributes --backup-id backup-pendingaaaa --never-expires)")
+
+
+def test_no_backup_listed_is_false_and_counts_what_was_seen():
+    listed = [backup("backup-deletedaaaa", at(9, 2), state="DELETED")]
+    check = lineage.check_backup(baseline(DAILY_9), read(cluster_doc(), listed), BASELINE)
+    assert check.ok is False and check.facts == {"backup_id": None, "backups_seen": 1}
+    check = lineage.check_backup(baseline(DAILY_9), read(cluster_doc(), []), BASELINE)
+    assert check.ok is False and check.facts == {"backup_id": None, "backups_seen": 0}
+
+
+def test_rollback_facts_and_the_exact_deadline():
+    after = read(cluster_doc(hsm_type=H2, rollback=at(11, 13)), [POST])
+    check = lineage.check_rollback(read(cluster_doc(), [PRE]), at(12, 9))
+    assert check.facts == {"rollback_expiration": None}
+    check = lineage.check_rollback(after, dt.datetime(2026, 3, 11, 9, 45))
+    assert check.facts == {"rollback_expiration": "2026-03-11T13:00:00+00:00",
+                           "checked_at": "2026-03-11T09:45:00+00:00", "rollback_open": True}
+    check = lineage.check_rollback(after, at(11, 13))  # the deadline itself: closed
+    headline = (f"the rollback window of {OLD} closed at 2026-03-11T13:00:00+00:00: the HSM "
+                "type change can no longer be rolled back")
+    assert check.facts == {"rollback_expiration": "2026-03-11T13:00:00+00:00",
+                           "checked_at": "2026-03-11T13:00:00+00:00", "rollback_open": False,
+                           "headline": headline}
+    assert check.message == (f"{headline} (this does not fail the run: the keys are proven on "
+                             "their own)")

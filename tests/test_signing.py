@@ -36,6 +36,7 @@ from keyparity.evidence.statement import (
     ENVELOPE, PAYLOAD_TYPE, STATEMENT, EvidenceError, build_statement, canonical_json, sign_run,
 )
 from keyparity.evidence.verify import verify_run
+from test_statement_unit import Mismatched
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = Path(__file__).with_name("sign_pkcs11.py")
@@ -159,30 +160,10 @@ def test_sign_run_refuses_one_key_twice(tmp_path):
     assert not (run / ENVELOPE).exists() and not (run / STATEMENT).exists()
 
 
-class MismatchedSigner(Signer):
-    """A signer whose public key is not its private key's (a misconfigured HSM label)."""
-
-    def __init__(self) -> None:
-        self._public = CryptoSigner.generate_ecdsa().public_key
-        self._private = CryptoSigner.generate_ecdsa()
-        self.name = "mismatched"
-
-    @classmethod
-    def from_priv_key_uri(cls, priv_key_uri, public_key, secrets_handler=None):
-        raise NotImplementedError
-
-    @property
-    def public_key(self):
-        return self._public
-
-    def sign(self, payload: bytes) -> Signature:
-        return Signature(self._public.keyid, self._private.sign(payload).signature)
-
-
 def test_sign_run_checks_each_signature_before_writing(tmp_path):
     run = make_run(tmp_path / "run")
     with pytest.raises(EvidenceError, match="mismatched made a signature that its own public"):
-        sign_run(run, [MismatchedSigner()], {})
+        sign_run(run, [Mismatched()], {})
     assert not (run / ENVELOPE).exists() and not (run / STATEMENT).exists()
 
 

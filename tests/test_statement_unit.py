@@ -264,7 +264,10 @@ def test_a_failing_signer_writes_nothing(tmp_path):
 
 
 class Mismatched(Signer):
-    def __init__(self, name: str | None) -> None:
+    """A signer whose public key is not its private key's (a misconfigured HSM label); with
+    ``name`` None it has no name at all (a third-party signer)."""
+
+    def __init__(self, name: str | None = "mismatched") -> None:
         self._public = CryptoSigner.generate_ecdsa().public_key
         self._private = CryptoSigner.generate_ecdsa()
         if name is not None:

@@ -8,15 +8,21 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..hsm.softhsm import find_module
 from ..profile import Cluster, KeySpec, Profile, Wrapping
 from ..secrets import SecretRef
+
+T = TypeVar("T")
 
 TMPFS = Path("/dev/shm")
 SOURCE, TARGET, BARE_TARGET = "hsm1", "hsm2", "hsm3"
@@ -57,6 +63,27 @@ def interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
     """SIGTERM handler: raise KeyboardInterrupt, so the token directory is removed as on
     Ctrl-C."""
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def in_scratch(prefix: str, work: Callable[[Path, str], T], keep: bool = False) -> T | None:
+    """``work(root, note)`` in a new directory on tmpfs (``note``: "" there, or a warning that
+    it is not), removed afterwards - also on Ctrl-C or SIGTERM - unless ``keep``. None when
+    interrupted (said on stderr)."""
+    base = TMPFS if TMPFS.is_dir() else None
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        try:
+            return work(root, "" if base else " (no /dev/shm: NOT on tmpfs)")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if keep:
+                say(f"kept {root}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+    except KeyboardInterrupt:
+        print(f"keyparity bench: interrupted; removed {root}", file=sys.stderr)
+        return None
 
 
 # --------------------------------------------------------------------------- the machine

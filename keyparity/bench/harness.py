@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import resource
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,8 +34,8 @@ from ..hsm.softhsm import find_module, provision
 from ..profile import KeySpec, Profile
 from .bare import Bare
 from .common import (
-    BARE_TARGET, SOURCE, TARGET, TMPFS, Say, conclude, interrupt, key_spec,
-    lab_profile, machine, say,
+    BARE_TARGET, SOURCE, TARGET, TMPFS, Say, conclude, in_scratch, key_spec, lab_profile,
+    machine, say,
 )
 
 GOAL_RATIO = 1.25
@@ -375,20 +372,13 @@ def main(args: argparse.Namespace) -> int:
     if n < 1 or batch < 1:
         print("keyparity: error: --keys and --batch must be at least 1", file=sys.stderr)
         return 2
-    base = TMPFS if TMPFS.is_dir() else None
-    root = Path(tempfile.mkdtemp(prefix="keyparity-bench-", dir=base))
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        try:
-            say(f"{n} AES-256 keys in batches of {batch}; tokens {SOURCE} -> {TARGET} (harness) "
-                f"and {SOURCE} -> {BARE_TARGET} (bare loop) in {root}"
-                + ("" if base else " (no /dev/shm: NOT on tmpfs)"))
-            fig = run(n, batch, root, say)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            shutil.rmtree(root, ignore_errors=True)
-    except KeyboardInterrupt:
-        print(f"keyparity bench: interrupted; removed {root}", file=sys.stderr)
+    def work(root: Path, note: str) -> dict[str, Any]:
+        say(f"{n} AES-256 keys in batches of {batch}; tokens {SOURCE} -> {TARGET} (harness) "
+            f"and {SOURCE} -> {BARE_TARGET} (bare loop) in {root}{note}")
+        return run(n, batch, root, say)
+
+    fig = in_scratch("keyparity-bench-", work)
+    if fig is None:
         return 130
     doc = summary(fig)
     report(doc, say)

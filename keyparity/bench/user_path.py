@@ -20,10 +20,8 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from ..profile import KeySpec
 from ..run import new_run_id
 from . import phases
 from .bare import Bare
-from .common import SOURCE, TARGET, TMPFS, Say, conclude, interrupt, key_spec, machine, say
+from .common import SOURCE, TARGET, Say, conclude, in_scratch, key_spec, machine, say
 
 BARE_TARGETS = ("hsm3", "hsm4")
 GOAL_RATIO = 3.0
@@ -442,23 +440,13 @@ def main(args: argparse.Namespace) -> int:
     if n < 1 or workers < 0:
         print("keyparity: error: --keys must be at least 1 and -n at least 0", file=sys.stderr)
         return 2
-    base = TMPFS if TMPFS.is_dir() else None
-    root = Path(tempfile.mkdtemp(prefix="keyparity-bench-pytest-", dir=base))
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        try:
-            say(f"the pytest path at {n} AES-256 keys in {root}"
-                + ("" if base else " (no /dev/shm: NOT on tmpfs)"))
-            doc = run(n, workers, not args.no_allure, root, say,
-                      Path(args.py_spy).absolute() if args.py_spy else None)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            if args.keep:
-                say(f"kept {root}")
-            else:
-                shutil.rmtree(root, ignore_errors=True)
-    except KeyboardInterrupt:
-        print(f"keyparity bench: interrupted; removed {root}", file=sys.stderr)
+    def work(root: Path, note: str) -> dict[str, Any]:
+        say(f"the pytest path at {n} AES-256 keys in {root}{note}")
+        return run(n, workers, not args.no_allure, root, say,
+                   Path(args.py_spy).absolute() if args.py_spy else None)
+
+    doc = in_scratch("keyparity-bench-pytest-", work, keep=args.keep)
+    if doc is None:
         return 130
     report(doc, say)
     return conclude(doc, args.json, say, "the pytest run and the bare loop")

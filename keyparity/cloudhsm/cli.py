@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import KeyNotFound, KeyparityError, LoginError, TokenError
+from ..errors import KeyNotFound, KeyparityError, LabelConflict, LoginError, TokenError
 from ..hsm.login import LoginGate
 from ..profile import Cluster, CloudHsmCliSpec
 from ..secrets import SecretError
@@ -337,6 +337,23 @@ class CloudHsmCli:
                                     f"{total} but {len(keys)} keys over all pages",
                        self.argv(base))
         return keys
+
+    def one_key(self, filters: Mapping[str, str], label: str,
+                where: str | None = None) -> CliKey:
+        """The one key ``filters`` select (``label``: its label, ``where``: the cluster, for the
+        messages; default this CLI's role and cluster): a ``not-found`` CliError when the user
+        sees none, LabelConflict when it sees several."""
+        where = where or self.where
+        keys = self.list_keys(filters)
+        if not keys:
+            raise fail("not-found", f"{label!r} is not visible to crypto user {self.user!r} on "
+                                    f"{where} (`key list` matched nothing)")
+        if len(keys) > 1:
+            refs = ", ".join(k.key_reference for k in keys)
+            raise LabelConflict(f"{len(keys)} keys labelled {label!r} on {where} as the CLI "
+                                f"sees them ({refs}); labels must be unique for the harness to "
+                                "know which key is meant")
+        return keys[0]
 
     def share(self, filters: Mapping[str, str], username: str,
               role: str = "crypto-user") -> Any:

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..checks import Check
 from ..hsm.attributes import ABSENT, UNAVAILABLE
-from .cli import CliError, CliKey, CloudHsmCli, hex_value, fail
-from ..errors import KeyparityError, LabelConflict
+from .cli import CliError, CliKey, CloudHsmCli, hex_value
+from ..errors import KeyparityError
 from ..journal.store import NullJournal
 from ..hsm.migrate import Migration
 from ..profile import KeySpec, Profile
@@ -69,17 +69,8 @@ class Ownership:
             raise self.cli
         assert self.cli is not None
         if refresh or spec.label not in self._views:
-            keys = self.cli.list_keys(cli_filters(spec))
-            if not keys:
-                raise fail("not-found", f"{spec.target_label!r} is not visible to crypto user "
-                                        f"{self.cli.user!r} on {self.cluster_name} (`key list` "
-                                        "matched nothing)")
-            if len(keys) > 1:
-                refs = ", ".join(k.key_reference for k in keys)
-                raise LabelConflict(f"{len(keys)} keys labelled {spec.target_label!r} on "
-                                    f"{self.cluster_name} as the CLI sees them ({refs}); labels "
-                                    "must be unique for the harness to know which key is meant")
-            self._views[spec.label] = keys[0]
+            self._views[spec.label] = self.cli.one_key(cli_filters(spec), spec.target_label,
+                                                       self.cluster_name)
         return self._views[spec.label]
 
     def _base(self, key: CliKey | None = None) -> dict[str, Any]:

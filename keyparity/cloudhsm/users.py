@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..checks import Check
-from ..errors import KeyparityError, LabelConflict
+from ..errors import KeyparityError
 from ..profile import KeySpec, Profile
 from .cli import CliKey, CloudHsmCli, fail
 
@@ -80,15 +80,7 @@ def source_keys(cli: CloudHsmCli, specs: Iterable[KeySpec]) -> dict[str, CliKey 
     out: dict[str, CliKey | KeyparityError] = {}
     for spec in specs:
         try:
-            keys = cli.list_keys(source_filters(spec))
-            if not keys:
-                raise fail("not-found", f"{spec.label!r} is not visible to crypto user "
-                                        f"{cli.user!r} on {cli.where} (`key list` matched nothing)")
-            if len(keys) > 1:
-                refs = ", ".join(k.key_reference for k in keys)
-                raise LabelConflict(f"{len(keys)} keys labelled {spec.label!r} on {cli.where} "
-                                    f"({refs}); labels must be unique")
-            out[spec.label] = keys[0]
+            out[spec.label] = cli.one_key(source_filters(spec), spec.label)
         except KeyparityError as exc:
             out[spec.label] = exc
     return out

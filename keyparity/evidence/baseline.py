@@ -111,11 +111,27 @@ def load(profile: Profile, gate: LoginGate | None = None) -> Baseline:
         raise BaselineError(f"the baseline {path} does not verify, so it cannot be relied on: "
                             + "; ".join(result.problems[:5]))
     signed = result.signed or {}
-    return _read(path, signed, [line for line in result.checked])
+    if signed.get("verdict") != "PASS":
+        raise BaselineError(f"the baseline {path} ended {signed.get('verdict')}, not PASS: "
+                            "only a baseline that proved every key can be re-verified against; "
+                            "take a new one")
+    return _read(path, (path / FILE).read_bytes(), list(result.checked))
 
 
-def _read(path: Path, signed: Mapping[str, Any], checked: list[str]) -> Baseline:
+def load_verified(profile: Profile, sha256: str) -> Baseline:
+    """An xdist worker's copy of the baseline its controller verified (``load``): baseline.json
+    read again, and refused unless it is still the file of that SHA-256. The signatures are not
+    checked again in every worker."""
+    path = profile.baseline
+    assert path is not None
     raw = (path / FILE).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise BaselineError(f"{path / FILE} changed after the run verified it (SHA-256 "
+                            f"{sha256}): run again")
+    return _read(path, raw, [f"verified by the run's controller: baseline.json SHA-256 {sha256}"])
+
+
+def _read(path: Path, raw: bytes, checked: list[str]) -> Baseline:
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -123,8 +139,8 @@ def _read(path: Path, signed: Mapping[str, Any], checked: list[str]) -> Baseline
     if not isinstance(data, dict) or data.get("kind") != KIND or data.get("version") != VERSION:
         raise BaselineError(f"{path / FILE} is not a keyparity baseline (kind {KIND}, version "
                             f"{VERSION}): take a new baseline")
-    if signed.get("verdict") != "PASS" or data.get("verdict") != "PASS":
-        raise BaselineError(f"the baseline {path} ended {signed.get('verdict')}, not PASS: "
+    if data.get("verdict") != "PASS":
+        raise BaselineError(f"the baseline {path} ended {data.get('verdict')}, not PASS: "
                             "only a baseline that proved every key can be re-verified against; "
                             "take a new one")
     run = data.get("run") or {}

@@ -6,8 +6,9 @@ backup, or a nightly drift check).
   fingerprint (keyparity.hsm.identity), every standard attribute (keyparity.hsm.attributes)
   and its known answers (keyparity.hsm.known_answers: ciphertexts, MACs and signatures the
   key made of seeded inputs, and an asymmetric key's public key).
-* ``key_changes``: how a key now differs from its snapshot - identity and attributes must be
-  *identical* (it is the same object: no unwrap differences are expected).
+* ``identity_now`` / ``attribute_changes``: how a key now differs from its snapshot - identity
+  and attributes must be *identical* (it is the same object: no unwrap differences are
+  expected); each re-verify test reads only what it compares.
 * ``census`` / ``census_changes``: every key object of the token with its KCV or fingerprint,
   and what was lost, added or changed since the baseline's.
 
@@ -30,34 +31,29 @@ from .locate import Side
 _WHICH = ("class", "label", "key_type", "id", "size", "curve")
 
 
+def identity_now(side: Side, spec: KeySpec) -> dict[str, str]:
+    """What identifies the key's material now: its KCV or fingerprint, and how."""
+    found = identity.of(side.key, side.cluster, public=side.public, curve=spec.curve)
+    return {"value": found.value, "method": found.method}
+
+
 def of_key(side: Side, spec: KeySpec, *, seed: int) -> dict[str, Any]:
     """The key on ``side`` as a baseline records it."""
-    found = identity.of(side.key, side.cluster, public=side.public, curve=spec.curve)
     records = known_answers.make(side, spec.vectors, label=spec.label, seed=seed)
-    return {"identity": {"value": found.value, "method": found.method},
+    return {"identity": identity_now(side, spec),
             "attributes": attributes.read_standard(side.key),
             "known_answers": records,
             "public_key": known_answers.public_key(side)}
 
 
-def key_changes(recorded: Mapping[str, Any], side: Side, spec: KeySpec
-                ) -> tuple[dict[str, Any], list[str]]:
-    """(what the key is now, one line per difference from ``recorded``): its identity and
-    every attribute. Known answers are checked apart (``known_answers.check``)."""
-    found = identity.of(side.key, side.cluster, public=side.public, curve=spec.curve)
-    now = {"identity": {"value": found.value, "method": found.method},
-           "attributes": attributes.read_standard(side.key)}
-    lines = []
-    before = recorded.get("identity", {})
-    if before.get("value") != found.value:
-        lines.append(f"key material: {before.get('method')} was {before.get('value')}, is "
-                     f"{found.value} now ({found.method})")
-    was, is_ = recorded.get("attributes", {}), now["attributes"]
-    for name in sorted(set(was) | set(is_)):
-        if was.get(name, attributes.ABSENT) != is_.get(name, attributes.ABSENT):
-            lines.append(f"{name}: was {was.get(name, attributes.ABSENT)!r}, is "
-                         f"{is_.get(name, attributes.ABSENT)!r}")
-    return now, lines
+def attribute_changes(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """One line per standard attribute that differs between the baseline's table and ``now``
+    (the same object: every attribute must be identical)."""
+    was = recorded.get("attributes", {})
+    return [f"{name}: was {was.get(name, attributes.ABSENT)!r}, is "
+            f"{now.get(name, attributes.ABSENT)!r}"
+            for name in sorted(set(was) | set(now))
+            if was.get(name, attributes.ABSENT) != now.get(name, attributes.ABSENT)]
 
 
 def census_objects(session: Session, where: str) -> list[dict[str, Any]]:
