@@ -4,17 +4,20 @@ time (``keyparity plan sign``); ``keyparity plan verify`` needs the threshold's 
 plan.json as signed. Real SoftHSM tokens."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from keyparity.evidence.custodians import file_custodian
 from keyparity.evidence.plan import PREDICATE_TYPE, verify_plan
 from keyparity.evidence.signing import public_key_from_pem
+from conftest import evidence, run_suites
 from test_bad_input import SPY, counts, edit_profile, spy_logins
 
 AES_VALUE = bytes(range(16))
@@ -165,3 +168,127 @@ def test_plan_usage_errors_are_one_line(lab):
                                   "plan is approved by the custodians' signatures; add them to "
                                   "the profile")
     assert not (lab.root / "p").exists()
+
+
+# ---- the run follows the plan (pytest --hsm-plan) --------------------------------------------
+
+def signed_plan(lab: Any, profile: Path) -> Path:
+    """A plan made unsigned, then signed by c1 and c2 one at a time (two custodians)."""
+    plan_dir = make_plan(lab, profile, "--unsigned")
+    for name in ("c1", "c2"):
+        signed = keyparity(lab, "plan", "sign", str(plan_dir), "--profile", str(profile),
+                           "--signer", name)
+        assert signed.returncode == 0, signed.stderr
+    return plan_dir
+
+
+def refused(result: pytest.RunResult) -> str:
+    """The one line of a run stopped before it started (pytest's usage error)."""
+    lines = [ln for ln in result.outlines + result.errlines if ln.strip()]
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, "\n".join(lines)
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_plan_signed_by_two_custodians_lets_the_run_migrate_exactly_its_keys(lab, suites):
+    profile = seeded_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+
+    result = run_suites(suites, profile, f"--hsm-plan={plan_dir}")
+
+    assert result.ret == 0, result.stdout.str()
+    plan = json.loads((plan_dir / "plan.json").read_text())
+    assert (f"keyparity: plan {plan['plan_id']} (4 keys, made {plan['created']}), approved by "
+            "c1, c2 (threshold 2): only its keys are written, as planned") in result.outlines
+    doc = evidence(suites)
+    assert doc["summary"]["verdict"] == "PASS", doc["summary"]
+    assert {k: v["migration"]["status"] for k, v in doc["keys"].items()} == {
+        k["label"]: "migrated" for k in KEYS}
+    assert doc["plan"]["plan_id"] == plan["plan_id"]
+    assert doc["plan"]["approved_by"] == ["c1", "c2"] and doc["plan"]["threshold"] == 2
+    assert doc["plan"]["sha256"] == hashlib.sha256((plan_dir / "plan.json").read_bytes()).hexdigest()
+    assert counts(lab)[1] == 4  # the four planned keys (private keys only), nothing else
+    run_dir = suites.path / "reports" / doc["run"]["run_id"]
+    html = (run_dir / "report.html").read_text()
+    assert "approved by c1, c2" in html and f"performed by run <code>{doc['run']['run_id']}" in html
+    keys = [a for n in ("c1", "c2") for a in ("--key", str(lab.root / "custodians" / f"{n}.pub.pem"))]
+    verified = keyparity(lab, "verify", str(run_dir), *keys)
+    assert verified.returncode == 0, verified.stdout
+    assert f"signed plan: {plan['plan_id']}, approved by c1, c2" in verified.stdout
+
+
+def _nothing_written(lab: Any, suites: Any, before: list[int]) -> None:
+    assert counts(lab) == before
+    assert not (suites.path / "reports").exists()
+
+
+def test_one_signature_short_stops_the_run_before_any_write(lab, suites):
+    profile = seeded_profile(lab)
+    plan_dir = make_plan(lab, profile, "--signer", "c1")
+    before = counts(lab)
+    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
+    assert line.startswith(f"ERROR: --hsm-plan={plan_dir} does not verify, nothing was written: ")
+    assert "threshold not met: 1 of 2 required signatures verified" in line
+    _nothing_written(lab, suites, before)
+
+
+def test_a_tampered_plan_stops_the_run_before_any_write(lab, suites):
+    profile = seeded_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+    path = plan_dir / "plan.json"
+    path.write_text(path.read_text().replace('"k-aes-new"', '"k-aes-elsewhere"'))
+    before = counts(lab)
+    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
+    assert "changed: plan.json (sha256 signed" in line
+    _nothing_written(lab, suites, before)
+
+
+def test_other_key_material_under_a_planned_label_stops_the_run(lab, suites):
+    profile = seeded_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+    lab.tokens({"op": "destroy", "token": "hsm1", "label": "k-hmac", "classes": ["secret"]})
+    lab.seed([KEYS[1]])  # a new generic secret under the same label
+    before = counts(lab)
+    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
+    assert line.startswith("ERROR: the run does not follow the plan plan-"), line
+    assert "'k-hmac': identity.value planned " in line
+    _nothing_written(lab, suites, before)
+
+
+def test_a_key_not_in_the_plan_stops_the_run(lab, suites):
+    profile = seeded_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+    lab.seed([{"label": "k-later", "type": "aes", "size": 256}])
+    edit_profile(profile, lambda d: (d["keys"].append(
+        {"label": "k-later", "type": "aes", "size": 256}), d["exclude"].clear()))
+    before = counts(lab)
+    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
+    assert "nothing was written: not in the plan: k-later" in line
+    _nothing_written(lab, suites, before)
+
+
+def test_a_changed_unwrap_template_stops_the_run(lab, suites):
+    profile = seeded_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+    lab.tokens({"op": "set", "token": "hsm1", "label": "k-aes-known", "class": "secret",
+                "attribute": "decrypt", "value": False})
+    before = counts(lab)
+    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
+    assert "'k-aes-known': template.decrypt planned true, now false" in line
+    _nothing_written(lab, suites, before)
+
+
+def test_the_migration_refuses_a_key_the_plan_does_not_approve(lab):
+    """The migration's own check before each write (the run's start already refused these)."""
+    from keyparity.evidence.approval import Approval
+    plan = {"plan_id": "plan-x", "created": "t", "keys": [
+        {"label": "k-aes", "identity": {"value": "abcdef", "method": "AES-ECB KCV"},
+         "template": {"label": "k-aes"}}]}
+    approval = Approval(Path("p"), "0" * 64, plan, ("c1",), 1, "t")
+    spec = type("Spec", (), {"label": "k-other"})()
+    assert approval.refusal(spec, None, {}) == "'k-other' is not in the plan plan-x: not written"
+    spec.label = "k-aes"
+    ident = type("Identity", (), {"value": "123456"})()
+    assert approval.refusal(spec, ident, {}) == (
+        "'k-aes': the source key's AES-ECB KCV is 123456, the plan plan-x approved abcdef "
+        "(other key material under the label): not written")

@@ -35,6 +35,7 @@ from pkcs11.constants import DEFAULT
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Key, Signer
 
+from ..cloudhsm.backend import unwrap_attributes
 from ..errors import KeyparityError
 from ..hsm import attributes, census, identity, keyinfo
 from ..hsm.cluster import ClusterSession, open_cluster
@@ -47,8 +48,9 @@ from .statement import (PAYLOAD_TYPE, STATEMENT_TYPE, add_signature, canonical_j
 from .verify import (VerifyResult, _check_signatures, _parse_statement, _read_envelope,
                      _required, _show, _verifies)
 
-__all__ = ["PLAN", "PLAN_ENVELOPE", "PREDICATE_TYPE", "PlanError", "PlanResult", "draft",
-           "sign_plan", "verify_plan", "write_plan"]
+__all__ = ["PLAN", "PLAN_ENVELOPE", "PREDICATE_TYPE", "PlanError", "PlanResult", "cluster_record",
+           "draft", "planned_key", "sign_plan", "unwrap_record", "verify_plan", "wrapping_record",
+           "write_plan"]
 
 PLAN = "plan.json"
 PLAN_ENVELOPE = "plan.dsse.json"
@@ -62,7 +64,7 @@ class PlanError(KeyparityError):
 
 # ---- the plan ---------------------------------------------------------------------------------
 
-def _cluster(cluster: Cluster | None) -> dict[str, Any] | None:
+def cluster_record(cluster: Cluster | None) -> dict[str, Any] | None:
     """A cluster as the plan names it: its name, mode, token, and its AWS cluster id."""
     if cluster is None:
         return None
@@ -81,17 +83,17 @@ def _template(template: dict[Any, Any]) -> dict[str, Any]:
             for a, v in template.items() if v is not DEFAULT}
 
 
-def _unwrap(profile: Profile, spec: KeySpec, source_attributes: dict[str, Any]) -> dict[str, Any]:
+def unwrap_record(profile: Profile, spec: KeySpec,
+                  source_attributes: dict[str, Any]) -> dict[str, Any]:
     """What the migration's backend will give the target at unwrap, built by its own code."""
     if profile.migration_backend == "cloudhsm-cli":
-        from ..cloudhsm.backend import unwrap_attributes
         return {"cloudhsm_cli_attributes": unwrap_attributes(source_attributes, spec)}
     template = attributes.unwrap_template(source_attributes, key_class(spec.type),
                                           spec.target_label, spec.attributes)
     return {"template": _template(template)}
 
 
-def _key(profile: Profile, src: ClusterSession, spec: KeySpec) -> dict[str, Any]:
+def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec) -> dict[str, Any]:
     """One inventory key of the plan, read from the source as the migration reads it."""
     side = locate(src, spec, spec.label)
     if side is None:
@@ -114,8 +116,15 @@ def _key(profile: Profile, src: ClusterSession, spec: KeySpec) -> dict[str, Any]
                         "(CKA_EXTRACTABLE=false) and cannot be wrapped; mark it disposition: "
                         "rotate in the inventory")
     out["action"] = "wrap on the source, unwrap on the target"
-    out.update(_unwrap(profile, spec, source_attributes))
+    out.update(unwrap_record(profile, spec, source_attributes))
     return out
+
+
+def wrapping_record(profile: Profile) -> dict[str, Any]:
+    """The wrapping parameters as the plan names them."""
+    w = profile.wrapping
+    return {"mechanism": w.mechanism, "rsa_bits": w.rsa_bits, "oaep_hash": w.oaep_hash,
+            "mgf": w.mgf, "aes_bits": w.aes_bits, "trusted": w.trusted}
 
 
 def draft(profile: Profile, gate: LoginGate) -> dict[str, Any]:
@@ -131,7 +140,7 @@ def draft(profile: Profile, gate: LoginGate) -> dict[str, Any]:
     keys, problems = [], []
     for spec in profile.keys:
         try:
-            keys.append(_key(profile, src, spec))
+            keys.append(planned_key(profile, src, spec))
         except KeyparityError as exc:
             problems.append(str(exc))
     entries, record = census.take_source(src.session, profile.source, profile, plan_id)
@@ -139,15 +148,13 @@ def draft(profile: Profile, gate: LoginGate) -> dict[str, Any]:
                  for e in entries if e.disposition == census.UNACCOUNTED]
     if problems:
         raise PlanError(f"no plan written: {len(problems)} problem(s): " + "; ".join(problems))
-    w = profile.wrapping
     return {
         "format": FORMAT, "plan_id": plan_id, "created": created,
         "profile": {"name": profile.name, "path": str(profile.path), "sha256": profile.sha256,
                     "environment": profile.environment},
-        "source": _cluster(profile.source), "target": _cluster(profile.target),
+        "source": cluster_record(profile.source), "target": cluster_record(profile.target),
         "migration_backend": profile.migration_backend,
-        "wrapping": {"mechanism": w.mechanism, "rsa_bits": w.rsa_bits, "oaep_hash": w.oaep_hash,
-                     "mgf": w.mgf, "aes_bits": w.aes_bits, "trusted": w.trusted},
+        "wrapping": wrapping_record(profile),
         "keys": keys, "census": record,
     }
 
@@ -251,6 +258,8 @@ def sign_plan(plan_dir: Path, signer: Signer) -> str:
 class PlanResult(VerifyResult):
     """What ``verify_plan`` found; ``ok`` when there is no problem."""
 
+    plan_sha256: str | None = None  # plan.json's digest, as signed and found
+
     def lines(self) -> list[str]:
         out = [f"keyparity plan verify: {self.run_dir}"]
         if self.signed is None:
@@ -274,9 +283,10 @@ class PlanResult(VerifyResult):
 
 
 def verify_plan(plan_dir: Path, keys: list[Key], threshold: int | None = None, *,
-                key_names: dict[str, str] | None = None) -> PlanResult:
+                key_names: dict[str, str] | None = None, every_key: bool = True) -> PlanResult:
     """Check a plan offline: the envelope, the signatures of ``keys`` against the threshold
-    (the signed one, raised by ``threshold``, never lowered), plan.json's digest, and that
+    (the signed one, raised by ``threshold``, never lowered; with ``every_key`` off, a key
+    that did not sign is only a note once the threshold is met), plan.json's digest, and that
     plan.json says what the signed predicate says. Every problem is collected."""
     plan_dir = Path(plan_dir)
     fallback = len(keys) if threshold is None else threshold
@@ -298,7 +308,7 @@ def verify_plan(plan_dir: Path, keys: list[Key], threshold: int | None = None, *
     result.threshold = _required(result.signed, threshold, fallback, result)
     if envelope is not None:
         _check_signatures(envelope, keys, result.threshold, dict(key_names or {}), result,
-                          PLAN_ENVELOPE, "the plan")
+                          PLAN_ENVELOPE, "the plan", every_key)
     if isinstance(statement, dict):
         _check_plan_file(plan_dir, statement["subject"], result)
     else:
@@ -320,6 +330,8 @@ def _check_plan_file(plan_dir: Path, subjects: list[dict], result: PlanResult) -
             continue
         found = sha256_file(path)
         result.files_checked += 1
+        if found == sha and name == PLAN:
+            result.plan_sha256 = found
         if found != sha:
             result.changed.append(name)
             problems.append(f"changed: {name} (sha256 signed {sha[:16]}..., found "

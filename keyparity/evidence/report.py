@@ -301,6 +301,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "tests_total": len(tests),
         "run": run,
         "baseline": doc.get("baseline") or {},
+        "plan": doc.get("plan") or {},
         "run_id": run_id,
         "command": shlex.join(str(w) for w in command) if isinstance(command, list)
         else command,

@@ -350,6 +350,13 @@ def _signed_facts(signed: Mapping[str, Any]) -> list[str]:
     if "headline" in signed:
         lines.append(f"signed headline: {_show(signed['headline'])}")
     lines.append(f"signed counts: {_counts(signed.get('summary'))}")
+    plan = signed.get("plan")
+    if isinstance(plan, dict):
+        approvers = plan.get("approved_by")
+        lines.append(f"signed plan: {_show(plan.get('plan_id'))}, approved by "
+                     + (", ".join(_show(a) for a in approvers) if isinstance(approvers, list)
+                        else _show(approvers))
+                     + f" (plan.json sha256 {_show(plan.get('sha256'))})")
     return lines
 
 
@@ -386,7 +393,11 @@ def _safe_name(name: str) -> bool:
 
 def _check_signatures(envelope: Envelope, keys: list[Key], threshold: int,
                       names: Mapping[str, str], result: VerifyResult,
-                      envelope_name: str = ENVELOPE, what: str = "the run directory") -> None:
+                      envelope_name: str = ENVELOPE, what: str = "the run directory",
+                      every_key: bool = True) -> None:
+    """The envelope's signatures by ``keys`` and the threshold; with ``every_key`` each key
+    given must have signed (``keyparity verify``), without it a key that did not sign is a
+    note as long as the threshold is met (a run's plan: any threshold of the custodians)."""
     problems = result.problems
     result.signatures = len(envelope.signatures)
     unique: dict[str, Key] = {}
@@ -412,7 +423,8 @@ def _check_signatures(envelope: Envelope, keys: list[Key], threshold: int,
                             f"this key's signature)")
     for keyid, key in unique.items():
         if keyid not in envelope.signatures:
-            problems.append(f"no signature by {_keyname(key, names)} in {envelope_name}")
+            (problems if every_key else result.notes).append(
+                f"no signature by {_keyname(key, names)} in {envelope_name}")
     result.verified = [_keyname(unique[k], names) for k in verified]
     result.not_verified = [_keyname(k, names) for i, k in unique.items() if i not in verified]
     if not envelope.signatures:
