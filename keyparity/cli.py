@@ -208,6 +208,14 @@ def _plan_verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _retire(args: argparse.Namespace) -> int:
+    """``keyparity retire PROFILE --run RUN_ID``: 0 every key retired (destroyed with
+    --destroy); 1 refused, or a key was not; 2 usage (production without --hsm-confirm,
+    --destroy without --plan)."""
+    from .retire import command
+    return command(args)
+
+
 def _journal_path(args: argparse.Namespace) -> Path:
     from .journal.store import default_path
     return Path(args.journal) if args.journal else default_path(Path.cwd())
@@ -497,12 +505,32 @@ def _add_cleanup(sub: Any) -> None:
     s.set_defaults(func=_cleanup)
 
 
+def _add_retire(sub: Any) -> None:
+    s = sub.add_parser("retire", help="after a PASS run: the signed retirement record of the "
+                       "source keys it proved (active -> deactivated, NIST SP 800-57), and with "
+                       "--destroy their destruction on the source")
+    s.add_argument("profile", help="profile NAME or PATH (the one the run proved)")
+    s.add_argument("--run", required=True, metavar="RUN_ID", help="the PASS run that proved "
+                   "the keys (its bundle is verified first)")
+    s.add_argument("--reports-dir", metavar="DIR", help="where the run directory is (default "
+                   "./reports); the record is written beside it")
+    s.add_argument("--destroy", action="store_true", help="destroy the plan's source keys once "
+                   "each target copy is proven the same material; each destroy journaled")
+    s.add_argument("--plan", metavar="DIR", help="with --destroy: the signed plan the run "
+                   "followed")
+    s.add_argument("--journal", metavar="PATH",
+                   help="journal file (default ./.keyparity/journal.sqlite)")
+    s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
+                   help="required with --destroy in a production profile: the source's cluster id")
+    s.set_defaults(func=_retire)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_add_softhsm_init, _add_softhsm_restore, _add_demo_custodians, _add_demo_pki,
                 _add_seed, _add_inventory, _add_plan, _add_bench, _add_verify, _add_journal,
-                _add_cleanup):
+                _add_cleanup, _add_retire):
         add(sub)
     return p
 

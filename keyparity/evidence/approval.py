@@ -34,7 +34,7 @@ from .plan import (PLAN, PlanError, cluster_record, planned_key, unwrap_record, 
                    wrapping_record)
 from .signing import close_signers, load_signers
 
-__all__ = ["Approval", "load", "load_verified"]
+__all__ = ["Approval", "load", "load_verified", "verified"]
 
 
 @dataclass(frozen=True)
@@ -180,22 +180,30 @@ def _against_source(plan: dict[str, Any], profile: Profile, gate: LoginGate) -> 
     return out
 
 
+def verified(profile: Profile, plan_dir: Path, gate: LoginGate) -> Approval:
+    """The plan of ``plan_dir`` signed to the profile's threshold (PlanError otherwise), as it
+    is: not compared with anything (``load`` does that; ``keyparity retire`` compares it with
+    the plan its run followed)."""
+    plan_dir = Path(plan_dir)
+    raw, result = _verified(profile, plan_dir, gate)
+    return Approval(plan_dir.resolve(), hashlib.sha256(raw).hexdigest(), json.loads(raw),
+                    tuple(name.split(" (keyid")[0] for name in result.verified),
+                    result.threshold, dt.datetime.now(dt.timezone.utc).isoformat(
+                        timespec="seconds"), profile)
+
+
 def load(profile: Profile, plan_dir: Path, gate: LoginGate) -> Approval:
     """The controller's check of ``--hsm-plan=DIR``: PlanError (one line, nothing written)
     unless the plan verifies and the profile and the source are exactly what it approved."""
-    plan_dir = Path(plan_dir)
-    raw, result = _verified(profile, plan_dir, gate)
-    plan = json.loads(raw)
+    approved = verified(profile, plan_dir, gate)
+    plan = approved.plan
     wrong = _against_profile(plan, profile)
     if not wrong and profile.source is not None:
         wrong = _against_source(plan, profile, gate)
     if wrong:
         raise PlanError(f"the run does not follow the plan {plan.get('plan_id')} "
                         f"({plan_dir}), nothing was written: " + "; ".join(wrong))
-    return Approval(plan_dir.resolve(), hashlib.sha256(raw).hexdigest(), plan,
-                    tuple(name.split(" (keyid")[0] for name in result.verified),
-                    result.threshold, dt.datetime.now(dt.timezone.utc).isoformat(
-                        timespec="seconds"), profile)
+    return approved
 
 
 def load_verified(profile: Profile, plan_dir: Path, sha256: str,

@@ -118,12 +118,13 @@ def subjects(run_dir: Path) -> list[dict]:
     return out
 
 
-def build_statement(run_dir: Path, predicate: dict) -> dict:
+def build_statement(run_dir: Path, predicate: dict,
+                    predicate_type: str = PREDICATE_TYPE) -> dict:
     """An in-toto Statement v1 over every file of the run directory."""
     return {
         "_type": STATEMENT_TYPE,
         "subject": subjects(run_dir),
-        "predicateType": PREDICATE_TYPE,
+        "predicateType": predicate_type,
         "predicate": predicate,
     }
 
@@ -138,7 +139,8 @@ def _name(signer: Signer) -> str:
     return getattr(signer, "name", None) or f"keyid {signer.public_key.keyid[:16]}"
 
 
-def sign_run(run_dir: Path, signers: list[Signer], predicate: dict) -> Path:
+def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
+             predicate_type: str = PREDICATE_TYPE) -> Path:
     """Sign a run directory: write STATEMENT (the payload bytes) and ENVELOPE (DSSE, one
     signature per signer); returns the envelope's path.
 
@@ -148,7 +150,7 @@ def sign_run(run_dir: Path, signers: list[Signer], predicate: dict) -> Path:
     unsigned). When a signer fails, nothing is written.
     """
     run_dir = Path(run_dir)
-    payload = canonical_json(build_statement(run_dir, predicate))
+    payload = canonical_json(build_statement(run_dir, predicate, predicate_type))
     envelope = Envelope(payload, PAYLOAD_TYPE, {})
     seen: dict[str, str] = {}
     for signer in signers:
