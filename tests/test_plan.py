@@ -18,6 +18,7 @@ from keyparity.evidence.custodians import file_custodian
 from keyparity.evidence.plan import PREDICATE_TYPE, verify_plan
 from keyparity.evidence.signing import public_key_from_pem
 from conftest import evidence, run_suites
+from test_aws import validate_evidence
 from test_bad_input import SPY, counts, edit_profile, spy_logins
 
 AES_VALUE = bytes(range(16))
@@ -194,13 +195,14 @@ def test_a_plan_signed_by_two_custodians_lets_the_run_migrate_exactly_its_keys(l
     profile = seeded_profile(lab)
     plan_dir = signed_plan(lab, profile)
 
-    result = run_suites(suites, profile, f"--hsm-plan={plan_dir}")
+    result = run_suites(suites, profile, f"--hsm-plan={plan_dir}", "-n", "2")
 
     assert result.ret == 0, result.stdout.str()
     plan = json.loads((plan_dir / "plan.json").read_text())
     assert (f"keyparity: plan {plan['plan_id']} (4 keys, made {plan['created']}), approved by "
             "c1, c2 (threshold 2): only its keys are written, as planned") in result.outlines
     doc = evidence(suites)
+    validate_evidence(doc)
     assert doc["summary"]["verdict"] == "PASS", doc["summary"]
     assert {k: v["migration"]["status"] for k, v in doc["keys"].items()} == {
         k["label"]: "migrated" for k in KEYS}
@@ -292,3 +294,29 @@ def test_the_migration_refuses_a_key_the_plan_does_not_approve(lab):
     assert approval.refusal(spec, ident, {}) == (
         "'k-aes': the source key's AES-ECB KCV is 123456, the plan plan-x approved abcdef "
         "(other key material under the label): not written")
+
+
+def test_other_wrapping_parameters_or_target_stop_the_run(lab, suites):
+    profile = seeded_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+    edit_profile(profile, lambda d: (d["wrapping"].update(aes_bits=128),
+                                     d["clusters"]["target"].update(name="hsm9")))
+    before = counts(lab)
+    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
+    assert 'nothing was written: target: name planned "hsm2", now "hsm9"; ' in line, line
+    assert "wrapping: aes_bits planned 256, now 128" in line
+    _nothing_written(lab, suites, before)
+
+
+def test_a_run_that_follows_a_plan_logs_in_once_per_token(lab, suites):
+    """The plan is checked against the source in the controller: its session is the run's."""
+    log = lab.root / "spy.log"
+    profile = edit_profile(seeded_profile(lab), lambda d: (
+        d["module_env"].update(PKCS11SPY=lab.module, PKCS11SPY_OUTPUT=str(log)),
+        d["clusters"]["source"].update(module=SPY), d["clusters"]["target"].update(module=SPY)))
+    plan_dir = signed_plan(lab, profile)
+    log.unlink()
+    result = run_suites(suites, profile, f"--hsm-plan={plan_dir}")
+    assert result.ret == 0, result.stdout.str()
+    assert sorted(spy_logins(log)) == sorted([(lab.pins["hsm1"].encode(), "CKR_OK"),
+                                              (lab.pins["hsm2"].encode(), "CKR_OK")])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import evidence, run_suites
-from test_bad_input import counts, edit_profile
+from test_bad_input import SPY, counts, edit_profile, spy_logins
 from test_plan import KEYS, keyparity, seeded_profile, signed_plan
 
 CUSTODIAN_KEYS = ("c1", "c2")
@@ -143,3 +143,17 @@ def test_destroy_needs_the_plan_the_run_followed_and_production_needs_confirm(la
         "keyparity retire: error: lab is a production profile: add --hsm-confirm=hsm1 "
         "(clusters.source.name) to destroy source keys; nothing was destroyed")
     assert counts(lab) == before
+
+
+def test_retire_destroy_logs_in_once_per_cluster(lab, suites):
+    log = lab.root / "spy.log"
+    profile = edit_profile(seeded_profile(lab), lambda d: (
+        d["module_env"].update(PKCS11SPY=lab.module, PKCS11SPY_OUTPUT=str(log)),
+        d["clusters"]["source"].update(module=SPY), d["clusters"]["target"].update(module=SPY)))
+    plan_dir = signed_plan(lab, profile)
+    run_id = pass_run(lab, suites, profile, plan_dir)
+    log.unlink()
+    done = retire(lab, suites, profile, run_id, "--destroy", f"--plan={plan_dir}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(spy_logins(log)) == sorted([(lab.pins["hsm1"].encode(), "CKR_OK"),
+                                              (lab.pins["hsm2"].encode(), "CKR_OK")])
