@@ -173,6 +173,15 @@ def test_plan_usage_errors_are_one_line(lab):
 
 # ---- the run follows the plan (pytest --hsm-plan) --------------------------------------------
 
+def spied(lab: Any) -> tuple[Path, Path]:
+    """The seeded profile with both clusters behind OpenSC's pkcs11-spy, and its log."""
+    log = lab.root / "spy.log"
+    profile = edit_profile(seeded_profile(lab), lambda d: (
+        d["module_env"].update(PKCS11SPY=lab.module, PKCS11SPY_OUTPUT=str(log)),
+        d["clusters"]["source"].update(module=SPY), d["clusters"]["target"].update(module=SPY)))
+    return profile, log
+
+
 def signed_plan(lab: Any, profile: Path) -> Path:
     """A plan made unsigned, then signed by c1 and c2 one at a time (two custodians)."""
     plan_dir = make_plan(lab, profile, "--unsigned")
@@ -181,14 +190,6 @@ def signed_plan(lab: Any, profile: Path) -> Path:
                            "--signer", name)
         assert signed.returncode == 0, signed.stderr
     return plan_dir
-
-
-def refused(result: pytest.RunResult) -> str:
-    """The one line of a run stopped before it started (pytest's usage error)."""
-    lines = [ln for ln in result.outlines + result.errlines if ln.strip()]
-    assert result.ret == pytest.ExitCode.USAGE_ERROR, "\n".join(lines)
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_a_plan_signed_by_two_custodians_lets_the_run_migrate_exactly_its_keys(lab, suites):
@@ -219,65 +220,73 @@ def test_a_plan_signed_by_two_custodians_lets_the_run_migrate_exactly_its_keys(l
     assert f"signed plan: {plan['plan_id']}, approved by c1, c2" in verified.stdout
 
 
-def _nothing_written(lab: Any, suites: Any, before: list[int]) -> None:
-    assert counts(lab) == before
-    assert not (suites.path / "reports").exists()
+def _drop_a_signature(lab: Any, profile: Path, plan_dir: Path) -> None:
+    path = plan_dir / "plan.dsse.json"
+    envelope = json.loads(path.read_text())
+    envelope["signatures"] = envelope["signatures"][:1]
+    path.write_text(json.dumps(envelope))
 
 
-def test_one_signature_short_stops_the_run_before_any_write(lab, suites):
-    profile = seeded_profile(lab)
-    plan_dir = make_plan(lab, profile, "--signer", "c1")
-    before = counts(lab)
-    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
-    assert line.startswith(f"ERROR: --hsm-plan={plan_dir} does not verify, nothing was written: ")
-    assert "threshold not met: 1 of 2 required signatures verified" in line
-    _nothing_written(lab, suites, before)
-
-
-def test_a_tampered_plan_stops_the_run_before_any_write(lab, suites):
-    profile = seeded_profile(lab)
-    plan_dir = signed_plan(lab, profile)
+def _tamper(lab: Any, profile: Path, plan_dir: Path) -> None:
     path = plan_dir / "plan.json"
     path.write_text(path.read_text().replace('"k-aes-new"', '"k-aes-elsewhere"'))
-    before = counts(lab)
-    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
-    assert "changed: plan.json (sha256 signed" in line
-    _nothing_written(lab, suites, before)
 
 
-def test_other_key_material_under_a_planned_label_stops_the_run(lab, suites):
-    profile = seeded_profile(lab)
-    plan_dir = signed_plan(lab, profile)
+def _other_material(lab: Any, profile: Path, plan_dir: Path) -> None:
     lab.tokens({"op": "destroy", "token": "hsm1", "label": "k-hmac", "classes": ["secret"]})
     lab.seed([KEYS[1]])  # a new generic secret under the same label
-    before = counts(lab)
-    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
-    assert line.startswith("ERROR: the run does not follow the plan plan-"), line
-    assert "'k-hmac': identity.value planned " in line
-    _nothing_written(lab, suites, before)
 
 
-def test_a_key_not_in_the_plan_stops_the_run(lab, suites):
-    profile = seeded_profile(lab)
-    plan_dir = signed_plan(lab, profile)
+def _extra_key(lab: Any, profile: Path, plan_dir: Path) -> None:
     lab.seed([{"label": "k-later", "type": "aes", "size": 256}])
     edit_profile(profile, lambda d: (d["keys"].append(
         {"label": "k-later", "type": "aes", "size": 256}), d["exclude"].clear()))
-    before = counts(lab)
-    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
-    assert "nothing was written: not in the plan: k-later" in line
-    _nothing_written(lab, suites, before)
 
 
-def test_a_changed_unwrap_template_stops_the_run(lab, suites):
-    profile = seeded_profile(lab)
-    plan_dir = signed_plan(lab, profile)
+def _flip_an_attribute(lab: Any, profile: Path, plan_dir: Path) -> None:
     lab.tokens({"op": "set", "token": "hsm1", "label": "k-aes-known", "class": "secret",
                 "attribute": "decrypt", "value": False})
+
+
+def _other_target_and_wrapping(lab: Any, profile: Path, plan_dir: Path) -> None:
+    edit_profile(profile, lambda d: (d["wrapping"].update(aes_bits=128),
+                                     d["clusters"]["target"].update(name="hsm9")))
+
+
+# each way a run can stray from its signed plan, and what the one line says
+STRAYS = [
+    pytest.param(_drop_a_signature, ["does not verify, nothing was written: ",
+                                     "threshold not met: 1 of 2 required signatures verified"],
+                 id="one-signature-short"),
+    pytest.param(_tamper, ["does not verify", "changed: plan.json (sha256 signed"],
+                 id="tampered-plan"),
+    pytest.param(_other_material, ["the run does not follow the plan plan-",
+                                   "'k-hmac': identity.value planned ",
+                                   "other key material under the label"],
+                 id="other-key-material"),
+    pytest.param(_extra_key, ["nothing was written: not in the plan: k-later"], id="extra-key"),
+    pytest.param(_flip_an_attribute, ["'k-aes-known': template.decrypt planned true, now false"],
+                 id="changed-template"),
+    pytest.param(_other_target_and_wrapping, [
+        'nothing was written: target: name planned "hsm2", now "hsm9"; ',
+        "wrapping: aes_bits planned 256, now 128"], id="other-target-and-wrapping"),
+]
+
+
+@pytest.mark.parametrize(("stray", "said"), STRAYS)
+def test_a_run_that_strays_from_its_plan_stops_before_any_write(lab, suites, stray, said):
+    profile = seeded_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+    stray(lab, profile, plan_dir)
     before = counts(lab)
-    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
-    assert "'k-aes-known': template.decrypt planned true, now false" in line
-    _nothing_written(lab, suites, before)
+    result = run_suites(suites, profile, f"--hsm-plan={plan_dir}")
+    lines = [ln for ln in result.outlines + result.errlines if ln.strip()]
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and len(lines) == 1, lines
+    assert lines[0].startswith("ERROR: ")
+    for words in said:
+        assert words in lines[0], lines[0]
+    assert counts(lab) == before
+    assert not (suites.path / "reports").exists()
 
 
 def test_the_migration_refuses_a_key_the_plan_does_not_approve(lab):
@@ -296,24 +305,9 @@ def test_the_migration_refuses_a_key_the_plan_does_not_approve(lab):
         "(other key material under the label): not written")
 
 
-def test_other_wrapping_parameters_or_target_stop_the_run(lab, suites):
-    profile = seeded_profile(lab)
-    plan_dir = signed_plan(lab, profile)
-    edit_profile(profile, lambda d: (d["wrapping"].update(aes_bits=128),
-                                     d["clusters"]["target"].update(name="hsm9")))
-    before = counts(lab)
-    line = refused(run_suites(suites, profile, f"--hsm-plan={plan_dir}"))
-    assert 'nothing was written: target: name planned "hsm2", now "hsm9"; ' in line, line
-    assert "wrapping: aes_bits planned 256, now 128" in line
-    _nothing_written(lab, suites, before)
-
-
 def test_a_run_that_follows_a_plan_logs_in_once_per_token(lab, suites):
     """The plan is checked against the source in the controller: its session is the run's."""
-    log = lab.root / "spy.log"
-    profile = edit_profile(seeded_profile(lab), lambda d: (
-        d["module_env"].update(PKCS11SPY=lab.module, PKCS11SPY_OUTPUT=str(log)),
-        d["clusters"]["source"].update(module=SPY), d["clusters"]["target"].update(module=SPY)))
+    profile, log = spied(lab)
     plan_dir = signed_plan(lab, profile)
     log.unlink()
     result = run_suites(suites, profile, f"--hsm-plan={plan_dir}")

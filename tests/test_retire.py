@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from conftest import evidence, run_suites
-from test_bad_input import SPY, counts, edit_profile, spy_logins
-from test_plan import KEYS, keyparity, seeded_profile, signed_plan
+from test_bad_input import counts, edit_profile, spy_logins
+from test_plan import KEYS, keyparity, seeded_profile, signed_plan, spied
 
 CUSTODIAN_KEYS = ("c1", "c2")
 
@@ -146,10 +146,7 @@ def test_destroy_needs_the_plan_the_run_followed_and_production_needs_confirm(la
 
 
 def test_retire_destroy_logs_in_once_per_cluster(lab, suites):
-    log = lab.root / "spy.log"
-    profile = edit_profile(seeded_profile(lab), lambda d: (
-        d["module_env"].update(PKCS11SPY=lab.module, PKCS11SPY_OUTPUT=str(log)),
-        d["clusters"]["source"].update(module=SPY), d["clusters"]["target"].update(module=SPY)))
+    profile, log = spied(lab)
     plan_dir = signed_plan(lab, profile)
     run_id = pass_run(lab, suites, profile, plan_dir)
     log.unlink()
