@@ -137,13 +137,15 @@ def _source_key(r: Retirement, src: ClusterSession, spec: KeySpec) -> tuple[dict
 
 # ---- 4. the backups ---------------------------------------------------------------------------
 
-def _backups(profile: Profile) -> dict[str, Any]:
-    """The source cluster's backups, which hold its keys as they were when each was taken."""
+def backups(profile: Profile, client: Any = None) -> dict[str, Any]:
+    """The source cluster's backups (and the backup it was restored from), which hold its keys
+    as they were when each was taken; one taken after a key was destroyed does not hold it, so
+    the list is of every backup not deleted. ``client``: a cloudhsmv2 client (tests)."""
     aws = profile.source.aws if profile.source else None
     if aws is None:
         return {"read": False, "note": "the profile's source has no aws block: its backups "
                 "(if any) were not read; any backup taken while a key existed still holds it"}
-    state = lineage.read(aws)
+    state = lineage.read(aws, client=client)
     held = [{"backup_id": b.get("BackupId"), "created": b.get("CreateTimestamp"),
              "state": b.get("BackupState"), "never_expires": bool(b.get("NeverExpires"))}
             for b in state.backups if not lineage.pending_deletion(b)]
@@ -275,7 +277,7 @@ def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
     finally:
         if journal is not None:
             journal.close()
-    return _write(r, _backups(r.profile))
+    return _write(r, backups(r.profile))
 
 
 def _write(r: Retirement, backups: dict[str, Any]) -> Path:
