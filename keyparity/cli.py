@@ -74,9 +74,26 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def _pem_keys(paths: list[str]) -> tuple[list[Any], dict[str, str], str | None]:
+    """Custodians' PEM public keys (``--key``): (keys, key id -> file, None), or a usage
+    error's sentence as the third item."""
+    from .evidence.signing import public_key_from_pem
+    keys, names = [], {}
+    for path in paths:
+        try:
+            key = public_key_from_pem(Path(path).read_bytes())
+        except OSError as exc:
+            return [], {}, f"cannot read key file {path}: {exc.strerror or exc}"
+        except KeyparityError as exc:
+            return [], {}, f"key file {path}: {exc}"
+        keys.append(key)
+        names.setdefault(key.keyid, path)
+    return keys, names, None
+
+
 def _verify(args: argparse.Namespace) -> int:
     """0: verified; 1: verification failed (what differs is printed); 2: usage error."""
-    from .evidence.signing import kms_public_key, public_key_from_pem
+    from .evidence.signing import kms_public_key
     from .evidence.verify import verify_run
 
     def usage(message: str) -> int:
@@ -90,16 +107,9 @@ def _verify(args: argparse.Namespace) -> int:
         return usage("give at least one public key: --key PUB.pem or --kms-key-id ID")
     if args.kms_key_id and not args.region:
         return usage("--region is required with --kms-key-id")
-    keys, names = [], {}
-    for path in args.key:
-        try:
-            key = public_key_from_pem(Path(path).read_bytes())
-        except OSError as exc:
-            return usage(f"cannot read key file {path}: {exc.strerror or exc}")
-        except KeyparityError as exc:
-            return usage(f"key file {path}: {exc}")
-        keys.append(key)
-        names.setdefault(key.keyid, path)
+    keys, names, problem = _pem_keys(args.key)
+    if problem:
+        return usage(problem)
     for key_id in args.kms_key_id:
         try:
             key = kms_public_key(key_id, args.region, args.aws_profile)
@@ -113,6 +123,97 @@ def _verify(args: argparse.Namespace) -> int:
                         allow_rename=args.allow_rename)
     print("\n".join(result.lines()))
     return 0 if result.ok else 1
+
+
+def _usage(command: str, message: str) -> int:
+    print(f"keyparity {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """``keyparity plan PROFILE``: 0 written; 1 a token, login or signer error, or keys that
+    cannot be planned; 2 usage (a profile without evidence.signers, an unknown --signer)."""
+    import datetime as dt
+    from .evidence.plan import write_plan
+    from .evidence.signing import close_signers, load_signer
+    profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
+    specs = {s.name: s for s in profile.evidence.signers}
+    if not specs:
+        return _usage("plan", f"{profile.name} has no evidence.signers: a plan is approved by "
+                      "the custodians' signatures; add them to the profile")
+    names = [] if args.unsigned else (args.signer or list(specs))
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        return _usage("plan", f"no evidence signer named {unknown[0]!r} in {profile.name} "
+                      f"(it has {', '.join(specs)})")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out) if args.out else Path("plans") / f"{profile.name}-{stamp}"
+    gate = LoginGate(None)
+    signers: list[Any] = []
+    try:
+        for name in names:
+            signers.append(load_signer(specs[name], profile.module_env, gate))
+        path = write_plan(profile, out, signers, gate)
+    finally:
+        close_signers(signers)
+    signed = f"signed by {', '.join(names)}" if names else "not signed yet"
+    print(f"keyparity plan: {path} ({len(profile.keys)} keys, {profile.pair}), {signed}; "
+          f"custodians add theirs with: keyparity plan sign {out} --profile PROFILE "
+          "--signer NAME")
+    return 0
+
+
+def _plan_sign(args: argparse.Namespace) -> int:
+    """``keyparity plan sign DIR``: 0 signed (or signed by this key already); 1 a plan whose
+    plan.json changed, or a signer error; 2 usage."""
+    from .evidence.plan import sign_plan
+    from .evidence.signing import close_signers, load_signer
+    if not Path(args.plan_dir).is_dir():
+        return _usage("plan sign", f"plan directory not found: {args.plan_dir}")
+    profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
+    spec = next((s for s in profile.evidence.signers if s.name == args.signer), None)
+    if spec is None:
+        have = ", ".join(s.name for s in profile.evidence.signers) or "none"
+        return _usage("plan sign", f"no evidence signer named {args.signer!r} in "
+                      f"{profile.name} (it has {have})")
+    signer = load_signer(spec, profile.module_env, LoginGate(None))
+    try:
+        print(f"keyparity plan sign: {sign_plan(Path(args.plan_dir), signer)}")
+    finally:
+        close_signers([signer])
+    return 0
+
+
+def _plan_verify(args: argparse.Namespace) -> int:
+    """``keyparity plan verify DIR``: 0 verified; 1 failed (every problem printed); 2 usage."""
+    from .evidence.plan import verify_plan
+
+    def usage(message: str) -> int:
+        return _usage("plan verify", message)
+
+    if not Path(args.plan_dir).is_dir():
+        return usage(f"plan directory not found: {args.plan_dir}")
+    if not args.key:
+        return usage("give at least one public key: --key PUB.pem")
+    if args.threshold is not None and args.threshold < 1:
+        return usage(f"--threshold must be at least 1 (got {args.threshold})")
+    keys, names, problem = _pem_keys(args.key)
+    if problem:
+        return usage(problem)
+    threshold = args.threshold
+    if threshold is None and args.profile:
+        threshold = load_profile(resolve_profile_arg(args.profile, Path.cwd())).evidence.threshold
+    result = verify_plan(Path(args.plan_dir), keys, threshold or None, key_names=names)
+    print("\n".join(result.lines()))
+    return 0 if result.ok else 1
+
+
+def _retire(args: argparse.Namespace) -> int:
+    """``keyparity retire PROFILE --run RUN_ID``: 0 every key retired (destroyed with
+    --destroy); 1 refused, or a key was not; 2 usage (production without --hsm-confirm,
+    --destroy without --plan)."""
+    from .retire import command
+    return command(args)
 
 
 def _journal_path(args: argparse.Namespace) -> Path:
@@ -338,6 +439,37 @@ def _add_verify(sub: Any) -> None:
     s.set_defaults(func=_verify)
 
 
+def _add_plan(sub: Any) -> None:
+    """``plan PROFILE``, and ``plan sign`` / ``plan verify`` (main turns ``plan sign`` into
+    the one word ``plan sign``: a plan's commands, not a profile named sign)."""
+    s = sub.add_parser("plan", help="write the signed migration plan from the source, read-only "
+                       "(exit 0 written, 1 token, login or signer error, 2 usage error)")
+    s.add_argument("profile", help="profile NAME or PATH")
+    s.add_argument("--out", metavar="DIR", help="directory for plan.json and plan.dsse.json "
+                   "(default plans/NAME-TIMESTAMP)")
+    s.add_argument("--signer", action="append", metavar="NAME",
+                   help="sign with this evidence signer only (repeat; default: every one)")
+    s.add_argument("--unsigned", action="store_true",
+                   help="sign with none: the custodians each add theirs with plan sign")
+    s.set_defaults(func=_plan)
+    s = sub.add_parser("plan sign", help="keyparity plan sign DIR: add one custodian's signature "
+                       "to a plan (refused when plan.json changed)")
+    s.add_argument("plan_dir", metavar="DIR", help="the plan's directory")
+    s.add_argument("--profile", required=True, help="profile NAME or PATH naming the signer")
+    s.add_argument("--signer", required=True, metavar="NAME", help="the evidence signer")
+    s.set_defaults(func=_plan_sign)
+    s = sub.add_parser("plan verify", help="keyparity plan verify DIR: check a plan's "
+                       "signatures and digest offline (exit 0 verified, 1 failed, 2 usage)")
+    s.add_argument("plan_dir", metavar="DIR", help="the plan's directory")
+    s.add_argument("--key", action="append", default=[], metavar="PUB.pem",
+                   help="a custodian's PEM public key (repeat)")
+    s.add_argument("--threshold", type=int, metavar="N", help="require at least N signatures "
+                   "(raises the signed threshold, never lowers it)")
+    s.add_argument("--profile", help="profile NAME or PATH: its evidence.threshold when "
+                   "--threshold is not given")
+    s.set_defaults(func=_plan_verify)
+
+
 def _add_journal(sub: Any) -> None:
     """``journal verify``, ``journal locks`` and ``journal unlock``."""
     s = sub.add_parser("journal", help="the write journal")
@@ -373,11 +505,32 @@ def _add_cleanup(sub: Any) -> None:
     s.set_defaults(func=_cleanup)
 
 
+def _add_retire(sub: Any) -> None:
+    s = sub.add_parser("retire", help="after a PASS run: the signed retirement record of the "
+                       "source keys it proved (active -> deactivated, NIST SP 800-57), and with "
+                       "--destroy their destruction on the source")
+    s.add_argument("profile", help="profile NAME or PATH (the one the run proved)")
+    s.add_argument("--run", required=True, metavar="RUN_ID", help="the PASS run that proved "
+                   "the keys (its bundle is verified first)")
+    s.add_argument("--reports-dir", metavar="DIR", help="where the run directory is (default "
+                   "./reports); the record is written beside it")
+    s.add_argument("--destroy", action="store_true", help="destroy the plan's source keys once "
+                   "each target copy is proven the same material; each destroy journaled")
+    s.add_argument("--plan", metavar="DIR", help="with --destroy: the signed plan the run "
+                   "followed")
+    s.add_argument("--journal", metavar="PATH",
+                   help="journal file (default ./.keyparity/journal.sqlite)")
+    s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
+                   help="required with --destroy in a production profile: the source's cluster id")
+    s.set_defaults(func=_retire)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_add_softhsm_init, _add_softhsm_restore, _add_demo_custodians, _add_demo_pki,
-                _add_seed, _add_inventory, _add_bench, _add_verify, _add_journal, _add_cleanup):
+                _add_seed, _add_inventory, _add_plan, _add_bench, _add_verify, _add_journal,
+                _add_cleanup, _add_retire):
         add(sub)
     return p
 
@@ -385,6 +538,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 done, 1 the command failed (one line says why and what to do), 2 a usage error
     (arguments, a profile keyparity refuses)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"] and argv[1:2] in (["sign"], ["verify"]):
+        argv[:2] = [f"plan {argv[1]}"]
     args = parser().parse_args(argv)
     try:
         return args.func(args)

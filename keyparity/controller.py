@@ -18,7 +18,7 @@ from .evidence.evidence import Evidence
 from .hsm.cluster import find_token, load_module, token_info
 from .profile import Profile
 from .reporting import EvidenceHooks
-from .stash import ALLURE, BASELINE, DESELECTED_BY_SUITE, EVIDENCE
+from .stash import ALLURE, APPROVAL, BASELINE, DESELECTED_BY_SUITE, EVIDENCE
 from .xdist_compat import XdistHooks
 
 
@@ -66,6 +66,9 @@ def start_run(config: pytest.Config, profile: Profile,
     evidence.add_inventory(profile.keys)
     if BASELINE in config.stash:  # a re-verify: the baseline it is proven against
         evidence.doc["baseline"] = config.stash[BASELINE].record()
+    approval = config.stash.get(APPROVAL, None)
+    if approval is not None:  # the signed plan the run follows, verified before it started
+        evidence.doc["plan"] = approval.record()
     config.stash[EVIDENCE] = evidence
     asked = config.stash[ALLURE]
     results = None if asked is False else allure.Results.for_run(
@@ -75,8 +78,9 @@ def start_run(config: pytest.Config, profile: Profile,
                                   "keyparity-evidence")
     if config.pluginmanager.hasplugin("xdist"):
         verified = config.stash[BASELINE].digest if BASELINE in config.stash else None
-        config.pluginmanager.register(XdistHooks(run, config.stash[DESELECTED_BY_SUITE], verified),
-                                      "keyparity-xdist")
+        config.pluginmanager.register(XdistHooks(
+            run, config.stash[DESELECTED_BY_SUITE], verified,
+            None if approval is None else approval.record()), "keyparity-xdist")
     junit.bundle_copy(config, run.run_dir)
     return run
 

@@ -27,8 +27,8 @@ from .hsm.login import LoginGate
 from .hsm.migrate import Migrator
 from .journal.store import Journal, default_path
 from .profile import KeySpec, Profile
-from .stash import (ALLURE, BASELINE, DESELECTED, DESELECTED_BY_SUITE, EVIDENCE, JOURNAL,
-                    PLAN, PROFILE, RUN, SUITES, WRITE_MODE)
+from .stash import (ALLURE, APPROVAL, BASELINE, DESELECTED, DESELECTED_BY_SUITE, EVIDENCE,
+                    JOURNAL, PLAN, PROFILE, RUN, SUITES, WRITE_MODE)
 
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
@@ -53,6 +53,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hsm-run-id", metavar="RUN_ID",
                     help="the run's id (default: a new one, YYYYMMDDTHHMMSSZ-xxxxxx), so that a "
                          "script knows which run directory to verify; it must not exist yet")
+    group.addoption("--hsm-plan", metavar="DIR",
+                    help="follow a signed migration plan (keyparity plan): verified to the "
+                         "profile's threshold and compared with the profile and the source "
+                         "before any write; only its keys are written, as planned. A production "
+                         "migration needs it besides --hsm-confirm")
     group.addoption("--hsm-confirm", metavar="CLUSTER_ID",
                     help="allow writes with an environment: production profile: the target's "
                          "cluster id (clusters.target.aws.cluster_id); without it a production "
@@ -85,6 +90,9 @@ def pytest_configure(config: pytest.Config) -> None:
     run = xdist_compat.worker_run(config)
     if run is None:  # the controller settles once; workers follow it
         settle.journal(config.stash[JOURNAL], write_mode)
+    approved = settle.plan(config, profile, xdist_compat.verified_plan(config))
+    if approved is not None:
+        config.stash[APPROVAL] = approved
     os.environ.update(profile.module_env)
     config.stash[PROFILE] = profile
     config.stash[WRITE_MODE] = write_mode
@@ -133,6 +141,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [write_mode.header] if write_mode.header else []  # production: the first line
     ack = policy.ack_line(profile)
     lines += [ack] if ack else []
+    if APPROVAL in config.stash:
+        lines.append(config.stash[APPROVAL].header())
     lines += [f"keyparity: WARNING: {f['field']}: {f['file']} is readable by others (mode "
               f"{f['mode']}): chmod 600 it (a production profile refuses it)"
               for f in profile.secret_files if not f["ok"]]
@@ -320,7 +330,7 @@ def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
         backend = CliBackend(hsm_profile, target_cluster, journal.bind(hsm_run.run_id),
                              hsm_run.run_id, login_gate)
     m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id, journal=journal,
-                 backend=backend)
+                 backend=backend, approval=pytestconfig.stash.get(APPROVAL, None))
     if m.writes:
         m.backend.start()
     m.plan(pytestconfig.stash.get(PLAN, []))

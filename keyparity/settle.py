@@ -5,8 +5,9 @@ directory, no bundle, no session, no journal entry.
 Checked here: the options (``--hsm-batch``, ``--hsm-run-id``, a path option written with a
 space), the profile (its schema and rules: keyparity.profile), the FIPS policy and the
 production guard (keyparity.cloudhsm.policy), that source and target are two tokens, that a
-re-verify run's baseline verifies, and that the write journal's chain is intact when the run
-may write.
+re-verify run's baseline verifies, that the write journal's chain is intact when the run
+may write, and that the signed plan of ``--hsm-plan`` verifies and is what the profile and
+the source hold now (keyparity.evidence.approval).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 
 from .cloudhsm import kms_stores, policy
 from .errors import KeyparityError
+from .evidence import approval
 from .evidence.baseline import Baseline
 from .evidence.baseline import load as load_baseline
 from .evidence.baseline import load_verified
@@ -29,7 +31,7 @@ from .profile import Cluster, Profile, load_profile, resolve_profile_arg
 
 # options whose value is a path: written with a space, pytest reads the value as a test path
 # before keyparity's options are known, and takes its directory as the rootdir
-PATH_OPTIONS = ("--hsm-profile", "--hsm-journal", "--hsm-reports-dir")
+PATH_OPTIONS = ("--hsm-profile", "--hsm-journal", "--hsm-reports-dir", "--hsm-plan")
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
@@ -93,7 +95,8 @@ def profile(config: pytest.Config) -> tuple[Profile, policy.WriteMode]:
         refused = policy.fips_errors(loaded)  # before any write: no session is open yet
         if refused:
             raise pytest.UsageError("\n".join(refused))
-        loaded, write_mode = policy.write_guard(loaded, config.getoption("hsm_confirm"))
+        loaded, write_mode = policy.write_guard(loaded, config.getoption("hsm_confirm"),
+                                                planned=bool(config.getoption("hsm_plan")))
     except KeyparityError as exc:
         raise pytest.UsageError(str(exc)) from None
     for cluster in loaded.clusters:  # never log in as KMS's own crypto user
@@ -132,3 +135,23 @@ def journal(path: Path, write_mode: policy.WriteMode) -> None:
         require_intact(path)
     except KeyparityError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def plan(config: pytest.Config, profile: Profile,
+         verified: dict[str, Any] | None = None) -> approval.Approval | None:
+    """The signed plan of ``--hsm-plan`` (None without one), verified and compared with the
+    profile and the source before anything is written (UsageError, one line, otherwise).
+    ``verified``: in an xdist worker, the record of the plan its controller verified."""
+    arg = config.getoption("hsm_plan")
+    if not arg:
+        return None
+    if profile.single:
+        raise pytest.UsageError(f"--hsm-plan: {profile.name} is a {profile.migration_mode} "
+                                "profile; a plan is for a migration between two clusters")
+    path = Path(arg).resolve()
+    try:
+        if verified is not None:
+            return approval.load_verified(profile, path, verified["sha256"], verified)
+        return approval.load(profile, path, LoginGate(None))
+    except KeyparityError as exc:
+        raise pytest.UsageError(" ".join(str(exc).split())) from None

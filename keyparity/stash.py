@@ -8,6 +8,7 @@ import pytest
 
 from . import run as runinfo
 from .cloudhsm import policy
+from .evidence.approval import Approval
 from .evidence.baseline import Baseline
 from .evidence.evidence import Evidence
 from .profile import KeySpec, Profile
@@ -25,6 +26,7 @@ DESELECTED_BY_SUITE = pytest.StashKey[dict[str, int]]()  # -k, -m, --deselect: p
 # Allure: where the user asked for results (--alluredir), None for the run's archive, False off
 ALLURE = pytest.StashKey["Path | None | bool"]()
 BASELINE = pytest.StashKey[Baseline]()  # a re-verify run's baseline, verified at its start
+APPROVAL = pytest.StashKey[Approval]()  # the signed plan the run follows (--hsm-plan)
 
 
 def profile(config: pytest.Config) -> Profile | None:

@@ -59,14 +59,21 @@ def verified_baseline(config: pytest.Config) -> str | None:
     return getattr(config, "workerinput", {}).get("keyparity_baseline_sha256")
 
 
+def verified_plan(config: pytest.Config) -> dict[str, Any] | None:
+    """In an xdist worker, the plan the controller verified: its SHA-256 and record."""
+    return getattr(config, "workerinput", {}).get("keyparity_plan")
+
+
 class XdistHooks:
     """The controller's side: hand each worker the run; collect what the workers deselected."""
 
     def __init__(self, run: runinfo.Run, deselected: dict[str, int],
-                 baseline_sha256: str | None = None) -> None:
+                 baseline_sha256: str | None = None,
+                 plan: dict[str, Any] | None = None) -> None:
         self.run = run
         self.deselected = deselected
         self.baseline_sha256 = baseline_sha256  # a re-verify's baseline, verified here
+        self.plan = plan  # the signed plan the run follows, verified here (its record)
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["keyparity_run_id"] = self.run.run_id
@@ -74,6 +81,7 @@ class XdistHooks:
         node.workerinput["keyparity_seed"] = self.run.seed
         node.workerinput["keyparity_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
         node.workerinput["keyparity_baseline_sha256"] = self.baseline_sha256
+        node.workerinput["keyparity_plan"] = self.plan
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Each worker collects every test and deselects the same ones: keep the counts of

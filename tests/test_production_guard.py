@@ -1,6 +1,7 @@
 """Production safety: a profile with ``environment: production`` writes nothing unless
-``--hsm-confirm=<target cluster id>`` names the target; without it the run is preflight and
-verification only and says so in the first header line. The lab's target carries an ``aws``
+``--hsm-confirm=<target cluster id>`` names the target and ``--hsm-plan`` gives a plan signed to
+the threshold; without either the run is preflight and verification only and says so in the
+first header line. The lab's target carries an ``aws``
 block (its id is what must be confirmed); the cluster suite's AWS tests are deselected with
 ``-m "not aws"``: the guard itself needs no AWS access."""
 from __future__ import annotations
@@ -17,6 +18,7 @@ from conftest import REPO, evidence, run_suites
 from keyparity.cloudhsm import policy
 from keyparity.profile import load_profile
 from test_aws import validate_evidence
+from test_plan import custodians, signed_plan
 from test_policy import header
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
@@ -28,7 +30,11 @@ NOT_CONFIRMED = ("keyparity: PRODUCTION, NOT CONFIRMED: preflight and verificati
 
 
 def production(lab: Any) -> Path:
-    path = lab.profile(KEYS, environment="production")
+    custodians(lab)
+    signers = [{"name": n, "type": "file", "path": str(lab.root / "custodians" / f"{n}.key.pem")}
+               for n in ("c1", "c2")]
+    path = lab.profile(KEYS, environment="production",
+                       evidence={"signers": signers, "threshold": 2})
     doc = yaml.safe_load(path.read_text())
     doc["clusters"]["target"]["aws"] = {"cluster_id": TARGET_ID, "region": "eu-central-1"}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -83,11 +89,25 @@ def test_without_confirm_nothing_is_written_and_the_first_line_says_so(lab, with
         "--hsm-confirm=", "--hsm-confirm=") in banner
 
 
-def test_with_the_right_confirm_the_keys_migrate(lab, with_cluster_suite):
+def test_confirmed_without_a_signed_plan_nothing_is_written(lab, suites):
+    lab.seed(KEYS)
+    before = counts(lab)
+    result = run_suites(suites, production(lab), f"--hsm-confirm={TARGET_ID}")
+    assert header(result)[0] == (
+        "keyparity: PRODUCTION, CONFIRMED, NO SIGNED PLAN: preflight and verification only, "
+        "nothing will be written (a production migration follows a plan signed to the "
+        "threshold: keyparity plan, then add --hsm-plan=DIR)")
+    assert counts(lab) == before
+    assert evidence(suites)["run"]["write_mode"]["effective"] == "verify-only"
+
+
+def test_with_the_right_confirm_and_a_signed_plan_the_keys_migrate(lab, with_cluster_suite):
     suites = with_cluster_suite
     lab.seed(KEYS)
-    result = run_suites(suites, production(lab), "-m", "not aws", "-n", "2",
-                        f"--hsm-confirm={TARGET_ID}")
+    profile = production(lab)
+    plan_dir = signed_plan(lab, profile)
+    result = run_suites(suites, profile, "-m", "not aws", "-n", "2",
+                        f"--hsm-confirm={TARGET_ID}", f"--hsm-plan={plan_dir}")
     assert header(result)[0] == f"keyparity: PRODUCTION, CONFIRMED: migrating to {TARGET_ID}"
     assert counts(lab)["on hsm2"] == {"k-aes128": 1, "k-des3": 1}
     doc = evidence(suites)
@@ -140,7 +160,12 @@ def test_unconfirmed_production_turns_every_write_off(tmp_path):
     assert (safe.migration_mode, safe.apply_sharing) == ("verify-only", False)
     assert safe == dataclasses.replace(p, migration_mode="verify-only", apply_sharing=False)
     assert (mode.effective, mode.confirmed, mode.header) == ("verify-only", False, NOT_CONFIRMED)
-    safe, mode = policy.write_guard(p, TARGET_ID)
+    safe, mode = policy.write_guard(p, TARGET_ID)  # confirmed, but no signed plan
+    assert safe.migration_mode == "verify-only" and mode.confirmed
+    assert "NO SIGNED PLAN" in mode.header
+    safe, mode = policy.write_guard(p, None, planned=True)  # a plan, not confirmed
+    assert safe.migration_mode == "verify-only" and mode.header == NOT_CONFIRMED
+    safe, mode = policy.write_guard(p, TARGET_ID, planned=True)
     assert safe is p and mode.effective == "migrate" and mode.confirmed
 
 
@@ -157,7 +182,7 @@ def test_without_an_aws_block_the_target_name_is_confirmed(tmp_path):
     assert policy.write_guard(p, None)[1].header.endswith("(add --hsm-confirm=hsm2m to migrate)")
     with pytest.raises(policy.PolicyError, match=r"\(clusters.target.name, hsm2m\)"):
         policy.write_guard(p, TARGET_ID)
-    assert policy.write_guard(p, "hsm2m")[1].effective == "migrate"
+    assert policy.write_guard(p, "hsm2m", planned=True)[1].effective == "migrate"
 
 
 def test_a_verify_only_production_profile_says_so_too(tmp_path):

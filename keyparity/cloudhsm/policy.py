@@ -9,8 +9,9 @@
    ``compliance.acknowledge_non_fips`` (reason, approver; ticket and date optional), which the
    evidence then records (``compliance``).
 3. Production safety: a profile with ``environment: production`` writes nothing unless the
-   command line carries ``--hsm-confirm=<target cluster id>``; otherwise the run is preflight
-   and verification only (``write_guard``).
+   command line carries ``--hsm-confirm=<target cluster id>`` and ``--hsm-plan=DIR``, a plan
+   signed to the threshold (keyparity.evidence.approval); otherwise the run is preflight and
+   verification only (``write_guard``).
 """
 from __future__ import annotations
 
@@ -135,11 +136,14 @@ def confirm_id(target: Cluster) -> tuple[str, str]:
     return target.name, "clusters.target.name"
 
 
-def write_guard(profile: Profile, confirm: str | None) -> tuple[Profile, WriteMode]:
+def write_guard(profile: Profile, confirm: str | None,
+                planned: bool = False) -> tuple[Profile, WriteMode]:
     """The profile the run uses, and its write mode. Production without the right
-    ``--hsm-confirm``: verify-only (no wrapping, no unwrap, no sharing). A wrong confirm value
-    is a PolicyError naming both ids, in any environment. A baseline or re-verify run
-    writes nothing to any token: it needs no confirmation."""
+    ``--hsm-confirm``, or without a signed plan (``planned``: ``--hsm-plan`` given; the plan
+    itself is verified before the run starts, or the run stops): verify-only (no wrapping, no
+    unwrap, no sharing). A wrong confirm value is a PolicyError naming both ids, in any
+    environment. A baseline or re-verify run writes nothing to any token: it needs no
+    confirmation."""
     if profile.single:
         return profile, WriteMode(profile.environment, profile.migration_mode,
                                   profile.migration_mode, False, None, None)
@@ -150,7 +154,7 @@ def write_guard(profile: Profile, confirm: str | None) -> tuple[Profile, WriteMo
                           f"{expected} ({field}, {profile.target.name}): nothing was written")
     production = profile.environment == "production"
     declared = profile.migration_mode
-    if not production or confirm is not None or declared != "migrate":
+    if not production or (confirm is not None and planned) or declared != "migrate":
         header = None
         if production:
             header = (f"keyparity: PRODUCTION, {'CONFIRMED' if confirm else 'NOT CONFIRMED'}: "
@@ -159,7 +163,13 @@ def write_guard(profile: Profile, confirm: str | None) -> tuple[Profile, WriteMo
                          "will be written"))
         return profile, WriteMode(profile.environment, declared, declared, confirm is not None,
                                   expected if production else None, header)
-    header = ("keyparity: PRODUCTION, NOT CONFIRMED: preflight and verification only, nothing "
-              f"will be written (add --hsm-confirm={expected} to migrate)")
+    if confirm is None:
+        header = ("keyparity: PRODUCTION, NOT CONFIRMED: preflight and verification only, "
+                  f"nothing will be written (add --hsm-confirm={expected} to migrate)")
+    else:
+        header = ("keyparity: PRODUCTION, CONFIRMED, NO SIGNED PLAN: preflight and verification "
+                  "only, nothing will be written (a production migration follows a plan signed "
+                  "to the threshold: keyparity plan, then add --hsm-plan=DIR)")
     safe = dataclasses.replace(profile, migration_mode="verify-only", apply_sharing=False)
-    return safe, WriteMode(profile.environment, declared, "verify-only", False, expected, header)
+    return safe, WriteMode(profile.environment, declared, "verify-only", confirm is not None,
+                           expected, header)

@@ -142,6 +142,7 @@ def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> di
     """What the signers attest, besides the digest of every file: the run, the profile, the
     verdict and the signing policy."""
     summary = doc["summary"]
+    plan = doc.get("plan")
     return {
         "run_id": doc["run"]["run_id"],
         "profile": profile.name,
@@ -153,6 +154,7 @@ def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> di
         "evidence_sha256": hashlib.sha256(evidence_path.read_bytes()).hexdigest(),
         "signers": [s.name for s in profile.evidence.signers],
         "threshold": profile.evidence.threshold,
+        **({"plan": {k: plan[k] for k in ("plan_id", "sha256", "approved_by")}} if plan else {}),
     }
 
 

@@ -254,19 +254,10 @@ def _attention(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
                   key=lambda k: (-k["diff_unexpected"], -len(k["vectors_failed"])))
 
 
-def _view(doc: dict[str, Any]) -> dict[str, Any]:
-    run = _dict(doc.get("run"))
-    summary = _dict(doc.get("summary"))
-    tests = [t for t in _list(doc.get("tests")) if isinstance(t, dict)]
-    keys = _keys(doc, tests)
-    failures = [t for t in tests if t.get("outcome") in FAILED]
-    test_counts = Counter(t.get("outcome") for t in tests)
-    key_counts = Counter(k["verdict"] for k in keys)
-    verdict = summary.get("verdict")
-    if verdict not in VERDICTS:  # no summary: the run did not finish
-        verdict = "FAIL" if failures else "INCOMPLETE"
-    clusters = _dict(doc.get("clusters"))
-    target = _dict(clusters.get("target")).get("name") or "the target"
+def _headline(summary: dict[str, Any], verdict: str, keys: list[dict[str, Any]],
+              key_counts: Counter, failures: list[dict[str, Any]], run: dict[str, Any],
+              target: str) -> str:
+    """The signed headline, or one made from the counts of evidence without a summary."""
     to_migrate = [k for k in keys if k["verdict"] != "rotate"]
     if summary.get("headline"):
         headline = str(summary["headline"])
@@ -286,6 +277,23 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
     if rotate and verdict != "INCOMPLETE" and not summary.get("headline"):
         headline += (f" {rotate} key{' is' if rotate == 1 else 's are'} not migrated by design "
                      "and must be rotated.")
+    return headline
+
+
+def _view(doc: dict[str, Any]) -> dict[str, Any]:
+    run = _dict(doc.get("run"))
+    summary = _dict(doc.get("summary"))
+    tests = [t for t in _list(doc.get("tests")) if isinstance(t, dict)]
+    keys = _keys(doc, tests)
+    failures = [t for t in tests if t.get("outcome") in FAILED]
+    test_counts = Counter(t.get("outcome") for t in tests)
+    key_counts = Counter(k["verdict"] for k in keys)
+    verdict = summary.get("verdict")
+    if verdict not in VERDICTS:  # no summary: the run did not finish
+        verdict = "FAIL" if failures else "INCOMPLETE"
+    clusters = _dict(doc.get("clusters"))
+    target = _dict(clusters.get("target")).get("name") or "the target"
+    headline = _headline(summary, verdict, keys, key_counts, failures, run, target)
     command = run.get("command")
     run_id = str(run.get("run_id") or "RUN-ID")
     return {
@@ -301,6 +309,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "tests_total": len(tests),
         "run": run,
         "baseline": doc.get("baseline") or {},
+        "plan": doc.get("plan") or {},
         "run_id": run_id,
         "command": shlex.join(str(w) for w in command) if isinstance(command, list)
         else command,

@@ -19,14 +19,14 @@ from typing import Any
 
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
-from securesystemslib.signer import Signer
+from securesystemslib.signer import Signature, Signer
 
 from ..errors import KeyparityError
 
 __all__ = [
     "ENVELOPE", "PAYLOAD_TYPE", "PREDICATE_TYPE", "STATEMENT", "STATEMENT_TYPE",
-    "EvidenceError", "build_statement", "canonical_json", "sign_run", "signer_info",
-    "subjects", "walk",
+    "EvidenceError", "add_signature", "build_statement", "canonical_json", "sign_run", "signer_info",
+    "subjects", "walk", "write_atomic",
 ]
 
 STATEMENT = "statement.json"
@@ -118,12 +118,13 @@ def subjects(run_dir: Path) -> list[dict]:
     return out
 
 
-def build_statement(run_dir: Path, predicate: dict) -> dict:
+def build_statement(run_dir: Path, predicate: dict,
+                    predicate_type: str = PREDICATE_TYPE) -> dict:
     """An in-toto Statement v1 over every file of the run directory."""
     return {
         "_type": STATEMENT_TYPE,
         "subject": subjects(run_dir),
-        "predicateType": PREDICATE_TYPE,
+        "predicateType": predicate_type,
         "predicate": predicate,
     }
 
@@ -138,7 +139,8 @@ def _name(signer: Signer) -> str:
     return getattr(signer, "name", None) or f"keyid {signer.public_key.keyid[:16]}"
 
 
-def sign_run(run_dir: Path, signers: list[Signer], predicate: dict) -> Path:
+def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
+             predicate_type: str = PREDICATE_TYPE) -> Path:
     """Sign a run directory: write STATEMENT (the payload bytes) and ENVELOPE (DSSE, one
     signature per signer); returns the envelope's path.
 
@@ -148,9 +150,8 @@ def sign_run(run_dir: Path, signers: list[Signer], predicate: dict) -> Path:
     unsigned). When a signer fails, nothing is written.
     """
     run_dir = Path(run_dir)
-    payload = canonical_json(build_statement(run_dir, predicate))
+    payload = canonical_json(build_statement(run_dir, predicate, predicate_type))
     envelope = Envelope(payload, PAYLOAD_TYPE, {})
-    pae = envelope.pae()
     seen: dict[str, str] = {}
     for signer in signers:
         name = _name(signer)
@@ -159,26 +160,38 @@ def sign_run(run_dir: Path, signers: list[Signer], predicate: dict) -> Path:
             raise EvidenceError(f"evidence signers {seen[keyid]} and {name} use the same key "
                                 f"(keyid {keyid[:16]}); dual control needs distinct keys")
         seen[keyid] = name
-        try:
-            signature = envelope.sign(signer)
-        except KeyparityError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a signer library's own error
-            raise EvidenceError(f"evidence signer {name} failed to sign: "
-                                f"{type(exc).__name__}: {exc}") from exc
-        try:
-            signer.public_key.verify_signature(signature, pae)
-        except (UnverifiedSignatureError, VerificationError):
-            raise EvidenceError(f"evidence signer {name} made a signature that its own public "
-                                f"key (keyid {keyid[:16]}) does not verify: the private key "
-                                "does not belong to the public key") from None
-    _write_atomic(run_dir / STATEMENT, payload)
+        add_signature(envelope, signer)
+    write_atomic(run_dir / STATEMENT, payload)
     path = run_dir / ENVELOPE
-    _write_atomic(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
+    write_atomic(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
     return path
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def add_signature(envelope: Envelope, signer: Signer) -> Signature:
+    """Sign a DSSE envelope with one signer (added to ``envelope.signatures``), checked against
+    the signer's own public key first: EvidenceError when the signer fails, or when its
+    signature does not verify (a private key that does not belong to the public key)."""
+    name = _name(signer)
+    keyid = signer.public_key.keyid
+    try:
+        signature = signer.sign(envelope.pae())
+    except KeyparityError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a signer library's own error
+        raise EvidenceError(f"evidence signer {name} failed to sign: "
+                            f"{type(exc).__name__}: {exc}") from exc
+    try:
+        signer.public_key.verify_signature(signature, envelope.pae())
+    except (UnverifiedSignatureError, VerificationError):
+        raise EvidenceError(f"evidence signer {name} made a signature that its own public "
+                            f"key (keyid {keyid[:16]}) does not verify: the private key "
+                            "does not belong to the public key") from None
+    envelope.signatures[signature.keyid] = signature
+    return signature
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all (a temporary file beside it, fsynced, renamed)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as fh:

@@ -159,25 +159,29 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
     return result
 
 
-def _read_envelope(run_dir: Path, result: VerifyResult) -> tuple[Envelope | None, bytes | None]:
+def _read_envelope(run_dir: Path, result: VerifyResult, name: str = ENVELOPE,
+                   what: str = "the run directory") -> tuple[Envelope | None, bytes | None]:
+    """The DSSE envelope ``name`` of a directory and its payload; (None, None), the problem
+    recorded, when it cannot be read. ``name``: evidence.dsse.json, or a plan's; ``what``:
+    what the messages call the directory."""
     problems = result.problems
-    path = run_dir / ENVELOPE
+    path = run_dir / name
     if path.is_symlink() or (path.exists() and not path.is_file()):
-        problems.append(f"{ENVELOPE} is not a regular file")
+        problems.append(f"{name} is not a regular file")
         return None, None
     if not path.exists():
-        problems.append(f"{ENVELOPE} is missing: the run directory is not signed")
+        problems.append(f"{name} is missing: {what} is not signed")
         return None, None
     try:
         doc = json.loads(path.read_bytes())
     except OSError as exc:
-        problems.append(f"{ENVELOPE} is unreadable ({exc.strerror or exc})")
+        problems.append(f"{name} is unreadable ({exc.strerror or exc})")
         return None, None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problems.append(f"{ENVELOPE} is not valid JSON ({exc})")
+        problems.append(f"{name} is not valid JSON ({exc})")
         return None, None
     if not isinstance(doc, dict):
-        problems.append(f"{ENVELOPE} is not a DSSE envelope (not a JSON object)")
+        problems.append(f"{name} is not a DSSE envelope (not a JSON object)")
         return None, None
     shape = []
     if not isinstance(doc.get("payload"), str):
@@ -190,26 +194,26 @@ def _read_envelope(run_dir: Path, result: VerifyResult) -> tuple[Envelope | None
             and isinstance(s.get("sig"), str) for s in sigs):
         shape.append("signatures (list of {keyid, sig})")
     if shape:
-        problems.append(f"{ENVELOPE} is not a DSSE envelope: missing or malformed "
+        problems.append(f"{name} is not a DSSE envelope: missing or malformed "
                         + ", ".join(shape))
         return None, None
     keyids = [s["keyid"] for s in sigs]
     for keyid in sorted({k for k in keyids if keyids.count(k) > 1}):
-        problems.append(f"{ENVELOPE}: {keyids.count(keyid)} signatures claim keyid "
+        problems.append(f"{name}: {keyids.count(keyid)} signatures claim keyid "
                         f"{keyid[:16]}; each key may sign once")
     try:
         envelope = Envelope.from_dict(json.loads(json.dumps(doc)))  # from_dict mutates its input
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        problems.append(f"{ENVELOPE}: cannot decode ({type(exc).__name__}: {exc}); "
+        problems.append(f"{name}: cannot decode ({type(exc).__name__}: {exc}); "
                         "payload and sig must be base64")
         return None, None
     if envelope.payload_type != PAYLOAD_TYPE:
-        problems.append(f"{ENVELOPE}: payloadType is {envelope.payload_type!r}, expected "
+        problems.append(f"{name}: payloadType is {envelope.payload_type!r}, expected "
                         f"{PAYLOAD_TYPE!r}")
-        result.checked.append(f"envelope: {ENVELOPE}, WRONG payloadType "
+        result.checked.append(f"envelope: {name}, WRONG payloadType "
                               f"{envelope.payload_type!r}")
     else:
-        result.checked.append(f"envelope: {ENVELOPE}, payloadType {PAYLOAD_TYPE}")
+        result.checked.append(f"envelope: {name}, payloadType {PAYLOAD_TYPE}")
     return envelope, envelope.payload
 
 
@@ -346,6 +350,13 @@ def _signed_facts(signed: Mapping[str, Any]) -> list[str]:
     if "headline" in signed:
         lines.append(f"signed headline: {_show(signed['headline'])}")
     lines.append(f"signed counts: {_counts(signed.get('summary'))}")
+    plan = signed.get("plan")
+    if isinstance(plan, dict):
+        approvers = plan.get("approved_by")
+        lines.append(f"signed plan: {_show(plan.get('plan_id'))}, approved by "
+                     + (", ".join(_show(a) for a in approvers) if isinstance(approvers, list)
+                        else _show(approvers))
+                     + f" (plan.json sha256 {_show(plan.get('sha256'))})")
     return lines
 
 
@@ -381,7 +392,12 @@ def _safe_name(name: str) -> bool:
 
 
 def _check_signatures(envelope: Envelope, keys: list[Key], threshold: int,
-                      names: Mapping[str, str], result: VerifyResult) -> None:
+                      names: Mapping[str, str], result: VerifyResult,
+                      envelope_name: str = ENVELOPE, what: str = "the run directory",
+                      every_key: bool = True) -> None:
+    """The envelope's signatures by ``keys`` and the threshold; with ``every_key`` each key
+    given must have signed (``keyparity verify``), without it a key that did not sign is a
+    note as long as the threshold is met (a run's plan: any threshold of the custodians)."""
     problems = result.problems
     result.signatures = len(envelope.signatures)
     unique: dict[str, Key] = {}
@@ -407,11 +423,12 @@ def _check_signatures(envelope: Envelope, keys: list[Key], threshold: int,
                             f"this key's signature)")
     for keyid, key in unique.items():
         if keyid not in envelope.signatures:
-            problems.append(f"no signature by {_keyname(key, names)} in {ENVELOPE}")
+            (problems if every_key else result.notes).append(
+                f"no signature by {_keyname(key, names)} in {envelope_name}")
     result.verified = [_keyname(unique[k], names) for k in verified]
     result.not_verified = [_keyname(k, names) for i, k in unique.items() if i not in verified]
     if not envelope.signatures:
-        problems.append(f"{ENVELOPE} has no signatures: the run directory is unsigned")
+        problems.append(f"{envelope_name} has no signatures: {what} is unsigned")
 
     # The threshold, decided by securesystemslib itself.
     if threshold < 1:

@@ -11,6 +11,10 @@ keys) at a time; each key ends migrated, already-present, found, rotate or faile
                      moved by the Backend (keyparity.hsm.backend) and its "after" recorded
       _prove         source and target hold the same key material (keyparity.hsm.identity)
 
+A run that follows a signed plan (``approval``: keyparity.evidence.approval) asks it before
+each key's ``before`` entry; a key it refuses (not in the plan, another KCV or template) fails
+and is not written.
+
 A key's failure is its own: the error is kept in its Migration and the next key goes on. After
 a session fault the sessions are reopened once; when that fails, every later key fails with
 that reason. The journal is always there (keyparity.journal.store.NullJournal for a
@@ -25,7 +29,7 @@ from typing import Any
 import pkcs11.exceptions as p11
 
 from ..errors import (KeyMismatch, KeyNotExtractable, KeyNotFound, KeyparityError,
-                      LabelConflict, TokenError)
+                      LabelConflict, PolicyError, TokenError)
 from ..journal.store import NullJournal
 from ..profile import KeySpec, Profile
 from . import attributes, identity, keyinfo, preflight
@@ -103,16 +107,19 @@ class Migrator:
     """Migrates (or, in verify-only mode, finds) inventory keys; memoises each key's outcome.
 
     ``journal``: the write journal (a Journal, or NullJournal); ``backend``: how keys move
-    (default: PKCS #11)."""
+    (default: PKCS #11); ``approval``: the signed plan the run follows (``refusal(spec,
+    source_id, source_attributes)`` says why a key may not be written), None without one."""
 
     def __init__(self, profile: Profile, source: ClusterSession, target: ClusterSession,
-                 run_id: str, journal: Any = None, backend: Backend | None = None) -> None:
+                 run_id: str, journal: Any = None, backend: Backend | None = None,
+                 approval: Any = None) -> None:
         self.profile, self.source, self.target, self.run_id = profile, source, target, run_id
         self.journal = journal if journal is not None else NullJournal()
         self.rec = self.journal.bind(run_id)
         self.backend = backend or Pkcs11Backend(source, target, profile.wrapping,
                                                 f"keyparity-wrap-{run_id}", self.rec)
         self.writes = profile.migration_mode == "migrate"
+        self.approval = approval
         self.target_id = f"{target.info.get('label')}/{target.info.get('serial')}"  # lock scope
         self._done: dict[str, Migration] = {}
         self._plan: dict[str, tuple[tuple[KeySpec, ...], int]] = {}  # label -> (chunk, next)
@@ -266,6 +273,8 @@ class Migrator:
                 self._guard(m, self._prove)
                 continue
             m.source_id = self._source_identity(m)
+            if not self._guard(m, self._approved):
+                continue
             todo.append((m, {"key_label": m.spec.label, "cluster": self.target.name,
                              "label": m.spec.target_label,
                              "check_value": m.source_id.value if m.source_id else None}))
@@ -280,6 +289,13 @@ class Migrator:
                 self._guard(m, self._prove)
             elif self._lost is None:
                 self._look_after_failure(m)
+
+    def _approved(self, m: Migration) -> None:
+        """PolicyError when the run follows a plan that does not approve this write."""
+        why = None if self.approval is None else self.approval.refusal(
+            m.spec, m.source_id, m.source_attributes)
+        if why is not None:
+            raise PolicyError(why)
 
     def _source_identity(self, m: Migration) -> identity.Identity | None:
         """The source key's KCV or fingerprint, journaled before the write (None: unknown here;

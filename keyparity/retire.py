@@ -1,0 +1,322 @@
+"""``keyparity retire PROFILE --run RUN_ID``: the retirement record of the source keys a run
+proved on the target, and with ``--destroy`` their destruction on the source.
+
+In NIST SP 800-57 Part 1 terms each key moves from *active* to *deactivated*: it is no longer
+used to apply protection on the source (encrypt, wrap, sign) and is kept only to process what
+it protected, until it is destroyed. One key's way through:
+
+    1. the run's bundle verified with the profile's evidence signers to the threshold, its
+       signed verdict PASS and its profile this profile (SHA-256): otherwise refused, nothing
+       written anywhere
+    2. the keys: each the run proved (migrated or already present); a rotate key stays active
+    3. the source read once (one login): the key under the label is still the material the
+       run proved (KCV or fingerprint); otherwise it is not retired
+    4. the backups that still hold it: the source cluster's backups (DescribeBackups) where
+       the profile has an ``aws`` block
+    5. ``--destroy`` (with ``--plan``, the plan the run followed, signed to the threshold; in a
+       production profile ``--hsm-confirm=<source cluster id>``): only the plan's keys; the
+       target read once (one login) still holds the same material; each destroy journaled
+       (before/after), then proven: nothing is under the label any more, nor under its CKA_ID
+    6. DIR/retirement.json signed like a run's bundle (statement.dsse.json, predicate type
+       RETIREMENT_TYPE): ``keyparity verify DIR`` checks it
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pkcs11 import Attribute, ObjectClass
+
+from . import run as runinfo
+from .cloudhsm import lineage, policy
+from .errors import KeyparityError, PolicyError
+from .evidence import approval
+from .evidence.signing import close_signers, load_signers
+from .evidence.statement import sign_run, write_atomic
+from .evidence.verify import verify_run
+from .hsm import identity
+from .hsm.cluster import ClusterSession, open_cluster
+from .hsm.locate import Side, locate
+from .hsm.login import LoginGate
+from .journal.store import Journal, default_path
+from .profile import KeySpec, Profile, load_profile, resolve_profile_arg
+
+RETIREMENT = "retirement.json"
+RETIREMENT_TYPE = "https://keyparity.dev/retirement/v1"
+PROVEN = ("migrated", "already-present")
+NO_ID = "no CKA_ID: proven by label only"
+_KEY_CLASSES = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
+STATE_CHANGE = {"from": "active", "to": "deactivated", "reference": "NIST SP 800-57 Part 1 "
+                "Rev. 5, 5.3.4 and 7.1: a deactivated key is not used to apply cryptographic "
+                "protection; it may still process what it protected until it is destroyed"}
+
+
+class RetireError(KeyparityError):
+    """Retirement refused as a whole: the message says why; nothing was written."""
+
+
+@dataclass
+class Retirement:
+    """What ``retire`` does: the settled inputs, then one record per key."""
+
+    profile: Profile
+    run_id: str
+    run_dir: Path
+    evidence: dict[str, Any]
+    signers: list[Any]
+    destroy: bool = False
+    plan: approval.Approval | None = None
+    retirement_id: str = ""
+    keys: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        wanted = "destroyed" if self.destroy else "deactivated"
+        return all(k["state"] == wanted or k["state"] == "active (rotate)" for k in self.keys)
+
+
+# ---- 1. the run's bundle ----------------------------------------------------------------------
+
+def _proven_run(profile: Profile, run_dir: Path, signers: list[Any]) -> dict[str, Any]:
+    """The evidence of a run whose bundle verifies, whose signed verdict is PASS and whose
+    profile is this one; RetireError otherwise."""
+    keys = [s.public_key for s in signers]
+    names = {s.public_key.keyid: spec.name for s, spec in zip(signers, profile.evidence.signers)}
+    result = verify_run(run_dir, keys, profile.evidence.threshold or None, key_names=names)
+    if not result.ok:
+        raise RetireError(f"the bundle {run_dir} does not verify, nothing retired: "
+                          + "; ".join(result.problems[:3]))
+    signed = result.signed or {}
+    if signed.get("verdict") != "PASS":
+        raise RetireError(f"run {signed.get('run_id')} ended {signed.get('verdict')}, not PASS "
+                          f"({signed.get('headline')}): a source key is retired only after a "
+                          "run proved every key; nothing retired")
+    if signed.get("profile_sha256") != profile.sha256:
+        raise RetireError(f"run {signed.get('run_id')} proved profile {signed.get('profile')} "
+                          f"(sha256 {str(signed.get('profile_sha256'))[:16]}...), not "
+                          f"{profile.path} (sha256 {profile.sha256[:16]}...): retire with the "
+                          "profile that was proven; nothing retired")
+    return json.loads((run_dir / "evidence.json").read_bytes())
+
+
+# ---- 2-3. each key on the source ------------------------------------------------------------
+
+def _source_key(r: Retirement, src: ClusterSession, spec: KeySpec) -> tuple[dict, Side | None]:
+    """The key's record so far, and its source objects when it may be retired."""
+    proven = r.evidence["keys"].get(spec.label, {})
+    status = proven.get("migration", {}).get("status")
+    out: dict[str, Any] = {"label": spec.label, "type": spec.type,
+                           "target_label": spec.target_label, "run_status": status}
+    if status == "rotate" or spec.disposition == "rotate":
+        out.update(state="active (rotate)", detail="not migrated (rotate): it stays active "
+                   "on the source until it is rotated")
+        return out, None
+    if status not in PROVEN or proven.get("verdict") != "passed":
+        out.update(state="active", detail=f"not proven by run {r.run_id} ({status})")
+        return out, None
+    ident = proven["migration"]["identity"]
+    out["identity"] = {"method": ident["method"], "value": ident["source"]}
+    side = locate(src, spec, spec.label)
+    if side is None:
+        out.update(state="active", detail=f"not on {src.name} any more")
+        return out, None
+    now = identity.of(side.key, src.name, public=side.public, curve=spec.curve).value
+    if now != ident["source"]:
+        out.update(state="active", detail=f"{spec.label!r} on {src.name} is other key material "
+                   f"now ({ident['method']} {now}, run {r.run_id} proved {ident['source']}): "
+                   "not retired")
+        return out, None
+    out["id"] = bytes(side.key[Attribute.ID] or b"").hex() or None
+    out.update(state="deactivated", state_change=STATE_CHANGE)
+    return out, side
+
+
+# ---- 4. the backups ---------------------------------------------------------------------------
+
+def backups(profile: Profile, client: Any = None) -> dict[str, Any]:
+    """The source cluster's backups (and the backup it was restored from), which hold its keys
+    as they were when each was taken; one taken after a key was destroyed does not hold it, so
+    the list is of every backup not deleted. ``client``: a cloudhsmv2 client (tests)."""
+    aws = profile.source.aws if profile.source else None
+    if aws is None:
+        return {"read": False, "note": "the profile's source has no aws block: its backups "
+                "(if any) were not read; any backup taken while a key existed still holds it"}
+    state = lineage.read(aws, client=client)
+    held = [{"backup_id": b.get("BackupId"), "created": b.get("CreateTimestamp"),
+             "state": b.get("BackupState"), "never_expires": bool(b.get("NeverExpires"))}
+            for b in state.backups if not lineage.pending_deletion(b)]
+    return {"read": True, "cluster_id": aws.cluster_id, "backups": held,
+            "note": "each backup taken while a key existed still holds it: delete those "
+                    "backups (or let them age out) to retire the key everywhere"}
+
+
+# ---- 5. destruction ---------------------------------------------------------------------------
+
+def _destroy(r: Retirement, src: ClusterSession, tgt: ClusterSession, spec: KeySpec,
+             side: Side, record: dict[str, Any], rec: Any) -> None:
+    """Destroy one planned source key after its target copy is proven the same material; each
+    destroy journaled; then proven gone by label and by CKA_ID."""
+    assert r.plan is not None
+    if spec.label not in r.plan.keys:
+        record["detail"] = f"not in the plan {r.plan.plan['plan_id']}: deactivated, not destroyed"
+        return
+    there = locate(tgt, spec, spec.target_label)
+    if there is None:
+        record["detail"] = (f"{spec.target_label!r} is not on {tgt.name}: the source key is "
+                            "the only copy; not destroyed")
+        return
+    try:
+        identity.prove(spec, side, there)
+    except KeyparityError as exc:
+        record["detail"] = f"the target copy is not proven the same material ({exc}); not destroyed"
+        return
+    objs = [side.key] + ([side.public] if side.public is not None else [])
+    for obj in objs:
+        with rec.step("destroy", key_label=spec.label, cluster=src.name, handle=obj.handle,
+                      label=spec.label, check_value=record["identity"]["value"],
+                      detail=f"keyparity retire of run {r.run_id} (plan "
+                             f"{r.plan.plan['plan_id']}), {obj.object_class.name.lower()}"):
+            obj.destroy()
+    record["destroyed"] = _gone(src, spec.label, record.get("id"))
+    gone = record["destroyed"]
+    if gone["by_label"] == 0 and gone["by_id"] in (0, NO_ID):
+        record.update(state="destroyed", state_change={**STATE_CHANGE, "to": "destroyed"})
+    else:
+        record["detail"] = f"destroyed, yet objects remain: {gone}"
+
+
+def _gone(src: ClusterSession, label: str, key_id: str | None) -> dict[str, Any]:
+    """What the token holds under the label and the CKA_ID now (asked of the token, not of an
+    index): both must be 0."""
+    session = src.session
+    out: dict[str, Any] = {"by_label": sum(
+        1 for o in session.get_objects({Attribute.LABEL: label})
+        if o.object_class in _KEY_CLASSES), "at": _now()}
+    if key_id:
+        out["by_id"] = sum(1 for o in session.get_objects({Attribute.ID: bytes.fromhex(key_id)})
+                           if o.object_class in _KEY_CLASSES)
+    else:
+        out["by_id"] = NO_ID
+    return out
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+def settle(args: argparse.Namespace, gate: LoginGate) -> Retirement:
+    """Everything checked before a token is asked: the profile, the bundle, the plan, the
+    production confirmation. RetireError / PolicyError otherwise."""
+    profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
+    if profile.single or profile.source is None or profile.target is None:
+        raise PolicyError(f"{profile.name} is a {profile.migration_mode} profile: retire is for "
+                          "the source keys of a migration")
+    if not profile.evidence.signers:
+        raise PolicyError(f"{profile.path}: evidence.signers: retire verifies the run's bundle "
+                          "and signs its record with the profile's signers; there are none")
+    if args.destroy:
+        expected, where = policy.confirm_id(profile.source)
+        if profile.environment == "production" and args.hsm_confirm != expected:
+            raise PolicyError(f"{profile.name} is a production profile: add "
+                              f"--hsm-confirm={expected} ({where.replace('target', 'source')}) "
+                              "to destroy source keys; nothing was destroyed")
+        if args.hsm_confirm is not None and args.hsm_confirm != expected:
+            raise PolicyError(f"--hsm-confirm={args.hsm_confirm} does not match the source "
+                              f"cluster {expected}; nothing was destroyed")
+        if not args.plan:
+            raise PolicyError("--destroy needs --plan DIR: the plan the run followed, signed to "
+                              "the threshold; nothing was destroyed")
+    run_dir = Path(args.reports_dir or "reports") / args.run
+    signers = load_signers(profile.evidence, profile.module_env, gate)
+    try:
+        evidence = _proven_run(profile, run_dir, signers)
+    except BaseException:
+        close_signers(signers)
+        raise
+    r = Retirement(profile, args.run, run_dir, evidence, signers, destroy=bool(args.destroy),
+                   retirement_id=f"retire-{runinfo.new_run_id()}")
+    if args.destroy:
+        r.plan = _followed_plan(r, Path(args.plan), gate)
+    return r
+
+
+def _followed_plan(r: Retirement, plan_dir: Path, gate: LoginGate) -> approval.Approval:
+    """The plan, verified, and the one the run followed (its SHA-256 in the run's evidence)."""
+    plan = approval.verified(r.profile, plan_dir, gate)
+    followed = (r.evidence.get("plan") or {}).get("sha256")
+    if followed != plan.sha256:
+        raise RetireError(f"run {r.run_id} did not follow the plan {plan.plan['plan_id']} "
+                          f"({'it followed ' + followed[:16] + '...' if followed else 'it followed no plan'}"
+                          "): the keys destroyed are the ones a signed plan listed and a run "
+                          "proved; nothing was destroyed")
+    return plan
+
+
+def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
+    """Steps 2-6: each key's record (and its destruction), then the signed record."""
+    src = open_cluster(r.profile.source, r.profile.module_env, gate)
+    tgt = open_cluster(r.profile.target, r.profile.module_env, gate) if r.destroy else None
+    journal = Journal(journal_path) if r.destroy else None
+    rec = journal.bind(r.retirement_id) if journal is not None else None
+    try:
+        for spec in r.profile.keys:
+            try:
+                record, side = _source_key(r, src, spec)
+                if side is not None and tgt is not None:
+                    _destroy(r, src, tgt, spec, side, record, rec)
+            except KeyparityError as exc:
+                record = {"label": spec.label, "state": "active",
+                          "detail": f"{type(exc).__name__}: {exc}"}
+            r.keys.append(record)
+    finally:
+        if journal is not None:
+            journal.close()
+    return _write(r, backups(r.profile))
+
+
+def _write(r: Retirement, backups: dict[str, Any]) -> Path:
+    out = r.run_dir.parent / r.retirement_id
+    out.mkdir(parents=True)
+    counts: dict[str, int] = {}
+    for k in r.keys:
+        counts[k["state"]] = counts.get(k["state"], 0) + 1
+    doc = {"format": "keyparity-retirement/1", "retirement_id": r.retirement_id,
+           "created": _now(), "retires_run": r.run_id, "profile": r.profile.name,
+           "profile_sha256": r.profile.sha256, "source": r.profile.source.name,
+           "target": r.profile.target.name, "destroy": r.destroy,
+           "plan": r.plan.record() if r.plan else None, "backups": backups,
+           "counts": counts, "keys": r.keys}
+    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    write_atomic(out / RETIREMENT, data)
+    verdict = "RETIRED" if r.ok else "INCOMPLETE"
+    headline = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    sign_run(out, r.signers, {
+        "run_id": r.retirement_id, "retires_run": r.run_id, "profile": r.profile.name,
+        "profile_sha256": r.profile.sha256, "verdict": verdict,
+        "headline": f"retirement of run {r.run_id}'s source keys on {r.profile.source.name}: "
+                    f"{headline}",
+        "summary": {"tests": {}, "keys": counts},
+        "signers": [s.name for s in r.profile.evidence.signers],
+        "threshold": r.profile.evidence.threshold}, predicate_type=RETIREMENT_TYPE)
+    return out
+
+
+def command(args: argparse.Namespace) -> int:
+    """0: every key retired (destroyed with --destroy); 1: refused, or a key was not."""
+    gate = LoginGate(None)
+    r = settle(args, gate)
+    try:
+        out = perform(r, gate, Path(args.journal) if args.journal else default_path(Path.cwd()))
+    finally:
+        close_signers(r.signers)
+    for k in r.keys:
+        print(f"  {k['label']}: {k['state']}" + (f" ({k['detail']})" if k.get("detail") else ""))
+    print(f"keyparity retire: {'done' if r.ok else 'INCOMPLETE'}: record {out} (verify with "
+          "keyparity verify)")
+    return 0 if r.ok else 1
