@@ -17,7 +17,7 @@ import pytest
 from . import plan, settle, xdist_compat
 from . import run as runinfo
 from .cloudhsm.backend import CliBackend
-from .cloudhsm import policy
+from .cloudhsm import cli_scope, policy
 from .controller import start_run
 from .errors import KeyparityError
 from .evidence import allure as allure_support
@@ -74,6 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "(cloudhsmv2.describe_clusters); deselect with -m 'not aws'")
     config.addinivalue_line("markers", "baseline: records one cluster as it is (migration.mode "
                             "baseline)")
+    config.addinivalue_line("markers", "cloudhsm_cli(*roles, unless=FIELD): a per-key check "
+                            "through the CloudHSM CLI of roles (keyparity.cloudhsm.cli_scope)")
     config.addinivalue_line("markers", "reverify: proves one cluster against its baseline "
                             "(migration.mode reverify)")
     if not config.getoption("hsm_profile"):
@@ -172,16 +174,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     profile = config.stash.get(PROFILE, None)
     keys: list[KeySpec | None] = list(profile.keys) if profile else [None]
-    if "vector" in metafunc.fixturenames:
-        params = [pytest.param(k, v, id=f"{k.label}-{v}", marks=plan.group(k, config))
-                  for k in keys if k for v in k.vectors]
-        if profile is None:
-            params = [pytest.param(None, None, id="no-profile")]
-        metafunc.parametrize(("inventory_key", "vector"), params)
-    else:
-        metafunc.parametrize("inventory_key", [
-            pytest.param(k, id=k.label if k else "no-profile", marks=plan.group(k, config))
-            for k in keys])
+    none_to_check = _nothing_to_check(metafunc, profile)
+    if none_to_check:  # one skipped test for the inventory, no fixture set up
+        metafunc.parametrize("inventory_key", [pytest.param(
+            None, id=cli_scope.EVERY_KEY, marks=pytest.mark.skip(reason=none_to_check))])
+        return
+    metafunc.parametrize("inventory_key", [
+        pytest.param(k, id=k.label if k else "no-profile", marks=plan.group(k, config))
+        for k in keys])
+
+
+def _nothing_to_check(metafunc: pytest.Metafunc, profile: Profile | None) -> str | None:
+    """Why a per-key CloudHSM CLI check (marked ``cloudhsm_cli``) has nothing to check for any
+    key of the profile, or None."""
+    mark = metafunc.definition.get_closest_marker(cli_scope.MARKER)
+    if mark is None or profile is None or not profile.keys:
+        return None
+    return cli_scope.nothing_to_check(profile, mark.args, mark.kwargs.get("unless"),
+                                      mark.kwargs.get("note"))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -30,6 +30,7 @@ def test_target_users_can_own_and_share_the_keys(hsm_profile, cloudhsm_clis, hsm
     _prove(check, hsm_evidence, "cloudhsm_users")
 
 
+@pytest.mark.cloudhsm_cli("source")
 def test_key_quorum_and_trust_allow_the_move(inventory_key, source_cli_key, hsm_profile,
                                              hsm_evidence):
     """One test per key for both (each test per key costs every run of the suites): its key

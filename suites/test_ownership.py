@@ -1,16 +1,21 @@
 """Ownership and sharing: each target key is owned by the crypto user the inventory names (the
 one who unwrapped it), shared with exactly the users it names (``apply_sharing: true`` shares
 the missing ones), and CloudHSM's own view of the key (CloudHSM CLI) agrees with PKCS #11.
-Without a CloudHSM CLI (SoftHSM) there is nothing to check: the tests are skipped with that
-reason, and the evidence says that ownership is the token's user and that sharing does not
-exist; an inventory asking for either there fails with that reason. A key whose inventory
+Without a CloudHSM CLI (SoftHSM) there is nothing to check: each test is collected once for
+every key (``[every-key]``, keyparity.cloudhsm.cli_scope) and skipped, saying why and that through
+PKCS #11 a key's owner is the token's user and sharing does not exist; an inventory asking for
+an owner or sharing there has the test per key, and that key's fails with the reason. A key whose inventory
 entry names no owner has its owner recorded, and the owner test skipped."""
 import pytest
 
 from keyparity.cloudhsm import key_policy, users
 from keyparity.hsm import attributes
 
+PKCS11_OWNER = ("through PKCS #11 a key's owner is the token's user (CKU_USER) and keys are not "
+                "shared")
 
+
+@pytest.mark.cloudhsm_cli("target", unless="owner", note=PKCS11_OWNER)
 def test_target_key_is_owned_by_the_expected_user(migrated, ownership, hsm_evidence):
     check = ownership.check_owner(migrated)
     hsm_evidence(ownership=check.facts)
@@ -19,6 +24,7 @@ def test_target_key_is_owned_by_the_expected_user(migrated, ownership, hsm_evide
     assert check.ok, check.message
 
 
+@pytest.mark.cloudhsm_cli("target", unless="share_with", note=PKCS11_OWNER)
 def test_target_key_is_shared_with_the_expected_users(migrated, ownership, hsm_evidence):
     check = ownership.check_sharing(migrated)
     hsm_evidence(sharing=check.facts)
@@ -27,6 +33,7 @@ def test_target_key_is_shared_with_the_expected_users(migrated, ownership, hsm_e
     assert check.ok, check.message
 
 
+@pytest.mark.cloudhsm_cli("target")
 def test_cli_attributes_and_check_value_match_pkcs11(migrated, ownership, hsm_evidence):
     check = ownership.check_attributes(migrated, attributes.read_standard(migrated.target.key))
     if check.skip:
@@ -35,6 +42,7 @@ def test_cli_attributes_and_check_value_match_pkcs11(migrated, ownership, hsm_ev
     assert check.ok, check.message
 
 
+@pytest.mark.cloudhsm_cli("source")
 def test_target_key_has_the_source_quorum_values(migrated, ownership, cloudhsm_clis,
                                                  hsm_evidence):
     """Key quorum values (M of N) cannot be changed after a key is made: the target key must

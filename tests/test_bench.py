@@ -223,8 +223,15 @@ def test_with_two_workers_each_key_is_unwrapped_once(tmp_path):
     out = tmp_path / "bench.json"
     result = bench("--pytest", "--keys", "16", "-n", "2", "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
-    run = json.loads(out.read_text())["run"]
+    doc = json.loads(out.read_text())
+    run = doc["run"]
     assert (run["verdict"], run["keys_proven"], run["unwraps"]) == ("PASS", 16, 16)
+    # beside it, the bare loop alone in one process and split over two writing one target
+    split = doc["bare_split"]
+    assert (split["one_process"]["processes"], split["split"]["processes"]) == (1, 2)
+    assert split["one_process"]["proven"] == split["split"]["proven"] == 16
+    assert split["speedup"] == split["one_process"]["seconds"] / split["split"]["seconds"]
+    assert "bare split  the bare loop alone (no pytest): " in result.stdout
 
 
 def test_the_pytest_path_proves_every_key_in_a_signed_bundle(pytest_figures):

@@ -185,7 +185,7 @@ def test_green_run_writes_a_complete_signed_bundle_that_verify_accepts(lab, suit
 
     result = run_suites(suites, signed_profile(lab, DEMO_KEYS, private))
 
-    result.assert_outcomes(passed=54, skipped=5)  # 3DES: hsm1 (FIPS) does not produce
+    result.assert_outcomes(passed=39)  # 3DES: hsm1 (FIPS) does not produce: n/a records
     assert result.ret == 0
     run_dir, doc = assert_bundle(suites, result, lab)
     assert doc["summary"]["verdict"] == "PASS"
@@ -217,7 +217,7 @@ def test_green_run_writes_a_complete_signed_bundle_that_verify_accepts(lab, suit
             assert got["story"] == [label]
         else:
             assert "story" not in got
-    assert {r["status"] for r in results} == {"passed", "skipped"}
+    assert {r["status"] for r in results} == {"passed"}  # a FIPS side's 3DES: n/a records
     assert not any("attachments" in r for r in results if r["status"] == "passed")
     assert {t for r in results for t in labels(r)["thread"]} == {"main"}
 

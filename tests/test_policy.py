@@ -164,7 +164,7 @@ def test_acknowledged_run_records_it_and_3des_is_decrypt_only_on_the_fips_side(l
     ack = {"reason": "3DES payment keys must keep encrypting", "approver": "ciso",
            "ticket": "SEC-42"}
     result = run_suites(suites, lab.profile([DES3, AES], compliance={"acknowledge_non_fips": ack}))
-    result.assert_outcomes(passed=27, skipped=2)
+    result.assert_outcomes(passed=19)  # the FIPS side's 3DES vectors: n/a records
     assert header(result)[0] == ("keyparity: FIPS -> NON_FIPS acknowledged by ciso, ticket SEC-42: 3DES "
                       "payment keys must keep encrypting")
     doc = evidence(suites)
@@ -180,8 +180,7 @@ def test_acknowledged_run_records_it_and_3des_is_decrypt_only_on_the_fips_side(l
         back = vectors[(name, "target->source")]  # NON_FIPS produces, FIPS decrypts
         assert (back["result"], back["ok"], back["producer"], back["consumer"]) == (
             "valid", True, "hsm2", "hsm1")
-    skipped = [t for t in doc["tests"] if t["outcome"] == "skipped"]
-    assert len(skipped) == 2 and all(FIPS_REASON in t["message"] for t in skipped)
+    assert not [t for t in doc["tests"] if t["outcome"] == "skipped"]  # n/a is a record
     html = (suites.path / "reports" / "latest" / "report.html").read_text()
     banner = html[html.index('<header id="verdict"'):html.index("</header>")]
     assert 'id="compliance-ack"' in banner and "acknowledged</b>" in banner

@@ -178,3 +178,20 @@ class Bare:
                 session.close()
             except PKCS11Error:
                 pass
+
+
+def slice_loop(lib: Any, source: str, target: str, pins: dict[str, str], labels: list[str],
+               seed: int) -> int:
+    """One process's share of a split bare loop: its own sessions, enumeration and wrapping
+    pair, then each of ``labels`` moved and proven; returns how many agreed everywhere."""
+    bare = Bare(lib, source, target, pins[target], source_pin=pins[source])
+    proven = 0
+    try:
+        bare.enumerate()
+        bare.wrapping_pair()
+        for label in labels:
+            source_kcv, target_kcv = bare.migrate(label)
+            proven += source_kcv == target_kcv and bare.prove_all(label, seed)
+    finally:
+        bare.close()
+    return proven

@@ -37,10 +37,11 @@ from ..journal.store import Journal
 from ..profile import KeySpec
 from ..run import new_run_id
 from . import phases
-from .bare import Bare
+from .bare import Bare, slice_loop
 from .common import SOURCE, TARGET, Say, conclude, in_scratch, key_spec, machine, say
 
 BARE_TARGETS = ("hsm3", "hsm4")
+SPLIT_TARGETS = ("hsm5", "hsm6")  # the bare loop in one process, then split over -n processes
 GOAL_RATIO = 3.0
 SEED = 1
 
@@ -88,7 +89,7 @@ def _profile_yaml(lab: Lab, module: str, signer: Path) -> Path:
     return path
 
 
-def build_lab(root: Path, n: int, say: Say) -> tuple[Lab, dict[str, float]]:
+def build_lab(root: Path, n: int, say: Say, split: bool = False) -> tuple[Lab, dict[str, float]]:
     """Provision both token directories and seed N keys (timed apart, not part of any figure)."""
     clock = time.perf_counter
     setup: dict[str, float] = {}
@@ -96,11 +97,11 @@ def build_lab(root: Path, n: int, say: Say) -> tuple[Lab, dict[str, float]]:
     t = clock()
     provision(bare, [SOURCE])
     source_dir = _token_dirs(bare)
-    conf = provision(bare, list(BARE_TARGETS))
+    conf = provision(bare, list(BARE_TARGETS) + (list(SPLIT_TARGETS) if split else []))
     provision(run, [TARGET])
     setup["provision_seconds"] = clock() - t
     pins = {label: (bare / f"{label}.pin").read_text().strip()
-            for label in (SOURCE, *BARE_TARGETS)}
+            for label in (SOURCE, *BARE_TARGETS, *(SPLIT_TARGETS if split else ()))}
     module = find_module()
     if module in cluster._libs:  # noqa: SLF001 - SoftHSM reads SOFTHSM2_CONF once per process
         raise RuntimeError("SoftHSM is already loaded in this process; run the bench in a "
@@ -142,6 +143,33 @@ def bare_loop(lab: Lab, target: str) -> dict[str, Any]:
     finally:
         bare.close()
     return {"seconds": clock() - t, "target": target, "proven": proven}
+
+
+def bare_split(lab: Lab, target: str, processes: int) -> dict[str, Any]:
+    """The bare loop over the N keys split across ``processes`` processes running at once,
+    all writing ``target`` (as pytest-xdist's workers write one cluster): how far the token
+    and the machine let the calls themselves go in parallel, with no pytest. Each process
+    reads the PINs from the lab's files."""
+    labels = [s.label for s in lab.specs]
+    shares = [labels[i::processes] for i in range(processes)]
+    t = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "keyparity.bench.user_path", str(lab.bare),
+                               target, json.dumps(share)], stdout=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL, cwd=_repo()) for share in shares]
+    outs = [p.communicate()[0].strip() for p in procs]
+    seconds = time.perf_counter() - t
+    proven = sum(int(o) for o in outs if o.isdigit())
+    ok = all(p.returncode == 0 for p in procs)
+    return {"seconds": seconds, "processes": processes, "target": target,
+            "proven": proven if ok else 0}
+
+
+def _split_child(state: Path, target: str, labels: list[str]) -> int:
+    """``python -m keyparity.bench.user_path STATE TARGET LABELS``: one share of bare_split."""
+    pins = {label: (state / f"{label}.pin").read_text().strip() for label in (SOURCE, target)}
+    lib = load_module(find_module(), {"SOFTHSM2_CONF": str(state / "softhsm2.conf")})
+    print(slice_loop(lib, SOURCE, target, pins, labels, SEED))
+    return 0
 
 
 # --------------------------------------------------------------------------- the pytest run
@@ -394,6 +422,13 @@ def report(doc: dict[str, Any], say: Say) -> None:
         + "; census, migration, KCVs, 4 AES vectors both ways, attribute reads)")
     say(f"ratio       run / bare loop {doc['ratio_run_over_bare']:.2f} (goal <= "
         f"{doc['goal_ratio']:.0f}: {'met' if doc['ratio_run_over_bare'] <= doc['goal_ratio'] else 'NOT met'})")
+    split_ = doc.get("bare_split")
+    if split_:
+        one, many = split_["one_process"], split_["split"]
+        say(f"bare split  the bare loop alone (no pytest): {one['seconds']:.2f} s in one process, "
+            f"{many['seconds']:.2f} s in {many['processes']} processes writing one target: "
+            f"{split_['speedup']:.2f}x, the most -n {many['processes']} could give on this "
+            "token and machine")
     say(f"floor       {f['tests']} empty tests, same plugins and mode: {f['seconds']:.2f} s; "
         f"the run takes {f['run_over_floor']:.2f}x pytest's floor")
     say(f"memory      peak RSS of the run's process tree {_mib(r['peak_rss_tree_kib'])}, largest "
@@ -414,7 +449,7 @@ def report(doc: dict[str, Any], say: Say) -> None:
 
 def run(n: int, workers: int, allure: bool, root: Path, say: Say,
         py_spy: Path | None = None) -> dict[str, Any]:
-    lab, setup = build_lab(root, n, say)
+    lab, setup = build_lab(root, n, say, split=workers > 1)
     file_custodian(lab.run / "evidence", "bench-custodian")
     profile = _profile_yaml(lab, find_module(), lab.run / "evidence" / "bench-custodian.key.pem")
     bare = [bare_loop(lab, BARE_TARGETS[0])]
@@ -430,6 +465,12 @@ def run(n: int, workers: int, allure: bool, root: Path, say: Say,
     say(f"bare loop 2: {bare[1]['seconds']:.2f} s, {bare[1]['proven']}/{n} keys")
     floor_run = floor(lab, out["tests"] or 1, workers, allure)
     doc = summary(n, workers, allure, setup, bare, out, floor_run)
+    if workers > 1:  # the calls alone, in one process and split as the workers split them
+        one, split_ = bare_split(lab, SPLIT_TARGETS[0], 1), bare_split(lab, SPLIT_TARGETS[1],
+                                                                        workers)
+        doc["bare_split"] = {"one_process": one, "split": split_,
+                             "speedup": one["seconds"] / split_["seconds"]}
+        doc["ok"] = doc["ok"] and one["proven"] == n and split_["proven"] == n
     if py_spy is not None and py_spy.is_file():
         doc["profile"] = {"file": str(py_spy), **top_of_profile(py_spy)}
     return doc
@@ -450,3 +491,7 @@ def main(args: argparse.Namespace) -> int:
         return 130
     report(doc, say)
     return conclude(doc, args.json, say, "the pytest run and the bare loop")
+
+
+if __name__ == "__main__":  # one share of bare_split, in a process of its own
+    sys.exit(_split_child(Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])))

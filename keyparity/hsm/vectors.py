@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 from cryptography.exceptions import InvalidSignature
@@ -42,6 +43,23 @@ def _inputs(seed: int, label: str, vector: str, direction: str, spec: Any) -> di
     rng = random.Random(f"{seed}/{label}/{vector}/{direction}")
     return {"msg": rng.randbytes(spec.msg), "iv": rng.randbytes(getattr(spec, "iv", 0)),
             "aad": rng.randbytes(getattr(spec, "aad", 0))}
+
+
+def exchanges(vectors: Iterable[str], source: Side, target: Side, *, label: str, seed: int,
+              case: str) -> Iterator[dict[str, Any]]:
+    """Every vector of a key in both directions, one record each; a direction a side may not
+    produce (keyparity.cloudhsm.policy) is a record with result "n/a" and the reason. Each
+    record's tcId is derived from ``case`` (the test's node id), the vector and the direction."""
+    for vector in vectors:
+        for direction in DIRECTIONS:
+            tc_id = int(hashlib.sha256(f"{case}-{vector}-{direction}".encode()).hexdigest()[:6],
+                        16)
+            try:
+                yield exchange(vector, direction, source, target, label=label, seed=seed,
+                               tc_id=tc_id)
+            except NotApplicable as exc:
+                yield {"vector": vector, "direction": direction, "result": "n/a",
+                       "comment": str(exc)}
 
 
 def exchange(vector: str, direction: str, source: Side, target: Side, *, label: str,
