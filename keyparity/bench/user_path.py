@@ -151,10 +151,13 @@ def bare_split(lab: Lab, target: str, processes: int) -> dict[str, Any]:
     and the machine let the calls themselves go in parallel, with no pytest. Each process
     reads the PINs from the lab's files."""
     labels = [s.label for s in lab.specs]
-    shares = [labels[i::processes] for i in range(processes)]
+    shares = []
+    for i in range(processes):  # each share in a file: 10,000 labels do not fit a command line
+        shares.append(lab.bare / f"share-{target}-{i}.json")
+        shares[-1].write_text(json.dumps(labels[i::processes]))
     t = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-m", "keyparity.bench.user_path", str(lab.bare),
-                               target, json.dumps(share)], stdout=subprocess.PIPE, text=True,
+                               target, str(share)], stdout=subprocess.PIPE, text=True,
                               stdin=subprocess.DEVNULL, cwd=_repo()) for share in shares]
     outs = [p.communicate()[0].strip() for p in procs]
     seconds = time.perf_counter() - t
@@ -165,7 +168,8 @@ def bare_split(lab: Lab, target: str, processes: int) -> dict[str, Any]:
 
 
 def _split_child(state: Path, target: str, labels: list[str]) -> int:
-    """``python -m keyparity.bench.user_path STATE TARGET LABELS``: one share of bare_split."""
+    """``python -m keyparity.bench.user_path STATE TARGET SHARE.json``: one share of
+    bare_split (the labels in a JSON file)."""
     pins = {label: (state / f"{label}.pin").read_text().strip() for label in (SOURCE, target)}
     lib = load_module(find_module(), {"SOFTHSM2_CONF": str(state / "softhsm2.conf")})
     print(slice_loop(lib, SOURCE, target, pins, labels, SEED))
@@ -494,4 +498,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # one share of bare_split, in a process of its own
-    sys.exit(_split_child(Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])))
+    sys.exit(_split_child(Path(sys.argv[1]), sys.argv[2], json.loads(Path(sys.argv[3]).read_text())))

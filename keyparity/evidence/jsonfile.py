@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 _COMPACT = {"separators": (",", ":")}
@@ -27,28 +28,46 @@ def _records(value: Any) -> bool:
     return False
 
 
-def dumps(value: Any, depth: int = 0) -> str:
-    """``value`` as JSON in the layout above (no trailing newline)."""
+def chunks(value: Any, depth: int = 0) -> Iterator[str]:
+    """``value`` as JSON in the layout above, piece by piece (a record per piece): ``write``
+    streams them to the file, so that a 10,000-key evidence.json is never one string in
+    memory (with its lines and its encoded copy that was three times the file, at the end of
+    the run when memory peaks)."""
     pad, inner = " " * depth, " " * (depth + 1)
     if _records(value):
-        if isinstance(value, list):
-            lines = [f"{inner}{_compact(v)}" for v in value]
-            return "[\n" + ",\n".join(lines) + f"\n{pad}]"
-        lines = [f"{inner}{json.dumps(k)}:{_compact(v)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(lines) + f"\n{pad}}}"
-    if isinstance(value, dict) and value and depth < 3:
-        lines = [f"{inner}{json.dumps(k)}: {dumps(v, depth + 1)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(lines) + f"\n{pad}}}"
-    if isinstance(value, list) and value and depth < 3 and any(
+        items = ((f"{inner}{_compact(v)}" for v in value) if isinstance(value, list) else
+                 (f"{inner}{json.dumps(k)}:{_compact(v)}" for k, v in value.items()))
+        yield "[\n" if isinstance(value, list) else "{\n"
+        for i, line in enumerate(items):
+            yield line if i == 0 else ",\n" + line
+        yield f"\n{pad}]" if isinstance(value, list) else f"\n{pad}}}"
+    elif isinstance(value, dict) and value and depth < 3:
+        yield "{\n"
+        for i, (k, v) in enumerate(value.items()):
+            yield f"{inner}{json.dumps(k)}: " if i == 0 else f",\n{inner}{json.dumps(k)}: "
+            yield from chunks(v, depth + 1)
+        yield f"\n{pad}}}"
+    elif isinstance(value, list) and value and depth < 3 and any(
             isinstance(v, (dict, list)) for v in value):
-        lines = [f"{inner}{dumps(v, depth + 1)}" for v in value]
-        return "[\n" + ",\n".join(lines) + f"\n{pad}]"
-    return _compact(value)
+        yield "[\n"
+        for i, v in enumerate(value):
+            yield inner if i == 0 else ",\n" + inner
+            yield from chunks(v, depth + 1)
+        yield f"\n{pad}]"
+    else:
+        yield _compact(value)
+
+
+def dumps(value: Any, depth: int = 0) -> str:
+    """``value`` as JSON in the layout above (no trailing newline)."""
+    return "".join(chunks(value, depth))
 
 
 def write(path: Path, value: Any) -> Path:
     """Write ``value`` to ``path`` atomically (a temporary file renamed over it)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(value) + "\n", encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.writelines(chunks(value))
+        out.write("\n")
     os.replace(tmp, path)
     return path
