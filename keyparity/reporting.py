@@ -28,6 +28,11 @@ from .stash import DESELECTED_BY_SUITE, JOURNAL, SUITES
 # the run ends; every this many reports it is moved out of the garbage collector's walk
 # (gc.freeze), so that full collections stay short however long the run (issue 13).
 FREEZE_EVERY = 20_000
+# pytest's terminal reporter keeps every report, the passed set-ups and teardowns too (under
+# the category "", which its summaries ignore; only -rP/-rA shows their captured output): two
+# of the three reports of each test, 53 MiB at 10,000 keys. Without -rP/-rA they are let go
+# every this many reports.
+PASSED_SETUP_EVERY = 2_000
 
 
 class EvidenceHooks:
@@ -43,6 +48,14 @@ class EvidenceHooks:
         self.bundle: dict[str, Any] | None = None
         self.causes: dict[str, int] = {}
         self.reports = 0  # a cluster's unavailability -> tests it stopped
+        self.setup_reports: list[Any] | None = None  # the terminal reporter's "" category
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        shows_passes = any(c in (session.config.option.reportchars or "") for c in "PA")
+        if reporter is not None and isinstance(getattr(reporter, "stats", None), dict) \
+                and not shows_passes:
+            self.setup_reports = reporter.stats.setdefault("", [])
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -54,6 +67,8 @@ class EvidenceHooks:
         self.reports += 1
         if self.reports % FREEZE_EVERY == 0:
             gc.freeze()  # the evidence so far stays until the end: out of the collector's walk
+        if self.reports % PASSED_SETUP_EVERY == 0 and self.setup_reports is not None:
+            self.setup_reports.clear()
         if self.allure is not None:
             props = report.user_properties
             self.allure.add(report, next((v for k, v in props if k == "keyparity_key"), None),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from keyparity.evidence import jsonfile
+from keyparity.evidence.digest import sha256_file
 
 DOC = {"run": {"run_id": "r", "nested": {"deep": {"deeper": [1, 2]}}},
        "keys": {f"k{i}": {"label": f"k{i}", "vectors": [{"ok": True}]} for i in range(10)},
@@ -20,3 +21,9 @@ def test_written_piece_by_piece_as_laid_out_one_record_per_line(tmp_path):
     assert '  "k3":{"label":"k3","vectors":[{"ok":true}]},' in lines  # a key: one line
     assert '  {"nodeid":"t0","outcome":"passed"},' in lines  # a test: one line
     assert not (tmp_path / "doc.json.tmp").exists()
+
+
+def test_digest_is_the_written_file_s_without_holding_it(tmp_path):
+    path = jsonfile.write(tmp_path / "doc.json", DOC)
+    assert jsonfile.digest(DOC) == sha256_file(path)
+    assert jsonfile.digest({**DOC, "s": "other"}) != sha256_file(path)

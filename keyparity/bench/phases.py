@@ -1,7 +1,8 @@
 """A pytest plugin ``keyparity bench --pytest`` loads into the run it measures (``-p
 keyparity.bench.phases``): when each phase of the run started and ended in the controller
 process (configure, collection, the test loop, the session's end, where the bundle is made),
-written as JSON to the file ``$KEYPARITY_BENCH_PHASES`` names. Nothing is written in an xdist
+with the controller's resident memory at each mark (``rss_kib``), written as JSON to the file
+``$KEYPARITY_BENCH_PHASES`` names. Nothing is written in an xdist
 worker, and nothing at all without the variable: the run itself is not changed."""
 from __future__ import annotations
 
@@ -15,10 +16,17 @@ import pytest
 
 ENV = "KEYPARITY_BENCH_PHASES"
 _marks: dict[str, float] = {}
+_rss: dict[str, int] = {}
+_PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def _mark(name: str) -> None:
     _marks[name] = time.time()
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            _rss[name] = int(fh.read().split()[1]) * _PAGE_KIB
+    except (OSError, ValueError, IndexError):  # not Linux: times only
+        pass
 
 
 def _controller(config: pytest.Config) -> bool:
@@ -71,4 +79,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     _mark("unconfigure")
     with open(os.environ[ENV], "w", encoding="utf-8") as fh:
-        json.dump(_marks, fh)
+        json.dump({**_marks, "rss_kib": _rss}, fh)

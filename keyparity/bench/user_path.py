@@ -437,6 +437,11 @@ def report(doc: dict[str, Any], say: Say) -> None:
         f"the run takes {f['run_over_floor']:.2f}x pytest's floor")
     say(f"memory      peak RSS of the run's process tree {_mib(r['peak_rss_tree_kib'])}, largest "
         f"process {_mib(r['peak_rss_process_kib'])} (sampled from /proc every 0.2 s)")
+    at = r.get("phases", {}).get("rss_kib") or {}
+    if at:
+        say("  by phase  the controller's RSS at " + ", ".join(
+            f"{name.replace('_', ' ')} {_mib(at[name])}" for name in
+            ("collection_end", "loop_end", "bundle_end") if name in at))
     d = r["run_dir"]
     say(f"run dir     {d['bytes'] / 1e6:.1f} MB ({r['run_dir_kib_per_key']:.1f} KiB/key), "
         f"{d['files']} files; keyparity verify {r['verify']['seconds']:.2f} s "

@@ -11,7 +11,6 @@ bundle is still signed, and the run fails with the reason (``finalize(...)["erro
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..profile import Profile
 from .allure import Results
 from .baseline import write as write_baseline
 from .cbom import write_run_cbom
+from .digest import sha256_file
 from .evidence import Evidence
 from .oscal import write_assessment_results
 from .report import write_report
@@ -151,7 +151,7 @@ def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> di
         "headline": summary["headline"],
         "summary": {"tests": dict(summary["tests"]), "keys": dict(summary["keys"])},
         "scope": summary["scope"],
-        "evidence_sha256": hashlib.sha256(evidence_path.read_bytes()).hexdigest(),
+        "evidence_sha256": sha256_file(evidence_path),  # streamed: the file can be 50 MB
         "signers": [s.name for s in profile.evidence.signers],
         "threshold": profile.evidence.threshold,
         **({"plan": {k: plan[k] for k in ("plan_id", "sha256", "approved_by")}} if plan else {}),

@@ -6,6 +6,7 @@ file is a third smaller than indented JSON. Any JSON reader reads it as before.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -61,6 +62,15 @@ def chunks(value: Any, depth: int = 0) -> Iterator[str]:
 def dumps(value: Any, depth: int = 0) -> str:
     """``value`` as JSON in the layout above (no trailing newline)."""
     return "".join(chunks(value, depth))
+
+
+def digest(value: Any) -> str:
+    """The SHA-256 of the file ``write`` makes of ``value``, computed piece by piece."""
+    sha = hashlib.sha256()
+    for piece in chunks(value):
+        sha.update(piece.encode("utf-8"))
+    sha.update(b"\n")
+    return sha.hexdigest()
 
 
 def write(path: Path, value: Any) -> Path:

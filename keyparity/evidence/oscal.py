@@ -37,7 +37,6 @@ spans, so a GRC tool that renders the Markdown shows it literally.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import uuid
@@ -48,6 +47,7 @@ from typing import Any
 
 from .. import __version__
 from . import jsonfile
+from .digest import sha256_file
 from .evidence import FAILED, key_verdict
 
 OSCAL_VERSION = "1.1.2"
@@ -494,10 +494,11 @@ def write_assessment_results(run_dir: Path, doc: dict) -> Path:
     """Write ``run_dir/assessment-results.json`` for ``run_dir/evidence.json``, which must hold
     ``doc``: the result names the file by its SHA-256, so it must describe that file."""
     run_dir = Path(run_dir)
-    raw = (run_dir / "evidence.json").read_bytes()
-    if raw != (jsonfile.dumps(doc) + "\n").encode() and json.loads(raw) != json.loads(
+    path = run_dir / "evidence.json"
+    sha = sha256_file(path)  # by digest: no copy of a 10,000-key file in memory
+    if sha != jsonfile.digest(doc) and json.loads(path.read_bytes()) != json.loads(
             json.dumps(doc)):  # the second test only for a file laid out otherwise
-        raise ValueError(f"{run_dir / 'evidence.json'} does not hold this evidence document; "
-                         "write the evidence first")
-    out = assessment_results(doc, hashlib.sha256(raw).hexdigest())
+        raise ValueError(f"{path} does not hold this evidence document; write the evidence "
+                         "first")
+    out = assessment_results(doc, sha)
     return jsonfile.write(run_dir / "assessment-results.json", out)

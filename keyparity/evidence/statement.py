@@ -9,7 +9,6 @@ file of the run, each with its SHA-256, wrapped in a DSSE envelope signed by the
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -21,12 +20,13 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
 from securesystemslib.signer import Signature, Signer
 
+from .digest import sha256_file
 from ..errors import KeyparityError
 
 __all__ = [
     "ENVELOPE", "PAYLOAD_TYPE", "PREDICATE_TYPE", "STATEMENT", "STATEMENT_TYPE",
     "EvidenceError", "add_signature", "build_statement", "canonical_json", "sign_run", "signer_info",
-    "subjects", "walk", "write_atomic",
+    "sha256_file", "subjects", "walk", "write_atomic",
 ]
 
 STATEMENT = "statement.json"
@@ -35,7 +35,6 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://keyparity.dev/evidence/v1"
 SIGNED_NAMES = frozenset({STATEMENT, ENVELOPE})  # at the top of the run directory only
-_CHUNK = 1 << 20
 
 
 class EvidenceError(KeyparityError):
@@ -82,16 +81,6 @@ def walk(run_dir: Path) -> Iterator[tuple[str, str]]:
                     yield name, "file"
                 else:
                     yield name, "special"
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a regular file, hex; refuses to follow a symlink."""
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def subjects(run_dir: Path) -> list[dict]:
