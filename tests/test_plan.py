@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from trestle.oscal.assessment_results import AssessmentResults
 
 from keyparity.evidence.custodians import file_custodian
 from keyparity.evidence.plan import PREDICATE_TYPE, verify_plan
@@ -214,6 +215,11 @@ def test_a_plan_signed_by_two_custodians_lets_the_run_migrate_exactly_its_keys(l
     run_dir = suites.path / "reports" / doc["run"]["run_id"]
     html = (run_dir / "report.html").read_text()
     assert "approved by c1, c2" in html and f"performed by run <code>{doc['run']['run_id']}" in html
+    oscal = json.loads((run_dir / "assessment-results.json").read_text())
+    props = {p["name"]: p["value"] for p in oscal["assessment-results"]["results"][0]["props"]}
+    assert (props["plan-id"], props["plan-approved-by"]) == (plan["plan_id"], "c1, c2")
+    assert props["plan-sha256"] == doc["plan"]["sha256"]
+    AssessmentResults.model_validate(oscal["assessment-results"])  # still valid OSCAL
     keys = [a for n in ("c1", "c2") for a in ("--key", str(lab.root / "custodians" / f"{n}.pub.pem"))]
     verified = keyparity(lab, "verify", str(run_dir), *keys)
     assert verified.returncode == 0, verified.stdout

@@ -468,6 +468,16 @@ def _evidence_resource(ctx: _Run, evidence_sha256: str) -> dict[str, Any]:
                         "hashes": [{"algorithm": "SHA-256", "value": evidence_sha256}]}]}
 
 
+def _plan_props(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The signed plan a run followed (``--hsm-plan``): its id, plan.json's SHA-256 and who
+    approved it, as the result's props; none without a plan."""
+    if not plan.get("plan_id"):
+        return []
+    approvers = ", ".join(str(a) for a in _list(plan.get("approved_by"))) or "-"
+    return [_prop("plan-id", plan["plan_id"]), _prop("plan-sha256", plan.get("sha256") or "-"),
+            _prop("plan-approved-by", approvers)]
+
+
 def assessment_results(doc: dict, evidence_sha256: str) -> dict:
     """The OSCAL assessment-results document (``{"assessment-results": {...}}``) of a run."""
     ctx = _run_context(doc)
@@ -480,11 +490,13 @@ def assessment_results(doc: dict, evidence_sha256: str) -> dict:
     findings.append(_run_finding(ctx, verdict, observations[-1]["uuid"]))
     local_definitions = {"components": components,
                          **({"inventory-items": items} if items else {})}
+    result = _result(ctx, verdict, clusters, local_definitions, observations, findings)
+    result["props"] += _plan_props(_dict(doc.get("plan")))
     return {"assessment-results": {
         "uuid": _uuid(ctx.run_id, "assessment-results", evidence_sha256),
         "metadata": _metadata(ctx, verdict),
         "import-ap": _import_ap(ctx),
-        "results": [_result(ctx, verdict, clusters, local_definitions, observations, findings)],
+        "results": [result],
         "back-matter": {"resources": [_evidence_resource(ctx, evidence_sha256),
                                       _profile_resource(ctx)]},
     }}
