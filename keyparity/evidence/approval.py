@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class Approval:
     verified_at: str = ""
     profile: Profile | None = field(default=None, repr=False, compare=False)
 
-    @property
+    @cached_property  # asked once per key by the migration: built once, not once per key
     def keys(self) -> dict[str, dict[str, Any]]:
         return {k["label"]: k for k in self.plan["keys"]}
 
