@@ -33,7 +33,7 @@ from ..hsm.login import LoginGate
 from ..profile import KeySpec, Profile
 from .plan import (PLAN, PlanError, cluster_record, planned_key, unwrap_record, verify_plan,
                    wrapping_record)
-from .signing import close_signers, load_signers
+from .signing import public_keys
 
 __all__ = ["Approval", "load", "load_verified", "verified"]
 
@@ -115,13 +115,7 @@ def _verified(profile: Profile, plan_dir: Path, gate: LoginGate) -> tuple[bytes,
     if not profile.evidence.signers:
         raise PlanError(f"{where}: {profile.path} has no evidence.signers to verify the plan's "
                         "signatures with")
-    signers = load_signers(profile.evidence, profile.module_env, gate)
-    try:
-        keys = [s.public_key for s in signers]
-        names = {s.public_key.keyid: getattr(s, "name", None) or spec.name
-                 for s, spec in zip(signers, profile.evidence.signers)}
-    finally:
-        close_signers(signers)
+    keys, names = public_keys(profile.evidence, profile.module_env, gate)
     result = verify_plan(plan_dir, keys, profile.evidence.threshold or None, key_names=names,
                          every_key=False)
     if not result.ok:

@@ -29,7 +29,7 @@ from ..errors import KeyparityError
 from ..hsm.login import LoginGate
 from ..profile import Profile
 from . import jsonfile
-from .signing import close_signers, load_signers
+from .signing import public_keys
 from .verify import verify_run
 
 FILE = "baseline.json"
@@ -101,11 +101,7 @@ def load(profile: Profile, gate: LoginGate | None = None) -> Baseline:
         raise BaselineError(f"{profile.path}: evidence.signers: a re-verify verifies its "
                             "baseline with the public keys of the profile's signers; name the "
                             "signers that signed the baseline")
-    signers = load_signers(profile.evidence, profile.module_env, gate)
-    try:
-        keys = [s.public_key for s in signers]
-    finally:
-        close_signers(signers)
+    keys, _ = public_keys(profile.evidence, profile.module_env, gate)
     result = verify_run(path, keys, profile.evidence.threshold or None)
     if not result.ok:
         raise BaselineError(f"the baseline {path} does not verify, so it cannot be relied on: "

@@ -374,6 +374,25 @@ def load_signers(spec: EvidenceSpec, module_env: Mapping[str, str],
     return signers
 
 
+def named_keys(signers: list[Signer], spec: EvidenceSpec) -> tuple[list[Key], dict[str, str]]:
+    """The public keys of the profile's signers (loaded by ``load_signers``, in its order),
+    and each key id's signer name, as a verification wants them."""
+    return ([s.public_key for s in signers],
+            {s.public_key.keyid: getattr(s, "name", None) or sig.name
+             for s, sig in zip(signers, spec.signers)})
+
+
+def public_keys(spec: EvidenceSpec, module_env: Mapping[str, str],
+                gate: LoginGate | None) -> tuple[list[Key], dict[str, str]]:
+    """``named_keys`` of the profile's signers, which are closed again: to verify a bundle or
+    a plan they signed (a PKCS #11 signer's token through the process's one session)."""
+    signers = load_signers(spec, module_env, gate)
+    try:
+        return named_keys(signers, spec)
+    finally:
+        close_signers(signers)
+
+
 def close_signers(signers: list[Signer]) -> None:
     """Close what needs closing (PKCS #11 sessions)."""
     for signer in signers:
