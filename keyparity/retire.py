@@ -35,7 +35,7 @@ from . import run as runinfo
 from .cloudhsm import lineage, policy
 from .errors import KeyparityError, PolicyError
 from .evidence import approval
-from .evidence.signing import close_signers, load_signers
+from .evidence.signing import close_signers, load_signers, named_keys
 from .evidence.statement import sign_run, write_atomic
 from .evidence.verify import verify_run
 from .hsm import identity
@@ -84,8 +84,7 @@ class Retirement:
 def _proven_run(profile: Profile, run_dir: Path, signers: list[Any]) -> dict[str, Any]:
     """The evidence of a run whose bundle verifies, whose signed verdict is PASS and whose
     profile is this one; RetireError otherwise."""
-    keys = [s.public_key for s in signers]
-    names = {s.public_key.keyid: spec.name for s, spec in zip(signers, profile.evidence.signers)}
+    keys, names = named_keys(signers, profile.evidence)
     result = verify_run(run_dir, keys, profile.evidence.threshold or None, key_names=names)
     if not result.ok:
         raise RetireError(f"the bundle {run_dir} does not verify, nothing retired: "
@@ -105,8 +104,10 @@ def _proven_run(profile: Profile, run_dir: Path, signers: list[Any]) -> dict[str
 
 # ---- 2-3. each key on the source ------------------------------------------------------------
 
-def _source_key(r: Retirement, src: ClusterSession, spec: KeySpec) -> tuple[dict, Side | None]:
-    """The key's record so far, and its source objects when it may be retired."""
+def _source_key(r: Retirement, src: ClusterSession, spec: KeySpec
+                ) -> tuple[dict, Side | None, identity.Identity | None]:
+    """The key's record so far, and its source objects and identity (KCV or fingerprint, read
+    now) when it may be retired."""
     proven = r.evidence["keys"].get(spec.label, {})
     status = proven.get("migration", {}).get("status")
     out: dict[str, Any] = {"label": spec.label, "type": spec.type,
@@ -114,25 +115,25 @@ def _source_key(r: Retirement, src: ClusterSession, spec: KeySpec) -> tuple[dict
     if status == "rotate" or spec.disposition == "rotate":
         out.update(state="active (rotate)", detail="not migrated (rotate): it stays active "
                    "on the source until it is rotated")
-        return out, None
+        return out, None, None
     if status not in PROVEN or proven.get("verdict") != "passed":
         out.update(state="active", detail=f"not proven by run {r.run_id} ({status})")
-        return out, None
+        return out, None, None
     ident = proven["migration"]["identity"]
     out["identity"] = {"method": ident["method"], "value": ident["source"]}
     side = locate(src, spec, spec.label)
     if side is None:
         out.update(state="active", detail=f"not on {src.name} any more")
-        return out, None
-    now = identity.of(side.key, src.name, public=side.public, curve=spec.curve).value
-    if now != ident["source"]:
+        return out, None, None
+    now = identity.of(side.key, src.name, public=side.public, curve=spec.curve)
+    if now.value != ident["source"]:
         out.update(state="active", detail=f"{spec.label!r} on {src.name} is other key material "
-                   f"now ({ident['method']} {now}, run {r.run_id} proved {ident['source']}): "
+                   f"now ({ident['method']} {now.value}, run {r.run_id} proved {ident['source']}): "
                    "not retired")
-        return out, None
+        return out, None, None
     out["id"] = bytes(side.key[Attribute.ID] or b"").hex() or None
     out.update(state="deactivated", state_change=STATE_CHANGE)
-    return out, side
+    return out, side, now
 
 
 # ---- 4. the backups ---------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def backups(profile: Profile, client: Any = None) -> dict[str, Any]:
 # ---- 5. destruction ---------------------------------------------------------------------------
 
 def _destroy(r: Retirement, src: ClusterSession, tgt: ClusterSession, spec: KeySpec,
-             side: Side, record: dict[str, Any], rec: Any) -> None:
+             side: Side, source_id: identity.Identity, record: dict[str, Any], rec: Any) -> None:
     """Destroy one planned source key after its target copy is proven the same material; each
     destroy journaled; then proven gone by label and by CKA_ID."""
     assert r.plan is not None
@@ -170,7 +171,7 @@ def _destroy(r: Retirement, src: ClusterSession, tgt: ClusterSession, spec: KeyS
                             "the only copy; not destroyed")
         return
     try:
-        identity.prove(spec, side, there)
+        identity.prove(spec, side, there, source_id=source_id)  # the source's, read just now
     except KeyparityError as exc:
         record["detail"] = f"the target copy is not proven the same material ({exc}); not destroyed"
         return
@@ -267,9 +268,9 @@ def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
     try:
         for spec in r.profile.keys:
             try:
-                record, side = _source_key(r, src, spec)
-                if side is not None and tgt is not None:
-                    _destroy(r, src, tgt, spec, side, record, rec)
+                record, side, source_id = _source_key(r, src, spec)
+                if side is not None and source_id is not None and tgt is not None:
+                    _destroy(r, src, tgt, spec, side, source_id, record, rec)
             except KeyparityError as exc:
                 record = {"label": spec.label, "state": "active",
                           "detail": f"{type(exc).__name__}: {exc}"}
