@@ -271,15 +271,7 @@ class PlanResult(VerifyResult):
                     f"{_show(s.get('profile_sha256'))})",
                     f"  signed target: {_show((s.get('target') or {}).get('name'))}",
                     f"  signed keys: {_show(s.get('keys'))}; created {_show(s.get('created'))}"]
-        out += [f"  {line}" for line in self.checked]
-        out += [f"  note: {line}" for line in self.notes]
-        if self.ok:
-            out.append(f"OK: {len(self.verified)} of {self.threshold} required signatures "
-                       f"verified; {PLAN} matches the signed statement")
-        else:
-            out.append(f"FAILED: {len(self.problems)} problem(s):")
-            out += [f"  - {p}" for p in self.problems]
-        return out
+        return out + self.outcome(f"{PLAN} matches the signed statement")
 
 
 def verify_plan(plan_dir: Path, keys: list[Key], threshold: int | None = None, *,

@@ -74,11 +74,16 @@ class VerifyResult:
             if not self.threshold_met:
                 out.append("  the signed values above are NOT trustworthy: the signature "
                            "threshold was not met")
-        out += [f"  {line}" for line in self.checked]
+        return out + self.outcome(f"{self.files_checked} files match the signed statement")
+
+    def outcome(self, matched: str) -> list[str]:
+        """The report's end: every check and note, then OK (``matched``: what matched the
+        signed statement) or every problem."""
+        out = [f"  {line}" for line in self.checked]
         out += [f"  note: {line}" for line in self.notes]
         if self.ok:
             out.append(f"OK: {len(self.verified)} of {self.threshold} required signatures "
-                       f"verified; {self.files_checked} files match the signed statement")
+                       f"verified; {matched}")
         else:
             out.append(f"FAILED: {len(self.problems)} problem(s):")
             out += [f"  - {p}" for p in self.problems]
