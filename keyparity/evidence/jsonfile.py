@@ -59,11 +59,6 @@ def chunks(value: Any, depth: int = 0) -> Iterator[str]:
         yield _compact(value)
 
 
-def dumps(value: Any, depth: int = 0) -> str:
-    """``value`` as JSON in the layout above (no trailing newline)."""
-    return "".join(chunks(value, depth))
-
-
 def digest(value: Any) -> str:
     """The SHA-256 of the file ``write`` makes of ``value``, computed piece by piece."""
     sha = hashlib.sha256()
