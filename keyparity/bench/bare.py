@@ -181,17 +181,23 @@ class Bare:
 
 
 def slice_loop(lib: Any, source: str, target: str, pins: dict[str, str], labels: list[str],
-               seed: int) -> int:
-    """One process's share of a split bare loop: its own sessions, enumeration and wrapping
-    pair, then each of ``labels`` moved and proven; returns how many agreed everywhere."""
+               seed: int, census: bool = False) -> int:
+    """The bare loop over ``labels`` (all of the keys, or one process's share of a split loop):
+    its own sessions, enumeration and wrapping pair, then each key moved and proven; with
+    ``census``, the census before and after, as a run takes it. Returns how many keys agreed
+    everywhere. Each loop logs in to both of its tokens (closing the last session logs out)."""
     bare = Bare(lib, source, target, pins[target], source_pin=pins[source])
     proven = 0
     try:
         bare.enumerate()
         bare.wrapping_pair()
+        if census:
+            bare.census()
         for label in labels:
             source_kcv, target_kcv = bare.migrate(label)
             proven += source_kcv == target_kcv and bare.prove_all(label, seed)
+        if census:
+            bare.census()
     finally:
         bare.close()
     return proven

@@ -37,7 +37,7 @@ from ..journal.store import Journal
 from ..profile import KeySpec
 from ..run import new_run_id
 from . import phases
-from .bare import Bare, slice_loop
+from .bare import slice_loop
 from .common import SOURCE, TARGET, Say, conclude, in_scratch, key_spec, machine, say
 
 BARE_TARGETS = ("hsm3", "hsm4")
@@ -129,19 +129,8 @@ def bare_loop(lab: Lab, target: str) -> dict[str, Any]:
     as the suites do; wall time, and how many keys agreed everywhere."""
     clock = time.perf_counter
     t = clock()
-    # Each loop logs in to both of its tokens (closing the last session logs out).
-    bare = Bare(lab.lib, SOURCE, target, lab.pins[target], source_pin=lab.pins[SOURCE])
-    try:
-        bare.enumerate()
-        bare.wrapping_pair()
-        bare.census()
-        proven = 0
-        for spec in lab.specs:
-            source_kcv, target_kcv = bare.migrate(spec.label)
-            proven += source_kcv == target_kcv and bare.prove_all(spec.label, SEED)
-        bare.census()
-    finally:
-        bare.close()
+    proven = slice_loop(lab.lib, SOURCE, target, lab.pins, [s.label for s in lab.specs], SEED,
+                        census=True)
     return {"seconds": clock() - t, "target": target, "proven": proven}
 
 
