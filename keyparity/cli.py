@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,6 @@ def _usage(command: str, message: str) -> int:
 def _plan(args: argparse.Namespace) -> int:
     """``keyparity plan PROFILE``: 0 written; 1 a token, login or signer error, or keys that
     cannot be planned; 2 usage (a profile without evidence.signers, an unknown --signer)."""
-    import datetime as dt
     from .evidence.plan import write_plan
     from .evidence.signing import close_signers, load_signer
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
