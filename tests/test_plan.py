@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -293,6 +294,26 @@ def test_a_run_that_strays_from_its_plan_stops_before_any_write(lab, suites, str
         assert words in lines[0], lines[0]
     assert counts(lab) == before
     assert not (suites.path / "reports").exists()
+
+
+def test_a_source_key_changed_after_the_check_is_not_written(lab, suites, monkeypatch):
+    """The migration asks the plan again before each write: a source key whose template no
+    longer is the plan's by then fails alone, and nothing is unwrapped for it."""
+    profile = seeded_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+    shutil.copy(Path(__file__).with_name("source_changes.py"), suites.path)
+    monkeypatch.setenv("KEYPARITY_FLIP", "k-aes-known")
+    run_suites(suites, profile, f"--hsm-plan={plan_dir}", "-psource_changes")
+    doc = evidence(suites)
+    status = {k: v["migration"]["status"] for k, v in doc["keys"].items()}
+    assert status == {"k-aes-known": "failed", "k-hmac": "migrated", "k-rsa": "migrated",
+                      "k-ec": "migrated"}
+    detail = doc["keys"]["k-aes-known"]["migration"]["detail"]
+    assert detail == (f"'k-aes-known': the unwrap template is not the plan "
+                      f"{doc['plan']['plan_id']}'s (template.decrypt planned true, now false): "
+                      "not written")
+    assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes-new"}) == [0]
+    assert doc["summary"]["verdict"] == "FAIL"
 
 
 def test_the_migration_refuses_a_key_the_plan_does_not_approve(lab):
