@@ -138,6 +138,13 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                          "`/opt/cloudhsm/etc/cloudhsm-pkcs11.cfg`)",
         "cloudhsm_cli": "the CloudHSM CLI: [cloudhsm_cli](#cloudhsm_cli) (ownership, sharing, "
                         "CLI backend). Without it the ownership tests are skipped",
+        "lock_dir": "the host directory for the per-key locks of a run writing to this cluster "
+                    "(relative to the profile's folder); a subdirectory per cluster (its "
+                    "`aws.cluster_id`, else its token's label and serial). Default: SoftHSM "
+                    "beside its token directory (`<tokendir>.keyparity-locks/<serial>`), any "
+                    "other module `/run/lock/keyparity`. Every run on one cluster must see the "
+                    "same directory (runs on two hosts: a shared directory); see "
+                    "[journal.md](journal.md#locks-and-resume)",
     },
     "tls": {
         "customer_ca": "`customerCA.crt`: the CA that issued the cluster certificate and the "

@@ -18,7 +18,7 @@ from .evidence.evidence import Evidence
 from .hsm.cluster import find_token, load_module, token_info
 from .profile import Profile
 from .reporting import EvidenceHooks
-from .stash import ALLURE, APPROVAL, BASELINE, DESELECTED_BY_SUITE, EVIDENCE
+from .stash import ALLURE, APPROVAL, BASELINE, DESELECTED_BY_SUITE, EVIDENCE, LOCK_DIR
 from .xdist_compat import XdistHooks
 
 
@@ -53,6 +53,9 @@ def start_run(config: pytest.Config, profile: Profile,
     if same:
         raise pytest.UsageError(f"{profile.path}: {same}: a migration needs two tokens; "
                                 "correct the profile")
+    locks = settle.lock_dir(profile, write_mode, found)
+    if locks is not None:
+        config.stash[LOCK_DIR] = locks
     run = _new_run(config)
     meta = {"run_id": run.run_id, "seed": run.seed, "profile": profile.name,
             "profile_path": str(profile.path), "profile_sha256": profile.sha256,

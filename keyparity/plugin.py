@@ -23,12 +23,13 @@ from .errors import KeyparityError
 from .evidence import allure as allure_support
 from .evidence import verdict as verdicts
 from .hsm.cluster import ClusterSession, close_clusters, open_cluster
+from .hsm.lockdir import key_locks
 from .hsm.login import LoginGate
 from .hsm.migrate import Migrator
 from .journal.store import Journal, default_path
 from .profile import KeySpec, Profile
 from .stash import (ALLURE, APPROVAL, BASELINE, DESELECTED, DESELECTED_BY_SUITE, EVIDENCE,
-                    JOURNAL, PLAN, PROFILE, RUN, SUITES, WRITE_MODE)
+                    JOURNAL, LOCK_DIR, PLAN, PROFILE, RUN, SUITES, WRITE_MODE)
 
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
@@ -58,6 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "profile's threshold and compared with the profile and the source "
                          "before any write; only its keys are written, as planned. A production "
                          "migration needs it besides --hsm-confirm")
+    group.addoption("--hsm-lock-wait", type=float, metavar="SECONDS",
+                    help="how long a key whose lock another run holds is waited for before it "
+                         "fails naming that run (default 600)")
     group.addoption("--hsm-confirm", metavar="CLUSTER_ID",
                     help="allow writes with an environment: production profile: the target's "
                          "cluster id (clusters.target.aws.cluster_id); without it a production "
@@ -92,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run = xdist_compat.worker_run(config)
     if run is None:  # the controller settles once; workers follow it
         settle.journal(config.stash[JOURNAL], write_mode)
+        settle.distribution(config, write_mode)
     approved = settle.plan(config, profile, xdist_compat.verified_plan(config))
     if approved is not None:
         config.stash[APPROVAL] = approved
@@ -162,6 +167,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines.append(f"keyparity: journal {config.stash[JOURNAL]}; keys in chunks of "
                  f"{plan.size_for(config)} (one xdist group and one durable journal commit "
                  "each; --hsm-batch)")
+    if LOCK_DIR in config.stash:
+        lines.append(f"keyparity: key locks in {config.stash[LOCK_DIR]} (one per target key, "
+                     "whatever the journal)")
     lines.append(f"keyparity: run {run.run_id} -> {run.run_dir}")
     return lines
 
@@ -329,18 +337,20 @@ def target_cluster(hsm_profile: Profile, login_gate: LoginGate) -> ClusterSessio
 def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
              target_cluster: ClusterSession, hsm_run: runinfo.Run, login_gate: LoginGate,
              pytestconfig: pytest.Config) -> Iterator[Migrator]:
-    """Migrates inventory keys on first use, recording every write in the journal (one lock
-    per target key; the locks of dead runs released first); the backend is the profile's
+    """Migrates inventory keys on first use, recording every write in the journal, each key
+    under its lock (keyparity.journal.locks); the backend is the profile's
     (``migration.backend``), started before the first write; its wrapping objects are
     removed at the end."""
     journal = Journal(pytestconfig.stash[JOURNAL])
-    journal.reap_stale(hsm_run.run_id)  # locks left by a killed run
     backend = None
     if hsm_profile.migration_backend == "cloudhsm-cli":
         backend = CliBackend(hsm_profile, target_cluster, journal.bind(hsm_run.run_id),
                              hsm_run.run_id, login_gate)
+    wait = pytestconfig.getoption("hsm_lock_wait")
+    locks = None if hsm_profile.migration_mode != "migrate" else key_locks(
+        target_cluster, hsm_run.run_id, 600.0 if wait is None else wait)
     m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id, journal=journal,
-                 backend=backend, approval=pytestconfig.stash.get(APPROVAL, None))
+                 backend=backend, approval=pytestconfig.stash.get(APPROVAL, None), locks=locks)
     if m.writes:
         m.backend.start()
     m.plan(pytestconfig.stash.get(PLAN, []))

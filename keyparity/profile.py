@@ -142,6 +142,9 @@ class Cluster:
     # the CloudHSM client's configuration on this host (the key availability check); None:
     # /opt/cloudhsm/etc/cloudhsm-pkcs11.cfg when the cluster has an aws block
     client_config: Path | None = None
+    # where the per-key locks of runs writing to this cluster live (keyparity.hsm.lockdir);
+    # None: the default for its module
+    lock_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -775,6 +778,7 @@ def _cluster(role: str, raw: dict[str, Any], base: Path, fail: _Fail) -> Cluster
         if "cloudhsm_cli" in raw else None,
         client_config=Path(os.path.normpath(base / raw["client_config"]))
         if "client_config" in raw else None,
+        lock_dir=Path(os.path.normpath(base / raw["lock_dir"])) if "lock_dir" in raw else None,
     )
 
 

@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 
+from . import xdist_compat
 from .cloudhsm import kms_stores, policy
 from .errors import KeyparityError
 from .evidence import approval
 from .evidence.baseline import Baseline
 from .evidence.baseline import load as load_baseline
 from .evidence.baseline import load_verified
+from .hsm import lockdir
 from .hsm.login import LoginGate
 from .journal.chain import require_intact
 from .profile import Cluster, Profile, load_profile, resolve_profile_arg
@@ -58,6 +60,10 @@ def options(config: pytest.Config) -> None:
     batch = config.getoption("hsm_batch")
     if batch is not None and batch < 1:
         raise pytest.UsageError(f"--hsm-batch must be at least 1, not {batch}")
+    wait = config.getoption("hsm_lock_wait")
+    if wait is not None and not 0 <= wait < float("inf"):
+        raise pytest.UsageError(f"--hsm-lock-wait must be a number of seconds, 0 or more, not "
+                                f"{wait}")
     run_id = config.getoption("hsm_run_id")
     if run_id is not None and not RUN_ID.fullmatch(run_id):
         raise pytest.UsageError(f"--hsm-run-id {run_id!r} is not a run id "
@@ -135,6 +141,38 @@ def journal(path: Path, write_mode: policy.WriteMode) -> None:
         require_intact(path)
     except KeyparityError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def distribution(config: pytest.Config, write_mode: policy.WriteMode) -> None:
+    """A run that may write keeps each chunk of keys on one worker: ``--dist`` other than
+    loadgroup is refused (UsageError). Spread over workers, one key's tests ran in two
+    processes, and a few keys were unwrapped twice (see docs/journal.md)."""
+    dist = xdist_compat.splitting_dist(config)
+    if dist is not None and write_mode.effective == "migrate":
+        raise pytest.UsageError(
+            f"--dist {dist}: a run that may write keeps each chunk of keys on one worker; use "
+            "-n alone (keyparity then uses --dist loadgroup) or --dist loadgroup")
+
+
+def lock_dir(profile: Profile, write_mode: policy.WriteMode,
+             tokens: dict[str, Any]) -> Path | None:
+    """The target's key lock directory, created now, for a run that may write (UsageError when
+    it cannot be); None for a run that writes nothing. ``tokens``: the clusters as the
+    controller read them (controller.clusters)."""
+    token = tokens.get("target", {}).get("token", {})
+    if write_mode.effective != "migrate" or profile.target is None or "serial" not in token:
+        return None  # a token that cannot be read fails the suites, each with its reason
+    try:
+        where = lockdir.scope(profile.target, token, profile.module_env).directory
+        where.mkdir(parents=True, exist_ok=True)
+    except KeyparityError as exc:
+        raise pytest.UsageError(f"{profile.path}: clusters.target: {exc}") from None
+    except OSError as exc:
+        raise pytest.UsageError(f"{profile.path}: clusters.target: cannot create the key lock "
+                                f"directory {where}: {exc.strerror or exc}; set "
+                                "clusters.target.lock_dir to a directory every run on that "
+                                "target can write") from None
+    return where
 
 
 def plan(config: pytest.Config, profile: Profile,

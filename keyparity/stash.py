@@ -27,6 +27,7 @@ DESELECTED_BY_SUITE = pytest.StashKey[dict[str, int]]()  # -k, -m, --deselect: p
 ALLURE = pytest.StashKey["Path | None | bool"]()
 BASELINE = pytest.StashKey[Baseline]()  # a re-verify run's baseline, verified at its start
 APPROVAL = pytest.StashKey[Approval]()  # the signed plan the run follows (--hsm-plan)
+LOCK_DIR = pytest.StashKey[Path]()  # the target's key lock directory (a run that writes)
 
 
 def profile(config: pytest.Config) -> Profile | None:

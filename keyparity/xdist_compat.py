@@ -25,6 +25,15 @@ def default_to_loadgroup(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
 
 
+def splitting_dist(config: pytest.Config) -> str | None:
+    """The ``--dist`` mode of a distributed run when it is not loadgroup (which keeps the tests
+    of one chunk of keys on one worker); None for loadgroup or a run that is not distributed.
+    Any other mode spreads one chunk's keys over workers: ``each`` runs every key on every
+    worker, ``load``/``loadscope``/``loadfile``/``worksteal`` split a chunk."""
+    dist = getattr(config.option, "dist", "no") or "no"
+    return None if dist in ("no", "loadgroup") else dist
+
+
 def worker_run(config: pytest.Config) -> runinfo.Run | None:
     """On an xdist worker, the controller's run (None in the controller or a serial run). A
     worker re-parses the command line (no --dist): without the controller's word, xdist does

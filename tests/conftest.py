@@ -94,6 +94,15 @@ class Lab:
     def seed(self, keys: list[dict[str, Any]]) -> None:
         self.tokens({"op": "seed", "token": "hsm1", "keys": keys})
 
+    def lock_records(self) -> list[dict[str, Any]]:
+        """The key locks of this lab's tokens (keyparity.journal.locks), held now or not, each
+        with its last record."""
+        from keyparity.journal.locks import KeyLocks
+        out: list[dict[str, Any]] = []
+        for folder in sorted((self.root / "tokens.keyparity-locks").glob("*")):
+            out += KeyLocks(folder, "lab").holders()
+        return out
+
 
 @pytest.fixture
 def lab() -> Any:

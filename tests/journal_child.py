@@ -6,6 +6,9 @@ entry - the hook is passed to the Journal here; the product has no kill switch.
 
 JOURNAL_CHILD_CHUNK=N: the keys are planned in chunks of N, as the plugin plans them (their
 unwraps journaled as one batch); unset: no plan, one key at a time.
+JOURNAL_CHILD_BARRIER=DIR:N: after reading the target's objects (its index), wait until N
+children have (a file each in DIR), so that concurrent children all start from a target
+without the keys.
 
 Prints {"label": [status, detail], ...} as JSON on stdout.
 """
@@ -15,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from keyparity.hsm.cluster import ClusterSession
@@ -41,8 +45,9 @@ def main(profile_path: str, journal_path: str, run_id: str, state: str,
     src = ClusterSession(profile.source, profile.module_env, gate)
     tgt = ClusterSession(profile.target, profile.module_env, gate)
     journal = Journal(Path(journal_path), hook=hook)
-    journal.reap_stale(run_id)  # as the plugin does before the first key
     m = Migrator(profile, src, tgt, run_id, journal=journal)
+    if os.environ.get("JOURNAL_CHILD_BARRIER"):
+        barrier(tgt, os.environ["JOURNAL_CHILD_BARRIER"], run_id)
     if os.environ.get("JOURNAL_CHILD_CHUNK"):
         m.plan(chunks(profile.keys, int(os.environ["JOURNAL_CHILD_CHUNK"])))
     out = {}
@@ -53,6 +58,17 @@ def main(profile_path: str, journal_path: str, run_id: str, state: str,
     out["_left"] = left
     journal.close()
     print(json.dumps(out))
+
+
+def barrier(tgt: ClusterSession, spec: str, run_id: str) -> None:
+    folder, count = Path(spec.rsplit(":", 1)[0]), int(spec.rsplit(":", 1)[1])
+    assert tgt.index is not None  # read the target now, before any child writes
+    (folder / f"{run_id}.ready").touch()
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob("*.ready"))) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit("barrier: the other children never came")
+        time.sleep(0.01)
 
 
 if __name__ == "__main__":

@@ -149,19 +149,30 @@ class ClusterSession:
     def __init__(self, spec: Cluster, module_env: Mapping[str, str], gate: LoginGate) -> None:
         self.spec = spec
         self.name = spec.name
-        self._module_env, self._gate = module_env, gate
+        self.module_env, self._gate = module_env, gate
         self.token, self.session = gate.find_and_open(
             lambda: find_token(load_module(str(spec.module), module_env), spec), spec.pin,
             f"{spec.role} ({spec.name})", spec.user)
         self.info = token_info(self.token)
         self.mechanisms = {int(m) for m in self.token.slot.get_mechanisms()}
         self._index: ObjectIndex | None = None
+        self.index_read_at: float | None = None  # time.time() when the index was read
 
     @property
     def index(self) -> ObjectIndex:
         if self._index is None:
+            self.refresh()
+            self.index_read_at = time.time()
             self._index = ObjectIndex.build(self.session, self.name)
         return self._index
+
+    def refresh(self) -> None:
+        """Make the token show what other processes wrote: C_GetTokenInfo, after which
+        SoftHSM re-reads its object list if another process changed it (without it, a process
+        that wrote to the token itself may not see another's new objects:
+        keyparity.hsm.lockdir). Other tokens answer it from the HSM, at the cost of one call."""
+        with pkcs11_step("read the token information", self.name):
+            self.token.slot.get_token()
 
     def supports(self, mechanism: int) -> bool:
         return int(mechanism) in self.mechanisms
@@ -178,7 +189,7 @@ class ClusterSession:
         self.close()
         self._index = None
         spec, role = self.spec, f"{self.spec.role} ({self.spec.name})"
-        find = lambda: find_token(load_module(str(spec.module), self._module_env), spec)  # noqa: E731
+        find = lambda: find_token(load_module(str(spec.module), self.module_env), spec)  # noqa: E731
         with pkcs11_step("reopen the session", self.name):
             try:
                 self.token, self.session = self._gate.find_and_open(find, spec.pin, role,

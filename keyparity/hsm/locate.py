@@ -51,16 +51,19 @@ def locate(cluster: ClusterSession, spec: KeySpec, label: str) -> Side | None:
 
 def locate_on_token(cluster: ClusterSession, spec: KeySpec,
                     step: str = "find the target key") -> Side | None:
-    """Look for the target key on the token itself (the index may predate it), add what is
-    new to the index, then locate it as usual."""
-    cls = key_class(spec.type)
-    with pkcs11_step(step, cluster.name):
-        found = list(cluster.session.get_objects({Attribute.CLASS: cls,
-                                                  Attribute.LABEL: spec.target_label}))
-    known = {o.handle for o in cluster.index.find(cls, spec.target_label)}
-    for obj in found:
-        if obj.handle not in known:
-            cluster.index.add(obj, spec.target_label)
+    """Look for the target key on the token itself (the index may predate it; the token is
+    refreshed first: ClusterSession.refresh), add what is new to the index, then locate it as
+    usual. A pair's public object is looked for too: a Side without it would be half a key."""
+    classes = [key_class(spec.type)] + ([ObjectClass.PUBLIC_KEY] if spec.is_asymmetric else [])
+    cluster.refresh()
+    for cls in classes:
+        with pkcs11_step(step, cluster.name):
+            found = list(cluster.session.get_objects({Attribute.CLASS: cls,
+                                                      Attribute.LABEL: spec.target_label}))
+        known = {o.handle for o in cluster.index.find(cls, spec.target_label)}
+        for obj in found:
+            if obj.handle not in known:
+                cluster.index.add(obj, spec.target_label)
     return locate(cluster, spec, spec.target_label)
 
 

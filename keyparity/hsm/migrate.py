@@ -5,8 +5,9 @@ keys) at a time; each key ends migrated, already-present, found, rotate or faile
       _locate        both sides by label; what the inventory says checked against the token
                      (type, size, curve, CKA_ID); a key found on the target is proven under its
                      lock, a key to rotate is not moved, a verify-only run writes nothing
-      _lock          the target keys' locks in the journal (one transaction for a chunk), the
-                     token looked at again where another process may have moved a key
+      _lock          the target keys' locks (keyparity.journal.locks: a file per key that
+                     every run on the target sees, whatever its journal), the token looked at
+                     again where another process may have moved a key
       _move          every "before" of the chunk in one durable journal commit, then each key
                      moved by the Backend (keyparity.hsm.backend) and its "after" recorded
       _prove         source and target hold the same key material (keyparity.hsm.identity)
@@ -30,12 +31,14 @@ import pkcs11.exceptions as p11
 
 from ..errors import (KeyMismatch, KeyNotExtractable, KeyNotFound, KeyparityError,
                       LabelConflict, PolicyError, TokenError)
+from ..journal.locks import Claim, KeyLocks
 from ..journal.store import NullJournal
 from ..profile import KeySpec, Profile
 from . import attributes, identity, keyinfo, preflight
 from .backend import Backend, Pkcs11Backend
 from .cluster import ClusterSession
 from .locate import Side, locate, locate_on_token, unique_id
+from .lockdir import key_locks
 
 OK = ("migrated", "already-present", "found")
 MAX_CHUNK = 50  # keys per chunk: one durable journal commit for up to this many moves
@@ -108,11 +111,12 @@ class Migrator:
 
     ``journal``: the write journal (a Journal, or NullJournal); ``backend``: how keys move
     (default: PKCS #11); ``approval``: the signed plan the run follows (``refusal(spec,
-    source_id, source_attributes)`` says why a key may not be written), None without one."""
+    source_id, source_attributes)`` says why a key may not be written), None without one;
+    ``locks``: the target's key locks (default: its lock directory, keyparity.hsm.lockdir)."""
 
     def __init__(self, profile: Profile, source: ClusterSession, target: ClusterSession,
                  run_id: str, journal: Any = None, backend: Backend | None = None,
-                 approval: Any = None) -> None:
+                 approval: Any = None, locks: KeyLocks | None = None) -> None:
         self.profile, self.source, self.target, self.run_id = profile, source, target, run_id
         self.journal = journal if journal is not None else NullJournal()
         self.rec = self.journal.bind(run_id)
@@ -120,7 +124,7 @@ class Migrator:
                                                 f"keyparity-wrap-{run_id}", self.rec)
         self.writes = profile.migration_mode == "migrate"
         self.approval = approval
-        self.target_id = f"{target.info.get('label')}/{target.info.get('serial')}"  # lock scope
+        self.locks = locks if locks is not None or not self.writes else key_locks(target, run_id)
         self._done: dict[str, Migration] = {}
         self._plan: dict[str, tuple[tuple[KeySpec, ...], int]] = {}  # label -> (chunk, next)
         # verified notes to commit, each with its key's Migration
@@ -228,51 +232,72 @@ class Migrator:
     # ---- lock --------------------------------------------------------------------------------
 
     def _lock_and_move(self, batch: list[Migration]) -> None:
-        """Take the batch's locks in one transaction; a planned key whose lock another process
-        holds is left for its own turn, the key asked for (the first) waits for its lock."""
+        """Take the batch's locks; a planned key whose lock another process holds is left for
+        its own turn, the key asked for (the first) waits for its lock, alone."""
+        assert self.locks is not None
         first = batch[0]
-        claims = self.journal.claim(self.target_id, [m.spec.target_label for m in batch],
-                                    self.run_id)
+        claims = self.locks.claim(m.spec.target_label for m in batch)
+        self._took_over(claims.values())
         held = [m for m in batch if claims[m.spec.target_label] is not None]
+        if claims[first.spec.target_label] is None:  # wait for the lock of the key asked for
+            self.locks.release(claims.values())
+            for m in batch[1:]:  # every other key of the batch: its own turn
+                del self._done[m.spec.label]
+            self._guard(first, self._wait_then_move)
+            return
         for m in batch[1:]:
             if claims[m.spec.target_label] is None:
                 del self._done[m.spec.label]  # another process has it now: its own turn
-        if claims[first.spec.target_label] is None:  # wait for the lock of the key asked for
-            self.journal.release(self.target_id, [m.spec.target_label for m in held])
-            self._guard(first, self._wait_then_move)
-            return
+        moved: set[str] = {m.spec.target_label for m in held}  # until _move says otherwise
         try:
-            self._move(held, claims)
+            moved = self._move(held, claims)
         finally:
-            self.journal.release(self.target_id, [m.spec.target_label for m in held])
+            self.locks.release(claims.values(), moved)
 
     def _wait_then_move(self, m: Migration) -> None:
-        with self.journal.lock(self.target_id, m.spec.target_label, self.run_id) as info:
-            self._move([m], {m.spec.target_label: info})
+        assert self.locks is not None
+        claim = self.locks.wait_for(m.spec.target_label)
+        self._took_over([claim])
+        moved = {m.spec.target_label}
+        try:
+            moved = self._move([m], {m.spec.target_label: claim})
+        finally:
+            self.locks.release([claim], moved)
 
-    def _look_again(self, m: Migration, lock: dict[str, Any]) -> None:
-        """Under the lock, ask the token again only when another process may have moved the
-        key since the index was built (it journals before moving, under the lock we now hold);
-        otherwise the index is current, and a search by label per key would make the cost
-        quadratic."""
+    def _took_over(self, claims: Iterable[Claim | None]) -> None:
+        """A journal note for each lock whose holder ended holding it (killed, crashed)."""
+        self.rec.record_many([
+            ("note", "lock-takeover", {
+                "label": c.label, "cluster": self.target.name,
+                "detail": f"lock held by run {c.took_over} (pid {c.prior.get('pid')} on "
+                          f"{c.prior.get('host')}, ended) taken over"})
+            for c in claims if c is not None and c.took_over is not None and c.prior])
+
+    def _look_again(self, m: Migration, lock: Claim) -> None:
+        """Under the lock, ask the token again (refreshed) only when another process may have
+        moved the key since this one read the token: it waited for the lock, or the lock's
+        last holder ended holding it or moved the key since, or the journal shows another
+        process's unwrap. Otherwise the index is current, and a search by label per key would
+        make the cost quadratic."""
         spec, tgt = m.spec, self.target
-        other = lock["contended"] or lock["took_over"]
+        other = lock.contended or lock.took_over is not None
         if m.target is None:
             prior = self.journal.last_unwrap(tgt.name, spec.target_label)
-            other = other or (prior is not None and spec.target_label not in self._unwrapped)
+            other = (other or lock.moved_since(tgt.index_read_at)
+                     or (prior is not None and spec.target_label not in self._unwrapped))
         if other:  # (a key found in the index: only when another process held its lock)
             m.target = locate_on_token(tgt, spec)
         if m.target is not None:
             m.found = self._found(spec)
-            if lock["waited"] > 0.2:
-                m.found += f"; waited {lock['waited']}s for its lock"
+            if lock.waited > 0.2:
+                m.found += f"; waited {lock.waited}s for its lock"
 
     # ---- move --------------------------------------------------------------------------------
 
-    def _move(self, batch: list[Migration], claims: dict[str, Any]) -> None:
+    def _move(self, batch: list[Migration], claims: dict[str, Any]) -> set[str]:
         """Under the batch's locks: look again where needed, record every ``before`` in one
         durable commit, then move each key, record its ``after`` (or ``failed``) and prove it
-        before the next one."""
+        before the next one. Returns the target labels of the keys it tried to move."""
         todo: list[tuple[Migration, dict[str, Any]]] = []
         for m in batch:
             if not self._guard(m, self._look_again, claims[m.spec.target_label]):
@@ -297,6 +322,7 @@ class Migrator:
                 self._guard(m, self._prove)
             elif self._lost is None:
                 self._look_after_failure(m)
+        return {m.spec.target_label for m, _ in todo}
 
     def _approved(self, m: Migration) -> None:
         """PolicyError when the run follows a plan that does not approve this write."""
@@ -316,9 +342,12 @@ class Migrator:
             return None
 
     def _move_one(self, m: Migration, fields: dict[str, Any]) -> None:
-        assert m.source is not None
+        assert m.source is not None and self.locks is not None
         try:
-            m.target = self.backend.move(m.spec, m.source, m.source_attributes)
+            with self.locks.token_write():
+                if self.locks.serialize_writes:  # see every other process's objects first
+                    self.target.refresh()
+                m.target = self.backend.move(m.spec, m.source, m.source_attributes)
         except Exception as exc:
             m.journaled(self.rec.record("failed", "unwrap", **{
                 **fields, "detail": f"{type(exc).__name__}: {exc}"}))

@@ -8,17 +8,12 @@ deleting or reordering a row breaks the chain (``keyparity journal verify``). Th
 (last hash, number of entries) goes into the signed statement of each run, which anchors it:
 a truncated tail is detected against a signed head.
 
-The same database holds one lock per target key (target token, target label): a key is
-unwrapped only by the run holding its lock, which first looks at the token again, so two
-workers or two concurrent runs never migrate the same key twice. A lock whose holder is dead
-(same host, pid gone) is taken over, with a journal entry saying so. A lock held from another
-host is never taken over by itself: a live process there cannot be told from a dead one, and
-taking over a live holder's lock could unwrap a key twice. It is waited for (600 s, then the
-key fails naming the holder), listed by ``keyparity journal locks`` and released by an
-operator with ``keyparity journal unlock --run ID`` (journaled).
+The locks that keep two processes from moving one key are not here: they are files every run
+on the target sees, whatever its journal (keyparity.journal.locks). A journal written by an
+earlier version may hold a ``locks`` table: it is not read any more.
 
 Group commit. The Migrator unwraps the keys of a chunk together (``keyparity.hsm.migrate``): their
-locks are taken in one transaction and their ``before`` entries committed in ONE durable
+locks are taken together and their ``before`` entries committed in ONE durable
 transaction (``record_many``: one fsync for up to 50 keys), then each key is unwrapped and its
 ``after`` (or ``failed``) committed on its own. A crash in the middle of a chunk leaves some
 ``before`` entries without ``after``: each reads as an interrupted write (below), which the
@@ -27,7 +22,7 @@ next run resolves by looking at the token.
 Durability (``sync``). The database is in WAL mode. With ``sync="before"`` (the default) a
 commit holding a ``before`` entry is made with ``PRAGMA synchronous=FULL``: the WAL is fsynced
 before the write on the token is attempted, so a ``before`` survives a power loss as well as a
-crash. Every other commit (``after``, ``failed``, ``note``, lock rows) uses
+crash. Every other commit (``after``, ``failed``, ``note``) uses
 ``synchronous=NORMAL``: it is in the OS page cache when the call returns, so it survives a crash
 of the process (which is what ``kill -9``, OOM and Ctrl-C are), but not a power loss or kernel
 crash until the next fsync. The next fsync comes soon: the next ``before`` commit (a FULL
@@ -37,8 +32,7 @@ a power loss can then cost is a suffix of the journal (WAL recovery keeps a pref
 so the chain stays intact): an ``after`` lost behind its durable ``before`` reads as an
 interrupted write, which the harness already handles conservatively (the next run looks at the
 token and proves the key instead of unwrapping it again; ``keyparity cleanup`` leaves such an
-object and says so); a lost lock row means nothing after a reboot (its holder is dead anyway);
-a lost ``verified`` note makes the next run report the key as resumed. No write on a token ever
+object and says so); a lost ``verified`` note makes the next run report the key as resumed. No write on a token ever
 happens without its ``before`` on disk. ``sync="every"`` fsyncs every commit (measured with
 ``keyparity bench --journal-overhead --journal-sync every``).
 
@@ -53,18 +47,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import KeyparityError
 from .chain import FIELDS, GENESIS, JournalError, entry_hash, open_error, require_intact, verify
 
-__all__ = ["CREATES", "Journal", "JournalError", "LockTimeout", "NullJournal", "Recorder",
-           "default_path", "require_intact", "verify"]  # the last two: the chain's (chain.py)
+__all__ = ["CREATES", "Journal", "JournalError", "NullJournal", "Recorder", "default_path",
+           "require_intact", "verify"]  # the last two: the chain's (chain.py)
 
 CREATES = ("generate-wrapping-pair", "import-public", "unwrap")  # actions that create objects
 _SCHEMA = """
@@ -73,9 +65,6 @@ CREATE TABLE IF NOT EXISTS entries (
     action TEXT NOT NULL, key_label TEXT, cluster TEXT, handle TEXT, unique_id TEXT,
     label TEXT, check_value TEXT, detail TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS entries_by_target ON entries (action, cluster, label);
-CREATE TABLE IF NOT EXISTS locks (
-    target TEXT NOT NULL, label TEXT NOT NULL, run_id TEXT NOT NULL, pid INTEGER NOT NULL,
-    host TEXT NOT NULL, acquired TEXT NOT NULL, PRIMARY KEY (target, label));
 """
 
 
@@ -85,28 +74,6 @@ def default_path(root: Path) -> Path:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _holder(row: Any) -> str:
-    """A lock holder's state: ``alive`` or ``dead`` on this host (its pid is asked; this
-    process counts as alive), ``unknown`` on another host (it cannot be asked from here)."""
-    if row["host"] != socket.gethostname():
-        return "unknown"
-    return "alive" if row["pid"] == os.getpid() or _alive(row["pid"]) else "dead"
-
-
-class LockTimeout(KeyparityError):
-    """Another live run held a target key's lock for longer than the timeout."""
 
 
 class Journal:
@@ -269,128 +236,12 @@ class Journal:
             "SELECT * FROM entries WHERE action LIKE ? ORDER BY seq", (f"{prefix}%",))]
 
     def stats(self) -> dict[str, Any]:
-        """Entries per action/phase, their total, the locks held, the SQLite journal mode."""
+        """Entries per action/phase, their total, the SQLite journal mode."""
         db = self.db
         return {"by_action": dict(db.execute("SELECT action || '/' || phase, COUNT(*) FROM "
                                              "entries GROUP BY action, phase").fetchall()),
                 "entries": db.execute("SELECT COUNT(*) FROM entries").fetchone()[0],
-                "locks": db.execute("SELECT COUNT(*) FROM locks").fetchone()[0],
                 "journal_mode": db.execute("PRAGMA journal_mode").fetchone()[0]}
-
-    # ---- locks ----------------------------------------------------------------------------
-
-    def reap_stale(self, run_id: str) -> list[str]:
-        """Release the locks of dead holders on this host (an interrupted run), each with a
-        journal entry; returns the labels released."""
-        host, gone = socket.gethostname(), []
-        with self._tx() as db:
-            for row in db.execute("SELECT * FROM locks WHERE host = ?", (host,)).fetchall():
-                if _holder(row) == "dead":
-                    db.execute("DELETE FROM locks WHERE target = ? AND label = ? AND pid = ?",
-                               (row["target"], row["label"], row["pid"]))
-                    gone.append(dict(row))
-        for row in gone:
-            self.record(run_id, "note", "lock-takeover", label=row["label"], cluster=row["target"],
-                        detail=f"lock held by run {row['run_id']} (pid {row['pid']}, dead) "
-                               "released")
-        return [row["label"] for row in gone]
-
-    def claim(self, target: str, labels: list[str],
-              run_id: str) -> dict[str, dict[str, Any] | None]:
-        """Take, in one transaction, the locks of those target keys that are free (or held by a
-        dead process on this host: taken over, with an entry saying so). Returns label ->
-        {"waited", "took_over", "contended"} for each lock taken, None for one another live
-        process holds; nothing waits."""
-        me, host = os.getpid(), socket.gethostname()
-        got: dict[str, dict[str, Any] | None] = {}
-        taken: list[dict[str, Any]] = []
-        with self._tx() as db:
-            for label in labels:
-                row = db.execute("SELECT * FROM locks WHERE target = ? AND label = ?",
-                                 (target, label)).fetchone()
-                stale = row is not None and _holder(row) == "dead"
-                if row is not None and not stale:
-                    got[label] = None
-                    continue
-                db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?)",
-                           (target, label, run_id, me, host, _now()))
-                got[label] = {"waited": 0.0, "took_over": row["run_id"] if stale else None,
-                              "contended": False}
-                if stale:
-                    taken.append(dict(row))
-        self.record_many(run_id, [
-            ("note", "lock-takeover", {"label": row["label"], "cluster": target,
-                                       "detail": f"lock held by run {row['run_id']} (pid "
-                                                 f"{row['pid']}, dead) taken over"})
-            for row in taken])
-        return got
-
-    def release(self, target: str, labels: list[str]) -> None:
-        """Release this process's locks of those target keys (one transaction)."""
-        if not labels:
-            return
-        me = os.getpid()
-        with self._tx() as db:
-            db.executemany("DELETE FROM locks WHERE target = ? AND label = ? AND pid = ?",
-                           [(target, label, me) for label in labels])
-
-    @contextlib.contextmanager
-    def lock(self, target: str, label: str, run_id: str, timeout: float = 600.0,
-             poll: float = 0.05) -> Iterator[dict[str, Any]]:
-        """Hold the lock of one target key, waiting for it; yields {"waited": seconds,
-        "took_over": run|None, "contended": whether another run or worker held it when we
-        asked}."""
-        start = time.monotonic()
-        contended = False
-        while True:
-            info = self.claim(target, [label], run_id)[label]
-            if info is not None:
-                break
-            contended = True
-            if time.monotonic() - start > timeout:
-                row = self.db.execute("SELECT * FROM locks WHERE target = ? AND label = ?",
-                                      (target, label)).fetchone()
-                holder = (f"run {row['run_id']} (pid {row['pid']} on {row['host']})"
-                          if row else "another run")
-                hint = (f"; if that run is dead, release its locks with `keyparity journal "
-                        f"unlock --run {row['run_id']}`" if row else "")
-                raise LockTimeout(f"{label!r} on {target} is locked by {holder} for over "
-                                  f"{timeout:.0f}s{hint}")
-            time.sleep(poll)
-        info.update(contended=contended, waited=round(time.monotonic() - start, 3))
-        try:
-            yield info
-        finally:
-            self.release(target, [label])
-
-
-    def locks(self) -> list[dict[str, Any]]:
-        """The locks held now, each with its holder's state (``_holder``)."""
-        return [{**row, "holder": _holder(row)} for row in
-                self.db.execute("SELECT * FROM locks ORDER BY acquired, target, label")]
-
-    def unlock(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Release the locks of a run an operator knows is dead (``keyparity journal unlock``):
-        a stale lock on another host is never taken over by itself, because a live process
-        there cannot be told from a dead one. A holder alive on this host is refused. Each
-        release is journaled. Returns (released, refused)."""
-        held = [row for row in self.locks() if row["run_id"] == run_id]
-        refused = [row for row in held if row["holder"] == "alive"]
-        released = [row for row in held if row["holder"] != "alive"]
-        with self._tx() as db:
-            db.executemany("DELETE FROM locks WHERE target = ? AND label = ? AND run_id = ? "
-                           "AND pid = ? AND host = ?",
-                           [(r["target"], r["label"], r["run_id"], r["pid"], r["host"])
-                            for r in released])
-        me = f"{socket.gethostname()} pid {os.getpid()}"
-        self.record_many(f"unlock-{_now()}", [
-            ("note", "lock-released", {
-                "label": r["label"], "cluster": r["target"],
-                "detail": f"lock of run {r['run_id']} (pid {r['pid']} on {r['host']}, holder "
-                          f"{r['holder']}, acquired {r['acquired']}) released by keyparity "
-                          f"journal unlock on {me}"})
-            for r in released])
-        return released, refused
 
 
 class Recorder:
@@ -436,26 +287,11 @@ class NullJournal:
         return [{**dict.fromkeys(FIELDS), **fields, "run_id": run_id, "phase": phase,
                  "action": action} for phase, action, fields in items]
 
-    def claim(self, target: str, labels: list[str],
-              run_id: str) -> dict[str, dict[str, Any] | None]:
-        return {label: {"waited": 0.0, "took_over": None, "contended": False}
-                for label in labels}
-
-    def release(self, target: str, labels: list[str]) -> None:
-        return None
-
-    @contextlib.contextmanager
-    def lock(self, target: str, label: str, run_id: str, **_: Any) -> Iterator[dict[str, Any]]:
-        yield {"waited": 0.0, "took_over": None, "contended": False}
-
     def last_unwrap(self, cluster: str, label: str) -> None:
         return None
 
     def verified(self, run_id: str, cluster: str, label: str) -> bool:
         return False
-
-    def reap_stale(self, run_id: str) -> list[str]:
-        return []
 
     def close(self) -> None:
         return None
