@@ -217,8 +217,16 @@ def _retire(args: argparse.Namespace) -> int:
 
 
 def _journal_path(args: argparse.Namespace) -> Path:
+    """``--journal``, else the journal a pytest run started here uses (its rootdir's)."""
+    from . import rootdir
     from .journal.store import default_path
-    return Path(args.journal) if args.journal else default_path(Path.cwd())
+    return Path(args.journal) if args.journal else default_path(rootdir.find())
+
+
+def _reports_dir(args: argparse.Namespace) -> Path:
+    """``--reports-dir``, else the run directories' of a pytest run started here."""
+    from . import rootdir
+    return Path(args.reports_dir) if args.reports_dir else rootdir.find() / "reports"
 
 
 def _journal_verify(args: argparse.Namespace) -> int:
@@ -256,35 +264,98 @@ def _with_journal(args: argparse.Namespace, command: str, use: Any,
         journal.close()
 
 
+def _target_locks(args: argparse.Namespace, command: str) -> Any:
+    """The key locks of the profile's target (its token read without logging in), or None
+    when no run ever locked a key there."""
+    from .hsm.cluster import find_token, load_module, token_info
+    from .hsm.lockdir import scope
+    from .journal.locks import KeyLocks
+    from .run import new_run_id
+    profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
+    if profile.target is None:
+        raise PolicyError(f"{profile.name} is a {profile.migration_mode} profile: no run of it "
+                          "writes to a token, so no run of it locks a key")
+    spec = profile.target
+    with pkcs11_step("read the token", spec.name):
+        token = token_info(find_token(load_module(str(spec.module), profile.module_env), spec))
+    where = scope(spec, token, profile.module_env).directory
+    if not where.is_dir():
+        print(f"keyparity {command}: {where}: no run has locked a key of {spec.name} here")
+        return None
+    return KeyLocks(where, f"{command.replace(' ', '-')}-{new_run_id()}")
+
+
 def _journal_locks(args: argparse.Namespace) -> int:
-    """Print the locks held now (0), or say there are none; 2: no journal."""
-    def show(journal: Any, path: Path) -> int:
-        rows = journal.locks()
-        for r in rows:
-            print(f"keyparity journal locks: {r['label']!r} on {r['target']}: run "
-                  f"{r['run_id']}, pid {r['pid']} on {r['host']} ({r['holder']}), since "
-                  f"{r['acquired']}")
-        if not rows:
-            print(f"keyparity journal locks: {path}: no locks held")
+    """Print the key locks of the profile's target that a process holds now, and those whose
+    holder ended holding them (0)."""
+    locks = _target_locks(args, "journal locks")
+    if locks is None:
         return 0
-    return _with_journal(args, "journal locks", show)
+    shown = 0
+    for entry in locks.holders():
+        label = entry["record"].get("label")
+        if entry["held"]:
+            print(f"keyparity journal locks: {label!r}: held by {entry['holder']}")
+        elif entry["record"].get("state") == "held":
+            print(f"keyparity journal locks: {label!r}: free; its last holder, "
+                  f"{entry['holder']}, ended holding it (the next run looks at the token "
+                  "before writing)")
+        else:
+            continue
+        shown += 1
+    if not shown:
+        print(f"keyparity journal locks: {locks.directory}: no key is locked")
+    return 0
 
 
 def _journal_unlock(args: argparse.Namespace) -> int:
-    """0: the run's locks were released (or it held none); 1: a holder is alive here; 2: no
-    journal."""
+    """0: none of the run's locks is held (those its ended holder left are marked released,
+    journaled); 1: a process holds one now (it is named: a lock is never taken from a live
+    holder)."""
+    locks = _target_locks(args, "journal unlock")
+    if locks is None:
+        return 0
+
     def unlock(journal: Any, path: Path) -> int:
-        released, refused = journal.unlock(args.run)
-        for r in released:
-            print(f"keyparity journal unlock: released {r['label']!r} on {r['target']} (run "
-                  f"{r['run_id']}, pid {r['pid']} on {r['host']}, {r['holder']})")
-        for r in refused:
-            print(f"keyparity journal unlock: refused {r['label']!r} on {r['target']}: run "
-                  f"{r['run_id']} is alive here (pid {r['pid']})")
-        if not released and not refused:
-            print(f"keyparity journal unlock: run {args.run} holds no locks")
-        return 1 if refused else 0
+        cleared, held = locks.clear(args.run)
+        for e in held:
+            print(f"keyparity journal unlock: refused {e['record'].get('label')!r}: held by "
+                  f"{e['holder']}; a lock is released when its holder ends: stop that process")
+        for e in cleared:
+            print(f"keyparity journal unlock: released {e['record'].get('label')!r} (its holder, "
+                  f"{e['holder']}, ended holding it)")
+        journal.bind(locks.run_id).record_many([
+            ("note", "lock-released", {"label": e["record"].get("label"),
+                                       "detail": f"{e['holder']} ended holding the lock; "
+                                                 f"marked released by keyparity journal unlock "
+                                                 f"({locks.me})"})
+            for e in cleared])
+        if not cleared and not held:
+            print(f"keyparity journal unlock: run {args.run} holds no key lock and left none")
+        return 1 if held else 0
     return _with_journal(args, "journal unlock", unlock, writes=True)
+
+
+def _journal_sign_head(args: argparse.Namespace) -> int:
+    """0: the journal's head is signed (its directory printed); 1: a broken chain or a signer
+    error; 2: usage (no journal, no signers)."""
+    from .evidence.anchor import sign_head
+    from .evidence.signing import close_signers, load_signers
+    from .run import new_run_id
+    profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
+    path = _journal_path(args)
+    if not path.is_file():
+        return _usage("journal sign-head", f"journal not found: {path}")
+    if not profile.evidence.signers:
+        return _usage("journal sign-head", f"{profile.name} has no evidence.signers: a head is "
+                      "signed by the custodians")
+    signers = load_signers(profile.evidence, profile.module_env, LoginGate(None))
+    try:
+        out = sign_head(path, _reports_dir(args), profile, signers, new_run_id())
+    finally:
+        close_signers(signers)
+    print(f"keyparity journal sign-head: {out} (verify with keyparity verify)")
+    return 0
 
 
 def _cleanup(args: argparse.Namespace) -> int:
@@ -309,11 +380,24 @@ def _cleanup(args: argparse.Namespace) -> int:
         return 2
 
     def clean(journal: Any, path: Path) -> int:
+        gate = LoginGate(None)
+        _anchored(journal, path, args, profile, gate)
         lines, ok = _cleanup_cli_wrapping(journal, args.run, profile)
-        more, more_ok = cleanup(journal, args.run, profile, LoginGate(None))
+        more, more_ok = cleanup(journal, args.run, profile, gate)
         print("\n".join(lines + more))
         return 0 if ok and more_ok else 1
     return _with_journal(args, "cleanup", clean, writes=True)
+
+
+def _anchored(journal: Any, path: Path, args: argparse.Namespace, profile: Any,
+              gate: LoginGate) -> None:
+    """Every entry the run recorded (the clean-ups' own destroys excepted) is covered by a
+    verified signed head (keyparity.evidence.anchor); AnchorError otherwise."""
+    from .evidence.anchor import require_covered
+    seqs = [e["seq"] for e in journal.entries(args.run)
+            if e["action"] not in ("destroy", "cli-delete")]
+    if seqs:  # a run the journal does not know: cleanup says so itself
+        require_covered(path, max(seqs), _reports_dir(args), args.run, profile, gate)
 
 
 def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list[str], bool]:
@@ -329,6 +413,11 @@ def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list
     lines, left = reap_wrapping(journal.bind(run_id), src, tgt, run_id=run_id,
                                 protect={k.label for k in keys} | {k.target_label for k in keys})
     return lines, not left
+
+
+JOURNAL_HELP = ("journal file (default: <rootdir>/.keyparity/journal.sqlite, the rootdir a pytest "
+                "run started here would have)")
+REPORTS_HELP = "where the run directories are (default: <rootdir>/reports)"
 
 
 def _add_softhsm_init(sub: Any) -> None:
@@ -471,25 +560,32 @@ def _add_plan(sub: Any) -> None:
 
 
 def _add_journal(sub: Any) -> None:
-    """``journal verify``, ``journal locks`` and ``journal unlock``."""
+    """``journal verify``, ``journal locks``, ``journal unlock`` and ``journal sign-head``."""
     s = sub.add_parser("journal", help="the write journal")
     jsub = s.add_subparsers(dest="journal_command", required=True)
     j = jsub.add_parser("verify", help="check the journal's hash chain (exit 0 intact, 1 broken)")
-    j.add_argument("--journal", metavar="PATH",
-                   help="journal file (default ./.keyparity/journal.sqlite)")
+    j.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
     j.add_argument("--expect-head", metavar="SHA256",
                    help="a chain head from a signed statement that must be in the journal")
     j.set_defaults(func=_journal_verify)
-    j = jsub.add_parser("locks", help="list the target-key locks held now and their holders")
-    j.add_argument("--journal", metavar="PATH",
-                   help="journal file (default ./.keyparity/journal.sqlite)")
+    j = jsub.add_parser("locks", help="list the key locks of a profile's target that a process "
+                        "holds now, and those whose holder ended holding them")
+    j.add_argument("profile", help="profile NAME or PATH")
     j.set_defaults(func=_journal_locks)
-    j = jsub.add_parser("unlock", help="release the locks of a run that is dead (needed for a "
-                        "run on another host: its locks are never taken over by themselves)")
-    j.add_argument("--run", required=True, metavar="RUN_ID", help="the dead run")
-    j.add_argument("--journal", metavar="PATH",
-                   help="journal file (default ./.keyparity/journal.sqlite)")
+    j = jsub.add_parser("unlock", help="say who holds a run's key locks (a lock is released "
+                        "when its holder ends, never taken from a live one), and mark those "
+                        "its ended holder left as released (journaled)")
+    j.add_argument("profile", help="profile NAME or PATH")
+    j.add_argument("--run", required=True, metavar="RUN_ID", help="the run")
+    j.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
     j.set_defaults(func=_journal_unlock)
+    j = jsub.add_parser("sign-head", help="have the profile's evidence signers sign the "
+                        "journal's head (a killed run has no bundle to anchor its entries: "
+                        "cleanup needs it)")
+    j.add_argument("profile", help="profile NAME or PATH")
+    j.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    j.add_argument("--reports-dir", metavar="DIR", help=REPORTS_HELP)
+    j.set_defaults(func=_journal_sign_head)
 
 
 def _add_cleanup(sub: Any) -> None:
@@ -498,8 +594,9 @@ def _add_cleanup(sub: Any) -> None:
                        "clusters; never a source key")
     s.add_argument("profile", help="profile NAME or PATH")
     s.add_argument("--run", required=True, metavar="RUN_ID", help="the run whose objects to remove")
-    s.add_argument("--journal", metavar="PATH",
-                   help="journal file (default ./.keyparity/journal.sqlite)")
+    s.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    s.add_argument("--reports-dir", metavar="DIR", help=REPORTS_HELP + "; where the signed "
+                   "heads that anchor the run's journal entries are")
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
                    help="required with a production profile: the target's cluster id")
     s.set_defaults(func=_cleanup)
@@ -518,8 +615,7 @@ def _add_retire(sub: Any) -> None:
                    "each target copy is proven the same material; each destroy journaled")
     s.add_argument("--plan", metavar="DIR", help="with --destroy: the signed plan the run "
                    "followed")
-    s.add_argument("--journal", metavar="PATH",
-                   help="journal file (default ./.keyparity/journal.sqlite)")
+    s.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
                    help="required with --destroy in a production profile: the source's cluster id")
     s.set_defaults(func=_retire)

@@ -31,10 +31,12 @@ from typing import Any
 
 from pkcs11 import Attribute, ObjectClass
 
+from . import rootdir
 from . import run as runinfo
 from .cloudhsm import lineage, policy
 from .errors import KeyparityError, PolicyError
 from .evidence import approval
+from .evidence.anchor import require_run_head
 from .evidence.signing import close_signers, load_signers, named_keys
 from .evidence.statement import sign_run, write_atomic
 from .evidence.verify import verify_run
@@ -312,8 +314,12 @@ def command(args: argparse.Namespace) -> int:
     """0: every key retired (destroyed with --destroy); 1: refused, or a key was not."""
     gate = LoginGate(None)
     r = settle(args, gate)
+    journal = Path(args.journal) if args.journal else default_path(rootdir.find())
     try:
-        out = perform(r, gate, Path(args.journal) if args.journal else default_path(Path.cwd()))
+        if r.destroy:  # it appends to the run's journal: intact, and the run's signed head in it
+            require_run_head(journal, r.run_dir, *named_keys(r.signers, r.profile.evidence),
+                             r.profile.evidence.threshold)
+        out = perform(r, gate, journal)
     finally:
         close_signers(r.signers)
     for k in r.keys:

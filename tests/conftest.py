@@ -94,6 +94,29 @@ class Lab:
     def seed(self, keys: list[dict[str, Any]]) -> None:
         self.tokens({"op": "seed", "token": "hsm1", "keys": keys})
 
+    def custodian(self, name: str = "lab-custodian") -> dict[str, Any]:
+        """An ``evidence:`` block with one file custodian of this lab (ECDSA P-384, 0600)."""
+        from keyparity.evidence.custodians import file_custodian
+        file_custodian(self.root / "evidence", name)
+        key = self.root / "evidence" / f"{name}.key.pem"
+        return {"signers": [{"name": name, "type": "file", "path": str(key)}], "threshold": 1}
+
+    def anchor(self, profile: Path, journal: Path, reports: Path) -> Path:
+        """The profile with this lab's custodian (added when it has no signers), and the
+        journal's head signed by it (``keyparity journal sign-head``): what anchors a run's
+        journal entries for ``keyparity cleanup`` when the run has no signed bundle."""
+        doc = yaml.safe_load(profile.read_text())
+        if not doc.get("evidence", {}).get("signers"):
+            doc["evidence"] = self.custodian()
+            profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+        out = subprocess.run([sys.executable, "-m", "keyparity.cli", "journal", "sign-head",
+                              str(profile), "--journal", str(journal), "--reports-dir",
+                              str(reports)], env=self.env, capture_output=True, text=True,
+                             check=False, cwd=REPO, timeout=120)
+        if out.returncode != 0:
+            raise AssertionError(f"journal sign-head failed: {out.stderr}")
+        return profile
+
     def lock_records(self) -> list[dict[str, Any]]:
         """The key locks of this lab's tokens (keyparity.journal.locks), held now or not, each
         with its last record."""

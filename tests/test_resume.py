@@ -110,9 +110,16 @@ def test_rerun_after_sigkill_reconciles_every_key_exactly_once(lab, kill, chunk)
     j.close()
 
 
-def cleanup(lab: Any, profile: Path, journal: Path, run_id: str, *extra: str) -> Any:
+def cleanup(lab: Any, profile: Path, journal: Path, run_id: str, *extra: str,
+            anchor: bool = True) -> Any:
+    """``keyparity cleanup``; ``anchor``: the journal's head signed first (journal_child's runs
+    have no bundle: keyparity.evidence.anchor)."""
+    reports = lab.root / "reports"
+    if anchor:
+        profile = lab.anchor(profile, journal, reports)
     return subprocess.run([sys.executable, "-m", "keyparity.cli", "cleanup", str(profile),
-                           "--run", run_id, "--journal", str(journal), *extra],
+                           "--run", run_id, "--journal", str(journal), "--reports-dir",
+                           str(reports), *extra],
                           env=lab.env, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
