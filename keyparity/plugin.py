@@ -7,7 +7,6 @@ the migration (keyparity.hsm.migrate)."""
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,6 @@ def pytest_configure(config: pytest.Config) -> None:
     approved = settle.plan(config, profile, xdist_compat.verified_plan(config))
     if approved is not None:
         config.stash[APPROVAL] = approved
-    os.environ.update(profile.module_env)
     config.stash[PROFILE] = profile
     config.stash[WRITE_MODE] = write_mode
     config.stash[SUITES] = [name for name in verdicts.suites_of(profile.migration_mode)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
-from . import vector_table
+from . import module_env, vector_table
 from .errors import ProfileError
 from .secrets import SecretRef, parse_secret_ref
 
@@ -472,9 +472,8 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
     def fail(field: str, message: str) -> ProfileError:
         return ProfileError(shown, field, message)
 
-    module_env = {
-        name: _resolve_dot_path(value, base) for name, value in data.get("module_env", {}).items()
-    }
+    env = {name: _resolve_dot_path(value, base)
+           for name, value in data.get("module_env", {}).items()}
     mode = data.get("migration", {}).get("mode", "migrate")
     roles = _roles(mode, data["clusters"], data.get("migration", {}), fail)
     clusters = data["clusters"]
@@ -499,7 +498,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         name=data["name"],
         description=data["description"],
         environment=data["environment"],
-        module_env=_FrozenDict(module_env),
+        module_env=_FrozenDict(env),
         source=source,
         target=target,
         wrapping=wrapping,
@@ -513,6 +512,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         exclude=exclude,
         baseline=_baseline(data.get("migration", {}), base, fail) if mode == "reverify" else None,
     )
+    _module_env(profile, fail)
     files = _secret_files(profile)
     if profile.environment == "production":
         for entry in files:
@@ -566,9 +566,8 @@ def _baseline(migration: Mapping[str, Any], base: Path, fail: _Fail) -> Path:
     return path
 
 
-def _secret_files(profile: Profile) -> list[dict[str, Any]]:
-    """Each ``file:`` secret of the profile with its mode: ``ok`` when neither the group nor
-    others may read it (as ssh insists for a private key). The values are never read here."""
+def _secret_refs(profile: Profile) -> list[SecretRef]:
+    """Every secret reference of the profile."""
     refs: list[SecretRef | None] = []
     for cluster in profile.clusters:
         refs.append(cluster.pin)
@@ -576,9 +575,26 @@ def _secret_files(profile: Profile) -> list[dict[str, Any]]:
         refs.append(cluster.tls.client_key_password if cluster.tls else None)
     for signer in profile.evidence.signers:
         refs += [signer.pin, signer.password]
+    return [ref for ref in refs if ref is not None]
+
+
+def _module_env(profile: Profile, fail: _Fail) -> None:
+    """module_env sets only what a known PKCS #11 module reads, never a secret reference's
+    variable (keyparity.module_env)."""
+    secret_names = {ref.target: ref.field for ref in _secret_refs(profile)
+                    if ref.scheme == "env"}
+    for name in profile.module_env:
+        why = module_env.refusal(name, secret_names)
+        if why is not None:
+            raise fail(f"module_env.{name}", why)
+
+
+def _secret_files(profile: Profile) -> list[dict[str, Any]]:
+    """Each ``file:`` secret of the profile with its mode: ``ok`` when neither the group nor
+    others may read it (as ssh insists for a private key). The values are never read here."""
     out = []
-    for ref in refs:
-        if ref is None or ref.scheme != "file":
+    for ref in _secret_refs(profile):
+        if ref.scheme != "file":
             continue
         mode = os.stat(ref.target).st_mode & 0o777
         out.append({"field": ref.field, "file": ref.target, "mode": f"{mode:04o}",

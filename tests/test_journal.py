@@ -1,19 +1,15 @@
-"""The write journal without tokens: the hash chain, `keyparity journal verify` on an edited,
-deleted or reordered row, and the per-target-key lock (contention, stale takeover)."""
+"""The write journal without tokens: the hash chain, and `keyparity journal verify` on an
+edited, deleted or reordered row (the key locks: test_locks.py)."""
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from keyparity.cli import main as cli_main
 from keyparity.journal.chain import GENESIS, entry_hash, verify
-from keyparity.journal.store import Journal, LockTimeout
+from keyparity.journal.store import Journal
 
 
 def filled(tmp_path: Path, n: int = 5) -> Path:
@@ -112,87 +108,3 @@ def test_truncated_tail_is_caught_by_the_anchored_head(tmp_path, capsys):
 
 def test_verify_without_a_journal_is_a_usage_error(tmp_path):
     assert cli_main(["journal", "verify", "--journal", str(tmp_path / "none.sqlite")]) == 2
-
-
-def _hold(path: str, seconds: float, ready) -> None:
-    j = Journal(Path(path))
-    with j.lock("tok/1", "k", "holder"):
-        ready.set()
-        time.sleep(seconds)
-
-
-def test_lock_waits_for_a_live_holder(tmp_path):
-    path = tmp_path / "j.sqlite"
-    Journal(path).close()
-    ctx = multiprocessing.get_context("spawn")
-    ready = ctx.Event()
-    p = ctx.Process(target=_hold, args=(str(path), 1.0, ready))
-    p.start()
-    try:
-        assert ready.wait(30)
-        j = Journal(path)
-        with pytest.raises(LockTimeout, match="locked by run holder"):
-            with j.lock("tok/1", "k", "other", timeout=0.2):
-                pass
-        with j.lock("tok/1", "k", "other", timeout=30) as info:
-            assert info["waited"] > 0.2 and info["took_over"] is None
-        assert not [e for e in j.entries() if e["action"] == "lock-takeover"]
-    finally:
-        p.join(30)
-
-
-def test_stale_lock_of_a_dead_process_is_taken_over_and_journaled(tmp_path):
-    path = tmp_path / "j.sqlite"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    j = Journal(path)
-    import socket
-    j.db.execute("INSERT INTO locks VALUES ('tok/1', 'k', 'killed-run', ?, ?, 'then')",
-                 (dead.pid, socket.gethostname()))
-    with j.lock("tok/1", "k", "new-run", timeout=5) as info:
-        assert info["took_over"] == "killed-run"
-    (e,) = [e for e in j.entries() if e["action"] == "lock-takeover"]
-    assert "killed-run" in e["detail"] and e["run_id"] == "new-run"
-    assert j.db.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
-    assert verify(path) == []
-
-
-def test_a_lock_from_another_host_is_never_taken_over_by_itself_only_by_unlock(tmp_path, capsys):
-    """A holder on another host cannot be asked whether it lives: the lock is waited for (and
-    the timeout names the way out), listed as ``unknown``, and released only by an operator's
-    ``keyparity journal unlock --run``, which is journaled."""
-    path = tmp_path / "j.sqlite"
-    j = Journal(path)
-    j.db.execute("INSERT INTO locks VALUES ('tok/1', 'k', 'far-run', 4242, 'other-host', 'then')")
-    with pytest.raises(LockTimeout, match=r"pid 4242 on other-host\) for over 0s; if that run "
-                                          r"is dead, release its locks with `keyparity journal "
-                                          r"unlock --run far-run`"):
-        with j.lock("tok/1", "k", "new-run", timeout=0.1):
-            pass
-    assert j.claim("tok/1", ["k"], "new-run") == {"k": None}
-    assert cli_main(["journal", "locks", "--journal", str(path)]) == 0
-    assert "'k' on tok/1: run far-run, pid 4242 on other-host (unknown)" in capsys.readouterr().out
-
-    assert cli_main(["journal", "unlock", "--run", "far-run", "--journal", str(path)]) == 0
-    assert "released 'k' on tok/1 (run far-run, pid 4242 on other-host, unknown)" in \
-        capsys.readouterr().out
-    (e,) = [e for e in j.entries() if e["action"] == "lock-released"]
-    assert "far-run" in e["detail"] and "keyparity journal unlock" in e["detail"]
-    with j.lock("tok/1", "k", "new-run", timeout=1) as info:
-        assert info["took_over"] is None
-    assert verify(path) == []
-    assert cli_main(["journal", "unlock", "--run", "far-run", "--journal", str(path)]) == 0
-    assert "run far-run holds no locks" in capsys.readouterr().out
-
-
-def test_unlock_refuses_a_holder_alive_on_this_host(tmp_path, capsys):
-    import os
-    import socket
-    path = tmp_path / "j.sqlite"
-    j = Journal(path)
-    j.db.execute("INSERT INTO locks VALUES ('tok/1', 'k', 'live-run', ?, ?, 'now')",
-                 (os.getpid(), socket.gethostname()))
-    assert cli_main(["journal", "unlock", "--run", "live-run", "--journal", str(path)]) == 1
-    assert "refused 'k' on tok/1: run live-run is alive here" in capsys.readouterr().out
-    assert j.db.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 1
-    assert cli_main(["journal", "locks", "--journal", str(tmp_path / "none.sqlite")]) == 2

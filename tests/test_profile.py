@@ -83,7 +83,8 @@ def error_for(layout: dict[str, Path], data: Any) -> ProfileError:
 
 def test_full_profile_round_trip(layout: dict[str, Path]) -> None:
     data = base_profile(layout)
-    data["module_env"] = {"SOFTHSM2_CONF": "../state/softhsm2.conf", "PLAIN": "x/y", "DOT": "./a"}
+    data["module_env"] = {"SOFTHSM2_CONF": "../state/softhsm2.conf", "PKCS11SPY": "x/y",
+                          "PKCS11SPY_OUTPUT": "./a"}
     data["clusters"]["target"]["module"] = "../libfake.so"
     data["wrapping"] = {"mechanism": "rsa-aes", "rsa_bits": 4096, "oaep_hash": "sha384",
                         "mgf": "mgf1-sha512", "aes_bits": 128}
@@ -107,8 +108,9 @@ def test_full_profile_round_trip(layout: dict[str, Path]) -> None:
     assert p.path == path and p.path.is_absolute()
     assert len(p.sha256) == 64 and p.sha256 == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
     assert (p.name, p.description, p.environment) == ("softhsm", "Embedded demo", "test")
-    assert dict(p.module_env) == {"SOFTHSM2_CONF": str(state / "softhsm2.conf"), "PLAIN": "x/y",
-                                  "DOT": str(layout["profiles"] / "a")}
+    assert dict(p.module_env) == {"SOFTHSM2_CONF": str(state / "softhsm2.conf"),
+                                  "PKCS11SPY": "x/y",
+                                  "PKCS11SPY_OUTPUT": str(layout["profiles"] / "a")}
     src, tgt = p.source, p.target
     assert (src.role, src.name, src.module, src.token_label, src.slot, src.mode) == (
         "source", "hsm1", layout["module"], "hsm1", None, "FIPS")
@@ -231,7 +233,7 @@ def test_unknown_nested_field(layout: dict[str, Path]) -> None:
     data["clusters"]["source"]["pni"] = "env:X"
     err = error_for(layout, data)
     assert err.field == "clusters.source.pni"
-    assert err.message == "unknown field 'pni' (allowed: name, module, token_label, slot, pin, mode, tls, user, hsm_type, aws, cloudhsm_cli, client_config)"
+    assert err.message == "unknown field 'pni' (allowed: name, module, token_label, slot, pin, mode, tls, user, hsm_type, aws, cloudhsm_cli, client_config, lock_dir)"
 
 
 def test_unknown_attribute(layout: dict[str, Path]) -> None:
@@ -350,9 +352,33 @@ def test_module_env_name_and_value(layout: dict[str, Path]) -> None:
     data["module_env"] = {"BAD-NAME": "x"}
     err = error_for(layout, data)
     assert err.field == "module_env.BAD-NAME"
-    data["module_env"] = {"OK": 5}
+    data["module_env"] = {"SOFTHSM2_CONF": 5}
     err = error_for(layout, data)
-    assert (err.field, err.message) == ("module_env.OK", "expected a string, got integer")
+    assert (err.field, err.message) == ("module_env.SOFTHSM2_CONF",
+                                        "expected a string, got integer")
+
+
+@pytest.mark.parametrize("name, said", [
+    ("SRC_PIN", "SRC_PIN is the variable of a secret reference (clusters.source.pin: "
+                "env:SRC_PIN): module_env would put the secret in the profile; set SRC_PIN in "
+                "the environment of the process instead"),
+    ("LD_PRELOAD", "LD_PRELOAD is not a variable of a PKCS #11 module keyparity knows (it "
+                   "changes what code every process loads: never taken from a profile); "
+                   "module_env may set PKCS11SPY, PKCS11SPY_OUTPUT, SOFTHSM2_CONF"),
+    ("PYTHONPATH", "(it changes what code every process loads: never taken from a profile)"),
+    ("HTTPS_PROXY", "HTTPS_PROXY is not a variable of a PKCS #11 module keyparity knows; "
+                    "module_env may set"),
+])
+def test_module_env_sets_only_what_a_known_module_reads(layout: dict[str, Path], name: str,
+                                                       said: str) -> None:
+    """A PIN reference's variable would put the PIN in the profile; a loader variable would
+    run code in keyparity and every process it starts; anything else no known module reads."""
+    data = base_profile(layout)
+    data["clusters"]["source"]["pin"] = "env:SRC_PIN"
+    data["module_env"] = {"SOFTHSM2_CONF": "../state/softhsm2.conf", name: "the value"}
+    err = error_for(layout, data)
+    assert err.field == f"module_env.{name}" and said in err.message, err.message
+    assert "the value" not in str(err)
 
 
 # --------------------------------------------------------------------------- semantic errors

@@ -14,6 +14,7 @@ import pkcs11.exceptions
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.types import Object, Session, Token
 
+from .. import module_env
 from ..errors import KeyparityError, LoginError, TokenError, pkcs11_step
 from .login import LoginGate
 from ..profile import Cluster
@@ -23,13 +24,14 @@ _libs: dict[str, pkcs11.lib] = {}
 
 def load_module(path: str, env: Mapping[str, str]) -> pkcs11.lib:
     """Load a PKCS #11 module once per process, by its real path (a symlink and the file it
-    names are one module: initialising it twice fails), with the profile's environment in
-    place. Every cluster, signer and command of the process shares it."""
-    os.environ.update(env)
+    names are one module: initialising it twice fails), with the profile's module_env in
+    place while it loads (keyparity.module_env). Every cluster, signer and command of the
+    process shares it."""
     real = os.path.realpath(path)
     if real not in _libs:
         try:
-            _libs[real] = pkcs11.lib(real)
+            with module_env.applied(env):
+                _libs[real] = pkcs11.lib(real)
         except Exception as exc:  # noqa: BLE001 - anything the loader raises
             hint = ""
             if "already initialized" in str(exc):  # python-pkcs11's CKR_CRYPTOKI_ALREADY_...
