@@ -96,6 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if run is None:  # the controller settles once; workers follow it
         settle.journal(config.stash[JOURNAL], write_mode)
         settle.distribution(config, write_mode)
+        if not config.option.collectonly:
+            settle.signers(profile)
     approved = settle.plan(config, profile, xdist_compat.verified_plan(config))
     if approved is not None:
         config.stash[APPROVAL] = approved
@@ -148,8 +150,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines += [ack] if ack else []
     if APPROVAL in config.stash:
         lines.append(config.stash[APPROVAL].header())
-    lines += [f"keyparity: WARNING: {f['field']}: {f['file']} is readable by others (mode "
-              f"{f['mode']}): chmod 600 it (a production profile refuses it)"
+    lines += [f"keyparity: WARNING: {f['field']}: {f['file']} {f['problem']}: "
+              + ("chown it to you" if "owned by" in f["problem"] else "chmod 600 it")
+              + " (a production profile refuses it)"
               for f in profile.secret_files if not f["ok"]]
     lines += [f"keyparity: profile {profile.name} ({profile.path}, sha256 {profile.sha256[:16]}), "
               f"{profile.migration_mode}, {len(profile.keys)} keys, seed {run.seed}"]

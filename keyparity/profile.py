@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from . import module_env, vector_table
 from .errors import ProfileError
-from .secrets import SecretRef, parse_secret_ref
+from .secrets import SecretRef, exposure, file_refusal, parse_secret_ref
 
 __all__ = [
     "ATTRIBUTE_NAMES",
@@ -517,9 +517,10 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
     if profile.environment == "production":
         for entry in files:
             if not entry["ok"]:
-                raise fail(entry["field"], f"secret file {entry['file']} is readable by others "
-                           f"(mode {entry['mode']}): a production profile refuses it; "
-                           f"chmod 600 {entry['file']}")
+                fix = ("chmod 600" if "owned by" not in entry["problem"] else
+                       "chown it to the user keyparity runs as:")
+                raise fail(entry["field"], f"secret file {entry['file']} {entry['problem']}: a "
+                           f"production profile refuses it; {fix} {entry['file']}")
     return dataclasses.replace(profile, secret_files=tuple(_FrozenDict(f) for f in files))
 
 
@@ -590,15 +591,18 @@ def _module_env(profile: Profile, fail: _Fail) -> None:
 
 
 def _secret_files(profile: Profile) -> list[dict[str, Any]]:
-    """Each ``file:`` secret of the profile with its mode: ``ok`` when neither the group nor
-    others may read it (as ssh insists for a private key). The values are never read here."""
+    """Each file of the profile that holds a secret (a ``file:`` reference, a file signer's
+    private key) with its mode: ``ok`` when neither the group nor others may read it and the
+    user keyparity runs as owns it (keyparity.secrets.exposure: as ssh insists for a private
+    key); ``problem`` says why not. The values are never read here."""
+    files = [(ref.field, ref.target) for ref in _secret_refs(profile) if ref.scheme == "file"]
+    files += [(f"evidence.signers[{i}].path", str(s.path))
+              for i, s in enumerate(profile.evidence.signers) if s.type == "file"]
     out = []
-    for ref in _secret_refs(profile):
-        if ref.scheme != "file":
-            continue
-        mode = os.stat(ref.target).st_mode & 0o777
-        out.append({"field": ref.field, "file": ref.target, "mode": f"{mode:04o}",
-                    "ok": not mode & 0o077})
+    for field, path in files:
+        mode, problem = exposure(path)
+        out.append({"field": field, "file": path, "mode": mode, "ok": problem is None,
+                    **({"problem": problem} if problem else {})})
     return out
 
 
@@ -631,9 +635,14 @@ _SIGNER_FIELDS = {
 def _evidence(raw: dict[str, Any], base: Path, fail: _Fail) -> EvidenceSpec:
     signers = tuple(_signer(i, item, base, fail) for i, item in enumerate(raw.get("signers", [])))
     names = [s.name for s in signers]
+    keys = [_signer_key(s) for s in signers]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise fail(f"evidence.signers[{i}].name", f"duplicate signer name '{name}'")
+        if keys[i] in keys[:i]:
+            other = names[keys.index(keys[i])]
+            raise fail(f"evidence.signers[{i}]", f"signer '{name}' uses the same key as "
+                       f"'{other}' ({keys[i]}): dual control needs a key per custodian")
     threshold = raw.get("threshold", len(signers))
     if threshold > len(signers):
         raise fail("evidence.threshold",
@@ -654,7 +663,11 @@ def _signer(index: int, raw: dict[str, Any], base: Path, fail: _Fail) -> SignerS
             return None
         value = Path(raw[field])
         value = Path(os.path.normpath(value if value.is_absolute() else base / value))
-        if not value.is_file():
+        if field == "path":  # a private key: a secret file
+            why = file_refusal(value)
+            if why is not None:
+                raise fail(f"{prefix}.{field}", why)
+        elif not value.is_file():
             raise fail(f"{prefix}.{field}", f"file not found: {value}")
         return value
 
@@ -668,6 +681,19 @@ def _signer(index: int, raw: dict[str, Any], base: Path, fail: _Fail) -> SignerS
         module=path("module"), token_label=raw.get("token_label"), slot=raw.get("slot"),
         pin=secret("pin"), key_label=raw.get("key_label"), key_id=raw.get("key_id"),
         region=raw.get("region"), aws_profile=raw.get("aws_profile"))
+
+
+def _signer_key(signer: SignerSpec) -> str:
+    """What names a signer's key in the profile itself: a key file by its real path, a token's
+    key by module, token and label, a KMS key by id and region. (Two copies of one key file
+    have one key id: the run's start loads the signers and refuses them.)"""
+    if signer.type == "file":
+        return f"the key file {os.path.realpath(str(signer.path))}"
+    if signer.type == "pkcs11":
+        token = signer.token_label if signer.token_label is not None else f"slot {signer.slot}"
+        return (f"the key {signer.key_label!r} of token {token} of "
+                f"{os.path.realpath(str(signer.module))}")
+    return f"the KMS key {signer.key_id} in {signer.region or 'the default region'}"
 
 
 _TLS_PATHS = ("customer_ca", "cluster_certificate", "hsm_certificate", "aws_hardware_certificate",
@@ -688,8 +714,9 @@ def _secret(field: str, text: str, base: Path, fail: _Fail) -> SecretRef:
         ref = parse_secret_ref(text, field, base)
     except ValueError as exc:
         raise fail(field, str(exc)) from None
-    if ref.scheme == "file" and not Path(ref.target).is_file():
-        raise fail(field, f"secret file not found: {ref.target}")
+    why = file_refusal(ref.target) if ref.scheme == "file" else None
+    if why is not None:
+        raise fail(field, why)
     return ref
 
 

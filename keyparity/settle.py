@@ -143,6 +143,21 @@ def journal(path: Path, write_mode: policy.WriteMode) -> None:
         raise pytest.UsageError(str(exc)) from None
 
 
+def signers(profile: Profile) -> None:
+    """The profile's evidence signers, loaded once before anything runs and closed again
+    (UsageError for one that cannot sign: not ECDSA P-384, two names for one key, a login
+    refused): a run that would end UNSIGNED does not start. A PKCS #11 signer's session stays
+    the process's, for the bundle at the end (no second login)."""
+    if not profile.evidence.signers:
+        return
+    from .evidence.signing import close_signers, load_signers  # securesystemslib: ~0.65 s
+    try:
+        close_signers(load_signers(profile.evidence, profile.module_env, LoginGate(None)))
+    except KeyparityError as exc:
+        raise pytest.UsageError(f"{profile.path}: evidence.signers: "
+                                f"{' '.join(str(exc).split())}") from None
+
+
 def distribution(config: pytest.Config, write_mode: policy.WriteMode) -> None:
     """A run that may write keeps each chunk of keys on one worker: ``--dist`` other than
     loadgroup is refused (UsageError). Spread over workers, one key's tests ran in two

@@ -543,12 +543,63 @@ def test_secret_env_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("content,expected", [
-    (b"pin-1\n", "pin-1"), (b"pin-1\r\n", "pin-1"), (b"pin-1", "pin-1"), (b"pin-1\n\n", "pin-1\n"),
+    (b"pin-1\n", "pin-1"), (b"pin-1\r\n", "pin-1"), (b"pin-1", "pin-1"), (b"p in\n", "p in"),
 ])
 def test_secret_file_resolve(tmp_path: Path, content: bytes, expected: str) -> None:
     path = tmp_path / "pin"
     path.write_bytes(content)
     assert SecretRef("file", str(path), "f").resolve() == expected
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"pin-1\n\n", "holds a line break or another control character besides its one trailing "
+                   "newline: a secret is one line; not sent"),
+    (b"pin-1\r", "holds a line break"), (b"pin\n-1\n", "holds a line break"),
+    (b"pin\t1", "another control character"),
+    ("\ufeffpin-1\n".encode(), "starts with a UTF-8 byte order mark (an editor added it): save "
+                               "it without one"),
+])
+def test_a_secret_is_one_line_from_a_file_and_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, said: str) -> None:
+    """Exactly one trailing newline is stripped; anything else is an error naming the field,
+    never the value, and nothing is sent as a PIN."""
+    path = tmp_path / "pin"
+    path.write_bytes(content)
+    with pytest.raises(SecretError) as info:
+        SecretRef("file", str(path), "clusters.source.pin").resolve()
+    assert str(info.value).startswith(f"clusters.source.pin: secret file {path} ")
+    assert said in str(info.value) and "pin-1" not in str(info.value)
+    monkeypatch.setenv("KP_TEST_PIN", content.decode())
+    with pytest.raises(SecretError) as info:
+        SecretRef("env", "KP_TEST_PIN", "clusters.source.pin").resolve()
+    assert str(info.value).startswith("clusters.source.pin: environment variable KP_TEST_PIN ")
+    assert said in str(info.value)
+    monkeypatch.setenv("KP_TEST_PIN", "pin-1\n")
+    assert SecretRef("env", "KP_TEST_PIN", "f").resolve() == "pin-1"
+
+
+def test_a_secret_file_is_a_regular_file_never_a_link_fifo_device_or_directory(
+        layout: dict[str, Path], tmp_path: Path) -> None:
+    """A link is refused, not followed (it named /etc/shadow, sent whole as a PIN); a FIFO
+    (reading it blocks), a device or a directory is "not a regular file", never "not found";
+    at the profile's load and when the secret is read alike."""
+    real = tmp_path / "real.pin"
+    real.write_text("pin-1\n")
+    (tmp_path / "link.pin").symlink_to(real)
+    os.mkfifo(tmp_path / "fifo.pin")
+    (tmp_path / "dir.pin").mkdir()
+    cases = {"link.pin": "is a symbolic link: name the file itself (a link to a secret is never "
+                         "followed)",
+             "fifo.pin": "is not a regular file", "dir.pin": "is not a regular file"}
+    for name, said in {**cases, "/dev/zero": "is not a regular file"}.items():
+        target = tmp_path / name
+        with pytest.raises(SecretError) as info:
+            SecretRef("file", str(target), "clusters.source.pin").resolve()
+        assert said in str(info.value) and "not found" not in str(info.value), info.value
+        data = base_profile(layout)
+        data["clusters"]["source"]["pin"] = f"file:{target}"
+        err = error_for(layout, data)
+        assert err.field == "clusters.source.pin" and said in err.message, err.message
 
 
 def test_secret_file_errors_do_not_leak(tmp_path: Path) -> None:

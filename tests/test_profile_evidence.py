@@ -1,4 +1,5 @@
 """The profile's ``evidence`` block: signers of each type, threshold, and clear errors."""
+import os
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,73 @@ def test_cutover_that_is_not_a_date_names_the_field(tmp_path):
     with pytest.raises(ProfileError) as info:
         load_profile(path)
     assert info.value.field == "cutover"
+
+
+def test_the_same_key_under_two_signer_names_is_refused_when_the_profile_loads(tmp_path):
+    """The profile alone shows it: one key file (by its real path), one token key, one KMS
+    key; dual control needs a key per custodian."""
+    (tmp_path / "other.pem").symlink_to(tmp_path / "signer.pem")
+    same = {
+        "file": [{"name": "a", "type": "file", "path": "signer.pem"},
+                 {"name": "b", "type": "file", "path": "signer.pem"}],
+        "pkcs11": [{"name": "a", "type": "pkcs11", "module": "libmodule.so", "token_label": "t",
+                    "pin": "file:pin", "key_label": "ca"},
+                   {"name": "b", "type": "pkcs11", "module": "libmodule.so",
+                    "token_label": "t", "pin": "file:pin", "key_label": "ca"}],
+        "kms": [{"name": "a", "type": "kms", "key_id": "alias/e", "region": "eu-west-1"},
+                {"name": "b", "type": "kms", "key_id": "alias/e", "region": "eu-west-1"}],
+    }
+    for kind, signers in same.items():
+        with pytest.raises(ProfileError) as info:
+            load_profile(write(tmp_path, {"signers": signers}))
+        assert info.value.field == "evidence.signers[1]", kind
+        assert "signer 'b' uses the same key as 'a'" in info.value.message, info.value
+    fine = load_profile(write(tmp_path, {"signers": [
+        same["kms"][0], {**same["kms"][1], "region": "us-east-1"}]}))
+    assert len(fine.evidence.signers) == 2
+
+
+def _production(path: Path) -> Path:
+    doc = yaml.safe_load(path.read_text())
+    doc["environment"] = "production"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_a_signer_key_others_may_read_is_refused_in_production(tmp_path):
+    """A file signer's private key is held to the PIN-file rules: readable by the group or
+    others is refused in production (a warning in a test profile: its run's header and
+    run.secret_files), and so is a link to it."""
+    path = write(tmp_path, {"signers": [{"name": "a", "type": "file", "path": "signer.pem"}]})
+    (tmp_path / "pin").chmod(0o600)
+    key = tmp_path / "signer.pem"
+    key.chmod(0o644)
+    test = load_profile(path)
+    assert [(f["field"], f["mode"], f["ok"]) for f in test.secret_files
+            if f["field"].startswith("evidence")] == [("evidence.signers[0].path", "0644", False)]
+    with pytest.raises(ProfileError) as info:
+        load_profile(_production(path))
+    assert info.value.field == "evidence.signers[0].path"
+    assert info.value.message == (f"secret file {key} is readable by others (mode 0644): a "
+                                  f"production profile refuses it; chmod 600 {key}")
+    key.chmod(0o600)
+    assert load_profile(path).environment == "production"
+    (tmp_path / "link.pem").symlink_to(key)
+    with pytest.raises(ProfileError, match="is a symbolic link"):
+        load_profile(write(tmp_path, {"signers": [{"name": "a", "type": "file",
+                                                   "path": "link.pem"}]}))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_signer_key_another_user_owns_is_refused_in_production(tmp_path):
+    path = _production(write(tmp_path, {"signers": [{"name": "a", "type": "file",
+                                                     "path": "signer.pem"}]}))
+    (tmp_path / "pin").chmod(0o600)
+    key = tmp_path / "signer.pem"
+    key.chmod(0o600)
+    os.chown(key, 4242, -1)
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    assert info.value.message == (f"secret file {key} is owned by uid 4242, not by the user "
+                                  f"keyparity runs as (uid 0): a production profile refuses "
+                                  f"it; chown it to the user keyparity runs as: {key}")

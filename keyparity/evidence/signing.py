@@ -47,6 +47,10 @@ _CURVES: dict[str, tuple[str, str, str]] = {
 }
 _KMS_SPECS = {spec: (curve, hash_name, algorithm)
               for curve, (hash_name, spec, algorithm) in _CURVES.items()}
+# The one key type of an evidence signer, whatever holds it: ECDSA on P-384 (SHA-384), as the
+# source documents sign (ECC_NIST_P384, ECDSA_SHA_384) and docs/auditors.md promises: an
+# auditor verifies one scheme, ecdsa-sha2-nistp384.
+SIGNER_CURVE = "secp384r1"
 
 
 class SigningError(KeyparityError):
@@ -59,6 +63,21 @@ class KeyFormatError(SigningError):
 
 class KmsError(SigningError):
     """AWS KMS refused or failed a request; the message says which and what to do."""
+
+
+def _require_signer_curve(curve: str | None, what: str, where: str) -> None:
+    """KeyFormatError unless the key (``what``: "an RSA key", "an EC P-256 key"...) is on
+    SIGNER_CURVE."""
+    if curve != SIGNER_CURVE:
+        raise KeyFormatError(f"{where}: {what}; an evidence signer's key is ECDSA P-384 (what "
+                             "the auditors are told to verify): make a P-384 key")
+
+
+def _key_kind(key: Any) -> tuple[str | None, str]:
+    """(curve name or None, how a message names the key) of a cryptography key."""
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return key.curve.name, f"an EC {key.curve.name} key"
+    return None, f"not an EC key ({type(key).__name__.removeprefix('_').replace('PrivateKey', '')})"
 
 
 def _crypto_public_key(public: Any, where: str) -> SSlibKey:
@@ -113,6 +132,8 @@ def _file_signer(spec: SignerSpec) -> CryptoSigner:
         raise KeyFormatError(f"{where}: {spec.path} is not a PEM private key") from None
     finally:
         del password
+    curve, kind = _key_kind(private)
+    _require_signer_curve(curve, f"{spec.path} is {kind}", where)
     public = _crypto_public_key(private.public_key(), where)
     try:
         signer = CryptoSigner(private, public)
@@ -218,11 +239,11 @@ def _pkcs11_key(spec: SignerSpec, session: Any, where: str) -> Pkcs11Signer:
         params = public[Attribute.EC_PARAMS] if key_type == KeyType.EC else b""
     if key_type != KeyType.EC:
         raise SigningError(f"{where}: key {label!r} is {getattr(key_type, 'name', key_type)}; "
-                           "evidence signing needs an EC key (P-256, P-384 or P-521)")
+                           "an evidence signer's key is ECDSA P-384")
     curve = _ec_curve(params)
-    if curve is None:
-        raise SigningError(f"{where}: key {label!r} is on an unsupported curve "
-                           "(P-256, P-384 or P-521 needed)")
+    _require_signer_curve(curve, f"key {label!r} is an EC key on "
+                          f"{curve or 'a curve keyparity does not know'}", where)
+    assert curve is not None
     with pkcs11_step("read the public key", where):
         crypto_public = identity.ec_public(public, curve)
     return Pkcs11Signer(session, private, _crypto_public_key(crypto_public, where),
@@ -299,9 +320,9 @@ def _kms_describe(client: Any, key_id: str, where: str) -> tuple[SSlibKey, str, 
         raise KmsError(f"{where}: KMS key {key_id} has key usage {usage}; a SIGN_VERIFY key "
                        "is needed")
     spec = resp.get("KeySpec") or resp.get("CustomerMasterKeySpec")
-    if spec not in _KMS_SPECS:
-        raise KmsError(f"{where}: KMS key {key_id} is {spec}; evidence signing needs "
-                       f"{', '.join(_KMS_SPECS)}")
+    if _KMS_SPECS.get(spec, (None,))[0] != SIGNER_CURVE:
+        raise KmsError(f"{where}: KMS key {key_id} is {spec}; an evidence signer's key is "
+                       f"{_CURVES[SIGNER_CURVE][1]} (ECDSA P-384)")
     curve, hash_name, algorithm = _KMS_SPECS[spec]
     try:
         public = serialization.load_der_public_key(resp["PublicKey"])
@@ -366,8 +387,15 @@ def load_signers(spec: EvidenceSpec, module_env: Mapping[str, str],
     opened are closed again. Close them with ``close_signers`` when done."""
     signers: list[Signer] = []
     try:
+        seen: dict[str, str] = {}
         for signer_spec in spec.signers:
             signers.append(load_signer(signer_spec, module_env, gate))
+            keyid = signers[-1].public_key.keyid
+            if keyid in seen:
+                raise SigningError(f"evidence signers {seen[keyid]} and {signer_spec.name} use "
+                                   f"the same key (keyid {keyid[:16]}): dual control needs a "
+                                   "key per custodian")
+            seen[keyid] = signer_spec.name
     except BaseException:
         close_signers(signers)
         raise
