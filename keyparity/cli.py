@@ -50,9 +50,21 @@ def _demo_pki(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
+    """Create the inventory's keys on the profile's source (0); 2: a production profile
+    without --hsm-confirm=<that cluster's id>, or with another id."""
+    from .cloudhsm import policy
     from .hsm.seed import seed
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     spec = profile.source or profile.cluster  # a re-verify profile names only its target
+    expected, field = policy.confirm_id(spec)
+    field = field.replace("target", spec.role)
+    if ((profile.environment == "production" or args.hsm_confirm is not None)
+            and args.hsm_confirm != expected):
+        return _usage("seed", f"refused: {profile.name} is a production profile; add "
+                      f"--hsm-confirm={expected} ({field}) to create keys on {spec.name}"
+                      if args.hsm_confirm is None else
+                      f"refused: --hsm-confirm={args.hsm_confirm} does not match {expected} "
+                      f"({field}); nothing was created")
     session = open_cluster(spec, profile.module_env, LoginGate(None)).session
     with pkcs11_step("create the inventory's keys", spec.name):
         created = seed(session, profile.keys)
@@ -456,6 +468,9 @@ def _add_demo_pki(sub: Any) -> None:
 def _add_seed(sub: Any) -> None:
     s = sub.add_parser("seed", help="create a profile's inventory keys on its source token")
     s.add_argument("profile", help="profile NAME or PATH")
+    s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
+                   help="required with a production profile: the id of the cluster the keys "
+                        "are created on")
     s.set_defaults(func=_seed)
 
 

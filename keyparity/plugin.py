@@ -96,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if run is None:  # the controller settles once; workers follow it
         settle.journal(config.stash[JOURNAL], write_mode)
         settle.distribution(config, write_mode)
+        settle.space(config, profile, write_mode, config.stash[JOURNAL])
         if not config.option.collectonly:
             settle.signers(profile)
     approved = settle.plan(config, profile, xdist_compat.verified_plan(config))

@@ -11,8 +11,10 @@ the source hold now (keyparity.evidence.approval).
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,11 +128,18 @@ def baseline(profile: Profile, gate: LoginGate, verified: str | None = None) -> 
     if profile.migration_mode != "reverify":
         return None
     try:
-        if verified is not None:
-            return load_verified(profile, verified)
-        return load_baseline(profile, gate)
+        found = (load_verified(profile, verified) if verified is not None
+                 else load_baseline(profile, gate))
     except KeyparityError as exc:
         raise pytest.UsageError(f"{profile.path}: migration.baseline: {exc}") from None
+    omitted = sorted(set(found.keys) - {k.label for k in profile.keys})
+    if omitted:  # a PASS would say "all N keys unchanged" of fewer keys than were baselined
+        raise pytest.UsageError(
+            f"{profile.path}: keys: the baseline of {found.run_id} recorded "
+            f"{len(found.keys)} keys and the profile does not list {len(omitted)} of them "
+            f"({', '.join(omitted)}): a re-verify proves every key of its baseline; list them "
+            "(a key retired since the baseline needs a new baseline)")
+    return found
 
 
 def journal(path: Path, write_mode: policy.WriteMode) -> None:
@@ -141,6 +150,59 @@ def journal(path: Path, write_mode: policy.WriteMode) -> None:
         require_intact(path)
     except KeyparityError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+# The least free space a run starts with, measured on the demo's bundle (200 KB for 8 keys)
+# and journal (1 KB an entry, four or five entries a key), with room to spare: a floor that
+# turns a full disk at the start into one line, not a promise that the run will fit.
+SPACE_FIXED = 4 << 20
+SPACE_PER_KEY = {"reports": 64 << 10, "journal": 16 << 10}
+
+
+PROBE = 1 << 20  # bytes actually allocated: a quota or a file size limit shows there
+
+
+def _probe(directory: Path, size: int) -> str | None:
+    """Why ``size`` bytes cannot be written in ``directory`` (its nearest existing ancestor)
+    now, or None: the file system's free space, and a file of PROBE bytes allocated there and
+    removed (a read-only file system, a quota)."""
+    here = directory
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    free = os.statvfs(here)
+    if free.f_bavail * free.f_frsize < size:
+        return f"{free.f_bavail * free.f_frsize >> 10} KiB free"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".keyparity-space-", dir=here)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        os.posix_fallocate(fd, 0, min(size, PROBE))
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            return exc.strerror or str(exc)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return None
+
+
+def space(config: pytest.Config, profile: Profile, write_mode: policy.WriteMode,
+          journal_path: Path) -> None:
+    """Room for the run (UsageError otherwise): its run directory, and its journal when it may
+    write. A full disk at the start is one line, not one error per test."""
+    reports = Path(config.getoption("hsm_reports_dir") or config.rootpath / "reports")
+    places = [("reports", "--hsm-reports-dir", reports)]
+    if write_mode.effective == "migrate":
+        places.append(("journal", "--hsm-journal", journal_path.parent))
+    for what, option, directory in places:
+        need = SPACE_FIXED + SPACE_PER_KEY[what] * len(profile.keys)
+        why = _probe(directory.resolve(), need)
+        if why is not None:
+            raise pytest.UsageError(
+                f"no room to write the run's {what} in {directory} ({why}): it needs about "
+                f"{need >> 20} MiB for {len(profile.keys)} keys; free some space, or give "
+                f"{option} a directory with room")
 
 
 def signers(profile: Profile) -> None:

@@ -9,6 +9,7 @@ unwraps journaled as one batch); unset: no plan, one key at a time.
 JOURNAL_CHILD_BARRIER=DIR:N: after reading the target's objects (its index), wait until N
 children have (a file each in DIR), so that concurrent children all start from a target
 without the keys.
+JOURNAL_CHILD_LOCK_WAIT=SECONDS: how long a key's lock held by another process is waited for.
 
 Prints {"label": [status, detail], ...} as JSON on stdout.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from keyparity.hsm.cluster import ClusterSession
 from keyparity.journal.store import Journal
 from keyparity.hsm.login import LoginGate
+from keyparity.hsm.lockdir import key_locks
 from keyparity.hsm.migrate import Migrator, chunks
 from keyparity.profile import load_profile
 
@@ -45,7 +47,9 @@ def main(profile_path: str, journal_path: str, run_id: str, state: str,
     src = ClusterSession(profile.source, profile.module_env, gate)
     tgt = ClusterSession(profile.target, profile.module_env, gate)
     journal = Journal(Path(journal_path), hook=hook)
-    m = Migrator(profile, src, tgt, run_id, journal=journal)
+    wait = os.environ.get("JOURNAL_CHILD_LOCK_WAIT")
+    locks = key_locks(tgt, run_id, float(wait)) if wait else None
+    m = Migrator(profile, src, tgt, run_id, journal=journal, locks=locks)
     if os.environ.get("JOURNAL_CHILD_BARRIER"):
         barrier(tgt, os.environ["JOURNAL_CHILD_BARRIER"], run_id)
     if os.environ.get("JOURNAL_CHILD_CHUNK"):

@@ -170,6 +170,23 @@ def test_a_changed_cluster_goes_red_naming_the_key(lab, suites, change, expect):
     assert set(got) == set(expect), sorted(set(got) - set(expect))
 
 
+def test_a_reverify_profile_that_omits_a_baseline_key_is_refused_naming_it(lab, suites):
+    """It said "All 3 keys ... unchanged" against a baseline of 4: a re-verify proves every
+    key of its baseline, so one left out of the profile stops the run, named."""
+    lab.seed(KEYS)
+    base = take_baseline(lab, suites)
+    fewer = [k for k in KEYS if k["label"] != "k-rsa"]
+    result = run_suites(suites, lab.profile(fewer, name="now", migration={
+        "mode": "reverify", "baseline": str(base)}, compliance=None,
+        clusters={"target": _cluster(lab, "hsm1-now")}, evidence=_signers(lab),
+        exclude=[{"label": "k-rsa", "reason": "left out"}]))
+    assert result.ret == 4, result.stdout.str()
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and (f"keys: the baseline of {base.name} recorded {len(KEYS)} keys "
+                                 "and the profile does not list 1 of them (k-rsa)") in errors[0]
+    assert len(list((suites.path / "reports").glob("2*"))) == 1  # the baseline's only
+
+
 def test_a_tampered_baseline_is_refused_and_nothing_runs(lab, suites):
     lab.seed(KEYS)
     base = take_baseline(lab, suites)

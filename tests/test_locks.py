@@ -92,11 +92,19 @@ def keyparity(lab: Any, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False, cwd=lab.root, timeout=120)
 
 
-def test_journal_locks_and_unlock_name_the_holders_and_never_take_a_live_ones(lab):
-    profile = lab.profile([{"label": "k-aes", "type": "aes", "size": 128}])
+def lock_folder(lab: Any, profile: Path) -> Path:
+    """The key lock directory of a lab profile's target (hsm2), as ``journal locks`` names it
+    before any run locked a key there; made now."""
     empty = keyparity(lab, "journal", "locks", str(profile))
     assert empty.returncode == 0 and "no run has locked a key of hsm2 here" in empty.stdout
     folder = Path(empty.stdout.split(": ")[1])
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_journal_locks_and_unlock_name_the_holders_and_never_take_a_live_ones(lab):
+    profile = lab.profile([{"label": "k-aes", "type": "aes", "size": 128}])
+    folder = lock_folder(lab, profile)
     assert folder.parent == lab.root / "tokens.keyparity-locks"
     killed = holder(folder, "run-killed", "k-dead")
     killed.kill()

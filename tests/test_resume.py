@@ -230,6 +230,32 @@ def test_two_runs_with_two_journals_move_each_key_once(lab, chunk, order):
     assert all(verify(journal) == [] for journal in journals)
 
 
+def test_a_chunk_whose_first_key_is_held_elsewhere_gives_its_other_keys_back(lab):
+    """Another process holds the first key's lock, not the second's: the first key waits (a
+    short wait here) and fails naming the holder; the second, locked with it for a moment, is
+    given back and migrated on its own turn (it stayed 'pending' and its tests failed with an
+    empty reason)."""
+    from test_locks import holder, lock_folder
+    keys = [AES, RSA]
+    lab.seed(keys)
+    profile = lab.profile(keys)
+    first = lab.root / "journal.sqlite"
+    other = holder(lock_folder(lab, profile), "run-elsewhere", "k-aes128")
+    try:
+        env = {**lab.env, "JOURNAL_CHILD_CHUNK": "2", "JOURNAL_CHILD_LOCK_WAIT": "0.2"}
+        p = subprocess.Popen([sys.executable, str(CHILD), str(profile), str(first), "run-1",
+                              str(lab.root)], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=120)
+    finally:
+        other.communicate("")
+    assert p.returncode == 0, err
+    got = json.loads(out)
+    assert got["k-aes128"][0] == "failed" and "locked by run run-elsewhere" in got["k-aes128"][1]
+    assert got["k-rsa"][0] == "migrated", got
+    assert unwraps(first).get("k-rsa") == 1 and "k-aes128" not in unwraps(first)
+
+
 def test_suite_run_puts_the_journal_head_into_the_signed_statement(lab, suites):
     lab.seed([AES])
     result = run_suites(suites, lab.profile([AES]), "-k", "migration")

@@ -108,6 +108,23 @@ def test_seed_with_an_unset_env_pin_is_one_line(lab, monkeypatch):
                              ".pin: environment variable KP_UNSET_PIN is not set")
 
 
+def test_seed_on_a_production_source_needs_its_cluster_id(lab):
+    """seed writes keys to the source: a production profile's source gets none without
+    --hsm-confirm naming it (one line, exit 2), nor with another id."""
+    profile = edit_profile(lab.profile([AES], name="prod"),
+                           lambda d: d.update(environment="production"))
+    out = keyparity(lab, "seed", str(profile))
+    assert out.returncode == 2
+    assert one_line(out) == ("keyparity seed: error: refused: prod is a production profile; add "
+                             "--hsm-confirm=hsm1 (clusters.source.name) to create keys on hsm1")
+    wrong = keyparity(lab, "seed", str(profile), "--hsm-confirm=hsm2")
+    assert wrong.returncode == 2 and "does not match hsm1" in one_line(wrong)
+    assert lab.tokens({"op": "count", "token": "hsm1", "label": AES["label"]}) == [0]
+    done = keyparity(lab, "seed", str(profile), "--hsm-confirm=hsm1")
+    assert done.returncode == 0, done.stderr
+    assert lab.tokens({"op": "count", "token": "hsm1", "label": AES["label"]}) == [1]
+
+
 def test_a_refused_cloudhsm_cli_login_is_tried_once_in_a_run_of_two_workers(lab, suites,
                                                                            monkeypatch):
     keys = [AES, HMAC, {"label": "k-aes256", "type": "aes", "size": 256}]
