@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -437,6 +438,38 @@ def test_never_deletes_a_live_run_a_foreign_label_or_an_unknown_cluster(fake, tm
     journal.close()
 
 
+def test_a_zombie_or_a_reused_pid_is_not_a_live_owner(fake, tmp_path):
+    """A killed run's process that is a zombie (not reaped yet), or whose pid another program
+    has now (the start time differs), made wrapping objects nobody owns any more: reaped."""
+    from keyparity import process
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        zombie = process.Proc(child.pid, socket.gethostname(),
+                              int(Path(f"/proc/{child.pid}/stat").read_text()
+                                  .rsplit(")", 1)[1].split()[19]), process.me().boot)
+        child.kill()
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            os.sched_yield()
+        me = process.me()
+        reused = process.Proc(me.pid, me.host, me.start + 1, me.boot)
+        for run, proc in (("zombie", zombie), ("reused", reused)):
+            detail = f"cloudhsm-cli; pid {proc.pid} on {proc.host}, started {proc.start} in " \
+                     f"boot {proc.boot}"
+            rec = journal.bind(run)
+            for phase in ("before", "after"):
+                rec.record(phase, "cli-import-public", cluster="cluster-src",
+                           label=f"keyparity-wrap-{run}-imported", detail=detail)
+        lines, left = fake.reap(journal.bind("run-2"))
+    finally:
+        child.wait()
+    assert left == [], lines
+    assert sorted(d[3] for d in fake.deletes()) == ["attr.label=keyparity-wrap-reused-imported",
+                                                    "attr.label=keyparity-wrap-zombie-imported"]
+    journal.close()
+
+
 def test_keyparity_cleanup_deletes_a_killed_runs_cli_wrapping_objects(lab, monkeypatch,
                                                                        tmp_path):
     fake = Fake(tmp_path, monkeypatch)
@@ -446,10 +479,13 @@ def test_keyparity_cleanup_deletes_a_killed_runs_cli_wrapping_objects(lab, monke
     journal = tmp_path / "j.sqlite"
     killed_run(journal, "run-1", env=env)
     src_before = lab.tokens({"op": "count", "token": "hsm1"})[0]
+    reports = tmp_path / "reports"
+    lab.anchor(path, journal, reports)  # a killed run has no bundle: its head signed
 
     def cleanup(run: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "keyparity.cli", "cleanup", str(path),
-                               "--run", run, "--journal", str(journal)], env=env, cwd=REPO,
+                               "--run", run, "--journal", str(journal), "--reports-dir",
+                               str(reports)], env=env, cwd=REPO,
                               capture_output=True, text=True, timeout=120)
 
     result = cleanup("run-1")

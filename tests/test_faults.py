@@ -145,8 +145,10 @@ def test_an_unwrap_whose_reply_is_lost_is_reported_then_verified_not_repeated(
     assert lab.tokens(*({"op": "count", "token": "hsm2", "label": k["label"]}
                         for k in KEYS)) == [1, 1, 1]
 
-    out = subprocess.run([sys.executable, "-m", "keyparity.cli", "cleanup",
-                          str(lab.profile(KEYS)), "--run", first_run, "--journal", str(journal)],
+    signed = lab.anchor(lab.profile(KEYS), journal, suites.path / "reports")  # runs unsigned
+    out = subprocess.run([sys.executable, "-m", "keyparity.cli", "cleanup", str(signed),
+                          "--run", first_run, "--journal", str(journal), "--reports-dir",
+                          str(suites.path / "reports")],
                          env=lab.env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1, out.stdout + out.stderr
     assert ("not removed: 'k-two' on hsm2: the unwrap of run "

@@ -73,9 +73,11 @@ def test_cleanup_with_a_wrong_source_pin_logs_in_once_and_stops_with_one_line(la
     run_id = evidence(suites)["run"]["run_id"]
     log = lab.root / "spy.log"
     profile = edit_profile(lab.profile(EC, name="cleanup"), wrong_pin(lab, "source", log))
+    journal = suites.path / ".keyparity" / "journal.sqlite"
+    lab.anchor(profile, journal, suites.path / "reports")  # the run was not signed
 
-    out = keyparity(lab, "cleanup", str(profile), "--run", run_id, "--journal",
-                    str(suites.path / ".keyparity" / "journal.sqlite"))
+    out = keyparity(lab, "cleanup", str(profile), "--run", run_id, "--journal", str(journal),
+                    "--reports-dir", str(suites.path / "reports"))
 
     assert out.returncode == 1
     assert one_line(out) == (

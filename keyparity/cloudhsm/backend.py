@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import process
 from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
 from ..hsm import attributes
 from ..hsm.backend import Once
@@ -58,7 +59,7 @@ WRAP_PREFIX = "keyparity-wrap-"
 CLI_CREATES = {"cli-generate-wrapping-pair": (("-public", "public-key"),
                                               ("-private", "private-key")),
                "cli-import-public": (("", "public-key"),)}
-_OWNER = re.compile(r"pid (\d+) on (\S+)")
+_OWNER = re.compile(r"pid (\d+) on (\S+?)(?:, started (\d+) in boot (\S+))?(?:$|[;,\s])")
 
 
 def wrapping_label(run_id: str) -> str:
@@ -76,7 +77,11 @@ def key_reference(data: Any, *path: str) -> str | None:
 
 
 def _owner() -> str:
-    return f"cloudhsm-cli; pid {os.getpid()} on {socket.gethostname()}"
+    """Who made a run's wrapping objects, as the journal says it (keyparity.process: with the
+    start time, a zombie or a reused pid is not taken for it)."""
+    me = process.me()
+    started = f", started {me.start} in boot {me.boot}" if me.start is not None and me.boot else ""
+    return f"cloudhsm-cli; pid {me.pid} on {me.host}{started}"
 
 
 def cli_class(spec: KeySpec) -> str:
@@ -201,21 +206,17 @@ class CliChannel:
         return left
 
 
-def _dead(owner: tuple[int, str] | None) -> bool | None:
-    """Whether the process that made a run's wrapping objects is gone: True/False on this
-    host, None when it ran elsewhere (or the journal does not say)."""
-    if owner is None or owner[1] != socket.gethostname():
+def _dead(owner: process.Proc | None) -> bool | None:
+    """Whether the process that made a run's wrapping objects is gone (ended, a zombie, its
+    pid reused: keyparity.process): True/False on this host, None when it ran elsewhere (or
+    the journal does not say)."""
+    if owner is None:
         return None
-    pid = owner[0]
-    if pid == os.getpid():
+    me = process.me()
+    if (owner.pid, owner.host) == (me.pid, me.host) and owner.start in (None, me.start):
         return False  # this process: another channel of it may still be live
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    found = process.state(owner)
+    return None if found == "unknown" else found == "dead"
 
 
 def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: str | None = None,
@@ -238,7 +239,7 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
     clis = {c.cluster_id: c for c in (source, target) if c.cluster_id}
     # run -> {(cluster, label): (class, key reference, seq)}, in creation order
     pending: dict[str, dict[tuple[str, str], tuple[str, str | None, int]]] = {}
-    owners: dict[str, tuple[int, str]] = {}
+    owners: dict[str, process.Proc] = {}
     for e in rows:
         run = e["run_id"]
         if e["action"] not in CLI_CREATES or (run_id is not None and run != run_id) or (
@@ -246,7 +247,9 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
             continue
         found = _OWNER.search(e["detail"] or "")
         if found and e["phase"] == "before":
-            owners.setdefault(run, (int(found.group(1)), found.group(2)))
+            start = found.group(3)
+            owners.setdefault(run, process.Proc(int(found.group(1)), found.group(2),
+                                                int(start) if start else None, found.group(4)))
         refs = (e["handle"] or "").split(",")
         for i, (suffix, cls) in enumerate(CLI_CREATES[e["action"]]):
             key = (e["cluster"] or "", f"{e['label'] or ''}{suffix}")
