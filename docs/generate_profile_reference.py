@@ -47,9 +47,13 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                        "read is refused; in `test` it is a warning in the header and "
                        "`run.secret_files` in the evidence. See "
                        "[production.md](production.md#safety-for-production)",
-        "module_env": "environment variables set before the PKCS #11 modules load, e.g. "
-                      "`SOFTHSM2_CONF`; a value starting with `./` or `../` is resolved against "
-                      "the profile's directory",
+        "module_env": "environment variables a PKCS #11 module reads, set while the modules "
+                      "load and put back afterwards (never process-wide): only `SOFTHSM2_CONF` "
+                      "(SoftHSM), `PKCS11SPY` and `PKCS11SPY_OUTPUT` (OpenSC's pkcs11-spy); "
+                      "any other name is refused, a PIN reference's variable and `LD_*`/"
+                      "`PYTHON*` included (see [production.md](production.md#module_env)); a "
+                      "value starting with `./` or `../` is resolved against the profile's "
+                      "directory",
         "clusters": "the two clusters",
         "clusters.source": "the cluster the keys move from (hsm1, FIPS, in the headline case): "
                            "a [cluster](#cluster). It may not be the same token as the target "
@@ -92,7 +96,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "evidence": "who signs the evidence bundle (see "
                     "[auditors.md](auditors.md#signers-and-dual-control))",
         "evidence.signers": "the [signers](#signer); several signers put several signatures on "
-                            "one envelope (dual control); names must be unique. Without signers "
+                            "one envelope (dual control); names must be unique, and so must their "
+                            "keys. Without signers "
                             "the statement is written in an envelope with no signature, the run "
                             "says `UNSIGNED`, and verification fails",
         "evidence.threshold": "signatures `keyparity verify` requires at least (default: all "
@@ -120,10 +125,11 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "token_label": "which token, by label (exactly one of `token_label` and `slot`)",
         "slot": "which token, by slot number (exactly one of `token_label` and `slot`); "
                 "CloudHSM SDK 5 with both clusters configured: one slot per cluster",
-        "pin": "**a reference only**: `env:NAME` or `file:PATH` (one trailing newline is "
-               "stripped; the file must exist). A literal PIN is rejected. For CloudHSM the PIN "
-               "is `user:password` (see `user`). Never retried: see "
-               "[production.md](production.md#logins)",
+        "pin": "**a reference only**: `env:NAME` or `file:PATH` (one line: one trailing "
+               "newline is stripped; the file must be a regular file, not a link). A literal PIN "
+               "is rejected. For CloudHSM the PIN is `user:password` (see `user`). Never "
+               "retried: see [production.md](production.md#logins) and "
+               "[PIN files](production.md#pin-files)",
         "mode": "`FIPS` or `NON_FIPS`, as declared (recorded as *declared* in the evidence, "
                 "*verified* where an `aws` block lets keyparity read it)",
         "tls": "the cluster's TLS trust setup: [tls](#tls). Without it the TLS suite skips the "
@@ -247,10 +253,14 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "signer": {
         "name": "the signer's name (unique), named in the envelope and by `keyparity verify`",
-        "type": "`file`: a PEM private key (ECDSA P-384); `pkcs11`: a key inside an HSM, used "
-                "through python-pkcs11, that never leaves it; `kms`: an AWS KMS "
-                "`ECC_NIST_P384` key (Sign, `ECDSA_SHA_384`, `MessageType=DIGEST`)",
-        "path": "`file`: the PEM private key (required; must exist)",
+        "type": "`file`: a PEM private key; `pkcs11`: a key inside an HSM, used through "
+                "python-pkcs11, that never leaves it; `kms`: an AWS KMS `ECC_NIST_P384` key "
+                "(Sign, `ECDSA_SHA_384`, `MessageType=DIGEST`). Whatever holds it, the key is "
+                "ECDSA P-384 (any other is refused when the run starts: see "
+                "[production.md](production.md#signer-keys))",
+        "path": "`file`: the PEM private key (required; a regular file, not a link); held to "
+                "the PIN-file rules: a `production` profile refuses one others may read or "
+                "another user owns",
         "password": "`file`: the key's password, optional, a reference: `env:NAME` or "
                     "`file:PATH`",
         "module": "`pkcs11`: the PKCS #11 library (required)",

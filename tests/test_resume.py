@@ -44,6 +44,16 @@ def child(lab: Any, profile: Path, journal: Path, run_id: str, kill: str = "",
     return p.returncode, (json.loads(out) if p.returncode == 0 else None), err
 
 
+def outputs(procs: list[subprocess.Popen]) -> list[Any]:
+    """What each child printed, once all have ended (each must end well)."""
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out))
+    return outs
+
+
 def unwraps(journal: Path) -> dict[str, int]:
     """Completed unwraps per target label, over every run."""
     db = sqlite3.connect(journal)
@@ -181,12 +191,7 @@ def test_two_concurrent_runs_migrate_each_key_exactly_once(lab, chunk):
     lab.seed(keys)
     profile = lab.profile(keys)
     journal = lab.root / "journal.sqlite"
-    procs = [start(lab, profile, journal, f"run-{i}", chunk=chunk) for i in (1, 2)]
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        outs.append(json.loads(out))
+    outs = outputs([start(lab, profile, journal, f"run-{i}", chunk=chunk) for i in (1, 2)])
     labels = [k["label"] for k in keys]
     for label in labels:
         statuses = sorted(o[label][0] for o in outs)
@@ -213,13 +218,8 @@ def test_two_runs_with_two_journals_move_each_key_once(lab, chunk, order):
     gate = lab.root / "barrier"
     gate.mkdir()
     journals = [lab.root / f"journal-{i}.sqlite" for i in (1, 2)]
-    procs = [start(lab, profile, journal, f"run-{i}", chunk=chunk, barrier=f"{gate}:2")
-             for i, (profile, journal) in enumerate(zip(profiles, journals), 1)]
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        outs.append(json.loads(out))
+    outs = outputs([start(lab, profile, journal, f"run-{i}", chunk=chunk, barrier=f"{gate}:2")
+                    for i, (profile, journal) in enumerate(zip(profiles, journals), 1)])
     labels = [k["label"] for k in keys]
     both = [unwraps(journal) for journal in journals]
     assert {label: sum(u.get(label, 0) for u in both) for label in labels} == \

@@ -206,6 +206,16 @@ class CliChannel:
         return left
 
 
+def _owner_of(detail: str | None) -> process.Proc | None:
+    """The process a journal entry's detail names (``_owner``), or None."""
+    found = _OWNER.search(detail or "")
+    if found is None:
+        return None
+    start = found.group(3)
+    return process.Proc(int(found.group(1)), found.group(2), int(start) if start else None,
+                        found.group(4))
+
+
 def _dead(owner: process.Proc | None) -> bool | None:
     """Whether the process that made a run's wrapping objects is gone (ended, a zombie, its
     pid reused: keyparity.process): True/False on this host, None when it ran elsewhere (or
@@ -245,11 +255,9 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
         if e["action"] not in CLI_CREATES or (run_id is not None and run != run_id) or (
                 run_id is None and run == rec.run_id):
             continue
-        found = _OWNER.search(e["detail"] or "")
-        if found and e["phase"] == "before":
-            start = found.group(3)
-            owners.setdefault(run, process.Proc(int(found.group(1)), found.group(2),
-                                                int(start) if start else None, found.group(4)))
+        owner = _owner_of(e["detail"]) if e["phase"] == "before" else None
+        if owner is not None:
+            owners.setdefault(run, owner)
         refs = (e["handle"] or "").split(",")
         for i, (suffix, cls) in enumerate(CLI_CREATES[e["action"]]):
             key = (e["cluster"] or "", f"{e['label'] or ''}{suffix}")
