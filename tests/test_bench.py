@@ -151,7 +151,7 @@ def test_journal_overhead_migrates_every_key_both_ways(journal_figures):
     assert c["kcv_agree_journaled_and_plain"] == 9
     assert c["target_keys"] == c["plain_target_keys"] == 9
     assert c["target_labels_match"] and c["plain_target_labels_match"]
-    assert c["journal_chain_problems"] == [] and c["journal_locks_left"] == 0
+    assert c["journal_chain_problems"] == [] and c["locks_left"] == 0
     assert c["wrapping_objects_left"] == [] and c["failures"] == []
     assert "overhead journaled/plain - 1" in out and "keys/s" in out
 

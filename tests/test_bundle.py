@@ -306,14 +306,31 @@ def test_profile_without_signers_writes_an_unsigned_envelope_that_verify_rejects
     assert "has no signatures: the run directory is unsigned" in out.stdout
 
 
-def test_signer_failure_keeps_the_evidence_and_fails_the_run_with_the_reason(lab, suites):
-    _, public = auditor(lab)
+BREAK_KEY = """
+import os
+
+
+def pytest_sessionfinish(session):
+    # before keyparity's own (trylast), which signs the bundle
+    with open(os.environ["KEYPARITY_TEST_BREAK_KEY"], "w") as fh:
+        fh.write("-----BEGIN PRIVATE KEY-----\\nnot a key\\n-----END PRIVATE KEY-----\\n")
+"""
+
+
+def test_signer_failure_keeps_the_evidence_and_fails_the_run_with_the_reason(lab, suites,
+                                                                             monkeypatch):
+    """A signer that loaded when the run started (a broken one stops it there, one line) but
+    fails when the bundle is signed: its key file broken during the run."""
+    private, public = auditor(lab)
     broken = lab.root / "broken.key.pem"
-    broken.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    broken.write_bytes(private.read_bytes())
+    broken.chmod(0o600)
     keys = DEMO_KEYS[:1]
     lab.seed(keys)
+    (suites.path / "break_key.py").write_text(BREAK_KEY)
+    monkeypatch.setenv("KEYPARITY_TEST_BREAK_KEY", str(broken))
 
-    result = run_suites(suites, signed_profile(lab, keys, broken))
+    result = run_suites(suites, signed_profile(lab, keys, broken), "-pbreak_key")
 
     assert result.ret == 1
     outcomes = result.parseoutcomes()
@@ -327,6 +344,10 @@ def test_signer_failure_keeps_the_evidence_and_fails_the_run_with_the_reason(lab
     assert doc["signing"] == {"signers": ["auditor"], "threshold": 1}
     assert envelope(run_dir)["signatures"] == []
     assert verify(run_dir, public).returncode == 1
+    again = run_suites(suites, signed_profile(lab, keys, broken))
+    assert again.ret == 4 and [line for line in again.stderr.lines if line.startswith("ERROR")] \
+        == [f"ERROR: {lab.root / 'lab.yaml'}: evidence.signers: evidence signer auditor: "
+            f"{broken} is not a PEM private key"], again.stderr.str()
 
 
 # ---- Allure parameters ---------------------------------------------------------------------

@@ -257,7 +257,11 @@ def test_a_file_that_is_not_a_journal(tmp_path, content, said):
 
 
 def test_open_error():
-    err = open_error(Path("/j.sqlite"), sqlite3.DatabaseError("boom"))
+    """Not SQLite, or no entries table: not a keyparity journal. Anything else (a file SQLite
+    cannot open: permissions, a full disk) is not called that, nor told to start a new one."""
+    err = open_error(Path("/j.sqlite"), sqlite3.DatabaseError("file is not a database"))
     assert type(err) is JournalError
-    assert str(err) == ("/j.sqlite is not a keyparity journal (boom): give --hsm-journal (or "
-                        "--journal) the journal's path, or a new one")
+    assert str(err) == ("/j.sqlite is not a keyparity journal (file is not a database): give "
+                        "--hsm-journal (or --journal) the journal's path, or a new one")
+    err = open_error(Path("/j.sqlite"), sqlite3.OperationalError("unable to open database file"))
+    assert str(err) == "cannot open the journal /j.sqlite (unable to open database file)"

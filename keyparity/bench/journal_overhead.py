@@ -6,8 +6,9 @@ keys (seeded in a child process; not timed). Each worker process owns a contiguo
 the keys and runs two Migrators over the same source session: one WITH the journal, migrating
 to hsm2, and one WITHOUT it, migrating to hsm3; so both variants move the same source keys.
 Every worker opens the same journal database (one connection per process, as in a run), so
-the journaled phases are the contended case: two processes appending to one hash chain and
-taking per-key locks in one SQLite file.
+the journaled phases are the contended case: two processes appending to one hash chain. Both
+variants take the per-key locks (files beside each target's token directory:
+keyparity.journal.locks), as every writing Migrator does: what differs is the journal alone.
 
 The journal file is NOT on tmpfs: it lives in a temporary directory on the filesystem of
 ``--journal-dir`` (default /tmp; the real journal is ``<rootdir>/.keyparity/journal.sqlite`` on
@@ -52,6 +53,7 @@ from ..hsm.migrate import Migrator
 from ..hsm.seed import seed
 from ..hsm.softhsm import find_module, provision
 from ..journal.chain import verify
+from ..journal.locks import KeyLocks
 from ..journal.store import Journal
 from ..hsm.migrate import chunk_size, chunks
 from ..secrets import SecretRef
@@ -293,21 +295,26 @@ def _phase_rounds(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rounds
 
 
-def _journal_counts(journal_path: Path) -> dict[str, Any]:
-    """Entries (in all and per action/phase), locks left and journal_mode (Journal.stats)."""
+def _journal_counts(journal_path: Path, root: Path) -> dict[str, Any]:
+    """Entries (in all and per action/phase) and journal_mode (Journal.stats), and the key
+    locks of both targets left held (a record a worker left ``held``)."""
     journal = Journal(journal_path)
     try:
         stats = journal.stats()
     finally:
         journal.close()
+    held = sum(1 for folder in (root / "tokens.keyparity-locks").glob("*")
+               for entry in KeyLocks(folder, "bench").holders()
+               if entry["held"] or entry["record"].get("state") == "held")
     return {"by_action": stats["by_action"], "entries": stats["entries"],
-            "locks_left": stats["locks"], "mode": stats["journal_mode"]}
+            "locks_left": held, "mode": stats["journal_mode"]}
 
 
 def _checks(parts: list[dict[str, Any]], on_target: dict[str, list[str]], labels: list[str],
             chain: list[str], locks_left: int) -> dict[str, Any]:
     """Both variants' outcomes over the workers, the keys on both targets, the journal's
-    chain and locks. Takes the target KCVs out of ``parts`` (they are not in the figures)."""
+    chain, and the key locks. Takes the target KCVs out of ``parts`` (they are not in the
+    figures)."""
     kcv_j = {k: v for p in parts for k, v in p[JOURNALED].pop("kcvs").items()}
     kcv_p = {k: v for p in parts for k, v in p[PLAIN].pop("kcvs").items()}
     return {
@@ -322,7 +329,7 @@ def _checks(parts: list[dict[str, Any]], on_target: dict[str, list[str]], labels
         "target_labels_match": on_target[TARGET] == labels,
         "plain_target_keys": len(on_target[BARE_TARGET]),
         "plain_target_labels_match": on_target[BARE_TARGET] == labels,
-        "journal_chain_problems": chain[:10], "journal_locks_left": locks_left,
+        "journal_chain_problems": chain[:10], "locks_left": locks_left,
         "wrapping_objects_left": [x for p in parts for x in p["wrapping_objects_left"]],
     }
 
@@ -338,7 +345,7 @@ def run(n: int, batch: int, workers: int, root: Path, journal_dir: Path,
     on_target = _child(ctx, _count_child, str(root), n)
     rounds = _phase_rounds(parts)
     labels = sorted(s.label for s in _load(root, n)[2])
-    counts = _journal_counts(journal_path)
+    counts = _journal_counts(journal_path, root)
     chain = verify(journal_path)
     checks = _checks(parts, on_target, labels, chain, counts["locks_left"])
     return {"provision_seconds": provision_s, "seed_seconds": seeded["seconds"],
@@ -364,7 +371,7 @@ def summary(n: int, batch: int, workers: int, root: Path, raw: dict[str, Any]) -
           and c["plain_migrated"] == n and c["plain_kcv_matched"] == n
           and c["kcv_agree_journaled_and_plain"] == n and c["target_labels_match"]
           and c["plain_target_labels_match"] and not c["journal_chain_problems"]
-          and c["journal_locks_left"] == 0 and not c["failures"])
+          and c["locks_left"] == 0 and not c["failures"])
     return {
         "mode": "journal-overhead", "keys": n, "batch": batch, "workers": workers,
         "key_type": "AES-256", "token_dir": str(root), "tmpfs": root.parent == TMPFS,
@@ -412,7 +419,7 @@ def report(doc: dict[str, Any], say: Any) -> None:
         f"matched {c['plain_kcv_matched']}/{n}; KCVs agree {c['kcv_agree_journaled_and_plain']}"
         f"/{n}; {TARGET} holds {c['target_keys']}, {BARE_TARGET} holds {c['plain_target_keys']}; "
         f"chain {'intact' if not c['journal_chain_problems'] else 'BROKEN'}, "
-        f"{c['journal_locks_left']} locks left")
+        f"{c['locks_left']} key locks left held")
     for line in c["failures"] + c["journal_chain_problems"]:
         say(f"  problem: {line}")
 
