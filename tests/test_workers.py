@@ -22,7 +22,7 @@ def target_count(lab, label: str | None = None) -> int:
     return lab.tokens({"op": "count", "token": "hsm2", **({"label": label} if label else {})})[0]
 
 
-@pytest.mark.parametrize("dist", ["load", "loadscope", "each"])
+@pytest.mark.parametrize("dist", ["load", "each"])
 def test_a_writing_run_refuses_a_distribution_that_splits_a_chunk(lab, suites, dist):
     lab.seed(KEYS[:2])
     result = run_suites(suites, lab.profile(KEYS[:2]), "-n", "2", f"--dist={dist}")
