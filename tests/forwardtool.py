@@ -14,8 +14,8 @@ migration's channel makes it (session objects) and its public half imported on h
   refuse     cases: [names of malformed CK_RSA_AES_KEY_WRAP_PARAMS, see PARAMS]
              -> {case: {"wrap": error or "ok", "unwrap": error or "ok", "objects": [before,
              after] on both tokens}}
-  leftovers  cases: [names, see SCENARIOS] -> {case: {"outcome": error or "ok",
-             "temporary": AES session keys on either token after it}}
+  leftovers  cases: [names, see scenarios()] -> {case: {"outcome": error or "ok",
+             "temporary": AES session keys it added on either token}}
   random     calls: N   N x C_GenerateRandom -> {"seconds", "cpu_seconds"}
   mechanism  -> {"listed": CKM_RSA_AES_KEY_WRAP in hsm1's list, its "flags" and "sizes",
              and "oaep_sizes" (CKM_RSA_PKCS_OAEP's)}
@@ -223,9 +223,11 @@ def scenarios(run: Run) -> dict[str, Callable[[], Any]]:
 
 
 def op_leftovers(run: Run, op: dict[str, Any]) -> dict[str, Any]:
-    table = scenarios(run)
-    return {case: {"outcome": outcome(table[case]), "temporary": temporary(run)}
-            for case in op["cases"]}
+    table, out = scenarios(run), {}
+    for case in op["cases"]:
+        before = temporary(run)
+        out[case] = {"outcome": outcome(table[case]), "temporary": temporary(run) - before}
+    return out
 
 
 def op_random(run: Run, op: dict[str, Any]) -> dict[str, Any]:
