@@ -100,8 +100,11 @@ int main(int argc, char **argv)
         for (int m = 4; m < argc; m++) {
             fflush(stdout);
             pid_t child = fork();
-            if (child == 0)
-                _exit(measure(argv[m], argv[1], calls, r));
+            if (child == 0) {
+                int rc = measure(argv[m], argv[1], calls, r);
+                fflush(stdout); /* _exit does not */
+                _exit(rc);
+            }
             int status;
             waitpid(child, &status, 0);
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

@@ -6,7 +6,8 @@
  *   KEYPARITY_P11_TARGET      the module to forward to (required), e.g. libsofthsm2.so
  *   KEYPARITY_P11_LATENCY_US  microseconds each call waits before it is forwarded (default 0):
  *                             the calling thread sleeps (nanosleep), as it would waiting for
- *                             a network HSM's answer; other threads go on meanwhile
+ *                             a network HSM's answer; other threads go on meanwhile (the
+ *                             waiting thread's timer slack is set to 1 ns)
  *   KEYPARITY_P11_CALLS       a file that receives the calls counted so far, as JSON, at each
  *                             C_Finalize and when the process exits; "%p" becomes the pid
  */
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,12 +135,14 @@ static const char *calls_path;
 static CK_RV loaded = CKR_GENERAL_ERROR;
 
 /* What each call does before it reaches the target: it is counted, then waits as a network
- * round trip would. */
+ * round trip would. The thread's timer slack (50 us by default) is set to 1 ns so that a sleep
+ * of L ends close to L; the kernel's wake-up delay remains (docs/benchmarks.md). */
 static void arrive(int function)
 {
     atomic_fetch_add_explicit(&calls[function], 1, memory_order_relaxed);
     if (latency_us == 0)
         return;
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     struct timespec left = latency;
     while (nanosleep(&left, &left) == -1 && errno == EINTR)
         ;
