@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from spylog import SPY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,3 +73,16 @@ def wraptool(lab: Any, token: str, op: str, spy_behind: Path | None = None,
     so, env = environment(lab, spy_behind=spy_behind)
     return child(WRAPTOOL, {"module": so, "token": token, "pin": lab.pins[token], "op": op,
                             "params": ["sha1", "mgf1-sha1", 256], **args}, env, lab.root)
+
+
+def wrap_known(lab: Any, value: bytes, *, spy_behind: Path | None = None,
+               ) -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
+    """hsm1 wraps a known AES key value natively, through the module, for the public half of an
+    RSA-2048 key made in software; returns that private key and wraptool's answer."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = private.public_key().public_numbers()
+    out = wraptool(lab, "hsm1", "wrap-known", spy_behind=spy_behind, native=True,
+                   public_n=f"{numbers.n:0512x}", public_e=f"{numbers.e:06x}",
+                   value_hex=value.hex())
+    assert "error" not in out, out
+    return private, out

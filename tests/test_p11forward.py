@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 import yaml
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 
 from conftest import REPO, fresh_lab
-from forwarding import environment, forwardtool, module, wraptool
+from forwarding import environment, forwardtool, module, wrap_known, wraptool
 from spylog import blocks, calls, hexdump
 
 # the keys the demo migrates (its rotate key stays behind), under labels of this test
@@ -105,11 +105,7 @@ def test_native_mechanism_is_one_call_per_wrap_and_unwrap(moved):
 def test_module_blob_comes_apart_in_software(lab):
     """Software takes the module's blob apart as v2.40 2.1.21 defines it: RSA-OAEP over the
     modulus length, then RFC 5649 under the key it gave."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    numbers = private.public_key().public_numbers()
-    out = wraptool(lab, "hsm1", "wrap-known", native=True, public_n=f"{numbers.n:0512x}",
-                   public_e=f"{numbers.e:06x}", value_hex=KNOWN_256.hex())
-    assert "error" not in out, out
+    private, out = wrap_known(lab, KNOWN_256)
     blob = bytes.fromhex(out["blob"])
     k = private.decrypt(blob[:256], padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),
                                                  algorithm=hashes.SHA1(), label=None))
@@ -128,12 +124,7 @@ def test_module_blob_is_softhsms_two_outputs(lab):
     AES-KWP output, under a temporary session key that is destroyed after each wrap (python-
     pkcs11's length query included)."""
     log = lab.root / "behind.log"
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    numbers = private.public_key().public_numbers()
-    out = wraptool(lab, "hsm1", "wrap-known", native=True, spy_behind=log,
-                   public_n=f"{numbers.n:0512x}", public_e=f"{numbers.e:06x}",
-                   value_hex=KNOWN_256.hex())
-    assert "error" not in out, out
+    _, out = wrap_known(lab, KNOWN_256, spy_behind=log)
     wraps = calls(log, "C_WrapKey")
     kinds = [re.search(r"pMechanism->type = (\S+)", b).group(1) for b in wraps]
     assert kinds == ["CKM_RSA_PKCS_OAEP", "0x0000210A"] * 3  # length, length, then the bytes
@@ -293,4 +284,5 @@ def test_module_is_built_outside_the_tree():
     assert path.is_file() and path.parent == REPO / ".keyparity" / "native"
     tracked = subprocess.run(["git", "ls-files", "native"], capture_output=True, text=True,
                              cwd=REPO, check=True).stdout.split()
-    assert not [p for p in tracked if not p.endswith((".c", ".h", ".md"))]
+    assert "native/p11forward/p11forward.c" in tracked
+    assert not [p for p in tracked if (REPO / p).read_bytes()[:4] == b"\x7fELF"]
