@@ -92,11 +92,12 @@ CK_RV rsa_aes_mechanism_list(CK_SLOT_ID slot, CK_MECHANISM_TYPE *list, CK_ULONG 
         *count = n + add;
         return CKR_BUFFER_TOO_SMALL;
     }
-    rv = target->C_GetMechanismList(slot, list, &n);
+    CK_ULONG room = *count - add; /* the target's list may have grown since */
+    rv = target->C_GetMechanismList(slot, list, &room);
     if (rv == CKR_OK && add)
-        list[n++] = CKM_RSA_AES_KEY_WRAP;
-    if (rv == CKR_OK)
-        *count = n;
+        list[room++] = CKM_RSA_AES_KEY_WRAP;
+    if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL)
+        *count = room + (rv == CKR_OK ? 0 : add);
     return rv;
 }
 
