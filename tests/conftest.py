@@ -2,12 +2,14 @@
 pointing at them, and a way to run the real suites against them with pytester."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +129,20 @@ class Lab:
         return out
 
 
-@pytest.fixture
-def lab() -> Any:
+@contextlib.contextmanager
+def fresh_lab() -> Iterator[Lab]:
     """A fresh token directory on tmpfs (``/dev/shm``), removed afterwards."""
     root = Path(tempfile.mkdtemp(prefix="keyparity-lab-", dir=TMPFS))
     try:
         yield Lab(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def lab() -> Any:
+    with fresh_lab() as fresh:
+        yield fresh
 
 
 @pytest.fixture

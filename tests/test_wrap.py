@@ -28,10 +28,10 @@ from keyparity.hsm.mechanisms import (
     CK_RSA_AES_KEY_WRAP_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, CKM_RSA_AES_KEY_WRAP, CKZ_DATA_SPECIFIED,
     RSA_AES_KEY_WRAP, PackedRsaAesParams, WrapParams,
 )
+from spylog import SPY, blocks, calls, hexdump
 
 REPO = Path(__file__).resolve().parents[1]
 WRAPTOOL = Path(__file__).with_name("wraptool.py")
-SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11-spy.so")
 
 # Known AES key values (test vectors only: never do this with a real key).
 KNOWN_256 = bytes.fromhex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
@@ -65,34 +65,6 @@ def software_kcv(value: bytes) -> str:
     """AES-ECB of a 16-byte zero block, first 3 bytes (keyparity.hsm.identity's KCV method)."""
     encryptor = Cipher(algorithms.AES(value), modes.ECB()).encryptor()
     return (encryptor.update(bytes(16)) + encryptor.finalize())[:3].hex()
-
-
-def blocks(log: Path) -> list[str]:
-    """The calls in a pkcs11-spy log, in order.
-
-    A block starts with ``N: C_Name``, then a timestamp, ``[in] ...``/``[out] ...`` lines (for
-    example ``[in] pMechanism->type = CKM_RSA_PKCS_OAEP``, or the hex value when the spy has no
-    name for it), and ends with ``Returned:  RV CKR_NAME``.
-    """
-    return re.split(r"\n(?=\d+: C_\w+\n)", log.read_text(errors="replace"))
-
-
-def calls(log: Path, name: str) -> list[str]:
-    """The blocks of one function, in call order."""
-    return [b for b in blocks(log) if re.match(rf"\d+: {name}\n", b)]
-
-
-def hexdump(block: str, field: str) -> bytes:
-    """The bytes of a hex dump that follows ``field`` in a spy log block."""
-    lines = block.split("\n")
-    start = next(i for i, line in enumerate(lines) if field in line)
-    out = b""
-    for line in lines[start + 1:]:
-        m = re.match(r"\s+[0-9a-fA-F]{8}  ((?:[0-9A-F]{2} ){1,16})", line)
-        if not m:
-            break
-        out += bytes.fromhex(m.group(1))
-    return out
 
 
 # --- a. byte compatibility of the two-step path with CKM_RSA_AES_KEY_WRAP -----------------
