@@ -68,7 +68,8 @@ def _is_value(word: str, current: str | None) -> bool:
 
 def check(args: Args, spec: Spec) -> None:
     """Refuse what the CLI's parser refuses: an unknown option, a flag given a value, a single
-    option given several, an option without its value, a required option missing."""
+    option given none or several, a required option missing. A list option may be given no
+    value: the CLI's syntax writes them ``--filter [<FILTER>...]``."""
     for name, values in args.options.items():
         kind = spec.options.get(name)
         if kind is None:
@@ -77,8 +78,6 @@ def check(args: Args, spec: Spec) -> None:
             raise UsageError(f"unexpected argument '{values[0]}' found")
         if kind == "one" and len(values) != 1:
             raise UsageError(f"a value is required for '{name}' (exactly one)")
-        if kind == "many" and not values:
-            raise UsageError(f"a value is required for '{name} <{name[2:].upper()}>...'")
     for need in spec.required:
         names = need if isinstance(need, tuple) else (need,)
         given = [n for n in names if n in args.options]

@@ -170,10 +170,10 @@ def _matches(key: Key, wanted: list[tuple[str, Any]]) -> bool:
             if key.row.ref != value:
                 return False
             continue
-        have = key.attr(name)
-        if name == "id":
-            have = (have or "")[2:]
-        elif isinstance(have, str) and not isinstance(value, bool) and name != "label":
+        cheap = {"label": key.tk.label, "id": key.tk.id, "class": key.cls,
+                 "key-type": key.key_type}  # without reading the token again
+        have = cheap[name] if name in cheap else key.attr(name)
+        if isinstance(have, str) and not isinstance(value, bool) and name != "label":
             have = have.lower()
         if have != value:
             return False

@@ -188,19 +188,25 @@ def demo(root: Path) -> dict[str, Any]:
     return write_manifest(root, [hsm1, hsm2m], clients, DEMO_SEEDS)
 
 
+def cluster_entry(c: TwinCluster) -> dict[str, Any]:
+    """A cluster as the manifest describes it (paths only, no secret)."""
+    return {"cluster_id": c.cluster_id, "mode": c.mode, "hsm_type": c.hsm_type,
+            "token_label": c.name, "pin_file": str(c.pin_file), "pkcs11_user": c.pkcs11_user,
+            "users": {u: {"role": c.roles[u], "password_file": str(p)}
+                      for u, p in c.passwords.items()}}
+
+
+def client_entry(exe: Path) -> dict[str, str]:
+    return {"cloudhsm_cli": str(exe), "config": str(exe.parent.parent / "etc" /
+                                                    "cloudhsm-cli.cfg")}
+
+
 def write_manifest(root: Path, clusters: Sequence[TwinCluster], clients: Mapping[str, Path],
                    seeds: Sequence[Seed] = ()) -> dict[str, Any]:
     doc = {"root": str(root), "module": softhsm.find_module(),
            "softhsm2_conf": str(root / "softhsm2.conf"),
-           "clusters": {c.name: {"cluster_id": c.cluster_id, "mode": c.mode,
-                                 "hsm_type": c.hsm_type, "token_label": c.name,
-                                 "pin_file": str(c.pin_file), "pkcs11_user": c.pkcs11_user,
-                                 "users": {u: {"role": c.roles[u], "password_file": str(p)}
-                                           for u, p in c.passwords.items()}}
-                        for c in clusters},
-           "clients": {name: {"cloudhsm_cli": str(exe),
-                              "config": str(exe.parent.parent / "etc" / "cloudhsm-cli.cfg")}
-                       for name, exe in clients.items()},
+           "clusters": {c.name: cluster_entry(c) for c in clusters},
+           "clients": {name: client_entry(exe) for name, exe in clients.items()},
            "seeded": [asdict(s) for s in seeds]}
     (root / "twin.json").write_text(json.dumps(doc, indent=2) + "\n")
     return doc
