@@ -52,22 +52,25 @@ def delete(ctx: Ctx) -> dict[str, Any]:
     return {"message": "Key deleted successfully"}
 
 
-def _share_target(ctx: Ctx, key: Key) -> str:
+def _sharing(ctx: Ctx, verb: str) -> tuple[Key, str]:
+    """The key and the crypto user of ``key share``/``key unshare``, by the key's owner, with
+    approval when the key's management quorum asks for it."""
+    rules.crypto_user(ctx.role, f"key {verb}")
+    key = ctx.one("--filter")
+    rules.owner(key, ctx.user, verb)
     role = ctx.args.one("--role")
     if role not in rules.ROLES:
         raise UsageError(f"invalid value '{role}' for '--role <ROLE>'")
     if role != rules.CRYPTO_USER:
         raise TwinError("Keys are shared with crypto users only")
-    return rules.crypto_users([str(ctx.args.one("--username"))], ctx.roles(), key.owner)[0]
+    user = rules.crypto_users([str(ctx.args.one("--username"))], ctx.roles(), key.owner)[0]
+    rules.approval(key, ctx.args.one("--approval"), "--approval")
+    return key, user
 
 
 def share(ctx: Ctx) -> dict[str, Any]:
     """cloudhsm_cli-key-share: by the owner, with up to seven crypto users."""
-    rules.crypto_user(ctx.role, "key share")
-    key = ctx.one("--filter")
-    rules.owner(key, ctx.user, "share")
-    user = _share_target(ctx, key)
-    rules.approval(key, ctx.args.one("--approval"), "--approval")
+    key, user = _sharing(ctx, "share")
     rules.share_limit(key.shared, [user])
     ctx.state.share(key.row.ref, user)
     return {"message": "Key shared successfully"}
@@ -75,11 +78,7 @@ def share(ctx: Ctx) -> dict[str, Any]:
 
 def unshare(ctx: Ctx) -> dict[str, Any]:
     """cloudhsm-cli-share-keys / cloudhsm_cli-key-unshare: by the owner."""
-    rules.crypto_user(ctx.role, "key unshare")
-    key = ctx.one("--filter")
-    rules.owner(key, ctx.user, "unshare")
-    user = _share_target(ctx, key)
-    rules.approval(key, ctx.args.one("--approval"), "--approval")
+    key, user = _sharing(ctx, "unshare")
     if user not in key.shared:
         raise TwinError(f"Key {key.reference} is not shared with {user}")
     ctx.state.unshare(key.row.ref, user)
