@@ -544,3 +544,15 @@ def check_data_crosses_both_ways(t: Twin) -> None:
                          "data_hex": ciphertext} for (label, _, back), ciphertext
                         in zip(ways, sealed)])
     assert opened == [message] * len(ways) and message not in sealed
+
+
+def test_the_owner_unshares_and_the_shared_user_no_longer_sees_the_key(twin):
+    assert aes(twin, "lab", "cu5", "unshare-me", "--share-crypto-users", "cu6").ok
+    seen = ("key", "list", "--filter", "attr.label=unshare-me")
+    assert twin.run("lab", "cu6", *seen).data["total_key_count"] == 1
+    unshare = ("key", "unshare", "--filter", "attr.label=unshare-me", "--role", CU,
+               "--username", "cu6")
+    refused = twin.run("lab", "cu6", *unshare)
+    assert refused.error_code == 1 and "Only the owner of a key can unshare" in refused.data
+    assert twin.run("lab", "cu5", *unshare).data == {"message": "Key unshared successfully"}
+    assert twin.run("lab", "cu6", *seen).data["total_key_count"] == 0

@@ -161,3 +161,87 @@ def test_the_cli_channel_moves_a_key_for_real_and_leaves_no_wrapping_object(twin
     for name in ("hsm1", "hsm2m"):
         left = [k.label for k in cli(twin, name).list_keys({})]
         assert not [label for label in left if label and label.startswith("keyparity-wrap-")]
+
+
+def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
+    """The suites (migration, attributes, ownership...) with ``migration.backend: cloudhsm-cli``
+    against the stand-in's hsm1 and hsm2m: the guide's commands move two keys for real, PKCS #11
+    then finds them on the target with the source's key material, CloudHSM's view of each
+    agrees with PKCS #11's, the owner is the migrating user, and ``apply_sharing`` shares one
+    as the inventory asks (keyparity's side of issue 23 aside: quorum, per-owner migration)."""
+    import json as _json
+    import yaml
+
+    from conftest import REPO, evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    shutil.copy(REPO / "suites" / "test_ownership.py", suites.path / "suites")
+
+    def cluster(name: str, mode: str) -> dict[str, Any]:
+        c = twin.cluster(name)
+        return {"name": name, "module": twin.manifest["module"], "token_label": name,
+                "pin": f"file:{c['pin_file']}", "mode": mode,
+                "cloudhsm_cli": {"path": twin.manifest["clients"][name]["cloudhsm_cli"],
+                                 "user": "cu1",
+                                 "password": f"file:{c['users']['cu1']['password_file']}"},
+                "aws": {"cluster_id": c["cluster_id"], "region": "us-east-1"}}
+
+    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
+            {"label": "k-des3-shared", "type": "des3", "owner": "cu1", "share_with": ["cu2"]}]
+    profile = tmp_path / "twin.yaml"
+    profile.write_text(yaml.safe_dump({
+        "name": "twin", "description": "the CloudHSM stand-in", "environment": "test",
+        "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
+        "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
+        # sha1: the preflight also tries the profile's OAEP hash through PKCS #11, on SoftHSM
+        "wrapping": {"oaep_hash": "sha1", "mgf": "mgf1-sha1"},
+        "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
+        "keys": keys,
+        "exclude": [{"label": label, "reason": "another owner's, or not extractable"}
+                    for label in ("k-des3-cu2", "k-des3-quorum", "k-des3-nonextractable")],
+        "compliance": {"acknowledge_non_fips": {"reason": "3DES to a NON_FIPS cluster",
+                                                "approver": "lab"}}}, sort_keys=False))
+    result = run_suites(suites, profile)
+    assert result.ret == 0, result.stdout.str()
+    doc = evidence(suites)
+    outcomes = {t["nodeid"]: t["outcome"] for t in doc["tests"]}
+    for label in ("k-des3-cu1", "k-des3-shared"):
+        for test in ("test_target_key_is_owned_by_the_expected_user",
+                     "test_target_key_is_shared_with_the_expected_users",
+                     "test_cli_attributes_and_check_value_match_pkcs11"):
+            assert outcomes[f"suites/test_ownership.py::{test}[{label}]"] == "passed"
+    [moved] = twin.run("hsm2m", "cu1", "key", "list", "--filter", "attr.label=k-des3-shared",
+                       "--verbose").data["matched_keys"]
+    assert [u["username"] for u in moved["key-info"]["shared-users"]] == ["cu2"]
+    assert "keyparity-wrap-" not in _json.dumps(twin.run("hsm2m", "cu1", "key", "list").data)
+
+
+def test_registered_trust_anchors_and_enforcement_are_read_back(twin):
+    """A cluster provisioned with mTLS enforced and a trust anchor: keyparity's mTLS read gets
+    the level and the anchor (by the SHA-256 of its DER)."""
+    import datetime
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from cloudhsm_twin.provision import client_entry, cluster_entry, make_client, make_cluster
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    made = make_cluster(twin.root, "mtls", "NON_FIPS", "hsm2m.medium",
+                        {"cu1": "crypto-user"}, anchors=[pem], mtls_enforcement="cluster")
+    twin.manifest["clusters"]["mtls"] = cluster_entry(made)
+    twin.manifest["clients"]["mtls"] = client_entry(make_client(twin.root, "mtls", [made]))
+    state = mtls.read(cli(twin, "mtls"), "hsm2m.medium")
+    assert state.level == "cluster" and state.enforced
+    [anchor] = state.anchors
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert anchor.sha256 == (hashlib.sha256(der).hexdigest(),) and anchor.coverage == "full"

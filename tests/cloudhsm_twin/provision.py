@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -130,18 +131,34 @@ def make_client(root: Path, name: str, clusters: Sequence[TwinCluster]) -> Path:
 
 def seed(twin: TwinCluster, seeds: Sequence[Seed]) -> list[str]:
     """Make ``seeds`` on the cluster's token through PKCS #11 and record their owners, sharing
-    and quorum values (checked as the CLI checks them); returns their key references."""
+    and quorum values (checked as the CLI checks them); returns their key references. Done in
+    a child process: SoftHSM reads its configuration once per process, and the caller (a test
+    run) may need another."""
+    job = {"directory": str(twin.directory), "name": twin.name, "pin_file": str(twin.pin_file),
+           "pkcs11_user": twin.pkcs11_user, "roles": twin.roles,
+           "seeds": [asdict(s) for s in seeds]}
+    done = subprocess.run([sys.executable, "-m", "cloudhsm_twin", "seed", json.dumps(job)],
+                          cwd=TESTS, capture_output=True, text=True, check=False, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"seeding {twin.name} failed: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def seed_here(job: Mapping[str, Any]) -> list[str]:
+    """``seed``'s work, in the child process (``python -m cloudhsm_twin seed JOB``)."""
+    seeds = [Seed(**{**s, "share_with": tuple(s["share_with"]), "quorum": tuple(s["quorum"])})
+             for s in job["seeds"]]
+    directory = Path(job["directory"])
     refs = []
-    with State.open(twin.directory) as state:
-        conf = str(twin.directory.parent / "softhsm2.conf")
-        with session(str(state.get("module")), conf, twin.name,
-                     twin.pin_file.read_text().strip()) as s:
+    with State.open(directory) as state:
+        with session(str(state.get("module")), str(directory.parent / "softhsm2.conf"),
+                     job["name"], Path(job["pin_file"]).read_text().strip()) as s:
             for item in seeds:
                 _generate(s, item)
-            keys = {(k.tk.label, k.cls): k for k in load_keys(state, s, twin.pkcs11_user)}
+            keys = {(k.tk.label, k.cls): k for k in load_keys(state, s, job["pkcs11_user"])}
             for item in seeds:
                 key = keys[(item.label, "secret-key")]
-                share = rules.crypto_users(item.share_with, twin.roles, item.owner)
+                share = rules.crypto_users(item.share_with, job["roles"], item.owner)
                 rules.share_limit([], share)
                 rules.quorum(*item.quorum, associated=1 + len(share))
                 key.row.owner = item.owner
