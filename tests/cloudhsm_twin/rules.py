@@ -95,7 +95,7 @@ def extractable(payload: KeyLike) -> None:
                         "cannot be wrapped")
 
 
-def usable_for(key: KeyLike, attribute: str, role: str) -> None:
+def usable_for(key: KeyLike, attribute: str) -> None:
     """The wrapping key needs ``wrap=true`` (cloudhsm_cli-key-wrap-rsa-aes: "an RSA key ... with
     the wrap attribute set to true"), the unwrapping key ``unwrap=true``
     (cloudhsm_cli-key-unwrap-rsa-aes: "its unwrap attribute must be set to true")."""

@@ -70,7 +70,7 @@ def wrap(ctx: Ctx) -> dict[str, Any]:
     if wrapping.cls != "public-key" or wrapping.key_type != "rsa":
         raise TwinError(f"Key {wrapping.reference} is not an RSA public key: RSA-AES wraps with "
                         "one")
-    rules.usable_for(wrapping, "wrap", ctx.role)
+    rules.usable_for(wrapping, "wrap")
     rules.trusted_wrap(payload, wrapping)
     rules.approval(payload, a.one("--payload-approval"), "--payload-approval")
     rules.approval(wrapping, a.one("--wrapping-approval"), "--wrapping-approval")
@@ -113,7 +113,7 @@ def unwrap(ctx: Ctx) -> dict[str, Any]:
     unwrapping = ctx.one("--filter")
     if unwrapping.cls != "private-key" or unwrapping.key_type != "rsa":
         raise TwinError(f"Key {unwrapping.reference} is not an RSA private key")
-    rules.usable_for(unwrapping, "unwrap", ctx.role)
+    rules.usable_for(unwrapping, "unwrap")
     rules.approval(unwrapping, a.one("--approval"), "--approval")
     final = making.wanted(a.many("--attributes"), cls, key_type, str(a.one("--label")))
     quorum = (ctx.number("--manage-key-quorum-value"), ctx.number("--use-key-quorum-value"))
