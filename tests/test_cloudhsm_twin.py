@@ -285,6 +285,44 @@ def mtls_only_on_hsm2m(t: Twin) -> tuple[Result, Result | None]:
     return t.run("hsm1", "cu1", *get), t.run("hsm2m", "cu1", *get)
 
 
+def wrapping_key_needs_wrap(t: Twin) -> tuple[Result, Result | None]:
+    assert t.run("hsm1", "cu1", "key", "import", "pem", "--path", str(t.root / "w.pem"),
+                 "--label", "no-wrap", "--key-type-class", "rsa-public").ok  # wrap: default
+    return (wrap(t, "hsm1", "cu1", "k-des3-cu1", "no-wrap"),
+            wrap(t, "hsm1", "cu1", "k-des3-cu1", "w-imported"))
+
+
+def extractable_never_changes(t: Twin) -> tuple[Result, Result | None]:
+    assert aes(t, "lab", "cu1", "ext").ok
+    return (set_attr(t, "lab", "cu1", "ext", "extractable", "false"),
+            set_attr(t, "lab", "cu1", "ext", "decrypt", "true"))
+
+
+def wrap_with_trusted_never_back(t: Twin) -> tuple[Result, Result | None]:
+    assert aes(t, "lab", "cu1", "wwt-back", "--attributes", "wrap-with-trusted=true").ok
+    return (set_attr(t, "lab", "cu1", "wwt-back", "wrap-with-trusted", "false"),
+            set_attr(t, "lab", "cu1", "wwt-back", "label", "wwt-back"))
+
+
+def sensitive_only_to_true(t: Twin) -> tuple[Result, Result | None]:
+    assert aes(t, "lab", "cu1", "sens", "--attributes", "sensitive=false").ok
+    allowed = set_attr(t, "lab", "cu1", "sens", "sensitive", "true")
+    return set_attr(t, "lab", "cu1", "sens", "sensitive", "false"), allowed
+
+
+def derive_not_on_rsa_keys_of_hsm1(t: Twin) -> tuple[Result, Result | None]:
+    assert pair(t, "hsm1", "d1").ok
+    assert pair(t, "hsm2m", "d2").ok
+    return (set_attr(t, "hsm1", "cu1", "d1-private", "derive", "true"),
+            set_attr(t, "hsm2m", "cu1", "d2-private", "derive", "true"))
+
+
+def rsa_exponent_odd(t: Twin) -> tuple[Result, Result | None]:
+    return (t.run("lab", "cu1", "key", "generate-asymmetric-pair", "rsa", "--public-label",
+                  "even-public", "--private-label", "even-private", "--modulus-size-bits",
+                  "2048", "--public-exponent", "65538"), None)  # 65537: every pair here
+
+
 RULES: dict[str, tuple[str, str, Case]] = {
     "owner-only-wraps": ("cloudhsm_cli-key-wrap-rsa-aes",
                          r"Only the owner of a key can wrap it: .* owned by cu1; it is shared "
@@ -354,6 +392,22 @@ RULES: dict[str, tuple[str, str, Case]] = {
                                   r"minimum value is 2048", rsa_modulus_at_least_2048),
     "usernames": ("cloudhsm_cli-user-create", r"up to 31 letters, digits or underscores",
                   usernames),
+    "wrapping-key-needs-wrap": ("cloudhsm_cli-key-wrap-rsa-aes",
+                                r"cannot be used to wrap keys \(wrap=false\)",
+                                wrapping_key_needs_wrap),
+    "extractable-never-changes": ("cloudhsm_cli-key-attributes-table",
+                                  r"Key attribute extractable cannot be modified",
+                                  extractable_never_changes),
+    "wrap-with-trusted-never-back": ("modify-attr",
+                                     r"wrap-with-trusted can only be changed from false to true",
+                                     wrap_with_trusted_never_back),
+    "sensitive-only-to-true": ("modify-attr", r"sensitive can only be changed from false to "
+                                              r"true", sensitive_only_to_true),
+    "derive-not-on-rsa-keys-of-hsm1": ("cloudhsm_cli-key-attributes-table",
+                                       r"derive cannot be set for RSA keys on hsm1.medium",
+                                       derive_not_on_rsa_keys_of_hsm1),
+    "rsa-exponent-odd": ("cloudhsm_cli-key-generate-asymmetric-pair-rsa",
+                         r"an odd number greater than or equal to 65537", rsa_exponent_odd),
     "mtls-only-on-hsm2m": ("cloudhsm_cli-cluster-mtls-get-enforcement",
                            r"not supported on hsm1.medium", mtls_only_on_hsm2m),
 }
