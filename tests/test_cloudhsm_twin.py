@@ -36,7 +36,13 @@ def twin() -> Twin:
     hsm2m (private half shared with cu2) whose public half is imported on hsm1, and one on
     lab."""
     base = Path(tempfile.mkdtemp(prefix="keyparity-twin-", dir=TMPFS))
-    root = base / "twin"
+    try:
+        yield provisioned(base / "twin")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def provisioned(root: Path) -> Twin:
     manifest = demo(root)
     lab = make_cluster(root, "lab", "NON_FIPS", "hsm2m.medium", LAB_USERS)
     manifest["clusters"]["lab"] = cluster_entry(lab)
@@ -51,8 +57,7 @@ def twin() -> Twin:
                  "--filter", "attr.label=w-public").ok
     assert t.run("hsm1", "cu1", "key", "import", "pem", "--path", pem, "--label", "w-imported",
                  "--key-type-class", "rsa-public", "--attributes", "wrap=true").ok
-    yield t
-    shutil.rmtree(base, ignore_errors=True)
+    return t
 
 
 def pair(t: Twin, client: str, label: str, *extra: str) -> Result:

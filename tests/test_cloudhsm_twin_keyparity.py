@@ -31,8 +31,10 @@ WRAPPING = Wrapping("rsa-aes", 2048, "sha256", "mgf1-sha256", 256)
 @pytest.fixture(scope="module")
 def twin() -> Twin:
     base = Path(tempfile.mkdtemp(prefix="keyparity-twin-kp-", dir=TMPFS))
-    yield Twin(demo(base / "twin"))
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        yield Twin(demo(base / "twin"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def cli(t: Twin, cluster: str, user: str = "cu1", password: Path | None = None,
