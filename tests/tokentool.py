@@ -11,6 +11,9 @@ OPS.json: {"module": path, "ops": [{"op": ..., "token": label, "pin": pin, ...},
   import-aes    label, value_hex, extractable     import a known AES key value (test vectors only)
   count         [label]                           number of objects (with that label)
   count-prefix  prefix                            number of objects whose label starts with it
+  encrypt       label, mechanism, iv_hex, data_hex   ciphertext (hex) of a secret key
+  decrypt       label, mechanism, iv_hex, data_hex   plaintext (hex) of a secret key
+  read          label, class                      every standard attribute (keyparity.hsm.attributes)
 Prints a JSON list of per-op results.
 """
 from __future__ import annotations
@@ -19,9 +22,9 @@ import json
 import sys
 
 import pkcs11
-from pkcs11 import Attribute, KeyType, ObjectClass
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from keyparity.hsm.attributes import BY_NAME
+from keyparity.hsm.attributes import BY_NAME, read_standard
 from keyparity.profile import CURVE_ALIASES, KeySpec
 from keyparity.hsm.seed import create, seed
 
@@ -77,6 +80,15 @@ def main(path: str) -> None:
             elif kind == "count-prefix":
                 out.append(sum(1 for o in s.get_objects()
                                if str(o[Attribute.LABEL]).startswith(op["prefix"])))
+            elif kind in ("encrypt", "decrypt"):
+                key = s.get_key(object_class=ObjectClass.SECRET_KEY, label=op["label"])
+                run = key.encrypt if kind == "encrypt" else key.decrypt
+                out.append(bytes(run(bytes.fromhex(op["data_hex"]),
+                                     mechanism=Mechanism[op["mechanism"]],
+                                     mechanism_param=bytes.fromhex(op["iv_hex"]))).hex())
+            elif kind == "read":
+                out.append(read_standard(s.get_key(object_class=CLASSES[op["class"]],
+                                                   label=op["label"])))
             else:
                 raise SystemExit(f"unknown op {kind}")
     print(json.dumps(out))
