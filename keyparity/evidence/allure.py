@@ -32,6 +32,7 @@ import allure
 import pytest
 
 from ..profile import KeySpec, Profile
+from .verdict import SUITE_OF
 
 PLUGIN = "allure_pytest"  # allure-pytest's pytest11 entry point name
 ARCHIVE = "allure-results.tar.gz"
@@ -294,6 +295,9 @@ class Results:
 
     def _write(self, nodeid: str, state: dict[str, Any]) -> None:
         path, _, name = nodeid.partition("::")
+        if not Path(path).name:  # a test outside the rootdir: pytest's node id has no path
+            suite = SUITE_OF.get(name.split("[", 1)[0])
+            path = f"suites/test_{suite}.py" if suite else "tests.py"
         labels, title_path, package = self._suite(path)
         full_name = f"{package}#{name.split('[', 1)[0]}"
         result: dict[str, Any] = {
