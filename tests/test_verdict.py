@@ -135,3 +135,21 @@ def test_a_check_with_nothing_to_check_is_skipped_with_its_reason(lab, suites):
     assert doc["summary"]["verdict"] == "PASS", doc["summary"]
     assert doc["summary"]["scope"]["not_run"] == []
 
+
+
+LABELS = ["uni-ключ-é", "x::y", "a[b]c", "sp ace", "dir/key"]
+
+
+def test_keys_pass_when_proven_whatever_their_labels_hold(lab, suites):
+    """pytest escapes non-ASCII characters in node ids, and a label may hold ``::``, ``[``,
+    ``]``, spaces or ``/``: the verdict matches each test by the key the plugin recorded."""
+    keys = [{"label": label, "type": "aes", "size": 128} for label in LABELS]
+    lab.seed(keys)
+    result = run_suites(suites, lab.profile(keys))
+    doc = evidence(suites)
+    assert doc["summary"]["verdict"] == "PASS", (doc["summary"], result.outlines[-30:])
+    assert {label: doc["keys"][label]["verdict"] for label in LABELS} == dict.fromkeys(
+        LABELS, "passed")
+    assert doc["summary"]["headline"].startswith("All 5 keys to migrate were proven")
+    escaped = [t["nodeid"] for t in doc["tests"] if t.get("key") == "uni-ключ-é"]
+    assert escaped and all("\\u043a" in n for n in escaped)  # what pytest made of the label
