@@ -181,7 +181,8 @@ class Exclusion:
 
     label: str
     reason: str
-    cls: str | None = None  # secret | private | public; None: every key object of the label
+    cls: str | None = None  # secret | private | public | data | certificate ...; None: every
+    #                         object of the label
 
     def covers(self, label: str | None, cls: str) -> bool:
         return label == self.label and self.cls in (None, cls)
@@ -583,14 +584,18 @@ def _secret_files(profile: Profile) -> list[dict[str, Any]]:
     return out
 
 
+_KEY_CLASSES = ("secret", "private", "public")  # a key's objects: migrated, never excluded
+
+
 def _exclude(raw: list[dict[str, Any]], keys: tuple[KeySpec, ...],
              fail: _Fail) -> tuple[Exclusion, ...]:
-    """``exclude:`` entries; one may not name an inventory key, nor repeat another."""
+    """``exclude:`` entries; one may not name an inventory key's objects (its certificate, a
+    data object under its label may be), nor repeat another."""
     inventory = {k.label for k in keys}
     out: list[Exclusion] = []
     for i, item in enumerate(raw):
         entry = Exclusion(label=item["label"], reason=item["reason"], cls=item.get("class"))
-        if entry.label in inventory:
+        if entry.label in inventory and entry.cls in _KEY_CLASSES + (None,):
             raise fail(f"exclude[{i}].label", f"'{entry.label}' is an inventory key (keys:); "
                        "a key is either migrated or excluded")
         for j, other in enumerate(out):
