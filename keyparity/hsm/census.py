@@ -147,19 +147,25 @@ def account(entries: Sequence[Entry], profile: Profile, run_id: str) -> list[Ent
     return list(entries)
 
 
-CERTIFICATES = ("keyparity migrates keys, not certificates: a certificate is public; import it "
-                "on the target from where it came (its PKI), then exclude it here (class: "
-                "certificate) with that reason. A CloudHSM cluster stores certificates only "
-                "on hsm2m.medium, with certificate storage enabled in the client")
+NOT_MIGRATED = {
+    "certificate": "keyparity migrates keys, not certificates (public data): import it on the "
+                   "target from where it came, its PKI (a CloudHSM cluster stores certificates "
+                   "only on hsm2m.medium, with certificate storage enabled in the client)",
+    "data": "keyparity migrates keys, not data objects, and never reads their value: move it "
+            "by other means if the target needs it",
+}
+
+
+def not_migrated(cls: str) -> str:
+    """Why keyparity does not migrate an object of this class (not a key's), and what to do."""
+    return NOT_MIGRATED.get(cls, f"keyparity migrates keys, not {cls} objects: move it by "
+                                 "other means if the target needs it")
 
 
 def not_a_key(cls: str) -> str:
-    """Why an object that is not a key is unaccounted, and what to do."""
-    if cls == "certificate":
-        return f"a certificate, not in exclude: ({CERTIFICATES})"
-    what = "its value is never read" if cls == "data" else "keyparity does not migrate it"
-    return (f"a {cls} object, not a key ({what}): not in exclude:; move it by other means "
-            f"if it is needed on the target, and exclude it here (class: {cls}) with the reason")
+    """Why an object that is not a key is unaccounted until excluded."""
+    return (f"not a key: {not_migrated(cls)}; then exclude it (exclude: with class: {cls} and "
+            "the reason)")
 
 
 def _other(entry: Entry) -> tuple[Any, str]:
