@@ -364,10 +364,12 @@ def test_a_yaml_alias_in_a_profile_is_one_line_naming_it_and_nothing_is_written(
     if case == "bomb":
         profile.write_text(text + alias_bomb())
         line, where = len(text.splitlines()) + 2, "*a0"
-    else:
-        profile.write_text(text.replace("description: test lab", "description: &d test lab\n"
-                                        "notes: *d", 1))
-        line, where = 3, "*d"
+    else:  # a profile that is valid with the alias resolved
+        text = text.replace("description: test lab", "description: &d test lab", 1)
+        assert "    approver: lab\n" in text
+        profile.write_text(text.replace("    approver: lab\n", "    approver: *d\n", 1))
+        line = 1 + next(i for i, x in enumerate(profile.read_text().splitlines()) if "*d" in x)
+        where = "*d"
     # the timeout only turns a hang (the old behaviour) into a failure; it measures nothing
     result = suites.runpytest_subprocess("suites", f"--hsm-profile={profile}",
                                          f"--hsm-reports-dir={suites.path / 'reports'}",
