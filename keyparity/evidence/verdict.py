@@ -102,10 +102,10 @@ MODE_SUITES: dict[str, tuple[str, ...]] = {
     "baseline": ("census", "preflight", "cluster", "tls", "baseline"),
     "reverify": ("preflight", "cluster", "tls", "reverify"),
 }
-# the census check the plugin runs at the end of the run, after every other test
+# the census check the plugin runs at the end of the run, after every other test: a check
+# the controller reports after the test loop (keyparity.reporting.report_run_check) has its
+# line in SUITES like any test, and no function in the suites' source
 END_CENSUS = "test_source_unchanged_during_the_run"
-# checks the controller reports after the test loop (no function in the suites' source)
-RUN_LEVEL = (END_CENSUS,)
 SUITE_OF = {fn: suite for suite, fns in SUITES.items() for fn in fns}
 VECTORS = "test_output_of_one_cluster_is_accepted_by_the_other"
 # what proves a key: the test (its parameter is the key label)
