@@ -263,7 +263,8 @@ def _tag(item: pytest.Item) -> None:
     key = params.get("inventory_key")
     if key is not None:
         item.user_properties.append(("keyparity_key", key.label))
-    if function not in verdicts.SUITE_OF:
+    suite = verdicts.SUITE_OF.get(function)
+    if suite is None or item.path.name != f"test_{suite}.py":  # a test of no suite of ours
         return
     values = [cli_scope.EVERY_KEY if value is None else _param(value)
               for name, value in params.items() if name != "inventory_key" or value is None]

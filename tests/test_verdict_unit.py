@@ -200,15 +200,19 @@ def test_a_later_worse_phase_replaces_a_better_one_in_every_order():
 
 # ---- one key -----------------------------------------------------------------------------------
 
+def key_verdict(spec_, entry, outcomes, ran, mode="migrate"):
+    return verdict.key_verdict(spec_, entry, outcomes, ran, mode)
+
+
 def ids(tests) -> set:
     return {verdict.identity(t) for t in tests}
 
 
 def test_required_proofs_of_a_key():
-    assert verdict.required(spec("k", vectors=("aes-ecb", "aes-gcm"))) == [
+    assert verdict.required(spec("k", vectors=("aes-ecb", "aes-gcm")), "migrate") == [
         ("test_key_is_on_the_target", "k"), ("test_key_check_values_match", "k"),
         (VEC, "k"), ("test_target_attributes_match_source", "k")]
-    assert verdict.required(spec("k", vectors=())) == [
+    assert verdict.required(spec("k", vectors=()), "migrate") == [
         ("test_key_is_on_the_target", "k"), ("test_key_check_values_match", "k"),
         ("test_target_attributes_match_source", "k")]
     assert verdict.required(spec("k", vectors=()), "baseline") == [
@@ -220,58 +224,60 @@ def test_required_proofs_of_a_key():
 def test_key_verdict_passed_failed_partial_not_run():
     tests = proofs("k")
     out = verdict._outcomes(tests)
-    assert verdict.key_verdict(spec("k"), {}, out, ids(tests)) == ("passed", [])
+    assert key_verdict(spec("k"), {}, out, ids(tests)) == ("passed", [])
     # a failed proof, whatever its message
     bad = [dict(t) for t in tests]
     bad[0]["outcome"] = "failed"
-    assert verdict.key_verdict(spec("k"), {}, verdict._outcomes(bad), ids(bad)) == ("failed", [])
+    assert key_verdict(spec("k"), {}, verdict._outcomes(bad), ids(bad)) == ("failed", [])
     bad[0]["outcome"] = "error"
-    assert verdict.key_verdict(spec("k"), {}, verdict._outcomes(bad), ids(bad)) == ("failed", [])
+    assert key_verdict(spec("k"), {}, verdict._outcomes(bad), ids(bad)) == ("failed", [])
     # nothing ran
-    assert verdict.key_verdict(spec("k"), {}, {}, []) == (
+    assert key_verdict(spec("k"), {}, {}, []) == (
         "not run", ["test_key_is_on_the_target[k]", "test_key_check_values_match[k]",
                     f"{VEC}[k]", "test_target_attributes_match_source[k]"])
     # one proof missing, one skipped without a reason that excuses it
     part = [dict(t) for t in tests[1:]]
     part[0].update(outcome="skipped", message="Skipped: no KCV method")
-    got = verdict.key_verdict(spec("k"), {}, verdict._outcomes(part), ids(part))
+    got = key_verdict(spec("k"), {}, verdict._outcomes(part), ids(part))
     assert got == ("partial", ["test_key_is_on_the_target[k]", "test_key_check_values_match[k]"])
 
 
 def test_only_a_vector_skipped_as_not_applicable_counts_as_proven():
     tests = proofs("k")
     tests[3].update(outcome="skipped", message="Skipped: not applicable: FIPS producer")
-    assert verdict.key_verdict(spec("k"), {}, verdict._outcomes(tests), ids(tests)) == (
+    assert key_verdict(spec("k"), {}, verdict._outcomes(tests), ids(tests)) == (
         "passed", [])
     tests[3]["message"] = "not applicable: without the pytest prefix"
-    assert verdict.key_verdict(spec("k"), {}, verdict._outcomes(tests), ids(tests)) == (
+    assert key_verdict(spec("k"), {}, verdict._outcomes(tests), ids(tests)) == (
         "passed", [])
     tests[3]["message"] = "Skipped: token busy, not applicable"
-    got = verdict.key_verdict(spec("k"), {}, verdict._outcomes(tests), ids(tests))
+    got = key_verdict(spec("k"), {}, verdict._outcomes(tests), ids(tests))
     assert got == ("partial", [f"{VEC}[k]"])
     # a proof that is not a vector: "not applicable" excuses nothing
     tests = proofs("k")
     tests[1].update(outcome="skipped", message="Skipped: not applicable: no KCV")
-    got = verdict.key_verdict(spec("k"), {}, verdict._outcomes(tests), ids(tests))
+    got = key_verdict(spec("k"), {}, verdict._outcomes(tests), ids(tests))
     assert got == ("partial", ["test_key_check_values_match[k]"])
 
 
 def test_a_key_to_rotate_by_the_inventory_or_by_its_migration():
     tests = proofs("k")[:1]
     out, ran = verdict._outcomes(tests), ids(tests)
-    assert verdict.key_verdict(spec("k", disposition="rotate"), {}, out, ran) == ("rotate", [])
+    assert key_verdict(spec("k", disposition="rotate"), {}, out, ran) == ("rotate", [])
     rotated = {"migration": {"status": "rotate"}}
-    assert verdict.key_verdict(spec("k"), rotated, out, ran) == ("rotate", [])
-    assert verdict.key_verdict(spec("k"), rotated, {}, []) == ("rotate", [])
-    assert verdict.key_verdict(spec("k"), {"migration": {"status": "unwrapped"}}, out,
+    assert key_verdict(spec("k"), rotated, out, ran) == ("rotate", [])
+    assert key_verdict(spec("k"), rotated, {}, []) == ("rotate", [])
+    assert key_verdict(spec("k"), {"migration": {"status": "unwrapped"}}, out,
                                ran)[0] == "partial"
-    assert verdict.key_verdict(spec("k"), {"migration": "rotate"}, out, ran)[0] == "partial"
+    assert key_verdict(spec("k"), {"migration": "rotate"}, out, ran)[0] == "partial"
     failed = [{**tests[0], "outcome": "failed"}]
-    assert verdict.key_verdict(spec("k"), rotated, verdict._outcomes(failed),
+    assert key_verdict(spec("k"), rotated, verdict._outcomes(failed),
                                ids(failed)) == ("failed", [])
-    # in a run on one cluster a rotate key is proven like any other
+    # in a run on one cluster a rotate key is proven like any other, by that mode's proofs
+    assert key_verdict(spec("k", disposition="rotate"), {}, {}, [], "reverify") == (
+        "not run", [f"{fn}[k]" for fn in verdict.SINGLE_PROOFS["reverify"]])
     base = [phase("test_key_is_recorded_in_the_baseline", "k")]
-    assert verdict.key_verdict(spec("k", disposition="rotate"), rotated,
+    assert key_verdict(spec("k", disposition="rotate"), rotated,
                                verdict._outcomes(base), ids(base), "baseline") == ("passed", [])
 
 
@@ -311,7 +317,7 @@ def test_the_whole_summary_of_a_partial_run():
         "keys_not_proven": {"b": "partial", "c": "not run"},
         "proofs_not_run": {
             "b": [f"{VEC}[b]", "test_target_attributes_match_source[b]"],
-            "c": [verdict.name(t) for t in verdict.required(spec("c"))]},
+            "c": [verdict.name(t) for t in verdict.required(spec("c"), "migrate")]},
         # in the table's order; a suite of which nothing is expected has nothing missing
         "suites": {"census": "passed", "preflight": "passed", "cluster": "passed",
                    "cloudhsm": "passed", "tls": "passed", "migration": "partial",

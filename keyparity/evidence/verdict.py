@@ -178,7 +178,7 @@ def identity(t: Mapping[str, Any]) -> Test:
                      (str(t["param"]) if t.get("param") is not None else None))
 
 
-def required(spec: Any, mode: str = "migrate") -> list[Test]:
+def required(spec: Any, mode: str) -> list[Test]:
     """The tests that prove one inventory key, in the table's order."""
     label = spec.label
     if mode in SINGLE_PROOFS:
@@ -205,7 +205,7 @@ def _not_applicable(test: Test, message: str) -> bool:
 
 
 def key_verdict(spec: Any, entry: Mapping[str, Any], outcomes: Mapping[Test, tuple[str, str]],
-                ran_for_key: Iterable[Test], mode: str = "migrate") -> tuple[str, list[str]]:
+                ran_for_key: Iterable[Test], mode: str) -> tuple[str, list[str]]:
     """A key's verdict and the proofs not run: ``passed`` (proven), ``failed``, ``rotate``,
     ``partial`` (some of its proofs ran, none failed), ``not run``. In a baseline or reverify
     run nothing is moved: a rotate key is proven like any other."""
