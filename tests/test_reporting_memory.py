@@ -12,8 +12,8 @@ class Evidence:
     def __init__(self) -> None:
         self.reports: list[tuple] = []
 
-    def add_report(self, *args) -> None:
-        self.reports.append(args)
+    def add_report(self, *args, **kwargs) -> None:
+        self.reports.append((args, kwargs))
 
 
 def session(reportchars: str):

@@ -96,7 +96,8 @@ def _tls(lab, cluster: str, endpoints: list[str]) -> dict:
 
 
 @pytest.mark.parametrize("case", ["tls-and-owner", "no-tls", "baseline"])
-def test_the_expected_set_is_exactly_what_the_suites_collect(lab, suites, monkeypatch, case):
+def test_the_expected_set_is_exactly_what_the_suites_collect(lab, all_suites, monkeypatch,
+                                                             case):
     keys = [AES, {**HMAC, "label": "x::y [ключ]/é"}]
     top: dict = {}
     if case == "tls-and-owner":
@@ -110,11 +111,11 @@ def test_the_expected_set_is_exactly_what_the_suites_collect(lab, suites, monkey
         doc = yaml.safe_load(path.read_text())
         doc["clusters"]["source"]["tls"] = _tls(lab, "hsm1", ["hsm1.example:2223", "[::1]"])
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    (suites.path / "conftest.py").write_text((suites.path / "conftest.py").read_text() + DUMP)
-    dump = suites.path / "collected.json"
+    (all_suites.path / "conftest.py").write_text((all_suites.path / "conftest.py").read_text() + DUMP)
+    dump = all_suites.path / "collected.json"
     monkeypatch.setenv("KEYPARITY_DUMP", str(dump))
-    result = suites.runpytest_subprocess("suites", f"--hsm-profile={path}", "--collect-only",
-                                         "-q", f"--hsm-reports-dir={suites.path / 'reports'}")
+    result = all_suites.runpytest_subprocess("suites", f"--hsm-profile={path}", "--collect-only",
+                                         "-q", f"--hsm-reports-dir={all_suites.path / 'reports'}")
     assert result.ret == 0, result.outlines[-20:]
     collected = [tuple(t) for t in json.loads(dump.read_text())]
     assert len(collected) == len(set(collected)), "two tests with one identity"
@@ -135,12 +136,12 @@ def test_the_expected_set_is_exactly_what_the_suites_collect(lab, suites, monkey
 
 # ---- end to end, on real tokens ---------------------------------------------------------------
 
-def test_a_check_with_nothing_to_check_is_skipped_with_its_reason(lab, suites):
+def test_a_check_with_nothing_to_check_is_skipped_with_its_reason(lab, all_suites):
     """The cluster suite without an aws block, the ownership suite without a CloudHSM CLI: each
     test skips, saying why, instead of passing."""
     lab.seed([AES])
-    run_suites(suites, lab.profile([AES]))
-    doc = evidence(suites)
+    run_suites(all_suites, lab.profile([AES]))
+    doc = evidence(all_suites)
     by_function: dict[str, set[str]] = {}
     for t in doc["tests"]:
         if verdict.SUITE_OF.get(t.get("function")) in ("cluster", "ownership"):
@@ -159,13 +160,13 @@ def test_a_check_with_nothing_to_check_is_skipped_with_its_reason(lab, suites):
 LABELS = ["uni-ключ-é", "x::y", "a[b]c", "sp ace", "dir/key"]
 
 
-def test_keys_pass_when_proven_whatever_their_labels_hold(lab, suites):
+def test_keys_pass_when_proven_whatever_their_labels_hold(lab, all_suites):
     """pytest escapes non-ASCII characters in node ids, and a label may hold ``::``, ``[``,
     ``]``, spaces or ``/``: the verdict matches each test by the key the plugin recorded."""
     keys = [{"label": label, "type": "aes", "size": 128} for label in LABELS]
     lab.seed(keys)
-    result = run_suites(suites, lab.profile(keys))
-    doc = evidence(suites)
+    result = run_suites(all_suites, lab.profile(keys))
+    doc = evidence(all_suites)
     assert doc["summary"]["verdict"] == "PASS", (doc["summary"], result.outlines[-30:])
     assert {label: doc["keys"][label]["verdict"] for label in LABELS} == dict.fromkeys(
         LABELS, "passed")

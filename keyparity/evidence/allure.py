@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import allure
 import pytest
 
+from ..cloudhsm.cli_scope import EVERY_KEY
 from ..profile import KeySpec, Profile
 from .verdict import SUITE_OF
 
@@ -55,6 +56,9 @@ SUITES = {
     "test_cluster": ("cluster", "blocker"),
     "test_census": ("census", "blocker"),
     "test_ownership": ("ownership", "normal"),
+    "test_cloudhsm": ("cloudhsm", "blocker"),
+    "test_baseline": ("baseline", "critical"),
+    "test_reverify": ("reverify", "critical"),
 }
 
 # First match wins (Allure tries categories in order). Messages are those of keyparity.errors
@@ -118,6 +122,8 @@ def parameters(item: pytest.Item) -> dict[str, str]:
             out[name] = MASK
         elif isinstance(value, KeySpec):
             out[name] = value.label
+        elif value is None and name == "inventory_key":  # the one test for every key
+            out[name] = EVERY_KEY
         else:
             out[name] = str(value)
     return out
