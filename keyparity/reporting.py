@@ -43,13 +43,13 @@ class EvidenceHooks:
 
     def __init__(self, evidence: Evidence, profile: Profile, run: runinfo.Run,
                  allure: Results | None = None, *,
-                 expect: dict[str, tuple[str | None, ...]] | None = None,
+                 expect: dict[str, tuple[str | None, ...]],
                  interrupts: Interrupts | None = None) -> None:
         self.evidence = evidence
         self.allure = allure
         self.profile = profile
         self.run = run
-        self.expect = expect or {}  # the tests a PASS needs (keyparity.evidence.verdict)
+        self.expect = expect  # the tests a PASS needs (keyparity.evidence.verdict)
         self.interrupts = interrupts or Interrupts()
         self.bundle: dict[str, Any] | None = None
         self.causes: dict[str, int] = {}

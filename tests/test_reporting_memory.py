@@ -31,7 +31,7 @@ def report(when: str):
 
 def run(reportchars: str, n: int, monkeypatch) -> list:
     monkeypatch.setattr(reporting, "PASSED_SETUP_EVERY", 4)
-    hooks = reporting.EvidenceHooks(Evidence(), None, None)
+    hooks = reporting.EvidenceHooks(Evidence(), None, None, expect={})
     s, terminal = session(reportchars)
     hooks.pytest_sessionstart(s)
     for i in range(n):
