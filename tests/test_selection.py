@@ -35,6 +35,7 @@ TLS = ["test_cluster_certificate_chains_to_customer_ca[source]",
        "test_mutual_tls_handshake[source-no-tls]", "test_mutual_tls_handshake[target-no-tls]"]
 CENSUS = ["test_every_source_key_is_accounted_for", "test_source_unchanged_during_the_run"]
 CLOUDHSM = "test_target_users_can_own_and_share_the_keys"
+PROBE = "test_tokens_accept_the_wrapping_parameters"
 AES_PROOFS = ["test_key_is_on_the_target[k-aes128]", "test_key_check_values_match[k-aes128]"]
 
 
@@ -81,6 +82,8 @@ def checkout() -> Any:
         (root / "elsewhere" / "ignoring.ini").write_text(
             "[pytest]\naddopts = --ignore=suites/test_cloudhsm.py\n")
         (co / "below").mkdir()  # the rootdir below the checkout: its conftest is not loaded
+        (co / "extra").mkdir()  # a test named as a suite's, in a file of no suite
+        (co / "extra" / "test_impostor.py").write_text(f"def {PROBE}():\n    pass\n")
         (co / "below" / "other.ini").write_text("[pytest]\n")
         listed = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:randomly", "suites", "--collect-only",
@@ -129,6 +132,9 @@ ROWS: dict[str, tuple[Any, str, Any, int]] = {
     "-p no:fixtures.tls": (["suites", "-p", "no:fixtures.tls"], "FAIL", TLS[1:], 1),
     "--lf": (_lf, "PARTIAL", CENSUS + AES_PROOFS + [AES_PREFLIGHT], 0),
     "one file": (["suites/test_migration.py"], "PARTIAL", CENSUS + [TARGET_LOGIN], 0),
+    # a test of the same name elsewhere does not stand in for the suite's own
+    "an impostor": (["suites", "extra", "--deselect", f"suites/test_preflight.py::{PROBE}"],
+                    "PARTIAL", ("exactly", [PROBE]), 0),
     "no test": (["suites", "-k", "no-such-test"], "NO-TESTS",
                 CENSUS + AES_PROOFS + [TARGET_LOGIN], 5),
 }

@@ -8,6 +8,7 @@ How every way of selecting tests ends (PARTIAL, naming what did not run): test_s
 from __future__ import annotations
 
 import ast
+import functools
 import json
 
 import pytest
@@ -29,7 +30,8 @@ def _functions(suite: str) -> dict[str, ast.FunctionDef]:
             if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
 
 
-def reported_after_the_loop() -> set[str]:
+@functools.cache
+def reported_after_the_loop() -> frozenset[str]:
     """The checks keyparity reports after the test loop: the function named by each call of
     ``report_run_check`` in keyparity's source (a string, or a constant of the verdict's)."""
     out = set()
@@ -40,7 +42,7 @@ def reported_after_the_loop() -> set[str]:
                 arg = node.args[1]
                 out.add(arg.value if isinstance(arg, ast.Constant) else
                         getattr(verdict, ast.unparse(arg).rsplit(".", 1)[-1]))
-    return out
+    return frozenset(out)
 
 
 def test_the_table_names_every_test_function_of_every_suite():
@@ -120,8 +122,8 @@ def test_the_expected_set_is_exactly_what_the_suites_collect(lab, all_suites, mo
     collected = [tuple(t) for t in json.loads(dump.read_text())]
     assert len(collected) == len(set(collected)), "two tests with one identity"
     want = {(fn, who) for fn, whos in expected_tests(load_profile(path)).items() for who in whos}
-    assert set(collected) == {(fn, who) for fn, who in want
-                              if fn not in reported_after_the_loop()}
+    after_the_loop = reported_after_the_loop()
+    assert set(collected) == {(fn, who) for fn, who in want if fn not in after_the_loop}
     functions = {fn for fn, _ in collected}
     if case == "tls-and-owner":  # what each case is there to show
         assert {w for fn, w in collected if fn == "test_mutual_tls_handshake"} == {
