@@ -46,3 +46,34 @@ def test_an_interrupted_run_says_so_and_what_was_proven_before_it(lab, suites, m
     assert statement["predicate"]["headline"] == summary["headline"]
     assert (run_dir / "evidence.dsse.json").is_file()  # the envelope, as for any run
     assert "keyparity: FAIL; evidence written to" in out
+
+
+def test_the_handlers_interrupt_once_then_only_remember_and_are_put_back():
+    """Real signals to this process: SIGTERM interrupts like Ctrl-C; once the bundle is being
+    written (defer) a signal is remembered, not acted on; a signal the process ignores stays
+    ignored; restore puts the handlers back as they were."""
+    import os
+    import signal as signals
+
+    from keyparity.interrupts import Interrupts
+
+    before = {s: signals.getsignal(s) for s in (signals.SIGINT, signals.SIGTERM)}
+    it = Interrupts()
+    it.install()
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM received"):
+            os.kill(os.getpid(), signals.SIGTERM)
+        it.defer()
+        os.kill(os.getpid(), signals.SIGINT)  # while the bundle is written: no interruption
+        assert it.received == "SIGTERM"  # the first signal is the one the verdict names
+    finally:
+        it.restore()
+    assert {s: signals.getsignal(s) for s in before} == before
+    signals.signal(signals.SIGINT, signals.SIG_IGN)
+    try:
+        ignoring = Interrupts()
+        ignoring.install()
+        assert signals.getsignal(signals.SIGINT) is signals.SIG_IGN
+        ignoring.restore()
+    finally:
+        signals.signal(signals.SIGINT, before[signals.SIGINT])
