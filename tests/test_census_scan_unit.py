@@ -95,3 +95,20 @@ class Untouchable:
 
     def __getattr__(self, name):
         raise AssertionError(f"used {name} of a data object")
+
+
+def test_an_object_of_a_class_python_pkcs11_cannot_name_fails_the_census_saying_so():
+    """python-pkcs11 raises ValueError while enumerating an object of a vendor's class (its
+    ObjectClass has no such member): the census fails naming the cluster, instead of a
+    traceback or an object left out."""
+    import pytest
+
+    from keyparity.errors import TokenError
+
+    class VendorObjects:
+        def get_objects(self, template):
+            raise ValueError("2147483649 is not a valid ObjectClass")
+
+    with pytest.raises(TokenError, match=r"^take the census on hsm1: an object of a class "
+                                         r"python-pkcs11 cannot name \(2147483649 is not"):
+        census.scan(VendorObjects(), "hsm1")
