@@ -247,9 +247,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "exclude": {
         "label": "the object's label (an object without a label cannot be excluded); not an "
-                 "inventory key, and not excluded twice",
+                 "inventory key's (but for an object of a class that is not a key's, such as "
+                 "the key's certificate), and not excluded twice",
         "reason": "why it stays behind, recorded in the evidence",
-        "class": "only objects of this class (default: every class)",
+        "class": "only objects of this class (default: every class): a key's (secret, "
+                 "private, public), a data object (data), a certificate (certificate; keyparity "
+                 "does not migrate certificates) or another PKCS #11 class",
     },
     "signer": {
         "name": "the signer's name (unique), named in the envelope and by `keyparity verify`",

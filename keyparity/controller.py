@@ -12,12 +12,15 @@ import pytest
 
 from . import run as runinfo
 from . import settle
-from .cloudhsm import policy
+from .cloudhsm import cli_scope, policy
 from .evidence import allure, junit
+from .evidence import verdict as verdicts
 from .evidence.evidence import Evidence
 from .hsm.cluster import find_token, load_module, token_info
+from .interrupts import Interrupts
 from .profile import Profile
 from .reporting import EvidenceHooks
+from .trust.endpoints import endpoints
 from .stash import ALLURE, APPROVAL, BASELINE, DESELECTED_BY_SUITE, EVIDENCE, LOCK_DIR
 from .xdist_compat import XdistHooks
 
@@ -43,6 +46,18 @@ def clusters(profile: Profile, probe: bool = True) -> dict[str, Any]:
                 entry["token"] = {"error": str(exc)}
         out[spec.role] = entry
     return out
+
+
+def expected_tests(profile: Profile) -> dict[str, tuple[str | None, ...]]:
+    """The tests a PASS of this profile needs (keyparity.evidence.verdict.expected): from its
+    mode, clusters, keys and TLS endpoints, whatever is collected or selected."""
+    roles = [c.role for c in profile.clusters]
+    once = {fn: cli_scope.EVERY_KEY for fn, (needs, unless) in verdicts.CLI_SCOPE.items()
+            if profile.keys and cli_scope.nothing_to_check(profile, needs, unless)}
+    return verdicts.expected(profile.migration_mode, roles=roles,
+                             keys=[k.label for k in profile.keys],
+                             endpoints={r: [e.id for e in endpoints(profile, r)] for r in roles},
+                             once=once)
 
 
 def start_run(config: pytest.Config, profile: Profile,
@@ -77,8 +92,11 @@ def start_run(config: pytest.Config, profile: Profile,
     results = None if asked is False else allure.Results.for_run(
         asked, run.run_dir, profile, clean=bool(getattr(config.option, "clean_alluredir", False)),
         distributed=getattr(config.option, "dist", "no") != "no")
-    config.pluginmanager.register(EvidenceHooks(evidence, profile, run, results),
-                                  "keyparity-evidence")
+    interrupts = Interrupts()
+    interrupts.install()  # SIGTERM too ends the session with a bundle that says so
+    config.pluginmanager.register(EvidenceHooks(evidence, profile, run, results,
+                                                expect=expected_tests(profile),
+                                                interrupts=interrupts), "keyparity-evidence")
     if config.pluginmanager.hasplugin("xdist"):
         verified = config.stash[BASELINE].digest if BASELINE in config.stash else None
         config.pluginmanager.register(XdistHooks(
@@ -100,4 +118,8 @@ def _new_run(config: pytest.Config) -> runinfo.Run:
     except FileExistsError:
         raise pytest.UsageError(f"--hsm-run-id {run_id}: {run.run_dir} exists already; a run "
                                 "directory is written once") from None
+    except OSError as exc:  # a file, a directory it may not write to: nothing is written
+        where = "--hsm-reports-dir" if config.getoption("hsm_reports_dir") else "reports"
+        raise pytest.UsageError(f"{where} {reports}: the run directory {run.run_dir} cannot be "
+                                f"made: {exc.strerror or exc}") from None
     return run

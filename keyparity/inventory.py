@@ -12,9 +12,11 @@ the private key of the same label. Every other key object goes to a drafted ``ex
 with the reason it cannot be an inventory key, so that the draft, used as a profile, passes
 the census: a public key with no private key under its label, an EC private key with no
 public key (nothing could prove its copy), a key type, curve or size keyparity does not
-migrate, more than one key under one label, a wrapping object of a keyparity run. A key object without a label cannot be
-excluded (``exclude:`` names objects by label): it is listed in a comment, and the census
-will count it as unaccounted until it is labelled or destroyed.
+migrate, more than one key under one label, a wrapping object of a keyparity run; and every
+object that is not a key (a data object, a certificate, any other class: keyparity migrates
+keys only), with its ``class``. An object without a label cannot be excluded (``exclude:``
+names objects by label): it is listed in a comment, and the census will count it as
+unaccounted until it is labelled or destroyed.
 
 Keys and exclusions are sorted by label (a token's enumeration order is not stable). Nothing
 secret is printed: no PIN, no key value; the CBOM's KCVs are computed by the token.
@@ -132,9 +134,12 @@ def draft(entries: Sequence[Entry]) -> Draft:
     """Sort a token's key objects into inventory keys and exclusions (by label)."""
     out = Draft()
     by_label: dict[str, list[Entry]] = {}
+    others: dict[tuple[str, str], list[Entry]] = {}  # objects that are not keys
     for e in sorted(entries, key=_order):
         if not e.facts.label:
             out.unlabelled.append(e)
+        elif not e.facts.is_key:
+            others.setdefault((e.facts.label, e.facts.cls), []).append(e)
         else:
             by_label.setdefault(e.facts.label, []).append(e)
 
@@ -177,6 +182,12 @@ def draft(entries: Sequence[Entry]) -> Draft:
             exclude(label, problem)
             continue
         out.keys.append(Key(main, public))
+    for (label, cls), objs in others.items():
+        shown = "; ".join(f"{e.facts.kind()}, "
+                          + ("no CKA_ID" if cls == "data" else f"CKA_ID {e.facts.id or '(empty)'}")
+                          for e in objs)
+        exclude(label, f"{shown}: {census.not_migrated(cls)}", cls)
+    out.exclude.sort(key=lambda x: x["label"])  # stable: a label's key before its certificate
     return out
 
 
@@ -204,8 +215,9 @@ def render(found: Draft, cluster: Cluster, info: dict[str, Any]) -> str:
             "# review, then paste keys: and exclude: into the profile"]
     body = yaml.dump(found.document(), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=False, width=100)
-    tail = [f"# not drafted: an unlabelled {e.facts.cls} key ({e.facts.describe()}, CKA_ID "
-            f"{e.facts.id or '(empty)'}): exclude: names objects by label, so the census "
+    tail = [f"# not drafted: an unlabelled {e.facts.kind()} ("
+            + (f"{e.facts.describe()}, " if e.facts.is_key else "")
+            + f"CKA_ID {e.facts.id or '(empty)'}): exclude: names objects by label, so the census "
             "counts it as unaccounted; label it on the token (or destroy it) and draft again"
             for e in found.unlabelled]
     return "\n".join(head) + "\n" + body + "".join(line + "\n" for line in tail)
@@ -287,7 +299,7 @@ def command(args: argparse.Namespace) -> int:
     finally:
         close_clusters()
     if found.unlabelled:
-        print(f"{PROG}: warning: {len(found.unlabelled)} key object(s) on {spec.name} have no "
+        print(f"{PROG}: warning: {len(found.unlabelled)} object(s) on {spec.name} have no "
               "label and cannot be excluded: the census will count them as unaccounted",
               file=sys.stderr)
     if args.out:

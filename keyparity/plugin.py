@@ -27,8 +27,9 @@ from .hsm.login import LoginGate
 from .hsm.migrate import Migrator
 from .journal.store import Journal, default_path
 from .profile import KeySpec, Profile
+from .reporting import TEST
 from .stash import (ALLURE, APPROVAL, BASELINE, DESELECTED, DESELECTED_BY_SUITE, EVIDENCE,
-                    JOURNAL, LOCK_DIR, PLAN, PROFILE, RUN, SUITES, WRITE_MODE)
+                    JOURNAL, LOCK_DIR, PLAN, PROFILE, RUN, WRITE_MODE)
 
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
@@ -104,8 +105,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[APPROVAL] = approved
     config.stash[PROFILE] = profile
     config.stash[WRITE_MODE] = write_mode
-    config.stash[SUITES] = [name for name in verdicts.suites_of(profile.migration_mode)
-                            if (config.rootpath / "suites" / f"test_{name}.py").is_file()]
     config.stash[DESELECTED_BY_SUITE] = {}
     run = run or start_run(config, profile, write_mode)
     config.stash[RUN] = run
@@ -250,9 +249,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if PROFILE in config.stash:
         allure_on = config.stash.get(ALLURE, False) is not False
         for item in items:
-            key = getattr(item, "callspec", None) and item.callspec.params.get("inventory_key")
-            if key is not None:
-                item.user_properties.append(("keyparity_key", key.label))
+            _tag(item)
             if allure_on:
                 item.user_properties.append(("keyparity_params",
                                              allure_support.parameters(item)))
@@ -265,6 +262,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=hsm)
         items[:] = keep
         config.stash[DESELECTED] = len(hsm)
+
+
+def _tag(item: pytest.Item) -> None:
+    """What the verdict matches a suite test by, on the test itself (its reports carry it):
+    the key (``keyparity_key``: the label as the inventory has it, whatever pytest makes of
+    it in the node id) and the function with its other parameters (``keyparity_test``)."""
+    function = getattr(item, "originalname", item.name)
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    key = params.get("inventory_key")
+    if key is not None:
+        item.user_properties.append(("keyparity_key", key.label))
+    suite = verdicts.SUITE_OF.get(function)
+    if suite is None or item.path.name != f"test_{suite}.py":  # a test of no suite of ours
+        return
+    values = [cli_scope.EVERY_KEY if value is None else _param(value)
+              for name, value in params.items() if name != "inventory_key" or value is None]
+    item.user_properties.append((TEST, (function, verdicts.param_id(values) if values
+                                        else None)))
+
+
+def _param(value: Any) -> str:
+    """A parameter as the verdict expects it: a role as it is, an endpoint by its id."""
+    return value if isinstance(value, str) else str(getattr(value, "id", value))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

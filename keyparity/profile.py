@@ -184,7 +184,8 @@ class Exclusion:
 
     label: str
     reason: str
-    cls: str | None = None  # secret | private | public; None: every key object of the label
+    cls: str | None = None  # secret | private | public | data | certificate ...; None: every
+    #                         object of the label
 
     def covers(self, label: str | None, cls: str) -> bool:
         return label == self.label and self.cls in (None, cls)
@@ -295,8 +296,21 @@ def load_profile(path: str | Path) -> Profile:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys and keeps dates as text (an unquoted
-    ``cutover: 2027-03-31`` is a date string like any other, checked once, by our rules)."""
+    """SafeLoader that rejects duplicate mapping keys and aliases, and keeps dates as text (an
+    unquoted ``cutover: 2027-03-31`` is a date string like any other, checked once, by our
+    rules).
+
+    An alias (``*name``) is refused where it is read, before anything is built from it: a
+    profile is short enough to write out, and aliases are how a small file becomes a huge or
+    recursive structure (9 levels of 10 aliases: 10^9 paths to walk)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"an alias (*{event.anchor}) is not allowed in a profile: write "
+                "the value out", event.start_mark)
+        return super().compose_node(parent, index)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -343,23 +357,7 @@ def _parse_yaml(shown: Path, raw: bytes) -> dict[str, Any]:
         raise ProfileError(shown, "", "profile is empty (expected a mapping)")
     if not isinstance(data, dict):
         raise ProfileError(shown, "", f"top level must be a mapping, got {_type_name(data)}")
-    if _cyclic(data, set()):
-        raise ProfileError(shown, "", "invalid YAML: an alias refers to a node that contains "
-                                      "it (a recursive structure)")
     return data
-
-
-def _cyclic(node: Any, open_: set[int]) -> bool:
-    """Whether a YAML alias made ``node`` contain itself (``&a [*a]``)."""
-    if not isinstance(node, (dict, list)):
-        return False
-    if id(node) in open_:
-        return True
-    open_.add(id(node))
-    children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
-    found = any(_cyclic(child, open_) for child in children)
-    open_.discard(id(node))
-    return found
 
 
 # --------------------------------------------------------------------------- schema
@@ -606,14 +604,18 @@ def _secret_files(profile: Profile) -> list[dict[str, Any]]:
     return out
 
 
+_KEY_CLASSES = ("secret", "private", "public")  # a key's objects: migrated, never excluded
+
+
 def _exclude(raw: list[dict[str, Any]], keys: tuple[KeySpec, ...],
              fail: _Fail) -> tuple[Exclusion, ...]:
-    """``exclude:`` entries; one may not name an inventory key, nor repeat another."""
+    """``exclude:`` entries; one may not name an inventory key's objects (its certificate, a
+    data object under its label may be), nor repeat another."""
     inventory = {k.label for k in keys}
     out: list[Exclusion] = []
     for i, item in enumerate(raw):
         entry = Exclusion(label=item["label"], reason=item["reason"], cls=item.get("class"))
-        if entry.label in inventory:
+        if entry.label in inventory and entry.cls in _KEY_CLASSES + (None,):
             raise fail(f"exclude[{i}].label", f"'{entry.label}' is an inventory key (keys:); "
                        "a key is either migrated or excluded")
         for j, other in enumerate(out):

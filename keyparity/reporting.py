@@ -20,8 +20,9 @@ from .evidence.evidence import Evidence
 from .hsm import census
 from .hsm.cluster import open_cluster
 from .hsm.login import LoginGate
+from .interrupts import Interrupts
 from .profile import Profile
-from .stash import DESELECTED_BY_SUITE, JOURNAL, SUITES
+from .stash import DESELECTED_BY_SUITE, EVIDENCE, JOURNAL
 
 
 # Everything the controller keeps for the bundle (the evidence, pytest's reports) lives until
@@ -33,6 +34,7 @@ FREEZE_EVERY = 20_000
 # of the three reports of each test, 53 MiB at 10,000 keys. Without -rP/-rA they are let go
 # every this many reports.
 PASSED_SETUP_EVERY = 2_000
+TEST = "keyparity_test"  # user property: (function, parameter) the verdict matches a test by
 
 
 class EvidenceHooks:
@@ -40,11 +42,15 @@ class EvidenceHooks:
     run into a signed bundle at the end (keyparity.evidence.bundle)."""
 
     def __init__(self, evidence: Evidence, profile: Profile, run: runinfo.Run,
-                 allure: Results | None = None) -> None:
+                 allure: Results | None = None, *,
+                 expect: dict[str, tuple[str | None, ...]],
+                 interrupts: Interrupts | None = None) -> None:
         self.evidence = evidence
         self.allure = allure
         self.profile = profile
         self.run = run
+        self.expect = expect  # the tests a PASS needs (keyparity.evidence.verdict)
+        self.interrupts = interrupts or Interrupts()
         self.bundle: dict[str, Any] | None = None
         self.causes: dict[str, int] = {}
         self.reports = 0  # a cluster's unavailability -> tests it stopped
@@ -75,7 +81,7 @@ class EvidenceHooks:
                             [v for k, v in props if k == "keyparity"],
                             next((v for k, v in props if k == "keyparity_params"), {}))
         report.user_properties = [(k, v) for k, v in report.user_properties
-                                  if k not in ("keyparity", "keyparity_params")]
+                                  if k not in ("keyparity", "keyparity_params", TEST)]
         if report.failed and isinstance(report.longrepr, (str, ExceptionRepr)):
             self._shorten_repeated_cause(report)
 
@@ -96,6 +102,7 @@ class EvidenceHooks:
             return
         props = report.user_properties
         label = next((v for k, v in props if k == "keyparity_key"), None)
+        function, param = next((v for k, v in props if k == TEST), (None, None))
         facts = [v for k, v in props if k == "keyparity"] if report.when == "call" else []
         outcome = report.outcome if report.when == "call" else (
             "skipped" if report.skipped else "error")
@@ -106,7 +113,13 @@ class EvidenceHooks:
         elif report.skipped and isinstance(report.longrepr, tuple):
             message = str(report.longrepr[2])
         self.evidence.add_report(report.nodeid, label, outcome, report.when, report.duration,
-                                 message, facts)
+                                 message, facts, function=function, param=param)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C, or a signal the controller turned into KeyboardInterrupt
+        (keyparity.interrupts): the evidence says the run was interrupted, and by what."""
+        if isinstance(excinfo.value, KeyboardInterrupt):
+            self.evidence.doc["run"]["interrupted"] = self.interrupts.received or "SIGINT"
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Any:
@@ -121,14 +134,17 @@ class EvidenceHooks:
         """trylast: after junitxml has written junit.xml and xdist has shut its workers down
         (their Allure results are written), so the statement covers every file."""
         config = session.config
+        self.interrupts.defer()  # a signal from now on must not cut the bundle short
         self.bundle = finalize(self.run.run_dir, self.evidence, self.profile,
-                               session.exitstatus,
+                               session.exitstatus, expect=self.expect,
                                allure=self.allure,
                                journal=config.stash.get(JOURNAL, None),
-                               suites=config.stash.get(SUITES, []),
                                deselected=config.stash.get(DESELECTED_BY_SUITE, {}))
         session.exitstatus = self.bundle["exitstatus"]
         gc.freeze()  # what the run built stays until exit: pytest's collections at exit skip it
+
+    def pytest_unconfigure(self) -> None:
+        self.interrupts.restore()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         b = self.bundle
@@ -158,12 +174,8 @@ def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
     ``test_every_source_key_is_accounted_for``); reported as the census suite's last test,
     ``test_source_unchanged_during_the_run``. Nothing to compare when the census did not run."""
     start = evidence.doc.get("census", {}).get("source", {}).get("start")
-    started = next((t for t in evidence.doc["tests"] if verdicts.split(t["nodeid"])[0]
-                    == "test_every_source_key_is_accounted_for"), None)
-    if not start or started is None:
+    if not start:
         return
-    nodeid = started["nodeid"].replace("test_every_source_key_is_accounted_for",
-                                       verdicts.END_CENSUS)
     mine = [o for o in start["objects"] if o.get("disposition") != census.KEYPARITY]
     try:
         cluster = open_cluster(profile.source, profile.module_env, LoginGate(run.login_state))
@@ -178,22 +190,37 @@ def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
         outcome = "failed" if diff else "passed"
         message = (f"the key objects on {profile.source.name} changed during the run "
                    f"({len(diff)}):\n" + "\n".join(diff)) if diff else None
-    report_run_check(session, nodeid, outcome, message,
+    report_run_check(session, verdicts.END_CENSUS, outcome, message,
                      {"census": {"source": {"end": facts}}})
 
 
-def report_run_check(session: pytest.Session, nodeid: str, outcome: str, message: str | None,
-                     facts: dict[str, Any]) -> None:
+def report_run_check(session: pytest.Session, function: str, outcome: str,
+                     message: str | None, facts: dict[str, Any],
+                     param: str | None = None) -> None:
     """Report a check the controller makes after the test loop as a test of its own (the
-    terminal, junit.xml and the evidence see it as they see any test)."""
+    terminal, junit.xml and the evidence see it as they see any test). ``function``: its name
+    in keyparity.evidence.verdict.SUITES, where the verdict expects it; ``param``: its
+    parameter, if it has one (``verdict.param_id``)."""
     hook = session.config.hook
     session.testscollected += 1  # the progress counter counts it, as a test collected
-    path = nodeid.split("::", 1)[0]
+    path = _suite_path(session, verdicts.SUITE_OF[function])
+    nodeid = f"{path}::{function}" + (f"[{param}]" if param is not None else "")
     location = (path, None, nodeid.split("::", 1)[-1])
     hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
     for when in ("setup", "call", "teardown"):
         result = outcome if when == "call" else "passed"
+        props: list[tuple[str, Any]] = [(TEST, (function, param))]
         hook.pytest_runtest_logreport(report=pytest.TestReport(
             nodeid, location, {"preflight": 1}, result, message if result == "failed" else None,
-            when, user_properties=[("keyparity", facts)] if when == "call" else []))
+            when, user_properties=props + ([("keyparity", facts)] if when == "call" else [])))
     hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+def _suite_path(session: pytest.Session, suite: str) -> str:
+    """The suite's file as the run's node ids write it (relative to the rootdir), read from a
+    test of that suite the run recorded; ``suites/test_<suite>.py`` when none."""
+    evidence = session.config.stash.get(EVIDENCE, None)
+    for t in evidence.doc["tests"] if evidence is not None else ():
+        if verdicts.SUITE_OF.get(str(t.get("function"))) == suite:
+            return str(t["nodeid"]).split("::", 1)[0]
+    return f"suites/test_{suite}.py"

@@ -97,7 +97,13 @@ def same_token(profile: Profile, tokens: dict[str, Any] | None = None) -> str | 
 
 def profile(config: pytest.Config) -> tuple[Profile, policy.WriteMode]:
     """The profile, validated, with the policy applied (UsageError for anything refused)."""
-    path = resolve_profile_arg(config.getoption("hsm_profile"), config.rootpath)
+    arg = config.getoption("hsm_profile")
+    path = resolve_profile_arg(arg, config.rootpath)
+    if path != Path(arg) and not path.exists():  # a NAME, looked up under the rootdir
+        raise pytest.UsageError(
+            f"{path}: profile file not found: --hsm-profile={arg} names a profile in "
+            f"<rootdir>/hsm_profiles, and the rootdir is {config.rootpath} (chosen by "
+            "--rootdir, -c or the paths given); give the profile's path instead")
     try:
         loaded = load_profile(path)
         refused = policy.fips_errors(loaded)  # before any write: no session is open yet

@@ -21,7 +21,6 @@ DESELECTED = pytest.StashKey[int]()  # suite tests deselected for want of a prof
 JOURNAL = pytest.StashKey[Path]()
 CHUNKS = pytest.StashKey[dict[str, str]]()  # key label -> its chunk (the xdist group)
 PLAN = pytest.StashKey[list[list[KeySpec]]]()  # the selected keys to migrate, per chunk
-SUITES = pytest.StashKey[list[str]]()  # the suites of this checkout (suites/test_<name>.py)
 DESELECTED_BY_SUITE = pytest.StashKey[dict[str, int]]()  # -k, -m, --deselect: per suite
 # Allure: where the user asked for results (--alluredir), None for the run's archive, False off
 ALLURE = pytest.StashKey["Path | None | bool"]()

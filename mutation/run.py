@@ -88,7 +88,7 @@ MODULES: dict[str, Module] = {
                       "tests/test_census_unit.py", "tests/test_census_scan_unit.py")),
     "verdict": Module("keyparity/evidence/verdict.py",
                       ("tests/test_verdict.py", "tests/test_verdict_unit.py"),
-                      deselect="not signed_verdict and not nothing_to_check"),
+                      deselect="not collect and not nothing_to_check and not labels"),
 }
 
 

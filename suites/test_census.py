@@ -1,10 +1,11 @@
 """The census (``-m preflight``: nothing is written): every key object on the source is
 accounted for, and the target holds no second copy of an inventory key.
 
-Each key object on the source (secret, private and public keys) is an inventory key (a pair's
-public object counts with its private key), excluded by the profile (``exclude:``, with the
-reason), or unaccounted, which fails the census naming it by label, class, key type, size or
-curve, CKA_ID and KCV or public-key fingerprint. On the target, objects that are not this
+Each object on the source (secret, private and public keys; data objects, certificates and any
+other class) is an inventory key (a pair's public object counts with its private key), excluded
+by the profile (``exclude:``, with the reason), or unaccounted, which fails the census naming
+it by label, class, key type, size or curve, CKA_ID and KCV or public-key fingerprint (a
+certificate by its SHA-256, a data object by its application: never by its value). On the target, objects that are not this
 inventory's are listed as other objects (a cluster may hold earlier waves); one holding an
 inventory key's material under another label is a second copy, and fails.
 
@@ -24,8 +25,8 @@ def test_every_source_key_is_accounted_for(source_census, source_cluster, hsm_ev
     hsm_evidence(census={"source": {"start": record}})
     bad = [e for e in entries if e.disposition == census.UNACCOUNTED]
     assert not bad, (
-        f"{len(bad)} key object(s) on {source_cluster.name} are not accounted for: add each to "
-        "the inventory (keys:) or to exclude: with the reason\n"
+        f"{len(bad)} object(s) on {source_cluster.name} are not accounted for: add each key to "
+        "the inventory (keys:), or each object to exclude: with the reason\n"
         + "\n".join(f"  {e.describe()}: {e.detail}" for e in bad))
 
 

@@ -154,3 +154,12 @@ def test_the_archive_is_read_by_a_streaming_reader(tmp_path: Path) -> None:
                       mode="r|gz") as stream:
         assert [m.name for m in stream] == ["allure-results/environment.properties",
                                             "allure-results/categories.json"]
+
+
+def test_every_suite_keyparity_ships_has_its_feature_and_severity():
+    """A suite missing from the table gets results without a severity (Allure's filters
+    then miss it)."""
+    from keyparity.evidence import verdict
+
+    assert set(allure.SUITES) == {f"test_{s}" for s in verdict.SUITES}
+    assert all(feature and severity for feature, severity in allure.SUITES.values())

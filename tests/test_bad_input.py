@@ -339,3 +339,94 @@ def test_pins_never_reach_any_file_of_the_run_directory(lab, suites):
     assert any(f.name == "evidence.json" for f in files)
     assert files_containing(reports, {f"{t} PIN": pin for t, pin in lab.pins.items()}) == []
     assert not any(pin in output(result) for pin in lab.pins.values())
+
+
+# ---- YAML aliases, where the run is written, where the profile is looked up ------------------
+
+def alias_bomb(levels: int = 9, width: int = 10) -> str:
+    """A few hundred bytes that PyYAML expands to width**levels paths (a billion here)."""
+    lines = ["bomb0: &a0 [" + ", ".join(["x"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"bomb{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("case", ["bomb", "one alias"])
+def test_a_yaml_alias_in_a_profile_is_one_line_naming_it_and_nothing_is_written(lab, suites,
+                                                                                case):
+    """An alias (``*name``) is refused where PyYAML reads it, before anything is built from it:
+    a 9-level bomb of 10 aliases each is answered at once (it used to walk 10^9 paths for
+    minutes, in every command that loads a profile)."""
+    lab.seed(DEMO_KEYS)
+    before = counts(lab)
+    profile = lab.profile(DEMO_KEYS)
+    text = profile.read_text()
+    if case == "bomb":
+        profile.write_text(text + alias_bomb())
+        line, where = len(text.splitlines()) + 2, "*a0"
+    else:  # a profile that is valid with the alias resolved
+        text = text.replace("description: test lab", "description: &d test lab", 1)
+        assert "    approver: lab\n" in text
+        profile.write_text(text.replace("    approver: lab\n", "    approver: *d\n", 1))
+        line = 1 + next(i for i, x in enumerate(profile.read_text().splitlines()) if "*d" in x)
+        where = "*d"
+    # the timeout only turns a hang (the old behaviour) into a failure; it measures nothing
+    result = suites.runpytest_subprocess("suites", f"--hsm-profile={profile}",
+                                         f"--hsm-reports-dir={suites.path / 'reports'}",
+                                         timeout=300)
+    said = assert_usage_error(suites, result, profile, lab, before)
+    assert re.fullmatch(rf"ERROR: {re.escape(str(profile))}: invalid YAML at line {line}, "
+                        rf"column \d+: an alias \({re.escape(where)}\) is not allowed in a "
+                        "profile: write the value out", said), said
+
+
+def _nothing_written(suites: pytest.Pytester, lab: Any, before: list[int]) -> None:
+    assert counts(lab) == before
+    left = sorted(p.name for p in suites.path.iterdir()
+                  if not p.name.startswith("runpytest-")
+                  and p.name not in ("stdout", "stderr"))  # pytester's own
+    assert left == sorted(["conftest.py", "fixtures", "pytest.ini", "suites", "not-a-dir"]), left
+
+
+@pytest.mark.parametrize("where", ["a file", "unwritable"])
+def test_a_reports_dir_that_cannot_hold_the_run_is_one_line_and_nothing_is_written(lab, suites,
+                                                                                   where):
+    lab.seed(DEMO_KEYS)
+    before = counts(lab)
+    profile = lab.profile(DEMO_KEYS)
+    (suites.path / "not-a-dir").write_text("a file\n")
+    # /sys: a directory no process may create a directory in, root's included
+    reports = suites.path / "not-a-dir" if where == "a file" else Path("/sys/keyparity-reports")
+    result = suites.runpytest_subprocess("suites", f"--hsm-profile={profile}",
+                                         f"--hsm-reports-dir={reports}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output(result)
+    lines = [line for line in result.outlines + result.errlines if line.strip()]
+    assert len(lines) == 1, lines
+    assert re.fullmatch(rf"ERROR: --hsm-reports-dir {re.escape(str(reports))}: the run "
+                        rf"directory {re.escape(str(reports))}/\S+ cannot be made: "
+                        r"(Not a directory|Operation not permitted|Permission denied|"
+                        r"Read-only file system)", lines[0]), lines[0]
+    _nothing_written(suites, lab, before)
+
+
+def test_a_profile_name_under_another_rootdir_is_one_line_saying_where_it_looked(lab, suites):
+    """``-c`` with an ini file elsewhere moves the rootdir, and with it where a profile NAME is
+    looked up: one line that says so (a profile given by its path goes on: the verdict then
+    names what did not run, test_selection.py)."""
+    lab.seed(DEMO_KEYS)
+    before = counts(lab)
+    (suites.path / "hsm_profiles").mkdir()
+    (suites.path / "hsm_profiles" / "lab.yaml").write_text(lab.profile(DEMO_KEYS).read_text())
+    elsewhere = suites.path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "other.ini").write_text("[pytest]\n")
+    result = suites.runpytest_subprocess("suites", "--hsm-profile=lab", "-c",
+                                         str(elsewhere / "other.ini"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output(result)
+    lines = [line for line in result.outlines + result.errlines if line.strip()]
+    assert lines == [f"ERROR: {elsewhere}/hsm_profiles/lab.yaml: profile file not found: "
+                     f"--hsm-profile=lab names a profile in <rootdir>/hsm_profiles, and the "
+                     f"rootdir is {elsewhere} (chosen by --rootdir, -c or the paths given); "
+                     "give the profile's path instead"], lines
+    assert counts(lab) == before
+    assert not (suites.path / "reports").exists() and not (elsewhere / "reports").exists()

@@ -15,6 +15,7 @@ from conftest import evidence, run_suites
 from jsonschema import Draft202012Validator
 
 
+from keyparity.evidence import verdict
 from keyparity.evidence.custodians import file_custodian
 from keyparity.hsm.softhsm import restore_copy
 
@@ -29,6 +30,12 @@ KEYS = [
     {"label": "k-rsa", "type": "rsa", "size": 2048},
     {"label": "k-ec", "type": "ec", "curve": "P-256"},
 ]
+
+
+@pytest.fixture
+def suites(all_suites: pytest.Pytester) -> pytest.Pytester:
+    """Every suite keyparity ships: these tests need a PASS (keyparity.evidence.verdict)."""
+    return all_suites
 
 
 def _cluster(lab: Any, name: str) -> dict[str, Any]:
@@ -262,7 +269,8 @@ def test_a_reverify_past_the_rollback_deadline_says_so_first_in_its_headline(tmp
         ev.add_report(f"suites/test_reverify.py::{fn}[k]", "k", "passed", "call", 0.0, None, [])
     ev.add_report("suites/test_reverify.py::test_rollback_window", None, "passed", "call", 0.0,
                   None, [{"cluster": {"target": {"lineage_checks": {"rollback": check.record()}}}}])
-    ev.finish(0, suites=["reverify"])
+    ev.finish(0, expect=verdict.expected("reverify", roles=["target"], keys=["k"],
+                                          endpoints={}))
     headline = ev.doc["summary"]["headline"]
     assert headline.startswith("The rollback window of cluster-abc closed at "), headline
     assert "the baseline of 20261120T000000Z-abcdef, 2026-11-20" in headline

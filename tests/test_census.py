@@ -7,6 +7,7 @@ key before anything is written, and the other keys pass.
 """
 from __future__ import annotations
 
+import gzip
 import re
 
 from conftest import evidence, run_suites
@@ -41,7 +42,8 @@ def target_count(lab, label: str) -> int:
     return lab.tokens({"op": "count", "token": "hsm2", "label": label})[0]
 
 
-def test_an_unlisted_source_key_fails_the_census_naming_it_and_the_others_pass(lab, suites):
+def test_an_unlisted_source_key_fails_the_census_naming_it_and_the_others_pass(lab, all_suites):
+    suites = all_suites  # every suite keyparity ships: a PASS needs them all
     lab.seed([AES, HMAC, STRAY])
     result = run_suites(suites, lab.profile([AES, HMAC], exclude=[]))
     doc = evidence(suites)
@@ -228,3 +230,75 @@ def test_cka_id_collisions_are_reported_by_preflight_and_nothing_is_written(lab,
         assert "nothing was written for this key" in message(
             doc, f"suites/test_migration.py::test_key_is_on_the_target[{label}]")
         assert target_count(lab, label) == 0
+
+
+# ---- objects that are not keys: data objects, certificates --------------------------------
+
+PASSWORD = "hunter2-the-vault-password"
+
+
+def _certificate(name: str) -> tuple[bytes, bytes]:
+    """A self-signed X.509 certificate (DER) and its subject (DER)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER), subject.public_bytes()
+
+
+def test_data_objects_and_certificates_are_accounted_for_and_a_data_value_never_read(
+        lab, all_suites):
+    """A private CKO_DATA object holding a password, and a certificate under an inventory key's
+    label: neither is a key, each fails the census naming it by label, class and CKA_ID until
+    it is excluded with its class and a reason; the password is in no file of the run."""
+    import hashlib
+    lab.seed([AES, HMAC])
+    der, subject = _certificate("k-hmac")
+    lab.tokens({"op": "create-object", "token": "hsm1", "class": "data",
+                "label": "vault-password", "application": "vault",
+                "value_hex": PASSWORD.encode().hex()},
+               {"op": "create-object", "token": "hsm1", "class": "certificate", "label": "k-hmac",
+                "id_hex": "c0ffee", "value_hex": der.hex(), "subject_hex": subject.hex(),
+                "private": False})
+    result = run_suites(all_suites, lab.profile([AES, HMAC]))
+    doc = evidence(all_suites)
+    assert outcome(doc, ACCOUNTED) == "failed"
+    text = message(doc, ACCOUNTED)
+    assert "2 object(s) on hsm1 are not accounted for" in text, text
+    assert "'vault-password', data object (application 'vault'), no CKA_ID" in text, text
+    assert (f"'k-hmac', certificate (X_509), CKA_ID c0ffee, certificate SHA-256 "
+            f"{hashlib.sha256(der).hexdigest()}") in text, text
+    assert "keyparity migrates keys, not certificates" in text
+    assert doc["summary"]["verdict"] == "FAIL"
+    objects = census_objects(doc)
+    assert objects[("vault-password", "data")]["disposition"] == "unaccounted"
+    assert objects[("vault-password", "data")]["application"] == "vault"
+    assert objects[("k-hmac", "certificate")]["certificate_type"] == "X_509"
+    assert objects[("k-hmac", "secret")]["disposition"] == "inventory"
+    for path in (all_suites.path / "reports").rglob("*"):  # the password is nowhere
+        if path.is_file():
+            raw = path.read_bytes()
+            raw = gzip.decompress(raw) if path.suffix == ".gz" else raw
+            assert PASSWORD.encode() not in raw, path
+    assert PASSWORD not in "\n".join(result.outlines + result.errlines)
+
+    exclude = [{"label": "vault-password", "class": "data",
+                "reason": "the vault's own secret, re-created by the vault on the target"},
+               {"label": "k-hmac", "class": "certificate",
+                "reason": "imported on the target from the PKI"}]
+    result = run_suites(all_suites, lab.profile([AES, HMAC], exclude=exclude))
+    doc = evidence(all_suites)
+    assert outcome(doc, ACCOUNTED) == "passed", message(doc, ACCOUNTED)
+    assert doc["summary"]["verdict"] == "PASS", doc["summary"]
+    objects = census_objects(doc)
+    assert objects[("vault-password", "data")]["disposition"] == "excluded"
+    assert objects[("k-hmac", "certificate")]["detail"] == "imported on the target from the PKI"

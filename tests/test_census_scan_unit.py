@@ -31,3 +31,84 @@ def test_scan_lists_objects_by_class_then_label_then_id(tokens):
 
 def test_scan_of_an_empty_token(tokens):
     assert census.scan(tokens["hsm2"], "hsm2") == []
+
+
+def test_objects_that_are_not_keys_come_after_the_keys_and_a_data_value_is_never_read(
+        tokens, monkeypatch):
+    """A data object and a certificate: listed after every key, named by label, class,
+    application or certificate type and CKA_ID; a data object's CKA_VALUE is never asked for
+    (it may be a password); a certificate is identified by the SHA-256 of its DER."""
+    import hashlib
+
+    from pkcs11 import CertificateType, ObjectClass
+
+    from keyparity.hsm import attributes
+    s = tokens["hsm1"]
+    made = [
+        s.create_object({Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True,
+                         Attribute.PRIVATE: True, Attribute.LABEL: "pw",
+                         Attribute.APPLICATION: "vault", Attribute.VALUE: b"hunter2"}),
+        s.create_object({Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.TOKEN: True,
+                         Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                         Attribute.LABEL: "b-rsa", Attribute.ID: b"\x07",
+                         Attribute.SUBJECT: b"\x30\x00", Attribute.VALUE: b"\x30\x03\x02\x01\x01"}),
+        secret(s, "zz-last-key", KeyType.AES, AES, id_=b"\x0f"),
+    ]
+    asked: list[tuple[str, set]] = []
+    real = attributes.read
+
+    def watched(obj, attrs):
+        attrs = list(attrs)
+        asked.append((str(getattr(obj, "object_class", None)), set(attrs)))
+        return real(obj, attrs)
+
+    monkeypatch.setattr(attributes, "read", watched)
+    try:
+        entries = census.scan(s, "hsm1")
+        got = [(e.facts.cls, e.facts.label) for e in entries]
+        assert got[-2:] == [("data", "pw"), ("certificate", "b-rsa")]
+        assert ("secret", "zz-last-key") in got[:-2]
+        data, cert = entries[-2], entries[-1]
+        assert data.facts.application == "vault" and data.facts.type == ""
+        assert data.describe() == "'pw', data object (application 'vault'), no CKA_ID"
+        assert cert.facts.certificate_type == "X_509" and cert.facts.id == "07"
+        assert cert.describe() == "'b-rsa', certificate (X_509), CKA_ID 07"
+        assert all(Attribute.VALUE not in attrs for _, attrs in asked)  # the scan's reads
+        data.obj = Untouchable()  # what identifies it touches the object not at all
+        assert census.material(data, entries, "hsm1") == (
+            None, "a data object: its value is not read")
+        digest = hashlib.sha256(b"\x30\x03\x02\x01\x01").hexdigest()
+        assert census.material(cert, entries, "hsm1") == (digest,
+                                                          f"certificate SHA-256 {digest}")
+        assert data.record() == {"label": "pw", "class": "data", "key_type": "", "id": "",
+                                 "application": "vault", "disposition": "unaccounted"}
+    finally:
+        for obj in made:
+            obj.destroy()
+
+
+class Untouchable:
+    """An object whose every attribute read fails the test."""
+
+    def __getitem__(self, attr):
+        raise AssertionError(f"read {attr} of a data object")
+
+    def __getattr__(self, name):
+        raise AssertionError(f"used {name} of a data object")
+
+
+def test_an_object_of_a_class_python_pkcs11_cannot_name_fails_the_census_saying_so():
+    """python-pkcs11 raises ValueError while enumerating an object of a vendor's class (its
+    ObjectClass has no such member): the census fails naming the cluster, instead of a
+    traceback or an object left out."""
+    import pytest
+
+    from keyparity.errors import TokenError
+
+    class VendorObjects:
+        def get_objects(self, template):
+            raise ValueError("2147483649 is not a valid ObjectClass")
+
+    with pytest.raises(TokenError, match=r"^take the census on hsm1: an object of a class "
+                                         r"python-pkcs11 cannot name \(2147483649 is not"):
+        census.scan(VendorObjects(), "hsm1")

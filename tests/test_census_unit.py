@@ -240,10 +240,10 @@ def test_a_failed_enumeration_names_the_step_and_the_cluster(tokens):
     session.close()
     with pytest.raises(TokenError) as info:
         census.scan(session, "hsm1 (source)")
-    assert str(info.value) == ("take the census (enumerate key objects) on hsm1 (source) "
+    assert str(info.value) == ("take the census (enumerate the token's objects) on hsm1 (source) "
                                "failed: CKR_SESSION_HANDLE_INVALID; the session was closed "
                                "under us")
-    with pytest.raises(TokenError, match=r"^take the census \(enumerate key objects\) "
+    with pytest.raises(TokenError, match=r"^take the census \(enumerate the token's objects\) "
                                                 r"on hsm1 failed"):
         census.take_source(session, cluster("hsm1"), profile([]), RUN)
 

@@ -109,7 +109,8 @@ def test_draft_of_the_demo_source_reproduces_the_demo_inventory(lab):
     assert_no_pins(lab, out.stdout + out.stderr)
 
 
-def test_drafted_profile_loads_and_the_suites_pass_with_a_signed_cbom_in_the_bundle(lab, suites):
+def test_drafted_profile_loads_and_the_suites_pass_with_a_signed_cbom_in_the_bundle(lab, all_suites):
+    suites = all_suites  # every suite keyparity ships: a PASS needs them all
     lab.seed(DEMO)
     draft = drafted(lab, lab.profile(DEMO))
     private = lab.root / "auditor.key.pem"
@@ -180,7 +181,8 @@ def test_drafted_profile_loads_and_the_suites_pass_with_a_signed_cbom_in_the_bun
     assert_no_pins(lab, text)
 
 
-def test_unpaired_public_key_and_a_second_key_under_one_label_are_excluded(lab, suites):
+def test_unpaired_public_key_and_a_second_key_under_one_label_are_excluded(lab, all_suites):
+    suites = all_suites  # every suite keyparity ships: a PASS needs them all
     lab.seed(DEMO_KEYS)
     lab.tokens(
         {"op": "create", "token": "hsm1", "key": {"label": "orphan", "type": "rsa",
@@ -435,3 +437,42 @@ def test_a_cbom_that_does_not_validate_is_an_error():
     with pytest.raises(cbom.CbomError, match=r"does not validate against CycloneDX 1\.6 at "
                                              r"\$: Additional properties"):
         cbom.validate(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "x": 1}))
+
+
+def test_objects_that_are_not_keys_are_drafted_as_exclusions_of_their_class(tmp_path):
+    """A certificate under a key pair's label and a data object: keyparity migrates keys only,
+    so each is drafted as an exclusion naming its class (the profile accepts a certificate
+    excluded under an inventory key's label); an unlabelled one is a comment."""
+    def other(label, cls, **facts):
+        return Entry(keyinfo.KeyFacts(cls=cls, type="", label=label, **facts))
+
+    found = inventory.draft([
+        entry("ca", "private", "rsa", size=2048), entry("ca", "public", "rsa", size=2048),
+        other("ca", "certificate", id="01", certificate_type="X_509"),
+        other("pw", "data", id="", application="vault"),
+        other("pw", "data", id="", application="backup"),
+        other(None, "data", id="", application="stray"),
+    ])
+    assert [k.record() for k in found.keys] == [
+        {"label": "ca", "type": "rsa", "size": 2048, "id": ""}]
+    assert found.exclude == [
+        {"label": "ca", "class": "certificate",
+         "reason": "certificate (X_509), CKA_ID 01: keyparity migrates keys, not certificates "
+                   "(public data): import it on the target from where it came, its PKI (a "
+                   "CloudHSM cluster stores certificates only on hsm2m.medium, with "
+                   "certificate storage enabled in the client)"},
+        {"label": "pw", "class": "data",
+         "reason": "data object (application 'vault'), no CKA_ID; data object (application "
+                   "'backup'), no CKA_ID: keyparity migrates keys, not data objects, and never "
+                   "reads their value: move it by other means if the target needs it"}]
+    assert [e.facts.application for e in found.unlabelled] == ["stray"]
+    path = _minimal_profile(tmp_path)
+    text = inventory.render(found, load_profile(path).source, {"label": "hsm1", "serial": "42"})
+    # the draft, pasted into a profile, loads
+    doc = yaml.safe_load(path.read_text()) | yaml.safe_load(text)
+    path.write_text(yaml.safe_dump(doc))
+    assert [x.cls for x in load_profile(path).exclude] == ["certificate", "data"]
+    assert text.splitlines()[-1] == (
+        "# not drafted: an unlabelled data object (application 'stray') (CKA_ID (empty)): "
+        "exclude: names objects by label, so the census counts it as unaccounted; label it on "
+        "the token (or destroy it) and draft again")

@@ -643,3 +643,20 @@ def test_unknown_field_preferred_over_missing(layout: dict[str, Path]) -> None:
     data["kys"] = data.pop("keys")
     err = error_for(layout, data)
     assert err.field == "kys" and err.message.startswith("unknown field 'kys'")
+
+
+@pytest.mark.parametrize("cls, refused", [(None, True), ("secret", True), ("public", True),
+                                          ("certificate", False), ("data", False)])
+def test_an_inventory_key_s_label_may_be_excluded_only_for_objects_that_are_not_keys(
+        layout: dict[str, Path], cls: str | None, refused: bool) -> None:
+    """A key's certificate (or a data object) under the key's label is excluded by its class;
+    the key's own objects are migrated, never excluded."""
+    data = base_profile(layout)
+    data["exclude"] = [{"label": "demo-3des", "reason": "kept", **({"class": cls} if cls else {})}]
+    if refused:
+        err = error_for(layout, data)
+        assert err.field == "exclude[0].label"
+        assert "'demo-3des' is an inventory key (keys:)" in err.message
+    else:
+        path = write(layout, data)
+        assert [(x.label, x.cls) for x in load_profile(path).exclude] == [("demo-3des", cls)]

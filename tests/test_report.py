@@ -336,3 +336,18 @@ def test_an_unsigned_bundle_says_so() -> None:
     verify = section(render_report(doc), "verify")
     assert "This bundle is not signed" in verify
     assert "keyparity verify reports/20261123T155848Z-8f8446" in verify
+
+
+def test_the_scope_names_the_expected_tests_that_did_not_run_and_an_interruption() -> None:
+    doc = load("evidence-sample.json")
+    doc["summary"] = {**doc["summary"], "scope": {
+        "keys_total": 8, "keys_to_migrate": 7, "keys_proven": 7, "suites": {},
+        "not_run": [f"test_x[key {i}]" for i in range(25)], "interrupted": "SIGTERM"}}
+    scope = section(render_report(doc), "scope")
+    assert "Expected, not run" in scope
+    assert "25: <code" in scope and "test_x[key 19]" in scope and "test_x[key 20]" not in scope
+    assert "and 5 more" in scope
+    assert "by SIGTERM" in scope
+    del doc["summary"]["scope"]["not_run"], doc["summary"]["scope"]["interrupted"]
+    scope = section(render_report(doc), "scope")
+    assert "Expected, not run" not in scope and "Interrupted" not in scope

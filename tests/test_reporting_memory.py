@@ -12,8 +12,8 @@ class Evidence:
     def __init__(self) -> None:
         self.reports: list[tuple] = []
 
-    def add_report(self, *args) -> None:
-        self.reports.append(args)
+    def add_report(self, *args, **kwargs) -> None:
+        self.reports.append((args, kwargs))
 
 
 def session(reportchars: str):
@@ -31,7 +31,7 @@ def report(when: str):
 
 def run(reportchars: str, n: int, monkeypatch) -> list:
     monkeypatch.setattr(reporting, "PASSED_SETUP_EVERY", 4)
-    hooks = reporting.EvidenceHooks(Evidence(), None, None)
+    hooks = reporting.EvidenceHooks(Evidence(), None, None, expect={})
     s, terminal = session(reportchars)
     hooks.pytest_sessionstart(s)
     for i in range(n):

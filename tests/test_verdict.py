@@ -1,189 +1,177 @@
-"""The verdict says exactly what was proven: PASS only for the whole inventory and every suite;
-a selection (-k, -m preflight, one file) is PARTIAL or PREFLIGHT-PASS; no test is NO-TESTS.
+"""The verdict's table (keyparity.evidence.verdict) is the suites' own: every function of every
+suite with how it is parametrized, checked against the suites' source and against what they
+collect, so the expected set cannot drift from the tests a run really has. And a check with
+nothing to check skips, saying why, instead of passing.
 
-The table of keyparity.evidence.verdict is checked against the suites' source, so it cannot drift.
+How every way of selecting tests ends (PARTIAL, naming what did not run): test_selection.py.
 """
 from __future__ import annotations
 
 import ast
+import functools
 import json
-from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from conftest import REPO, evidence, run_suites
+from keyparity.controller import expected_tests
 from keyparity.evidence import verdict
+from keyparity.profile import load_profile
+from keyparity.trust import pki
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 HMAC = {"label": "k-hmac", "type": "generic-secret", "size": 256}
 
 
+def _functions(suite: str) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse((REPO / "suites" / f"test_{suite}.py").read_text())
+    return {n.name: n for n in tree.body
+            if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+
+
+@functools.cache
+def reported_after_the_loop() -> frozenset[str]:
+    """The checks keyparity reports after the test loop: the function named by each call of
+    ``report_run_check`` in keyparity's source (a string, or a constant of the verdict's)."""
+    out = set()
+    for path in (REPO / "keyparity").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("report_run_check")
+                    and len(node.args) > 1):
+                arg = node.args[1]
+                out.add(arg.value if isinstance(arg, ast.Constant) else
+                        getattr(verdict, ast.unparse(arg).rsplit(".", 1)[-1]))
+    return frozenset(out)
+
+
 def test_the_table_names_every_test_function_of_every_suite():
+    """... and the checks reported after the loop, which have no function in the source."""
+    run_level = reported_after_the_loop()
+    assert verdict.END_CENSUS in run_level
     for suite, functions in verdict.SUITES.items():
-        tree = ast.parse((REPO / "suites" / f"test_{suite}.py").read_text())
-        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)
-                   and n.name.startswith("test_")}
-        expected = set(functions) - {verdict.END_CENSUS}  # the plugin reports that one
-        assert defined == expected, suite
+        defined = set(_functions(suite))
+        assert defined == set(functions) - run_level, suite
+    assert run_level <= set(verdict.SUITE_OF)
     assert sorted(p.stem for p in (REPO / "suites").glob("test_*.py")) == sorted(
         f"test_{s}" for s in verdict.SUITES)
 
 
-def spec(label: str, vectors: tuple[str, ...] = ("aes-ecb",), disposition: str = "migrate"):
-    return SimpleNamespace(label=label, vectors=vectors, disposition=disposition)
+def test_the_cli_scope_table_is_the_suites_markers():
+    """``cloudhsm_cli(*roles, unless=FIELD)`` on a suite function, as the table has it."""
+    found = {}
+    for suite in verdict.SUITES:
+        for name, fn in _functions(suite).items():
+            for deco in fn.decorator_list:
+                if isinstance(deco, ast.Call) and ast.unparse(deco.func).endswith(
+                        "mark.cloudhsm_cli"):
+                    roles = tuple(ast.literal_eval(a) for a in deco.args)
+                    unless = next((ast.literal_eval(k.value) for k in deco.keywords
+                                   if k.arg == "unless"), None)
+                    found[name] = (roles, unless)
+    assert found == verdict.CLI_SCOPE
 
 
-def proofs_for(label: str, outcome: str = "passed", vectors_not_applicable: bool = False
-               ) -> list[dict]:
-    out = [{"nodeid": f"suites/test_migration.py::test_key_is_on_the_target[{label}]"},
-           {"nodeid": f"suites/test_equivalence.py::test_key_check_values_match[{label}]"},
-           {"nodeid": f"suites/test_attributes.py::test_target_attributes_match_source[{label}]"}]
-    node = ("suites/test_equivalence.py::test_output_of_one_cluster_is_accepted_by_the_"
-            f"other[{label}]@chunk")
-    if vectors_not_applicable:
-        out.append({"nodeid": node, "outcome": "skipped",
-                    "message": "Skipped: not applicable: FIPS side"})
-    else:
-        out.append({"nodeid": node})
-    for t in out:
-        t.setdefault("outcome", outcome)
-        t["key"] = label
-    return out
+# ---- the expected set is what the suites collect --------------------------------------------
+
+DUMP = '''
+
+def pytest_collection_finish(session):
+    """(test): every collected test as the verdict matches it."""
+    import json, os
+    out = []
+    for item in session.items:
+        props = dict((k, v) for k, v in item.user_properties
+                     if k in ("keyparity_key", "keyparity_test"))
+        fn, param = props.get("keyparity_test", (None, None))
+        out.append([fn, props.get("keyparity_key", param)])
+    with open(os.environ["KEYPARITY_DUMP"], "w") as f:
+        json.dump(out, f)
+'''
 
 
-def decide(tests, keys, suites=("migration", "equivalence", "attributes"), deselected=None,
-           exitstatus=0):
-    return verdict.decide({"tests": tests, "keys": {}}, keys, suites=suites,
-                          deselected=deselected or {}, exitstatus=exitstatus)
+def _tls(lab, cluster: str, endpoints: list[str]) -> dict:
+    paths = pki.build_test_pki(lab.root / "pki" / cluster)
+    return {"customer_ca": str(paths["customer_ca"]), "endpoints": endpoints,
+            "simulated_server": True, "server_certificate": str(paths["server_certificate"]),
+            "server_key": str(paths["server_key"])}
 
 
-def test_every_proof_of_every_key_passed_is_a_pass():
-    keys = [spec("a"), spec("b")]
-    got = decide(proofs_for("a") + proofs_for("b", vectors_not_applicable=True), keys)
-    assert got["verdict"] == "PASS"
-    assert got["scope"]["keys_proven"] == 2 and got["key_verdicts"] == {"a": "passed",
-                                                                          "b": "passed"}
-
-
-def test_a_missing_proof_makes_the_key_partial_and_the_run_partial():
-    keys = [spec("a"), spec("b")]
-    tests = proofs_for("a") + proofs_for("b")[:-1]
-    got = decide(tests, keys)
-    assert got["verdict"] == "PARTIAL"
-    assert got["key_verdicts"]["b"] == "partial"
-    assert got["scope"]["proofs_not_run"]["b"] == [
-        "test_output_of_one_cluster_is_accepted_by_the_other[b]"]
-
-
-def test_a_key_with_no_test_is_not_run_and_a_skip_that_is_not_n_a_proves_nothing():
-    keys = [spec("a"), spec("b")]
-    tests = proofs_for("a")
-    tests[1] = {**tests[1], "outcome": "skipped", "message": "Skipped: something else"}
-    got = decide(tests, keys)
-    assert got["key_verdicts"] == {"a": "partial", "b": "not run"}
-    assert got["verdict"] == "PARTIAL"
-
-
-def test_failures_win_and_no_test_is_never_a_pass():
-    keys = [spec("a")]
-    assert decide(proofs_for("a", outcome="failed"), keys)["verdict"] == "FAIL"
-    assert decide(proofs_for("a"), keys, exitstatus=2)["verdict"] == "FAIL"
-    assert decide([], keys, exitstatus=5)["verdict"] == "NO-TESTS"
-    assert decide([], [], exitstatus=5)["verdict"] == "NO-TESTS"
-
-
-def test_a_rotate_key_needs_no_proof_but_a_deselected_test_or_a_missing_suite_does():
-    keys = [spec("a"), spec("r", disposition="rotate")]
-    assert decide(proofs_for("a"), keys)["verdict"] == "PASS"
-    got = decide(proofs_for("a"), keys, deselected={"equivalence": 3})
-    assert got["verdict"] == "PARTIAL" and got["scope"]["suites"]["equivalence"] == "partial"
-    got = decide(proofs_for("a"), keys, suites=("census", "migration", "equivalence",
-                                                "attributes"))
-    assert got["verdict"] == "PARTIAL" and got["scope"]["suites"]["census"] == "not run"
-
-
-def test_only_the_read_only_suites_all_run_is_preflight_pass():
-    nodes = [f"suites/test_census.py::{fn}" for fn in verdict.SUITES["census"]]
-    tests = [{"nodeid": n, "key": None, "outcome": "passed"} for n in nodes]
-    keys = [spec("a")]
-    suites = ("census", "migration", "equivalence", "attributes")
-    assert decide(tests, keys, suites=suites)["verdict"] == "PREFLIGHT-PASS"
-    assert decide(tests[:1], keys, suites=suites)["verdict"] == "PARTIAL"
-
-
-def test_the_headline_says_what_was_and_was_not_proven():
-    keys = [spec("a"), spec("b")]
-    got = decide(proofs_for("a"), keys)
-    line = verdict.headline(got, "hsm1", "hsm2")
-    assert line == ("Only part of the run was proven: 1 of 2 keys to migrate (a); the other "
-                    "keys were not run.")
-    got = decide(proofs_for("a") + proofs_for("b"), keys)
-    assert verdict.headline(got, "hsm1", "hsm2") == (
-        "All 2 keys to migrate were proven intact and usable on hsm2.")
+@pytest.mark.parametrize("case", ["tls-and-owner", "no-tls", "baseline"])
+def test_the_expected_set_is_exactly_what_the_suites_collect(lab, all_suites, monkeypatch,
+                                                             case):
+    keys = [AES, {**HMAC, "label": "x::y [ключ]/é"}]
+    top: dict = {}
+    if case == "tls-and-owner":
+        keys[0] = {**AES, "owner": "crypto_user"}
+    if case == "baseline":
+        top = {"clusters": {"source": yaml.safe_load(lab.profile(keys).read_text())
+                            ["clusters"]["source"]},
+               "migration": {"mode": "baseline"}, "compliance": None}
+    path = lab.profile(keys, **top)
+    if case == "tls-and-owner":
+        doc = yaml.safe_load(path.read_text())
+        doc["clusters"]["source"]["tls"] = _tls(lab, "hsm1", ["hsm1.example:2223", "[::1]"])
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (all_suites.path / "conftest.py").write_text((all_suites.path / "conftest.py").read_text() + DUMP)
+    dump = all_suites.path / "collected.json"
+    monkeypatch.setenv("KEYPARITY_DUMP", str(dump))
+    result = all_suites.runpytest_subprocess("suites", f"--hsm-profile={path}", "--collect-only",
+                                         "-q", f"--hsm-reports-dir={all_suites.path / 'reports'}")
+    assert result.ret == 0, result.outlines[-20:]
+    collected = [tuple(t) for t in json.loads(dump.read_text())]
+    assert len(collected) == len(set(collected)), "two tests with one identity"
+    want = {(fn, who) for fn, whos in expected_tests(load_profile(path)).items() for who in whos}
+    after_the_loop = reported_after_the_loop()
+    assert set(collected) == {(fn, who) for fn, who in want if fn not in after_the_loop}
+    functions = {fn for fn, _ in collected}
+    if case == "tls-and-owner":  # what each case is there to show
+        assert {w for fn, w in collected if fn == "test_mutual_tls_handshake"} == {
+            "source-hsm1.example:2223", "source-[::1]:2223", "source-simulated",
+            "target-no-tls"}
+        assert ("test_target_key_is_owned_by_the_expected_user", "x::y [ключ]/é") in collected
+        assert ("test_target_key_is_shared_with_the_expected_users", "every-key") in collected
+    if case == "baseline":
+        assert "test_key_is_recorded_in_the_baseline" in functions
+        assert "test_key_is_on_the_target" not in functions
 
 
 # ---- end to end, on real tokens ---------------------------------------------------------------
 
-def signed_predicate(suites: pytest.Pytester) -> dict:
-    statement = json.loads((suites.path / "reports" / "latest" / "statement.json").read_text())
-    return statement["predicate"]
-
-
-def report_headline(suites: pytest.Pytester) -> str:
-    html = (suites.path / "reports" / "latest" / "report.html").read_text()
-    start = html.index('<p class="headline">') + len('<p class="headline">')
-    return html[start:html.index("</p>", start)]
-
-
-@pytest.mark.parametrize("args, expected, headline", [
-    (["-k", "k-hmac"], "PARTIAL", "Only part of the run was proven: 1 of 2 keys to migrate "
-                                  "(k-hmac); not run or only in part: census, preflight, "
-                                  "migration, equivalence, attributes."),
-    (["-m", "preflight"], "PREFLIGHT-PASS", "Preflight passed: both clusters and the inventory "
-                                            "are ready; no key was migrated or proven in this "
-                                            "run."),
-    (["-k", "no-such-test"], "NO-TESTS", "No test ran: nothing was proven."),
-    (["suites/test_migration.py"], "PARTIAL", None),
-    ([], "PASS", "All 2 keys to migrate were proven intact and usable on hsm2. Every key object "
-                 "on hsm1 is accounted for."),
-])
-def test_the_signed_verdict_of_a_selection(lab, suites, args, expected, headline):
-    lab.seed([AES, HMAC])
-    profile = lab.profile([AES, HMAC])
-    result = suites.runpytest_subprocess(
-        *(args if args and args[0].startswith("suites/") else ["suites", *args]),
-        f"--hsm-profile={profile}", f"--hsm-reports-dir={suites.path / 'reports'}")
-    doc = evidence(suites)
-    predicate = signed_predicate(suites)
-    assert doc["summary"]["verdict"] == predicate["verdict"] == expected, doc["summary"]
-    assert predicate["scope"] == doc["summary"]["scope"]
-    assert predicate["headline"] == doc["summary"]["headline"] == report_headline(suites)
-    if headline is not None:
-        assert doc["summary"]["headline"] == headline
-    result.stdout.fnmatch_lines([f"keyparity: {expected}; evidence written to *"])
-    assert result.ret == (5 if expected == "NO-TESTS" else 0)
-    if expected == "PARTIAL" and args[0] == "-k":
-        assert doc["summary"]["scope"]["keys_not_proven"] == {"k-aes128": "not run"}
-        assert doc["summary"]["scope"]["deselected"] > 0
-
-
-def test_a_check_with_nothing_to_check_is_skipped_with_its_reason(lab, suites):
+def test_a_check_with_nothing_to_check_is_skipped_with_its_reason(lab, all_suites):
     """The cluster suite without an aws block, the ownership suite without a CloudHSM CLI: each
     test skips, saying why, instead of passing."""
-    for name in ("test_cluster.py", "test_ownership.py"):
-        (suites.path / "suites" / name).write_text((REPO / "suites" / name).read_text())
     lab.seed([AES])
-    run_suites(suites, lab.profile([AES]))
-    doc = evidence(suites)
+    run_suites(all_suites, lab.profile([AES]))
+    doc = evidence(all_suites)
     by_function: dict[str, set[str]] = {}
     for t in doc["tests"]:
-        fn = verdict.split(t["nodeid"])[0]
-        if verdict.SUITE_OF.get(fn) in ("cluster", "ownership"):
-            by_function.setdefault(fn, set()).add(t["outcome"])
-    assert set(by_function) == set(verdict.SUITES["cluster"] + verdict.SUITES["ownership"])
+        if verdict.SUITE_OF.get(t.get("function")) in ("cluster", "ownership"):
+            by_function.setdefault(t["function"], set()).add(t["outcome"])
+    assert set(by_function) == set(verdict.SUITES["cluster"]) | set(verdict.SUITES["ownership"])
     assert all(outcomes == {"skipped"} for outcomes in by_function.values()), by_function
     messages = [t["message"] for t in doc["tests"] if t["outcome"] == "skipped"]
     assert any("declared, not verified (no aws block): nothing to check" in m for m in messages)
     assert any("nothing to check for any of the 1 keys: clusters.target has no cloudhsm_cli "
                "block" in m for m in messages)
-    assert doc["summary"]["verdict"] == "PASS"
+    assert doc["summary"]["verdict"] == "PASS", doc["summary"]
+    assert doc["summary"]["scope"]["not_run"] == []
+
+
+
+LABELS = ["uni-ключ-é", "x::y", "a[b]c", "sp ace", "dir/key"]
+
+
+def test_keys_pass_when_proven_whatever_their_labels_hold(lab, all_suites):
+    """pytest escapes non-ASCII characters in node ids, and a label may hold ``::``, ``[``,
+    ``]``, spaces or ``/``: the verdict matches each test by the key the plugin recorded."""
+    keys = [{"label": label, "type": "aes", "size": 128} for label in LABELS]
+    lab.seed(keys)
+    result = run_suites(all_suites, lab.profile(keys))
+    doc = evidence(all_suites)
+    assert doc["summary"]["verdict"] == "PASS", (doc["summary"], result.outlines[-30:])
+    assert {label: doc["keys"][label]["verdict"] for label in LABELS} == dict.fromkeys(
+        LABELS, "passed")
+    assert doc["summary"]["headline"].startswith("All 5 keys to migrate were proven")
+    escaped = [t["nodeid"] for t in doc["tests"] if t.get("key") == "uni-ключ-é"]
+    assert escaped and all("\\u043a" in n for n in escaped)  # what pytest made of the label

@@ -9,6 +9,9 @@ OPS.json: {"module": path, "ops": [{"op": ..., "token": label, "pin": pin, ...},
   destroy       label, classes: [secret|private|public]
   set           label, class, attribute, value    C_SetAttributeValue on one object
   import-aes    label, value_hex, extractable     import a known AES key value (test vectors only)
+  create-object class (data|certificate), label, value_hex, [id_hex, application,
+                subject_hex, private]            C_CreateObject of a data object or an X.509
+                                                  certificate (not a key)
   count         [label]                           number of objects (with that label)
   count-prefix  prefix                            number of objects whose label starts with it
   encrypt       label, mechanism, iv_hex, data_hex   ciphertext (hex) of a secret key
@@ -22,7 +25,7 @@ import json
 import sys
 
 import pkcs11
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, ObjectClass
 
 from keyparity.hsm.attributes import BY_NAME, read_standard
 from keyparity.profile import CURVE_ALIASES, KeySpec
@@ -37,6 +40,24 @@ def spec(d: dict) -> KeySpec:
                    type=d["type"], size=d.get("size"), curve=CURVE_ALIASES.get(d.get("curve"), d.get("curve")), attributes={},
                    vectors=(), disposition=d.get("disposition", "migrate"),
                    expected_differences={})
+
+
+def create_object(s, op: dict) -> str:
+    """A data object (CKA_VALUE: whatever the test says, e.g. a password) or an X.509
+    certificate under a label."""
+    template = {Attribute.TOKEN: True, Attribute.LABEL: op["label"],
+                Attribute.VALUE: bytes.fromhex(op["value_hex"]),
+                Attribute.PRIVATE: op.get("private", True)}
+    if op["class"] == "data":
+        template |= {Attribute.CLASS: ObjectClass.DATA,
+                     Attribute.APPLICATION: op.get("application", "")}
+    else:
+        template |= {Attribute.CLASS: ObjectClass.CERTIFICATE,
+                     Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                     Attribute.SUBJECT: bytes.fromhex(op["subject_hex"]),
+                     Attribute.ID: bytes.fromhex(op.get("id_hex", ""))}
+    s.create_object(template)
+    return "created"
 
 
 def main(path: str) -> None:
@@ -74,6 +95,8 @@ def main(path: str) -> None:
                                  Attribute.DECRYPT: True,
                                  Attribute.EXTRACTABLE: op.get("extractable", True)})
                 out.append("imported")
+            elif kind == "create-object":
+                out.append(create_object(s, op))
             elif kind == "count":
                 out.append(sum(1 for _ in s.get_objects({Attribute.LABEL: op["label"]})
                                ) if "label" in op else sum(1 for _ in s.get_objects()))

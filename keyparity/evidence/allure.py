@@ -31,7 +31,9 @@ from typing import Any, Protocol
 import allure
 import pytest
 
+from ..cloudhsm.cli_scope import EVERY_KEY
 from ..profile import KeySpec, Profile
+from .verdict import SUITE_OF
 
 PLUGIN = "allure_pytest"  # allure-pytest's pytest11 entry point name
 ARCHIVE = "allure-results.tar.gz"
@@ -54,6 +56,9 @@ SUITES = {
     "test_cluster": ("cluster", "blocker"),
     "test_census": ("census", "blocker"),
     "test_ownership": ("ownership", "normal"),
+    "test_cloudhsm": ("cloudhsm", "blocker"),
+    "test_baseline": ("baseline", "critical"),
+    "test_reverify": ("reverify", "critical"),
 }
 
 # First match wins (Allure tries categories in order). Messages are those of keyparity.errors
@@ -117,6 +122,8 @@ def parameters(item: pytest.Item) -> dict[str, str]:
             out[name] = MASK
         elif isinstance(value, KeySpec):
             out[name] = value.label
+        elif value is None and name == "inventory_key":  # the one test for every key
+            out[name] = EVERY_KEY
         else:
             out[name] = str(value)
     return out
@@ -294,6 +301,9 @@ class Results:
 
     def _write(self, nodeid: str, state: dict[str, Any]) -> None:
         path, _, name = nodeid.partition("::")
+        if not Path(path).name:  # a test outside the rootdir: pytest's node id has no path
+            suite = SUITE_OF.get(name.split("[", 1)[0])
+            path = f"suites/test_{suite}.py" if suite else "tests.py"
         labels, title_path, package = self._suite(path)
         full_name = f"{package}#{name.split('[', 1)[0]}"
         result: dict[str, Any] = {

@@ -33,9 +33,9 @@ FAILED_EXIT = 1  # pytest.ExitCode.TESTS_FAILED: a run whose bundle is incomplet
 
 
 def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: int, *,
+             expect: Mapping[str, Sequence[str | None]],
              allure: Results | None = None, journal: Path | None = None,
-             suites: Sequence[str] = (), deselected: Mapping[str, int] | None = None
-             ) -> dict[str, Any]:
+             deselected: Mapping[str, int] | None = None) -> dict[str, Any]:
     """Write the bundle and sign it; called once, in the controller, after junit.xml and every
     Allure result are written. Returns::
 
@@ -44,8 +44,8 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
          "exitstatus": exitstatus, or 1 when a step failed on an otherwise green run}
 
     ``allure``: the run's Allure results, closed here (their archive is a file of the bundle).
-    ``suites`` and ``deselected``: what the verdict needs
-    to know of the selection (keyparity.evidence.verdict)."""
+    ``expect``: the tests the run expects, and ``deselected``: what ``-k``, ``-m`` or
+    ``--deselect`` left out (keyparity.evidence.verdict)."""
     run_dir = Path(run_dir)
     spec = profile.evidence
     names = [s.name for s in spec.signers]
@@ -63,7 +63,7 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
                 out["files"][name] = str(result)
 
     evidence.set_signing(names, spec.threshold)  # before signing: evidence.json is a subject
-    evidence_path = evidence.finish(exitstatus, suites=suites, deselected=deselected)
+    evidence_path = evidence.finish(exitstatus, expect=expect, deselected=deselected)
     out["files"]["evidence"] = str(evidence_path)
     doc = evidence.doc
     out["verdict"] = doc["summary"]["verdict"]

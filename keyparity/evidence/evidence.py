@@ -15,7 +15,7 @@ from . import verdict as verdicts
 from .verdict import strip_group
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from ..profile import KeySpec
 
@@ -71,10 +71,18 @@ class Evidence:
         self.doc["signing"] = {"signers": list(signers), "threshold": int(threshold)}
 
     def add_report(self, nodeid: str, label: str | None, outcome: str, when: str,
-                   duration: float, message: str | None, facts: list[dict[str, Any]]) -> None:
+                   duration: float, message: str | None, facts: list[dict[str, Any]],
+                   function: str | None = None, param: str | None = None) -> None:
+        """One phase of a test. ``function`` and ``param``: what the verdict matches it by
+        (keyparity.evidence.verdict), with ``label`` the key it is about; None for a test that
+        is not one of keyparity's suites'."""
         nodeid = strip_group(nodeid)  # xdist's loadgroup tag
-        test = {"nodeid": nodeid, "key": label, "outcome": outcome, "phase": when,
-                "duration_s": round(duration, 4)}
+        test: dict[str, Any] = {"nodeid": nodeid, "key": label, "outcome": outcome,
+                                "phase": when, "duration_s": round(duration, 4)}
+        if function is not None:
+            test["function"] = function
+        if param is not None:
+            test["param"] = param
         if message:
             test["message"] = message
         self.doc["tests"].append(test)
@@ -145,15 +153,17 @@ class Evidence:
                     "match": observed == cluster.get("mode"),
                     "source": "cloudhsmv2.describe_clusters"}
 
-    def finish(self, exitstatus: int, *, suites: Iterable[str] = (),
+    def finish(self, exitstatus: int, *, expect: Mapping[str, Sequence[str | None]],
                deselected: Mapping[str, int] | None = None) -> Path:
-        """Decide the verdict (keyparity.evidence.verdict) and write ``evidence.json``. ``suites``: the
-        suites of the checkout; ``deselected``: tests deselected per suite."""
+        """Decide the verdict (keyparity.evidence.verdict) and write ``evidence.json``.
+        ``expect``: the tests the run expects (``verdict.expected``); ``deselected``: tests
+        deselected per suite. A run interrupted by a signal says so (``run.interrupted``)."""
         self.doc["run"]["finished"] = _now()
         self.doc["run"]["exit_status"] = int(exitstatus)
         mode = str(self.doc["run"].get("migration_mode", "migrate"))
-        summary = verdicts.decide(self.doc, self.specs, suites=suites,
-                                  deselected=deselected or {}, exitstatus=exitstatus, mode=mode)
+        summary = verdicts.decide(self.doc, self.specs, expect=expect,
+                                  deselected=deselected or {}, exitstatus=exitstatus, mode=mode,
+                                  interrupted=self.doc["run"].get("interrupted"))
         clusters = self.doc.get("clusters", {})
         one = clusters.get("source") or clusters.get("target") or {}
         summary["headline"] = verdicts.headline(

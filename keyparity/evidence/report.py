@@ -38,6 +38,7 @@ DEFAULT_THRESHOLD = 2
 # holds. Failures come first in every list.
 PAGE_ROWS = 250
 LIST_LIMIT = 500
+NOT_RUN_SHOWN = 20  # expected tests that did not run, named in the report (evidence.json: all)
 
 
 @functools.lru_cache(maxsize=1)
@@ -337,6 +338,8 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "verify": _verify(doc, run_id),
         "schema_version": doc.get("schema_version"),
         "scope": _dict(summary.get("scope")),
+        "not_run": _first([str(n) for n in _list(_dict(summary.get("scope")).get("not_run"))],
+                          NOT_RUN_SHOWN),
         "not_proven": _first([(label, verdict, _list(_dict(_dict(summary.get("scope"))
                                                            .get("proofs_not_run")).get(label)))
                               for label, verdict in _dict(_dict(summary.get("scope"))

@@ -1,10 +1,13 @@
 """The census: every key object on the source accounted for, and the target reconciled.
 
-Source. Every key object on the source token (secret, private and public keys; token objects)
-is one of: an inventory key (an asymmetric key's public object counts with its private key),
-an object the profile excludes (``exclude:``, with its reason), one of this run's own wrapping
+Source. Every object the user sees on the source token (token objects: secret, private and
+public keys, and data objects, certificates or any other class) is one of: an inventory key (an
+asymmetric key's public object counts with its private key), an object the profile excludes
+(``exclude:``, with its reason; ``class:`` names a class), one of this run's own wrapping
 objects, or **unaccounted** - which fails the census, naming the object by label, class, key
-type, size or curve, CKA_ID and KCV or public-key fingerprint. The census is taken at the
+type, size or curve, CKA_ID and KCV or public-key fingerprint (a certificate: the SHA-256 of
+its DER; a data object: its application, never its value). Only keys are migrated: a data
+object or a certificate is excluded with the reason, or fails. The census is taken at the
 start of the run and again at its end; an object that appears or disappears in between fails
 the run too.
 
@@ -21,16 +24,17 @@ plus every public key: the census is that user's view, and says so.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pkcs11 import Attribute, ObjectClass
+from pkcs11 import Attribute
 from pkcs11.types import Object, Session
 
 from . import identity, keyinfo
-from ..errors import KeyparityError, pkcs11_step
+from ..errors import KeyparityError, TokenError, pkcs11_step
 from .keyinfo import KeyFacts
 from .keytypes import ASYMMETRIC, key_class
 from ..profile import Cluster, Profile
@@ -76,28 +80,33 @@ class Entry:
     def describe(self) -> str:
         """One line an operator can find the object by."""
         f = self.facts
-        parts = [f"{f.label!r}" if f.label is not None else "(no label)",
-                 f"{f.cls} key", f.describe(), f"CKA_ID {f.id or '(empty)'}"]
+        parts = [f"{f.label!r}" if f.label is not None else "(no label)", f.kind()]
+        parts += [f.describe()] if f.is_key else []
+        parts.append("no CKA_ID" if f.cls == "data" else f"CKA_ID {f.id or '(empty)'}")
         if self.check:
             parts.append(self.check)
         return ", ".join(parts)
 
 
-_CLASSES = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
+_ORDER = {name: i for i, name in enumerate(keyinfo.CLASS_NAMES)}  # secret, private, public, ...
 
 
 def scan(session: Session, where: str) -> list[Entry]:
-    """Every key object (token objects only) of a token, with its facts: one enumeration per
-    key class and one or two attribute reads per object; in a stable order (class, label,
-    CKA_ID), whatever order the token enumerates them in."""
-    out: list[Entry] = []
-    with pkcs11_step("take the census (enumerate key objects)", where):
-        for cls in _CLASSES:  # secret, private, public: the census's order of classes
+    """Every object the user sees (token objects only: keys, data objects, certificates, any
+    other class), with its facts: one enumeration and one or two attribute reads per object
+    (never a data object's value); in a stable order (class: secret, private, public, then the
+    others; label; CKA_ID), whatever order the token enumerates them in."""
+    with pkcs11_step("take the census (enumerate the token's objects)", where):
+        try:
             found = [Entry(keyinfo.read(obj), obj)
-                     for obj in session.get_objects({Attribute.CLASS: cls, Attribute.TOKEN: True})]
-            found.sort(key=lambda e: (e.facts.label or "", e.facts.id))
-            out.extend(found)
-    return out
+                     for obj in session.get_objects({Attribute.TOKEN: True})]
+        except ValueError as exc:  # python-pkcs11 names no such class (a vendor's CKO_*)
+            raise TokenError(f"take the census on {where}: an object of a class python-pkcs11 "
+                             f"cannot name ({exc}): the census cannot account for it; find it "
+                             "with the vendor's tools") from None
+    found.sort(key=lambda e: (_ORDER.get(e.facts.cls, len(_ORDER)), e.facts.cls,
+                              e.facts.label or "", e.facts.id))
+    return found
 
 
 def account(entries: Sequence[Entry], profile: Profile, run_id: str) -> list[Entry]:
@@ -121,6 +130,8 @@ def account(entries: Sequence[Entry], profile: Profile, run_id: str) -> list[Ent
         excluded = next((x for x in profile.exclude if x.covers(f.label, f.cls)), None)
         if excluded is not None:
             e.disposition, e.detail = EXCLUDED, excluded.reason
+        elif not f.is_key:
+            e.disposition, e.detail = UNACCOUNTED, not_a_key(f.cls)
         elif (f.label or "").startswith(WRAPPING_PREFIX) and run_id in (f.label or ""):
             e.disposition, e.detail = KEYPARITY, f"a wrapping object of this run ({run_id})"
         elif (f.label, f.cls) in seen:
@@ -134,6 +145,40 @@ def account(entries: Sequence[Entry], profile: Profile, run_id: str) -> list[Ent
                          "--run RUN_ID removes it" if (f.label or "").startswith(
                              WRAPPING_PREFIX) else ""))
     return list(entries)
+
+
+NOT_MIGRATED = {
+    "certificate": "keyparity migrates keys, not certificates (public data): import it on the "
+                   "target from where it came, its PKI (a CloudHSM cluster stores certificates "
+                   "only on hsm2m.medium, with certificate storage enabled in the client)",
+    "data": "keyparity migrates keys, not data objects, and never reads their value: move it "
+            "by other means if the target needs it",
+}
+
+
+def not_migrated(cls: str) -> str:
+    """Why keyparity does not migrate an object of this class (not a key's), and what to do."""
+    return NOT_MIGRATED.get(cls, f"keyparity migrates keys, not {cls} objects: move it by "
+                                 "other means if the target needs it")
+
+
+def not_a_key(cls: str) -> str:
+    """Why an object that is not a key is unaccounted until excluded."""
+    return (f"not a key: {not_migrated(cls)}; then exclude it (exclude: with class: {cls} and "
+            "the reason)")
+
+
+def _other(entry: Entry) -> tuple[Any, str]:
+    """What identifies an object that is not a key: a certificate by the SHA-256 of its DER
+    (public); nothing else by its value (a data object's may be a secret)."""
+    if entry.facts.cls == "certificate" and entry.obj is not None:
+        try:
+            der = bytes(entry.obj[Attribute.VALUE])
+        except Exception as exc:  # noqa: BLE001 - said in the census, not a crash
+            return None, f"certificate not read: {exc}"
+        digest = hashlib.sha256(der).hexdigest()
+        return digest, f"certificate SHA-256 {digest}"
+    return None, f"a {entry.facts.cls} object: its value is not read"
 
 
 def _ec_public(entry: Entry, entries: Iterable[Entry]) -> Object | None:
@@ -150,6 +195,8 @@ def material(entry: Entry, entries: Iterable[Entry], where: str) -> tuple[Any, s
     (only its first 3 bytes, the KCV, are shown); RSA and EC: the public key's SHA-256. The
     value is None, and the text says why, when there is none."""
     f, obj = entry.facts, entry.obj
+    if not f.is_key:
+        return _other(entry)
     try:
         if obj is None:
             return None, "not read"

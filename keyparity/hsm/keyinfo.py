@@ -17,6 +17,14 @@ from ..errors import KeyMismatch
 
 CLASSES = {ObjectClass.SECRET_KEY: "secret", ObjectClass.PRIVATE_KEY: "private",
            ObjectClass.PUBLIC_KEY: "public"}
+KEY_CLASSES = tuple(CLASSES.values())  # the classes of key objects
+# every other class a token may show its user (PKCS #11 3.0, CKO_*): the census accounts for
+# them too (keyparity.hsm.census), and ``exclude:`` names them so
+OTHER_CLASSES = {ObjectClass.DATA: "data", ObjectClass.CERTIFICATE: "certificate",
+                 ObjectClass.DOMAIN_PARAMETERS: "domain-parameters",
+                 ObjectClass.OTP_KEY: "otp-key", ObjectClass.HW_FEATURE: "hw-feature",
+                 ObjectClass.MECHANISM: "mechanism", ObjectClass.PROFILE: "profile"}
+CLASS_NAMES = KEY_CLASSES + tuple(OTHER_CLASSES.values())
 CLASS_BY_NAME = {v: k for k, v in CLASSES.items()}
 TYPES = {KeyType.DES2: "des2", KeyType.DES3: "des3", KeyType.AES: "aes",
          KeyType.GENERIC_SECRET: "generic-secret", KeyType.RSA: "rsa", KeyType.EC: "ec"}
@@ -28,10 +36,14 @@ _SHOWN = {"des2": "3DES (two-key)", "des3": "3DES (three-key)", "aes": "AES",
 
 # what is read of each class beyond the common part (one C_GetAttributeValue per object)
 _COMMON = (Attribute.CLASS, Attribute.KEY_TYPE, Attribute.LABEL, Attribute.ID, Attribute.TOKEN)
+_OTHER = (Attribute.CLASS, Attribute.LABEL, Attribute.ID, Attribute.TOKEN)
 READ: dict[ObjectClass, tuple[Attribute, ...]] = {
     ObjectClass.SECRET_KEY: _COMMON + (Attribute.VALUE_LEN, Attribute.EXTRACTABLE),
     ObjectClass.PRIVATE_KEY: _COMMON + (Attribute.EXTRACTABLE,),
     ObjectClass.PUBLIC_KEY: _COMMON,
+    # a data object has no CKA_ID; its CKA_VALUE may be a secret: never read
+    ObjectClass.DATA: (Attribute.CLASS, Attribute.LABEL, Attribute.TOKEN, Attribute.APPLICATION),
+    ObjectClass.CERTIFICATE: _OTHER + (Attribute.CERTIFICATE_TYPE,),
 }
 # asymmetric keys: where the size or the curve is (a second, small read)
 _SHAPE = {KeyType.RSA: (Attribute.MODULUS,), KeyType.EC: (Attribute.EC_PARAMS,)}
@@ -55,10 +67,26 @@ class KeyFacts:
     curve: str | None = None
     extractable: bool | None = None   # None: a public key, or not readable
     token: bool = True
+    application: str | None = None    # a data object's CKA_APPLICATION
+    certificate_type: str | None = None  # a certificate's CKA_CERTIFICATE_TYPE (X_509, ...)
 
     @property
     def known_type(self) -> bool:
         return self.type in _SHOWN
+
+    @property
+    def is_key(self) -> bool:
+        return self.cls in KEY_CLASSES
+
+    def kind(self) -> str:
+        """``secret key``, ``data object (application 'vault')``, ``certificate (X_509)``."""
+        if self.is_key:
+            return f"{self.cls} key"
+        if self.application:
+            return f"{self.cls} object (application {self.application!r})"
+        if self.certificate_type:
+            return f"{self.cls} ({self.certificate_type})"
+        return f"{self.cls} object"
 
     def describe(self) -> str:
         """``AES-128``, ``RSA-2048``, ``EC P-384``, ``3DES (three-key)``."""
@@ -79,6 +107,10 @@ class KeyFacts:
             out["curve"] = curve_name(self.curve)
         if self.extractable is not None:
             out["extractable"] = self.extractable
+        if self.application is not None:
+            out["application"] = self.application
+        if self.certificate_type is not None:
+            out["certificate_type"] = self.certificate_type
         return out
 
 
@@ -95,8 +127,9 @@ def from_attributes(values: Mapping[str, Any]) -> KeyFacts:
         value = values.get(name, attributes.ABSENT)
         return None if value in (attributes.ABSENT, attributes.UNAVAILABLE) else value
 
-    cls = _name(CLASSES, _enum(ObjectClass, get("class")))
-    key_type = _name(TYPES, _enum(KeyType, get("key_type")))
+    cls = _name(CLASSES | OTHER_CLASSES, _enum(ObjectClass, get("class")))
+    key_type = (_name(TYPES, _enum(KeyType, get("key_type"))) if cls in KEY_CLASSES
+                else "")  # a data object or a certificate has no key type
     size = curve = None
     if key_type in ("aes", "generic-secret") and isinstance(get("value_len"), int):
         size = get("value_len") * 8 or None
@@ -107,7 +140,8 @@ def from_attributes(values: Mapping[str, Any]) -> KeyFacts:
     extractable = get("extractable") if isinstance(get("extractable"), bool) else None
     return KeyFacts(cls=cls, type=key_type, label=get("label"), id=get("id") or "",
                     size=size, curve=curve, extractable=extractable,
-                    token=get("token") is not False)
+                    token=get("token") is not False, application=get("application"),
+                    certificate_type=get("certificate_type"))
 
 
 def _enum(kind: Any, value: Any) -> Any:
@@ -119,8 +153,12 @@ def _enum(kind: Any, value: Any) -> Any:
 
 
 def read(obj: Object) -> KeyFacts:
-    """Read one key object's facts: one attribute read, and one more for an RSA or EC key."""
-    attrs = READ.get(obj.object_class, _COMMON)
+    """Read one object's facts: one attribute read, and one more for an RSA or EC key, or for
+    an object python-pkcs11 gives no class of its own (a data object: its class first)."""
+    cls = obj.object_class
+    if cls is None:
+        cls = _enum(ObjectClass, attributes.read(obj, (Attribute.CLASS,))["class"])
+    attrs = READ.get(cls, _OTHER)
     values = attributes.read(obj, attrs)
     key_type = _enum(KeyType, values.get("key_type"))
     if key_type in _SHAPE:
