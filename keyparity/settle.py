@@ -175,7 +175,11 @@ def _probe(directory: Path, size: int) -> str | None:
     here = directory
     while not here.exists() and here != here.parent:
         here = here.parent
+    if not here.is_dir():
+        return None  # a file in the way: making the directory says so, in its one line
     free = os.statvfs(here)
+    if free.f_blocks == 0:
+        return None  # a pseudo file system has no size to count: the write itself tells
     if free.f_bavail * free.f_frsize < size:
         return f"{free.f_bavail * free.f_frsize >> 10} KiB free"
     try:

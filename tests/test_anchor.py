@@ -120,9 +120,10 @@ def test_cleanup_without_any_signed_head_refuses_and_says_how_to_anchor(lab, sui
     assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes128"}) == [0]
 
 
-def test_retire_destroy_refuses_a_broken_journal_chain(lab, suites):
+def test_retire_destroy_refuses_a_broken_journal_chain(lab, all_suites):
     """An edited row breaks the chain: retire --destroy refuses before it logs in, destroys
     nothing, writes no record; the journal is the rootdir's, found from a subdirectory."""
+    suites = all_suites  # retire needs a PASS, which needs every suite keyparity ships
     profile = seeded_profile(lab)
     plan_dir = signed_plan(lab, profile)
     run_id = pass_run(lab, suites, profile, plan_dir)
@@ -144,9 +145,10 @@ def test_retire_destroy_refuses_a_broken_journal_chain(lab, suites):
     assert not list((suites.path / "reports").glob("retire-*"))
 
 
-def test_retire_destroy_refuses_a_journal_that_is_not_the_runs(lab, suites):
+def test_retire_destroy_refuses_a_journal_that_is_not_the_runs(lab, all_suites):
     """Another journal (a fresh one, or a copy rewritten from the start) does not hold the
     run's signed head at its seq: refused, nothing destroyed."""
+    suites = all_suites  # retire needs a PASS, which needs every suite keyparity ships
     profile = seeded_profile(lab)
     plan_dir = signed_plan(lab, profile)
     run_id = pass_run(lab, suites, profile, plan_dir)
