@@ -143,10 +143,12 @@ class Identity:
     method: str
 
 
-def signs(private: Key, public: ec.EllipticCurvePublicKey, where: str) -> bool:
-    """Whether an EC private key object signs a fresh 32-byte challenge so that ``public``
-    verifies it (ECDSA over SHA-256, computed by the token)."""
-    digest = hashlib.sha256(os.urandom(32)).digest()
+def signs(private: Key, public: ec.EllipticCurvePublicKey, where: str,
+          challenge: bytes | None = None) -> bool:
+    """Whether an EC private key object signs a challenge (default: a fresh 32 random bytes)
+    so that ``public`` verifies it (ECDSA over SHA-256 of the challenge, computed by the
+    token)."""
+    digest = hashlib.sha256(os.urandom(32) if challenge is None else challenge).digest()
     sign = operation(private, "sign", where, "its material cannot be proven by an ECDSA challenge")
     with pkcs11_step("ECDSA signature for identity", where):
         raw = sign(digest, mechanism=Mechanism.ECDSA)
