@@ -1,6 +1,7 @@
 """The controller's reporting: each test report becomes evidence (the facts the tests attach,
-their outcomes), the census of the source is taken again after the last test and reported as
-the census suite's last test, and the run ends as a signed bundle (keyparity.evidence.bundle).
+their outcomes), the census of the source is taken again after the last test and each key's
+objects counted on both clusters, both reported as the census suite's last tests, and the run
+ends as a signed bundle (keyparity.evidence.bundle).
 Registered in the controller process only (under xdist the reports arrive from the workers).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .evidence.allure import Results
 from .evidence import verdict as verdicts
 from .evidence.bundle import finalize
 from .evidence.evidence import Evidence
-from .hsm import census
+from .hsm import census, copies
 from .hsm.cluster import open_cluster
 from .hsm.login import LoginGate
 from .profile import Profile
@@ -110,10 +111,12 @@ class EvidenceHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Any:
-        """After every test (and every worker) is done: the census of the source again."""
+        """After every test (and every worker) is done: the census of the source again, and
+        each key's objects on both clusters."""
         result = yield
         if not session.config.option.collectonly:
             end_census(session, self.evidence, self.profile, self.run)
+            end_copies(session, self.evidence, self.profile, self.run)
         return result
 
     @pytest.hookimpl(trylast=True)
@@ -167,7 +170,8 @@ def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
     mine = [o for o in start["objects"] if o.get("disposition") != census.KEYPARITY]
     try:
         cluster = open_cluster(profile.source, profile.module_env, LoginGate(run.login_state))
-        _, end = census.take_source(cluster.session, profile.source, profile, run.run_id)
+        _, end = census.take_source(cluster.session, profile.source, profile, run.run_id,
+                                    bytes.fromhex(start["challenge"]))
     except KeyparityError as exc:
         outcome, message, facts = "failed", f"the census of {profile.source.name} could not " \
             f"be taken again at the end of the run: {exc}", {"error": str(exc)}
@@ -180,6 +184,45 @@ def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
                    f"({len(diff)}):\n" + "\n".join(diff)) if diff else None
     report_run_check(session, nodeid, outcome, message,
                      {"census": {"source": {"end": facts}}})
+
+
+def end_copies(session: pytest.Session, evidence: Evidence, profile: Profile,
+               run: runinfo.Run) -> None:
+    """Count each inventory key's objects on both clusters after the last test: exactly one
+    (keyparity.hsm.copies); reported as the census suite's ``END_COPIES``. Nothing to count
+    when no test ran."""
+    tests = evidence.doc["tests"]
+    if not tests:
+        return
+    started = next((t["nodeid"] for t in tests if verdicts.split(t["nodeid"])[0]
+                    == "test_every_source_key_is_accounted_for"), None)
+    path = (started.split("::", 1)[0] if started else
+            tests[0]["nodeid"].split("::", 1)[0].rsplit("/", 1)[0] + "/test_census.py")
+    proven = {label for label, entry in evidence.doc.get("keys", {}).items()
+              if (entry.get("migration") or {}).get("status") in ("migrated", "already-present",
+                                                                   "found")}
+    found, facts = {}, {}
+    outcome, message = "passed", None
+    try:
+        for cluster in (profile.source, profile.target):
+            if cluster is not None:
+                opened = open_cluster(cluster, profile.module_env, LoginGate(run.login_state))
+                found[cluster.name] = copies.count(opened.session, cluster.name)
+    except KeyparityError as exc:
+        outcome, message = "failed", (f"the key objects could not be counted at the end of the "
+                                      f"run: {exc}")
+        facts = {"error": str(exc)}
+    else:
+        result = copies.check(profile.keys, found, copies.expectations(
+            profile.keys, profile.source and profile.source.name,
+            profile.target and profile.target.name, proven))
+        facts = result.record()
+        if result.problems:
+            outcome = "failed"
+            message = (f"{len(result.problems)} key(s) are not exactly one object on each "
+                       "cluster:\n" + "\n".join(result.problems))
+    report_run_check(session, f"{path}::{verdicts.END_COPIES}", outcome, message,
+                     {"census": {"copies": facts}})
 
 
 def report_run_check(session: pytest.Session, nodeid: str, outcome: str, message: str | None,

@@ -29,7 +29,8 @@ FAILED = ("failed", "error")
 SUITES: dict[str, tuple[str, ...]] = {
     "census": ("test_every_source_key_is_accounted_for",
                "test_no_second_copy_of_an_inventory_key_on_the_target",
-               "test_source_unchanged_during_the_run"),
+               "test_source_unchanged_during_the_run",
+               "test_each_key_is_one_object_on_each_cluster"),
     "preflight": ("test_cluster_is_reachable_and_logged_in",
                   "test_key_is_on_the_source_and_extractable",
                   "test_inventory_ids_are_unique_on_the_target",
@@ -74,6 +75,8 @@ MODE_SUITES: dict[str, tuple[str, ...]] = {
 }
 # the census check the plugin runs at the end of the run, after every other test
 END_CENSUS = "test_source_unchanged_during_the_run"
+# ... and the count of each key's objects on each cluster, after it
+END_COPIES = "test_each_key_is_one_object_on_each_cluster"
 SUITE_OF = {fn: suite for suite, fns in SUITES.items() for fn in fns}
 # what proves a key: the test (its parameter is the key label)
 PROOFS = {"test_key_is_on_the_target": "migration", "test_key_check_values_match": "identity",

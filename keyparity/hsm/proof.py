@@ -51,8 +51,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.types import Key
 
-from ..errors import KeyMismatch, KeyparityError, NotPermitted, pkcs11_step
-from . import identity
+from ..errors import KeyMismatch, KeyNotFound, KeyparityError, NotPermitted, TokenError, pkcs11_step
+from . import identity, keyinfo
 from .locate import Side
 
 CHALLENGE_BYTES = 32
@@ -112,7 +112,7 @@ def _wrap(key: Key, wrap: Callable[..., Any], mechanism: Mechanism, data: bytes)
     try:
         return bytes(wrap(session_key, mechanism=mechanism))
     finally:
-        session_key.destroy()
+        session_key.destroy()  # keyparity.hsm.destruction's "own" kind: it imports this module
 
 
 _AES = (Method("aes-ecb-decrypt", "decrypt", Mechanism.AES_ECB,
@@ -292,11 +292,12 @@ def commit(side: Side, data: bytes | None = None) -> Commitment:
     return Commitment(PAIR, data.hex(), bits, _sha(der), der.hex())
 
 
-def check(commitment: Commitment, side: Side) -> None:
-    """The key on ``side`` holds the committed material: KeyMismatch otherwise, NotProvable when the key
-    may not compute what the commitment needs. A secret key recomputes over the stored
-    challenge; a pair shows the committed public key (where it exposes one) and its private
-    half answers a FRESH challenge that the committed public key accepts."""
+def check(commitment: Commitment, side: Side) -> str:
+    """The key on ``side`` holds the committed material (returns the SHA-256 found, equal to
+    the committed one): KeyMismatch otherwise, NotProvable when the key may not compute what
+    the commitment needs. A secret key recomputes over the stored challenge; a pair shows the
+    committed public key (where it exposes one) and its private half answers a FRESH
+    challenge that the committed public key accepts."""
     key, where, public, curve = side.key, side.cluster, side.public, side.curve
     if key.object_class == ObjectClass.SECRET_KEY:
         if commitment.method not in BY_NAME or BY_NAME[commitment.method] not in \
@@ -310,15 +311,19 @@ def check(commitment: Commitment, side: Side) -> None:
                               f"{commitment.method} over the challenge {commitment.challenge[:16]}"
                               f"... gives SHA-256 {_sha(out)[:16]}..., committed "
                               f"{commitment.sha256[:16]}...")
-        return
-    if commitment.method != PAIR or not commitment.public_key:
+        return _sha(out)
+    if commitment.method != PAIR:
         raise KeyMismatch(f"the key on {where} is a {key.key_type.name} key pair; the "
                           f"commitment is of {commitment.method}: other key material")
-    committed = bytes.fromhex(commitment.public_key)
-    if _sha(committed) != commitment.sha256:
-        raise KeyMismatch(f"the committed public key does not have its committed SHA-256 "
-                          f"({commitment.sha256[:16]}...): the record was altered")
     shown = spki(public, curve) or spki(key, curve)
+    committed = bytes.fromhex(commitment.public_key) if commitment.public_key else shown
+    if committed is None:
+        raise NotProvable(f"the {key.key_type.name} private key on {where} exposes no public "
+                          "key and the commitment holds only its SHA-256: it cannot be proven")
+    if _sha(committed) != commitment.sha256:
+        raise KeyMismatch(f"the key on {where} has another public key than the committed one "
+                          f"(SHA-256 {_sha(committed)[:16]}..., committed "
+                          f"{commitment.sha256[:16]}...)")
     if shown is not None and shown != committed:
         raise KeyMismatch(f"the key on {where} has another public key (SHA-256 "
                           f"{_sha(shown)[:16]}..., committed {commitment.sha256[:16]}...)")
@@ -328,6 +333,7 @@ def check(commitment: Commitment, side: Side) -> None:
             raise KeyMismatch(f"the private key on {where} holds other key material: its {how} "
                               "over a fresh challenge does not verify with the committed public "
                               "key")
+    return _sha(committed)
 
 
 @dataclass(frozen=True)
@@ -354,6 +360,29 @@ class Proof:
         if self.answers is not None:
             out["answers"] = dict(self.answers)
         return out
+
+    def commitment(self) -> Commitment:
+        """The material both sides were proven to hold, fixed (a journal entry's)."""
+        return Commitment(self.method, self.challenge.hex(), self.bits, self.target)
+
+
+def prove_key(spec: Any, source: Side, target: Side,
+              started: Commitment | None = None) -> Proof:
+    """``prove`` for an inventory key (``spec``: its KeySpec): an EC key needs its public
+    object on the source (the target holds the private key alone), and a token error on the
+    target is explained by the keys' sizes where they differ."""
+    if spec.type == "ec" and source.public is None:
+        raise KeyNotFound(f"no public key labelled {spec.label!r} on {source.cluster}: the EC "
+                          "key cannot be proven without it")
+    try:
+        return prove(source, target, started)
+    except TokenError as exc:
+        s, t = keyinfo.read(source.key), keyinfo.read(target.key)
+        if s.size and t.size and s.size != t.size:
+            raise KeyMismatch(f"{spec.target_label!r} on {target.cluster} is {t.describe()}; "
+                              f"{spec.label!r} on {source.cluster} is {s.describe()}: other key "
+                              "material") from exc
+        raise
 
 
 def prove(source: Side, target: Side, started: Commitment | None = None) -> Proof:
