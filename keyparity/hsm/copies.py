@@ -107,3 +107,27 @@ def check(keys: Iterable[KeySpec], found: dict[str, Counter[tuple[str | None, st
                 out.problems.append(f"{spec.label!r}: no {cls} key labelled {label!r} on "
                                     f"{want.cluster} at the end of the run")
     return out
+
+
+def report(keys: Iterable[KeySpec], found: dict[str, Counter[tuple[str | None, str]]],
+           source: str | None, target: str | None) -> tuple[list[str], bool]:
+    """``keyparity copies``: one line per key with its objects on each cluster, and whether
+    every key is still somewhere and nowhere more than once (after ``retire --destroy`` a key
+    is on the target alone)."""
+    specs = list(keys)
+    loose = [Expected(e.cluster, {k: (label, False) for k, (label, _) in e.labels.items()})
+             for e in expectations(specs, source, target, set())]
+    result = check(specs, found, loose)
+    lines = []
+    for spec in specs:
+        per = result.counts.get(spec.label, {})
+        cls = CLASSES[key_class(spec.type)]
+        total = sum(c.get(cls, 0) for c in per.values())
+        shown = ", ".join(f"{cluster} {c.get(cls, 0)}" for cluster, c in per.items())
+        if total == 0:
+            result.problems.append(f"{spec.label!r}: on no cluster: its key material is gone")
+        lines.append(f"  {spec.label}: {shown}")
+    ok = not result.problems
+    lines += [f"  PROBLEM: {p}" for p in result.problems]
+    lines.append(f"keyparity copies: {'every key is present, and once on each cluster that holds it' if ok else 'NOT every key is present exactly once'}")
+    return lines, ok

@@ -369,9 +369,9 @@ class Proof:
 def prove_key(spec: Any, source: Side, target: Side,
               started: Commitment | None = None) -> Proof:
     """``prove`` for an inventory key (``spec``: its KeySpec): an EC key needs its public
-    object on the source (the target holds the private key alone), and a token error on the
-    target is explained by the keys' sizes where they differ."""
-    if spec.type == "ec" and source.public is None:
+    object on one side (the source; the target holds the private key alone), and a token
+    error is explained by the keys' sizes where they differ."""
+    if spec.type == "ec" and source.public is None and target.public is None:
         raise KeyNotFound(f"no public key labelled {spec.label!r} on {source.cluster}: the EC "
                           "key cannot be proven without it")
     try:
