@@ -65,7 +65,7 @@ _OAEP_SHA1 = (Mechanism.SHA_1, MGF.SHA1, None)
 _WRAP_LABEL = "keyparity-proof"
 
 
-class NotProvable(KeyparityError):
+class NotProvable(NotPermitted):
     """No method of the strong proof is permitted for this key (or these keys): its material
     cannot be proven, so nothing may act on it."""
 
@@ -90,7 +90,7 @@ class Method:
         """The token's output over ``data`` (NotPermitted: the key may not do it)."""
         run = getattr(key, self.op, None)
         if run is None:
-            raise NotPermitted(f"the key on {where} may not {self.op.split('_')[0]} "
+            raise NotProvable(f"the key on {where} may not {self.op.split('_')[0]} "
                                f"(CKA_{self.op.split('_')[0].upper()} is false there): "
                                f"its material cannot be proven by {self.text}")
         with pkcs11_step(f"prove the key material ({self.name})", where):
