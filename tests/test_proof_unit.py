@@ -194,9 +194,8 @@ def test_prove_a_secret_key(tokens, monkeypatch):
         proof.prove(s, other)
     theirs = sha(ecb(algorithms.AES(AES_128), CHALLENGE, True))
     assert str(info.value) == (
-        f"the key on hsm2 holds other key material than the key on hsm1: aes-ecb-decrypt over "
-        f"the challenge {CHALLENGE.hex()[:16]}... gives SHA-256 {theirs[:16]}... on hsm2, "
-        f"{out[:16]}... on hsm1")
+        f"aes-ecb-decrypt over the challenge {CHALLENGE.hex()[:16]}... gives SHA-256 "
+        f"{theirs[:16]}... on hsm2, {out[:16]}... on hsm1: other key material")
 
 
 def test_a_3des_key_that_differs_in_its_third_des_key_is_other_material(tokens):
@@ -391,9 +390,9 @@ def test_prove_an_rsa_key_pair(tokens, monkeypatch):
                  "hsm2")
     with pytest.raises(KeyMismatch) as info:
         proof.prove(s, other)
-    assert str(info.value) == (f"the key on hsm2 has another public key than the key on hsm1 "
-                               f"(SHA-256 {sha(spki(rsa_key(1).public_key()))[:16]}... != "
-                               f"{fp[:16]}...)")
+    assert str(info.value) == (f"the public key on hsm2 is not the one on hsm1 (SHA-256 "
+                               f"{sha(spki(rsa_key(1).public_key()))[:16]}... != {fp[:16]}...): "
+                               "other key material")
 
 
 def test_a_private_key_whose_modulus_lies_is_caught_by_its_answer(tokens):
@@ -410,16 +409,16 @@ def test_a_private_key_whose_modulus_lies_is_caught_by_its_answer(tokens):
         Attribute.SIGN: True, Attribute.SENSITIVE: True})
     with pytest.raises(KeyMismatch) as info:
         proof.prove(s, side(bad, "hsm2"))
-    assert str(info.value) == ("the private key on hsm2 holds other key material than the key "
-                               "on hsm1: its SHA256-RSA-PKCS signature over the challenge does "
-                               "not verify with the public key of hsm1")
+    assert str(info.value) == ("the SHA256-RSA-PKCS signature over the challenge by the private "
+                               "key on hsm2 does not verify with the public key of hsm1: other "
+                               "key material")
     with pytest.raises(KeyMismatch, match="the private key on hsm2 holds other key material: "
                                           "its SHA256-RSA-PKCS signature over a fresh"):
         proof.check(proof.commit(s), side(bad, "hsm2"))
     with pytest.raises(KeyMismatch, match="does not answer for its own public key"):
         proof.commit(side(bad, "hsm2"))
-    with pytest.raises(KeyMismatch, match="^the private key on hsm1 holds other key material "
-                                          "than the key on hsm2"):
+    with pytest.raises(KeyMismatch, match="^the SHA256-RSA-PKCS signature over the challenge "
+                                          "by the private key on hsm1 does not verify"):
         proof.prove(side(bad, "hsm1"), Side(s.key, None, "hsm2"))
 
 
@@ -439,9 +438,9 @@ def test_prove_an_ec_key_alone_on_the_target(tokens):
                          public=False, token=False)[0], None, "hsm2", "secp256r1")
     with pytest.raises(KeyMismatch) as info:
         proof.prove(s, other)
-    assert str(info.value) == ("the private key on hsm2 holds other key material than the key "
-                               "on hsm1: its ECDSA-SHA256 signature over the challenge does not "
-                               "verify with the public key of hsm1")
+    assert str(info.value) == ("the ECDSA-SHA256 signature over the challenge by the private key "
+                               "on hsm2 does not verify with the public key of hsm1: other key "
+                               "material")
     with pytest.raises(proof.NotProvable) as info:
         proof.prove(Side(t.key, None, "hsm1", "secp256r1"), t)
     assert str(info.value) == ("neither hsm1 nor hsm2 exposes the public key: the material "
@@ -522,3 +521,9 @@ def test_prove_an_inventory_key(tokens):
     same = side(session_secret(tokens["hsm2"], "ik-hmac2", KeyType.GENERIC_SECRET, HMAC_KEY),
                 "hsm2")
     assert proof.prove_key(spec("generic-secret"), s, same).match
+    other = side(session_secret(tokens["hsm2"], "ik-hmac3", KeyType.GENERIC_SECRET,
+                                HMAC_KEY[::-1]), "hsm2")
+    with pytest.raises(KeyMismatch) as info:
+        proof.prove_key(spec("generic-secret"), s, other)
+    assert str(info.value).startswith("'k-tgt' on hsm2 holds other key material than 'k-src' on "
+                                      "hsm1: hmac-sha256 over the challenge ")

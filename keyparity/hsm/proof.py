@@ -376,6 +376,9 @@ def prove_key(spec: Any, source: Side, target: Side,
                           "key cannot be proven without it")
     try:
         return prove(source, target, started)
+    except KeyMismatch as exc:
+        raise KeyMismatch(f"{spec.target_label!r} on {target.cluster} holds other key material "
+                          f"than {spec.label!r} on {source.cluster}: {exc}") from exc
     except TokenError as exc:
         s, t = keyinfo.read(source.key), keyinfo.read(target.key)
         if s.size and t.size and s.size != t.size:
@@ -412,10 +415,9 @@ def _prove_secret(source: Key, target: Key, where: tuple[str, str],
     out = _output(method, target, data, where[1])
     proof = Proof(method.name, data, len(out) * 8, s, _sha(out))
     if not proof.match:
-        raise KeyMismatch(f"the key on {where[1]} holds other key material than the key on "
-                          f"{where[0]}: {method.name} over the challenge {data.hex()[:16]}... "
-                          f"gives SHA-256 {proof.target[:16]}... on {where[1]}, "
-                          f"{proof.source[:16]}... on {where[0]}")
+        raise KeyMismatch(f"{method.name} over the challenge {data.hex()[:16]}... gives SHA-256 "
+                          f"{proof.target[:16]}... on {where[1]}, {proof.source[:16]}... on "
+                          f"{where[0]}: other key material")
     return proof
 
 
@@ -431,8 +433,8 @@ def _prove_pair(source: Key, target: Key, where: tuple[str, str], curve: str | N
         raise NotProvable(f"neither {where[0]} nor {where[1]} exposes the public key: the "
                           "material cannot be proven")
     if s_der is not None and t_der is not None and s_der != t_der:
-        raise KeyMismatch(f"the key on {where[1]} has another public key than the key on "
-                          f"{where[0]} (SHA-256 {_sha(t_der)[:16]}... != {_sha(s_der)[:16]}...)")
+        raise KeyMismatch(f"the public key on {where[1]} is not the one on {where[0]} (SHA-256 "
+                          f"{_sha(t_der)[:16]}... != {_sha(s_der)[:16]}...): other key material")
     s_pub, t_pub = s_der or t_der, t_der or s_der
     assert s_pub is not None and t_pub is not None
     reuse = started is not None and started.method == PAIR and started.sha256 == _sha(s_pub)
@@ -443,8 +445,7 @@ def _prove_pair(source: Key, target: Key, where: tuple[str, str], curve: str | N
     for ok, how, here, other in ((s_ok, s_how, where[0], where[1]),
                                  (t_ok, t_how, where[1], where[0])):
         if not ok:
-            raise KeyMismatch(f"the private key on {here} holds other key material than the "
-                              f"key on {other}: its {how} over the challenge does not verify "
-                              f"with the public key of {other}")
+            raise KeyMismatch(f"the {how} over the challenge by the private key on {here} does "
+                              f"not verify with the public key of {other}: other key material")
     return Proof(PAIR, data, min(s_bits, t_bits), _sha(s_pub), _sha(t_pub),
                  {"source": s_how, "target": t_how})
