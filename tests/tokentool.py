@@ -11,6 +11,7 @@ OPS.json: {"module": path, "ops": [{"op": ..., "token": label, "pin": pin, ...},
   import-aes    label, value_hex, extractable     import a known AES key value (test vectors only)
   count         [label]                           number of objects (with that label)
   count-prefix  prefix                            number of objects whose label starts with it
+  kcv           label                             the 3-byte KCV of the secret key (hex)
 Prints a JSON list of per-op results.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 
 from keyparity.hsm.attributes import BY_NAME
 from keyparity.profile import CURVE_ALIASES, KeySpec
+from keyparity.hsm.identity import kcv
 from keyparity.hsm.seed import create, seed
 
 CLASSES = {"secret": ObjectClass.SECRET_KEY, "private": ObjectClass.PRIVATE_KEY,
@@ -74,6 +76,9 @@ def main(path: str) -> None:
             elif kind == "count":
                 out.append(sum(1 for _ in s.get_objects({Attribute.LABEL: op["label"]})
                                ) if "label" in op else sum(1 for _ in s.get_objects()))
+            elif kind == "kcv":
+                key = s.get_key(object_class=ObjectClass.SECRET_KEY, label=op["label"])
+                out.append(kcv(key, op["token"]).value)
             elif kind == "count-prefix":
                 out.append(sum(1 for o in s.get_objects()
                                if str(o[Attribute.LABEL]).startswith(op["prefix"])))
