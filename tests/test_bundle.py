@@ -185,7 +185,7 @@ def test_green_run_writes_a_complete_signed_bundle_that_verify_accepts(lab, suit
 
     result = run_suites(suites, signed_profile(lab, DEMO_KEYS, private))
 
-    result.assert_outcomes(passed=39)  # 3DES: hsm1 (FIPS) does not produce: n/a records
+    result.assert_outcomes(passed=40)  # 3DES: hsm1 (FIPS) does not produce: n/a records
     assert result.ret == 0
     run_dir, doc = assert_bundle(suites, result, lab)
     assert doc["summary"]["verdict"] == "PASS"
