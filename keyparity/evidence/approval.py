@@ -30,10 +30,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import KeyMismatch
+from ..errors import KeyMismatch, NotPermitted, TokenError
 from ..hsm import proof
 from ..hsm.cluster import open_cluster
 from ..hsm.locate import Side
+from ..hsm.migrate import session_fault
 from ..hsm.login import LoginGate
 from ..profile import KeySpec, Profile
 from .plan import (PLAN, PlanError, cluster_record, planned_key, unwrap_record, verify_plan,
@@ -83,7 +84,12 @@ class Approval:
             return f"{spec.label!r} is not in the plan {plan_id}: not written"
         try:
             proof.check(proof.Commitment.parse(planned.get("identity")), source)
-        except (KeyMismatch, proof.NotProvable, ValueError) as exc:
+        except TokenError as exc:  # the token refused to compute it: not proven, unless the
+            if session_fault(exc):  # session is gone (the migration reopens it)
+                raise
+            return (f"{spec.label!r}: the source key is not proven to be the key material the "
+                    f"plan {plan_id} approved ({exc}): not written")
+        except (KeyMismatch, NotPermitted, ValueError) as exc:
             return (f"{spec.label!r}: the source key is not proven to be the key material the "
                     f"plan {plan_id} approved (other key material under the label: {exc}): "
                     "not written")
@@ -158,6 +164,12 @@ def _against_profile(plan: dict[str, Any], profile: Profile) -> list[str]:
     return out
 
 
+def _compared(key: dict[str, Any]) -> dict[str, Any]:
+    """A planned key as it is compared with the source: its KCV is for people to read (the
+    material is proven by the commitment), and may not be computable any more."""
+    return {k: v for k, v in key.items() if k != "kcv"}
+
+
 def _against_source(plan: dict[str, Any], profile: Profile, gate: LoginGate) -> list[str]:
     """Every planned key read again from the source (one login, nothing written), as the
     plan was drafted: where it differs."""
@@ -177,7 +189,7 @@ def _against_source(plan: dict[str, Any], profile: Profile, gate: LoginGate) -> 
         except Exception as exc:  # noqa: BLE001 - a key that cannot be read is not as planned
             out.append(f"{spec.label!r}: {type(exc).__name__}: {exc}")
             continue
-        differs = _differences(planned[spec.label], now)
+        differs = _differences(_compared(planned[spec.label]), _compared(now))
         if differs:
             out.append(f"{spec.label!r}: " + "; ".join(differs))
     return out
