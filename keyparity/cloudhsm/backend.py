@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
-from ..hsm import attributes
+from ..hsm import attributes, destruction
 from ..hsm.backend import Once
 from ..hsm.cluster import ClusterSession
 from ..hsm.keytypes import key_class
@@ -270,7 +270,9 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
                    ("-public", "-private", "-imported")}
         for (cluster, label), (cls, ref, seq) in reversed(todo):
             name = f"{label!r} ({cls}) on cluster {cluster or '?'}"
-            if label not in allowed or label in protect:
+            try:  # the one rule for destroying: only the run's own wrapping objects
+                destruction.own_label(label, allowed, protect)
+            except destruction.Refused:
                 lines.append(f"refused: {name}: not run {run}'s keyparity wrapping label "
                              f"(journal seq {seq}); nothing deleted")
                 left.append(f"{cluster}: {label} (refused)")
