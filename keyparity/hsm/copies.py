@@ -131,5 +131,7 @@ def report(keys: Iterable[KeySpec], found: dict[str, Counter[tuple[str | None, s
         lines.append(f"  {spec.label}: {shown}")
     ok = not result.problems
     lines += [f"  PROBLEM: {p}" for p in result.problems]
-    lines.append(f"keyparity copies: {'every key is present, and once on each cluster that holds it' if ok else 'NOT every key is present exactly once'}")
+    lines.append("keyparity copies: " + ("every key is present, and once on each cluster that "
+                                         "holds it" if ok else
+                                         "NOT every key is present exactly once"))
     return lines, ok

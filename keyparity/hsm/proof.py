@@ -51,7 +51,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.types import Key
 
-from ..errors import KeyMismatch, KeyNotFound, KeyparityError, NotPermitted, TokenError, pkcs11_step
+from ..errors import (KeyMismatch, KeyNotFound, KeyparityError, NotPermitted, TokenError,
+                      pkcs11_step)
 from . import identity, keyinfo
 from .locate import Side
 
