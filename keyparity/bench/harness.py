@@ -4,8 +4,8 @@ harness with a bare python-pkcs11 loop making the same PKCS #11 calls, in the sa
 Layout: a fresh token directory under /dev/shm with three tokens. hsm1 is the source and holds
 N AES-256 keys (seeding is set-up, not timed). The harness (Migrator: index lookup, source
 attribute read, unwrap template, RSA-OAEP + CKM_AES_KEY_WRAP_PAD inside the tokens, the strong
-proof on both sides) migrates them to hsm2; the bare loop migrates the same source keys to hsm3 with
-plain python-pkcs11 calls and no keyparity code in between. Both run in interleaved batches
+proof on both sides) migrates them to hsm2; the bare loop migrates the same source keys to hsm3
+with plain python-pkcs11 calls and no keyparity code in between. Both run in interleaved batches
 (the order swaps every batch), so machine noise hits both alike; each batch is timed with
 time.perf_counter. ratio = harness time / bare time.
 

@@ -266,11 +266,10 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
                    f"may still be running; remove them with `keyparity cleanup --run {run}`")
             lines.append(f"left alone: {len(todo)} wrapping object(s) of run {run}: {why}")
             continue
-        allowed = {f"{wrapping_label(run)}{suffix}" for suffix in
-                   ("-public", "-private", "-imported")}
+        allowed = {f"{wrapping_label(run)}{end}" for end in ("-public", "-private", "-imported")}
         for (cluster, label), (cls, ref, seq) in reversed(todo):
             name = f"{label!r} ({cls}) on cluster {cluster or '?'}"
-            try:  # the one rule for destroying: only the run's own wrapping objects
+            try:  # keyparity.hsm.destruction: only the run's own wrapping objects
                 destruction.own_label(label, allowed, protect)
             except destruction.Refused:
                 lines.append(f"refused: {name}: not run {run}'s keyparity wrapping label "
