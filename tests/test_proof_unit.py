@@ -527,3 +527,215 @@ def test_prove_an_inventory_key(tokens):
         proof.prove_key(spec("generic-secret"), s, other)
     assert str(info.value).startswith("'k-tgt' on hsm2 holds other key material than 'k-src' on "
                                       "hsm1: hmac-sha256 over the challenge ")
+
+
+# ---- what a token's refusal says, and the corners of each path ---------------------------------
+
+def refused(session, label, key_type=KeyType.AES, value=AES_128, attribute=Attribute.DECRYPT):
+    """A session key whose Python object offers the operation the token then refuses (the
+    attribute cleared after the object was made): a TokenError naming the step and the
+    cluster, never a silent mismatch."""
+    key = session_secret(session, label, key_type, value)
+    key[attribute] = False
+    return key
+
+
+def test_a_token_refusal_names_the_step_and_the_cluster(tokens):
+    step = "prove the key material (aes-ecb-decrypt) on {} failed: Unmapped error code 0x68"
+    src = side(refused(tokens["hsm1"], "r-src"))
+    tgt = side(session_secret(tokens["hsm2"], "r-tgt", KeyType.AES, AES_128), "hsm2")
+    for call in (lambda: proof.prove(src, tgt), lambda: proof.commit(src),
+                 lambda: proof.BY_NAME["aes-ecb-decrypt"].compute(src.key, CHALLENGE, "hsm1"),
+                 lambda: proof._output(proof.BY_NAME["aes-ecb-decrypt"], src.key, CHALLENGE,
+                                       "hsm1"),
+                 lambda: proof.check(proof.commit(tgt), src)):
+        with pytest.raises(TokenError) as info:
+            call()
+        assert str(info.value) == step.format("hsm1"), str(info.value)
+    bad_target = side(refused(tokens["hsm2"], "r-tgt2"), "hsm2")
+    with pytest.raises(TokenError) as info:
+        proof.prove(tgt, bad_target)
+    assert str(info.value) == step.format("hsm2")
+    with pytest.raises(TokenError) as info:  # the same size: the token's refusal is the error
+        proof.prove(side(session_secret(tokens["hsm1"], "r-s", KeyType.AES, AES_128)),
+                    bad_target, proof.Commitment("aes-ecb-decrypt", CHALLENGE.hex(), 256, "0"))
+    assert str(info.value) == step.format("hsm2")
+
+
+def test_the_keys_that_permit_nothing_are_named_with_both_clusters(tokens):
+    a = side(session_secret(tokens["hsm1"], "x-a", KeyType.AES, AES_128, NONE))
+    b = side(session_secret(tokens["hsm2"], "x-b", KeyType.AES, AES_128, NONE), "hsm2")
+    with pytest.raises(proof.NotProvable) as info:
+        proof.prove(a, b)
+    assert str(info.value).startswith("no strong proof of a AES key is permitted on hsm1 and "
+                                      "hsm2 (tried: ")
+    with pytest.raises(proof.NotProvable) as info:
+        proof.commit(b)
+    assert str(info.value).startswith("no strong proof of a AES key is permitted on hsm2 (")
+
+
+def test_fewer_than_128_bits_of_any_method_is_refused():
+    from types import SimpleNamespace
+    for n, ok in ((15, False), (16, True)):
+        method = SimpleNamespace(name="m", compute=lambda key, data, where, n=n: bytes(n))
+        if ok:
+            assert proof._output(method, None, CHALLENGE, "hsm1") == bytes(16)
+        else:
+            with pytest.raises(proof.NotProvable, match="^m gave 120 bits on hsm1"):
+                proof._output(method, None, CHALLENGE, "hsm1")
+
+
+def test_the_wrap_method_wraps_a_session_key_of_the_challenge_that_is_gone_after(tokens):
+    key = session_secret(tokens["hsm1"], "w-aes", KeyType.AES, AES_256,
+                         {Attribute.WRAP: True, Attribute.DECRYPT: False,
+                          Attribute.ENCRYPT: False, Attribute.SIGN: False})
+    out = proof.commit(side(key), CHALLENGE)
+    assert out.method == "aes-key-wrap" and out.bits == 320
+    assert out.sha256 == sha(aes_key_wrap(AES_256, CHALLENGE))
+    assert not list(tokens["hsm1"].get_objects({Attribute.LABEL: "keyparity-proof"}))
+    made = []
+
+    class Watched:  # the key's session, seen through: what the proof asks it to create
+        def create_object(self, template):
+            made.append(dict(template))
+            return tokens["hsm1"].create_object(template)
+
+    out = proof._wrap(Watched(), key.wrap_key, Mechanism.AES_KEY_WRAP, CHALLENGE)
+    assert out == aes_key_wrap(AES_256, CHALLENGE)
+    (template,) = made  # a session object (never stored), whose value may be wrapped
+    assert template[Attribute.TOKEN] is False and template[Attribute.SENSITIVE] is False
+    assert template[Attribute.EXTRACTABLE] is True and template[Attribute.VALUE] == CHALLENGE
+    assert template[Attribute.LABEL] == "keyparity-proof"
+
+
+def test_a_commitment_of_another_key_type_or_of_none(tokens):
+    made = proof.Commitment("aes-ecb-decrypt", CHALLENGE.hex(), 256, "00" * 32)
+    other_type = side(session_secret(tokens["hsm1"], "t-sha", KeyType.SHA256_HMAC, HMAC_KEY))
+    with pytest.raises(KeyMismatch) as info:
+        proof.check(made, other_type)
+    assert str(info.value) == ("the key on hsm1 is a SHA256_HMAC key; the commitment is of "
+                               "aes-ecb-decrypt: other key material")
+    with pytest.raises(proof.NotProvable, match="no strong proof of a SHA256_HMAC key is "
+                                                r"permitted on hsm1 \(tried: none exists\)"):
+        proof.commit(other_type)
+    long = "x" * 60
+    with pytest.raises(ValueError) as info:
+        proof.Commitment.parse(long)
+    assert str(info.value) == f"not a commitment: {'x' * 40!r}"
+
+
+def test_exact_messages_of_a_secret_key_check(tokens):
+    key = side(session_secret(tokens["hsm2"], "e-aes", KeyType.AES, AES_128), "hsm2")
+    made = proof.Commitment("aes-ecb-decrypt", CHALLENGE.hex(), 256, "ab" * 32)
+    found = sha(ecb(algorithms.AES(AES_128), CHALLENGE, True))
+    with pytest.raises(KeyMismatch) as info:
+        proof.check(made, key)
+    assert str(info.value) == (f"the key on hsm2 holds other key material: aes-ecb-decrypt over "
+                               f"the challenge {CHALLENGE.hex()[:16]}... gives SHA-256 "
+                               f"{found[:16]}..., committed {'ab' * 8}...")
+
+
+def test_exact_messages_of_a_pair_check(tokens):
+    key0, key1 = rsa_key(0), rsa_key(1)
+    der0, der1 = spki(key0.public_key()), spki(key1.public_key())
+    other_alone = side(rsa_pair(tokens["hsm2"], "m-rsa1", key1, public=False, token=False)[0],
+                       "hsm2")
+    with pytest.raises(KeyMismatch) as info:  # its modulus shows another public key
+        proof.check(proof.Commitment(proof.PAIR, CHALLENGE.hex(), 2048, sha(der0),
+                                     der0.hex()), other_alone)
+    assert str(info.value) == (f"the key on hsm2 has another public key (SHA-256 "
+                               f"{sha(der1)[:16]}..., committed {sha(der0)[:16]}...)")
+    with pytest.raises(KeyMismatch) as info:  # only the SHA-256 committed: the one shown
+        proof.check(proof.Commitment(proof.PAIR, CHALLENGE.hex(), 2048, sha(der0)), other_alone)
+    assert str(info.value) == (f"the key on hsm2 has another public key than the committed one "
+                               f"(SHA-256 {sha(der1)[:16]}..., committed {sha(der0)[:16]}...)")
+    liar = Side(rsa_pair(tokens["hsm2"], "m-rsa0", key1, public=False, token=False)[0],
+                rsa_pair(tokens["hsm2"], "m-rsa0-pub", key0, token=False)[1], "hsm2")
+    with pytest.raises(KeyMismatch) as info:  # a public object of key 0, a private of key 1
+        proof.check(proof.Commitment(proof.PAIR, CHALLENGE.hex(), 2048, sha(der0),
+                                     der0.hex()), liar)
+    assert str(info.value) == ("the private key on hsm2 holds other key material: its "
+                               "SHA256-RSA-PKCS signature over a fresh challenge does not verify "
+                               "with the committed public key")
+    # an EC public object alone, checked against the SHA-256 of its public key only
+    ec_pub = ec_pair(tokens["hsm1"], "m-ec", ec_key(0), "secp256r1", token=False)[1]
+    der = spki(ec_key(0).public_key())
+    assert proof.check(proof.Commitment(proof.PAIR, CHALLENGE.hex(), 0, sha(der)),
+                       Side(ec_pub, None, "hsm1", "secp256r1")) == sha(der)
+
+
+def test_token_refusals_of_a_pairs_answer_name_the_step_and_the_cluster(tokens):
+    session = tokens["hsm2"]
+    key = rsa_key(0)
+    der = spki(key.public_key())
+    signer = rsa_pair(session, "q-rsa", key, token=False)[0]
+    signer[Attribute.SIGN] = False  # the object still offers sign(): the token refuses
+    with pytest.raises(TokenError) as info:
+        proof.answers(signer, der, CHALLENGE, "hsm2")
+    assert str(info.value) == ("prove the key material (RSA signature) on hsm2 failed: "
+                               "Unmapped error code 0x68")
+    decrypter = rsa_pair(session, "q-rsa-d", key, token=False)[0]
+    decrypter[Attribute.SIGN] = False
+    decrypter = next(session.get_objects({Attribute.LABEL: "q-rsa-d",
+                                          Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+    decrypter[Attribute.DECRYPT] = False  # ... and now refuses to decrypt
+    with pytest.raises(TokenError) as info:
+        proof.answers(decrypter, der, CHALLENGE, "hsm2")
+    assert str(info.value) == ("prove the key material (RSA-OAEP decryption) on hsm2 failed: "
+                               "Unmapped error code 0x68")
+    ec_priv, ec_pub = ec_pair(session, "q-ec", ec_key(0), "secp256r1", token=False)
+    ec_priv[Attribute.SIGN] = False
+    with pytest.raises(TokenError, match="^ECDSA signature for identity on hsm2 failed"):
+        proof.answers(ec_priv, spki(ec_key(0).public_key()), CHALLENGE, "hsm2")
+    source = Side(*rsa_pair(tokens["hsm1"], "q-src", key, token=False), "hsm1")
+    with pytest.raises(TokenError, match=r"\(RSA signature\) on hsm2 failed"):
+        proof.prove(source, side(signer, "hsm2"))
+    with pytest.raises(TokenError, match=r"\(RSA signature\) on hsm2 failed"):
+        proof.prove(side(signer, "hsm2"), Side(source.key, None, "hsm1"))
+    with pytest.raises(TokenError, match=r"\(RSA signature\) on hsm2 failed"):
+        proof.commit(side(signer, "hsm2"))
+    with pytest.raises(TokenError, match=r"\(RSA signature\) on hsm2 failed"):
+        proof.check(proof.commit(source), side(signer, "hsm2"))
+
+
+def test_a_pair_is_proven_against_a_private_key_only(tokens):
+    key = rsa_key(0)
+    source = Side(*rsa_pair(tokens["hsm1"], "o-rsa", key, token=False), "hsm1")
+    public_only = side(rsa_pair(tokens["hsm2"], "o-rsa", key, token=False)[1], "hsm2")
+    ec = side(ec_pair(tokens["hsm2"], "o-ec", ec_key(0), "secp256r1", token=False)[0], "hsm2")
+    for target in (public_only, ec):
+        with pytest.raises(KeyMismatch) as info:
+            proof.prove(source, target)
+        assert str(info.value) == ("the key on hsm2 is not a RSA private key: other key "
+                                   "material")
+    # the source's public key is read from its own object when it has no public one
+    other = side(rsa_pair(tokens["hsm2"], "o-rsa1", rsa_key(1), public=False, token=False)[0],
+                 "hsm2")
+    with pytest.raises(KeyMismatch) as info:
+        proof.prove(Side(source.key, None, "hsm1"), other)
+    assert str(info.value).startswith("the public key on hsm2 is not the one on hsm1 (SHA-256 ")
+    # an EC public object where the private key was expected: it cannot answer
+    ec_pub = ec_pair(tokens["hsm1"], "o-ec-pub", ec_key(0), "secp256r1", token=False)[1]
+    with pytest.raises(proof.NotProvable) as info:
+        proof.prove(Side(ec_pub, None, "hsm1", "secp256r1"),
+                    Side(ec.key, None, "hsm2", "secp256r1"))
+    assert str(info.value) == ("the EC private key on hsm1 may neither sign nor decrypt: its "
+                               "material cannot be proven")
+
+
+def test_the_curve_of_either_side_reads_the_public_key(tokens):
+    key = ec_key(0, "secp256r1")
+    s = Side(*ec_pair(tokens["hsm1"], "cv", key, "secp256r1", token=False), "hsm1", "secp256r1")
+    t = Side(ec_pair(tokens["hsm2"], "cv", key, "secp256r1", public=False, token=False)[0], None,
+             "hsm2", None)
+    assert proof.prove(s, t).match  # the target's side names no curve: the source's does
+    assert proof.prove(Side(s.key, s.public, "hsm1", None),
+                       Side(t.key, None, "hsm2", "secp256r1")).match
+
+
+def test_prove_key_passes_the_source_half_on(tokens):
+    s = side(session_secret(tokens["hsm1"], "pk-aes", KeyType.AES, AES_128))
+    t = side(session_secret(tokens["hsm2"], "pk-aes", KeyType.AES, AES_128), "hsm2")
+    started = proof.commit(s, CHALLENGE)
+    found = proof.prove_key(spec("aes"), s, t, started)
+    assert found.challenge == CHALLENGE and found.source == started.sha256

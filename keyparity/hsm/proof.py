@@ -48,10 +48,11 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+import pkcs11.exceptions as p11
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.types import Key
 
-from ..errors import (KeyMismatch, KeyNotFound, KeyparityError, NotPermitted, TokenError,
+from ..errors import (KeyMismatch, KeyNotFound, NotPermitted, TokenError,
                       pkcs11_step)
 from . import identity, keyinfo
 from .locate import Side
@@ -63,6 +64,9 @@ PAIR_TEXT = ("SHA-256 of the public key (SubjectPublicKeyInfo), equal on both si
              "private key's signature or decryption over the challenge, checked in software "
              "with the other side's public key")
 _OAEP_SHA1 = (Mechanism.SHA_1, MGF.SHA1, None)
+# what a token answers for an RSA-OAEP ciphertext that its key did not make (SoftHSM:
+# CKR_GENERAL_ERROR); anything else (a lost session, a refusal) is the token's error
+_NOT_DECRYPTED = (p11.GeneralError, p11.EncryptedDataInvalid, p11.EncryptedDataLenRange)
 _WRAP_LABEL = "keyparity-proof"
 
 
@@ -96,19 +100,20 @@ class Method:
                                f"its material cannot be proven by {self.text}")
         with pkcs11_step(f"prove the key material ({self.name})", where):
             if self.op == "wrap_key":
-                return _wrap(key, run, self.mechanism, data)
+                return _wrap(key.session, run, self.mechanism, data)
             if self.mechanism is Mechanism.DES3_CMAC:  # 64 bits a MAC: one per block
                 return b"".join(bytes(run(data[i:i + 8], mechanism=self.mechanism))
                                 for i in range(0, len(data), 8))
             return bytes(run(data, mechanism=self.mechanism))
 
 
-def _wrap(key: Key, wrap: Callable[..., Any], mechanism: Mechanism, data: bytes) -> bytes:
-    """C_WrapKey of a session AES key whose value is ``data`` (the challenge: test data, not
-    key material), destroyed at once: the proof's own object."""
-    session_key = key.session.create_object({
+def _wrap(session: Any, wrap: Callable[..., Any], mechanism: Mechanism, data: bytes) -> bytes:
+    """C_WrapKey (``wrap``: the key's) of a session AES key whose value is ``data`` (the
+    challenge: test data, not key material), made in the key's ``session`` and destroyed at
+    once: the proof's own object."""
+    session_key = session.create_object({
         Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
-        Attribute.TOKEN: False, Attribute.LABEL: _WRAP_LABEL, Attribute.VALUE: data,
+        Attribute.TOKEN: False, Attribute.LABEL: _WRAP_LABEL, Attribute.VALUE: bytes(data),
         Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
     try:
         return bytes(wrap(session_key, mechanism=mechanism))
@@ -205,10 +210,8 @@ def answers(private: Key, public_der: bytes, data: bytes, where: str) -> tuple[b
                 try:
                     back = bytes(private.decrypt(sealed, mechanism=Mechanism.RSA_PKCS_OAEP,
                                                  mechanism_param=_OAEP_SHA1))
-                except KeyparityError:
-                    raise
-                except Exception:  # noqa: BLE001 - padding that does not check out: not it
-                    back = b""
+                except _NOT_DECRYPTED:  # padding that does not check out: another key
+                    return False, "RSA-OAEP decryption", len(data) * 8
             return back == data, "RSA-OAEP decryption", len(data) * 8
     elif private.key_type == KeyType.EC and isinstance(public, ec.EllipticCurvePublicKey):
         if hasattr(private, "sign"):
@@ -285,11 +288,12 @@ def commit(side: Side, data: bytes | None = None) -> Commitment:
     if der is None:
         raise NotProvable(f"the {key.key_type.name} private key on {where} exposes no public "
                           "key and none is given: its material cannot be fixed")
-    ok, how, bits = answers(key, der, data, where) if key.object_class == \
-        ObjectClass.PRIVATE_KEY else (True, "public key", 0)
-    if not ok:
-        raise KeyMismatch(f"the private key on {where} does not answer for its own public key "
-                          f"({how} over the challenge does not verify)")
+    bits = 0  # a public object alone: its public key is all there is to fix
+    if key.object_class == ObjectClass.PRIVATE_KEY:
+        ok, how, bits = answers(key, der, data, where)
+        if not ok:
+            raise KeyMismatch(f"the private key on {where} does not answer for its own public "
+                              f"key ({how} over the challenge does not verify)")
     return Commitment(PAIR, data.hex(), bits, _sha(der), der.hex())
 
 
