@@ -192,14 +192,10 @@ def commit(entry: Entry, publics: dict[str | None, Object], where: str,
         return {"none": "not read"}
     public = publics.get(f.label) if f.cls == "private" and f.type == "ec" else None
     try:
-        made = proof.commit(Side(obj, public, where, _SEC.get(f.curve or "")), data)
+        made = proof.commit(Side(obj, public, where, f.curve), data)
     except (KeyparityError, KeyError, ValueError) as exc:  # (a token's refusal included)
-        return {"none": str(exc) or type(exc).__name__}
+        return {"none": f"{type(exc).__name__}: {exc}"}
     return {"method": made.method, "sha256": made.sha256}
-
-
-_SEC = {nist: sec for sec, nist in keyinfo.NIST_NAMES.items()} | {
-    sec: sec for sec in keyinfo.NIST_NAMES}
 
 
 def _ec_publics(entries: Iterable[Entry]) -> dict[str | None, Object]:
@@ -251,8 +247,7 @@ def _key(obj: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _material(obj: Mapping[str, Any], field: str) -> str:
-    value = obj.get(field)
-    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
+    return json.dumps(obj.get(field), sort_keys=True)
 
 
 def compare(start: Sequence[Mapping[str, Any]], end: Sequence[Mapping[str, Any]],
@@ -361,7 +356,7 @@ def reconcile(target: Sequence[Entry], source: Sequence[Entry], profile: Profile
             continue
         e.material = commit(e, publics, target_name, data)
         owners = inventory.get((e.facts.type, e.material.get("method"),
-                                e.material.get("sha256")), [])
+                                e.material.get("sha256")))
         if owners:
             names = ", ".join(map(repr, owners))
             e.disposition, e.detail = SECOND_COPY, f"holds the key material of {names}"
