@@ -600,9 +600,12 @@ def test_an_ec_private_key_answers_only_for_an_ec_public_object_of_its_label(tok
     fp = software_fp(rsa_key(0).public_key())
     assert entries[1].material == entries[2].material == {"method": "spki-sha256+answer",
                                                           "sha256": fp}
-    # an EC public object of the label of an RSA private key: not looked up for it
+    # a public object under the label of an RSA private key: never looked up for it (its
+    # public key is its own modulus)
     rsa_entry = Entry(census.keyinfo.read(rsa_private), rsa_private)
-    assert census.commit(rsa_entry, {"mix": ec_public}, "hsm2", CHALLENGE)["sha256"] == fp
+    other_public = rsa_pair(s, "mix3", rsa_key(1), token=False)[1]
+    for looked_up in (ec_public, other_public):
+        assert census.commit(rsa_entry, {"mix": looked_up}, "hsm2", CHALLENGE)["sha256"] == fp
 
 
 def test_take_source_commits_every_object_over_one_challenge_kept_in_the_record(tokens, source):
