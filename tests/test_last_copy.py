@@ -190,3 +190,25 @@ def test_cleanup_refuses_when_another_runs_copy_has_the_same_material(lab, suite
     doc = evidence(suites)
     assert doc["summary"]["verdict"] == "FAIL"
     assert doc["keys"]["k-aes"]["verdict"] == "failed"
+
+
+def test_a_retirement_of_an_earlier_key_of_the_label_does_not_hold_back_a_later_run(lab, suites):
+    """cleanup reads the retirements after the unwrap it would undo: a key of the same label
+    retired before (an earlier wave, or the demo run twice) is another key."""
+    profile, planned, _ = colliding_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+    first = pass_run(lab, suites, profile, plan_dir)
+    assert retire(lab, suites, profile, first, "--destroy",
+                  f"--plan={plan_dir}").returncode == 0
+    lab.tokens({"op": "destroy", "token": "hsm2", "label": "k-aes", "classes": ["secret"]})
+    put(lab, "hsm1", "k-aes", planned, replace=False)  # k-aes on the source again
+    again = lab.profile([AES], name="again")
+    run_suites(suites, again)
+    later = evidence(suites)["run"]["run_id"]
+    assert evidence(suites)["keys"]["k-aes"]["migration"]["status"] == "migrated"
+
+    cleaned = cleanup(lab, suites, again, later)
+
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert "removed: 'k-aes' (secret_key) on hsm2" in cleaned.stdout, cleaned.stdout
+    assert count(lab, "hsm1", "k-aes") == [1] and count(lab, "hsm2", "k-aes") == [0]

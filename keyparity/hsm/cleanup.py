@@ -186,7 +186,7 @@ class Cleanup:
                 if spec is None else "the journal entry holds no commitment to the key "
                 "material (an entry of an earlier keyparity: a 3-byte KCV proves nothing)"))
             return
-        retired = self._retired(spec)
+        retired = self._retired(spec, e["seq"])
         if retired is not None:
             self.lines.append(f"left alone: {where}: its source key {spec.label!r} was "
                               f"destroyed by {retired['run_id']} (journal seq {retired['seq']})"
@@ -239,12 +239,14 @@ class Cleanup:
             out.append(obj)
         return out
 
-    def _retired(self, spec: KeySpec) -> dict[str, Any] | None:
-        """The journal's record of a destroy of the source key (``keyparity retire``)."""
+    def _retired(self, spec: KeySpec, since: int) -> dict[str, Any] | None:
+        """The journal's record of a destroy of the source key (``keyparity retire``) after
+        the unwrap of journal seq ``since`` (an earlier one destroyed an earlier key of the
+        label)."""
         source = self.profile.source.name
         return next((d for d in reversed(self.journal.actions("destroy"))
                      if d["phase"] == "after" and d["cluster"] == source
-                     and d["key_label"] == spec.label), None)
+                     and d["key_label"] == spec.label and d["seq"] > since), None)
 
     def _source_side(self, spec: KeySpec) -> Side | None:
         """The inventory key on the source now (the process's one session to it)."""
