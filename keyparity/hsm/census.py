@@ -154,10 +154,11 @@ def _ec_public(entry: Entry, entries: Iterable[Entry]) -> Object | None:
 
 
 def material(entry: Entry, entries: Iterable[Entry], where: str) -> tuple[Any, str]:
-    """What identifies an object's key material without revealing it: (comparable value, text
-    for the evidence). Secret keys: the full KCV computation's output, computed by the token
-    (only its first 3 bytes, the KCV, are shown); RSA and EC: the public key's SHA-256. The
-    value is None, and the text says why, when there is none."""
+    """How people find an object's key material without it being revealed: (value, text for
+    the evidence and ``keyparity inventory``'s CBOM). Secret keys: the full KCV computation's
+    output, computed by the token (only its first 3 bytes, the KCV, are shown); RSA and EC:
+    the public key's SHA-256. The value is None, and the text says why, when there is none.
+    Nothing is decided on it: material is compared by ``commit`` (the strong proof)."""
     f, obj = entry.facts, entry.obj
     try:
         if obj is None:

@@ -46,8 +46,8 @@ class Kcv:
 
 def material_check(key: Key, where: str) -> bytes:
     """The whole output of the KCV computation (a full encrypted zero block, or the full HMAC),
-    computed by the token. It compares key material where a 3-byte KCV could collide by
-    chance (thousands of keys); it is never recorded. KeyError: no method for the key type."""
+    computed by the token; never recorded. The census shows its first 3 bytes; no command acts
+    on it (keyparity.hsm.proof proves key material). KeyError: no method for the key type."""
     with pkcs11_step("read the key type", where):
         key_type = key.key_type
     mechanism, size, _ = KCV_METHODS[key_type]
