@@ -340,20 +340,22 @@ def reconcile(target: Sequence[Entry], source: Sequence[Entry], profile: Profile
     fresh = data is None
     data = proof.challenge() if data is None else data
     inventory: dict[Any, list[str]] = {}
+    source_publics = _ec_publics(source)
     for spec in profile.keys:
         e = by_label.get((spec.label, keyinfo.CLASSES[key_class(spec.type)]))
         if e is None or spec.type not in types:
             continue  # no other object on the target could hold this key's material
         if fresh or e.material is None:
-            e.material = commit(e, _ec_publics(source), source_name, data)
+            e.material = commit(e, source_publics, source_name, data)
         if "sha256" in e.material:
             inventory.setdefault((spec.type, e.material["method"], e.material["sha256"]),
                                  []).append(spec.label)
     copies = []
     publics = _ec_publics(target)
+    committed = {k[0] for k in inventory}  # the key types with a source commitment
     for e in others:
         e.check = material(e, target, target_name)[1]
-        if e.facts.type not in {k[0] for k in inventory}:
+        if e.facts.type not in committed:
             continue
         e.material = commit(e, publics, target_name, data)
         owners = inventory.get((e.facts.type, e.material.get("method"),

@@ -63,6 +63,7 @@ class Cleanup:
         self.rec = journal.bind(run_id)
         self.lines: list[str] = []
         self.ok = True
+        self._destroyed: dict[str, list[dict[str, Any]]] | None = None  # see _retired
 
     def run(self) -> tuple[list[str], bool]:
         session = open_cluster(self.profile.target, self.profile.module_env, self.gate).session
@@ -243,10 +244,14 @@ class Cleanup:
         """The journal's record of a destroy of the source key (``keyparity retire``) after
         the unwrap of journal seq ``since`` (an earlier one destroyed an earlier key of the
         label)."""
-        source = self.profile.source.name
-        return next((d for d in reversed(self.journal.actions("destroy"))
-                     if d["phase"] == "after" and d["cluster"] == source
-                     and d["key_label"] == spec.label and d["seq"] > since), None)
+        if self._destroyed is None:  # read once: every destroy on the source, by key
+            source = self.profile.source.name
+            self._destroyed = {}
+            for d in self.journal.actions("destroy"):
+                if d["phase"] == "after" and d["cluster"] == source and d["key_label"]:
+                    self._destroyed.setdefault(d["key_label"], []).append(d)
+        return next((d for d in reversed(self._destroyed.get(spec.label, []))
+                     if d["seq"] > since), None)
 
     def _source_side(self, spec: KeySpec) -> Side | None:
         """The inventory key on the source now (the process's one session to it)."""
