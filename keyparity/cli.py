@@ -636,12 +636,35 @@ def _add_retire(sub: Any) -> None:
     s.set_defaults(func=_retire)
 
 
+def _add_copies(sub: Any) -> None:
+    s = sub.add_parser("copies", help="each inventory key's objects on the source and the "
+                       "target (read-only, one login each): exit 0 when every key is present "
+                       "and no cluster holds two objects of one key")
+    s.add_argument("profile", help="profile NAME or PATH")
+    s.set_defaults(func=_copies)
+
+
+def _copies(args: argparse.Namespace) -> int:
+    from .hsm import copies
+    profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
+    gate = LoginGate(None)
+    found = {}
+    for cluster in (profile.source, profile.target):
+        if cluster is not None:
+            opened = open_cluster(cluster, profile.module_env, gate)
+            found[cluster.name] = copies.count(opened.session, cluster.name)
+    lines, ok = copies.report(profile.keys, found, profile.source and profile.source.name,
+                              profile.target and profile.target.name)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_add_softhsm_init, _add_softhsm_restore, _add_demo_custodians, _add_demo_pki,
                 _add_seed, _add_inventory, _add_plan, _add_bench, _add_verify, _add_journal,
-                _add_cleanup, _add_retire):
+                _add_cleanup, _add_retire, _add_copies):
         add(sub)
     return p
 

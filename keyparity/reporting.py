@@ -1,6 +1,7 @@
 """The controller's reporting: each test report becomes evidence (the facts the tests attach,
-their outcomes), the census of the source is taken again after the last test and reported as
-the census suite's last test, and the run ends as a signed bundle (keyparity.evidence.bundle).
+their outcomes), the census of the source is taken again after the last test and each key's
+objects counted on both clusters, both reported as the census suite's last tests, and the run
+ends as a signed bundle (keyparity.evidence.bundle).
 Registered in the controller process only (under xdist the reports arrive from the workers).
 """
 from __future__ import annotations
@@ -17,8 +18,8 @@ from .evidence.allure import Results
 from .evidence import verdict as verdicts
 from .evidence.bundle import finalize
 from .evidence.evidence import Evidence
-from .hsm import census
-from .hsm.cluster import open_cluster
+from .hsm import census, copies
+from .hsm.cluster import ClusterUnavailable, open_cluster
 from .hsm.login import LoginGate
 from .interrupts import Interrupts
 from .profile import Profile
@@ -123,10 +124,12 @@ class EvidenceHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Any:
-        """After every test (and every worker) is done: the census of the source again."""
+        """After every test (and every worker) is done: the census of the source again, and
+        each key's objects on both clusters."""
         result = yield
         if not session.config.option.collectonly:
             end_census(session, self.evidence, self.profile, self.run)
+            end_copies(session, self.evidence, self.profile, self.run)
         return result
 
     @pytest.hookimpl(trylast=True)
@@ -179,7 +182,8 @@ def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
     mine = [o for o in start["objects"] if o.get("disposition") != census.KEYPARITY]
     try:
         cluster = open_cluster(profile.source, profile.module_env, LoginGate(run.login_state))
-        _, end = census.take_source(cluster.session, profile.source, profile, run.run_id)
+        _, end = census.take_source(cluster.session, profile.source, profile, run.run_id,
+                                    bytes.fromhex(start["challenge"]))
     except KeyparityError as exc:
         outcome, message, facts = "failed", f"the census of {profile.source.name} could not " \
             f"be taken again at the end of the run: {exc}", {"error": str(exc)}
@@ -192,6 +196,45 @@ def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,
                    f"({len(diff)}):\n" + "\n".join(diff)) if diff else None
     report_run_check(session, verdicts.END_CENSUS, outcome, message,
                      {"census": {"source": {"end": facts}}})
+
+
+def end_copies(session: pytest.Session, evidence: Evidence, profile: Profile,
+               run: runinfo.Run) -> None:
+    """Count each inventory key's objects on both clusters after the last test: at most one,
+    and one where the run proved the key (keyparity.hsm.copies); reported as the census
+    suite's ``END_COPIES``. Nothing to count when neither the census nor any key's test ran
+    (such a run says nothing of the keys)."""
+    tests = evidence.doc["tests"]
+    if not any(t.get("key") or t.get("function") == "test_every_source_key_is_accounted_for"
+               for t in tests):
+        return
+    proven = {label for label, entry in evidence.doc.get("keys", {}).items()
+              if (entry.get("migration") or {}).get("status") in ("migrated", "already-present",
+                                                                   "found")}
+    found, facts = {}, {}
+    outcome, message = "passed", None
+    try:
+        for cluster in (profile.source, profile.target):
+            if cluster is not None:
+                opened = open_cluster(cluster, profile.module_env, LoginGate(run.login_state))
+                found[cluster.name] = copies.count(opened.session, cluster.name)
+    except ClusterUnavailable as exc:  # said as every test it stopped says it
+        outcome, message, facts = "failed", str(exc), {"error": str(exc)}
+    except KeyparityError as exc:
+        outcome, message = "failed", (f"the key objects could not be counted at the end of the "
+                                      f"run: {exc}")
+        facts = {"error": str(exc)}
+    else:
+        result = copies.check(profile.keys, found, copies.expectations(
+            profile.keys, profile.source and profile.source.name,
+            profile.target and profile.target.name, proven))
+        facts = result.record()
+        if result.problems:
+            outcome = "failed"
+            message = (f"{len(result.problems)} key(s) are not exactly one object on each "
+                       "cluster:\n" + "\n".join(result.problems))
+    report_run_check(session, verdicts.END_COPIES, outcome, message,
+                     {"census": {"copies": facts}})
 
 
 def report_run_check(session: pytest.Session, function: str, outcome: str,

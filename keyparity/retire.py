@@ -1,22 +1,30 @@
 """``keyparity retire PROFILE --run RUN_ID``: the retirement record of the source keys a run
 proved on the target, and with ``--destroy`` their destruction on the source.
 
-In NIST SP 800-57 Part 1 terms each key moves from *active* to *deactivated*: it is no longer
-used to apply protection on the source (encrypt, wrap, sign) and is kept only to process what
-it protected, until it is destroyed. One key's way through:
+In NIST SP 800-57 Part 1 terms each key is to move from *active* to *deactivated*: no longer
+used to apply protection on the source (encrypt, wrap, sign), kept only to process what it
+protected, until it is destroyed. ``retire`` does not change a key's usage attributes (clearing
+them would take away what the strong proof needs before the destruction: an EC or HMAC key
+proves its material only by signing), so without ``--destroy`` the record says "to be
+deactivated" and lists the protecting usages the token still permits; it never claims a state
+the token is not in. One key's way through:
 
     1. the run's bundle verified with the profile's evidence signers to the threshold, its
        signed verdict PASS and its profile this profile (SHA-256): otherwise refused, nothing
        written anywhere
     2. the keys: each the run proved (migrated or already present); a rotate key stays active
     3. the source read once (one login): the key under the label is still the material the
-       run proved (KCV or fingerprint); otherwise it is not retired
+       run proved (keyparity.hsm.proof: recomputed over the run's challenge, or a pair's fresh
+       answer checked with the proven public key); otherwise it is not retired
     4. the backups that still hold it: the source cluster's backups (DescribeBackups) where
        the profile has an ``aws`` block
     5. ``--destroy`` (with ``--plan``, the plan the run followed, signed to the threshold; in a
        production profile ``--hsm-confirm=<source cluster id>``): only the plan's keys; the
-       target read once (one login) still holds the same material; each destroy journaled
-       (before/after), then proven: nothing is under the label any more, nor under its CKA_ID
+       target read once (one login); immediately before each destroy the target copy is
+       proven to hold the same material with a fresh challenge on both clusters
+       (keyparity.hsm.destruction: no command destroys the last copy), any doubt leaves the
+       key; each destroy journaled (before/after), then proven: nothing is under the label any
+       more, nor under its CKA_ID
     6. DIR/retirement.json signed like a run's bundle (statement.dsse.json, predicate type
        RETIREMENT_TYPE): ``keyparity verify DIR`` checks it
 """
@@ -30,19 +38,20 @@ from pathlib import Path
 from typing import Any
 
 from pkcs11 import Attribute, ObjectClass
+from pkcs11.types import Key
 
 from . import rootdir
 from . import run as runinfo
 from .cloudhsm import lineage, policy
-from .errors import KeyparityError, PolicyError
+from .errors import KeyMismatch, KeyparityError, PolicyError
 from .evidence import approval
 from .evidence.anchor import require_run_head
 from .evidence.signing import close_signers, load_signers, named_keys
 from .evidence.statement import sign_run, write_atomic
 from .evidence.verify import verify_run
-from .hsm import identity
+from .hsm import destruction, proof
 from .hsm.cluster import ClusterSession, open_cluster
-from .hsm.locate import Side, locate
+from .hsm.locate import Side, locate, locate_on_token
 from .hsm.login import LoginGate
 from .journal.store import Journal, default_path
 from .profile import KeySpec, Profile, load_profile, resolve_profile_arg
@@ -52,9 +61,16 @@ RETIREMENT_TYPE = "https://keyparity.dev/retirement/v1"
 PROVEN = ("migrated", "already-present")
 NO_ID = "no CKA_ID: proven by label only"
 _KEY_CLASSES = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
-STATE_CHANGE = {"from": "active", "to": "deactivated", "reference": "NIST SP 800-57 Part 1 "
-                "Rev. 5, 5.3.4 and 7.1: a deactivated key is not used to apply cryptographic "
-                "protection; it may still process what it protected until it is destroyed"}
+TO_BE_DEACTIVATED = "to be deactivated"
+STATE_CHANGE = {"from": "active", "to": TO_BE_DEACTIVATED, "reference": "NIST SP 800-57 Part "
+                "1 Rev. 5, 5.3.4 and 7.1: a deactivated key is not used to apply cryptographic "
+                "protection; it may still process what it protected until it is destroyed",
+                "note": "keyparity changes no usage attribute: the key is deactivated by its "
+                        "users (or on the cluster: CloudHSM key set-attribute), or destroyed "
+                        "with retire --destroy"}
+# what applies protection (NIST SP 800-57: encrypt, wrap, sign or MAC); the record lists those
+# the token still permits
+PROTECTING = (("encrypt", Attribute.ENCRYPT), ("wrap", Attribute.WRAP), ("sign", Attribute.SIGN))
 
 
 class RetireError(KeyparityError):
@@ -77,7 +93,7 @@ class Retirement:
 
     @property
     def ok(self) -> bool:
-        wanted = "destroyed" if self.destroy else "deactivated"
+        wanted = "destroyed" if self.destroy else TO_BE_DEACTIVATED
         return all(k["state"] == wanted or k["state"] == "active (rotate)" for k in self.keys)
 
 
@@ -107,9 +123,9 @@ def _proven_run(profile: Profile, run_dir: Path, signers: list[Any]) -> dict[str
 # ---- 2-3. each key on the source ------------------------------------------------------------
 
 def _source_key(r: Retirement, src: ClusterSession, spec: KeySpec
-                ) -> tuple[dict, Side | None, identity.Identity | None]:
-    """The key's record so far, and its source objects and identity (KCV or fingerprint, read
-    now) when it may be retired."""
+                ) -> tuple[dict, Side | None]:
+    """The key's record so far, and its source objects when it may be retired: proven now to
+    be the material the run proved."""
     proven = r.evidence["keys"].get(spec.label, {})
     status = proven.get("migration", {}).get("status")
     out: dict[str, Any] = {"label": spec.label, "type": spec.type,
@@ -117,25 +133,49 @@ def _source_key(r: Retirement, src: ClusterSession, spec: KeySpec
     if status == "rotate" or spec.disposition == "rotate":
         out.update(state="active (rotate)", detail="not migrated (rotate): it stays active "
                    "on the source until it is rotated")
-        return out, None, None
+        return out, None
     if status not in PROVEN or proven.get("verdict") != "passed":
         out.update(state="active", detail=f"not proven by run {r.run_id} ({status})")
-        return out, None, None
-    ident = proven["migration"]["identity"]
-    out["identity"] = {"method": ident["method"], "value": ident["source"]}
+        return out, None
+    ident = proven["migration"].get("identity") or {}
+    try:
+        committed = proof.Commitment.parse({**ident, "sha256": ident.get("source")})
+    except ValueError:
+        out.update(state="active", detail=f"run {r.run_id} recorded no commitment to the key "
+                   "material (a run of an earlier keyparity, proven by a 3-byte KCV): prove "
+                   "the keys with a new run, then retire that run")
+        return out, None
+    out["identity"] = committed.record()
     side = locate(src, spec, spec.label)
     if side is None:
         out.update(state="active", detail=f"not on {src.name} any more")
-        return out, None, None
-    now = identity.of(side.key, src.name, public=side.public, curve=spec.curve)
-    if now.value != ident["source"]:
-        out.update(state="active", detail=f"{spec.label!r} on {src.name} is other key material "
-                   f"now ({ident['method']} {now.value}, run {r.run_id} proved {ident['source']}): "
-                   "not retired")
-        return out, None, None
+        return out, None
+    try:
+        proof.check(committed, side)
+    except (KeyMismatch, proof.NotProvable) as exc:
+        out.update(state="active", detail=f"{spec.label!r} on {src.name} is not proven to be "
+                   f"the key material run {r.run_id} proved ({exc}): not retired")
+        return out, None
     out["id"] = bytes(side.key[Attribute.ID] or b"").hex() or None
-    out.update(state="deactivated", state_change=STATE_CHANGE)
-    return out, side, now
+    out.update(state=TO_BE_DEACTIVATED, state_change=STATE_CHANGE,
+               permits=_protecting(side.key, side.public))
+    return out, side
+
+
+def _protecting(key: Key, public: Key | None) -> list[str]:
+    """The usages that apply protection which the token still permits on the key (and on a
+    pair's public object)."""
+    out = []
+    for obj, what in ((key, ""), (public, "public key: ")):
+        if obj is None:
+            continue
+        for name, attr in PROTECTING:
+            try:
+                if obj[attr] is True:
+                    out.append(what + name)
+            except Exception:  # noqa: BLE001 - not an attribute of this class: not permitted
+                continue
+    return out
 
 
 # ---- 4. the backups ---------------------------------------------------------------------------
@@ -160,34 +200,38 @@ def backups(profile: Profile, client: Any = None) -> dict[str, Any]:
 # ---- 5. destruction ---------------------------------------------------------------------------
 
 def _destroy(r: Retirement, src: ClusterSession, tgt: ClusterSession, spec: KeySpec,
-             side: Side, source_id: identity.Identity, record: dict[str, Any], rec: Any) -> None:
-    """Destroy one planned source key after its target copy is proven the same material; each
-    destroy journaled; then proven gone by label and by CKA_ID."""
+             side: Side, record: dict[str, Any], rec: Any) -> None:
+    """Destroy one planned source key once its target copy is proven, at that moment, to hold
+    the same material (keyparity.hsm.destruction); each destroy journaled; then proven gone
+    by label and by CKA_ID. Any doubt: one line in the record, nothing destroyed."""
     assert r.plan is not None
     if spec.label not in r.plan.keys:
-        record["detail"] = f"not in the plan {r.plan.plan['plan_id']}: deactivated, not destroyed"
+        record["detail"] = f"not in the plan {r.plan.plan['plan_id']}: not destroyed"
         return
-    there = locate(tgt, spec, spec.target_label)
+    there = locate_on_token(tgt, spec)
     if there is None:
         record["detail"] = (f"{spec.target_label!r} is not on {tgt.name}: the source key is "
                             "the only copy; not destroyed")
         return
     try:
-        identity.prove(spec, side, there, source_id=source_id)  # the source's, read just now
-    except KeyparityError as exc:
-        record["detail"] = f"the target copy is not proven the same material ({exc}); not destroyed"
+        permit = destruction.second_copy(side, there, spec)
+    except destruction.Refused as exc:
+        record["detail"] = f"the target copy is not proven now: {exc}"
         return
-    objs = [side.key] + ([side.public] if side.public is not None else [])
-    for obj in objs:
-        with rec.step("destroy", key_label=spec.label, cluster=src.name, handle=obj.handle,
-                      label=spec.label, check_value=record["identity"]["value"],
-                      detail=f"keyparity retire of run {r.run_id} (plan "
-                             f"{r.plan.plan['plan_id']}), {obj.object_class.name.lower()}"):
-            obj.destroy()
+    record["proof"] = permit.proof
+    for obj in permit.objects:
+        destruction.destroy(obj, permit, src.name, rec, key_label=spec.label,
+                            cluster=src.name, handle=obj.handle, label=spec.label,
+                            check_value=permit.commitment,
+                            detail=f"keyparity retire of run {r.run_id} (plan "
+                                   f"{r.plan.plan['plan_id']}), "
+                                   f"{obj.object_class.name.lower()}: {permit.reason}")
     record["destroyed"] = _gone(src, spec.label, record.get("id"))
     gone = record["destroyed"]
+    record.pop("permits", None)
     if gone["by_label"] == 0 and gone["by_id"] in (0, NO_ID):
-        record.update(state="destroyed", state_change={**STATE_CHANGE, "to": "destroyed"})
+        record.update(state="destroyed", state_change={
+            "from": "active", "to": "destroyed", "reference": STATE_CHANGE["reference"]})
     else:
         record["detail"] = f"destroyed, yet objects remain: {gone}"
 
@@ -270,9 +314,9 @@ def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
     try:
         for spec in r.profile.keys:
             try:
-                record, side, source_id = _source_key(r, src, spec)
-                if side is not None and source_id is not None and tgt is not None:
-                    _destroy(r, src, tgt, spec, side, source_id, record, rec)
+                record, side = _source_key(r, src, spec)
+                if side is not None and tgt is not None:
+                    _destroy(r, src, tgt, spec, side, record, rec)
             except KeyparityError as exc:
                 record = {"label": spec.label, "state": "active",
                           "detail": f"{type(exc).__name__}: {exc}"}

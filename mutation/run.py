@@ -86,6 +86,8 @@ MODULES: dict[str, Module] = {
     "census": Module("keyparity/hsm/census.py",
                      ("tests/test_census.py::test_census_changes_compare_identity_not_order",
                       "tests/test_census_unit.py", "tests/test_census_scan_unit.py")),
+    # the strong identity proof every command that acts on identity uses (issue 21)
+    "proof": Module("keyparity/hsm/proof.py", ("tests/test_proof_unit.py",)),
     "verdict": Module("keyparity/evidence/verdict.py",
                       ("tests/test_verdict.py", "tests/test_verdict_unit.py"),
                       deselect="not collect and not nothing_to_check and not labels"),

@@ -1,5 +1,7 @@
 """Baseline (``migration.mode: baseline``, one cluster: ``clusters.source``): every inventory
-key is recorded as it is now - its KCV or public-key fingerprint, every standard attribute,
+key is recorded as it is now - a commitment to its key material (keyparity.hsm.proof: the
+SHA-256 of >= 128 bits of token output over a random challenge, or its public key), every
+standard attribute,
 known answers the key made itself (ciphertexts of seeded plaintexts, MACs, signatures, an
 asymmetric key's public key) and, with a ``cloudhsm_cli`` block, its owner and shared users -
 with every key object of the token and, with an ``aws`` block, what AWS says of the cluster.
@@ -8,7 +10,7 @@ The run's bundle holds it as ``baseline.json``, signed with the rest; a re-verif
 change, a restore from backup, or every night to detect drift."""
 import pytest
 
-from keyparity.hsm import snapshot
+from keyparity.hsm import proof, snapshot
 
 pytestmark = pytest.mark.baseline
 
@@ -26,9 +28,9 @@ def test_key_is_recorded_in_the_baseline(inventory_key, key_now, hsm_run, cli_vi
 
 
 def test_every_key_object_is_recorded(the_cluster, hsm_evidence):
-    objects = snapshot.census_objects(the_cluster.session, the_cluster.name)
-    hsm_evidence(census={"source": {"snapshot": objects}})
-    assert objects, f"{the_cluster.name} holds no key object: there is nothing to baseline"
+    taken = snapshot.census_objects(the_cluster.session, the_cluster.name, proof.challenge())
+    hsm_evidence(census={"source": {"snapshot": taken}})
+    assert taken["objects"], f"{the_cluster.name} holds no key object: there is nothing to baseline"
 
 
 @pytest.mark.aws

@@ -10,8 +10,11 @@ inventory's are listed as other objects (a cluster may hold earlier waves); one 
 inventory key's material under another label is a second copy, and fails.
 
 The census is taken again after every other test of the run, by the plugin (keyparity.plugin,
-``end_census``): an object that appeared or disappeared on the source during the run fails
-``test_source_unchanged_during_the_run``, reported after every other test.
+``end_census``): an object that appeared, disappeared or holds other key material (its
+commitment over the first census's challenge, keyparity.hsm.proof) on the source during the
+run fails ``test_source_unchanged_during_the_run``, reported after every other test; and every
+inventory key must be exactly one object on each cluster at the end
+(``test_each_key_is_one_object_on_each_cluster``, keyparity.hsm.copies).
 """
 import pytest
 
@@ -33,9 +36,9 @@ def test_every_source_key_is_accounted_for(source_census, source_cluster, hsm_ev
 def test_no_second_copy_of_an_inventory_key_on_the_target(source_census, source_cluster,
                                                           target_cluster, hsm_profile,
                                                           hsm_run, hsm_evidence):
-    entries, _ = source_census
+    entries, record = source_census
     found = census.reconcile(census.scan(target_cluster.session, target_cluster.name),
                              entries, hsm_profile, hsm_run.run_id, target_cluster.name,
-                             source_cluster.name)
+                             source_cluster.name, bytes.fromhex(record["challenge"]))
     hsm_evidence(census={"target": {"reconciliation": found.record(hsm_profile.target)}})
     assert not found.copies, "\n".join(found.copies)

@@ -2,7 +2,9 @@
 is now; ``migration.baseline``: a baseline run directory). The baseline's bundle is verified
 before anything else (signatures of the profile's evidence signers and their threshold, every
 digest); a baseline that does not verify is refused and nothing is read. Then every key must
-be the same object it was: the same KCV or fingerprint, IDENTICAL attributes (nothing was
+be the same object it was: the same key material (its commitment in the baseline recomputed
+over the baseline's challenge; a pair's private half answers a fresh challenge that the
+baseline's public key accepts: keyparity.hsm.proof), IDENTICAL attributes (nothing was
 unwrapped: no difference is expected), its known answers still hold (it decrypts the
 baseline's ciphertexts, verifies its MACs and signatures, and a fresh signature verifies with
 the baseline's public key), the same owner and shared users; no key object lost, added or
@@ -13,7 +15,8 @@ import datetime as dt
 import pytest
 
 from keyparity.cloudhsm import lineage
-from keyparity.hsm import attributes, known_answers, snapshot
+from keyparity.errors import KeyMismatch
+from keyparity.hsm import attributes, known_answers, proof, snapshot
 
 pytestmark = pytest.mark.reverify
 
@@ -29,14 +32,21 @@ def test_key_is_still_there(inventory_key, key_now, recorded, hsm_evidence):
 
 
 def test_key_check_value_is_unchanged(inventory_key, key_now, recorded, hsm_evidence):
-    now = snapshot.identity_now(key_now, inventory_key)
-    hsm_evidence(reverify={"identity": {
-        "baseline": recorded["identity"], "now": now,
-        "match": now["value"] == recorded["identity"]["value"]}})
-    assert now["value"] == recorded["identity"]["value"], (
-        f"{inventory_key.label!r} holds other key material on {key_now.cluster}: "
-        f"{recorded['identity']['value']} in the baseline, {now['value']} now "
-        f"({now['method']})")
+    """The same key material: the baseline's commitment, recomputed (the name is the check's,
+    kept: a 3-byte KCV proves nothing here)."""
+    try:
+        committed = proof.Commitment.parse(recorded.get("identity"))
+    except ValueError as exc:
+        pytest.fail(f"{inventory_key.label!r}: the baseline holds no commitment to its key "
+                    f"material ({exc}): take a new baseline", pytrace=False)
+    try:
+        now = proof.check(committed, key_now)
+    except (KeyMismatch, proof.NotProvable) as exc:
+        hsm_evidence(reverify={"identity": {"baseline": committed.record(), "match": False,
+                                            "detail": str(exc)}})
+        pytest.fail(f"{inventory_key.label!r} on {key_now.cluster}: {exc}", pytrace=False)
+    hsm_evidence(reverify={"identity": {"baseline": committed.record(), "now": now,
+                                        "match": True}})
 
 
 def test_attributes_are_identical(inventory_key, key_now, recorded, hsm_evidence):
@@ -73,8 +83,9 @@ def test_owner_and_sharing_are_unchanged(inventory_key, key_now, recorded, cli_v
 
 
 def test_census_matches_the_baseline(the_cluster, baseline, hsm_evidence):
-    now = snapshot.census_objects(the_cluster.session, the_cluster.name)
-    changes = snapshot.census_changes(baseline.census, now)
+    now = snapshot.census_objects(the_cluster.session, the_cluster.name,
+                                  baseline.census_challenge)
+    changes = snapshot.census_changes(baseline.census, now["objects"])
     hsm_evidence(census={"target": {"snapshot": now, "changes": changes}})
     lines = [f"{kind}: {line}" for kind in ("lost", "added", "changed") for line in changes[kind]]
     assert not lines, (f"the key objects of {the_cluster.name} changed since the baseline of "

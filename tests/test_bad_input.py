@@ -17,7 +17,7 @@ import yaml
 from conftest import DEMO_KEYS, evidence, run_suites
 
 SPY = "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so"
-ALL_TESTS = 39  # the suites' tests for DEMO_KEYS (see test_smoke_suites.py)
+ALL_TESTS = 40  # the suites' tests for DEMO_KEYS (see test_smoke_suites.py)
 END_CENSUS = "suites/test_census.py::test_source_unchanged_during_the_run"  # after every test
 
 
@@ -216,8 +216,10 @@ def test_wrong_target_pin_is_tried_exactly_once_per_run(lab, suites, workers):
     processes = workers + 1 if workers > 1 else 1
     assert [rv for pin, rv in logins if pin == lab.pins["hsm1"].encode()] == ["CKR_OK"] * processes
 
-    result.assert_outcomes(passed=len(SOURCE_ONLY), failed=2,
-                           errors=ALL_TESTS - len(SOURCE_ONLY) - 2)
+    # failed: the target's two preflight tests, and the count of each key's objects at the end
+    # (the target cannot be read: it says so, as every test the target stopped)
+    result.assert_outcomes(passed=len(SOURCE_ONLY), failed=3,
+                           errors=ALL_TESTS - len(SOURCE_ONLY) - 3)
     by = outcomes_of(evidence(suites))
     assert set(by["passed"]) == SOURCE_ONLY
     failing = {**by["failed"], **by["error"]}
@@ -249,20 +251,22 @@ def test_unset_env_pin_names_field_and_variable_without_a_traceback(lab, suites,
     target_only = {
         "suites/test_preflight.py::test_cluster_is_reachable_and_logged_in[target]",
         "suites/test_preflight.py::test_cluster_offers_the_mechanisms_the_profile_needs[target]"}
-    # no census of the source at the start: none to compare at the end (END_CENSUS not run)
-    result.assert_outcomes(passed=2, failed=2, errors=ALL_TESTS - 5)
+    # no census of the source at the start: none to compare at the end (END_CENSUS not run);
+    # the count of each key's objects at the end fails: the source cannot be read
+    result.assert_outcomes(passed=2, failed=3, errors=ALL_TESTS - 6)
     by = outcomes_of(evidence(suites))
     assert set(by["passed"]) == target_only
     expected = "clusters.source.pin: environment variable KEYPARITY_TEST_UNSET_PIN is not set"
     failing = {**by["failed"], **by["error"]}
     assert len(failing) == ALL_TESTS - 3
-    (message,) = set(failing.values())  # one plain message, the same for every test
+    # one plain message, the same for every test (and for the count at the end of the run)
+    (message,) = {m.removeprefix("Failed: ") for m in failing.values()}
     assert message.endswith(expected), message
     text = output(result)
     # said in full once (the first test it stopped, and the keyparity summary), then one line
     # per test; the evidence keeps every test's message whole
     assert 1 <= text.count(expected) <= 3, text.count(expected)
-    assert "keyparity: 36 tests could not run: source (hsm1) is unavailable: " in text
+    assert "keyparity: 37 tests could not run: source (hsm1) is unavailable: " in text
     assert text.count("source (hsm1) is unavailable (the cause is above, said once)") >= 30
     for internal in ("Traceback", "keyparity/login.py", "keyparity/secrets.py",
                      "keyparity/cluster.py", "raise SecretError", "_pytest/fixtures.py"):
@@ -281,7 +285,7 @@ def test_unknown_label_fails_only_that_key_with_not_found_on_hsm1(lab, suites):
 
     # k-missing: 1 migration + 1 preflight failed; 1 attribute + 1 kcv + 1 vectors (every vector
     # of the key in both directions) errored in setup; every other key as in the smoke test
-    result.assert_outcomes(passed=39, failed=2, errors=3)
+    result.assert_outcomes(passed=40, failed=2, errors=3)
     doc = evidence(suites)
     assert {k: v["verdict"] for k, v in doc["keys"].items()} == {
         **{k["label"]: "passed" for k in DEMO_KEYS}, "k-missing": "failed"}
@@ -303,8 +307,8 @@ def test_oaep_hash_the_token_refuses_fails_every_key_plainly_and_writes_nothing(
 
     # failed: 6 migrations + the wrapping preflight; errors: 6 attribute + 6 kcv + 26 vector
     # tests (setup: the key is not on the target); passed: the 11 other preflight tests and
-    # the census (3)
-    result.assert_outcomes(passed=14, failed=7, errors=18)
+    # the census (4)
+    result.assert_outcomes(passed=15, failed=7, errors=18)
     by = outcomes_of(evidence(suites))
     migrations = {f"suites/test_migration.py::test_key_is_on_the_target[{k['label']}]"
                   for k in DEMO_KEYS}
@@ -333,7 +337,7 @@ def test_pins_never_reach_any_file_of_the_run_directory(lab, suites):
 
     result = run_suites(suites, lab.profile(DEMO_KEYS))
 
-    result.assert_outcomes(passed=39)
+    result.assert_outcomes(passed=40)
     reports = suites.path / "reports"
     files = [f for f in reports.rglob("*") if f.is_file()]
     assert any(f.name == "evidence.json" for f in files)

@@ -92,7 +92,15 @@ def test_a_faithful_restored_copy_reverifies_pass(lab, suites):
     assert {r["vector"] for r in aes["known_answers"]} == {"aes-ecb", "aes-cbc", "aes-ctr",
                                                            "aes-gcm"}
     assert all(r["ok"] for r in aes["known_answers"]) and aes["public_key"] is None
-    assert data["keys"]["k-rsa"]["public_key"] and len(data["census"]) >= len(KEYS)
+    assert data["keys"]["k-rsa"]["public_key"] and len(data["census"]["objects"]) >= len(KEYS)
+    # each key's material is committed (>= 128 bits of token output over a challenge kept in
+    # the baseline), each census object's over the census's challenge; never a 3-byte KCV
+    assert aes["identity"]["method"] == "aes-ecb-decrypt" and aes["identity"]["bits"] == 256
+    assert len(bytes.fromhex(aes["identity"]["challenge"])) == 32
+    assert data["keys"]["k-rsa"]["identity"]["public_key"] == data["keys"]["k-rsa"]["public_key"]
+    assert len(bytes.fromhex(data["census"]["challenge"])) == 32
+    assert all("sha256" in o["material"] for o in data["census"]["objects"]
+               if o["class"] != "private" or o["key_type"] != "ec")
 
     conf = restore_copy(lab.root, "hsm1", lab.root / "restored")
     result = reverify(lab, suites, base, conf)
@@ -122,7 +130,7 @@ def test_a_worker_refuses_a_baseline_changed_after_the_controller_verified_it(tm
 
     from keyparity.evidence.baseline import BaselineError, load_verified
 
-    (tmp_path / "baseline.json").write_text('{"kind": "keyparity-baseline", "version": 1, '
+    (tmp_path / "baseline.json").write_text('{"kind": "keyparity-baseline", "version": 2, '
                                             '"verdict": "PASS", "run": {"run_id": "r"}}')
     raw = (tmp_path / "baseline.json").read_bytes()
     profile: Any = SimpleNamespace(baseline=tmp_path)
@@ -198,7 +206,7 @@ def test_a_tampered_baseline_is_refused_and_nothing_runs(lab, suites):
     lab.seed(KEYS)
     base = take_baseline(lab, suites)
     data = json.loads((base / "baseline.json").read_text())
-    data["keys"]["k-aes128"]["identity"]["value"] = "000000"
+    data["keys"]["k-aes128"]["identity"]["sha256"] = "00" * 32
     (base / "baseline.json").write_text(json.dumps(data))
     runs = sorted((suites.path / "reports").iterdir())
 

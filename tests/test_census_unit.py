@@ -544,3 +544,179 @@ def test_an_asymmetric_inventory_keys_public_object_on_the_target_is_its_own(sou
     result = reconcile(target["entries"], source["entries"], p, RUN, "hsm2", "hsm1")
     labels = {(e.facts.label, e.facts.cls) for e in result.others}
     assert ("copy-of-k-rsa", "private") in labels
+
+
+# ---- the material: commitments over one challenge ----------------------------------------------
+
+CHALLENGE = bytes(range(100, 132))
+
+
+def aes_decrypt_sha(value: bytes, data: bytes = CHALLENGE) -> str:
+    d = Cipher(algorithms.AES(value), modes.ECB()).decryptor()
+    return hashlib.sha256(d.update(data) + d.finalize()).hexdigest()
+
+
+def test_commit_is_the_strong_proofs_commitment_over_the_census_challenge(source):
+    by, entries = source["by"], source["entries"]
+    publics = {e.facts.label: e.obj for e in entries if e.facts.cls == "public"
+               and e.facts.type == "ec"}
+    assert census.commit(by["k-aes", "secret"], publics, "hsm1", CHALLENGE) == {
+        "method": "aes-ecb-decrypt", "sha256": aes_decrypt_sha(AES_A)}
+    import hmac as _hmac
+    assert census.commit(by["k-hmac", "secret"], publics, "hsm1", CHALLENGE) == {
+        "method": "hmac-sha256",
+        "sha256": hashlib.sha256(_hmac.new(HMAC_A, CHALLENGE, "sha256").digest()).hexdigest()}
+    fp_ec = software_fp(ec_key(0).public_key())
+    for cls in ("private", "public"):  # the pair: its public key (and the private's answer)
+        assert census.commit(by["k-ec", cls], publics, "hsm1", CHALLENGE) == {
+            "method": "spki-sha256+answer", "sha256": fp_ec}
+    assert census.commit(by["k-rsa", "private"], {}, "hsm1", CHALLENGE)["sha256"] == \
+        software_fp(rsa_key(0).public_key())
+    alone = census.commit(by["k-ec-alone", "private"], publics, "hsm1", CHALLENGE)
+    assert alone == {"none": "NotProvable: the EC private key on hsm1 exposes no public key and "
+                             "none is given: its material cannot be fixed"}
+    short = census.commit(by["k-short-hmac", "secret"], publics, "hsm1", CHALLENGE)
+    assert short == {"none": "TokenError: prove the key material (hmac-sha256) on hsm1 failed: "
+                             "CKR_KEY_SIZE_RANGE; the token refuses a key of this size for the "
+                             "mechanism"}
+    assert census.commit(Entry(facts("gone")), publics, "hsm1", CHALLENGE) == {"none": "not read"}
+    assert census.commit(by["e1", "public"], publics, "hsm1", CHALLENGE)["none"].startswith(
+        "ValueError: ")  # an RSA public key of exponent 1: cryptography refuses it
+
+
+def test_an_ec_private_key_answers_only_for_an_ec_public_object_of_its_label(tokens):
+    """The public objects a census looks an EC private key's public key up in are the EC
+    public objects; an RSA pair's public object under the same label is not one, and an RSA
+    private key never looks one up."""
+    s = tokens["hsm2"]
+    ec_alone = ec_pair(s, "mix", ec_key(0), "secp256r1", public=False, token=False)[0]
+    rsa_private, rsa_public = rsa_pair(s, "mix", rsa_key(0), token=False)
+    ec_public = ec_pair(s, "mix2", ec_key(0), "secp256r1", token=False)[1]
+    entries = [Entry(census.keyinfo.read(o), o) for o in (ec_alone, rsa_private, rsa_public)]
+    census.commit_all(entries, "hsm2", CHALLENGE)
+    assert entries[0].material == {"none": "NotProvable: the EC private key on hsm2 exposes no "
+                                           "public key and none is given: its material cannot "
+                                           "be fixed"}
+    fp = software_fp(rsa_key(0).public_key())
+    assert entries[1].material == entries[2].material == {"method": "spki-sha256+answer",
+                                                          "sha256": fp}
+    # a public object under the label of an RSA private key: never looked up for it (its
+    # public key is its own modulus)
+    rsa_entry = Entry(census.keyinfo.read(rsa_private), rsa_private)
+    other_public = rsa_pair(s, "mix3", rsa_key(1), token=False)[1]
+    for looked_up in (ec_public, other_public):
+        assert census.commit(rsa_entry, {"mix": looked_up}, "hsm2", CHALLENGE)["sha256"] == fp
+
+
+def test_take_source_commits_every_object_over_one_challenge_kept_in_the_record(tokens, source):
+    p = profile([spec("k-aes"), spec("k-rsa", "rsa")],
+                [Exclusion("k-hmac", "the old application's MAC key")])
+    entries, doc = census.take_source(tokens["hsm1"], cluster("hsm1"), p, RUN, CHALLENGE)
+    assert doc["challenge"] == CHALLENGE.hex()
+    assert all(e.material is not None for e in entries)
+    aes = next(o for o in doc["objects"] if o["label"] == "k-aes")
+    assert aes["material"] == {"method": "aes-ecb-decrypt", "sha256": aes_decrypt_sha(AES_A)}
+    again, doc2 = census.take_source(tokens["hsm1"], cluster("hsm1"), p, RUN, CHALLENGE)
+    assert [o["material"] for o in doc2["objects"]] == [o["material"] for o in doc["objects"]]
+    assert changes(doc["objects"], doc2["objects"]) == []
+    _, fresh = census.take_source(tokens["hsm1"], cluster("hsm1"), p, RUN)  # a new challenge
+    assert fresh["challenge"] != doc["challenge"]
+    assert next(o for o in fresh["objects"] if o["label"] == "k-aes")["material"] != \
+        aes["material"]
+    short = next(e for e in entries if e.facts.label == "k-short-hmac")
+    assert short.material["none"].startswith("TokenError: prove the key material "
+                                              "(hmac-sha256) on hsm1 failed")
+    assert census.record([], cluster("hsm1"), "source")["objects"] == []
+    assert "challenge" not in census.record([], cluster("hsm1"), "source")
+
+
+def test_changes_name_other_key_material_under_the_same_metadata():
+    m1 = {"method": "aes-ecb-decrypt", "sha256": "11" * 32}
+    m2 = {"method": "aes-ecb-decrypt", "sha256": "22" * 32}
+    start = [obj("a", size=256, material=m1), obj("b", material=m1)]
+    end = [obj("b", material=m1), obj("a", size=256, material=m2)]
+    assert changes(start, end) == [
+        "changed: 'a' (secret aes, 256 bits, CKA_ID (empty)): other key material "
+        f"(aes-ecb-decrypt SHA-256 {'11' * 8}... at first, aes-ecb-decrypt SHA-256 "
+        f"{'22' * 8}... now)"]
+    assert changes(start, list(reversed(start))) == []
+    none = {"none": "the token refused"}
+    assert changes([obj("a", material=None)], [obj("a", material=m1)]) == [
+        "changed: 'a' (secret aes, CKA_ID (empty)): other key material (None at first, "
+        f"aes-ecb-decrypt SHA-256 {'11' * 8}... now)"]
+    # the same commitment, its fields in another order (as JSON gives it back): unchanged
+    assert changes([obj("a", material={"sha256": "11" * 32, "method": "aes-ecb-decrypt"})],
+                   [obj("a", material=m1)]) == []
+    # each changed object said once, with its own values, a label of None among them
+    m3 = {"method": "aes-ecb-decrypt", "sha256": "33" * 32}
+    found = census.compare([obj("gone", material=m3), obj(None, material=m1),
+                            obj("a", material=m1)],
+                           [obj("new", material=m3), obj("a", material=m2),
+                            obj(None, material=m2)])
+    assert found["changed"] == [
+        f"'a' (secret aes, CKA_ID (empty)): other key material (aes-ecb-decrypt SHA-256 "
+        f"{'11' * 8}... at first, aes-ecb-decrypt SHA-256 {'22' * 8}... now)",
+        f"None (secret aes, CKA_ID (empty)): other key material (aes-ecb-decrypt SHA-256 "
+        f"{'11' * 8}... at first, aes-ecb-decrypt SHA-256 {'22' * 8}... now)"]
+    assert found["appeared"] == ["'new' (secret aes, CKA_ID (empty))"]
+    assert found["disappeared"] == ["'gone' (secret aes, CKA_ID (empty))"]
+    assert changes([obj("a", material=m1)], [obj("a", material=none)]) == [
+        "changed: 'a' (secret aes, CKA_ID (empty)): other key material (aes-ecb-decrypt "
+        f"SHA-256 {'11' * 8}... at first, not provable: the token refused now)"]
+    # one changed, one gone, one new, under the same label: each said once
+    found = census.compare([obj("x", material=m1), obj("x", material=m1)],
+                           [obj("x", material=m2), obj("y", material=m1)])
+    assert found == {"appeared": ["'y' (secret aes, CKA_ID (empty))"],
+                     "disappeared": ["'x' (secret aes, CKA_ID (empty))"],
+                     "changed": [f"'x' (secret aes, CKA_ID (empty)): other key material "
+                                 f"(aes-ecb-decrypt SHA-256 {'11' * 8}... at first, "
+                                 f"aes-ecb-decrypt SHA-256 {'22' * 8}... now)"]}
+    assert census.compare([obj("a", check="c1")], [obj("a", check="c2")], "check")["changed"] \
+        == ["'a' (secret aes, CKA_ID (empty)): other key material (c1 at first, c2 now)"]
+
+
+def test_a_key_with_the_same_kcv_on_the_target_is_not_a_second_copy(tokens, source):
+    """A second copy is found by the strong proof: a KCV twin is other material."""
+    from kcv_collision import colliding_pair
+    value, twin = colliding_pair()
+    s = secret(tokens["hsm1"], "k-kcv", KeyType.AES, value, extra={Attribute.TOKEN: False})
+    t_twin = secret(tokens["hsm2"], "twin", KeyType.AES, twin, extra={Attribute.TOKEN: False})
+    t_copy = secret(tokens["hsm2"], "copy", KeyType.AES, value, extra={Attribute.TOKEN: False})
+    src = [Entry(census.keyinfo.read(s), s)]
+    tgt = [Entry(census.keyinfo.read(o), o) for o in (t_twin, t_copy)]
+    result = reconcile(tgt, src, profile([spec("k-kcv", size=256)]), RUN, "hsm2", "hsm1")
+    assert [(e.facts.label, e.disposition) for e in result.others] == [
+        ("twin", OTHER), ("copy", SECOND_COPY)]
+    assert result.others[0].check == result.others[1].check  # the same 3-byte KCV shown
+    # over the source census's challenge: the source's commitments as they were taken
+    src[0].material = census.commit(src[0], {}, "hsm1", CHALLENGE)
+    again = reconcile([Entry(census.keyinfo.read(t_copy), t_copy)], src,
+                      profile([spec("k-kcv", size=256)]), RUN, "hsm2", "hsm1", CHALLENGE)
+    assert [e.disposition for e in again.others] == [SECOND_COPY]
+    assert again.others[0].material == src[0].material
+    # the commitments a census took are what is compared (not made again over its challenge)
+    src[0].material = {"method": "aes-ecb-decrypt", "sha256": "00" * 32}
+    stale = reconcile([Entry(census.keyinfo.read(t_copy), t_copy)], src,
+                      profile([spec("k-kcv", size=256)]), RUN, "hsm2", "hsm1", CHALLENGE)
+    assert [e.disposition for e in stale.others] == [OTHER]
+    # where no commitment can be made, each side says why, naming its cluster
+    s_ref = secret(tokens["hsm1"], "k-ref", KeyType.GENERIC_SECRET, AES_B,
+                   extra={Attribute.TOKEN: False})  # too short for HMAC-SHA256
+    src = [Entry(census.keyinfo.read(s_ref), s_ref)]
+    reconcile([], src, profile([spec("k-ref", "generic-secret")]), RUN, "hsm2", "hsm1")
+    assert src[0].material is None  # no other object on the target: nothing computed
+    t_hmac = secret(tokens["hsm2"], "t-hmac", KeyType.GENERIC_SECRET, HMAC_A,
+                    extra={Attribute.TOKEN: False})
+    reconcile([Entry(census.keyinfo.read(t_hmac), t_hmac)], src,
+              profile([spec("k-ref", "generic-secret")]), RUN, "hsm2", "hsm1")
+    assert src[0].material["none"].startswith("TokenError: prove the key material "
+                                              "(hmac-sha256) on hsm1 failed")
+    s_aes = secret(tokens["hsm1"], "k-aes-ok", KeyType.AES, value, extra={Attribute.TOKEN: False})
+    t_ref = secret(tokens["hsm2"], "t-ref", KeyType.AES, value, extra={Attribute.TOKEN: False})
+    t_ref[Attribute.DECRYPT] = False  # the object offers decrypt(); the token refuses
+    result = reconcile([Entry(census.keyinfo.read(t_ref), t_ref)],
+                       [Entry(census.keyinfo.read(s_aes), s_aes)],
+                       profile([spec("k-aes-ok", size=256)]), RUN, "hsm2", "hsm1")
+    assert result.others[0].material["none"].startswith("TokenError: prove the key material "
+                                                        "(aes-ecb-decrypt) on hsm2 failed")
+    assert result.copies == []

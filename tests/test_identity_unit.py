@@ -1,5 +1,6 @@
-"""keyparity.hsm.identity on real SoftHSM key objects of known material: KCVs and the full check
-computed by the token equal what software computes from the key value; public keys rebuilt
+"""keyparity.hsm.identity on real SoftHSM key objects of known material: KCVs (for display, and
+CloudHSM's check-value) and the full check computed by the token equal what software computes
+from the key value; public keys rebuilt
 from CKA_MODULUS / CKA_EC_POINT (DER short form, DER long form, raw) are the software keys;
 fingerprints are SHA-256 of the DER SubjectPublicKeyInfo; ECDSA (r || s) signatures made by
 the token verify in software, and anything else does not."""
@@ -16,10 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pkcs11 import Attribute, KeyType, Mechanism
 
 from keyparity.hsm import identity
-from keyparity.errors import (KeyMismatch, KeyNotFound, KeyparityError, NotPermitted,
-                              TokenError)
-from keyparity.hsm.locate import Side
-from keyparity.profile import KeySpec
+from keyparity.errors import NotPermitted, TokenError
 from p11tokens import (
     der_octet_string,
     ec_key,
@@ -335,7 +333,7 @@ def test_a_compressed_point_raw_or_der_wrapped(tokens):
             key.public_key().public_numbers()
 
 
-# ---- signs, of, prove -----------------------------------------------------------------------
+# ---- signs ------------------------------------------------------------------------------
 
 def test_signs_a_fresh_challenge_that_the_public_key_verifies(tokens, monkeypatch):
     key = ec_key(0, "secp256r1")
@@ -355,6 +353,10 @@ def test_signs_a_fresh_challenge_that_the_public_key_verifies(tokens, monkeypatc
     assert identity.signs(private, key.public_key(), "hsm1") is True
     assert seen == [32]
     assert signed == [(hashlib.sha256(b"\x01" * 32).digest(), {"mechanism": Mechanism.ECDSA})]
+    # a challenge given (the strong proof's): that one, no random bytes of its own
+    signed.clear()
+    assert identity.signs(private, key.public_key(), "hsm1", challenge=b"\x02" * 32) is True
+    assert seen == [32] and signed[0][0] == hashlib.sha256(b"\x02" * 32).digest()
 
 
 def test_a_signature_the_token_refuses_names_the_step_and_the_cluster(tokens):
@@ -366,225 +368,3 @@ def test_a_signature_the_token_refuses_names_the_step_and_the_cluster(tokens):
         identity.signs(private, key.public_key(), "hsm2 (target)")
     assert str(info.value) == ("ECDSA signature for identity on hsm2 (target) failed: "
                                "Unmapped error code 0x68")
-    with pytest.raises(TokenError) as info:
-        identity.of(private, "hsm2", curve="secp256r1", ec_key=key.public_key())
-    assert str(info.value) == "ECDSA signature for identity on hsm2 failed: Unmapped error code 0x68"
-
-
-def test_of_a_secret_key_is_its_kcv(tokens):
-    key = secret(tokens["hsm1"], "of-aes", KeyType.AES, AES_128, extra={Attribute.TOKEN: False})
-    assert identity.of(key, "hsm1") == identity.Identity(
-        aes_ecb_zero(AES_128)[:3].hex(), identity.KCV_METHODS[KeyType.AES][2])
-
-
-def test_of_an_rsa_key_is_the_fingerprint_of_its_public_key(tokens):
-    key = rsa_key(0)
-    private, public = rsa_pair(tokens["hsm1"], "of-rsa", key, token=False)
-    want = identity.Identity(hashlib.sha256(spki(key.public_key())).hexdigest(),
-                             identity.RSA_METHOD)
-    assert identity.of(private, "hsm1") == want
-    assert identity.of(private, "hsm1", public=public) == want
-    assert identity.of(public, "hsm1") == want
-    assert identity.RSA_METHOD == ("SHA-256 of the SubjectPublicKeyInfo built from CKA_MODULUS "
-                                   "and CKA_PUBLIC_EXPONENT")
-    # the public object, when one is given, is what is read
-    _, other = rsa_pair(tokens["hsm1"], "of-rsa-other", rsa_key(1), token=False)
-    assert identity.of(private, "hsm1", public=other).value == hashlib.sha256(
-        spki(rsa_key(1).public_key())).hexdigest()
-
-
-def test_of_an_ec_key_with_its_public_object(tokens):
-    key = ec_key(0, "secp384r1")
-    private, public = ec_pair(tokens["hsm1"], "of-ec", key, "secp384r1", token=False)
-    want = identity.Identity(hashlib.sha256(spki(key.public_key())).hexdigest(),
-                             "SHA-256 of the EC public key's SubjectPublicKeyInfo")
-    assert identity.of(private, "hsm1", public=public, curve="secp384r1") == want
-    assert identity.of(public, "hsm1", public=public, curve="secp384r1") == want
-    # the public object wins over a public key to check a signature against
-    assert identity.of(private, "hsm1", public=public, curve="secp384r1",
-                       ec_key=ec_key(1, "secp384r1").public_key()) == want
-
-
-def test_of_an_ec_private_key_alone_is_proven_by_a_signature(tokens):
-    key = ec_key(0, "secp256r1")
-    private, _ = ec_pair(tokens["hsm2"], "of-ec-alone", key, "secp256r1", public=False,
-                         token=False)
-    method = ("ECDSA signature by the target over a fresh challenge, verified with the source "
-              "public key (an EC private key object exposes no public point)")
-    assert identity.of(private, "hsm2", curve="secp256r1", ec_key=key.public_key()) == \
-        identity.Identity(hashlib.sha256(spki(key.public_key())).hexdigest(), method)
-    assert identity.of(private, "hsm2", curve="secp256r1",
-                       ec_key=ec_key(1, "secp256r1").public_key()) == identity.Identity(
-        "signature from the target does not verify with the source public key", method)
-
-
-@pytest.mark.parametrize("curve, ec_key_given", [(None, True), ("secp256k1", True),
-                                                 ("P-256", True), ("secp256r1", False)])
-def test_of_an_ec_key_that_nothing_identifies(tokens, curve, ec_key_given):
-    key = ec_key(0, "secp256r1")
-    private, public = ec_pair(tokens["hsm1"], "of-ec-nothing", key, "secp256r1", token=False)
-    with pytest.raises(KeyNotFound) as info:
-        identity.of(private, "hsm1 (source)", curve=curve,
-                    public=public if ec_key_given else None,
-                    ec_key=key.public_key() if ec_key_given else None)
-    assert str(info.value) == ("nothing on hsm1 (source) identifies this EC key's material (an "
-                               "EC private key needs its public key, from the source)")
-
-
-def spec(type_: str, curve: str | None = None, size: int | None = None) -> KeySpec:
-    return KeySpec(index=0, label="k-src", target_label="k-tgt", type=type_, size=size,
-                   curve=curve, attributes={}, vectors=(), disposition="migrate",
-                   expected_differences={})
-
-
-def test_prove_a_secret_key(tokens):
-    s = Side(secret(tokens["hsm1"], "prove-aes", KeyType.AES, AES_128,
-                    extra={Attribute.TOKEN: False}), None, "hsm1")
-    t = Side(secret(tokens["hsm2"], "prove-aes", KeyType.AES, AES_128,
-                    extra={Attribute.TOKEN: False}), None, "hsm2")
-    kcv = aes_ecb_zero(AES_128)[:3].hex()
-    assert identity.prove(spec("aes"), s, t) == {
-        "method": "AES-ECB encryption of a 16-byte zero block, first 3 bytes", "source": kcv,
-        "target": kcv, "match": True}
-    other = Side(secret(tokens["hsm2"], "prove-aes-other", KeyType.AES, AES_256,
-                        extra={Attribute.TOKEN: False}), None, "hsm2")
-    with pytest.raises(KeyMismatch) as info:
-        identity.prove(spec("aes"), s, other)
-    assert str(info.value) == (f"'k-tgt' on hsm2 holds other key material than 'k-src' on "
-                               f"hsm1 ({kcv} != {aes_ecb_zero(AES_256)[:3].hex()})")
-
-
-def test_prove_uses_the_source_identity_given(tokens):
-    t = Side(secret(tokens["hsm2"], "prove-given", KeyType.AES, AES_128,
-                    extra={Attribute.TOKEN: False}), None, "hsm2")
-    kcv = aes_ecb_zero(AES_128)[:3].hex()
-    untouchable = Side(object(), None, "hsm1")  # the source is not asked again
-    assert identity.prove(spec("aes"), untouchable, t,
-                          source_id=identity.Identity(kcv, "given")) == {
-        "method": "given", "source": kcv, "target": kcv, "match": True}
-    with pytest.raises(KeyMismatch) as info:
-        identity.prove(spec("aes"), untouchable, t, source_id=identity.Identity("abcdef", "m"))
-    assert str(info.value) == ("'k-tgt' on hsm2 holds other key material than 'k-src' on hsm1 "
-                               f"(abcdef != {kcv})")
-
-
-def test_prove_an_rsa_key(tokens):
-    key = rsa_key(0)
-    s = Side(*rsa_pair(tokens["hsm1"], "prove-rsa", key, token=False), "hsm1")
-    t = Side(rsa_pair(tokens["hsm2"], "prove-rsa", key, public=False, token=False)[0], None,
-             "hsm2")
-    fp = hashlib.sha256(spki(key.public_key())).hexdigest()
-    assert identity.prove(spec("rsa"), s, t) == {"method": identity.RSA_METHOD, "source": fp,
-                                                 "target": fp, "match": True}
-    # the source's public object, when it has one, is what is read (here: another key's)
-    other = rsa_pair(tokens["hsm1"], "prove-rsa-other", rsa_key(1), token=False)[1]
-    with pytest.raises(KeyMismatch) as info:
-        identity.prove(spec("rsa"), Side(s.key, other, "hsm1"), t)
-    assert str(info.value) == ("'k-tgt' on hsm2 holds other key material than 'k-src' on hsm1 "
-                               f"({hashlib.sha256(spki(rsa_key(1).public_key())).hexdigest()} "
-                               f"!= {fp})")
-
-
-def test_a_source_the_token_refuses_is_a_token_error_naming_the_source(tokens):
-    s = Side(refused(tokens["hsm1"], "refused-src", KeyType.AES, AES_256), None, "hsm1 (source)")
-    t = Side(secret(tokens["hsm2"], "fine-tgt", KeyType.AES, AES_128,
-                    extra={Attribute.TOKEN: False}), None, "hsm2")
-    with pytest.raises(TokenError) as info:
-        identity.prove(spec("aes"), s, t)
-    assert str(info.value) == ("compute KCV (AES_ECB) on hsm1 (source) failed: Unmapped error "
-                               "code 0x68")
-
-
-def test_prove_an_ec_key_by_the_targets_signature(tokens):
-    key = ec_key(0, "secp256r1")
-    s = Side(*ec_pair(tokens["hsm1"], "prove-ec", key, "secp256r1", token=False), "hsm1")
-    t = Side(ec_pair(tokens["hsm2"], "prove-ec", key, "secp256r1", public=False,
-                     token=False)[0], None, "hsm2")
-    fp = hashlib.sha256(spki(key.public_key())).hexdigest()
-    assert identity.prove(spec("ec", "secp256r1"), s, t) == {
-        "method": identity.EC_CHALLENGE_METHOD, "source": fp, "target": fp, "match": True}
-    # the target's public object, even one that matches, is not what proves it
-    t_pub = Side(t.key, s.public, "hsm2")
-    assert identity.prove(spec("ec", "secp256r1"), s, t_pub)["method"] == \
-        identity.EC_CHALLENGE_METHOD
-    other = Side(ec_pair(tokens["hsm2"], "prove-ec-other", ec_key(1, "secp256r1"), "secp256r1",
-                         public=False, token=False)[0], None, "hsm2")
-    with pytest.raises(KeyMismatch) as info:
-        identity.prove(spec("ec", "secp256r1"), s, other)
-    assert str(info.value) == (f"'k-tgt' on hsm2 holds other key material than 'k-src' on hsm1 "
-                               f"({fp} != {identity.NO_SIGNATURE})")
-
-
-def test_prove_an_ec_key_needs_the_sources_public_key(tokens):
-    key = ec_key(0, "secp256r1")
-    s = Side(ec_pair(tokens["hsm1"], "prove-ec-nopub", key, "secp256r1", public=False,
-                     token=False)[0], None, "hsm1 (source)")
-    with pytest.raises(KeyNotFound) as info:
-        identity.prove(spec("ec", "secp256r1"), s, s)
-    assert str(info.value) == ("no public key labelled 'k-src' on hsm1 (source): the EC key "
-                               "cannot be identified without it")
-
-
-def refused(session, label, key_type, value):
-    """A session key made able to encrypt and sign, then forbidden to on the token: the Python
-    object still offers encrypt()/sign(), and the token refuses (a TokenError)."""
-    key = secret(session, label, key_type, value, extra={Attribute.TOKEN: False})
-    key[Attribute.ENCRYPT] = False
-    key[Attribute.SIGN] = False
-    return key
-
-
-def test_a_target_of_another_size_that_the_token_refuses_is_other_key_material(tokens):
-    s = Side(secret(tokens["hsm1"], "size-src", KeyType.AES, AES_256,
-                    extra={Attribute.TOKEN: False}), None, "hsm1")
-    t = Side(refused(tokens["hsm2"], "size-tgt", KeyType.AES, AES_128), None, "hsm2")
-    with pytest.raises(KeyMismatch) as info:
-        identity.prove(spec("aes"), s, t)
-    assert str(info.value) == ("'k-tgt' on hsm2 is AES-128; 'k-src' on hsm1 is AES-256: other "
-                               "key material")
-    assert isinstance(info.value.__cause__, TokenError)
-    # an HMAC key too short for the token's HMAC-SHA256: CKR_KEY_SIZE_RANGE on the target
-    s = Side(secret(tokens["hsm1"], "size-hmac-src", KeyType.GENERIC_SECRET, HMAC_KEY,
-                    extra={Attribute.TOKEN: False}), None, "hsm1")
-    t = Side(secret(tokens["hsm2"], "size-hmac-tgt", KeyType.GENERIC_SECRET, AES_128,
-                    extra={Attribute.TOKEN: False}), None, "hsm2")
-    with pytest.raises(KeyMismatch) as info:
-        identity.prove(spec("generic-secret"), s, t)
-    assert str(info.value) == ("'k-tgt' on hsm2 is generic secret of 128 bits; 'k-src' on hsm1 "
-                               "is generic secret of 256 bits: other key material")
-
-
-@pytest.mark.parametrize("source_value, source_type", [
-    (AES_128, KeyType.AES),     # the same size: the token's refusal is the error
-    (DES3, KeyType.DES3),       # the source's size is not known (3DES): nothing to compare
-])
-def test_a_target_the_token_refuses_is_a_token_error_unless_sizes_differ(
-        tokens, source_value, source_type):
-    s = Side(secret(tokens["hsm1"], "same-size-src", source_type, source_value,
-                    extra={Attribute.TOKEN: False}), None, "hsm1")
-    t = Side(refused(tokens["hsm2"], "same-size-tgt", KeyType.AES, AES_128), None, "hsm2")
-    with pytest.raises(TokenError) as info:
-        identity.prove(spec("aes"), s, t)
-    assert str(info.value) == "compute KCV (AES_ECB) on hsm2 failed: Unmapped error code 0x68"
-    # and the other way round: a target whose size is not known
-    s = Side(secret(tokens["hsm1"], "known-size-src", KeyType.AES, AES_128,
-                    extra={Attribute.TOKEN: False}), None, "hsm1")
-    t = Side(refused(tokens["hsm2"], "unknown-size-tgt", KeyType.DES3, DES3), None, "hsm2")
-    with pytest.raises(TokenError) as info:
-        identity.prove(spec("aes"), s, t)
-    assert str(info.value) == "compute KCV (DES3_ECB) on hsm2 failed: Unmapped error code 0x68"
-
-
-def test_an_ec_target_that_may_not_sign_fails_that_key_only(tokens):
-    key = ec_key(0, "secp256r1")
-    s = Side(*ec_pair(tokens["hsm1"], "derive-only", key, "secp256r1", token=False), "hsm1")
-    params = s.public[Attribute.EC_PARAMS]
-    derive_only = tokens["hsm2"].create_object({
-        Attribute.CLASS: identity.ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.EC,
-        Attribute.TOKEN: False, Attribute.LABEL: "derive-only", Attribute.EC_PARAMS: params,
-        Attribute.VALUE: key.private_numbers().private_value.to_bytes(32, "big"),
-        Attribute.SIGN: False, Attribute.DERIVE: True, Attribute.SENSITIVE: True})
-    with pytest.raises(KeyparityError) as info:
-        identity.prove(spec("ec", "secp256r1"), s, Side(derive_only, None, "hsm2"))
-    assert str(info.value) == ("the key on hsm2 may not sign (CKA_SIGN is false there): its "
-                               "material cannot be proven by an ECDSA challenge")

@@ -16,15 +16,20 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from jsonschema import Draft202012Validator
+from pkcs11 import Attribute, KeyType
 
 from conftest import REPO, evidence, run_suites
 from keyparity.cloudhsm import cli as chc
+from keyparity.hsm.locate import Side
 from keyparity.hsm.migrate import Migration
 from keyparity.checks import Check
 from keyparity.cloudhsm.ownership import Ownership, check_value, compare_cli_with_pkcs11
 from keyparity.profile import CloudHsmCliSpec, KeySpec, load_profile
 from keyparity.secrets import SecretRef
+from p11tokens import secret
+from p11tokens import tokens  # noqa: F401 - the fixture
 
 HERE = Path(__file__).parent
 FAKE = HERE / "fake_cloudhsm_cli"
@@ -47,10 +52,10 @@ def node(test: str, label: str) -> str:
     return f"{SUITE}::{test}[{label}]"
 
 
-def cli_key(doc: dict[str, Any], label: str, owners: tuple[str, ...] = ("cu1",),
+def cli_key(doc: dict[str, Any], label: str, kcv: str | None, owners: tuple[str, ...] = ("cu1",),
             shared: tuple[str, ...] = (), **attrs: Any) -> dict[str, Any]:
     """A ``key list --verbose`` entry for a migrated key: the documented shape (the template),
-    filled with what PKCS #11 recorded of the target key, then ``attrs``."""
+    filled with what PKCS #11 recorded of the target key and its 3-byte KCV, then ``attrs``."""
     target = doc["keys"][label]["attributes"]["target"]
     key = json.loads(json.dumps(TEMPLATE))
     key["key-info"]["key-owners"] = [{"username": u, "key-coverage": "full"} for u in owners]
@@ -62,7 +67,7 @@ def cli_key(doc: dict[str, Any], label: str, owners: tuple[str, ...] = ("cu1",),
         if isinstance(value, bool):
             out[name.replace("_", "-")] = value
     if target["key_type"] != "GENERIC_SECRET":  # CloudHSM: no check value for HMAC keys
-        out["check-value"] = "0x" + doc["keys"][label]["migration"]["identity"]["target"]
+        out["check-value"] = "0x" + str(kcv)
     out.update(attrs)
     key["attributes"] = out
     return key
@@ -85,6 +90,9 @@ class Setup:
                             "suites/test_attributes.py")
         assert result.ret == 0, result.stdout.str()
         self.migrated = evidence(suites)
+        secret = [k["label"] for k in keys if k["type"] not in ("rsa", "ec")]
+        self.kcvs = dict(zip(secret, lab.tokens(*({"op": "kcv", "token": "hsm2", "label": k}
+                                                  for k in secret))))
         self.log = lab.root / "cli.log"
         self.case = lab.root / "case.json"
         for name, value in {"KP_TEST_CU_PASSWORD": PASSWORD, "FAKE_CLOUDHSM_CASE": self.case,
@@ -94,7 +102,7 @@ class Setup:
             monkeypatch.setenv(name, str(value))
 
     def key(self, label: str, **kw: Any) -> dict[str, Any]:
-        return cli_key(self.migrated, label, **kw)
+        return cli_key(self.migrated, label, self.kcvs.get(label), **kw)
 
     def profile(self, keys: list[dict[str, Any]], cli: bool = True, **top: Any) -> Path:
         path = self.lab.profile(keys, name="owned", **top)
@@ -155,6 +163,8 @@ def green(keys: list[dict[str, Any]], cli: bool = True) -> dict[str, str]:
     per_key(TESTS[2], lambda k: "passed")
     # the quorum values after the move need the source's CLI: none in these profiles
     out[node(QUORUM_AFTER, EVERY_KEY)] = "skipped"
+    if cli:  # after a run that tested a key (not only skips): one object on each cluster
+        out["suites/test_census.py::test_each_key_is_one_object_on_each_cluster"] = "passed"
     return out
 
 
@@ -304,10 +314,9 @@ def spec(**kw: Any) -> KeySpec:
 
 
 def migration(**kw: Any) -> Migration:
-    m = Migration(spec(**kw), status="found")
-    m.identity = {"method": "AES-ECB encryption of a 16-byte zero block, first 3 bytes",
-                  "source": "3a9b1c", "target": "3a9b1c", "match": True}
-    return m
+    """A found key whose target is a real AES key of known value on a SoftHSM token (its KCV,
+    computed by the token, is what the CLI's check-value is compared with)."""
+    return Migration(spec(**kw), status="found")
 
 
 class _Profile:
@@ -392,9 +401,20 @@ def test_compare_cli_with_pkcs11_maps_cli_names_and_skips_what_softhsm_leaves_un
         {"attribute": "wrap-with-trusted", "cli": True, "pkcs11": False}]
 
 
-def test_check_value_is_compared_only_where_the_method_is_the_same():
-    key = chc.CliKey.parse(entry(**{"check-value": "0x3A9B1C"}), ())
-    assert check_value(key, migration())["match"] is True
+def test_check_value_is_compared_only_where_the_method_is_the_same(tokens):
+    value = bytes(range(16))
+    enc = Cipher(algorithms.AES(value), modes.ECB()).encryptor()
+    kcv = (enc.update(bytes(16)) + enc.finalize())[:3].hex()
+    m = migration()
+    m.target = Side(secret(tokens["hsm2"], "kcv-aes", KeyType.AES, value,
+                           extra={Attribute.TOKEN: False}), None, "hsm2")
+    key = chc.CliKey.parse(entry(**{"check-value": "0x" + kcv.upper()}), ())
+    found = check_value(key, m)
+    assert found["match"] is True and found["pkcs11"] == kcv
+    assert found["method"] == "AES-ECB encryption of a 16-byte zero block, first 3 bytes"
+    other = chc.CliKey.parse(entry(**{"check-value": "0x000000"}), ())
+    assert check_value(other, m)["match"] is False
+    assert check_value(key, migration())["match"] is False  # no target key: nothing computed
     rsa = check_value(key, migration(type="rsa", size=2048))
     assert rsa["compared"] is False and "SHA-1 of the public key" in rsa["reason"]
 

@@ -14,12 +14,17 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pkcs11 import Attribute, KeyType
 from trestle.oscal.assessment_results import AssessmentResults
 
 from keyparity.evidence.custodians import file_custodian
 from keyparity.evidence.plan import PREDICATE_TYPE, verify_plan
 from keyparity.evidence.signing import public_key_from_pem
 from conftest import evidence, run_suites
+from kcv_collision import colliding_pair, kcv
+from keyparity.hsm.locate import Side
+from p11tokens import secret
+from p11tokens import tokens  # noqa: F401 - the fixture
 from test_aws import validate_evidence
 from test_bad_input import SPY, counts, edit_profile, spy_logins
 
@@ -83,14 +88,25 @@ def test_plan_lists_every_key_with_its_identity_and_template_read_only_with_one_
     keys = {k["label"]: k for k in plan["keys"]}
     assert sorted(keys) == sorted(k["label"] for k in KEYS)
     aes = keys["k-aes-known"]
+    # its material: committed by the token's output over a challenge kept in the plan (an
+    # auditor recomputes it); its 3-byte KCV is there for people to read, and proves nothing
+    challenge = bytes.fromhex(aes["identity"]["challenge"])
+    decryptor = Cipher(algorithms.AES(AES_VALUE), modes.ECB()).decryptor()
+    out = decryptor.update(challenge) + decryptor.finalize()
+    assert aes["identity"] == {"method": "aes-ecb-decrypt", "challenge": challenge.hex(),
+                               "bits": 256, "sha256": hashlib.sha256(out).hexdigest()}
     encryptor = Cipher(algorithms.AES(AES_VALUE), modes.ECB()).encryptor()
-    assert aes["identity"]["value"] == (encryptor.update(bytes(16)) + encryptor.finalize())[:3].hex()
-    assert aes["identity"]["method"].startswith("AES-ECB")
+    assert aes["kcv"] == (encryptor.update(bytes(16)) + encryptor.finalize())[:3].hex()
+    assert len(challenge) == 32 and out.hex() not in (plan_dir / "plan.json").read_text()
     assert aes["target_label"] == "k-aes-new" and aes["disposition"] == "migrate"
     assert aes["template"]["label"] == "k-aes-new" and aes["template"]["token"] is True
     assert aes["template"]["sensitive"] is True and aes["template"]["encrypt"] is True
-    assert keys["k-rsa"]["size"] == 2048 and len(keys["k-rsa"]["identity"]["value"]) == 64
-    assert keys["k-ec"]["curve"] == "P-256" and len(keys["k-ec"]["identity"]["value"]) == 64
+    assert keys["k-rsa"]["size"] == 2048 and keys["k-rsa"]["kcv"] is None
+    for pair in ("k-rsa", "k-ec"):  # a pair: its public key, and the SHA-256 of it
+        ident = keys[pair]["identity"]
+        assert ident["method"] == "spki-sha256+answer"
+        assert ident["sha256"] == hashlib.sha256(bytes.fromhex(ident["public_key"])).hexdigest()
+    assert keys["k-ec"]["curve"] == "P-256"
     assert "encrypt" not in keys["k-rsa"]["template"]  # python-pkcs11's DEFAULT: not sent
     assert plan["census"]["counts"] == {"inventory": 6}
     for name in ("plan.json", "plan.dsse.json"):
@@ -253,7 +269,7 @@ def _extra_key(lab: Any, profile: Path, plan_dir: Path) -> None:
 
 def _flip_an_attribute(lab: Any, profile: Path, plan_dir: Path) -> None:
     lab.tokens({"op": "set", "token": "hsm1", "label": "k-aes-known", "class": "secret",
-                "attribute": "decrypt", "value": False})
+                "attribute": "encrypt", "value": False})
 
 
 def _other_target_and_wrapping(lab: Any, profile: Path, plan_dir: Path) -> None:
@@ -269,11 +285,11 @@ STRAYS = [
     pytest.param(_tamper, ["does not verify", "changed: plan.json (sha256 signed"],
                  id="tampered-plan"),
     pytest.param(_other_material, ["the run does not follow the plan plan-",
-                                   "'k-hmac': identity.value planned ",
-                                   "other key material under the label"],
+                                   "'k-hmac': other key material under the label: ",
+                                   "hmac-sha256 over the challenge "],
                  id="other-key-material"),
     pytest.param(_extra_key, ["nothing was written: not in the plan: k-later"], id="extra-key"),
-    pytest.param(_flip_an_attribute, ["'k-aes-known': template.decrypt planned true, now false"],
+    pytest.param(_flip_an_attribute, ["'k-aes-known': template.encrypt planned true, now false"],
                  id="changed-template"),
     pytest.param(_other_target_and_wrapping, [
         'nothing was written: target: name planned "hsm2", now "hsm9"; ',
@@ -311,26 +327,38 @@ def test_a_source_key_changed_after_the_check_is_not_written(lab, suites, monkey
                       "k-ec": "migrated"}
     detail = doc["keys"]["k-aes-known"]["migration"]["detail"]
     assert detail == (f"'k-aes-known': the unwrap template is not the plan "
-                      f"{doc['plan']['plan_id']}'s (template.decrypt planned true, now false): "
+                      f"{doc['plan']['plan_id']}'s (template.encrypt planned true, now false): "
                       "not written")
     assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes-new"}) == [0]
     assert doc["summary"]["verdict"] == "FAIL"
 
 
-def test_the_migration_refuses_a_key_the_plan_does_not_approve(lab):
-    """The migration's own check before each write (the run's start already refused these)."""
+def test_the_migration_refuses_a_key_the_plan_does_not_approve(tokens):
+    """The migration's own check before each write (the run's start already refused these):
+    a key not in the plan, and a source key that is not the material the plan committed to -
+    even one with the same 3-byte KCV (a pair found by brute force)."""
     from keyparity.evidence.approval import Approval
+    from keyparity.hsm import proof
+    planned_value, other_value = colliding_pair()
+    source = Side(secret(tokens["hsm1"], "k-aes", KeyType.AES, planned_value,
+                         extra={Attribute.TOKEN: False}), None, "hsm1")
+    swapped = Side(secret(tokens["hsm1"], "k-aes", KeyType.AES, other_value,
+                          extra={Attribute.TOKEN: False}), None, "hsm1")
     plan = {"plan_id": "plan-x", "created": "t", "keys": [
-        {"label": "k-aes", "identity": {"value": "abcdef", "method": "AES-ECB KCV"},
+        {"label": "k-aes", "identity": proof.commit(source).record(),
          "template": {"label": "k-aes"}}]}
     approval = Approval(Path("p"), "0" * 64, plan, ("c1",), 1, "t")
     spec = type("Spec", (), {"label": "k-other"})()
-    assert approval.refusal(spec, None, {}) == "'k-other' is not in the plan plan-x: not written"
+    assert approval.refusal(spec, source, {}) == "'k-other' is not in the plan plan-x: not written"
     spec.label = "k-aes"
-    ident = type("Identity", (), {"value": "123456"})()
-    assert approval.refusal(spec, ident, {}) == (
-        "'k-aes': the source key's AES-ECB KCV is 123456, the plan plan-x approved abcdef "
-        "(other key material under the label): not written")
+    said = approval.refusal(spec, swapped, {})
+    assert said.startswith("'k-aes': the source key is not proven to be the key material the "
+                           "plan plan-x approved (other key material under the label: the key "
+                           "on hsm1 holds other key material: aes-ecb-decrypt over the challenge")
+    assert said.endswith(": not written")
+    plan["keys"][0]["identity"] = {"value": kcv(planned_value).hex(), "method": "AES-ECB KCV"}
+    old = Approval(Path("p"), "0" * 64, plan, ("c1",), 1, "t")  # a 3-byte KCV proves nothing
+    assert "not a commitment" in old.refusal(spec, source, {})
 
 
 def test_a_run_that_follows_a_plan_logs_in_once_per_token(lab, suites):

@@ -149,7 +149,8 @@ def test_cleanup_removes_only_what_the_run_provably_created(lab):
     result = cleanup(lab, lab.profile(keys), journal, "run-1")
     assert result.returncode == 1, result.stderr  # something was left that it cannot prove
     assert "removed: 'k-aes128' (secret_key) on hsm2 (created by run run-1" in result.stdout
-    assert "not removed: 'k-rsa' (private_key) on hsm2" in result.stdout
+    assert ("not removed: 'k-rsa' on hsm2 (journal seq" in result.stdout and "no object under "
+            "the label is proven to be the one run run-1 created" in result.stdout), result.stdout
     assert "cleanup never touches the source" in result.stdout
     assert "k-des3" not in result.stdout  # run-1 never created it
     assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes128"},
@@ -292,7 +293,8 @@ def test_a_batch_commits_every_before_first_then_each_after(lab):
 def test_cleanup_proves_an_ec_private_key_by_a_signature_the_source_public_key_verifies(lab):
     """An EC private key object exposes no public point and SoftHSM has no CKA_UNIQUE_ID: the
     clean-up has the object sign a fresh challenge and verifies it with the source's public
-    key, whose fingerprint the journal recorded; another EC key under the label is left."""
+    key, whose SHA-256 the journal's commitment holds; another EC key under the label is
+    left."""
     ec_key = {"label": "k-ec", "type": "ec", "curve": "P-256"}
     other = {"label": "k-ec2", "type": "ec", "curve": "P-256"}
     keys = [ec_key, other]
@@ -308,8 +310,8 @@ def test_cleanup_proves_an_ec_private_key_by_a_signature_the_source_public_key_v
     assert result.returncode == 1, result.stdout + result.stderr
     assert ("removed: 'k-ec' (private_key) on hsm2 (created by run run-1, journal seq"
             in result.stdout), result.stdout
-    assert "proven by KCV/fingerprint" in result.stdout
-    assert "not removed: 'k-ec2' (private_key) on hsm2" in result.stdout, result.stdout
+    assert "proven by its commitment and a fresh proof of the source copy" in result.stdout
+    assert "not removed: 'k-ec2' on hsm2 (journal seq" in result.stdout, result.stdout
     assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-ec"},
                       {"op": "count", "token": "hsm2", "label": "k-ec2"}) == [0, 2]
 

@@ -95,8 +95,15 @@ def test_retire_without_destroy_writes_only_the_signed_record(lab, suites):
     assert done.returncode == 0, done.stdout + done.stderr
     assert counts(lab) == before
     out, doc = record(suites)
-    assert {k["state"] for k in doc["keys"]} == {"deactivated"}
-    assert all(k["identity"]["value"] for k in doc["keys"])
+    # the record never claims a state the token is not in: keyparity changes no usage
+    # attribute, so each key is "to be deactivated", with what the token still lets it do
+    assert {k["state"] for k in doc["keys"]} == {"to be deactivated"}
+    assert "deactivated" not in {k["state_change"]["to"] for k in doc["keys"]}
+    by = {k["label"]: k for k in doc["keys"]}
+    assert {"encrypt"} <= set(by["k-aes-known"]["permits"])   # it still encrypts on hsm1
+    assert "sign" in by["k-ec"]["permits"] and "sign" in by["k-hmac"]["permits"]
+    # each key proven now against the run's commitment (>= 128 bits over its challenge)
+    assert all(k["identity"]["sha256"] and k["identity"]["bits"] >= 128 for k in doc["keys"])
     assert verify(lab, out).returncode == 0
 
 

@@ -17,6 +17,7 @@ OPS.json: {"module": path, "ops": [{"op": ..., "token": label, "pin": pin, ...},
   encrypt       label, mechanism, iv_hex, data_hex   ciphertext (hex) of a secret key
   decrypt       label, mechanism, iv_hex, data_hex   plaintext (hex) of a secret key
   read          label, class                      every standard attribute (keyparity.hsm.attributes)
+  kcv           label                             the 3-byte KCV of the secret key (hex)
 Prints a JSON list of per-op results.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, ObjectClass
 
 from keyparity.hsm.attributes import BY_NAME, read_standard
 from keyparity.profile import CURVE_ALIASES, KeySpec
+from keyparity.hsm.identity import kcv
 from keyparity.hsm.seed import create, seed
 
 CLASSES = {"secret": ObjectClass.SECRET_KEY, "private": ObjectClass.PRIVATE_KEY,
@@ -100,6 +102,9 @@ def main(path: str) -> None:
             elif kind == "count":
                 out.append(sum(1 for _ in s.get_objects({Attribute.LABEL: op["label"]})
                                ) if "label" in op else sum(1 for _ in s.get_objects()))
+            elif kind == "kcv":
+                key = s.get_key(object_class=ObjectClass.SECRET_KEY, label=op["label"])
+                out.append(kcv(key, op["token"]).value)
             elif kind == "count-prefix":
                 out.append(sum(1 for o in s.get_objects()
                                if str(o[Attribute.LABEL]).startswith(op["prefix"])))

@@ -1,14 +1,19 @@
 """The bare loop the benches compare keyparity with: the PKCS #11 calls keyparity makes for an
 AES key, written out as plain python-pkcs11, with no keyparity code in between.
 
-``Bare.migrate`` is what ``Migrator.ensure`` does (``keyparity bench``); ``Bare.prove_all``
-adds what the suites do for the key after it has moved (``keyparity bench --pytest``): the
-preflight read of the source key, the key check values again, every default AES vector in both
-directions, and the attribute reads on both sides. ``Bare.census`` is the census: one
-enumeration of each token, class, label and CKA_ID read per object.
+``Bare.migrate`` is what ``Migrator.ensure`` does (``keyparity bench``): the source's output
+over a fresh 32-byte challenge before the write and the target's over the same challenge after
+it (keyparity.hsm.proof: AES-ECB decryption of the challenge, SHA-256 of each output);
+``Bare.prove_all`` adds what the suites do for the key after it has moved (``keyparity bench
+--pytest``): the preflight read of the source key, the proof again over a challenge of its
+own, every default AES vector in both directions, and the attribute reads on both sides.
+``Bare.census`` is the census: one enumeration of each token, class, label and CKA_ID read per
+object, and each source secret key's output over the census's challenge.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 from typing import Any
 
@@ -34,7 +39,6 @@ _EPHEMERAL = {Attribute.TOKEN: False, Attribute.SENSITIVE: True, Attribute.EXTRA
               Attribute.WRAP: True, Attribute.UNWRAP: True, Attribute.ENCRYPT: False,
               Attribute.DECRYPT: False}
 _OAEP = WrapParams(WRAPPING.oaep_hash, WRAPPING.mgf, WRAPPING.aes_bits).oaep
-_ZERO = bytes(16)
 # The AES vectors the suites run for an AES key that names none (the table's defaults).
 _AES_VECTORS = tuple(vector_table.TABLE[name].params for name in vector_table.defaults("aes"))
 
@@ -56,15 +60,16 @@ def _read(key: Any) -> dict[Any, Any]:
     return got
 
 
-def _kcv(key: Any) -> str:
-    return key.encrypt(_ZERO, mechanism=Mechanism.AES_ECB)[:3].hex()
+def _proof(key: Any, challenge: bytes) -> str:
+    """SHA-256 of the key's AES-ECB decryption of the challenge (the strong proof's)."""
+    return hashlib.sha256(key.decrypt(challenge, mechanism=Mechanism.AES_ECB)).hexdigest()
 
 
 class Bare:
     """Plain python-pkcs11 for AES keys: generate ephemeral AES, RSA-OAEP wrap,
     CKM_AES_KEY_WRAP_PAD wrap, destroy; RSA-OAEP unwrap, CKM_AES_KEY_WRAP_PAD unwrap with the
-    same template, destroy; the same attribute reads; the KCV encryptions; the vectors. Source
-    keys come from one enumeration, like the harness's index."""
+    same template, destroy; the same attribute reads; the proof's decryptions; the vectors.
+    Source keys come from one enumeration, like the harness's index."""
 
     def __init__(self, lib: Any, source_label: str, target_label: str, target_pin: str,
                  source_pin: str | None = None) -> None:
@@ -78,6 +83,7 @@ class Bare:
         self.public: Any = None
         self.private: Any = None
         self.temporary: list[Any] = []
+        self.census_challenge = os.urandom(32)
 
     def enumerate(self) -> None:
         """One C_FindObjects pass per token, the label of each object read once."""
@@ -92,15 +98,18 @@ class Bare:
                     self.keys[label] = obj
 
     def census(self) -> int:
-        """One enumeration of each token, class, label and CKA_ID read per object (as the
-        census does); returns the number of objects seen."""
+        """One enumeration of each token, class, label and CKA_ID read per object, and each
+        source secret key's output over the census's one challenge (as the census commits to
+        its material, at the start and again at the end); returns the number of objects seen."""
         seen = 0
         for session in (self.src, self.tgt):
-            for obj in session.get_objects():
+            for obj in list(session.get_objects()):  # (no decryption while C_FindObjects runs)
                 try:
                     obj.get_attributes([Attribute.CLASS, Attribute.LABEL, Attribute.ID])
                 except PKCS11Error:
                     pass
+                if session is self.src and obj.object_class is ObjectClass.SECRET_KEY:
+                    _proof(obj, self.census_challenge)
                 seen += 1
         return seen
 
@@ -122,8 +131,11 @@ class Bare:
         self.temporary = [pub, self.private, self.public]
 
     def migrate(self, label: str) -> tuple[str, str]:
-        """Move one key; returns (source KCV, target KCV), hex."""
+        """Move one key; returns the SHA-256 of the source's and the target's output over one
+        challenge (the source's made before the write, as the harness journals it)."""
         key = self.keys[label]
+        challenge = os.urandom(32)
+        before = _proof(key, challenge)
         got = _read(key)
         if got.get(Attribute.EXTRACTABLE) is not True:
             raise RuntimeError(f"bare loop: {label} is not extractable")
@@ -144,15 +156,17 @@ class Bare:
                                      mechanism=Mechanism.AES_KEY_WRAP_PAD, template=template)
         ephemeral.destroy()
         self.moved[label] = moved
-        return _kcv(key), _kcv(moved)
+        return before, _proof(moved, challenge)
 
     def prove_all(self, label: str, seed: int) -> bool:
         """After ``migrate``: what the suites do for the key. The preflight read of the source
-        key; both KCVs again; each default AES vector produced on one side and consumed on the
-        other, both directions; the attribute reads on both sides. True when all agree."""
+        key; the proof again over a challenge of its own; each default AES vector produced on
+        one side and consumed on the other, both directions; the attribute reads on both sides.
+        True when all agree."""
         key, moved = self.keys[label], self.moved[label]
         ok = _read(key).get(Attribute.EXTRACTABLE) is True
-        ok = _kcv(key) == _kcv(moved) and ok
+        challenge = os.urandom(32)
+        ok = _proof(key, challenge) == _proof(moved, challenge) and ok
         for spec in _AES_VECTORS:
             for direction in DIRECTIONS:
                 producer, consumer = (key, moved) if direction == DIRECTIONS[0] else (moved, key)

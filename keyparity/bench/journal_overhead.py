@@ -49,6 +49,7 @@ from pkcs11 import Attribute, ObjectClass
 
 from ..hsm.cluster import ClusterSession, find_token, load_module
 from ..hsm.login import LoginGate
+from ..hsm import identity
 from ..hsm.migrate import Migrator
 from ..hsm.seed import seed
 from ..hsm.softhsm import find_module, provision
@@ -189,11 +190,14 @@ def _worker_rounds(w: int, mine: tuple[Any, ...], rounds: int, batch: int,
 
 
 def _check(ms: list[Any]) -> dict[str, Any]:
-    """A variant's outcome in one worker: migrated, KCVs matched, failures, the target KCVs."""
+    """A variant's outcome in one worker (after the timed rounds): migrated, proven (the strong
+    proof matched), failures, and each target key's KCV (computed now, so that the two variants'
+    targets can be compared: each proof had a challenge of its own)."""
     return {"migrated": sum(m.status == "migrated" for m in ms),
             "kcv_matched": sum(m.identity.get("match") is True for m in ms),
             "failures": [f"{m.spec.label}: {m.detail}" for m in ms if not m.ok][:10],
-            "kcvs": {m.spec.label: m.identity.get("target") for m in ms}}
+            "kcvs": {m.spec.label: identity.kcv(m.target.key, m.target.cluster).value
+                     if m.target is not None else None for m in ms}}
 
 
 def _worker(w: int, workers: int, root: str, n: int, batch: int, journal_path: str,

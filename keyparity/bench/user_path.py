@@ -412,7 +412,7 @@ def report(doc: dict[str, Any], say: Say) -> None:
             f"{s['summaries']:.2f} s, exit {s['exit']:.2f} s")
     say(f"bare loop   {b['mean_seconds']:8.2f} s  {b['per_key_ms']:6.1f} ms/key  (mean of "
         + ", ".join(f"{x['seconds']:.2f} s" for x in b["loops"])
-        + "; census, migration, KCVs, 4 AES vectors both ways, attribute reads)")
+        + "; census, migration, identity proofs, 4 AES vectors both ways, attribute reads)")
     say(f"ratio       run / bare loop {doc['ratio_run_over_bare']:.2f} (goal <= "
         f"{doc['goal_ratio']:.0f}: {'met' if doc['ratio_run_over_bare'] <= doc['goal_ratio'] else 'NOT met'})")
     split_ = doc.get("bare_split")

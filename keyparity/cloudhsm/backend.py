@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 from .. import process
 from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
-from ..hsm import attributes
+from ..hsm import attributes, destruction
 from ..hsm.backend import Once
 from ..hsm.cluster import ClusterSession
 from ..hsm.keytypes import key_class
@@ -277,11 +277,12 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
                    f"may still be running; remove them with `keyparity cleanup --run {run}`")
             lines.append(f"left alone: {len(todo)} wrapping object(s) of run {run}: {why}")
             continue
-        allowed = {f"{wrapping_label(run)}{suffix}" for suffix in
-                   ("-public", "-private", "-imported")}
+        allowed = {f"{wrapping_label(run)}{end}" for end in ("-public", "-private", "-imported")}
         for (cluster, label), (cls, ref, seq) in reversed(todo):
             name = f"{label!r} ({cls}) on cluster {cluster or '?'}"
-            if label not in allowed or label in protect:
+            try:  # keyparity.hsm.destruction: only the run's own wrapping objects
+                destruction.own_label(label, allowed, protect)
+            except destruction.Refused:
                 lines.append(f"refused: {name}: not run {run}'s keyparity wrapping label "
                              f"(journal seq {seq}); nothing deleted")
                 left.append(f"{cluster}: {label} (refused)")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checks import Check
+from ..hsm import identity
 from ..hsm.attributes import ABSENT, UNAVAILABLE
 from .cli import CliError, CliKey, CloudHsmCli, hex_value
 from ..errors import KeyparityError
@@ -296,13 +297,19 @@ def check_value(key: CliKey, m: Migration) -> dict[str, Any]:
     spec = m.spec
     raw = key.attributes.get("check-value")
     cli = key.check_value
-    ours = m.identity.get("target") if m.identity else None
-    out: dict[str, Any] = {"cli": cli if cli is not None else raw, "pkcs11": ours,
-                           "method": m.identity.get("method") if m.identity else None,
-                           "compared": False}
+    out: dict[str, Any] = {"cli": cli if cli is not None else raw, "pkcs11": None,
+                           "method": None, "compared": False}
     if spec.type not in KCV_COMPARABLE:
         out["reason"] = _NOT_COMPARED[spec.type]
         return out
+    ours = None
+    if m.target is not None:  # the 3-byte KCV, for this comparison only (never a proof)
+        try:
+            found = identity.kcv(m.target.key, m.target.cluster)
+            ours, out["method"] = found.value, found.method
+        except (KeyError, KeyparityError) as exc:
+            out["reason"] = f"keyparity could not compute the KCV: {exc}"
+    out["pkcs11"] = ours
     if raw == "inconsistent":
         out["reason"] = "the CLI reports the check-value as inconsistent"
         return out

@@ -7,13 +7,16 @@ anything is written, and consulted again by the migration before each key's writ
                                     (keyparity.evidence.plan.verify_plan); the profile's source,
                                     target, wrapping, backend and keys against the plan's; then
                                     every planned key read again from the source by the function
-                                    that drafted it (``plan.planned_key``) and compared field by
-                                    field: its KCV or fingerprint, type, size, CKA_ID and the
+                                    that drafted it (``plan.planned_key``): its key material
+                                    proven against the plan's commitment (keyparity.hsm.proof),
+                                    then compared field by field: type, size, CKA_ID and the
                                     template it will be unwrapped with
     load_verified(...)              an xdist worker: plan.json is still the file of the SHA-256
                                     its controller verified
     Approval.refusal(...)           the migration (keyparity.hsm.migrate), before a key's
                                     ``before`` entry: why this key may not be written, or None
+                                    (its material proven against the plan's commitment again,
+                                    at that moment)
 
 Any difference found by ``load`` is a PlanError of one line: the run stops before any write.
 """
@@ -27,8 +30,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..errors import KeyMismatch, NotPermitted, TokenError
+from ..hsm import proof
 from ..hsm.cluster import open_cluster
-from ..hsm.identity import Identity
+from ..hsm.locate import Side
+from ..hsm.migrate import session_fault
 from ..hsm.login import LoginGate
 from ..profile import KeySpec, Profile
 from .plan import (PLAN, PlanError, cluster_record, planned_key, unwrap_record, verify_plan,
@@ -67,19 +73,26 @@ class Approval:
                 f"{self.plan['created']}), approved by {', '.join(self.approved_by)} "
                 f"(threshold {self.threshold}): only its keys are written, as planned")
 
-    def refusal(self, spec: KeySpec, source_id: Identity | None,
+    def refusal(self, spec: KeySpec, source: Side,
                 source_attributes: dict[str, Any]) -> str | None:
-        """Why ``spec`` may not be written in this run, or None: it is not in the plan, or its
-        source KCV/fingerprint or its unwrap template is not the plan's."""
+        """Why ``spec`` may not be written in this run, or None: it is not in the plan, the
+        source key on ``source`` is not proven now to hold the material the plan committed to,
+        or its unwrap template is not the plan's."""
         planned = self.keys.get(spec.label)
         plan_id = self.plan["plan_id"]
         if planned is None:
             return f"{spec.label!r} is not in the plan {plan_id}: not written"
-        found = source_id.value if source_id is not None else None
-        if found != planned["identity"]["value"]:
-            return (f"{spec.label!r}: the source key's {planned['identity']['method']} is "
-                    f"{found}, the plan {plan_id} approved {planned['identity']['value']} "
-                    "(other key material under the label): not written")
+        try:
+            proof.check(proof.Commitment.parse(planned.get("identity")), source)
+        except TokenError as exc:  # the token refused to compute it: not proven, unless the
+            if session_fault(exc):  # session is gone (the migration reopens it)
+                raise
+            return (f"{spec.label!r}: the source key is not proven to be the key material the "
+                    f"plan {plan_id} approved ({exc}): not written")
+        except (KeyMismatch, NotPermitted, ValueError) as exc:
+            return (f"{spec.label!r}: the source key is not proven to be the key material the "
+                    f"plan {plan_id} approved (other key material under the label: {exc}): "
+                    "not written")
         assert self.profile is not None
         unwrap = _json(unwrap_record(self.profile, spec, source_attributes))
         differs = _differences(_json({k: planned.get(k) for k in unwrap}), unwrap)
@@ -151,6 +164,12 @@ def _against_profile(plan: dict[str, Any], profile: Profile) -> list[str]:
     return out
 
 
+def _compared(key: dict[str, Any]) -> dict[str, Any]:
+    """A planned key as it is compared with the source: its KCV is for people to read (the
+    material is proven by the commitment), and may not be computable any more."""
+    return {k: v for k, v in key.items() if k != "kcv"}
+
+
 def _against_source(plan: dict[str, Any], profile: Profile, gate: LoginGate) -> list[str]:
     """Every planned key read again from the source (one login, nothing written), as the
     plan was drafted: where it differs."""
@@ -160,16 +179,17 @@ def _against_source(plan: dict[str, Any], profile: Profile, gate: LoginGate) -> 
     out = []
     for spec in profile.keys:
         try:
-            now = _json(planned_key(profile, src, spec))
+            now = _json(planned_key(profile, src, spec, planned[spec.label].get("identity")))
         except PlanError as exc:
             out.append(str(exc))
+            continue
+        except (KeyMismatch, proof.NotProvable, ValueError) as exc:
+            out.append(f"{spec.label!r}: other key material under the label: {exc}")
             continue
         except Exception as exc:  # noqa: BLE001 - a key that cannot be read is not as planned
             out.append(f"{spec.label!r}: {type(exc).__name__}: {exc}")
             continue
-        differs = _differences(planned[spec.label], now)
-        if any(d.startswith("identity.value ") for d in differs):
-            differs.append("other key material under the label")
+        differs = _differences(_compared(planned[spec.label]), _compared(now))
         if differs:
             out.append(f"{spec.label!r}: " + "; ".join(differs))
     return out

@@ -3,9 +3,11 @@ reads it back.
 
 A baseline run (``migration.mode: baseline``) writes ``baseline.json`` into its run
 directory, next to ``evidence.json``, before the statement is signed: it is a subject of the
-signed statement like every other file. It holds, per inventory key, its KCV or public-key
-fingerprint, its attribute table and its known answers (keyparity.hsm.snapshot); the census
-(every key object with its KCV or fingerprint); and, where the profile has an ``aws`` block,
+signed statement like every other file. It holds, per inventory key, a commitment to its key
+material (keyparity.hsm.proof: the SHA-256 of the token's output over a random challenge stored
+with it, or a pair's public key), its attribute table and its known answers
+(keyparity.hsm.snapshot); the census (every key object with its KCV or fingerprint and its
+material's commitment over the census's challenge); and, where the profile has an ``aws`` block,
 what AWS said of the cluster (keyparity.cloudhsm.lineage). No key material and no secret: the
 known answers' plaintexts are seeded test data.
 
@@ -34,7 +36,7 @@ from .verify import verify_run
 
 FILE = "baseline.json"
 KIND = "keyparity-baseline"
-VERSION = 1
+VERSION = 2  # 1 identified keys by a 3-byte KCV: refused (take a new baseline)
 
 
 class BaselineError(KeyparityError):
@@ -54,7 +56,7 @@ def document(doc: Mapping[str, Any]) -> dict[str, Any]:
         "verdict": doc.get("summary", {}).get("verdict"),
         "cluster": {k: source[k] for k in ("name", "mode", "hsm_type", "token", "lineage")
                     if k in source},
-        "census": doc.get("census", {}).get("source", {}).get("snapshot", []),
+        "census": doc.get("census", {}).get("source", {}).get("snapshot", {}),
         "keys": dict(sorted(keys.items())),
     }
 
@@ -77,6 +79,7 @@ class Baseline:
     cluster: Mapping[str, Any]
     census: list[dict[str, Any]]
     keys: Mapping[str, Any]
+    census_challenge: bytes = b""  # the challenge of the census's commitments
     verified: list[str] = field(default_factory=list)  # what keyparity verify checked
 
     def record(self) -> dict[str, Any]:
@@ -140,8 +143,14 @@ def _read(path: Path, raw: bytes, checked: list[str]) -> Baseline:
                             "only a baseline that proved every key can be re-verified against; "
                             "take a new one")
     run = data.get("run") or {}
+    census = data.get("census") if isinstance(data.get("census"), dict) else {}
+    try:
+        challenge = bytes.fromhex(str(census.get("challenge") or ""))
+    except ValueError:
+        raise BaselineError(f"{path / FILE}: census.challenge is not hex: take a new "
+                            "baseline") from None
     return Baseline(path=path, digest=hashlib.sha256(raw).hexdigest(),
                     run_id=str(run.get("run_id")), date=str(run.get("finished")
                                                            or run.get("started")),
-                    cluster=data.get("cluster") or {}, census=list(data.get("census") or []),
-                    keys=data.get("keys") or {}, verified=checked)
+                    cluster=data.get("cluster") or {}, census=list(census.get("objects") or []),
+                    keys=data.get("keys") or {}, census_challenge=challenge, verified=checked)

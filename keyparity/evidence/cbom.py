@@ -15,9 +15,12 @@ state, and ``algorithmRef``: CycloneDX 1.6 names a key's algorithm by reference,
 algorithm of the inventory (``AES-256``, ``3DES``, ``3DES (two-key)``, ``HMAC``, ``RSA-2048``,
 ``EC P-384``) is a component of asset type ``algorithm`` too, with its primitive, parameter
 set, curve and security levels. What CycloneDX has no field for is a component property in
-the ``keyparity:`` namespace: ``keyparity:kcv`` (secret keys: the 3-byte key check value,
-computed by the token) or ``keyparity:fingerprint`` (RSA and EC: SHA-256 of the public key's
-DER SubjectPublicKeyInfo), and the key's PKCS #11 type, cluster, disposition...
+the ``keyparity:`` namespace: ``keyparity:kcv`` (``keyparity inventory``'s secret keys: the
+3-byte key check value, computed by the token, for people to read) or
+``keyparity:fingerprint`` (RSA and EC: SHA-256 of the public key's DER
+SubjectPublicKeyInfo), a run's identity proof (``keyparity:identity-method``, ``-challenge``,
+``-bits``, ``-source``, ``-target``, ``-match``: keyparity.hsm.proof), and the key's PKCS #11
+type, cluster, disposition...
 
 Nothing secret is in a CBOM: ``value`` of the related crypto material is never set, and a
 KCV is 3 bytes of an encrypted zero block, not the key.
@@ -306,7 +309,8 @@ def _identity(entry: Mapping[str, Any]) -> Mapping[str, Any]:
 def run_assets(doc: Mapping[str, Any]) -> list[Asset]:
     """The inventory keys of an evidence document (``doc["keys"]``), as assets of the target:
     label, type, size or curve, target label, disposition, verdict -> state, and the identity
-    proof (KCV or public-key fingerprint, on both sides) when the run recorded one."""
+    proof when the run recorded one (keyparity.hsm.proof: its method, challenge and bits and
+    each side's SHA-256; a key pair's public-key fingerprint)."""
     target = doc.get("clusters", {}).get("target", {}) if isinstance(doc.get("clusters"),
                                                                       dict) else {}
     out = []
@@ -324,10 +328,9 @@ def run_assets(doc: Mapping[str, Any]) -> list[Asset]:
             if entry.get(name):
                 props[f"keyparity:{name}"] = str(entry[name])
         ident = _identity(entry)
-        if ident.get("source"):
-            kind = "fingerprint" if key_type in _ASYMMETRIC else "kcv"
-            props[f"keyparity:{kind}"] = str(ident["source"])
-        for part in ("method", "source", "target", "match"):
+        if ident.get("source") and key_type in _ASYMMETRIC:  # SHA-256 of the public key
+            props["keyparity:fingerprint"] = str(ident["source"])
+        for part in ("method", "challenge", "bits", "source", "target", "match"):
             if ident.get(part) is not None:
                 value = ident[part]
                 props[f"keyparity:identity-{part}"] = (str(value).lower()

@@ -2,9 +2,12 @@
 written from the source before anything is written, and approved by the custodians.
 
     DIR/plan.json        the plan: target cluster, wrapping parameters, per key its source
-                         label, type, size or curve, KCV or public-key fingerprint (computed
-                         by the source token), target label, the exact template C_UnwrapKey
-                         will be given, its disposition; and the census of the source
+                         label, type, size or curve, a commitment to its key material made by
+                         the source token (keyparity.hsm.proof: the SHA-256 of >= 128 bits of
+                         output over a random challenge stored with it, or a pair's public
+                         key), its 3-byte KCV for people to read, target label, the exact
+                         template C_UnwrapKey will be given, its disposition; and the census
+                         of the source
     DIR/plan.dsse.json   a DSSE envelope around an in-toto Statement v1 whose one subject is
                          plan.json (SHA-256), predicate type PREDICATE_TYPE; one signature per
                          custodian who approved it
@@ -31,13 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pkcs11 import ObjectClass
 from pkcs11.constants import DEFAULT
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Key, Signer
 
 from ..cloudhsm.backend import unwrap_attributes
 from ..errors import KeyparityError
-from ..hsm import attributes, census, identity, keyinfo
+from ..hsm import attributes, census, identity, keyinfo, proof
 from ..hsm.cluster import ClusterSession, open_cluster
 from ..hsm.keytypes import key_class
 from ..hsm.locate import locate
@@ -54,8 +58,12 @@ __all__ = ["PLAN", "PLAN_ENVELOPE", "PREDICATE_TYPE", "PlanError", "PlanResult",
 
 PLAN = "plan.json"
 PLAN_ENVELOPE = "plan.dsse.json"
-PREDICATE_TYPE = "https://keyparity.dev/plan/v1"
-FORMAT = "keyparity-plan/1"
+PREDICATE_TYPE = "https://keyparity.dev/plan/v2"
+FORMAT = "keyparity-plan/2"
+# v1 plans bound a 3-byte KCV: refused with this advice
+OLD_PREDICATE_TYPES = ("https://keyparity.dev/plan/v1",)
+_OLD = ("{where}: a plan of an earlier keyparity (plan/v1), which bound each key by a 3-byte "
+        "KCV: make a new plan (keyparity plan) and have it signed again")
 
 
 class PlanError(KeyparityError):
@@ -93,19 +101,32 @@ def unwrap_record(profile: Profile, spec: KeySpec,
     return {"template": _template(template)}
 
 
-def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec) -> dict[str, Any]:
-    """One inventory key of the plan, read from the source as the migration reads it."""
+def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec,
+                planned: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One inventory key of the plan, read from the source as the migration reads it. Its
+    ``identity`` is a fresh commitment (keyparity.hsm.proof), or, given the ``planned``
+    commitment of a plan, that one once the key is proven to hold it (KeyMismatch or
+    NotProvable otherwise)."""
     side = locate(src, spec, spec.label)
     if side is None:
         raise PlanError(f"{spec.label!r} ({spec.type}) not found on {src.name}")
     source_attributes = attributes.read_standard(side.key)
     facts = keyinfo.from_attributes(source_attributes)
     keyinfo.check(spec, facts, src.name)
-    ident = identity.of(side.key, src.name, public=side.public, curve=spec.curve)
+    if planned is not None:
+        proof.check(proof.Commitment.parse(planned), side)
+        ident: dict[str, Any] | None = planned
+    elif spec.disposition == "rotate":  # not moved, never destroyed: fixed where it can be
+        try:
+            ident = proof.commit(side).record()
+        except proof.NotProvable:
+            ident = None
+    else:
+        ident = proof.commit(side).record()
     out: dict[str, Any] = {
         "label": spec.label, "target_label": spec.target_label, "type": spec.type,
         "size": facts.size or spec.size, "curve": keyinfo.curve_name(spec.curve),
-        "id": facts.id, "identity": {"value": ident.value, "method": ident.method},
+        "id": facts.id, "identity": ident, "kcv": _kcv(side),
         "disposition": spec.disposition, "extractable": facts.extractable,
     }
     if spec.disposition == "rotate":
@@ -118,6 +139,17 @@ def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec) -> dict[st
     out["action"] = "wrap on the source, unwrap on the target"
     out.update(unwrap_record(profile, spec, source_attributes))
     return out
+
+
+def _kcv(side: Any) -> str | None:
+    """A secret key's 3-byte KCV, for the custodians to read (never checked: the commitment
+    is)."""
+    if side.key.object_class != ObjectClass.SECRET_KEY:
+        return None
+    try:
+        return identity.kcv(side.key, side.cluster).value
+    except (KeyError, KeyparityError):
+        return None
 
 
 def wrapping_record(profile: Profile) -> dict[str, Any]:
@@ -214,6 +246,8 @@ def _signed_plan(plan_dir: Path) -> tuple[Envelope, dict[str, Any]]:
         payload, f"signed payload of {PLAN_ENVELOPE}", probe)
     if probe.problems or envelope is None or not isinstance(statement, dict):
         raise PlanError(f"{plan_dir} is not a plan: " + "; ".join(probe.problems))
+    if statement.get("predicateType") in OLD_PREDICATE_TYPES:
+        raise PlanError(_OLD.format(where=plan_dir / PLAN_ENVELOPE))
     if statement.get("predicateType") != PREDICATE_TYPE or not isinstance(
             statement.get("predicate"), dict):
         raise PlanError(f"{plan_dir / PLAN_ENVELOPE} is not a plan's statement (predicateType "
@@ -291,7 +325,9 @@ def verify_plan(plan_dir: Path, keys: list[Key], threshold: int | None = None, *
     if payload is not None:
         statement = _parse_statement(payload, f"signed payload of {PLAN_ENVELOPE}", result)
     if isinstance(statement, dict):
-        if statement.get("predicateType") != PREDICATE_TYPE:
+        if statement.get("predicateType") in OLD_PREDICATE_TYPES:
+            result.problems.append(_OLD.format(where=PLAN_ENVELOPE))
+        elif statement.get("predicateType") != PREDICATE_TYPE:
             result.problems.append(f"{PLAN_ENVELOPE}: predicateType is "
                                    f"{_show(statement.get('predicateType'))}, expected "
                                    f"{PREDICATE_TYPE}: not a keyparity plan")

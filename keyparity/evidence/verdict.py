@@ -47,7 +47,8 @@ AXES = (ONCE, ROLE, KEY, ENDPOINT)
 SUITES: dict[str, dict[str, str]] = {
     "census": {"test_every_source_key_is_accounted_for": ONCE,
                "test_no_second_copy_of_an_inventory_key_on_the_target": ONCE,
-               "test_source_unchanged_during_the_run": ONCE},
+               "test_source_unchanged_during_the_run": ONCE,
+               "test_each_key_is_one_object_on_each_cluster": ONCE},
     "preflight": {"test_cluster_is_reachable_and_logged_in": ROLE,
                   "test_key_is_on_the_source_and_extractable": KEY,
                   "test_inventory_ids_are_unique_on_the_target": ONCE,
@@ -106,6 +107,8 @@ MODE_SUITES: dict[str, tuple[str, ...]] = {
 # the controller reports after the test loop (keyparity.reporting.report_run_check) has its
 # line in SUITES like any test, and no function in the suites' source
 END_CENSUS = "test_source_unchanged_during_the_run"
+# ... and the count of each key's objects on each cluster, after it
+END_COPIES = "test_each_key_is_one_object_on_each_cluster"
 SUITE_OF = {fn: suite for suite, fns in SUITES.items() for fn in fns}
 VECTORS = "test_output_of_one_cluster_is_accepted_by_the_other"
 # what proves a key: the test (its parameter is the key label)

@@ -8,15 +8,19 @@ objects, or **unaccounted** - which fails the census, naming the object by label
 type, size or curve, CKA_ID and KCV or public-key fingerprint (a certificate: the SHA-256 of
 its DER; a data object: its application, never its value). Only keys are migrated: a data
 object or a certificate is excluded with the reason, or fails. The census is taken at the
-start of the run and again at its end; an object that appears or disappears in between fails
-the run too.
+start of the run and again at its end; an object that appears, disappears or holds other
+material at the end fails the run too. Each key's material is fixed at the start by the
+strong proof (keyparity.hsm.proof: the SHA-256 of the token's output over a challenge stored
+in the census, a pair's public key and its private half's answer) and recomputed over the same
+challenge at the end; a certificate's by the SHA-256 of its DER. A data object's value is
+never read, so only its presence, label, class and application are compared.
 
 Target. Objects that are not this inventory's are listed as other objects (a cluster may hold
 earlier waves: not a failure). An object holding the same key material as an inventory key
 under another label is a second copy, and fails (PCI DSS: keys in the fewest places). Key
-material is compared by the full first block of a zero-block encryption (or the full HMAC),
-computed by the tokens and never recorded (a 3-byte KCV collides by chance at this scale:
-10,000 x 10,000 pairs against 2^24 values); the evidence shows the 3-byte KCV.
+material is compared by the strong proof over one challenge both tokens compute on (a 3-byte
+KCV collides by chance at this scale: 10,000 x 10,000 pairs against 2^24 values); the evidence
+shows the 3-byte KCV for people to read.
 
 Whose view. On CloudHSM a crypto user sees only the keys it owns or that are shared with it,
 plus every public key: the census is that user's view, and says so.
@@ -25,18 +29,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pkcs11 import Attribute
 from pkcs11.types import Object, Session
 
-from . import identity, keyinfo
+from . import identity, keyinfo, proof
 from ..errors import KeyparityError, TokenError, pkcs11_step
 from .keyinfo import KeyFacts
 from .keytypes import ASYMMETRIC, key_class
+from .locate import Side
 from ..profile import Cluster, Profile
 
 INVENTORY, EXCLUDED, KEYPARITY, UNACCOUNTED = "inventory", "excluded", "keyparity", "unaccounted"
@@ -68,6 +74,8 @@ class Entry:
     disposition: str = UNACCOUNTED
     detail: str = ""
     check: str | None = None  # KCV or public-key fingerprint, where it is worth computing
+    # the strong proof's commitment to its material: {"method", "sha256"} or {"none": why}
+    material: dict[str, str] | None = None
 
     def record(self) -> dict[str, Any]:
         out = {**self.facts.record(), "disposition": self.disposition}
@@ -75,6 +83,8 @@ class Entry:
             out["detail"] = self.detail
         if self.check is not None:
             out["check"] = self.check
+        if self.material is not None:
+            out["material"] = self.material
         return out
 
     def describe(self) -> str:
@@ -190,10 +200,11 @@ def _ec_public(entry: Entry, entries: Iterable[Entry]) -> Object | None:
 
 
 def material(entry: Entry, entries: Iterable[Entry], where: str) -> tuple[Any, str]:
-    """What identifies an object's key material without revealing it: (comparable value, text
-    for the evidence). Secret keys: the full KCV computation's output, computed by the token
-    (only its first 3 bytes, the KCV, are shown); RSA and EC: the public key's SHA-256. The
-    value is None, and the text says why, when there is none."""
+    """How people find an object's key material without it being revealed: (value, text for
+    the evidence and ``keyparity inventory``'s CBOM). Secret keys: the full KCV computation's
+    output, computed by the token (only its first 3 bytes, the KCV, are shown); RSA and EC:
+    the public key's SHA-256. The value is None, and the text says why, when there is none.
+    Nothing is decided on it: material is compared by ``commit`` (the strong proof)."""
     f, obj = entry.facts, entry.obj
     if not f.is_key:
         return _other(entry)
@@ -219,23 +230,63 @@ def material(entry: Entry, entries: Iterable[Entry], where: str) -> tuple[Any, s
     return None, f"no KCV method for {f.describe()}"
 
 
-def record(entries: Sequence[Entry], cluster: Cluster, role: str) -> dict[str, Any]:
-    """The census as the evidence keeps it."""
+def commit(entry: Entry, publics: dict[str | None, Object], where: str,
+           data: bytes) -> dict[str, str]:
+    """The strong proof's commitment to an object's material over ``data`` (one challenge for
+    the whole census): ``{"method", "sha256"}``, or ``{"none": why}`` when there is none (an EC
+    private key without its public object, a key that permits no method). ``publics``: the
+    token's EC public objects by label."""
+    f, obj = entry.facts, entry.obj
+    if obj is None:
+        return {"none": "not read"}
+    if not f.is_key:  # a certificate by its DER's SHA-256; a data object's value is never read
+        value, text = _other(entry)
+        return {"method": "der-sha256", "sha256": value} if value else {"none": text}
+    public = publics.get(f.label) if f.cls == "private" and f.type == "ec" else None
+    try:
+        made = proof.commit(Side(obj, public, where, f.curve), data)
+    except (KeyparityError, KeyError, ValueError) as exc:  # (a token's refusal included)
+        return {"none": f"{type(exc).__name__}: {exc}"}
+    return {"method": made.method, "sha256": made.sha256}
+
+
+def _ec_publics(entries: Iterable[Entry]) -> dict[str | None, Object]:
+    return {e.facts.label: e.obj for e in entries
+            if e.facts.cls == "public" and e.facts.type == "ec" and e.obj is not None}
+
+
+def commit_all(entries: Sequence[Entry], where: str, data: bytes) -> None:
+    """Every object's commitment over ``data`` (in place)."""
+    publics = _ec_publics(entries)
+    for e in entries:
+        e.material = commit(e, publics, where, data)
+
+
+def record(entries: Sequence[Entry], cluster: Cluster, role: str,
+           data: bytes | None = None) -> dict[str, Any]:
+    """The census as the evidence keeps it (``data``: the challenge of its commitments)."""
     counts = Counter(e.disposition for e in entries)
-    return {"cluster": cluster.name, "role": role, "view": view(cluster), "taken": now(),
-            "counts": dict(sorted(counts.items())),
-            "objects": [e.record() for e in entries]}
+    out = {"cluster": cluster.name, "role": role, "view": view(cluster), "taken": now(),
+           "counts": dict(sorted(counts.items())),
+           "objects": [e.record() for e in entries]}
+    if data is not None:
+        out["challenge"] = data.hex()
+    return out
 
 
-def take_source(session: Session, cluster: Cluster, profile: Profile,
-                run_id: str) -> tuple[list[Entry], dict[str, Any]]:
-    """Scan and account for the source; unaccounted and excluded objects get their KCV or
-    fingerprint (inventory keys are proven by their own tests)."""
+def take_source(session: Session, cluster: Cluster, profile: Profile, run_id: str,
+                challenge: bytes | None = None) -> tuple[list[Entry], dict[str, Any]]:
+    """Scan and account for the source; every object's material committed over
+    ``challenge`` (a fresh one by default; the end of a run gives the start's); unaccounted and
+    excluded objects also get their KCV or fingerprint, for people to find them by (inventory
+    keys are proven by their own tests)."""
     entries = account(scan(session, cluster.name), profile, run_id)
+    data = proof.challenge() if challenge is None else challenge
+    commit_all(entries, cluster.name, data)
     for e in entries:
         if e.disposition in (UNACCOUNTED, EXCLUDED):
             e.check = material(e, entries, cluster.name)[1]
-    return entries, record(entries, cluster, "source")
+    return entries, record(entries, cluster, "source", data)
 
 
 # ---- source at the end of the run ----------------------------------------------------------
@@ -247,16 +298,52 @@ def _key(obj: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(obj.get(k) for k in _IDENTITY)
 
 
-def changes(start: Sequence[dict[str, Any]], end: Sequence[dict[str, Any]]) -> list[str]:
-    """What appeared or disappeared between two censuses of one token, one line each (objects
-    compared by label, class, key type, CKA_ID, size and curve)."""
-    before, after = Counter(_key(o) for o in start), Counter(_key(o) for o in end)
-    out = []
-    for key, n in sorted((after - before).items(), key=str):
-        out += [f"appeared: {_line(key)}"] * n
-    for key, n in sorted((before - after).items(), key=str):
-        out += [f"disappeared: {_line(key)}"] * n
+def _material(obj: Mapping[str, Any], field: str) -> str:
+    return json.dumps(obj.get(field), sort_keys=True)
+
+
+def compare(start: Sequence[Mapping[str, Any]], end: Sequence[Mapping[str, Any]],
+            field: str = "material") -> dict[str, list[str]]:
+    """Two lists of one token's objects compared: ``appeared``, ``disappeared`` and
+    ``changed`` (the same label, class, key type, CKA_ID, size and curve, but other key
+    material: ``field`` differs), one line each, whatever the order."""
+    was = Counter((_key(o), _material(o, field)) for o in start)
+    is_ = Counter((_key(o), _material(o, field)) for o in end)
+    gone, new = was - is_, is_ - was
+    gone_keys = Counter(k for (k, _), n in gone.items() for _ in range(n))
+    new_keys = Counter(k for (k, _), n in new.items() for _ in range(n))
+    changed = gone_keys & new_keys
+    out: dict[str, list[str]] = {"appeared": [], "disappeared": [], "changed": []}
+    for k, n in sorted(changed.items(), key=str):
+        before = next(o.get(field) for o in start if _key(o) == k and (_key(o), _material(
+            o, field)) in gone)
+        after = next(o.get(field) for o in end if _key(o) == k and (_key(o), _material(
+            o, field)) in new)
+        out["changed"] += [f"{_line(k)}: other key material ({_shown(before)} at first, "
+                           f"{_shown(after)} now)"] * n
+    for k, n in sorted((new_keys - changed).items(), key=str):
+        out["appeared"] += [_line(k)] * n
+    for k, n in sorted((gone_keys - changed).items(), key=str):
+        out["disappeared"] += [_line(k)] * n
     return out
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict) and "sha256" in value:
+        return f"{value.get('method')} SHA-256 {str(value['sha256'])[:16]}..."
+    if isinstance(value, dict) and "none" in value:
+        return f"not provable: {value['none']}"
+    return str(value)
+
+
+def changes(start: Sequence[dict[str, Any]], end: Sequence[dict[str, Any]]) -> list[str]:
+    """What appeared, disappeared or changed its key material between two censuses of one
+    token, one line each (objects compared by label, class, key type, CKA_ID, size and curve,
+    and by their material's commitment over the first census's challenge)."""
+    found = compare(start, end)
+    return ([f"appeared: {line}" for line in found["appeared"]]
+            + [f"disappeared: {line}" for line in found["disappeared"]]
+            + [f"changed: {line}" for line in found["changed"]])
 
 
 def _line(key: tuple[Any, ...]) -> str:
@@ -281,10 +368,13 @@ class Reconciliation:
 
 
 def reconcile(target: Sequence[Entry], source: Sequence[Entry], profile: Profile,
-              run_id: str, target_name: str, source_name: str) -> Reconciliation:
+              run_id: str, target_name: str, source_name: str,
+              data: bytes | None = None) -> Reconciliation:
     """List the target's objects that are not this inventory's, and find second copies of an
-    inventory key's material among them. Source checks are computed only for inventory keys of
-    a type that some other object on the target has (none on a fresh target)."""
+    inventory key's material among them: both tokens' commitments over one challenge
+    (``data``: the source census's, whose commitments the source entries hold; None: a fresh
+    one, and the source's computed again). Source commitments are needed only for inventory
+    keys of a type that some other object on the target has (none on a fresh target)."""
     mine = {(k.target_label, keyinfo.CLASSES[key_class(k.type)]) for k in profile.keys}
     mine |= {(k.target_label, "public") for k in profile.keys if k.type in ASYMMETRIC}
     others = []
@@ -298,18 +388,29 @@ def reconcile(target: Sequence[Entry], source: Sequence[Entry], profile: Profile
         others.append(e)
     types = {e.facts.type for e in others}
     by_label = {(e.facts.label, e.facts.cls): e for e in source}
+    fresh = data is None
+    data = proof.challenge() if data is None else data
     inventory: dict[Any, list[str]] = {}
+    source_publics = _ec_publics(source)
     for spec in profile.keys:
         e = by_label.get((spec.label, keyinfo.CLASSES[key_class(spec.type)]))
         if e is None or spec.type not in types:
             continue  # no other object on the target could hold this key's material
-        value, _ = material(e, source, source_name)
-        if value is not None:
-            inventory.setdefault((spec.type, value), []).append(spec.label)
+        if fresh or e.material is None:
+            e.material = commit(e, source_publics, source_name, data)
+        if "sha256" in e.material:
+            inventory.setdefault((spec.type, e.material["method"], e.material["sha256"]),
+                                 []).append(spec.label)
     copies = []
+    publics = _ec_publics(target)
+    committed = {k[0] for k in inventory}  # the key types with a source commitment
     for e in others:
-        value, e.check = material(e, target, target_name)
-        owners = inventory.get((e.facts.type, value), []) if value is not None else []
+        e.check = material(e, target, target_name)[1]
+        if e.facts.type not in committed:
+            continue
+        e.material = commit(e, publics, target_name, data)
+        owners = inventory.get((e.facts.type, e.material.get("method"),
+                                e.material.get("sha256")))
         if owners:
             names = ", ".join(map(repr, owners))
             e.disposition, e.detail = SECOND_COPY, f"holds the key material of {names}"
@@ -319,5 +420,5 @@ def reconcile(target: Sequence[Entry], source: Sequence[Entry], profile: Profile
     return Reconciliation(others, copies)
 
 
-__all__ = ["Entry", "Reconciliation", "account", "changes", "material", "reconcile", "record",
-           "scan", "take_source", "view"]
+__all__ = ["Entry", "Reconciliation", "account", "changes", "commit", "commit_all", "compare",
+           "material", "reconcile", "record", "scan", "take_source", "view"]

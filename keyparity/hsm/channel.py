@@ -8,7 +8,7 @@ from typing import Any
 from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.types import Key
 
-from . import identity, wrap
+from . import destruction, identity, wrap
 from .cluster import ClusterSession
 from ..errors import MechanismUnsupported, pkcs11_step
 from .mechanisms import CKM_RSA_AES_KEY_WRAP, WrapParams
@@ -71,7 +71,8 @@ class WrappingChannel:
         try:
             moved = self.move(probe, ObjectClass.SECRET_KEY, KeyType.AES,
                               {**_PROBE, Attribute.LABEL: "keyparity-probe"})
-            moved.destroy()
+            destruction.destroy(moved, destruction.own(moved, "the probe key, moved"),
+                                self.target.name, step="destroy the probe key")
         except MechanismUnsupported as exc:
             raise MechanismUnsupported(
                 f"wrapping with RSA-OAEP {self.params.oaep_hash}/{self.params.mgf} "
@@ -79,7 +80,8 @@ class WrappingChannel:
                 f"wrapping.mgf that both tokens accept (SoftHSM 2.6 accepts only sha1 and "
                 f"mgf1-sha1; CloudHSM's RSA-AES wrap uses sha256 and mgf1-sha256)") from exc
         finally:
-            probe.destroy()
+            destruction.destroy(probe, destruction.own(probe, "the probe key"),
+                                self.source.name, step="destroy the probe key")
 
     def wrap(self, key: Key) -> bytes:
         return wrap.wrap(self.source.session, self.public, key, self.params,
@@ -99,9 +101,9 @@ class WrappingChannel:
         left = []
         for cluster, obj in reversed(self.live):
             try:
-                with self.journal.step("destroy", cluster=cluster.name,
-                                       handle=obj.handle, label=obj[Attribute.LABEL]):
-                    obj.destroy()
+                destruction.destroy(obj, destruction.own(obj, "a wrapping object of this run"),
+                                    cluster.name, self.journal, cluster=cluster.name,
+                                    handle=obj.handle, label=obj[Attribute.LABEL])
             except Exception as exc:  # noqa: BLE001 - reported, and gone with the session anyway
                 left.append(f"{cluster.name}: {type(exc).__name__}")
         self.live.clear()

@@ -1,14 +1,13 @@
-"""What identifies key material without revealing it: key check values and public keys.
+"""What shows key material to people without revealing it: key check values and public keys.
 
-``of`` says it for any key object - the migration's proof, its journal entries, the clean-up's
-check that an object is the one a run created, all use it:
-
-* a secret key: its KCV, computed by the token (``CKA_CHECK_VALUE`` is not trusted: SoftHSM
-  does not set it on unwrapped keys);
-* an RSA key: the SHA-256 of its public key, rebuilt from CKA_MODULUS/CKA_PUBLIC_EXPONENT;
-* an EC key with its public object: the SHA-256 of that public key;
-* an EC private key alone (it exposes no public point): the fingerprint of a given public key
-  when the private key signs a fresh challenge that this public key verifies (``signs``).
+* a secret key's KCV (``kcv``): 3 bytes of a zero block's encryption (or HMAC) computed by the
+  token (``CKA_CHECK_VALUE`` is not trusted: SoftHSM does not set it on unwrapped keys) - for
+  display, the CBOM and CloudHSM's check-value only: three bytes collide by brute force in a
+  second, so nothing acts on a KCV (the proof of identity is keyparity.hsm.proof's);
+* a public key's fingerprint (``fingerprint``): the SHA-256 of its SubjectPublicKeyInfo,
+  rebuilt from CKA_MODULUS/CKA_PUBLIC_EXPONENT (RSA) or CKA_EC_POINT (EC);
+* ``signs``: whether an EC private key object signs a challenge so that a public key verifies
+  it (ECDSA over SHA-256).
 """
 from __future__ import annotations
 
@@ -20,17 +19,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import Attribute, KeyType, Mechanism
 from pkcs11.types import Key
 
-from typing import TYPE_CHECKING, Any
-
-from ..errors import KeyMismatch, KeyNotFound, TokenError, operation, pkcs11_step
-from . import keyinfo
-
-if TYPE_CHECKING:
-    from ..profile import KeySpec
-    from .locate import Side
+from ..errors import operation, pkcs11_step
 
 KCV_METHODS = {
     KeyType.DES2: (Mechanism.DES3_ECB, 8, "DES3-ECB encryption of an 8-byte zero block, first 3 bytes"),
@@ -54,8 +46,8 @@ class Kcv:
 
 def material_check(key: Key, where: str) -> bytes:
     """The whole output of the KCV computation (a full encrypted zero block, or the full HMAC),
-    computed by the token. It compares key material where a 3-byte KCV could collide by
-    chance (thousands of keys); it is never recorded. KeyError: no method for the key type."""
+    computed by the token; never recorded. The census shows its first 3 bytes; no command acts
+    on it (keyparity.hsm.proof proves key material). KeyError: no method for the key type."""
     with pkcs11_step("read the key type", where):
         key_type = key.key_type
     mechanism, size, _ = KCV_METHODS[key_type]
@@ -129,86 +121,13 @@ def ecdsa_verifies(public_key: ec.EllipticCurvePublicKey, raw: bytes, digest: by
     return True
 
 
-RSA_METHOD = ("SHA-256 of the SubjectPublicKeyInfo built from CKA_MODULUS and "
-              "CKA_PUBLIC_EXPONENT")
-EC_PUBLIC_METHOD = "SHA-256 of the EC public key's SubjectPublicKeyInfo"
-EC_CHALLENGE_METHOD = ("ECDSA signature by the target over a fresh challenge, verified with the "
-                       "source public key (an EC private key object exposes no public point)")
-NO_SIGNATURE = "signature from the target does not verify with the source public key"
-
-
-@dataclass(frozen=True)
-class Identity:
-    value: str   # KCV (hex), a public-key fingerprint (hex), or NO_SIGNATURE
-    method: str
-
-
-def signs(private: Key, public: ec.EllipticCurvePublicKey, where: str) -> bool:
-    """Whether an EC private key object signs a fresh 32-byte challenge so that ``public``
-    verifies it (ECDSA over SHA-256, computed by the token)."""
-    digest = hashlib.sha256(os.urandom(32)).digest()
+def signs(private: Key, public: ec.EllipticCurvePublicKey, where: str,
+          challenge: bytes | None = None) -> bool:
+    """Whether an EC private key object signs a challenge (default: a fresh 32 random bytes)
+    so that ``public`` verifies it (ECDSA over SHA-256 of the challenge, computed by the
+    token)."""
+    digest = hashlib.sha256(os.urandom(32) if challenge is None else challenge).digest()
     sign = operation(private, "sign", where, "its material cannot be proven by an ECDSA challenge")
     with pkcs11_step("ECDSA signature for identity", where):
         raw = sign(digest, mechanism=Mechanism.ECDSA)
     return ecdsa_verifies(public, raw, digest, "sha256")
-
-
-def of(key: Key, where: str, *, public: Key | None = None, curve: str | None = None,
-       ec_key: ec.EllipticCurvePublicKey | None = None) -> Identity:
-    """What identifies ``key``'s material (see the module docstring). ``public``: the key's own
-    public object, when there is one; ``curve``: an EC key's curve; ``ec_key``: for an EC
-    private key alone, the public key its signature must verify with."""
-    if key.object_class == ObjectClass.SECRET_KEY:
-        k = kcv(key, where)
-        return Identity(k.value, k.method)
-    if key.key_type == KeyType.RSA:
-        return Identity(fingerprint(rsa_public(public or key)), RSA_METHOD)
-    if key.key_type == KeyType.EC and curve in _CURVES:
-        if public is not None:
-            return Identity(fingerprint(ec_public(public, curve)), EC_PUBLIC_METHOD)
-        if ec_key is not None:
-            return Identity(fingerprint(ec_key) if signs(key, ec_key, where) else NO_SIGNATURE,
-                            EC_CHALLENGE_METHOD)
-    raise KeyNotFound(f"nothing on {where} identifies this {key.key_type.name} key's material "
-                      "(an EC private key needs its public key, from the source)")
-
-
-def prove(spec: KeySpec, source: Side, target: Side, *,
-          source_id: Identity | None = None) -> dict[str, Any]:
-    """Compare the key material of an inventory key's two sides without revealing it; raise
-    KeyMismatch when it differs. ``source_id``: the source's identity when the caller computed
-    it already (a migration journals it before the write), so that the token is not asked
-    twice. The target is identified by its key object alone (an EC private key by a fresh
-    signature that the source's public key must verify)."""
-    ec_key = None
-    if spec.type == "ec":
-        if source.public is None:
-            raise KeyNotFound(f"no public key labelled {spec.label!r} on {source.cluster}: the "
-                              "EC key cannot be identified without it")
-        ec_key = ec_public(source.public, spec.curve)
-    s = source_id or of(source.key, source.cluster, public=source.public, curve=spec.curve)
-    try:
-        t = of(target.key, target.cluster, curve=spec.curve, ec_key=ec_key)
-    except TokenError as exc:  # explained by the keys' sizes, where they differ
-        mismatch = _size_mismatch(spec, source, target)
-        if mismatch is None:
-            raise
-        raise mismatch from exc
-    out = {"method": t.method if ec_key is not None else s.method, "source": s.value,
-           "target": t.value}
-    out["match"] = out["source"] == out["target"]
-    if not out["match"]:
-        raise KeyMismatch(f"{spec.target_label!r} on {target.cluster} holds other key material "
-                          f"than {spec.label!r} on {source.cluster} ({out['source']} != "
-                          f"{out['target']})")
-    return out
-
-
-def _size_mismatch(spec: KeySpec, source: Side, target: Side) -> KeyMismatch | None:
-    """Another key size on the target (as the tokens report it) is other key material."""
-    s, t = keyinfo.read(source.key), keyinfo.read(target.key)
-    if s.size and t.size and s.size != t.size:
-        return KeyMismatch(f"{spec.target_label!r} on {target.cluster} is {t.describe()}; "
-                           f"{spec.label!r} on {source.cluster} is {s.describe()}: other key "
-                           "material")
-    return None

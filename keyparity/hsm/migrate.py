@@ -10,11 +10,13 @@ keys) at a time; each key ends migrated, already-present, found, rotate or faile
                      again where another process may have moved a key
       _move          every "before" of the chunk in one durable journal commit, then each key
                      moved by the Backend (keyparity.hsm.backend) and its "after" recorded
-      _prove         source and target hold the same key material (keyparity.hsm.identity)
+      _prove         source and target hold the same key material (keyparity.hsm.proof: the
+                     source's output over a fresh challenge is committed and journaled before
+                     the write, the target computes over the same challenge after it)
 
 A run that follows a signed plan (``approval``: keyparity.evidence.approval) asks it before
-each key's ``before`` entry; a key it refuses (not in the plan, another KCV or template) fails
-and is not written.
+each key's ``before`` entry; a key it refuses (not in the plan, other key material than the
+plan's commitment, another template) fails and is not written.
 
 A key's failure is its own: the error is kept in its Migration and the next key goes on. After
 a session fault the sessions are reopened once; when that fails, every later key fails with
@@ -34,7 +36,7 @@ from ..errors import (KeyMismatch, KeyNotExtractable, KeyNotFound, KeyparityErro
 from ..journal.locks import Claim, KeyLocks
 from ..journal.store import NullJournal
 from ..profile import KeySpec, Profile
-from . import attributes, identity, keyinfo, preflight
+from . import attributes, keyinfo, preflight, proof
 from .backend import Backend, Pkcs11Backend
 from .cluster import ClusterSession
 from .locate import Side, locate, locate_on_token, unique_id
@@ -86,7 +88,7 @@ class Migration:
     target: Side | None = field(default=None, repr=False)
     identity: dict[str, Any] = field(default_factory=dict)
     source_attributes: dict[str, Any] = field(default_factory=dict)
-    source_id: identity.Identity | None = None  # journaled before the write, reused by the proof
+    started: proof.Commitment | None = None  # journaled before the write, reused by the proof
     found: str | None = None  # why nothing was written: the key was already on the target
     journal: list[int] = field(default_factory=list)  # seqs of this run's entries for the key
     error: KeyparityError | None = None
@@ -111,7 +113,7 @@ class Migrator:
 
     ``journal``: the write journal (a Journal, or NullJournal); ``backend``: how keys move
     (default: PKCS #11); ``approval``: the signed plan the run follows (``refusal(spec,
-    source_id, source_attributes)`` says why a key may not be written), None without one;
+    source, source_attributes)`` says why a key may not be written), None without one;
     ``locks``: the target's key locks (default: its lock directory, keyparity.hsm.lockdir)."""
 
     def __init__(self, profile: Profile, source: ClusterSession, target: ClusterSession,
@@ -309,12 +311,12 @@ class Migrator:
             if m.target is not None:  # found after all: proven, nothing written
                 self._guard(m, self._prove)
                 continue
-            m.source_id = self._source_identity(m)
             if not self._guard(m, self._approved):
                 continue
+            m.started = self._commitment(m)
             todo.append((m, {"key_label": m.spec.label, "cluster": self.target.name,
                              "label": m.spec.target_label,
-                             "check_value": m.source_id.value if m.source_id else None}))
+                             "check_value": m.started.token() if m.started else None}))
         befores = self.rec.record_many([("before", "unwrap", fields) for _, fields in todo])
         for (m, _), entry in zip(todo, befores):
             m.journaled(entry)
@@ -330,18 +332,18 @@ class Migrator:
 
     def _approved(self, m: Migration) -> None:
         """PolicyError when the run follows a plan that does not approve this write."""
+        assert m.source is not None
         why = None if self.approval is None else self.approval.refusal(
-            m.spec, m.source_id, m.source_attributes)
+            m.spec, m.source, m.source_attributes)
         if why is not None:
             raise PolicyError(why)
 
-    def _source_identity(self, m: Migration) -> identity.Identity | None:
-        """The source key's KCV or fingerprint, journaled before the write (None: unknown here;
-        the proof after the move says why)."""
+    def _commitment(self, m: Migration) -> proof.Commitment | None:
+        """The source key's output over a fresh challenge, committed and journaled before the
+        write (None: it cannot be made here; the proof after the move says why)."""
         assert m.source is not None
         try:
-            return identity.of(m.source.key, self.source.name, public=m.source.public,
-                               curve=m.spec.curve)
+            return proof.commit(m.source)
         except KeyparityError:
             return None
 
@@ -393,19 +395,20 @@ class Migrator:
         spec, src, tgt = m.spec, self.source, self.target
         assert m.source is not None and m.target is not None
         try:
-            m.identity = identity.prove(spec, m.source, m.target, source_id=m.source_id)
+            proven = proof.prove_key(spec, m.source, m.target, m.started)
+            m.identity = proven.record()
         except KeyMismatch as exc:
             if m.found is None:
                 raise
             raise LabelConflict(f"{exc}; nothing was written") from exc
-        resumed = self._resumed(m)
+        resumed = self._resumed(m, proven.commitment().token())
         if m.found is not None:
             m.status, m.detail = "already-present", m.found + resumed
             return
         m.status = "migrated"
         m.detail = f"wrapped on {src.name}, unwrapped on {tgt.name} ({self.backend.method})"
 
-    def _resumed(self, m: Migration) -> str:
+    def _resumed(self, m: Migration, commitment: str) -> str:
         """After the identity is proven: journal it (a ``verified`` note, committed with the
         others of the batch), and say when an earlier run (killed, or concurrent) unwrapped
         the key without verifying it."""
@@ -414,7 +417,7 @@ class Migrator:
         spec, tgt = m.spec, self.target
         self._notes.append((m, ("note", "verified", {
             "key_label": spec.label, "cluster": tgt.name, "label": spec.target_label,
-            "check_value": m.identity.get("target")})))
+            "check_value": commitment})))
         if spec.target_label in self._unwrapped:
             return ""
         prior = self.journal.last_unwrap(tgt.name, spec.target_label)

@@ -15,6 +15,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.types import Key, PrivateKey, PublicKey, Session
 
 from ..errors import pkcs11_step
+from . import destruction
 from .mechanisms import RSA_AES_KEY_WRAP, PackedRsaAesParams, WrapParams
 
 _EPHEMERAL = {
@@ -51,16 +52,21 @@ def wrap(session: Session, wrapping_key: PublicKey, key: Key, params: WrapParams
     except BaseException:
         _discard(ephemeral)
         raise
-    with pkcs11_step("destroy ephemeral AES key", where):
-        ephemeral.destroy()
+    _destroy(ephemeral, where)
     return head + tail
+
+
+def _destroy(ephemeral: Key, where: str) -> None:
+    destruction.destroy(ephemeral, destruction.own(ephemeral, "an ephemeral AES key of a "
+                                                   "two-step wrap"), where,
+                        step="destroy ephemeral AES key")
 
 
 def _discard(ephemeral: Key) -> None:
     """Destroy an ephemeral key after a failed step without hiding that step's error (after a
     lost session the destroy fails too, and would otherwise be reported instead)."""
     try:
-        ephemeral.destroy()
+        _destroy(ephemeral, "its session")
     except Exception:  # noqa: BLE001 - a session object: gone with the session anyway
         pass
 
@@ -93,6 +99,5 @@ def unwrap(session: Session, wrapping_key: PrivateKey, blob: bytes, key_class: O
     except BaseException:
         _discard(ephemeral)
         raise
-    with pkcs11_step("destroy ephemeral AES key", where):
-        ephemeral.destroy()
+    _destroy(ephemeral, where)
     return unwrapped
