@@ -59,7 +59,8 @@ def count(lab: Any, token: str, *labels: str) -> list[int]:
 
 def cleanup(lab: Any, suites: pytest.Pytester, profile: Path, run_id: str) -> Any:
     return keyparity(lab, "cleanup", str(profile), "--run", run_id, "--journal",
-                     str(suites.path / ".keyparity" / "journal.sqlite"))
+                     str(suites.path / ".keyparity" / "journal.sqlite"), "--reports-dir",
+                     str(suites.path / "reports"))  # the run's signed head is in its bundle
 
 
 def destroys(suites: pytest.Pytester, cluster: str) -> list[str]:
@@ -71,7 +72,8 @@ def destroys(suites: pytest.Pytester, cluster: str) -> list[str]:
         "cluster = ? AND key_label IS NOT NULL ORDER BY seq", (cluster,))]
 
 
-def test_retire_destroy_refuses_a_target_copy_swapped_for_a_key_with_the_same_kcv(lab, suites):
+def test_retire_destroy_refuses_a_target_copy_swapped_for_a_key_with_the_same_kcv(lab, all_suites):
+    suites = all_suites  # retire and cleanup act on a PASS run: every suite keyparity ships
     profile, planned, twin = colliding_profile(lab)
     plan_dir = signed_plan(lab, profile)
     run_id = pass_run(lab, suites, profile, plan_dir)
@@ -97,7 +99,8 @@ def test_retire_destroy_refuses_a_target_copy_swapped_for_a_key_with_the_same_kc
     assert doc["counts"] == {"destroyed": 2, "to be deactivated": 1}
 
 
-def test_retire_destroy_refuses_when_the_target_copy_was_deleted(lab, suites):
+def test_retire_destroy_refuses_when_the_target_copy_was_deleted(lab, all_suites):
+    suites = all_suites  # retire and cleanup act on a PASS run: every suite keyparity ships
     profile, _, _ = colliding_profile(lab)
     plan_dir = signed_plan(lab, profile)
     run_id = pass_run(lab, suites, profile, plan_dir)
@@ -113,7 +116,8 @@ def test_retire_destroy_refuses_when_the_target_copy_was_deleted(lab, suites):
     assert sorted(destroys(suites, "hsm1")) == ["k-aes", "k-hmac"]  # k-ec: neither half
 
 
-def test_cleanup_after_retire_destroy_leaves_the_only_copies(lab, suites):
+def test_cleanup_after_retire_destroy_leaves_the_only_copies(lab, all_suites):
+    suites = all_suites  # retire and cleanup act on a PASS run: every suite keyparity ships
     profile, _, _ = colliding_profile(lab)
     plan_dir = signed_plan(lab, profile)
     run_id = pass_run(lab, suites, profile, plan_dir)
@@ -138,7 +142,8 @@ def test_cleanup_after_retire_destroy_leaves_the_only_copies(lab, suites):
         assert f"  {key['label']}: hsm1 0, hsm2 1" in listed.stdout, listed.stdout
 
 
-def test_cleanup_refuses_a_target_copy_whose_source_key_was_swapped(lab, suites):
+def test_cleanup_refuses_a_target_copy_whose_source_key_was_swapped(lab, all_suites):
+    suites = all_suites  # retire and cleanup act on a PASS run: every suite keyparity ships
     profile, planned, twin = colliding_profile(lab)
     run_suites(suites, profile)
     run_id = evidence(suites)["run"]["run_id"]
@@ -156,7 +161,8 @@ def test_cleanup_refuses_a_target_copy_whose_source_key_was_swapped(lab, suites)
     assert sorted(destroys(suites, "hsm2")) == ["k-ec", "k-hmac"]
 
 
-def test_cleanup_refuses_a_target_copy_whose_source_key_is_gone(lab, suites):
+def test_cleanup_refuses_a_target_copy_whose_source_key_is_gone(lab, all_suites):
+    suites = all_suites  # retire and cleanup act on a PASS run: every suite keyparity ships
     profile, _, _ = colliding_profile(lab)
     run_suites(suites, profile)
     run_id = evidence(suites)["run"]["run_id"]
@@ -170,7 +176,8 @@ def test_cleanup_refuses_a_target_copy_whose_source_key_is_gone(lab, suites):
             "last copy of the key; nothing removed") in cleaned.stdout, cleaned.stdout
 
 
-def test_cleanup_refuses_when_another_runs_copy_has_the_same_material(lab, suites):
+def test_cleanup_refuses_when_another_runs_copy_has_the_same_material(lab, all_suites):
+    suites = all_suites  # retire and cleanup act on a PASS run: every suite keyparity ships
     profile, planned, _ = colliding_profile(lab)
     run_suites(suites, profile)
     run_id = evidence(suites)["run"]["run_id"]
@@ -192,9 +199,10 @@ def test_cleanup_refuses_when_another_runs_copy_has_the_same_material(lab, suite
     assert doc["keys"]["k-aes"]["verdict"] == "failed"
 
 
-def test_a_retirement_of_an_earlier_key_of_the_label_does_not_hold_back_a_later_run(lab, suites):
+def test_a_retirement_of_an_earlier_key_of_the_label_does_not_hold_back_a_later_run(lab, all_suites):
     """cleanup reads the retirements after the unwrap it would undo: a key of the same label
     retired before (an earlier wave, or the demo run twice) is another key."""
+    suites = all_suites  # retire and cleanup act on a PASS run: every suite keyparity ships
     profile, planned, _ = colliding_profile(lab)
     plan_dir = signed_plan(lab, profile)
     first = pass_run(lab, suites, profile, plan_dir)
@@ -202,7 +210,9 @@ def test_a_retirement_of_an_earlier_key_of_the_label_does_not_hold_back_a_later_
                   f"--plan={plan_dir}").returncode == 0
     lab.tokens({"op": "destroy", "token": "hsm2", "label": "k-aes", "classes": ["secret"]})
     put(lab, "hsm1", "k-aes", planned, replace=False)  # k-aes on the source again
-    again = lab.profile([AES], name="again")
+    signers = [{"name": n, "type": "file", "path": str(lab.root / "custodians" / f"{n}.key.pem")}
+               for n in ("c1", "c2")]  # cleanup acts only on entries a signed head covers
+    again = lab.profile([AES], name="again", evidence={"signers": signers, "threshold": 2})
     run_suites(suites, again)
     later = evidence(suites)["run"]["run_id"]
     assert evidence(suites)["keys"]["k-aes"]["migration"]["status"] == "migrated"
