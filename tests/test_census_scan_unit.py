@@ -82,6 +82,12 @@ def test_objects_that_are_not_keys_come_after_the_keys_and_a_data_value_is_never
                                                           f"certificate SHA-256 {digest}")
         assert data.record() == {"label": "pw", "class": "data", "key_type": "", "id": "",
                                  "application": "vault", "disposition": "unaccounted"}
+        # the census's commitment: a certificate by its DER, a data object by nothing at all
+        challenge = bytes(32)
+        assert census.commit(data, {}, "hsm1", challenge) == {
+            "none": "a data object: its value is not read"}
+        assert census.commit(cert, {}, "hsm1", challenge) == {"method": "der-sha256",
+                                                              "sha256": digest}
     finally:
         for obj in made:
             obj.destroy()
@@ -110,5 +116,25 @@ def test_an_object_of_a_class_python_pkcs11_cannot_name_fails_the_census_saying_
             raise ValueError("2147483649 is not a valid ObjectClass")
 
     with pytest.raises(TokenError, match=r"^take the census on hsm1: an object of a class "
-                                         r"python-pkcs11 cannot name \(2147483649 is not"):
+                                         r"python-pkcs11 cannot name \(2147483649 is not a "
+                                         r"valid ObjectClass\): the census cannot account for "
+                                         r"it; find it with the vendor's tools$"):
         census.scan(VendorObjects(), "hsm1")
+
+
+def test_a_class_the_census_has_no_place_for_sorts_after_every_class_it_knows(monkeypatch):
+    """python-pkcs11 names CKO_VENDOR_DEFINED itself (``_VENDOR_DEFINED``); such an object is
+    listed after every class the census orders, by its class name, instead of stopping the
+    sort."""
+    from keyparity.hsm.keyinfo import KeyFacts
+
+    shown = {"v": KeyFacts(cls="_VENDOR_DEFINED", type="", label="v", id=""),
+             "d": KeyFacts(cls="data", type="", label="d", id=""),
+             "k": KeyFacts(cls="secret", type="aes", label="k", id="")}
+
+    class Objects:
+        def get_objects(self, template):
+            return ["v", "d", "k"]
+
+    monkeypatch.setattr(census.keyinfo, "read", shown.__getitem__)
+    assert [e.facts.label for e in census.scan(Objects(), "hsm1")] == ["k", "d", "v"]

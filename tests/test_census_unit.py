@@ -132,12 +132,17 @@ def test_every_disposition_of_account():
         facts(None),                                        # 13 no label
         facts(f"keyparity-{RUN}", "public", "rsa"),         # 14 excluded though keyparity's
         facts("k-rot", "private", "rsa"),                   # 15 k-rot is a secret key
+        facts("pw", "data", ""),                            # 16 not a key, not excluded
+        facts("root-ca", "certificate", ""),                # 17 likewise
+        facts("params", "domain-parameters", ""),           # 18 no reason of its own
+        facts("legacy", "data", ""),                        # 19 excluded by class
     )]
     p = profile([spec("k-aes"), spec("k-rot", "generic-secret", disposition="rotate"),
                  spec("k-rsa", "rsa")],
                 [Exclusion("old-hsm-key", "kept for the old application"),
                  Exclusion("kek", "the HSM's own key-encryption key", cls="secret"),
-                 Exclusion(f"keyparity-{RUN}", "excluded by name")])
+                 Exclusion(f"keyparity-{RUN}", "excluded by name"),
+                 Exclusion("legacy", "the old vault's entry", cls="data")])
     out = account(entries, p, RUN)
     assert out == entries and out is not entries
     got = [(e.disposition, e.detail) for e in entries]
@@ -162,6 +167,18 @@ def test_every_disposition_of_account():
         (UNACCOUNTED, not_listed),
         (EXCLUDED, "excluded by name"),
         (UNACCOUNTED, not_listed),
+        (UNACCOUNTED, "not a key: keyparity migrates keys, not data objects, and never reads "
+                      "their value: move it by other means if the target needs it; then "
+                      "exclude it (exclude: with class: data and the reason)"),
+        (UNACCOUNTED, "not a key: keyparity migrates keys, not certificates (public data): "
+                      "import it on the target from where it came, its PKI (a CloudHSM cluster "
+                      "stores certificates only on hsm2m.medium, with certificate storage "
+                      "enabled in the client); then exclude it (exclude: with class: "
+                      "certificate and the reason)"),
+        (UNACCOUNTED, "not a key: keyparity migrates keys, not domain-parameters objects: move "
+                      "it by other means if the target needs it; then exclude it (exclude: with "
+                      "class: domain-parameters and the reason)"),
+        (EXCLUDED, "the old vault's entry"),
     ]
 
 
