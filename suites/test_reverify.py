@@ -33,8 +33,8 @@ def test_key_is_still_there(inventory_key, key_now, recorded, hsm_evidence):
 
 
 def test_key_check_value_is_unchanged(inventory_key, key_now, recorded, hsm_evidence):
-    """The same key material: the baseline's commitment, recomputed (the name is the check's,
-    kept: a 3-byte KCV proves nothing here)."""
+    """The same key material: the baseline's commitment, recomputed. Not the 3-byte KCV the
+    test's name says, which proves nothing here: the name is the check auditors ask for."""
     try:
         committed = proof.Commitment.parse(recorded.get("identity"))
     except ValueError as exc:

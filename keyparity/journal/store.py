@@ -9,8 +9,7 @@ deleting or reordering a row breaks the chain (``keyparity journal verify``). Th
 a truncated tail is detected against a signed head.
 
 The locks that keep two processes from moving one key are not here: they are files every run
-on the target sees, whatever its journal (keyparity.journal.locks). A journal written by an
-earlier version may hold a ``locks`` table: it is not read any more.
+on the target sees, whatever its journal (keyparity.journal.locks).
 
 Group commit. The Migrator unwraps the keys of a chunk together (``keyparity.hsm.migrate``): their
 locks are taken together and their ``before`` entries committed in ONE durable
