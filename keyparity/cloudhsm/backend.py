@@ -13,9 +13,9 @@ soon as its key is unwrapped, the directory when the channel closes. The wrappin
 token objects here (single-command mode has no lasting session), so ``close`` deletes them and
 reports what it could not delete.
 
-Journal. Through the run's recorder (keyparity.journal.recorder.RunRecorder), every CLI write is
-recorded before it is attempted and after it completes (or ``failed``):
-``cli-generate-wrapping-pair``, ``cli-import-public``, ``cli-unwrap`` and each ``cli-delete``. ``cluster`` is the CloudHSM
+Journal. With the run's recorder (``keyparity.journal.recorder``), every CLI write is recorded before
+it is attempted and after it completes (or ``failed``): ``cli-generate-wrapping-pair``,
+``cli-import-public``, ``cli-unwrap`` and each ``cli-delete``. ``cluster`` is the CloudHSM
 cluster id the command ran against (``--cluster-id``), ``label`` the object's label (the pair's
 base label for the pair), ``handle`` the ``key-reference`` from the CLI's JSON; the ``before``
 of a create says which process made it (``pid N on HOST``). A run killed before ``close`` leaves
@@ -135,7 +135,7 @@ class CliChannel:
     def _setup(self) -> None:
         t, s, w = self.target, self.source, self.wrapping
         with self.recorder.step("cli-generate-wrapping-pair", cluster=t.cluster_id,
-                               label=self.label, detail=_owner()) as after:
+                                label=self.label, detail=_owner()) as after:
             data = t.run("key", "generate-asymmetric-pair", "rsa", "--public-exponent", "65537",
                          "--modulus-size-bits", str(w.rsa_bits), "--public-label",
                          self.public_label, "--private-label", self.private_label,
@@ -150,7 +150,7 @@ class CliChannel:
             t.run("key", "generate-file", "--encoding", "pem", "--path", str(pem), "--filter",
                   f"attr.label={self.public_label}", "attr.class=public-key")
             with self.recorder.step("cli-import-public", cluster=s.cluster_id,
-                                   label=self.imported_label, detail=_owner()) as after:
+                                    label=self.imported_label, detail=_owner()) as after:
                 data = s.run("key", "import", "pem", "--path", str(pem), "--label",
                              self.imported_label, "--key-type-class", "rsa-public",
                              "--attributes", "wrap=true")
@@ -179,8 +179,8 @@ class CliChannel:
                 "--hash-function", w.oaep_hash, "--mgf", w.mgf, "--path", str(blob))
             extra = unwrap_attributes(source_attributes, spec)
             with self.recorder.step("cli-unwrap", key_label=spec.label,
-                                   cluster=self.target.cluster_id, label=spec.target_label,
-                                   detail=_owner()) as after:
+                                    cluster=self.target.cluster_id, label=spec.target_label,
+                                    detail=_owner()) as after:
                 data = self.target.run(
                     "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
                     "attr.class=private-key", "--key-type-class", KEY_TYPE_CLASS[spec.type],
@@ -197,8 +197,8 @@ class CliChannel:
         for cli, filters, ref in reversed(self.live):
             try:
                 with self.recorder.step("cli-delete", cluster=cli.cluster_id,
-                                       label=filters["label"], handle=ref,
-                                       detail=f"class {filters['class']}"):
+                                        label=filters["label"], handle=ref,
+                                        detail=f"class {filters['class']}"):
                     cli.delete(filters)
             except KeyparityError as exc:
                 left.append(f"{cli.where}: {filters['label']} ({type(exc).__name__})")
@@ -296,8 +296,8 @@ def reap_wrapping(recorder: RunRecorder, source: CloudHsmCli, target: CloudHsmCl
                 continue
             try:
                 with recorder.step("cli-delete", cluster=cluster, label=label, handle=ref,
-                              detail=f"class {cls}; wrapping object of run {run} (journal seq "
-                                     f"{seq}) left behind") as after:
+                                   detail=f"class {cls}; wrapping object of run {run} (journal "
+                                          f"seq {seq}) left behind") as after:
                     try:
                         cli.delete({"label": label, "class": cls})
                     except CliKeyNotFound:

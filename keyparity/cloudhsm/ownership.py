@@ -201,8 +201,8 @@ class Ownership:
         for user in users:
             try:
                 with self.recorder.step("share", key_label=spec.label,
-                                       cluster=self.cluster_name, label=spec.target_label,
-                                       handle=key.key_reference, detail=f"with {user}"):
+                                        cluster=self.cluster_name, label=spec.target_label,
+                                        handle=key.key_reference, detail=f"with {user}"):
                     self.cli.share(cli_filters(spec), user)
             except KeyparityError as exc:
                 return done, f"apply_sharing: `key share` with {user} failed: {exc}"

@@ -111,8 +111,8 @@ class Migration:
 class Migrator:
     """Migrates (or, in verify-only mode, finds) inventory keys; memoises each key's outcome.
 
-    ``journal``: the write journal (a Recorder: a Journal, or a NullJournal); ``backend``: how keys move
-    (default: PKCS #11); ``approval``: the signed plan the run follows (``refusal(spec,
+    ``journal``: the write journal (a Recorder: a Journal, or a NullJournal); ``backend``: how
+    keys move (default: PKCS #11); ``approval``: the signed plan the run follows (``refusal(spec,
     source, source_attributes)`` says why a key may not be written), None without one;
     ``locks``: the target's key locks (default: its lock directory, keyparity.hsm.lockdir)."""
 
@@ -323,7 +323,7 @@ class Migrator:
         for m, fields in todo:
             if self._lost is not None:
                 m.journaled(self.recorder.record("failed", "unwrap", **fields,
-                                            detail=f"not attempted: {self._lost}"))
+                                                 detail=f"not attempted: {self._lost}"))
             if self._guard(m, self._move_one, fields):
                 self._guard(m, self._prove)
             elif self._lost is None:
