@@ -5,12 +5,15 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .hsm.cluster import close_clusters, open_cluster
 from .errors import KeyparityError, PolicyError, ProfileError, pkcs11_step
 from .hsm.login import LoginGate
 from .profile import load_profile, resolve_profile_arg
+
+if TYPE_CHECKING:  # the journal is opened only by the commands that use it
+    from .journal.store import Journal
 
 
 def _softhsm_init(args: argparse.Namespace) -> int:
@@ -328,7 +331,7 @@ def _journal_unlock(args: argparse.Namespace) -> int:
     if locks is None:
         return 0
 
-    def unlock(journal: Any, path: Path) -> int:
+    def unlock(journal: Journal, path: Path) -> int:
         cleared, held = locks.clear(args.run)
         for e in held:
             print(f"keyparity journal unlock: refused {e['record'].get('label')!r}: held by "
@@ -391,7 +394,7 @@ def _cleanup(args: argparse.Namespace) -> int:
               f"{expected} ({field})", file=sys.stderr)
         return 2
 
-    def clean(journal: Any, path: Path) -> int:
+    def clean(journal: Journal, path: Path) -> int:
         gate = LoginGate(None)
         _anchored(journal, path, args, profile, gate)
         lines, ok = _cleanup_cli_wrapping(journal, args.run, profile)
@@ -401,7 +404,7 @@ def _cleanup(args: argparse.Namespace) -> int:
     return _with_journal(args, "cleanup", clean, writes=True)
 
 
-def _anchored(journal: Any, path: Path, args: argparse.Namespace, profile: Any,
+def _anchored(journal: Journal, path: Path, args: argparse.Namespace, profile: Any,
               gate: LoginGate) -> None:
     """Every entry the run recorded (the clean-ups' own destroys excepted) is covered by a
     verified signed head (keyparity.evidence.anchor); AnchorError otherwise."""
@@ -412,7 +415,7 @@ def _anchored(journal: Any, path: Path, args: argparse.Namespace, profile: Any,
         require_covered(path, max(seqs), _reports_dir(args), args.run, profile, gate)
 
 
-def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list[str], bool]:
+def _cleanup_cli_wrapping(journal: Journal, run_id: str, profile: Any) -> tuple[list[str], bool]:
     """``migration.backend: cloudhsm-cli``: the run's wrapping objects (token objects on both
     clusters) that the journal shows created and not deleted, deleted through the CLI."""
     from .cloudhsm.backend import reap_wrapping

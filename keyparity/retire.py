@@ -53,6 +53,7 @@ from .hsm import destruction, proof
 from .hsm.cluster import ClusterSession, open_cluster
 from .hsm.locate import Side, locate, locate_on_token
 from .hsm.login import LoginGate
+from .journal.recorder import RunRecorder
 from .journal.store import Journal, default_path
 from .profile import KeySpec, Profile, load_profile, resolve_profile_arg
 
@@ -200,7 +201,7 @@ def backups(profile: Profile, client: Any = None) -> dict[str, Any]:
 # ---- 5. destruction ---------------------------------------------------------------------------
 
 def _destroy(r: Retirement, src: ClusterSession, tgt: ClusterSession, spec: KeySpec,
-             side: Side, record: dict[str, Any], rec: Any) -> None:
+             side: Side, record: dict[str, Any], recorder: RunRecorder | None) -> None:
     """Destroy one planned source key once its target copy is proven, at that moment, to hold
     the same material (keyparity.hsm.destruction); each destroy journaled; then proven gone
     by label and by CKA_ID. Any doubt: one line in the record, nothing destroyed."""
@@ -220,7 +221,7 @@ def _destroy(r: Retirement, src: ClusterSession, tgt: ClusterSession, spec: KeyS
         return
     record["proof"] = permit.proof
     for obj in permit.objects:
-        destruction.destroy(obj, permit, src.name, rec, key_label=spec.label,
+        destruction.destroy(obj, permit, src.name, recorder, key_label=spec.label,
                             cluster=src.name, handle=obj.handle, label=spec.label,
                             check_value=permit.commitment,
                             detail=f"keyparity retire of run {r.run_id} (plan "
@@ -310,13 +311,13 @@ def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
     src = open_cluster(r.profile.source, r.profile.module_env, gate)
     tgt = open_cluster(r.profile.target, r.profile.module_env, gate) if r.destroy else None
     journal = Journal(journal_path) if r.destroy else None
-    rec = journal.bind(r.retirement_id) if journal is not None else None
+    recorder = journal.bind(r.retirement_id) if journal is not None else None
     try:
         for spec in r.profile.keys:
             try:
                 record, side = _source_key(r, src, spec)
                 if side is not None and tgt is not None:
-                    _destroy(r, src, tgt, spec, side, record, rec)
+                    _destroy(r, src, tgt, spec, side, record, recorder)
             except KeyparityError as exc:
                 record = {"label": spec.label, "state": "active",
                           "detail": f"{type(exc).__name__}: {exc}"}

@@ -8,15 +8,9 @@ import pytest
 
 from keyparity.cloudhsm import aws, client_config, key_policy, kms_stores, lineage, mtls
 from keyparity.cloudhsm import source_backups, users
+from keyparity.outcome import prove
 
 pytestmark = pytest.mark.preflight
-
-
-def _prove(check, hsm_evidence, name):
-    hsm_evidence(**{name: check.record()})
-    if check.skip:
-        pytest.skip(check.skip)
-    assert check.ok, check.message
 
 
 def test_target_users_can_own_and_share_the_keys(hsm_profile, cloudhsm_clis, hsm_evidence,
@@ -27,7 +21,8 @@ def test_target_users_can_own_and_share_the_keys(hsm_profile, cloudhsm_clis, hsm
     check = users.check_target_users(
         hsm_profile, users.user_list(source) if source is not None else None,
         users.user_list(target), users.owners_of(keys) if keys is not None else None)
-    _prove(check, hsm_evidence, "cloudhsm_users")
+    hsm_evidence(cloudhsm_users=check.record())
+    prove(check)
 
 
 @pytest.mark.cloudhsm_cli("source")
@@ -41,8 +36,7 @@ def test_key_quorum_and_trust_allow_the_move(inventory_key, source_cli_key, hsm_
                                                  hsm_profile.wrapping.trusted,
                                                  cluster=hsm_profile.source.name)
     hsm_evidence(quorum=quorum.record(), trusted=trusted.record())
-    failed = [c.message for c in (quorum, trusted) if not c.ok]
-    assert not failed, "\n".join(failed)
+    prove(quorum, trusted)
 
 
 def test_kms_custom_key_stores_can_stay_available(key_stores, aws_clusters, hsm_profile,
@@ -59,7 +53,8 @@ def test_kms_custom_key_stores_can_stay_available(key_stores, aws_clusters, hsm_
     source = hsm_profile.source.aws.cluster_id if hsm_profile.source.aws else ""
     target = hsm_profile.target.aws.cluster_id if hsm_profile.target.aws else None
     hsm_evidence(cloudhsm_kms_key_stores=kms_stores.kms_facts(key_stores, source, target))
-    _prove(check, hsm_evidence, "cloudhsm_kms")
+    hsm_evidence(cloudhsm_kms=check.record())
+    prove(check)
 
 
 def test_mutual_tls_is_at_least_as_strict_on_the_target(cloudhsm_clis, hsm_profile,
@@ -67,7 +62,8 @@ def test_mutual_tls_is_at_least_as_strict_on_the_target(cloudhsm_clis, hsm_profi
     source, target = cloudhsm_clis.need("source", "target")
     check = mtls.check_mtls(mtls.read(source, hsm_profile.source.hsm_type),
                             mtls.read(target, hsm_profile.target.hsm_type))
-    _prove(check, hsm_evidence, "cloudhsm_mtls")
+    hsm_evidence(cloudhsm_mtls=check.record())
+    prove(check)
 
 
 def test_a_recent_source_backup_is_kept(hsm_profile, hsm_evidence):
@@ -82,7 +78,8 @@ def test_a_recent_source_backup_is_kept(hsm_profile, hsm_evidence):
     check = source_backups.check_source_backup(state.backups, None, spec.backup_max_age_days,
                                                cluster_id=state.cluster_id,
                                                retention=state.backup_retention)
-    _prove(check, hsm_evidence, "cloudhsm_source_backup")
+    hsm_evidence(cloudhsm_source_backup=check.record())
+    prove(check)
 
 
 def test_the_key_availability_check_is_on(role, hsm_profile, hsm_evidence):
@@ -91,5 +88,6 @@ def test_the_key_availability_check_is_on(role, hsm_profile, hsm_evidence):
     if path is None:
         pytest.skip(f"nothing to check: clusters.{role} ({cluster.name}) is not a CloudHSM "
                     "cluster here (no aws block, no client_config)")
-    _prove(client_config.check_key_availability(path), hsm_evidence,
-           f"cloudhsm_client_config_{role}")
+    check = client_config.check_key_availability(path)
+    hsm_evidence(**{f"cloudhsm_client_config_{role}": check.record()})
+    prove(check)

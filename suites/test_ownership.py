@@ -10,6 +10,7 @@ import pytest
 
 from keyparity.cloudhsm import key_policy, users
 from keyparity.hsm import attributes
+from keyparity.outcome import prove
 
 PKCS11_OWNER = ("through PKCS #11 a key's owner is the token's user (CKU_USER) and keys are not "
                 "shared")
@@ -19,27 +20,22 @@ PKCS11_OWNER = ("through PKCS #11 a key's owner is the token's user (CKU_USER) a
 def test_target_key_is_owned_by_the_expected_user(migrated, ownership, hsm_evidence):
     check = ownership.check_owner(migrated)
     hsm_evidence(ownership=check.facts)
-    if check.skip:
-        pytest.skip(check.skip)
-    assert check.ok, check.message
+    prove(check)
 
 
 @pytest.mark.cloudhsm_cli("target", unless="share_with", note=PKCS11_OWNER)
 def test_target_key_is_shared_with_the_expected_users(migrated, ownership, hsm_evidence):
     check = ownership.check_sharing(migrated)
     hsm_evidence(sharing=check.facts)
-    if check.skip:
-        pytest.skip(check.skip)
-    assert check.ok, check.message
+    prove(check)
 
 
 @pytest.mark.cloudhsm_cli("target")
 def test_cli_attributes_and_check_value_match_pkcs11(migrated, ownership, hsm_evidence):
     check = ownership.check_attributes(migrated, attributes.read_standard(migrated.target.key))
-    if check.skip:
-        pytest.skip(check.skip)
-    hsm_evidence(cli_attributes=check.facts)
-    assert check.ok, check.message
+    if not check.skip:
+        hsm_evidence(cli_attributes=check.facts)
+    prove(check)
 
 
 @pytest.mark.cloudhsm_cli("source")
@@ -54,4 +50,4 @@ def test_target_key_has_the_source_quorum_values(migrated, ownership, cloudhsm_c
         pytest.fail(f"{spec.label!r}: {source_key}", pytrace=False)
     check = key_policy.check_quorum_after(spec, source_key, ownership.view(spec))
     hsm_evidence(quorum_after=check.record())
-    assert check.ok, check.message
+    prove(check)

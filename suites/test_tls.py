@@ -14,14 +14,14 @@ serial, SHA-256, validity, chain) in the evidence under ``tls``.
 """
 import pytest
 
-from keyparity.trust import tls
+from keyparity.trust import chains, handshake
 
 pytestmark = [pytest.mark.tls, pytest.mark.preflight]
 
 
 def test_cluster_certificate_chains_to_customer_ca(cluster_tls):
     cert, ca = cluster_tls.certificates("cluster_certificate", "customer_ca")
-    cluster_tls.prove(tls.check_cluster_certificate(cert, ca, **cluster_tls.validity))
+    cluster_tls.prove(chains.check_cluster_certificate(cert, ca, **cluster_tls.validity))
 
 
 def test_hsm_certificate_chains_to_the_aws_and_manufacturer_roots(cluster_tls):
@@ -33,7 +33,7 @@ def test_hsm_certificate_chains_to_the_aws_and_manufacturer_roots(cluster_tls):
                          "(aws_hardware_certificate, manufacturer_hardware_certificate): "
                          "the HSM's identity is not checked")
     spec = cluster_tls.spec
-    cluster_tls.prove(tls.check_hsm_identity(
+    cluster_tls.prove(chains.check_hsm_identity(
         hsm, aws_hardware=aws[0], aws_root=aws[1], aws_root_sha256=spec.aws_root_sha256,
         manufacturer_hardware=maker[0], manufacturer_root=maker[1],
         manufacturer_root_sha256=spec.manufacturer_root_sha256, now=cluster_tls.now))
@@ -42,14 +42,14 @@ def test_hsm_certificate_chains_to_the_aws_and_manufacturer_roots(cluster_tls):
 def test_cluster_csr_key_matches_the_hsm_certificate(cluster_tls):
     csr = cluster_tls.csr("cluster_csr")
     (hsm,) = cluster_tls.certificates("hsm_certificate")
-    cluster_tls.prove(tls.check_csr_matches(csr, hsm))
+    cluster_tls.prove(chains.check_csr_matches(csr, hsm))
 
 
 def test_client_certificate_is_issued_by_the_customer_ca_and_matches_its_key(cluster_tls):
     cert, ca = cluster_tls.certificates("client_certificate", "customer_ca")
     (key,) = cluster_tls.paths("client_key")
     (default,) = cluster_tls.optional("default_client_certificate")
-    cluster_tls.prove(tls.check_client_certificate(
+    cluster_tls.prove(chains.check_client_certificate(
         cert, key, cluster_tls.key_password(), ca, default_cert=default,
         **cluster_tls.validity))
 
@@ -58,7 +58,7 @@ def test_mutual_tls_handshake(cluster_tls, tls_endpoint, tls_address):
     if tls_endpoint.reason:
         cluster_tls.skip(tls_endpoint.reason)
     spec = cluster_tls.spec
-    check = tls.check_handshake(
+    check = handshake.check_handshake(
         tls_address.host, tls_address.port, client_cert=spec.client_certificate,
         client_key=spec.client_key, key_password=cluster_tls.key_password(),
         trust_dir=spec.trust_dir, timeout=spec.timeout_s)

@@ -24,7 +24,8 @@ from conftest import REPO, evidence, run_suites
 from keyparity.cloudhsm import backend as cli_backend
 from keyparity.cloudhsm.cli import CliCommandFailed, CloudHsmCli
 from keyparity.journal.chain import verify
-from keyparity.journal.store import Journal, NullJournal
+from keyparity.journal.recorder import NullJournal
+from keyparity.journal.store import Journal
 from keyparity.errors import MechanismUnsupported
 from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
@@ -77,7 +78,7 @@ class Fake:
     def channel(self, journal: Any = None, label: str = LABEL) -> cli_backend.CliChannel:
         return cli_backend.CliChannel(self.cli("cluster-src", "source (hsm1)"),
                                       self.cli("cluster-tgt", "target (hsm2m)"), WRAPPING, label,
-                                      journal=journal or NullJournal().bind("RUN"))
+                                      journal or NullJournal().bind("RUN"))
 
     def reap(self, rec: Any, **kw: Any) -> tuple[list[str], list[str]]:
         return cli_backend.reap_wrapping(rec, self.cli("cluster-src", "source (hsm1)"),
@@ -263,7 +264,7 @@ def cli(cid, where):
 rec = Journal(Path(path), hook=hook).bind(run_id)
 channel = CliChannel(cli("cluster-src", "source (hsm1)"), cli("cluster-tgt", "target (hsm2m)"),
                      Wrapping("rsa-aes", 2048, "sha256", "mgf1-sha256", 256),
-                     f"keyparity-wrap-{run_id}", journal=rec)
+                     f"keyparity-wrap-{run_id}", rec)
 channel.close()
 """
 

@@ -21,7 +21,7 @@ from conftest import TMPFS
 from keyparity.cloudhsm import backend as cli_backend
 from keyparity.cloudhsm import cli as chc
 from keyparity.cloudhsm import key_policy, mtls, ownership, users
-from keyparity.journal.store import NullJournal
+from keyparity.journal.recorder import NullJournal
 from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
 
@@ -150,7 +150,7 @@ def test_the_cli_channel_moves_a_key_for_real_and_leaves_no_wrapping_object(twin
     [attrs] = twin.tokens({"op": "read", "token": "hsm1", "label": "k-des3-cu1",
                            "class": "secret"})
     channel = cli_backend.CliChannel(cli(twin, "hsm1"), cli(twin, "hsm2m"), WRAPPING,
-                                     "keyparity-wrap-RUN", journal=NullJournal().bind("RUN"))
+                                     "keyparity-wrap-RUN", NullJournal().bind("RUN"))
     assert channel.move(spec("k-des3-cu1", target_label="k-des3-cu1-moved"), attrs,
                         None) == "side"
     assert channel.close() == []

@@ -2,6 +2,7 @@
 edited, deleted or reordered row (the key locks: test_locks.py)."""
 from __future__ import annotations
 
+import inspect
 import sqlite3
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from keyparity.cli import main as cli_main
 from keyparity.journal.chain import GENESIS, entry_hash, verify
+from keyparity.journal.recorder import NullJournal, Recorder, RunRecorder
 from keyparity.journal.store import Journal
 
 
@@ -108,3 +110,47 @@ def test_truncated_tail_is_caught_by_the_anchored_head(tmp_path, capsys):
 
 def test_verify_without_a_journal_is_a_usage_error(tmp_path):
     assert cli_main(["journal", "verify", "--journal", str(tmp_path / "none.sqlite")]) == 2
+
+
+def _protocol_members() -> dict[str, inspect.Signature | None]:
+    """Every member of the Recorder protocol: a method's signature, None for an attribute."""
+    out: dict[str, inspect.Signature | None] = dict.fromkeys(Recorder.__annotations__)
+    for name, value in vars(Recorder).items():
+        if callable(value) and not name.startswith("_"):
+            out[name] = inspect.signature(value)
+    return out
+
+
+@pytest.mark.parametrize("journal", ["Journal", "NullJournal"])
+def test_both_journals_implement_the_recorder_protocol_themselves(tmp_path, journal):
+    """Each member of the protocol is the journal's own (not inherited: a stub would answer
+    None), with the protocol's parameters; what the migration is handed is a Recorder."""
+    cls = {"Journal": Journal, "NullJournal": NullJournal}[journal]
+    members = _protocol_members()
+    assert {"bind", "record", "record_many", "last_unwrap", "verified", "actions",
+            "close", "path"} <= set(members)
+    for name, signature in members.items():
+        if signature is None:
+            continue
+        own = vars(cls).get(name)
+        assert own is not None, f"{journal} lacks the Recorder's {name}()"
+        assert list(inspect.signature(own).parameters) == list(signature.parameters), (
+            f"{journal}.{name}{inspect.signature(own)} is not the Recorder's {name}{signature}")
+    instance = Journal(tmp_path / "j.sqlite") if cls is Journal else NullJournal()
+    try:
+        assert isinstance(instance, Recorder)
+        assert isinstance(instance.bind("r"), RunRecorder)
+        assert instance.bind("r").journal is instance
+    finally:
+        instance.close()
+
+
+def test_null_journal_keeps_nothing_and_knows_of_no_earlier_run():
+    recorder = NullJournal().bind("r")
+    with recorder.step("unwrap", label="k", cluster="hsm2") as after:
+        after["handle"] = "7"
+    (entry,) = recorder.record_many([("note", "verified", {"label": "k"})])
+    assert entry["run_id"] == "r" and entry["seq"] is None and entry["label"] == "k"
+    journal = recorder.journal
+    assert journal.last_unwrap("hsm2", "k") is None and not journal.verified("r", "hsm2", "k")
+    assert journal.actions("") == [] and journal.path is None

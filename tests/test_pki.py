@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from keyparity.errors import KeyparityError
-from keyparity.trust import pki, tls
+from keyparity.trust import chains, handshake, pki
 from keyparity.trust.tls_server import MutualTlsServer
 
 NOW = dt.datetime.now(dt.timezone.utc)
-L = tls.load_certificate
+L = chains.load_certificate
 
 
 def spki(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest) -> bytes:
@@ -54,7 +54,7 @@ def test_pins_are_the_roots_sha256(paths: dict[str, Path]) -> None:
 
 def test_shape_is_cloudhsm_like(paths: dict[str, Path]) -> None:
     aws_hw, mfr_hw = L(paths["aws_hardware_certificate"]), L(paths["manufacturer_hardware_certificate"])
-    hsm, csr = L(paths["hsm_certificate"]), tls.load_csr(paths["cluster_csr"])
+    hsm, csr = L(paths["hsm_certificate"]), chains.load_csr(paths["cluster_csr"])
     # both hardware certificates: same subject and (hardware) key, different roots
     assert aws_hw.subject == mfr_hw.subject and spki(aws_hw) == spki(mfr_hw)
     assert aws_hw.issuer == L(paths["aws_root"]).subject
@@ -66,7 +66,7 @@ def test_shape_is_cloudhsm_like(paths: dict[str, Path]) -> None:
     # the server certificate is self-signed and is what the trust directory holds
     server = L(paths["server_certificate"])
     assert server.issuer == server.subject
-    assert [p.name for p in tls.trust_files(paths["trust_dir"])] == ["server.crt"]
+    assert [p.name for p in chains.trust_files(paths["trust_dir"])] == ["server.crt"]
     assert (paths["trust_dir"] / "server.crt").read_bytes() == paths["server_certificate"].read_bytes()
     client = L(paths["client_certificate"])
     assert client.issuer == L(paths["customer_ca"]).subject
@@ -107,20 +107,20 @@ def test_the_built_pki_satisfies_every_check(paths: dict[str, Path]) -> None:
     ca = L(paths["customer_ca"])
     cutover = NOW.date() + dt.timedelta(days=14)
     checks = [
-        tls.check_cluster_certificate(L(paths["cluster_certificate"]), ca, now=NOW,
+        chains.check_cluster_certificate(L(paths["cluster_certificate"]), ca, now=NOW,
                                       cutover=cutover, min_days=30, warn_days=90),
-        tls.check_hsm_identity(
+        chains.check_hsm_identity(
             L(paths["hsm_certificate"]),
             aws_hardware=L(paths["aws_hardware_certificate"]), aws_root=L(paths["aws_root"]),
             aws_root_sha256=pins["aws_root_sha256"],
             manufacturer_hardware=L(paths["manufacturer_hardware_certificate"]),
             manufacturer_root=L(paths["manufacturer_root"]),
             manufacturer_root_sha256=pins["manufacturer_root_sha256"], now=NOW),
-        tls.check_csr_matches(tls.load_csr(paths["cluster_csr"]), L(paths["hsm_certificate"])),
-        tls.check_client_certificate(L(paths["client_certificate"]), paths["client_key"], None, ca,
+        chains.check_csr_matches(chains.load_csr(paths["cluster_csr"]), L(paths["hsm_certificate"])),
+        chains.check_client_certificate(L(paths["client_certificate"]), paths["client_key"], None, ca,
                                      default_cert=L(paths["default_client_certificate"]),
                                      now=NOW, cutover=cutover, min_days=30, warn_days=90),
-        tls.check_client_certificate(L(paths["default_client_certificate"]),
+        chains.check_client_certificate(L(paths["default_client_certificate"]),
                                      paths["default_client_key"], None, ca,
                                      default_cert=L(paths["default_client_certificate"]),
                                      now=NOW, cutover=cutover, min_days=30, warn_days=90),
@@ -128,7 +128,7 @@ def test_the_built_pki_satisfies_every_check(paths: dict[str, Path]) -> None:
     with MutualTlsServer(paths["server_certificate"], paths["server_key"],
                          [paths["customer_ca"], paths["default_client_certificate"]]) as server:
         host, port = server.address
-        checks.append(tls.check_handshake(host, port, client_cert=paths["client_certificate"],
+        checks.append(handshake.check_handshake(host, port, client_cert=paths["client_certificate"],
                                           client_key=paths["client_key"], key_password=None,
                                           trust_dir=paths["trust_dir"], timeout=5.0))
     for check in checks:
@@ -151,7 +151,7 @@ def test_helpers_issue_from_a_public_key_and_through_an_intermediate(tmp_path: P
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
     bundle = pki.write_pem(tmp_path / "bundle.pem", [leaf, inter])
-    assert tls.load_certificates(bundle) == [leaf, inter]
+    assert chains.load_certificates(bundle) == [leaf, inter]
     key_path = pki.write_key(tmp_path / "leaf.key", leaf_key, password="s3cret")
     assert b"ENCRYPTED" in key_path.read_bytes()
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600

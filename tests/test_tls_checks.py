@@ -19,13 +19,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from keyparity.checks import Check
-from keyparity.trust import pki, tls
+from keyparity.trust import chains, pki
+from keyparity.trust.handshake import check_handshake
 from keyparity.errors import KeyparityError
 from keyparity.trust.tls_server import BANNER, MutualTlsServer
 
 NOW = dt.datetime.now(dt.timezone.utc)
 DAY = dt.timedelta(days=1)
-L = tls.load_certificate
+L = chains.load_certificate
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def other_ca() -> tuple[x509.Certificate, Any]:
 
 def cluster_check(cert: x509.Certificate, ca: x509.Certificate, cutover: dt.date | None = None,
                   now: dt.datetime = NOW) -> Check:
-    return tls.check_cluster_certificate(cert, ca, now=now, cutover=cutover or now.date(),
+    return chains.check_cluster_certificate(cert, ca, now=now, cutover=cutover or now.date(),
                                          min_days=30, warn_days=90)
 
 
@@ -176,7 +177,7 @@ def identity(p: dict[str, Path], **override: Any) -> Check:
         manufacturer_root_sha256=pins["manufacturer_root_sha256"], now=NOW)
     args.update(override)
     hsm = args.pop("hsm_cert", L(p["hsm_certificate"]))
-    return tls.check_hsm_identity(hsm, **args)
+    return chains.check_hsm_identity(hsm, **args)
 
 
 def test_hsm_identity_good(p: dict[str, Path]) -> None:
@@ -227,7 +228,7 @@ def test_hsm_certificate_not_chaining_through_a_hardware_certificate(p: dict[str
     other_hw, _ = pki.make_ca(L(p["manufacturer_hardware_certificate"]).subject, now=NOW,
                               issuer_cert=other_root, issuer_key=other_root_key)
     check = identity(p, manufacturer_hardware=other_hw, manufacturer_root=other_root,
-                     manufacturer_root_sha256=tls.CertInfo.of(other_root).sha256)
+                     manufacturer_root_sha256=chains.CertInfo.of(other_root).sha256)
     assert not check.ok
     assert "does not chain through the manufacturer hardware certificate" in check.message
     assert "AWS" not in check.message
@@ -241,7 +242,7 @@ def test_hsm_certificate_signed_by_the_root_directly_is_not_through_hardware(p: 
     hw, hw_key = pki.make_ca("hardware", now=NOW, issuer_cert=root, issuer_key=root_key)
     direct = leaf(root, root_key, name="HSM direct")
     check = identity(p, hsm_cert=direct, aws_hardware=hw, aws_root=root,
-                     aws_root_sha256=tls.CertInfo.of(root).sha256, manufacturer_hardware=None,
+                     aws_root_sha256=chains.CertInfo.of(root).sha256, manufacturer_hardware=None,
                      manufacturer_root=None, manufacturer_root_sha256=None)
     assert not check.ok
     assert "chains to the AWS root but not through the AWS hardware certificate" in check.message
@@ -257,9 +258,9 @@ def test_expired_hsm_certificate_is_named_once(p: dict[str, Path]) -> None:
                             issuer_cert=mfr_root, issuer_key=mfr_root_key)
     hsm = pki.issue_certificate(pki.make_key(), "HSM", aws_hw, hw_key, NOW - 700 * DAY, NOW - DAY)
     check = identity(p, hsm_cert=hsm, aws_hardware=aws_hw, aws_root=aws_root,
-                     aws_root_sha256=tls.CertInfo.of(aws_root).sha256,
+                     aws_root_sha256=chains.CertInfo.of(aws_root).sha256,
                      manufacturer_hardware=mfr_hw, manufacturer_root=mfr_root,
-                     manufacturer_root_sha256=tls.CertInfo.of(mfr_root).sha256)
+                     manufacturer_root_sha256=chains.CertInfo.of(mfr_root).sha256)
     assert not check.ok
     assert check.message.startswith("the HSM certificate expired on ")
     assert check.message.count("expired") == 1  # reported by both chains, said once
@@ -268,7 +269,7 @@ def test_expired_hsm_certificate_is_named_once(p: dict[str, Path]) -> None:
 
 def test_hsm_identity_needs_something_to_check(p: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="needs the AWS chain, the manufacturer chain or both"):
-        tls.check_hsm_identity(L(p["hsm_certificate"]), aws_hardware=None, aws_root=None,
+        chains.check_hsm_identity(L(p["hsm_certificate"]), aws_hardware=None, aws_root=None,
                                aws_root_sha256=None, manufacturer_hardware=None,
                                manufacturer_root=None, manufacturer_root_sha256=None, now=NOW)
     with pytest.raises(ValueError, match="AWS chain needs"):
@@ -279,23 +280,23 @@ def test_hsm_identity_needs_something_to_check(p: dict[str, Path]) -> None:
 
 
 def test_csr_matches(p: dict[str, Path]) -> None:
-    check = tls.check_csr_matches(tls.load_csr(p["cluster_csr"]), L(p["hsm_certificate"]))
+    check = chains.check_csr_matches(chains.load_csr(p["cluster_csr"]), L(p["hsm_certificate"]))
     assert check.ok, check.message
     assert check.facts["details"]["csr_public_key_sha256"] == check.facts["details"]["hsm_public_key_sha256"]
 
 
 def test_csr_with_another_key_fails(p: dict[str, Path]) -> None:
     csr = pki.make_csr(pki.make_key(), "cluster-test0001")
-    check = tls.check_csr_matches(csr, L(p["hsm_certificate"]))
+    check = chains.check_csr_matches(csr, L(p["hsm_certificate"]))
     assert not check.ok
     assert "the cluster CSR's public key" in check.message and "differs" in check.message
     assert check.facts["details"]["csr_signature_valid"] is True
 
 
 def test_csr_with_a_broken_signature_fails(p: dict[str, Path]) -> None:
-    der = bytearray(tls.load_csr(p["cluster_csr"]).public_bytes(serialization.Encoding.DER))
+    der = bytearray(chains.load_csr(p["cluster_csr"]).public_bytes(serialization.Encoding.DER))
     der[-1] ^= 0x01  # last byte of the ECDSA signature's s
-    check = tls.check_csr_matches(x509.load_der_x509_csr(bytes(der)), L(p["hsm_certificate"]))
+    check = chains.check_csr_matches(x509.load_der_x509_csr(bytes(der)), L(p["hsm_certificate"]))
     assert not check.ok and "signature does not verify" in check.message
 
 
@@ -304,7 +305,7 @@ def test_csr_with_a_broken_signature_fails(p: dict[str, Path]) -> None:
 
 def client_check(p: dict[str, Path], cert: x509.Certificate, key: Path, password: str | None = None,
                  *, default: bool = True, cutover: dt.date | None = None) -> Check:
-    return tls.check_client_certificate(
+    return chains.check_client_certificate(
         cert, key, password, L(p["customer_ca"]),
         default_cert=L(p["default_client_certificate"]) if default else None, now=NOW,
         cutover=cutover or NOW.date(), min_days=30, warn_days=90)
@@ -408,7 +409,7 @@ def server(p: dict[str, Path]) -> Iterator[MutualTlsServer]:
 def handshake(address: tuple[str, int], p: dict[str, Path], *, cert: Path | None = None,
               key: Path | None = None, trust_dir: Path | None = None,
               timeout: float = 3.0) -> Check:
-    return tls.check_handshake(address[0], address[1], client_cert=cert, client_key=key,
+    return check_handshake(address[0], address[1], client_cert=cert, client_key=key,
                                key_password=None, trust_dir=trust_dir or p["trust_dir"],
                                timeout=timeout)
 
@@ -420,7 +421,7 @@ def test_handshake_good(server: MutualTlsServer, p: dict[str, Path]) -> None:
     assert check.facts["details"]["cipher"].startswith("TLS_")
     assert check.facts["details"]["server_data_bytes"] == len(BANNER)
     server_info = check.facts["certificates"][0]
-    assert server_info["sha256"] == tls.CertInfo.of(L(p["server_certificate"])).sha256
+    assert server_info["sha256"] == chains.CertInfo.of(L(p["server_certificate"])).sha256
     assert check.facts["chain"] == [server_info["subject"]]
     assert check.facts["certificates"][1]["subject"] == \
         L(p["client_certificate"]).subject.rfc4514_string()
@@ -459,7 +460,7 @@ def test_handshake_server_certificate_not_in_trust_dir(server: MutualTlsServer, 
     check = handshake(server.address, p, cert=p["client_certificate"], key=p["client_key"],
                       trust_dir=tmp_path)
     assert not check.ok
-    real = tls.CertInfo.of(L(p["server_certificate"])).sha256
+    real = chains.CertInfo.of(L(p["server_certificate"])).sha256
     assert check.message.startswith(f"server certificate (sha256 {real}")
     assert f"is not in the trust directory {tmp_path}" in check.message
 
@@ -580,7 +581,7 @@ def test_v1_cluster_certificate_is_verified_link_by_link(ca: x509.Certificate, c
     assert v1.version == x509.Version.v1
     good = cluster_check(v1, ca)
     assert good.ok, good.message
-    assert good.facts["details"]["verified_with"] == tls.V1_FALLBACK
+    assert good.facts["details"]["verified_with"] == chains.V1_FALLBACK
     assert "(X.509 v1 chain: verified link by link)" in good.message
     assert good.facts["chain"] == [v1.subject.rfc4514_string(), ca.subject.rfc4514_string()]
 
@@ -612,14 +613,14 @@ def test_v1_manufacturer_root_like_marvells(p: dict[str, Path]) -> None:
 
     root, hw, hsm = chain(100)
     check = identity(p, hsm_cert=hsm, manufacturer_hardware=hw, manufacturer_root=root,
-                     manufacturer_root_sha256=tls.CertInfo.of(root).sha256, aws_hardware=None,
+                     manufacturer_root_sha256=chains.CertInfo.of(root).sha256, aws_hardware=None,
                      aws_root=None, aws_root_sha256=None)
     assert check.ok, check.message
-    assert check.facts["details"]["chains"]["manufacturer"]["verified_with"] == tls.V1_FALLBACK
+    assert check.facts["details"]["chains"]["manufacturer"]["verified_with"] == chains.V1_FALLBACK
 
     root, hw, hsm = chain(-5)
     expired = identity(p, hsm_cert=hsm, manufacturer_hardware=hw, manufacturer_root=root,
-                       manufacturer_root_sha256=tls.CertInfo.of(root).sha256, aws_hardware=None,
+                       manufacturer_root_sha256=chains.CertInfo.of(root).sha256, aws_hardware=None,
                        aws_root=None, aws_root_sha256=None)
     assert not expired.ok
     assert expired.message.startswith("the manufacturer root expired on ")
@@ -632,7 +633,7 @@ def test_v1_intermediate_is_not_a_ca(p: dict[str, Path]) -> None:
     hw = pki.issue_v1_certificate(hw_key, "HSM hw v1", root, root_key, NOW - DAY, NOW + 99 * DAY)
     hsm = pki.issue_certificate(pki.make_key(), "HSM", hw, hw_key, NOW - DAY, NOW + 90 * DAY)
     check = identity(p, hsm_cert=hsm, aws_hardware=hw, aws_root=root,
-                     aws_root_sha256=tls.CertInfo.of(root).sha256, manufacturer_hardware=None,
+                     aws_root_sha256=chains.CertInfo.of(root).sha256, manufacturer_hardware=None,
                      manufacturer_root=None, manufacturer_root_sha256=None)
     assert not check.ok
     assert "a v1 issuer is acceptable only as a self-signed trust anchor" in check.message

@@ -126,7 +126,7 @@ class _Held:
     """What a worker has open; closed at its end, also on error."""
     migrators: list[Any] = field(default_factory=list)
     sessions: list[Any] = field(default_factory=list)
-    journal: Any = None
+    journal: Journal | None = None
 
     def close(self) -> None:
         for m in self.migrators:

@@ -13,7 +13,7 @@ soon as its key is unwrapped, the directory when the channel closes. The wrappin
 token objects here (single-command mode has no lasting session), so ``close`` deletes them and
 reports what it could not delete.
 
-Journal. With a journal (a ``keyparity.journal.store.Recorder``), every CLI write is recorded before
+Journal. With the run's recorder (``keyparity.journal.recorder``), every CLI write is recorded before
 it is attempted and after it completes (or ``failed``): ``cli-generate-wrapping-pair``,
 ``cli-import-public``, ``cli-unwrap`` and each ``cli-delete``. ``cluster`` is the CloudHSM
 cluster id the command ran against (``--cluster-id``), ``label`` the object's label (the pair's
@@ -43,6 +43,7 @@ from ..hsm import attributes, destruction
 from ..hsm.backend import Once
 from ..hsm.cluster import ClusterSession
 from ..hsm.keytypes import key_class
+from ..journal.recorder import RunRecorder
 from ..hsm.locate import Side, locate_on_token
 from ..hsm.login import LoginGate
 from ..profile import KeySpec, Profile, Wrapping
@@ -113,9 +114,9 @@ class CliChannel:
     """Moves keys from ``source`` to ``target`` with the CloudHSM CLI's RSA-AES wrap/unwrap."""
 
     def __init__(self, source: CloudHsmCli, target: CloudHsmCli, wrapping: Wrapping,
-                 label: str, journal: Any) -> None:
+                 label: str, recorder: RunRecorder) -> None:
         self.source, self.target, self.wrapping = source, target, wrapping
-        self.journal = journal  # the run's journal Recorder: every CLI write before/after
+        self.recorder = recorder  # every CLI write recorded before and after
         self.label = label
         self.public_label, self.private_label = f"{label}-public", f"{label}-private"
         self.imported_label = f"{label}-imported"
@@ -133,8 +134,8 @@ class CliChannel:
 
     def _setup(self) -> None:
         t, s, w = self.target, self.source, self.wrapping
-        with self.journal.step("cli-generate-wrapping-pair", cluster=t.cluster_id,
-                               label=self.label, detail=_owner()) as after:
+        with self.recorder.step("cli-generate-wrapping-pair", cluster=t.cluster_id,
+                                label=self.label, detail=_owner()) as after:
             data = t.run("key", "generate-asymmetric-pair", "rsa", "--public-exponent", "65537",
                          "--modulus-size-bits", str(w.rsa_bits), "--public-label",
                          self.public_label, "--private-label", self.private_label,
@@ -148,8 +149,8 @@ class CliChannel:
         try:
             t.run("key", "generate-file", "--encoding", "pem", "--path", str(pem), "--filter",
                   f"attr.label={self.public_label}", "attr.class=public-key")
-            with self.journal.step("cli-import-public", cluster=s.cluster_id,
-                                   label=self.imported_label, detail=_owner()) as after:
+            with self.recorder.step("cli-import-public", cluster=s.cluster_id,
+                                    label=self.imported_label, detail=_owner()) as after:
                 data = s.run("key", "import", "pem", "--path", str(pem), "--label",
                              self.imported_label, "--key-type-class", "rsa-public",
                              "--attributes", "wrap=true")
@@ -177,9 +178,9 @@ class CliChannel:
                 f"attr.label={self.imported_label}", "attr.class=public-key",
                 "--hash-function", w.oaep_hash, "--mgf", w.mgf, "--path", str(blob))
             extra = unwrap_attributes(source_attributes, spec)
-            with self.journal.step("cli-unwrap", key_label=spec.label,
-                                   cluster=self.target.cluster_id, label=spec.target_label,
-                                   detail=_owner()) as after:
+            with self.recorder.step("cli-unwrap", key_label=spec.label,
+                                    cluster=self.target.cluster_id, label=spec.target_label,
+                                    detail=_owner()) as after:
                 data = self.target.run(
                     "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
                     "attr.class=private-key", "--key-type-class", KEY_TYPE_CLASS[spec.type],
@@ -195,9 +196,9 @@ class CliChannel:
         left = []
         for cli, filters, ref in reversed(self.live):
             try:
-                with self.journal.step("cli-delete", cluster=cli.cluster_id,
-                                       label=filters["label"], handle=ref,
-                                       detail=f"class {filters['class']}"):
+                with self.recorder.step("cli-delete", cluster=cli.cluster_id,
+                                        label=filters["label"], handle=ref,
+                                        detail=f"class {filters['class']}"):
                     cli.delete(filters)
             except KeyparityError as exc:
                 left.append(f"{cli.where}: {filters['label']} ({type(exc).__name__})")
@@ -229,21 +230,21 @@ def _dead(owner: process.Proc | None) -> bool | None:
     return None if found == "unknown" else found == "dead"
 
 
-def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: str | None = None,
+def reap_wrapping(recorder: RunRecorder, source: CloudHsmCli, target: CloudHsmCli,
+                  run_id: str | None = None,
                   protect: frozenset[str] | set[str] = frozenset()) -> tuple[list[str], list[str]]:
     """Delete through the CLI the wrapping objects that earlier runs created (journal
     ``cli-generate-wrapping-pair`` / ``cli-import-public``, ``before`` or ``after``) and did not
-    delete (no ``cli-delete`` ``after`` of that cluster id and label since), each delete
-    journaled through ``rec`` (before/after/failed).
+    delete (no ``cli-delete`` ``after`` of that cluster id and label since), each recorded.
 
-    ``run_id`` None (a run's start): every run other than ``rec``'s whose process is gone
+    ``run_id`` None (a run's start): every run other than ``recorder``'s whose process is gone
     (same host, pid dead); a run that may be alive is left alone and said so. ``run_id`` given
     (``keyparity cleanup --run``): that run only, unless its process is alive on this host.
     Only objects whose label is exactly that run's wrapping label, not in ``protect`` (the
     inventory's labels) and on the cluster id of ``source`` or ``target`` are deleted; anything
     else is refused and reported. A key not found counts as already gone.
     Returns (lines, left): what was done, and what could not be deleted."""
-    rows = rec.journal.actions("cli-")
+    rows = recorder.journal.actions("cli-")
     gone = {(e["cluster"], e["label"]) for e in rows
             if e["action"] == "cli-delete" and e["phase"] == "after"}
     clis = {c.cluster_id: c for c in (source, target) if c.cluster_id}
@@ -253,7 +254,7 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
     for e in rows:
         run = e["run_id"]
         if e["action"] not in CLI_CREATES or (run_id is not None and run != run_id) or (
-                run_id is None and run == rec.run_id):
+                run_id is None and run == recorder.run_id):
             continue
         owner = _owner_of(e["detail"]) if e["phase"] == "before" else None
         if owner is not None:
@@ -294,9 +295,9 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
                 left.append(f"{cluster}: {label} (unknown cluster id)")
                 continue
             try:
-                with rec.step("cli-delete", cluster=cluster, label=label, handle=ref,
-                              detail=f"class {cls}; wrapping object of run {run} (journal seq "
-                                     f"{seq}) left behind") as after:
+                with recorder.step("cli-delete", cluster=cluster, label=label, handle=ref,
+                                   detail=f"class {cls}; wrapping object of run {run} (journal "
+                                          f"seq {seq}) left behind") as after:
                     try:
                         cli.delete({"label": label, "class": cls})
                     except CliKeyNotFound:
@@ -329,14 +330,16 @@ class CliBackend:
 
     batches = False  # each key's CLI unwrap is journaled on its own
 
-    def __init__(self, profile: Profile, target: ClusterSession, rec: Any, run_id: str,
+    def __init__(self, profile: Profile, target: ClusterSession, recorder: RunRecorder,
+                 run_id: str,
                  gate: LoginGate | None = None) -> None:
-        self.profile, self.target, self.rec, self.run_id = profile, target, rec, run_id
+        self.profile, self.target, self.run_id = profile, target, run_id
+        self.recorder = recorder
         self.gate = gate  # the run's: a refused CLI login is never tried again
         self.method = ""
         self.asked_target = False
         self._channel = Once(lambda: CliChannel(*self._clis(), profile.wrapping,
-                                                wrapping_label(run_id), journal=rec))
+                                                wrapping_label(run_id), recorder))
         self._left: list[str] = []  # wrapping objects of earlier runs that could not go
 
     def _clis(self) -> tuple[CloudHsmCli, CloudHsmCli]:
@@ -349,7 +352,7 @@ class CliBackend:
         except KeyparityError as exc:  # the channel reports the same error for each key
             return [f"wrapping objects of earlier runs not checked: {exc}"]
         keys = self.profile.keys
-        lines, self._left = reap_wrapping(self.rec, src, tgt, protect={k.label for k in keys}
+        lines, self._left = reap_wrapping(self.recorder, src, tgt, protect={k.label for k in keys}
                                           | {k.target_label for k in keys})
         return lines
 

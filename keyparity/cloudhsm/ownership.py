@@ -19,7 +19,7 @@ from ..hsm import identity
 from ..hsm.attributes import ABSENT, UNAVAILABLE
 from .cli import CliError, CliKey, CloudHsmCli, hex_value
 from ..errors import KeyparityError
-from ..journal.store import NullJournal
+from ..journal.recorder import NullJournal, RunRecorder
 from ..hsm.migrate import Migration
 from ..profile import KeySpec, Profile
 
@@ -59,8 +59,8 @@ class Ownership:
     cluster_name: str
     token: dict[str, Any]
     cli: CloudHsmCli | CliError | None
-    # the run's journal Recorder: `key share` recorded before/after
-    journal: Any = field(default_factory=lambda: NullJournal().bind(""))
+    # `key share` recorded before and after
+    recorder: RunRecorder = field(default_factory=lambda: NullJournal().bind(""))
     _views: dict[str, CliKey] = field(default_factory=dict)
 
     # ---- the target key as the CLI sees it ---------------------------------------------------
@@ -200,9 +200,9 @@ class Ownership:
         done = []
         for user in users:
             try:
-                with self.journal.step("share", key_label=spec.label,
-                                       cluster=self.cluster_name, label=spec.target_label,
-                                       handle=key.key_reference, detail=f"with {user}"):
+                with self.recorder.step("share", key_label=spec.label,
+                                        cluster=self.cluster_name, label=spec.target_label,
+                                        handle=key.key_reference, detail=f"with {user}"):
                     self.cli.share(cli_filters(spec), user)
             except KeyparityError as exc:
                 return done, f"apply_sharing: `key share` with {user} failed: {exc}"

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from pkcs11 import Attribute
 
 from ..errors import KeyparityError
+from ..journal.recorder import RunRecorder
 from ..profile import KeySpec, Wrapping
 from . import attributes
 from .channel import WrappingChannel
@@ -77,13 +78,13 @@ class Pkcs11Backend:
     batches = True
 
     def __init__(self, source: ClusterSession, target: ClusterSession, wrapping: Wrapping,
-                 label: str, rec: Any) -> None:
+                 label: str, recorder: RunRecorder) -> None:
         self.source, self.target, self.wrapping = source, target, wrapping
-        self.label, self.rec = label, rec  # rec: the run's journal Recorder
+        self.label, self.recorder = label, recorder
         self.method = ""
         self.asked_target = False
         self._channel = Once(lambda: WrappingChannel(source, target, wrapping, label,
-                                                     journal=rec))
+                                                     recorder))
 
     def start(self) -> list[str]:
         return []  # session objects only: a killed run's went with its session

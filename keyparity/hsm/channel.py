@@ -3,14 +3,13 @@ half never leaves it), its public half imported on the source, both as session o
 are destroyed when the channel closes (and vanish with the session if the process dies)."""
 from __future__ import annotations
 
-from typing import Any
-
 from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.types import Key
 
 from . import destruction, identity, wrap
 from .cluster import ClusterSession
 from ..errors import MechanismUnsupported, pkcs11_step
+from ..journal.recorder import RunRecorder
 from .mechanisms import CKM_RSA_AES_KEY_WRAP, WrapParams
 from ..profile import Wrapping
 
@@ -22,17 +21,17 @@ class WrappingChannel:
     """Moves keys from ``source`` to ``target`` with RSA-AES key wrap."""
 
     def __init__(self, source: ClusterSession, target: ClusterSession, wrapping: Wrapping,
-                 label: str, journal: Any) -> None:
+                 label: str, recorder: RunRecorder) -> None:
         self.source, self.target = source, target
-        self.journal = journal  # the run's journal Recorder: every write before/after
+        self.recorder = recorder  # every write recorded before and after
         self.params = WrapParams(wrapping.oaep_hash, wrapping.mgf, wrapping.aes_bits)
         self.native = source.supports(CKM_RSA_AES_KEY_WRAP) and target.supports(CKM_RSA_AES_KEY_WRAP)
         self.method = ("CKM_RSA_AES_KEY_WRAP" if self.native else
                        "RSA-OAEP + CKM_AES_KEY_WRAP_PAD (two steps, same format as "
                        "CKM_RSA_AES_KEY_WRAP)")
         self.live: list[tuple[ClusterSession, Key]] = []
-        with self.journal.step("generate-wrapping-pair", cluster=target.name,
-                               label=label) as after, \
+        with self.recorder.step("generate-wrapping-pair", cluster=target.name,
+                                label=label) as after, \
                 pkcs11_step(f"generate RSA-{wrapping.rsa_bits} wrapping pair", target.name):
             pub, self.private = target.session.generate_keypair(
                 KeyType.RSA, wrapping.rsa_bits, store=False, label=label,
@@ -46,8 +45,8 @@ class WrappingChannel:
                          check_value=identity.fingerprint(identity.rsa_public(pub)))
         try:
             self.fingerprint = identity.fingerprint(identity.rsa_public(pub))
-            with self.journal.step("import-public", cluster=source.name, label=label,
-                                   check_value=self.fingerprint) as after, \
+            with self.recorder.step("import-public", cluster=source.name, label=label,
+                                    check_value=self.fingerprint) as after, \
                     pkcs11_step("import the wrapping public key", source.name):
                 self.public = source.session.create_object({
                     Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
@@ -102,7 +101,7 @@ class WrappingChannel:
         for cluster, obj in reversed(self.live):
             try:
                 destruction.destroy(obj, destruction.own(obj, "a wrapping object of this run"),
-                                    cluster.name, self.journal, cluster=cluster.name,
+                                    cluster.name, self.recorder, cluster=cluster.name,
                                     handle=obj.handle, label=obj[Attribute.LABEL])
             except Exception as exc:  # noqa: BLE001 - reported, and gone with the session anyway
                 left.append(f"{cluster.name}: {type(exc).__name__}")

@@ -60,7 +60,7 @@ class Cleanup:
                                  "check the run id (the run directory's name under reports/, "
                                  "printed in the run's header)")
         self.target = profile.target.name
-        self.rec = journal.bind(run_id)
+        self.recorder = journal.bind(run_id)
         self.lines: list[str] = []
         self.ok = True
         self._destroyed: dict[str, list[dict[str, Any]]] | None = None  # see _retired
@@ -267,7 +267,7 @@ class Cleanup:
     def _destroy(self, obj: Object, permit: destruction.Permit, e: dict[str, Any], name: str,
                  how: str) -> None:
         uid = unique_id(obj) if e["unique_id"] else None
-        destruction.destroy(obj, permit, self.target, self.rec, key_label=e["key_label"],
+        destruction.destroy(obj, permit, self.target, self.recorder, key_label=e["key_label"],
                             cluster=self.target, handle=obj.handle, label=e["label"],
                             unique_id=uid, check_value=e["check_value"],
                             detail=f"keyparity cleanup of journal seq {e['seq']}: "

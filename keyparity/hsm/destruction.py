@@ -14,8 +14,8 @@ An object is destroyed only with a ``Permit`` for it, and there are two kinds:
   probe key, a proof's session key. A run's unwrapped copy of an inventory key is never
   "own": it is removed only as a second copy.
 
-``destroy(obj, permit, rec)`` is the one place keyparity calls C_DestroyObject
-(tests/test_destruction.py checks that no other module does), journaled through ``rec`` when
+``destroy(obj, permit, recorder)`` is the one place keyparity calls C_DestroyObject
+(tests/test_destruction.py checks that no other module does), journaled through ``recorder`` when
 given. The CloudHSM CLI backend deletes its wrapping objects by label: ``own_label`` permits
 exactly a run's wrapping labels, never an inventory label.
 """
@@ -28,6 +28,7 @@ from typing import Any
 from pkcs11.types import Object
 
 from ..errors import KeyMismatch, KeyNotFound, KeyparityError, pkcs11_step
+from ..journal.recorder import RunRecorder
 from . import proof
 from .locate import Side
 
@@ -87,16 +88,16 @@ def own_label(label: str, allowed: Collection[str], protected: Collection[str]) 
     return Permit(OWN, f"the run's wrapping object {label!r}", (label,))
 
 
-def destroy(obj: Object, permit: Permit, where: str, rec: Any = None, *,
-            step: str = "destroy the object", **journal: Any) -> None:
-    """Destroy ``obj`` under ``permit`` (Refused when it does not cover it); with ``rec``
-    (a journal Recorder) journaled before and after, ``journal`` the entry's fields."""
+def destroy(obj: Object, permit: Permit, where: str, recorder: RunRecorder | None = None, *,
+            step: str = "destroy the object", **fields: Any) -> None:
+    """Destroy ``obj`` under ``permit`` (Refused when it does not cover it); with a
+    ``recorder``, journaled before and after, ``fields`` the entry's fields."""
     if not permit.covers(obj):
         raise Refused(f"the permit ({permit.reason}) does not cover this object on {where}: "
                       "nothing destroyed")
-    if rec is None:
+    if recorder is None:
         with pkcs11_step(step, where):
             obj.destroy()
         return
-    with rec.step("destroy", **journal), pkcs11_step(step, where):
+    with recorder.step("destroy", **fields), pkcs11_step(step, where):
         obj.destroy()

@@ -20,7 +20,7 @@ plan's commitment, another template) fails and is not written.
 
 A key's failure is its own: the error is kept in its Migration and the next key goes on. After
 a session fault the sessions are reopened once; when that fails, every later key fails with
-that reason. The journal is always there (keyparity.journal.store.NullJournal for a
+that reason. The journal is always there (keyparity.journal.recorder.NullJournal for a
 benchmark's baseline), and so is the backend.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ import pkcs11.exceptions as p11
 from ..errors import (KeyMismatch, KeyNotExtractable, KeyNotFound, KeyparityError,
                       LabelConflict, PolicyError, TokenError)
 from ..journal.locks import Claim, KeyLocks
-from ..journal.store import NullJournal
+from ..journal.recorder import NullJournal, Recorder
 from ..profile import KeySpec, Profile
 from . import attributes, keyinfo, preflight, proof
 from .backend import Backend, Pkcs11Backend
@@ -111,19 +111,19 @@ class Migration:
 class Migrator:
     """Migrates (or, in verify-only mode, finds) inventory keys; memoises each key's outcome.
 
-    ``journal``: the write journal (a Journal, or NullJournal); ``backend``: how keys move
-    (default: PKCS #11); ``approval``: the signed plan the run follows (``refusal(spec,
+    ``journal``: the write journal (a Recorder: a Journal, or a NullJournal); ``backend``: how
+    keys move (default: PKCS #11); ``approval``: the signed plan the run follows (``refusal(spec,
     source, source_attributes)`` says why a key may not be written), None without one;
     ``locks``: the target's key locks (default: its lock directory, keyparity.hsm.lockdir)."""
 
     def __init__(self, profile: Profile, source: ClusterSession, target: ClusterSession,
-                 run_id: str, journal: Any = None, backend: Backend | None = None,
+                 run_id: str, journal: Recorder | None = None, backend: Backend | None = None,
                  approval: Any = None, locks: KeyLocks | None = None) -> None:
         self.profile, self.source, self.target, self.run_id = profile, source, target, run_id
         self.journal = journal if journal is not None else NullJournal()
-        self.rec = self.journal.bind(run_id)
+        self.recorder = self.journal.bind(run_id)
         self.backend = backend or Pkcs11Backend(source, target, profile.wrapping,
-                                                f"keyparity-wrap-{run_id}", self.rec)
+                                                f"keyparity-wrap-{run_id}", self.recorder)
         self.writes = profile.migration_mode == "migrate"
         self.approval = approval
         self.locks = locks if locks is not None or not self.writes else key_locks(target, run_id)
@@ -153,8 +153,8 @@ class Migrator:
     def ensure(self, spec: KeySpec) -> Migration:
         """The key's migration, performed on first use (with the rest of its chunk). The
         source attributes read for the move are let go once it is done (the evidence's
-        attribute table is read by its own test): at 10,000 keys they were 20 MiB kept to the
-        end of the run for nothing."""
+        attribute table is read by its own test), not kept to the end of the run: about 2 KiB
+        a key."""
         if spec.label not in self._done:
             m = self._done[spec.label] = Migration(spec)
             batch = [m]
@@ -272,7 +272,7 @@ class Migrator:
 
     def _took_over(self, claims: Iterable[Claim | None]) -> None:
         """A journal note for each lock whose holder ended holding it (killed, crashed)."""
-        self.rec.record_many([
+        self.recorder.record_many([
             ("note", "lock-takeover", {
                 "label": c.label, "cluster": self.target.name,
                 "detail": f"lock held by run {c.took_over} (pid {c.prior.get('pid')} on "
@@ -317,13 +317,13 @@ class Migrator:
             todo.append((m, {"key_label": m.spec.label, "cluster": self.target.name,
                              "label": m.spec.target_label,
                              "check_value": m.started.token() if m.started else None}))
-        befores = self.rec.record_many([("before", "unwrap", fields) for _, fields in todo])
+        befores = self.recorder.record_many([("before", "unwrap", fields) for _, fields in todo])
         for (m, _), entry in zip(todo, befores):
             m.journaled(entry)
         for m, fields in todo:
             if self._lost is not None:
-                m.journaled(self.rec.record("failed", "unwrap", **fields,
-                                            detail=f"not attempted: {self._lost}"))
+                m.journaled(self.recorder.record("failed", "unwrap", **fields,
+                                                 detail=f"not attempted: {self._lost}"))
             if self._guard(m, self._move_one, fields):
                 self._guard(m, self._prove)
             elif self._lost is None:
@@ -355,7 +355,7 @@ class Migrator:
                     self.target.refresh()
                 m.target = self.backend.move(m.spec, m.source, m.source_attributes)
         except Exception as exc:
-            m.journaled(self.rec.record("failed", "unwrap", **{
+            m.journaled(self.recorder.record("failed", "unwrap", **{
                 **fields, "detail": f"{type(exc).__name__}: {exc}"}))
             raise
         self._unwrapped.add(m.spec.target_label)
@@ -363,7 +363,7 @@ class Migrator:
         if self._unique_ids is not False:  # asked once: a token without it says so each time
             uid = unique_id(m.target.key)
             self._unique_ids = uid is not None
-        m.journaled(self.rec.record("after", "unwrap", **{
+        m.journaled(self.recorder.record("after", "unwrap", **{
             **fields, "handle": m.target.key.handle, "unique_id": uid}))
 
     def _look_after_failure(self, m: Migration) -> None:
@@ -383,7 +383,7 @@ class Migrator:
         m.detail += (f"; an object labelled {spec.target_label!r} IS on {tgt.name} now (the "
                      "token may have completed the unwrap): not verified in this run; the next "
                      "run proves it by KCV/fingerprint instead of unwrapping it again")
-        m.journaled(self.rec.record(
+        m.journaled(self.recorder.record(
             "note", "unwrap-outcome", key_label=spec.label, cluster=tgt.name,
             label=spec.target_label, handle=there.key.handle,
             detail="an object is under the label after a failed unwrap"))
@@ -434,7 +434,7 @@ class Migrator:
     def _flush_notes(self) -> None:
         notes, self._notes = self._notes, []
         if notes:
-            entries = self.rec.record_many([note for _, note in notes])
+            entries = self.recorder.record_many([note for _, note in notes])
             for (m, _), entry in zip(notes, entries):
                 m.journaled(entry)
 

@@ -7,7 +7,7 @@ from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11.types import Key
 
 from .. import vector_table
-from ..journal.store import NullJournal
+from ..journal.recorder import NullJournal
 from .channel import WrappingChannel
 from .cluster import ClusterSession, ObjectIndex
 from .identity import KCV_METHODS

@@ -2,7 +2,7 @@
 every run on that target sees (keyparity.hsm.lockdir says where), held with ``flock(2)``.
 
 Why a file lock and not a row of the journal: two runs with two journals (two checkouts, two
-``--hsm-journal`` paths) share no table, and each unwrapped every key. Why not an object on the
+``--hsm-journal`` paths) share no table, and would each unwrap every key. Why not an object on the
 token: the census would have to account for it, a crash would leave it on a production HSM,
 and PKCS #11 has no atomic create-if-absent.
 

@@ -9,8 +9,7 @@ deleting or reordering a row breaks the chain (``keyparity journal verify``). Th
 a truncated tail is detected against a signed head.
 
 The locks that keep two processes from moving one key are not here: they are files every run
-on the target sees, whatever its journal (keyparity.journal.locks). A journal written by an
-earlier version may hold a ``locks`` table: it is not read any more.
+on the target sees, whatever its journal (keyparity.journal.locks).
 
 Group commit. The Migrator unwraps the keys of a chunk together (``keyparity.hsm.migrate``): their
 locks are taken together and their ``before`` entries committed in ONE durable
@@ -54,9 +53,10 @@ from pathlib import Path
 from typing import Any
 
 from .chain import FIELDS, GENESIS, JournalError, entry_hash, open_error, require_intact, verify
+from .recorder import Entry, Item, RunRecorder
 
-__all__ = ["CREATES", "Journal", "JournalError", "NullJournal", "Recorder", "default_path",
-           "require_intact", "verify"]  # the last two: the chain's (chain.py)
+__all__ = ["CREATES", "Journal", "JournalError", "default_path", "require_intact",
+           "verify"]  # the last two: the chain's (chain.py)
 
 CREATES = ("generate-wrapping-pair", "import-public", "unwrap")  # actions that create objects
 _SCHEMA = """
@@ -77,7 +77,8 @@ def _now() -> str:
 
 
 class Journal:
-    """One connection to the journal database (open one per process)."""
+    """One connection to the journal database (open one per process); a Recorder
+    (keyparity.journal.recorder)."""
 
     def __init__(self, path: Path, hook: Callable[[dict[str, Any]], None] | None = None,
                  busy_timeout_ms: int = 30000, sync: str = "before") -> None:
@@ -150,12 +151,11 @@ class Journal:
 
     # ---- entries --------------------------------------------------------------------------
 
-    def record(self, run_id: str, phase: str, action: str, **fields: Any) -> dict[str, Any]:
+    def record(self, run_id: str, phase: str, action: str, **fields: Any) -> Entry:
         """Append one entry (phase: before | after | failed | note); returns it."""
         return self.record_many(run_id, [(phase, action, fields)])[0]
 
-    def record_many(self, run_id: str,
-                    items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    def record_many(self, run_id: str, items: list[Item]) -> list[Entry]:
         """Append several entries (phase, action, fields) in ONE transaction, chained in order;
         it is durable (fsynced) when any of them is a ``before``: group commit, one fsync for
         the ``before`` entries of a batch of keys. The hook sees each entry after the commit."""
@@ -197,15 +197,15 @@ class Journal:
         return {"head": row["hash"] if row else GENESIS, "last_seq": row["seq"] if row else 0,
                 "entries": n}
 
-    def last_unwrap(self, cluster: str, label: str) -> dict[str, Any] | None:
+    def last_unwrap(self, cluster: str, label: str) -> Entry | None:
         """The newest unwrap entry (any run) of a target label on a cluster."""
         row = self.db.execute(
             "SELECT * FROM entries WHERE action = 'unwrap' AND cluster = ? AND label = ? "
             "ORDER BY seq DESC LIMIT 1", (cluster, label)).fetchone()
         return dict(row) if row else None
 
-    def bind(self, run_id: str) -> Recorder:
-        return Recorder(self, run_id)
+    def bind(self, run_id: str) -> RunRecorder:
+        return RunRecorder(self, run_id)
 
     # ---- queries: the only SQL of keyparity (callers ask; they do not query) ---------------
 
@@ -230,7 +230,7 @@ class Journal:
             "SELECT 1 FROM entries WHERE run_id = ? AND action LIKE ? LIMIT 1",
             (run_id, f"{action_prefix}%")).fetchone() is not None
 
-    def actions(self, prefix: str) -> list[dict[str, Any]]:
+    def actions(self, prefix: str) -> list[Entry]:
         """Every entry of an action starting with ``prefix`` (``cli-``), in order."""
         return [dict(r) for r in self.db.execute(
             "SELECT * FROM entries WHERE action LIKE ? ORDER BY seq", (f"{prefix}%",))]
@@ -242,56 +242,3 @@ class Journal:
                                              "entries GROUP BY action, phase").fetchall()),
                 "entries": db.execute("SELECT COUNT(*) FROM entries").fetchone()[0],
                 "journal_mode": db.execute("PRAGMA journal_mode").fetchone()[0]}
-
-
-class Recorder:
-    """A journal bound to one run: ``with rec.step(action, **fields) as after: ...``."""
-
-    def __init__(self, journal: Journal, run_id: str) -> None:
-        self.journal, self.run_id = journal, run_id
-
-    def record(self, phase: str, action: str, **fields: Any) -> dict[str, Any]:
-        return self.journal.record(self.run_id, phase, action, **fields)
-
-    def record_many(self, items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        return self.journal.record_many(self.run_id, items)
-
-    @contextlib.contextmanager
-    def step(self, action: str, **fields: Any) -> Iterator[dict[str, Any]]:
-        """``before`` now; ``after`` with ``fields`` updated by the body, or ``failed``."""
-        self.record("before", action, **fields)
-        after: dict[str, Any] = dict(fields)
-        try:
-            yield after
-        except Exception as exc:
-            self.record("failed", action, **{**after, "detail": f"{type(exc).__name__}: {exc}"})
-            raise
-        self.record("after", action, **after)
-
-
-class NullJournal:
-    """A journal that keeps nothing, with the interface the migration uses: the benchmark's
-    baseline (the write journal's cost is measured against it). A pytest run always has a
-    real journal. Entries it hands back have no ``seq``."""
-
-    path = None
-
-    def bind(self, run_id: str) -> Recorder:
-        return Recorder(self, run_id)  # type: ignore[arg-type]
-
-    def record(self, run_id: str, phase: str, action: str, **fields: Any) -> dict[str, Any]:
-        return self.record_many(run_id, [(phase, action, fields)])[0]
-
-    def record_many(self, run_id: str,
-                    items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        return [{**dict.fromkeys(FIELDS), **fields, "run_id": run_id, "phase": phase,
-                 "action": action} for phase, action, fields in items]
-
-    def last_unwrap(self, cluster: str, label: str) -> None:
-        return None
-
-    def verified(self, run_id: str, cluster: str, label: str) -> bool:
-        return False
-
-    def close(self) -> None:
-        return None
