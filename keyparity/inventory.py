@@ -3,7 +3,7 @@
 The source token is logged in to once (``cluster.open_cluster`` through a ``LoginGate``: one
 C_Login, never retried), every key object is read (``census.scan``: public attributes only),
 and the inventory is printed as YAML ready to paste into the profile, or written as a
-CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.evidence.cbom).
+CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.formats.cbom).
 
 Each key becomes ``label``, ``type``, ``size`` (aes, generic-secret, rsa) or ``curve`` (ec),
 ``id`` (its CKA_ID, quoted hex; "" when empty) and ``disposition: rotate`` when the token
@@ -39,7 +39,7 @@ import yaml
 from pkcs11.exceptions import PKCS11Error
 
 from .errors import KeyparityError, describe
-from .evidence.cbom import ACTIVE, Asset, CbomError, document, to_json
+from .formats.cbom import ACTIVE, Asset, CbomError, document, to_json
 from .hsm import census, keyinfo
 from .hsm.census import Entry
 from .hsm.cluster import close_clusters, open_cluster

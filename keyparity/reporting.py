@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from _pytest._code.code import ExceptionRepr
 
-from . import run as runinfo
+from . import runinfo
 from .errors import KeyparityError
-from .evidence.allure import Results
+from .formats.allure import Results
 from .evidence import verdict as verdicts
 from .evidence.bundle import finalize
-from .evidence.evidence import Evidence
+from .evidence.facts import Evidence
 from .hsm import census, copies
 from .hsm.cluster import ClusterUnavailable, open_cluster
 from .hsm.login import LoginGate

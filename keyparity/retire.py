@@ -41,14 +41,14 @@ from pkcs11 import Attribute, ObjectClass
 from pkcs11.types import Key
 
 from . import rootdir
-from . import run as runinfo
+from . import runinfo
 from .cloudhsm import lineage, policy
 from .errors import KeyMismatch, KeyparityError, PolicyError
-from .evidence import approval
+from .attest import approval
 from .evidence.anchor import require_run_head
-from .evidence.signing import close_signers, load_signers, named_keys
-from .evidence.statement import sign_run, write_atomic
-from .evidence.verify import verify_run
+from .attest.signing import close_signers, load_signers, named_keys
+from .attest.statement import sign_run, write_atomic
+from .attest.verify import verify_run
 from .hsm import destruction, proof
 from .hsm.cluster import ClusterSession, open_cluster
 from .hsm.locate import Side, locate, locate_on_token

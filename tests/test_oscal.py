@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from keyparity.evidence.oscal import OBJECTIVE_ID, assessment_results, write_assessment_results
+from keyparity.formats.oscal import OBJECTIVE_ID, assessment_results, write_assessment_results
 
 trestle_ar = pytest.importorskip("trestle.oscal.assessment_results",
                                  reason="compliance-trestle is a test dependency (.[test])")

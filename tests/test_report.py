@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-from keyparity.evidence.report import render_report, write_report
+from keyparity.formats.report import render_report, write_report
 
 DATA = Path(__file__).parent / "data"
 PASS_GREEN = (0x1F, 0x7A, 0x3A)  # --pass in the template

@@ -10,7 +10,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "keyparity"
 # a module of the ground imports nothing of keyparity but other ground modules
-GROUND = {"keyparity.errors", "keyparity.secrets", "keyparity.profile", "keyparity.run",
+GROUND = {"keyparity.errors", "keyparity.secrets", "keyparity.profile", "keyparity.runinfo",
           "keyparity.module_env",
           "keyparity.vector_table", "keyparity.checks"}
 

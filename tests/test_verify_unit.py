@@ -1,4 +1,4 @@
-"""keyparity.evidence.verify.verify_run in detail, beyond tests/test_verify.py: the exact problems,
+"""keyparity.attest.verify.verify_run in detail, beyond tests/test_verify.py: the exact problems,
 notes and report lines (``checked``, ``lines()``) an auditor reads for each way a bundle can be
 wrong - unreadable files, malformed envelopes and statements, subject names that escape the
 run directory, thresholds at their edges, keys given twice or unknown - and the fields of the
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from keyparity.evidence import verify as verify_module
-from keyparity.evidence.statement import ENVELOPE, STATEMENT, sha256_file, sign_run
-from keyparity.evidence.verify import VerifyResult, verify_run
+from keyparity.attest import verify as verify_module
+from keyparity.attest.statement import ENVELOPE, STATEMENT, sha256_file, sign_run
+from keyparity.attest.verify import VerifyResult, verify_run
 
 RUN_ID = "20261123T155223Z-9a571f"
 FILES = {"evidence.json": b'{"verdict": "PASS"}\n', "report.html": b"<p>PASS</p>\n",

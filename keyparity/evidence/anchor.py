@@ -34,8 +34,8 @@ from ..errors import KeyparityError
 from ..journal.chain import anchor_problem, require_intact
 from ..journal.store import Journal
 from ..profile import Profile
-from .statement import STATEMENT, sign_run, write_atomic
-from .verify import verify_run
+from ..attest.statement import STATEMENT, sign_run, write_atomic
+from ..attest.verify import verify_run
 
 __all__ = ["AnchorError", "HEAD_PREFIX", "HEAD_TYPE", "require_covered", "require_run_head",
            "sign_head"]
@@ -100,7 +100,7 @@ def covering_head(journal: Path, upto: int, reports: Path, run_id: str | None,
 
 
 def _keys(profile: Profile, gate: Any) -> tuple[list[Any], dict[str, str]]:
-    from .signing import public_keys  # deferred: securesystemslib's signers import boto3
+    from ..attest.signing import public_keys  # deferred: securesystemslib's signers import boto3
     if not profile.evidence.signers:
         raise AnchorError(f"{profile.path}: evidence.signers: none, so no signed head of the "
                           "journal can be verified, and an entry anyone appended cannot be told "

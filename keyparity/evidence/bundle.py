@@ -2,7 +2,7 @@
 
 ``reports/<run-id>/`` then holds ``evidence.json``, ``report.html``,
 ``assessment-results.json`` (OSCAL), ``junit.xml`` (written by pytest), ``cbom.json``,
-``allure-results.tar.gz`` (keyparity.evidence.allure), and last ``statement.json`` with
+``allure-results.tar.gz`` (keyparity.formats.allure), and last ``statement.json`` with
 ``evidence.dsse.json``: a statement over
 every file of the directory, signed by the profile's ``evidence.signers``.
 
@@ -16,17 +16,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import run as runinfo
+from .. import runinfo
 from ..hsm.login import LoginGate
 from ..journal.store import Journal
 from ..profile import Profile
-from .allure import Results
+from ..formats.allure import Results
 from .baseline import write as write_baseline
-from .cbom import write_run_cbom
-from .digest import sha256_file
-from .evidence import Evidence
-from .oscal import write_assessment_results
-from .report import write_report
+from ..formats.cbom import write_run_cbom
+from ..attest.digest import sha256_file
+from .facts import Evidence
+from ..formats.oscal import write_assessment_results
+from ..formats.report import write_report
 
 UNSIGNED = "UNSIGNED: no evidence.signers in the profile"
 FAILED_EXIT = 1  # pytest.ExitCode.TESTS_FAILED: a run whose bundle is incomplete has failed
@@ -113,8 +113,8 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
     try:
         # deferred for start-up speed: securesystemslib imports boto3 (~0.65 s), needed only
         # when a run ends
-        from .signing import close_signers, load_signers
-        from .statement import sign_run
+        from ..attest.signing import close_signers, load_signers
+        from ..attest.statement import sign_run
         try:
             if profile.evidence.signers:
                 gate = LoginGate(runinfo.Run(predicate["run_id"], run_dir, 0).login_state)
@@ -126,7 +126,7 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
         out["errors"].append(f"signing failed: {_describe(exc)}")
         out["unsigned"] = "UNSIGNED: signing failed"
         try:
-            from .statement import sign_run
+            from ..attest.statement import sign_run
             path = sign_run(run_dir, [], predicate)
         except Exception as again:  # noqa: BLE001
             out["errors"].append(f"statement: {_describe(again)}")

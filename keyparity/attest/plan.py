@@ -15,7 +15,7 @@ written from the source before anything is written, and approved by the custodia
 ``write_plan`` makes both (``keyparity plan``; one login to the source, nothing written to any
 token), ``sign_plan`` adds one custodian's signature (``keyparity plan sign``), and
 ``verify_plan`` checks the signatures against a threshold and every digest (``keyparity plan
-verify``). The DSSE and statement pieces are keyparity.evidence.statement's and verify's.
+verify``). The DSSE and statement pieces are keyparity.attest.statement's and verify's.
 
 The unwrap template is built by the migration's own function (``attributes.unwrap_template``
 for the PKCS #11 backend, ``cloudhsm.backend.unwrap_attributes`` for the CloudHSM CLI), from

@@ -10,7 +10,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import jsonfile
+from ..formats import jsonfile
 from . import verdict as verdicts
 from .verdict import strip_group
 

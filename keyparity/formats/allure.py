@@ -33,7 +33,7 @@ import pytest
 
 from ..cloudhsm.cli_scope import EVERY_KEY
 from ..profile import KeySpec, Profile
-from .verdict import SUITE_OF
+from ..evidence.verdict import SUITE_OF
 
 PLUGIN = "allure_pytest"  # allure-pytest's pytest11 entry point name
 ARCHIVE = "allure-results.tar.gz"

@@ -47,8 +47,8 @@ from typing import Any
 
 from .. import __version__
 from . import jsonfile
-from .digest import sha256_file
-from .evidence import FAILED, key_verdict
+from ..attest.digest import sha256_file
+from ..evidence.facts import FAILED, key_verdict
 
 OSCAL_VERSION = "1.1.2"
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:keyparity:oscal")

@@ -21,8 +21,8 @@ from typing import Any
 
 import jinja2
 
-from .evidence import FAILED, key_verdict
-from .verdict import VERDICTS
+from ..evidence.facts import FAILED, key_verdict
+from ..evidence.verdict import VERDICTS
 
 TEMPLATE = "report.html.j2"
 # order of keys and tests on the page: what needs attention first

@@ -5,7 +5,7 @@ file of the run, each with its SHA-256, wrapped in a DSSE envelope signed by the
     reports/<run-id>/evidence.dsse.json  the DSSE envelope: payload (the same bytes), one
                                          signature per custodian (dual control)
 
-``keyparity verify`` (keyparity.evidence.verify) checks both offline with the custodians' public keys.
+``keyparity verify`` (keyparity.attest.verify) checks both offline with the custodians' public keys.
 """
 from __future__ import annotations
 
