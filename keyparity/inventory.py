@@ -46,7 +46,7 @@ from .hsm.cluster import close_clusters, open_cluster
 from .hsm.identity import KCV_METHODS
 from .hsm.keytypes import ASYMMETRIC, KEY_TYPES
 from .hsm.login import LoginGate
-from .profile import Cluster, ProfileError, _check_size, load_profile, resolve_profile_arg
+from .profile import Cluster, ProfileError, check_size, load_profile, resolve_profile_arg
 
 PROG = "keyparity inventory"
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
@@ -119,7 +119,7 @@ def _shape_problem(f: keyinfo.KeyFacts) -> str | None:
         return ProfileError(Path("inventory"), "", message)
 
     try:
-        _check_size(f.type, f.size, "size", fail)
+        check_size(f.type, f.size, "size", fail)
     except ProfileError as exc:
         return f"{f.describe()}: a profile does not accept this size ({exc.message})"
     return None
