@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 from pkcs11.exceptions import PKCS11Error
 
+from . import atomic
 from .errors import KeyparityError, describe
 from .formats.cbom import ACTIVE, Asset, CbomError, document, to_json
 from .hsm import census, keyinfo
@@ -304,7 +305,7 @@ def command(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if args.out:
         try:
-            Path(args.out).write_text(text)
+            atomic.write(Path(args.out), text)
         except OSError as exc:
             return error(2, f"cannot write {args.out}: {exc.strerror or exc}")
         print(f"{PROG}: {len(found.keys)} keys of {spec.name} ({len(found.exclude)} "

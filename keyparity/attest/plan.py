@@ -39,6 +39,7 @@ from pkcs11.constants import DEFAULT
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Key, Signer
 
+from .. import atomic
 from ..cloudhsm.backend import unwrap_attributes
 from ..errors import KeyparityError
 from ..hsm import attributes, census, identity, keyinfo, proof
@@ -50,7 +51,7 @@ from ..profile import Cluster, KeySpec, Profile
 from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, Verification, add_signature, canonical_json,
                        check_signatures, parse_statement, read_envelope, required_signatures,
                        show, verifies)
-from .statement import sha256_file, write_atomic
+from .statement import sha256_file
 
 __all__ = ["PLAN", "PLAN_ENVELOPE", "PREDICATE_TYPE", "PlanError", "PlanResult", "cluster_record",
            "draft", "planned_key", "sign_plan", "unwrap_record", "verify_plan", "wrapping_record",
@@ -221,7 +222,7 @@ def write_plan(profile: Profile, out: Path, signers: list[Signer], gate: LoginGa
                             f"{signer.public_key.keyid[:16]}); dual control needs distinct keys")
         add_signature(envelope, signer)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / PLAN, data)
+    atomic.write(out / PLAN, data)
     _write_envelope(out, envelope)
     return out / PLAN
 
@@ -231,7 +232,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _write_envelope(out: Path, envelope: Envelope) -> None:
-    write_atomic(out / PLAN_ENVELOPE,
+    atomic.write(out / PLAN_ENVELOPE,
                  (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
 
 

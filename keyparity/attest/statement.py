@@ -18,6 +18,7 @@ from pathlib import Path
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Signer
 
+from .. import atomic
 from .digest import sha256_file
 from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, EvidenceError, add_signature, canonical_json,
                        signer_name)
@@ -25,7 +26,7 @@ from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, EvidenceError, add_signatur
 __all__ = [
     "ENVELOPE", "PAYLOAD_TYPE", "PREDICATE_TYPE", "STATEMENT", "STATEMENT_TYPE",
     "EvidenceError", "add_signature", "build_statement", "canonical_json", "sign_run", "signer_info",
-    "sha256_file", "subjects", "walk", "write_atomic",
+    "sha256_file", "subjects", "walk",
 ]
 
 STATEMENT = "statement.json"
@@ -128,21 +129,8 @@ def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
                                 f"(keyid {keyid[:16]}); dual control needs distinct keys")
         seen[keyid] = name
         add_signature(envelope, signer)
-    write_atomic(run_dir / STATEMENT, payload)
+    atomic.write(run_dir / STATEMENT, payload)
     path = run_dir / ENVELOPE
-    write_atomic(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
+    atomic.write(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
     return path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all (a temporary file beside it, fsynced, renamed)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 

@@ -30,11 +30,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from ..errors import KeyparityError
 from ..journal.chain import anchor_problem, require_intact
 from ..journal.store import Journal
 from ..profile import Profile
-from ..attest.statement import STATEMENT, sign_run, write_atomic
+from ..attest.statement import STATEMENT, sign_run
 from ..attest.verify import verify_run
 
 __all__ = ["AnchorError", "HEAD_PREFIX", "HEAD_TYPE", "require_covered", "require_run_head",
@@ -159,7 +160,7 @@ def sign_head(journal: Path, reports: Path, profile: Profile, signers: list[Any]
         j.close()
     out = reports / f"{HEAD_PREFIX}{head_id}"
     out.mkdir(parents=True)
-    write_atomic(out / HEAD_FILE, (json.dumps({"journal": head, "profile": profile.name},
+    atomic.write(out / HEAD_FILE, (json.dumps({"journal": head, "profile": profile.name},
                                               indent=2, sort_keys=True) + "\n").encode())
     sign_run(out, signers, {
         "run_id": out.name, "profile": profile.name, "profile_sha256": profile.sha256,

@@ -13,7 +13,6 @@ are optional here and rendered only when present.
 from __future__ import annotations
 
 import functools
-import os
 import shlex
 from collections import Counter
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import jinja2
 
+from .. import atomic
 from ..evidence.verdict import FAILED, NOT_RECORDED
 
 TEMPLATE = "report.html.j2"
@@ -354,8 +354,4 @@ def write_report(run_dir: Path, doc: dict) -> Path:
     """Write ``run_dir/report.html`` (atomically) and return its path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "report.html"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(render_report(doc), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write(run_dir / "report.html", render_report(doc))
