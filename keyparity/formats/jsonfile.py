@@ -34,8 +34,7 @@ def _records(value: Any) -> bool:
 def chunks(value: Any, depth: int = 0) -> Iterator[str]:
     """``value`` as JSON in the layout above, piece by piece (a record per piece): ``write``
     streams them to the file, so that a 10,000-key evidence.json is never one string in
-    memory (with its lines and its encoded copy that was three times the file, at the end of
-    the run when memory peaks)."""
+    memory, nor its encoded copy, at the end of the run when memory peaks."""
     pad, inner = " " * depth, " " * (depth + 1)
     if _records(value):
         items = ((f"{inner}{_compact(v)}" for v in value) if isinstance(value, list) else
