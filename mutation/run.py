@@ -67,6 +67,10 @@ MODULES: dict[str, Module] = {
     "verify": Module("keyparity/attest/verify.py",
                      ("tests/test_verify.py", "tests/test_verify_unit.py"),
                      deselect=NO_CHILDREN),
+    # the envelope both verifications read (the signatures, the threshold, the statement)
+    "envelope": Module("keyparity/attest/envelope.py",
+                       ("tests/test_verify.py", "tests/test_verify_unit.py"),
+                       deselect=NO_CHILDREN),
     # tests/test_verify.py signs a bundle in every test's fixture: with it, each of the two
     # mutants of walk() that loop for ever costs minutes before its timeout, and it kills no
     # mutant that tests/test_statement_unit.py does not
