@@ -32,7 +32,7 @@ def _softhsm_restore(args: argparse.Namespace) -> int:
 
 
 def _demo_custodians(args: argparse.Namespace) -> int:
-    from .evidence.custodians import file_custodian, token_custodian
+    from .attest.custodians import file_custodian, token_custodian
     state = Path(args.state)
     one = file_custodian(state / "evidence", "custodian-1")
     two = token_custodian(state / "softhsm", state / "evidence", "custodian-2")
@@ -93,7 +93,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _pem_keys(paths: list[str]) -> tuple[list[Any], dict[str, str], str | None]:
     """Custodians' PEM public keys (``--key``): (keys, key id -> file, None), or a usage
     error's sentence as the third item."""
-    from .evidence.signing import public_key_from_pem
+    from .attest.signing import public_key_from_pem
     keys, names = [], {}
     for path in paths:
         try:
@@ -109,8 +109,8 @@ def _pem_keys(paths: list[str]) -> tuple[list[Any], dict[str, str], str | None]:
 
 def _verify(args: argparse.Namespace) -> int:
     """0: verified; 1: verification failed (what differs is printed); 2: usage error."""
-    from .evidence.signing import kms_public_key
-    from .evidence.verify import verify_run
+    from .attest.signing import kms_public_key
+    from .attest.verify import verify_run
 
     def usage(message: str) -> int:
         print(f"keyparity verify: error: {message}", file=sys.stderr)
@@ -149,8 +149,8 @@ def _usage(command: str, message: str) -> int:
 def _plan(args: argparse.Namespace) -> int:
     """``keyparity plan PROFILE``: 0 written; 1 a token, login or signer error, or keys that
     cannot be planned; 2 usage (a profile without evidence.signers, an unknown --signer)."""
-    from .evidence.plan import write_plan
-    from .evidence.signing import close_signers, load_signer
+    from .attest.plan import write_plan
+    from .attest.signing import close_signers, load_signer
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     specs = {s.name: s for s in profile.evidence.signers}
     if not specs:
@@ -181,8 +181,8 @@ def _plan(args: argparse.Namespace) -> int:
 def _plan_sign(args: argparse.Namespace) -> int:
     """``keyparity plan sign DIR``: 0 signed (or signed by this key already); 1 a plan whose
     plan.json changed, or a signer error; 2 usage."""
-    from .evidence.plan import sign_plan
-    from .evidence.signing import close_signers, load_signer
+    from .attest.plan import sign_plan
+    from .attest.signing import close_signers, load_signer
     if not Path(args.plan_dir).is_dir():
         return _usage("plan sign", f"plan directory not found: {args.plan_dir}")
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
@@ -201,7 +201,7 @@ def _plan_sign(args: argparse.Namespace) -> int:
 
 def _plan_verify(args: argparse.Namespace) -> int:
     """``keyparity plan verify DIR``: 0 verified; 1 failed (every problem printed); 2 usage."""
-    from .evidence.plan import verify_plan
+    from .attest.plan import verify_plan
 
     def usage(message: str) -> int:
         return _usage("plan verify", message)
@@ -285,7 +285,7 @@ def _target_locks(args: argparse.Namespace, command: str) -> Any:
     from .hsm.cluster import find_token, load_module, token_info
     from .hsm.lockdir import scope
     from .journal.locks import KeyLocks
-    from .run import new_run_id
+    from .runinfo import new_run_id
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     if profile.target is None:
         raise PolicyError(f"{profile.name} is a {profile.migration_mode} profile: no run of it "
@@ -355,8 +355,8 @@ def _journal_sign_head(args: argparse.Namespace) -> int:
     """0: the journal's head is signed (its directory printed); 1: a broken chain or a signer
     error; 2: usage (no journal, no signers)."""
     from .evidence.anchor import sign_head
-    from .evidence.signing import close_signers, load_signers
-    from .run import new_run_id
+    from .attest.signing import close_signers, load_signers
+    from .runinfo import new_run_id
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     path = _journal_path(args)
     if not path.is_file():

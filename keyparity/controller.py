@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from . import run as runinfo
+from . import runinfo
 from . import settle
 from .cloudhsm import cli_scope, policy
-from .evidence import allure, junit
+from .formats import allure, junit
 from .evidence import verdict as verdicts
-from .evidence.evidence import Evidence
+from .evidence.facts import Evidence
 from .hsm.cluster import find_token, load_module, token_info
 from .interrupts import Interrupts
 from .profile import Profile

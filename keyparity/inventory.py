@@ -3,7 +3,7 @@
 The source token is logged in to once (``cluster.open_cluster`` through a ``LoginGate``: one
 C_Login, never retried), every key object is read (``census.scan``: public attributes only),
 and the inventory is printed as YAML ready to paste into the profile, or written as a
-CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.evidence.cbom).
+CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.formats.cbom).
 
 Each key becomes ``label``, ``type``, ``size`` (aes, generic-secret, rsa) or ``curve`` (ec),
 ``id`` (its CKA_ID, quoted hex; "" when empty) and ``disposition: rotate`` when the token
@@ -38,15 +38,16 @@ from typing import Any
 import yaml
 from pkcs11.exceptions import PKCS11Error
 
+from . import atomic
 from .errors import KeyparityError, describe
-from .evidence.cbom import ACTIVE, Asset, CbomError, document, to_json
+from .formats.cbom import ACTIVE, Asset, CbomError, document, to_json
 from .hsm import census, keyinfo
 from .hsm.census import Entry
 from .hsm.cluster import close_clusters, open_cluster
 from .hsm.identity import KCV_METHODS
 from .hsm.keytypes import ASYMMETRIC, KEY_TYPES
 from .hsm.login import LoginGate
-from .profile import Cluster, ProfileError, _check_size, load_profile, resolve_profile_arg
+from .profile import Cluster, ProfileError, check_size, load_profile, resolve_profile_arg
 
 PROG = "keyparity inventory"
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
@@ -119,7 +120,7 @@ def _shape_problem(f: keyinfo.KeyFacts) -> str | None:
         return ProfileError(Path("inventory"), "", message)
 
     try:
-        _check_size(f.type, f.size, "size", fail)
+        check_size(f.type, f.size, "size", fail)
     except ProfileError as exc:
         return f"{f.describe()}: a profile does not accept this size ({exc.message})"
     return None
@@ -304,7 +305,7 @@ def command(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if args.out:
         try:
-            Path(args.out).write_text(text)
+            atomic.write(Path(args.out), text)
         except OSError as exc:
             return error(2, f"cannot write {args.out}: {exc.strerror or exc}")
         print(f"{PROG}: {len(found.keys)} keys of {spec.name} ({len(found.exclude)} "

@@ -1,8 +1,8 @@
 """The pytest plugin (registered through the ``pytest11`` entry point): the ``--hsm-*``
 options, configuration settled once (keyparity.settle), the report header, the hooks that
-parametrize, order and plan the suites' tests, and the fixtures that hand out library
+parametrize, order and batch the suites' tests, and the fixtures that hand out library
 objects. The work lives elsewhere: the run's start (keyparity.controller), the evidence and
-the bundle (keyparity.reporting), the chunks (keyparity.plan), xdist (keyparity.xdist_compat),
+the bundle (keyparity.reporting), the chunks (keyparity.chunks), xdist (keyparity.xdist_compat),
 the migration (keyparity.hsm.migrate)."""
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from . import plan, settle, xdist_compat
-from . import run as runinfo
+from . import chunks, settle, xdist_compat
+from . import runinfo
 from .cloudhsm.backend import CliBackend
 from .cloudhsm import cli_scope, policy
 from .controller import start_run
 from .errors import KeyparityError
-from .evidence import allure as allure_support
+from .formats import allure as allure_support
 from .evidence import verdict as verdicts
 from .hsm.cluster import ClusterSession, close_clusters, open_cluster
 from .hsm.lockdir import key_locks
@@ -28,8 +28,8 @@ from .hsm.migrate import Migrator
 from .journal.store import Journal, default_path
 from .profile import KeySpec, Profile
 from .reporting import TEST
-from .stash import (ALLURE, APPROVAL, BASELINE, DESELECTED, DESELECTED_BY_SUITE, EVIDENCE,
-                    JOURNAL, LOCK_DIR, PLAN, PROFILE, RUN, WRITE_MODE)
+from .stash import (ALLURE, APPROVAL, BASELINE, BATCHES, DESELECTED, DESELECTED_BY_SUITE,
+                    EVIDENCE, JOURNAL, LOCK_DIR, PROFILE, RUN, WRITE_MODE)
 
 HSM_FIXTURES = {"hsm_profile", "hsm_run", "hsm_evidence", "inventory_key", "source_cluster",
                 "target_cluster", "migrator"}
@@ -100,7 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settle.space(config, profile, write_mode, config.stash[JOURNAL])
         if not config.option.collectonly:
             settle.signers(profile)
-    approved = settle.plan(config, profile, xdist_compat.verified_plan(config))
+    approved = settle.signed_plan(config, profile, xdist_compat.verified_plan(config))
     if approved is not None:
         config.stash[APPROVAL] = approved
     config.stash[PROFILE] = profile
@@ -166,7 +166,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"keyparity: {role}: {c['name']}, {c['mode']}{kind} (declared{checked}), "
                      f"{desc}, module {c['module']}")
     lines.append(f"keyparity: journal {config.stash[JOURNAL]}; keys in chunks of "
-                 f"{plan.size_for(config)} (one xdist group and one durable journal commit "
+                 f"{chunks.size_for(config)} (one xdist group and one durable journal commit "
                  "each; --hsm-batch)")
     if LOCK_DIR in config.stash:
         lines.append(f"keyparity: key locks in {config.stash[LOCK_DIR]} (one per target key, "
@@ -189,7 +189,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             None, id=cli_scope.EVERY_KEY, marks=pytest.mark.skip(reason=none_to_check))])
         return
     metafunc.parametrize("inventory_key", [
-        pytest.param(k, id=k.label if k else "no-profile", marks=plan.group(k, config))
+        pytest.param(k, id=k.label if k else "no-profile", marks=chunks.group(k, config))
         for k in keys])
 
 
@@ -288,7 +288,7 @@ def _param(value: Any) -> str:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    plan.plan(session)
+    chunks.batch(session)
     if PROFILE in session.config.stash:
         # The collected items live until the run ends: out of the garbage collector's sight,
         # a full collection no longer walks 150,000 of them (issue 13: the exit's collections
@@ -375,7 +375,7 @@ def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
                  backend=backend, approval=pytestconfig.stash.get(APPROVAL, None), locks=locks)
     if m.writes:
         m.backend.start()
-    m.plan(pytestconfig.stash.get(PLAN, []))
+    m.set_batches(pytestconfig.stash.get(BATCHES, []))
     yield m
     left = m.close()
     journal.close()

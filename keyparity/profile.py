@@ -831,7 +831,7 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
     prefix = f"keys[{index}]"
     key_type = raw["type"]
     size = int(raw["size"]) if "size" in raw else None
-    _check_size(key_type, size, f"{prefix}.size", fail)
+    check_size(key_type, size, f"{prefix}.size", fail)
     curve = raw.get("curve")
     if key_type == "ec" and curve is None:
         raise fail(f"{prefix}.curve", "required field missing for type ec")
@@ -865,7 +865,9 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
     )
 
 
-def _check_size(key_type: str, size: int | None, field: str, fail: _Fail) -> None:
+def check_size(key_type: str, size: int | None, field: str, fail: _Fail) -> None:
+    """A key's ``size`` for its type (``fail(field, why)`` when it breaks the rule): a profile's
+    keys and the inventory's scan are held to the same rule."""
     if key_type in ("des2", "des3", "ec"):
         if size is not None:
             raise fail(field, f"not allowed for type {key_type}")

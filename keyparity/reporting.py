@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from _pytest._code.code import ExceptionRepr
 
-from . import run as runinfo
+from . import runinfo
 from .errors import KeyparityError
-from .evidence.allure import Results
+from .formats.allure import Results
 from .evidence import verdict as verdicts
 from .evidence.bundle import finalize
-from .evidence.evidence import Evidence
+from .evidence.facts import Evidence
 from .hsm import census, copies
 from .hsm.cluster import ClusterUnavailable, open_cluster
 from .hsm.login import LoginGate
@@ -28,7 +28,7 @@ from .stash import DESELECTED_BY_SUITE, EVIDENCE, JOURNAL
 
 # Everything the controller keeps for the bundle (the evidence, pytest's reports) lives until
 # the run ends; every this many reports it is moved out of the garbage collector's walk
-# (gc.freeze), so that full collections stay short however long the run (issue 13).
+# (gc.freeze), so that full collections stay short however long the run.
 FREEZE_EVERY = 20_000
 # pytest's terminal reporter keeps every report, the passed set-ups and teardowns too (under
 # the category "", which its summaries ignore; only -rP/-rA shows their captured output): two

@@ -40,15 +40,15 @@ from typing import Any
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.types import Key
 
-from . import rootdir
-from . import run as runinfo
+from . import atomic, rootdir
+from . import runinfo
 from .cloudhsm import lineage, policy
 from .errors import KeyMismatch, KeyparityError, PolicyError
-from .evidence import approval
+from .attest import approval
 from .evidence.anchor import require_run_head
-from .evidence.signing import close_signers, load_signers, named_keys
-from .evidence.statement import sign_run, write_atomic
-from .evidence.verify import verify_run
+from .attest.signing import close_signers, load_signers, named_keys
+from .attest.statement import sign_run
+from .attest.verify import verify_run
 from .hsm import destruction, proof
 from .hsm.cluster import ClusterSession, open_cluster
 from .hsm.locate import Side, locate, locate_on_token
@@ -341,7 +341,7 @@ def _write(r: Retirement, backups: dict[str, Any]) -> Path:
            "plan": r.plan.record() if r.plan else None, "backups": backups,
            "counts": counts, "keys": r.keys}
     data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    write_atomic(out / RETIREMENT, data)
+    atomic.write(out / RETIREMENT, data)
     verdict = "RETIRED" if r.ok else "INCOMPLETE"
     headline = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     sign_run(out, r.signers, {

@@ -7,7 +7,7 @@ space), the profile (its schema and rules: keyparity.profile), the FIPS policy a
 production guard (keyparity.cloudhsm.policy), that source and target are two tokens, that a
 re-verify run's baseline verifies, that the write journal's chain is intact when the run
 may write, and that the signed plan of ``--hsm-plan`` verifies and is what the profile and
-the source hold now (keyparity.evidence.approval).
+the source hold now (keyparity.attest.approval).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import pytest
 from . import xdist_compat
 from .cloudhsm import kms_stores, policy
 from .errors import KeyparityError
-from .evidence import approval
+from .attest import approval
 from .evidence.baseline import Baseline
 from .evidence.baseline import load as load_baseline
 from .evidence.baseline import load_verified
@@ -222,7 +222,7 @@ def signers(profile: Profile) -> None:
     the process's, for the bundle at the end (no second login)."""
     if not profile.evidence.signers:
         return
-    from .evidence.signing import close_signers, load_signers  # securesystemslib: ~0.65 s
+    from .attest.signing import close_signers, load_signers  # securesystemslib: ~0.65 s
     try:
         close_signers(load_signers(profile.evidence, profile.module_env, LoginGate(None)))
     except KeyparityError as exc:
@@ -262,7 +262,7 @@ def lock_dir(profile: Profile, write_mode: policy.WriteMode,
     return where
 
 
-def plan(config: pytest.Config, profile: Profile,
+def signed_plan(config: pytest.Config, profile: Profile,
          verified: dict[str, Any] | None = None) -> approval.Approval | None:
     """The signed plan of ``--hsm-plan`` (None without one), verified and compared with the
     profile and the source before anything is written (UsageError, one line, otherwise).

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from . import run as runinfo
+from . import runinfo
 from .cloudhsm import policy
-from .evidence.approval import Approval
+from .attest.approval import Approval
 from .evidence.baseline import Baseline
-from .evidence.evidence import Evidence
+from .evidence.facts import Evidence
 from .profile import KeySpec, Profile
 
 PROFILE = pytest.StashKey[Profile]()
@@ -20,7 +20,7 @@ EVIDENCE = pytest.StashKey[Evidence]()  # the controller's only
 DESELECTED = pytest.StashKey[int]()  # suite tests deselected for want of a profile
 JOURNAL = pytest.StashKey[Path]()
 CHUNKS = pytest.StashKey[dict[str, str]]()  # key label -> its chunk (the xdist group)
-PLAN = pytest.StashKey[list[list[KeySpec]]]()  # the selected keys to migrate, per chunk
+BATCHES = pytest.StashKey[list[list[KeySpec]]]()  # the selected keys to migrate, per chunk
 DESELECTED_BY_SUITE = pytest.StashKey[dict[str, int]]()  # -k, -m, --deselect: per suite
 # Allure: where the user asked for results (--alluredir), None for the run's archive, False off
 ALLURE = pytest.StashKey["Path | None | bool"]()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from . import run as runinfo
+from . import runinfo
 
 
 def default_to_loadgroup(config: pytest.Config) -> None:

@@ -64,13 +64,17 @@ MODULES: dict[str, Module] = {
     "vectors": Module("keyparity/hsm/vectors.py", ("tests/test_vectors_unit.py",)),
     # the vectors' parameter classes (Cipher.param) and allowed/defaults, as data
     "vector_table": Module("keyparity/vector_table.py", ("tests/test_vector_table_unit.py",)),
-    "verify": Module("keyparity/evidence/verify.py",
+    "verify": Module("keyparity/attest/verify.py",
                      ("tests/test_verify.py", "tests/test_verify_unit.py"),
                      deselect=NO_CHILDREN),
+    # the envelope both verifications read (the signatures, the threshold, the statement)
+    "envelope": Module("keyparity/attest/envelope.py",
+                       ("tests/test_verify.py", "tests/test_verify_unit.py"),
+                       deselect=NO_CHILDREN),
     # tests/test_verify.py signs a bundle in every test's fixture: with it, each of the two
     # mutants of walk() that loop for ever costs minutes before its timeout, and it kills no
     # mutant that tests/test_statement_unit.py does not
-    "statement": Module("keyparity/evidence/statement.py",
+    "statement": Module("keyparity/attest/statement.py",
                         ("tests/test_statement_unit.py", "tests/test_signing.py"),
                         deselect="not kms and not pkcs11_signer"),
     # the whole module: chain.py is the chain check and nothing else (entry_hash, verify,

@@ -98,7 +98,7 @@ class Lab:
 
     def custodian(self, name: str = "lab-custodian") -> dict[str, Any]:
         """An ``evidence:`` block with one file custodian of this lab (ECDSA P-384, 0600)."""
-        from keyparity.evidence.custodians import file_custodian
+        from keyparity.attest.custodians import file_custodian
         file_custodian(self.root / "evidence", name)
         key = self.root / "evidence" / f"{name}.key.pem"
         return {"signers": [{"name": name, "type": "file", "path": str(key)}], "threshold": 1}

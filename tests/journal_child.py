@@ -53,7 +53,7 @@ def main(profile_path: str, journal_path: str, run_id: str, state: str,
     if os.environ.get("JOURNAL_CHILD_BARRIER"):
         barrier(tgt, os.environ["JOURNAL_CHILD_BARRIER"], run_id)
     if os.environ.get("JOURNAL_CHILD_CHUNK"):
-        m.plan(chunks(profile.keys, int(os.environ["JOURNAL_CHILD_CHUNK"])))
+        m.set_batches(chunks(profile.keys, int(os.environ["JOURNAL_CHILD_CHUNK"])))
     out = {}
     for spec in profile.keys:
         r = m.ensure(spec)

@@ -5,7 +5,7 @@
 
 SPEC.json: {"lab": dir, "evidence_dir": dir, "profile": path, "run_dir": dir,
             "payload_hex": hex, "state": path}
-  1. makes the demo's token custodian in the lab (keyparity.evidence.custodians.token_custodian: an
+  1. makes the demo's token custodian in the lab (keyparity.attest.custodians.token_custodian: an
      EC P-384 key generated inside the token "custodian", non-extractable) and exports its
      public key;
   2. loads the profile's evidence signers (file + pkcs11) through a LoginGate, signs the
@@ -24,14 +24,14 @@ from pathlib import Path
 import pkcs11.exceptions as p11
 from pkcs11 import Attribute
 
-from keyparity.evidence.custodians import token_custodian
+from keyparity.attest.custodians import token_custodian
 from keyparity.hsm.cluster import close_clusters
 from keyparity.errors import KeyparityError, LoginError
 from keyparity.hsm.login import LoginGate
 from keyparity.profile import load_profile
 from keyparity.secrets import SecretRef
-from keyparity.evidence.signing import Pkcs11Signer, close_signers, load_signer, load_signers
-from keyparity.evidence.statement import sign_run
+from keyparity.attest.signing import Pkcs11Signer, close_signers, load_signer, load_signers
+from keyparity.attest.statement import sign_run
 
 
 def error(call) -> dict:

@@ -1,4 +1,4 @@
-"""keyparity's own Allure writer (keyparity.evidence.allure.Results): a tar archive any tar
+"""keyparity's own Allure writer (keyparity.formats.allure.Results): a tar archive any tar
 reads, one result per test with allure-pytest's labels and statuses, a passing test's facts
 left in evidence.json and a failing test's attached, secrets masked."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from keyparity.evidence import allure
+from keyparity.formats import allure
 
 PROFILE: Any = SimpleNamespace(source=SimpleNamespace(name="hsm1"),
                                target=SimpleNamespace(name="hsm2"), pair="hsm1 -> hsm2")

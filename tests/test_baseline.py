@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 
 
 from keyparity.evidence import verdict
-from keyparity.evidence.custodians import file_custodian
+from keyparity.attest.custodians import file_custodian
 from keyparity.hsm.softhsm import restore_copy
 
 SCHEMA = Draft202012Validator(json.loads(
@@ -256,7 +256,7 @@ def test_a_reverify_past_the_rollback_deadline_says_so_first_in_its_headline(tmp
     import datetime as dt
 
     from keyparity.cloudhsm import lineage
-    from keyparity.evidence.evidence import Evidence
+    from keyparity.evidence.facts import Evidence
     from keyparity.profile import KeySpec
 
     state = lineage.ClusterState(

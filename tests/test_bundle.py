@@ -21,8 +21,8 @@ import pytest
 from conftest import DEMO_KEYS, NOTHING_TO_CHECK_HERE, evidence, run_suites
 from jsonschema import Draft202012Validator
 
-from keyparity.evidence.custodians import file_custodian
-from keyparity.evidence.evidence import SCHEMA_VERSION
+from keyparity.attest.custodians import file_custodian
+from keyparity.evidence.facts import SCHEMA_VERSION
 
 SCHEMA = json.loads(resources.files("keyparity.schemas").joinpath("evidence.schema.json")
                     .read_text("utf-8"))
@@ -426,5 +426,5 @@ def test_allure_masks_secret_parameters_and_names_keys_by_label(lab, suites):
     ("passed", "", None),
 ])
 def test_allure_categories_sort_keyparity_failure_messages(status, message, expected):
-    from keyparity.evidence.allure import CATEGORIES
+    from keyparity.formats.allure import CATEGORIES
     assert category(CATEGORIES, status, message) == expected

@@ -18,7 +18,7 @@ from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
 
 from keyparity import __version__
-from keyparity.evidence import cbom
+from keyparity.formats import cbom
 
 
 def _assets(n: int, state: str = cbom.ACTIVE) -> list[cbom.Asset]:

@@ -22,11 +22,11 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from test_bad_input import SPY, edit_profile, spy_logins
 
-from keyparity.evidence import cbom
+from keyparity.formats import cbom
 from keyparity import inventory
 from keyparity.hsm import keyinfo
 from keyparity.hsm.census import Entry
-from keyparity.evidence.custodians import file_custodian
+from keyparity.attest.custodians import file_custodian
 from keyparity.profile import load_profile
 from keyparity.hsm.seed import key_id
 

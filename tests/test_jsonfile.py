@@ -1,10 +1,10 @@
-"""keyparity.evidence.jsonfile: the bundle's JSON layout, written piece by piece."""
+"""keyparity.formats.jsonfile: the bundle's JSON layout, written piece by piece."""
 from __future__ import annotations
 
 import json
 
-from keyparity.evidence import jsonfile
-from keyparity.evidence.digest import sha256_file
+from keyparity.formats import jsonfile
+from keyparity.attest.digest import sha256_file
 
 DOC = {"run": {"run_id": "r", "nested": {"deep": {"deeper": [1, 2]}}},
        "keys": {f"k{i}": {"label": f"k{i}", "vectors": [{"ok": True}]} for i in range(10)},

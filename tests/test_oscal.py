@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from keyparity.evidence.oscal import OBJECTIVE_ID, assessment_results, write_assessment_results
+from keyparity.formats.oscal import OBJECTIVE_ID, assessment_results, write_assessment_results
 
 trestle_ar = pytest.importorskip("trestle.oscal.assessment_results",
                                  reason="compliance-trestle is a test dependency (.[test])")
@@ -208,3 +208,19 @@ def test_the_document_is_byte_for_byte_the_recorded_one(sample: str, tmp_path: P
     doc = json.loads((run_dir / "evidence.json").read_text())
     got = write_assessment_results(run_dir, doc).read_bytes()
     assert got == (DATA / sample.replace("evidence-", "oscal-expected-")).read_bytes()
+
+
+def test_each_finding_carries_the_key_verdict_the_run_recorded() -> None:
+    """The OSCAL document renders the recorded verdict and never decides one: a key recorded
+    ``partial`` whose tests all passed is not satisfied, and one with no recorded verdict
+    says so."""
+    doc = json.loads((DATA / "evidence-sample.json").read_text())
+    doc["keys"]["data-aes256"]["verdict"] = "partial"
+    del doc["keys"]["api-hmac"]["verdict"]
+    ar = assessment_results(doc, "00" * 32)["assessment-results"]
+    findings = {prop(f, "key-label"): f for f in ar["results"][0]["findings"]}
+    assert prop(findings["data-aes256"], "verdict") == "partial"
+    assert findings["data-aes256"]["target"]["status"]["state"] == "not-satisfied"
+    assert prop(findings["api-hmac"], "verdict") == "not recorded"
+    assert findings["api-hmac"]["target"]["status"]["state"] == "not-satisfied"
+    assert findings["signing-rsa2048"]["target"]["status"]["state"] == "satisfied"

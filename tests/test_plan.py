@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pkcs11 import Attribute, KeyType
 from trestle.oscal.assessment_results import AssessmentResults
 
-from keyparity.evidence.custodians import file_custodian
-from keyparity.evidence.plan import PREDICATE_TYPE, verify_plan
-from keyparity.evidence.signing import public_key_from_pem
+from keyparity.attest.custodians import file_custodian
+from keyparity.attest.plan import PREDICATE_TYPE, verify_plan
+from keyparity.attest.signing import public_key_from_pem
 from conftest import evidence, run_suites
 from kcv_collision import colliding_pair, kcv
 from keyparity.hsm.locate import Side
@@ -337,7 +337,7 @@ def test_the_migration_refuses_a_key_the_plan_does_not_approve(tokens):
     """The migration's own check before each write (the run's start already refused these):
     a key not in the plan, and a source key that is not the material the plan committed to -
     even one with the same 3-byte KCV (a pair found by brute force)."""
-    from keyparity.evidence.approval import Approval
+    from keyparity.attest.approval import Approval
     from keyparity.hsm import proof
     planned_value, other_value = colliding_pair()
     source = Side(secret(tokens["hsm1"], "k-aes", KeyType.AES, planned_value,

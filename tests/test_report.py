@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-from keyparity.evidence.report import render_report, write_report
+from keyparity.formats.report import render_report, write_report
 
 DATA = Path(__file__).parent / "data"
 PASS_GREEN = (0x1F, 0x7A, 0x3A)  # --pass in the template
@@ -236,16 +236,29 @@ def test_keys_to_rotate_carry_the_advice() -> None:
     assert "Keys to rotate (1)" in rotate
 
 
-def test_a_key_known_only_from_failing_tests_is_listed_as_failed() -> None:
+def test_a_key_known_only_from_failing_tests_is_listed_with_no_verdict_decided() -> None:
+    """The report shows the verdict the run recorded and never decides one: a key with no
+    recorded verdict (evidence of a run that did not finish) is listed as such, with its
+    failing test."""
     doc = load("evidence-sample.json")
-    entry = doc["keys"].pop("data-aes256")  # evidence written before keys without facts counted
+    entry = doc["keys"].pop("data-aes256")
     assert entry
     for t in doc["tests"]:
         if t["key"] == "data-aes256":
             t.update(outcome="error", phase="setup", message="Failed: find token on hsm1 failed")
     rows = section(render_report(doc), "keys")
     row = rows[rows.index("data-aes256"):]
-    assert ">failed<" in row[:row.index("</tr>")]
+    row = row[:row.index("</tr>")]
+    assert ">not recorded<" in row and ">failed<" not in row and ">passed<" not in row
+    assert "Failed: find token on hsm1 failed" in render_report(doc)
+
+
+def test_the_report_shows_the_recorded_key_verdict_whatever_the_tests_say() -> None:
+    doc = load("evidence-sample.json")
+    doc["keys"]["data-aes256"]["verdict"] = "partial"  # recorded; its tests all passed
+    rows = section(render_report(doc), "keys")
+    row = rows[rows.index("data-aes256"):]
+    assert ">partial<" in row[:row.index("</tr>")]
 
 
 def test_sparse_and_empty_documents_render() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import evidence, run_suites
-from keyparity.evidence.custodians import file_custodian
+from keyparity.attest.custodians import file_custodian
 from test_bad_input import SPY, edit_profile, spy_logins
 from test_cli_backend import cli_lab_profile
 
@@ -154,7 +154,7 @@ def test_a_refused_cloudhsm_cli_login_is_tried_once_in_a_run_of_two_workers(lab,
 TOKEN_CUSTODIAN = r"""
 import sys
 from pathlib import Path
-from keyparity.evidence.custodians import token_custodian
+from keyparity.attest.custodians import token_custodian
 print(token_custodian(Path(sys.argv[1]), Path(sys.argv[2]), "custodian-2"))
 """
 

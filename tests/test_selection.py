@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO, TMPFS, Lab
-from keyparity.run import new_run_id
+from keyparity.runinfo import new_run_id
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 HMAC = {"label": "k-hmac", "type": "generic-secret", "size": 256}

@@ -1,4 +1,4 @@
-"""keyparity.evidence.signing: the three evidence signers with real keys.
+"""keyparity.attest.signing: the three evidence signers with real keys.
 
 file    PEM keys made here (plain and encrypted, passphrase from an env: reference);
 pkcs11  a real SoftHSM token in a child process (tests/sign_pkcs11.py);
@@ -28,14 +28,14 @@ from securesystemslib.signer import CryptoSigner, Signature, Signer
 from keyparity.errors import KeyNotFound, KeyparityError
 from keyparity.profile import SignerSpec, load_profile
 from keyparity.secrets import SecretRef
-from keyparity.evidence.signing import (
+from keyparity.attest.signing import (
     KeyFormatError, KmsError, KmsSigner, SigningError, kms_public_key, load_signer, load_signers,
     public_key_from_pem,
 )
-from keyparity.evidence.statement import (
+from keyparity.attest.statement import (
     ENVELOPE, PAYLOAD_TYPE, STATEMENT, EvidenceError, build_statement, canonical_json, sign_run,
 )
-from keyparity.evidence.verify import verify_run
+from keyparity.attest.verify import verify_run
 from test_statement_unit import Mismatched
 
 REPO = Path(__file__).resolve().parents[1]

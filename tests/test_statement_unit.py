@@ -1,4 +1,4 @@
-"""keyparity.evidence.statement in detail: what ``walk`` and ``subjects`` see of a run directory (every
+"""keyparity.attest.statement in detail: what ``walk`` and ``subjects`` see of a run directory (every
 file, recursively, nothing followed, only the two top-level signature files left out), the
 exact statement and envelope ``sign_run`` writes, who it names, and that a failing signer
 leaves nothing behind. Software keys (securesystemslib CryptoSigner) sign."""
@@ -15,7 +15,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, Signature, Signer
 
 from keyparity.errors import KeyparityError
-from keyparity.evidence.statement import (ENVELOPE, PAYLOAD_TYPE, PREDICATE_TYPE, SIGNED_NAMES, STATEMENT,
+from keyparity.attest.statement import (ENVELOPE, PAYLOAD_TYPE, PREDICATE_TYPE, SIGNED_NAMES, STATEMENT,
                                  STATEMENT_TYPE, EvidenceError, build_statement, canonical_json,
                                  sha256_file, sign_run, signer_info, subjects, walk)
 

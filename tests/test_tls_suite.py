@@ -31,7 +31,7 @@ from jsonschema import Draft202012Validator
 
 from keyparity.trust import pki
 from keyparity.profile import ProfileError, load_profile
-from keyparity.evidence.report import render_report
+from keyparity.formats.report import render_report
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 ROLES = ("source", "target")

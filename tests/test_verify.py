@@ -1,4 +1,4 @@
-"""keyparity.evidence.verify and `keyparity verify`: a realistic run directory signed by two custodians
+"""keyparity.attest.verify and `keyparity verify`: a realistic run directory signed by two custodians
 (file keys made here), then every kind of tampering, each of which must fail with a message
 that names the problem. Plus an independent check of our signatures: DSSE PAE built by hand
 and verified with plain `cryptography` and with the `openssl` command line."""
@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import SSlibKey
 
-from keyparity.evidence.custodians import file_custodian
+from keyparity.attest.custodians import file_custodian
 from keyparity.profile import SignerSpec
-from keyparity.evidence.signing import load_signer, public_key_from_pem
-from keyparity.evidence.statement import (
+from keyparity.attest.signing import load_signer, public_key_from_pem
+from keyparity.attest.statement import (
     ENVELOPE, PAYLOAD_TYPE, STATEMENT, EvidenceError, canonical_json, sign_run, subjects,
 )
-from keyparity.evidence.verify import VerifyResult, verify_run
+from keyparity.attest.verify import VerifyResult, verify_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -390,7 +390,7 @@ def test_wrong_payload_type_fails(signed):
 
 def test_wrong_payload_type_even_when_signed_fails(signed, monkeypatch):
     """Custodians who signed the payload under another type: signatures verify, type does not."""
-    import keyparity.evidence.statement as statement
+    import keyparity.attest.statement as statement
     monkeypatch.setattr(statement, "PAYLOAD_TYPE", "application/json")
     signed.resign(signed.predicate)
     result = signed.verify()

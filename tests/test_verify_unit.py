@@ -1,4 +1,4 @@
-"""keyparity.evidence.verify.verify_run in detail, beyond tests/test_verify.py: the exact problems,
+"""keyparity.attest.verify.verify_run in detail, beyond tests/test_verify.py: the exact problems,
 notes and report lines (``checked``, ``lines()``) an auditor reads for each way a bundle can be
 wrong - unreadable files, malformed envelopes and statements, subject names that escape the
 run directory, thresholds at their edges, keys given twice or unknown - and the fields of the
@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from keyparity.evidence import verify as verify_module
-from keyparity.evidence.statement import ENVELOPE, STATEMENT, sha256_file, sign_run
-from keyparity.evidence.verify import VerifyResult, verify_run
+from keyparity.attest import envelope
+from keyparity.attest import verify as verify_module
+from keyparity.attest.envelope import STATEMENT_TYPE, Verification, parse_statement
+from keyparity.attest.statement import ENVELOPE, SIGNED_NAMES, STATEMENT, sha256_file, sign_run
+from keyparity.attest.verify import VerifyResult, verify_run
 
 RUN_ID = "20261123T155223Z-9a571f"
 FILES = {"evidence.json": b'{"verdict": "PASS"}\n', "report.html": b"<p>PASS</p>\n",
@@ -380,7 +382,13 @@ def test_subjects_that_are_malformed_unsafe_or_twice(bundle, tmp_path, custodian
     (STATEMENT, False), (ENVELOPE, False),
 ])
 def test_safe_names(name, safe):
-    assert verify_module._safe_name(name) is safe
+    """A subject is opened only when its name is a relative path inside the run directory
+    and not the statement's or the envelope's own file."""
+    raw = json.dumps({"_type": STATEMENT_TYPE, "subject": [
+        {"name": name, "digest": {"sha256": "0" * 64}}]}).encode()
+    result = Verification(run_dir=Path("."), threshold=1)
+    kept = parse_statement(raw, "statement", result, SIGNED_NAMES)["subject"]
+    assert (kept != []) is safe and (result.problems == []) is safe
 
 
 def test_a_statement_json_that_is_a_symlink_a_directory_or_missing(bundle, tmp_path):
@@ -631,7 +639,7 @@ def test_signed_facts_and_counts():
 
 
 def test_show():
-    show = verify_module._show
+    show = envelope.show
     assert show("PASS") == "PASS" and show("é") == "é"
     assert show("") == '""' and show(3) == "3" and show(None) == "(not in the signed statement)"
     assert show("line\nFAKE: forged") == '"line\\nFAKE: forged"'
@@ -643,12 +651,12 @@ def test_keyname():
     from securesystemslib.signer import SSlibKey
     key = CryptoSigner.generate_ecdsa().public_key
     assert isinstance(key, SSlibKey)
-    assert verify_module._keyname(key, {}) == f"keyid {key.keyid[:16]}"
-    assert verify_module._keyname(key, {key.keyid: "c1.pem"}) == f"c1.pem (keyid {key.keyid[:16]})"
-    assert verify_module._keyname(key, {key.keyid: ""}) == f"keyid {key.keyid[:16]}"
-    assert verify_module._signatures(1) == "1 signature"
-    assert verify_module._signatures(0) == "0 signatures"
-    assert verify_module._signatures(2) == "2 signatures"
+    assert envelope._keyname(key, {}) == f"keyid {key.keyid[:16]}"
+    assert envelope._keyname(key, {key.keyid: "c1.pem"}) == f"c1.pem (keyid {key.keyid[:16]})"
+    assert envelope._keyname(key, {key.keyid: ""}) == f"keyid {key.keyid[:16]}"
+    assert envelope._signatures(1) == "1 signature"
+    assert envelope._signatures(0) == "0 signatures"
+    assert envelope._signatures(2) == "2 signatures"
 
 
 # ---- files -----------------------------------------------------------------------------------

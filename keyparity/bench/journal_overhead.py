@@ -15,7 +15,7 @@ The journal file is NOT on tmpfs: it lives in a temporary directory on the files
 disk), because the fsyncs are what the journal costs. Its filesystem type is reported.
 
 The journaled Migrator is given its keys in chunks, as the plugin gives a run's keys (one
-xdist group each, ``keyparity.plan.chunk_size``): the unwraps of a chunk share one durable
+xdist group each, ``keyparity.chunks.chunk_size``): the unwraps of a chunk share one durable
 commit of their ``before`` entries (group commit); each ``after`` is still its own commit.
 
 Timing: the workers go through rounds of ``--batch`` keys each; in every round both workers run
@@ -216,7 +216,7 @@ def _worker(w: int, workers: int, root: str, n: int, batch: int, journal_path: s
         # as the plugin chunks a run's keys (one xdist group each); --chunk 0: none
         size = chunk_size(n, workers) if chunk is None else chunk
         for r in range(rounds if size else 0):
-            mj.plan(chunks(mine[r * batch:(r + 1) * batch], size))
+            mj.set_batches(chunks(mine[r * batch:(r + 1) * batch], size))
         results, timings = _worker_rounds(w, mine, rounds, batch, {JOURNALED: mj, PLAIN: mp_},
                                           barrier)
         barrier.wait(BARRIER_TIMEOUT)

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..evidence.custodians import file_custodian
+from ..attest.custodians import file_custodian
 from ..hsm import cluster
 from ..hsm.cluster import load_module
 from ..hsm.seed import seed
 from ..hsm.softhsm import find_module, provision
 from ..journal.store import Journal
 from ..profile import KeySpec
-from ..run import new_run_id
+from ..runinfo import new_run_id
 from . import phases
 from .bare import slice_loop
 from .common import SOURCE, TARGET, Say, conclude, in_scratch, key_spec, machine, say

@@ -10,7 +10,7 @@
    evidence then records (``compliance``).
 3. Production safety: a profile with ``environment: production`` writes nothing unless the
    command line carries ``--hsm-confirm=<target cluster id>`` and ``--hsm-plan=DIR``, a plan
-   signed to the threshold (keyparity.evidence.approval); otherwise the run is preflight and
+   signed to the threshold (keyparity.attest.approval); otherwise the run is preflight and
    verification only (``write_guard``).
 """
 from __future__ import annotations

@@ -30,12 +30,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from ..errors import KeyparityError
 from ..journal.chain import anchor_problem, require_intact
 from ..journal.store import Journal
 from ..profile import Profile
-from .statement import STATEMENT, sign_run, write_atomic
-from .verify import verify_run
+from ..attest.statement import STATEMENT, sign_run
+from ..attest.verify import verify_run
 
 __all__ = ["AnchorError", "HEAD_PREFIX", "HEAD_TYPE", "require_covered", "require_run_head",
            "sign_head"]
@@ -100,7 +101,7 @@ def covering_head(journal: Path, upto: int, reports: Path, run_id: str | None,
 
 
 def _keys(profile: Profile, gate: Any) -> tuple[list[Any], dict[str, str]]:
-    from .signing import public_keys  # deferred: securesystemslib's signers import boto3
+    from ..attest.signing import public_keys  # deferred: securesystemslib's signers import boto3
     if not profile.evidence.signers:
         raise AnchorError(f"{profile.path}: evidence.signers: none, so no signed head of the "
                           "journal can be verified, and an entry anyone appended cannot be told "
@@ -159,7 +160,7 @@ def sign_head(journal: Path, reports: Path, profile: Profile, signers: list[Any]
         j.close()
     out = reports / f"{HEAD_PREFIX}{head_id}"
     out.mkdir(parents=True)
-    write_atomic(out / HEAD_FILE, (json.dumps({"journal": head, "profile": profile.name},
+    atomic.write(out / HEAD_FILE, (json.dumps({"journal": head, "profile": profile.name},
                                               indent=2, sort_keys=True) + "\n").encode())
     sign_run(out, signers, {
         "run_id": out.name, "profile": profile.name, "profile_sha256": profile.sha256,

@@ -13,7 +13,7 @@ known answers' plaintexts are seeded test data.
 
 A re-verify run (``migration.mode: reverify``, ``migration.baseline: DIR``) calls ``load``
 before anything else: the baseline's bundle must verify with the public keys of the profile's
-``evidence.signers`` and its threshold (keyparity.evidence.verify, every digest checked),
+``evidence.signers`` and its threshold (keyparity.attest.verify, every digest checked),
 the signed run must be a baseline run with the verdict PASS, and its ``baseline.json`` must be
 this format. Otherwise the run is refused (``BaselineError``) and nothing is read from any
 token.
@@ -30,9 +30,9 @@ from typing import Any
 from ..errors import KeyparityError
 from ..hsm.login import LoginGate
 from ..profile import Profile
-from . import jsonfile
-from .signing import public_keys
-from .verify import verify_run
+from ..formats import jsonfile
+from ..attest.signing import public_keys
+from ..attest.verify import verify_run
 
 FILE = "baseline.json"
 KIND = "keyparity-baseline"

@@ -2,7 +2,7 @@
 
 ``reports/<run-id>/`` then holds ``evidence.json``, ``report.html``,
 ``assessment-results.json`` (OSCAL), ``junit.xml`` (written by pytest), ``cbom.json``,
-``allure-results.tar.gz`` (keyparity.evidence.allure), and last ``statement.json`` with
+``allure-results.tar.gz`` (keyparity.formats.allure), and last ``statement.json`` with
 ``evidence.dsse.json``: a statement over
 every file of the directory, signed by the profile's ``evidence.signers``.
 
@@ -11,23 +11,33 @@ bundle is still signed, and the run fails with the reason (``finalize(...)["erro
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import run as runinfo
+from .. import runinfo
 from ..hsm.login import LoginGate
 from ..journal.store import Journal
 from ..profile import Profile
-from .allure import Results
+from ..formats.allure import Results
 from .baseline import write as write_baseline
-from .cbom import write_run_cbom
-from .digest import sha256_file
-from .evidence import Evidence
-from .oscal import write_assessment_results
-from .report import write_report
+from ..formats.cbom import write_run_cbom
+from ..attest.digest import sha256_file
+from .facts import Evidence
+from ..formats.oscal import write_assessment_results
+from ..formats.report import write_report
 
+# The files rendered from the finished record, in this order: (step, writer(run_dir, doc),
+# which returns the file it wrote, or None when the run has none of that kind). Each is one
+# step: one failing is recorded and the others still run.
+WRITERS: tuple[tuple[str, Callable[[Path, dict[str, Any]], Path | None]], ...] = (
+    ("report", write_report),  # report.html, the auditor's page
+    ("assessment-results", write_assessment_results),  # OSCAL assessment results
+    ("cbom", write_run_cbom),  # cbom.json: the migrated inventory as a CycloneDX 1.6 CBOM
+    ("baseline", write_baseline),  # baseline.json, of a baseline run only
+)
 UNSIGNED = "UNSIGNED: no evidence.signers in the profile"
 FAILED_EXIT = 1  # pytest.ExitCode.TESTS_FAILED: a run whose bundle is incomplete has failed
 
@@ -68,23 +78,10 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
     doc = evidence.doc
     out["verdict"] = doc["summary"]["verdict"]
 
-    def report() -> Path:
-        return write_report(run_dir, doc)
-
-    def oscal() -> Path:
-        return write_assessment_results(run_dir, doc)
-
-    def cbom() -> Path:  # cbom.json: the migrated inventory as a CycloneDX 1.6 CBOM
-        return write_run_cbom(run_dir, doc)
-
-    def allure_results() -> Path | None:
-        return allure.close(doc) if allure is not None else None
-
-    step("report", report)
-    step("assessment-results", oscal)
-    step("cbom", cbom)
-    step("baseline", lambda: write_baseline(run_dir, doc))  # a baseline run's baseline.json
-    step("allure", allure_results)
+    for name, writer in WRITERS:
+        step(name, functools.partial(writer, run_dir, doc))
+    if allure is not None:  # its results were written as the tests ran: closed here
+        step("allure", functools.partial(allure.close, doc))
     predicate = _predicate(doc, profile, evidence_path)
     if journal is not None and Path(journal).is_file():
         try:  # the chain head anchors the journal: history cannot be edited unnoticed
@@ -113,8 +110,8 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
     try:
         # deferred for start-up speed: securesystemslib imports boto3 (~0.65 s), needed only
         # when a run ends
-        from .signing import close_signers, load_signers
-        from .statement import sign_run
+        from ..attest.signing import close_signers, load_signers
+        from ..attest.statement import sign_run
         try:
             if profile.evidence.signers:
                 gate = LoginGate(runinfo.Run(predicate["run_id"], run_dir, 0).login_state)
@@ -126,7 +123,7 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
         out["errors"].append(f"signing failed: {_describe(exc)}")
         out["unsigned"] = "UNSIGNED: signing failed"
         try:
-            from .statement import sign_run
+            from ..attest.statement import sign_run
             path = sign_run(run_dir, [], predicate)
         except Exception as again:  # noqa: BLE001
             out["errors"].append(f"statement: {_describe(again)}")

@@ -36,7 +36,9 @@ from typing import Any
 PASS, FAIL, PARTIAL, PREFLIGHT_PASS, NO_TESTS = ("PASS", "FAIL", "PARTIAL", "PREFLIGHT-PASS",
                                                  "NO-TESTS")
 VERDICTS = (PASS, FAIL, PARTIAL, PREFLIGHT_PASS, NO_TESTS)
-FAILED = ("failed", "error")
+FAILED = ("failed", "error")  # the test outcomes that count as a failure
+# what a format shows for a key the run recorded no verdict for (a run that did not finish)
+NOT_RECORDED = "not recorded"
 
 # How a test is parametrized: once; per cluster role (``role``, ``cluster_role``, ``tls_role``);
 # per inventory key (``inventory_key``); per cluster role and TLS endpoint of that cluster.

@@ -14,7 +14,7 @@ keys) at a time; each key ends migrated, already-present, found, rotate or faile
                      source's output over a fresh challenge is committed and journaled before
                      the write, the target computes over the same challenge after it)
 
-A run that follows a signed plan (``approval``: keyparity.evidence.approval) asks it before
+A run that follows a signed plan (``approval``: keyparity.attest.approval) asks it before
 each key's ``before`` entry; a key it refuses (not in the plan, other key material than the
 plan's commitment, another template) fails and is not written.
 
@@ -65,7 +65,7 @@ def session_fault(exc: BaseException) -> bool:
 
 
 def chunk_size(keys: int, workers: int = 1) -> int:
-    """Keys per chunk (one xdist group, one journal batch: keyparity.plan): all of them up to
+    """Keys per chunk (one xdist group, one journal batch: keyparity.chunks): all of them up to
     MAX_CHUNK in a serial run; with several workers small enough that each worker gets about
     four chunks, so that a small inventory still spreads over the workers."""
     if workers <= 1:
@@ -128,7 +128,7 @@ class Migrator:
         self.approval = approval
         self.locks = locks if locks is not None or not self.writes else key_locks(target, run_id)
         self._done: dict[str, Migration] = {}
-        self._plan: dict[str, tuple[tuple[KeySpec, ...], int]] = {}  # label -> (chunk, next)
+        self._batches: dict[str, tuple[tuple[KeySpec, ...], int]] = {}  # label -> (chunk, next)
         # verified notes to commit, each with its key's Migration
         self._notes: list[tuple[Migration, tuple[str, str, dict[str, Any]]]] = []
         self._unwrapped: set[str] = set()  # target labels this process unwrapped
@@ -138,17 +138,17 @@ class Migrator:
         self._lost: str | None = None  # why the sessions could not be reopened after a fault
         self._conflicts: dict[str, str] | None = None  # label -> its CKA_ID conflict
 
-    def plan(self, chunks: Iterable[Sequence[KeySpec]]) -> None:
+    def set_batches(self, chunks: Iterable[Sequence[KeySpec]]) -> None:
         """The keys this process will be asked for, in chunks (one xdist group each; see
-        keyparity.plan). When a key has to be moved, the keys after it in its chunk that must
+        keyparity.chunks). When a key has to be moved, the keys after it in its chunk that must
         be moved too go with it: their locks are taken and their ``before`` entries committed
         together, one fsync for the batch (group commit), then each is moved and its ``after``
-        recorded on its own. Only planned keys are ever batched: a key that was deselected, or
+        recorded on its own. Only these keys are ever batched: a key that was deselected, or
         belongs to another worker, is never written by this process."""
         for chunk in chunks:
             chunk = tuple(chunk)
             for i, spec in enumerate(chunk):
-                self._plan[spec.label] = (chunk, i + 1)
+                self._batches[spec.label] = (chunk, i + 1)
 
     def ensure(self, spec: KeySpec) -> Migration:
         """The key's migration, performed on first use (with the rest of its chunk). The
@@ -225,7 +225,7 @@ class Migrator:
         rotate or failed is done, as its own ``ensure`` would have left it."""
         if not self.backend.batches:
             return []
-        chunk, i = self._plan.get(spec.label, ((), 0))
+        chunk, i = self._batches.get(spec.label, ((), 0))
         out = []
         for nxt in chunk[i:]:
             if nxt.label in self._done:

@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from keyparity.evidence.evidence import Evidence
+from keyparity.evidence.facts import Evidence
 
 HERE = Path(__file__).parent
 

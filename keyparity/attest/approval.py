@@ -4,7 +4,7 @@ anything is written, and consulted again by the migration before each key's writ
 
     load(profile, plan_dir, gate)   the controller, once: the plan's signatures by the profile's
                                     evidence signers to its threshold and its digest
-                                    (keyparity.evidence.plan.verify_plan); the profile's source,
+                                    (keyparity.attest.plan.verify_plan); the profile's source,
                                     target, wrapping, backend and keys against the plan's; then
                                     every planned key read again from the source by the function
                                     that drafted it (``plan.planned_key``): its key material

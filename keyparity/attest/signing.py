@@ -156,7 +156,7 @@ class _DigestSigner(Signer):
     @classmethod
     def from_priv_key_uri(cls, priv_key_uri: str, public_key: Key,
                           secrets_handler: SecretsHandler | None = None) -> Signer:
-        raise NotImplementedError("load with keyparity.evidence.signing.load_signer")
+        raise NotImplementedError("load with keyparity.attest.signing.load_signer")
 
     @property
     def public_key(self) -> SSlibKey:

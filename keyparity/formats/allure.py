@@ -17,6 +17,7 @@ environment lists no PIN reference.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -31,9 +32,10 @@ from typing import Any, Protocol
 import allure
 import pytest
 
+from .. import atomic
 from ..cloudhsm.cli_scope import EVERY_KEY
 from ..profile import KeySpec, Profile
-from .verdict import SUITE_OF
+from ..evidence.verdict import SUITE_OF
 
 PLUGIN = "allure_pytest"  # allure-pytest's pytest11 entry point name
 ARCHIVE = "allure-results.tar.gz"
@@ -182,7 +184,9 @@ class _Archive:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.out = gzip.open(path, "wb", compresslevel=6)
+        self._file = contextlib.ExitStack()  # the archive is renamed into place when closed
+        raw = self._file.enter_context(atomic.replacing(path))
+        self.out = gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, compresslevel=6)
         self.mtime = int(time.time())
 
     def write(self, name: str, data: bytes) -> None:
@@ -191,8 +195,9 @@ class _Archive:
         self.out.write(bytes(-len(data) % 512))
 
     def close(self) -> Path:
-        self.out.write(bytes(1024))  # two zero blocks end a tar archive
-        self.out.close()
+        with self._file:  # written whole or not at all (keyparity.atomic)
+            self.out.write(bytes(1024))  # two zero blocks end a tar archive
+            self.out.close()
         return self.path
 
 

@@ -13,7 +13,6 @@ are optional here and rendered only when present.
 from __future__ import annotations
 
 import functools
-import os
 import shlex
 from collections import Counter
 from pathlib import Path
@@ -21,12 +20,12 @@ from typing import Any
 
 import jinja2
 
-from .evidence import FAILED, key_verdict
-from .verdict import VERDICTS
+from .. import atomic
+from ..evidence.verdict import FAILED, NOT_RECORDED
 
 TEMPLATE = "report.html.j2"
 # order of keys and tests on the page: what needs attention first
-_KEY_ORDER = {"failed": 0, "error": 0, "partial": 1, "not run": 1, "skipped": 2, "rotate": 3,
+_KEY_ORDER = {"failed": 0, "error": 0, "partial": 1, "not run": 1, NOT_RECORDED: 1, "skipped": 2, "rotate": 3,
               "passed": 4}
 _TEST_ORDER = {"failed": 0, "error": 0, "skipped": 1, "passed": 2}
 _COUNT_ORDER = {"failed": 0, "error": 1, "passed": 2, "skipped": 3}
@@ -84,7 +83,7 @@ def _key_row(index: int, label: str, entry: dict[str, Any],
     differences = [d for d in _list(attributes.get("differences")) if isinstance(d, dict)]
     vectors = [v for v in _list(entry.get("vectors")) if isinstance(v, dict)]
     outcomes = Counter(t.get("outcome") for t in tests)
-    verdict = key_verdict(entry, [t.get("outcome") for t in tests])
+    verdict = str(entry.get("verdict") or NOT_RECORDED)  # as the run recorded it
     key_type = entry.get("type") or _dict(attributes.get("source")).get("key_type")
     if key_type and entry.get("size"):
         key_type = f"{key_type}, {entry['size']} bits"
@@ -289,9 +288,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
     failures = [t for t in tests if t.get("outcome") in FAILED]
     test_counts = Counter(t.get("outcome") for t in tests)
     key_counts = Counter(k["verdict"] for k in keys)
-    verdict = summary.get("verdict")
-    if verdict not in VERDICTS:  # no summary: the run did not finish
-        verdict = "FAIL" if failures else "INCOMPLETE"
+    verdict = summary.get("verdict") or "INCOMPLETE"  # no summary: the run did not finish
     clusters = _dict(doc.get("clusters"))
     target = _dict(clusters.get("target")).get("name") or "the target"
     headline = _headline(summary, verdict, keys, key_counts, failures, run, target)
@@ -357,8 +354,4 @@ def write_report(run_dir: Path, doc: dict) -> Path:
     """Write ``run_dir/report.html`` (atomically) and return its path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "report.html"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(render_report(doc), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write(run_dir / "report.html", render_report(doc))

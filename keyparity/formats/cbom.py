@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, atomic
 from ..errors import KeyparityError
 
 SPEC_VERSION = "1.6"
@@ -268,12 +267,8 @@ def validate(text: str) -> None:
 
 
 def write(path: Path, text: str) -> Path:
-    """Write a validated CBOM atomically (no temporary file is left behind)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    """Write a validated CBOM atomically (keyparity.atomic)."""
+    return atomic.write(path, text)
 
 
 # ---- the CBOM of a run: its evidence document ------------------------------------------------

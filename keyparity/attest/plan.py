@@ -15,7 +15,7 @@ written from the source before anything is written, and approved by the custodia
 ``write_plan`` makes both (``keyparity plan``; one login to the source, nothing written to any
 token), ``sign_plan`` adds one custodian's signature (``keyparity plan sign``), and
 ``verify_plan`` checks the signatures against a threshold and every digest (``keyparity plan
-verify``). The DSSE and statement pieces are keyparity.evidence.statement's and verify's.
+verify``). The DSSE and statement pieces are keyparity.attest.statement's and verify's.
 
 The unwrap template is built by the migration's own function (``attributes.unwrap_template``
 for the PKCS #11 backend, ``cloudhsm.backend.unwrap_attributes`` for the CloudHSM CLI), from
@@ -39,6 +39,7 @@ from pkcs11.constants import DEFAULT
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Key, Signer
 
+from .. import atomic
 from ..cloudhsm.backend import unwrap_attributes
 from ..errors import KeyparityError
 from ..hsm import attributes, census, identity, keyinfo, proof
@@ -47,10 +48,10 @@ from ..hsm.keytypes import key_class
 from ..hsm.locate import locate
 from ..hsm.login import LoginGate
 from ..profile import Cluster, KeySpec, Profile
-from .statement import (PAYLOAD_TYPE, STATEMENT_TYPE, add_signature, canonical_json,
-                        sha256_file, write_atomic)
-from .verify import (VerifyResult, _check_signatures, _parse_statement, _read_envelope,
-                     _required, _show, _verifies)
+from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, Verification, add_signature, canonical_json,
+                       check_signatures, parse_statement, read_envelope, required_signatures,
+                       show, verifies)
+from .statement import sha256_file
 
 __all__ = ["PLAN", "PLAN_ENVELOPE", "PREDICATE_TYPE", "PlanError", "PlanResult", "cluster_record",
            "draft", "planned_key", "sign_plan", "unwrap_record", "verify_plan", "wrapping_record",
@@ -221,7 +222,7 @@ def write_plan(profile: Profile, out: Path, signers: list[Signer], gate: LoginGa
                             f"{signer.public_key.keyid[:16]}); dual control needs distinct keys")
         add_signature(envelope, signer)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / PLAN, data)
+    atomic.write(out / PLAN, data)
     _write_envelope(out, envelope)
     return out / PLAN
 
@@ -231,7 +232,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _write_envelope(out: Path, envelope: Envelope) -> None:
-    write_atomic(out / PLAN_ENVELOPE,
+    atomic.write(out / PLAN_ENVELOPE,
                  (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
 
 
@@ -240,9 +241,9 @@ def _write_envelope(out: Path, envelope: Envelope) -> None:
 def _signed_plan(plan_dir: Path) -> tuple[Envelope, dict[str, Any]]:
     """The plan's envelope and its signed predicate; PlanError unless plan.json is exactly
     the plan the statement names."""
-    probe = VerifyResult(run_dir=plan_dir, threshold=0)
-    envelope, payload = _read_envelope(plan_dir, probe, PLAN_ENVELOPE, "the plan")
-    statement = None if payload is None else _parse_statement(
+    probe = Verification(run_dir=plan_dir, threshold=0)
+    envelope, payload = read_envelope(plan_dir, probe, PLAN_ENVELOPE, "the plan")
+    statement = None if payload is None else parse_statement(
         payload, f"signed payload of {PLAN_ENVELOPE}", probe)
     if probe.problems or envelope is None or not isinstance(statement, dict):
         raise PlanError(f"{plan_dir} is not a plan: " + "; ".join(probe.problems))
@@ -251,7 +252,7 @@ def _signed_plan(plan_dir: Path) -> tuple[Envelope, dict[str, Any]]:
     if statement.get("predicateType") != PREDICATE_TYPE or not isinstance(
             statement.get("predicate"), dict):
         raise PlanError(f"{plan_dir / PLAN_ENVELOPE} is not a plan's statement (predicateType "
-                        f"{_show(statement.get('predicateType'))})")
+                        f"{show(statement.get('predicateType'))})")
     signed = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
     if set(signed) != {PLAN}:
         raise PlanError(f"{plan_dir / PLAN_ENVELOPE} names {sorted(signed)}, not {PLAN} alone")
@@ -276,20 +277,20 @@ def sign_plan(plan_dir: Path, signer: Signer) -> str:
     keyid = signer.public_key.keyid
     name = getattr(signer, "name", None) or f"keyid {keyid[:16]}"
     old = envelope.signatures.get(keyid)
-    if old is not None and _verifies(signer.public_key, old, envelope.pae()):
+    if old is not None and verifies(signer.public_key, old, envelope.pae()):
         return f"{plan_dir / PLAN_ENVELOPE} holds a signature by {name} already; unchanged"
     add_signature(envelope, signer)
     _write_envelope(plan_dir, envelope)
-    return (f"signed the plan {_show(predicate.get('plan_id'))} ({_show(predicate.get('keys'))} "
-            f"keys of {_show(predicate.get('profile'))} to "
-            f"{_show((predicate.get('target') or {}).get('name'))}) as {name}: "
+    return (f"signed the plan {show(predicate.get('plan_id'))} ({show(predicate.get('keys'))} "
+            f"keys of {show(predicate.get('profile'))} to "
+            f"{show((predicate.get('target') or {}).get('name'))}) as {name}: "
             f"{len(envelope.signatures)} signature(s) now")
 
 
 # ---- verification -----------------------------------------------------------------------------
 
 @dataclass
-class PlanResult(VerifyResult):
+class PlanResult(Verification):
     """What ``verify_plan`` found; ``ok`` when there is no problem."""
 
     plan_sha256: str | None = None  # plan.json's digest, as signed and found
@@ -300,11 +301,11 @@ class PlanResult(VerifyResult):
             out.append("  signed plan: none readable")
         else:
             s = self.signed
-            out += [f"  signed plan id: {_show(s.get('plan_id'))}",
-                    f"  signed profile: {_show(s.get('profile'))} (sha256 "
-                    f"{_show(s.get('profile_sha256'))})",
-                    f"  signed target: {_show((s.get('target') or {}).get('name'))}",
-                    f"  signed keys: {_show(s.get('keys'))}; created {_show(s.get('created'))}"]
+            out += [f"  signed plan id: {show(s.get('plan_id'))}",
+                    f"  signed profile: {show(s.get('profile'))} (sha256 "
+                    f"{show(s.get('profile_sha256'))})",
+                    f"  signed target: {show((s.get('target') or {}).get('name'))}",
+                    f"  signed keys: {show(s.get('keys'))}; created {show(s.get('created'))}"]
         return out + self.outcome(f"{PLAN} matches the signed statement")
 
 
@@ -320,22 +321,22 @@ def verify_plan(plan_dir: Path, keys: list[Key], threshold: int | None = None, *
     if not plan_dir.is_dir():
         result.problems.append(f"plan directory not found: {plan_dir}")
         return result
-    envelope, payload = _read_envelope(plan_dir, result, PLAN_ENVELOPE, "the plan")
+    envelope, payload = read_envelope(plan_dir, result, PLAN_ENVELOPE, "the plan")
     statement = None
     if payload is not None:
-        statement = _parse_statement(payload, f"signed payload of {PLAN_ENVELOPE}", result)
+        statement = parse_statement(payload, f"signed payload of {PLAN_ENVELOPE}", result)
     if isinstance(statement, dict):
         if statement.get("predicateType") in OLD_PREDICATE_TYPES:
             result.problems.append(_OLD.format(where=PLAN_ENVELOPE))
         elif statement.get("predicateType") != PREDICATE_TYPE:
             result.problems.append(f"{PLAN_ENVELOPE}: predicateType is "
-                                   f"{_show(statement.get('predicateType'))}, expected "
+                                   f"{show(statement.get('predicateType'))}, expected "
                                    f"{PREDICATE_TYPE}: not a keyparity plan")
         if isinstance(statement.get("predicate"), dict):
             result.signed = statement["predicate"]
-    result.threshold = _required(result.signed, threshold, fallback, result)
+    result.threshold = required_signatures(result.signed, threshold, fallback, result)
     if envelope is not None:
-        _check_signatures(envelope, keys, result.threshold, dict(key_names or {}), result,
+        check_signatures(envelope, keys, result.threshold, dict(key_names or {}), result,
                           PLAN_ENVELOPE, "the plan", every_key)
     if isinstance(statement, dict):
         _check_plan_file(plan_dir, statement["subject"], result)
@@ -385,5 +386,5 @@ def _check_facts(path: Path, result: PlanResult) -> None:
         return
     for field, value in facts.items():
         if result.signed.get(field) != value:  # type: ignore[union-attr]
-            result.problems.append(f"{PLAN} says {field} {_show(value)}; the signed statement "
-                                   f"says {_show(result.signed.get(field))}")  # type: ignore
+            result.problems.append(f"{PLAN} says {field} {show(value)}; the signed statement "
+                                   f"says {show(result.signed.get(field))}")  # type: ignore

@@ -5,7 +5,7 @@ file of the run, each with its SHA-256, wrapped in a DSSE envelope signed by the
     reports/<run-id>/evidence.dsse.json  the DSSE envelope: payload (the same bytes), one
                                          signature per custodian (dual control)
 
-``keyparity verify`` (keyparity.evidence.verify) checks both offline with the custodians' public keys.
+``keyparity verify`` (keyparity.attest.verify) checks both offline with the custodians' public keys.
 """
 from __future__ import annotations
 
@@ -14,42 +14,25 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from securesystemslib.dsse import Envelope
-from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
-from securesystemslib.signer import Signature, Signer
+from securesystemslib.signer import Signer
 
+from .. import atomic
 from .digest import sha256_file
-from ..errors import KeyparityError
+from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, EvidenceError, add_signature, canonical_json,
+                       signer_name)
 
 __all__ = [
     "ENVELOPE", "PAYLOAD_TYPE", "PREDICATE_TYPE", "STATEMENT", "STATEMENT_TYPE",
     "EvidenceError", "add_signature", "build_statement", "canonical_json", "sign_run", "signer_info",
-    "sha256_file", "subjects", "walk", "write_atomic",
+    "sha256_file", "subjects", "walk",
 ]
 
 STATEMENT = "statement.json"
 ENVELOPE = "evidence.dsse.json"
-PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://keyparity.dev/evidence/v1"
 SIGNED_NAMES = frozenset({STATEMENT, ENVELOPE})  # at the top of the run directory only
-
-
-class EvidenceError(KeyparityError):
-    """The run directory cannot be signed as it is (a symlink, a special file, an odd name)."""
-
-
-def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no insignificant whitespace, UTF-8, no NaN/Infinity.
-
-    The verifier never re-serialises: it compares these bytes, so any deterministic encoding
-    would do; this one is byte-identical to RFC 8785 (JCS) for strings, integers, booleans
-    and null, which is all a statement's envelope of subjects holds.
-    """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
 
 
 def walk(run_dir: Path) -> Iterator[tuple[str, str]]:
@@ -120,12 +103,8 @@ def build_statement(run_dir: Path, predicate: dict,
 
 def signer_info(signers: list[Signer]) -> list[dict[str, str]]:
     """Who signs (name, key id, scheme): for the caller to put into the predicate if wanted."""
-    return [{"name": _name(s), "keyid": s.public_key.keyid, "scheme": s.public_key.scheme}
+    return [{"name": signer_name(s), "keyid": s.public_key.keyid, "scheme": s.public_key.scheme}
             for s in signers]
-
-
-def _name(signer: Signer) -> str:
-    return getattr(signer, "name", None) or f"keyid {signer.public_key.keyid[:16]}"
 
 
 def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
@@ -143,51 +122,15 @@ def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
     envelope = Envelope(payload, PAYLOAD_TYPE, {})
     seen: dict[str, str] = {}
     for signer in signers:
-        name = _name(signer)
+        name = signer_name(signer)
         keyid = signer.public_key.keyid
         if keyid in seen:
             raise EvidenceError(f"evidence signers {seen[keyid]} and {name} use the same key "
                                 f"(keyid {keyid[:16]}); dual control needs distinct keys")
         seen[keyid] = name
         add_signature(envelope, signer)
-    write_atomic(run_dir / STATEMENT, payload)
+    atomic.write(run_dir / STATEMENT, payload)
     path = run_dir / ENVELOPE
-    write_atomic(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
+    atomic.write(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
     return path
-
-
-def add_signature(envelope: Envelope, signer: Signer) -> Signature:
-    """Sign a DSSE envelope with one signer (added to ``envelope.signatures``), checked against
-    the signer's own public key first: EvidenceError when the signer fails, or when its
-    signature does not verify (a private key that does not belong to the public key)."""
-    name = _name(signer)
-    keyid = signer.public_key.keyid
-    try:
-        signature = signer.sign(envelope.pae())
-    except KeyparityError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a signer library's own error
-        raise EvidenceError(f"evidence signer {name} failed to sign: "
-                            f"{type(exc).__name__}: {exc}") from exc
-    try:
-        signer.public_key.verify_signature(signature, envelope.pae())
-    except (UnverifiedSignatureError, VerificationError):
-        raise EvidenceError(f"evidence signer {name} made a signature that its own public "
-                            f"key (keyid {keyid[:16]}) does not verify: the private key "
-                            "does not belong to the public key") from None
-    envelope.signatures[signature.keyid] = signature
-    return signature
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all (a temporary file beside it, fsynced, renamed)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 

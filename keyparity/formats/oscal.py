@@ -47,8 +47,8 @@ from typing import Any
 
 from .. import __version__
 from . import jsonfile
-from .digest import sha256_file
-from .evidence import FAILED, key_verdict
+from ..attest.digest import sha256_file
+from ..evidence.verdict import FAILED, NOT_RECORDED
 
 OSCAL_VERSION = "1.1.2"
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:keyparity:oscal")
@@ -100,6 +100,11 @@ def _time(value: Any, fallback: str) -> str:
     return fallback
 
 
+def _recorded(entry: dict[str, Any]) -> str:
+    """A key's verdict as the run recorded it (keyparity.evidence.verdict decides it)."""
+    return str(entry.get("verdict") or NOT_RECORDED)
+
+
 def _pointer(label: str) -> str:
     """The JSON pointer of a key's entry in evidence.json (RFC 6901)."""
     return "/keys/" + label.replace("~", "~0").replace("/", "~1")
@@ -110,7 +115,7 @@ def _status(verdict: str, entry: dict[str, Any]) -> tuple[str, str, str | None]:
     migration = _dict(entry.get("migration"))
     if verdict == "passed":
         return "satisfied", "pass", None
-    if verdict in FAILED:
+    if verdict == "failed":
         return "not-satisfied", "fail", None
     if verdict == "rotate":
         advice = migration.get("detail") or ("rotate it: generate a new key on the target, "
@@ -316,7 +321,7 @@ def _per_key(ctx: _Run, entries: dict[Any, Any], cluster_uuid: dict[str, str]
     for label, entry in entries.items():
         label, entry = str(label), _dict(entry)
         key_tests = ctx.by_key.get(label, [])
-        verdict = key_verdict(entry, [str(t.get("outcome")) for t in key_tests])
+        verdict = _recorded(entry)
         items.append(_inventory_item(ctx, label, entry, cluster_uuid))
         observations.append(_key_observation(ctx, label, entry, key_tests, verdict,
                                              items[-1]["uuid"]))
@@ -333,9 +338,7 @@ def _run_observation(ctx: _Run, verdict: str, entries: dict[Any, Any],
     tests = ctx.tests
     failures = [t for t in tests if t.get("outcome") in FAILED]
     test_counts = Counter(str(t.get("outcome")) for t in tests)
-    key_counts = Counter(key_verdict(_dict(e), [str(t.get("outcome"))
-                                                for t in ctx.by_key.get(k, [])])
-                         for k, e in entries.items())
+    key_counts = Counter(_recorded(_dict(e)) for e in entries.values())
     observation = {
         "uuid": _uuid(ctx.run_id, "observation", "run"),
         "title": _line(f"keyparity run {ctx.run_id}: overall verdict {verdict}"),

@@ -2,7 +2,7 @@
 and one journal batch: when one of its keys has to move, the others of the chunk that must
 move too go with it, their ``before`` entries in one durable commit (keyparity.hsm.migrate).
 Every process computes the same chunks from the profile and the worker count, as xdist
-requires; a deselected key is never planned."""
+requires; a deselected key is never in a batch."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,7 +11,7 @@ import pytest
 
 from .hsm.migrate import chunk_size, chunks
 from .profile import KeySpec
-from .stash import CHUNKS, PLAN, PROFILE
+from .stash import BATCHES, CHUNKS, PROFILE
 from .xdist_compat import worker_count
 
 def size_for(config: pytest.Config) -> int:
@@ -35,17 +35,17 @@ def group(key: KeySpec | None, config: pytest.Config) -> list[Any]:
     return [pytest.mark.xdist_group(chunk_of(config)[key.label])] if key else []
 
 
-def plan(session: pytest.Session) -> None:
-    """The migration plan: the keys whose selected tests need their migration, per chunk, in
+def batch(session: pytest.Session) -> None:
+    """The migration batches: the keys whose selected tests need their migration, per chunk, in
     the order the tests run. Deselected keys are never batched with the others."""
     if PROFILE not in session.config.stash:
         return
-    planned: dict[str, list[KeySpec]] = {}
+    batches: dict[str, list[KeySpec]] = {}
     seen: set[str] = set()
     for item in session.items:
         key = getattr(item, "callspec", None) and item.callspec.params.get("inventory_key")
         if (key is not None and key.label not in seen
                 and "migration" in getattr(item, "fixturenames", ())):
             seen.add(key.label)
-            planned.setdefault(chunk_of(session.config)[key.label], []).append(key)
-    session.config.stash[PLAN] = list(planned.values())
+            batches.setdefault(chunk_of(session.config)[key.label], []).append(key)
+    session.config.stash[BATCHES] = list(batches.values())

@@ -7,11 +7,13 @@ file is a third smaller than indented JSON. Any JSON reader reads it as before.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-import os
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
+
+from .. import atomic
 
 _COMPACT = {"separators": (",", ":")}
 RECORDS = 8  # a list of more dicts than this, or a map of more dicts, goes one per line
@@ -32,8 +34,7 @@ def _records(value: Any) -> bool:
 def chunks(value: Any, depth: int = 0) -> Iterator[str]:
     """``value`` as JSON in the layout above, piece by piece (a record per piece): ``write``
     streams them to the file, so that a 10,000-key evidence.json is never one string in
-    memory (with its lines and its encoded copy that was three times the file, at the end of
-    the run when memory peaks)."""
+    memory, nor its encoded copy, at the end of the run when memory peaks."""
     pad, inner = " " * depth, " " * (depth + 1)
     if _records(value):
         items = ((f"{inner}{_compact(v)}" for v in value) if isinstance(value, list) else
@@ -69,10 +70,5 @@ def digest(value: Any) -> str:
 
 
 def write(path: Path, value: Any) -> Path:
-    """Write ``value`` to ``path`` atomically (a temporary file renamed over it)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.writelines(chunks(value))
-        out.write("\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``value`` to ``path`` in the layout above, atomically (keyparity.atomic)."""
+    return atomic.write(path, itertools.chain(chunks(value), ("\n",)))

@@ -10,7 +10,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import jsonfile
+from ..formats import jsonfile
 from . import verdict as verdicts
 from .verdict import strip_group
 
@@ -20,24 +20,6 @@ if TYPE_CHECKING:
     from ..profile import KeySpec
 
 SCHEMA_VERSION = "1"
-FAILED = ("failed", "error")
-
-
-def key_verdict(entry: dict[str, Any], outcomes: list[str]) -> str:
-    """A key's verdict from its tests' outcomes: the one rule the evidence, the report and the
-    OSCAL document share (an entry that already has a verdict keeps it)."""
-    if entry.get("verdict"):
-        return str(entry["verdict"])
-    if any(o in FAILED for o in outcomes):
-        return "failed"
-    migration = entry.get("migration")
-    if isinstance(migration, dict) and migration.get("status") == "rotate":
-        return "rotate"
-    if outcomes and set(outcomes) == {"skipped"}:
-        return "skipped"
-    return "passed" if outcomes else "not run"
-
-
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 

@@ -1,0 +1,1 @@
+"""What is signed: statements, envelopes, signers, verification, plans and approvals."""

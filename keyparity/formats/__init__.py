@@ -1,0 +1,1 @@
+"""What is rendered from the record: report, OSCAL, CBOM, Allure, JUnit, JSON."""
