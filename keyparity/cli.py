@@ -52,19 +52,12 @@ def _demo_pki(args: argparse.Namespace) -> int:
 def _seed(args: argparse.Namespace) -> int:
     """Create the inventory's keys on the profile's source (0); 2: a production profile
     without --hsm-confirm=<that cluster's id>, or with another id."""
-    from .cloudhsm import policy
+    from . import policy
     from .hsm.seed import seed
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     spec = profile.source or profile.cluster  # a re-verify profile names only its target
-    expected, field = policy.confirm_id(spec)
-    field = field.replace("target", spec.role)
-    if ((profile.environment == "production" or args.hsm_confirm is not None)
-            and args.hsm_confirm != expected):
-        return _usage("seed", f"refused: {profile.name} is a production profile; add "
-                      f"--hsm-confirm={expected} ({field}) to create keys on {spec.name}"
-                      if args.hsm_confirm is None else
-                      f"refused: --hsm-confirm={args.hsm_confirm} does not match {expected} "
-                      f"({field}); nothing was created")
+    policy.confirmed(profile, spec, args.hsm_confirm, f"to create keys on {spec.name}",
+                     "created")
     session = open_cluster(spec, profile.module_env, LoginGate(None)).session
     with pkcs11_step("create the inventory's keys", spec.name):
         created = seed(session, profile.keys)
@@ -373,23 +366,15 @@ def _journal_sign_head(args: argparse.Namespace) -> int:
 def _cleanup(args: argparse.Namespace) -> int:
     """Remove from the target what run ``--run`` created (by the journal): 0 done, 1 something
     could not be removed or proven, 2 usage/refused."""
-    from .cloudhsm import policy
+    from . import policy
     from .hsm.cleanup import cleanup
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     if profile.single or profile.target is None:
         print(f"keyparity cleanup: nothing to do: {profile.name} is a {profile.migration_mode} "
               "profile, and such a run writes nothing to any token", file=sys.stderr)
         return 2
-    expected, field = policy.confirm_id(profile.target)
-    if profile.environment == "production" and args.hsm_confirm != expected:
-        print(f"keyparity cleanup: refused: {profile.name} is a production profile; add "
-              f"--hsm-confirm={expected} ({field}) to remove objects from "
-              f"{profile.target.name}", file=sys.stderr)
-        return 2
-    if args.hsm_confirm is not None and args.hsm_confirm != expected:
-        print(f"keyparity cleanup: refused: --hsm-confirm={args.hsm_confirm} does not match "
-              f"{expected} ({field})", file=sys.stderr)
-        return 2
+    policy.confirmed(profile, profile.target, args.hsm_confirm,
+                     f"to remove objects from {profile.target.name}", "removed")
 
     def clean(journal: Any, path: Path) -> int:
         gate = LoginGate(None)

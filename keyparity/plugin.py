@@ -16,7 +16,8 @@ import pytest
 from . import plan, settle, xdist_compat
 from . import run as runinfo
 from .cloudhsm.backend import CliBackend
-from .cloudhsm import cli_scope, policy
+from . import policy
+from .cloudhsm import cli_scope
 from .controller import start_run
 from .errors import KeyparityError
 from .evidence import allure as allure_support

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from . import run as runinfo
-from .cloudhsm import policy
+from . import policy
 from .evidence.approval import Approval
 from .evidence.baseline import Baseline
 from .evidence.evidence import Evidence

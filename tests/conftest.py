@@ -69,7 +69,7 @@ class Lab:
             "exclude": [{"label": label, "reason": "test lab: on the source for another part "
                          "of this test"} for label in sorted(self.source_labels -
                                                              {k["label"] for k in keys})],
-            # FIPS -> NON_FIPS changes the compliance posture: keyparity.cloudhsm.policy requires this
+            # FIPS -> NON_FIPS changes the compliance posture: keyparity.policy requires this
             "compliance": {"acknowledge_non_fips": LAB_ACK},
         }
         doc.update(top)
