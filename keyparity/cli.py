@@ -401,7 +401,7 @@ def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list
     """``migration.backend: cloudhsm-cli``: the run's wrapping objects (token objects on both
     clusters) that the journal shows created and not deleted, deleted through the CLI."""
     from .cloudhsm.backend import reap_wrapping
-    from .cloudhsm.cli import CloudHsmCli
+    from .cloudhsm.cli_runner import CloudHsmCli
     if not journal.has_entries(run_id, "cli-"):
         return [], True
     src = CloudHsmCli.for_cluster(profile.source)

@@ -19,7 +19,7 @@ from cloudhsm_twin.client import Twin
 from cloudhsm_twin.provision import Seed, TwinCluster, demo, seed
 from conftest import TMPFS
 from keyparity.cloudhsm import backend as cli_backend
-from keyparity.cloudhsm import cli as chc
+from keyparity.cloudhsm import cli_runner as chc
 from keyparity.cloudhsm import key_policy, mtls, ownership, users
 from keyparity.journal.store import NullJournal
 from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from keyparity.cloudhsm import cli as chc
+from keyparity.cloudhsm import cli_runner as chc
 from keyparity.cloudhsm.key_policy import (check_quorum_after, check_quorum_preflight,
                                            check_trusted_preflight, quorum_values,
                                            refuse_trusted_in_inventory)

@@ -46,7 +46,7 @@ from ..hsm.keytypes import key_class
 from ..hsm.locate import Side, locate_on_token
 from ..hsm.login import LoginGate
 from ..profile import KeySpec, Profile, Wrapping
-from .cli import CliKeyNotFound, CloudHsmCli
+from .cli_runner import CliKeyNotFound, CloudHsmCli
 
 KEY_TYPE_CLASS = {"aes": "aes", "des3": "des3", "generic-secret": "generic-secret",
                   "rsa": "rsa-private", "ec": "ec-private"}

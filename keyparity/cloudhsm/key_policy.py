@@ -1,5 +1,5 @@
 """Key quorum values and trusted wrapping: what a source key demands of its migration, read from
-its CloudHSM CLI ``key list --verbose`` entry (:class:`~keyparity.cloudhsm.cli.CliKey`).
+its CloudHSM CLI ``key list --verbose`` entry (:class:`~keyparity.cloudhsm.cli_runner.CliKey`).
 
 Quorum. ``key-info.key-quorum-values`` (``manage-key-quorum-value``, ``use-key-quorum-value``;
 documented in ``key list --verbose``, cloudhsm_cli-key-list) are set only when a key is
@@ -20,7 +20,7 @@ from typing import Any
 
 from ..checks import Check
 from ..profile import TRUSTED_AT_UNWRAP, KeySpec
-from .cli import CliKey
+from .cli_runner import CliKey
 
 QUORUM_NAMES = ("manage-key-quorum-value", "use-key-quorum-value")
 CLI_BACKEND = "cloudhsm-cli"

@@ -17,7 +17,7 @@ from typing import Any
 from ..checks import Check
 from ..hsm import identity
 from ..hsm.attributes import ABSENT, UNAVAILABLE
-from .cli import CliError, CliKey, CloudHsmCli, hex_value
+from .cli_runner import CliError, CliKey, CloudHsmCli, hex_value
 from ..errors import KeyparityError
 from ..journal.store import NullJournal
 from ..hsm.migrate import Migration
