@@ -367,7 +367,7 @@ def _cleanup(args: argparse.Namespace) -> int:
     """Remove from the target what run ``--run`` created (by the journal): 0 done, 1 something
     could not be removed or proven, 2 usage/refused."""
     from . import policy
-    from .hsm.cleanup import cleanup
+    from .cleanup_command import clean
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     if profile.single or profile.target is None:
         print(f"keyparity cleanup: nothing to do: {profile.name} is a {profile.migration_mode} "
@@ -376,40 +376,11 @@ def _cleanup(args: argparse.Namespace) -> int:
     policy.confirmed(profile, profile.target, args.hsm_confirm,
                      f"to remove objects from {profile.target.name}", "removed")
 
-    def clean(journal: Any, path: Path) -> int:
-        gate = LoginGate(None)
-        _anchored(journal, path, args, profile, gate)
-        lines, ok = _cleanup_cli_wrapping(journal, args.run, profile)
-        more, more_ok = cleanup(journal, args.run, profile, gate)
-        print("\n".join(lines + more))
-        return 0 if ok and more_ok else 1
-    return _with_journal(args, "cleanup", clean, writes=True)
-
-
-def _anchored(journal: Any, path: Path, args: argparse.Namespace, profile: Any,
-              gate: LoginGate) -> None:
-    """Every entry the run recorded (the clean-ups' own destroys excepted) is covered by a
-    verified signed head (keyparity.evidence.anchor); AnchorError otherwise."""
-    from .evidence.anchor import require_covered
-    seqs = [e["seq"] for e in journal.entries(args.run)
-            if e["action"] not in ("destroy", "cli-delete")]
-    if seqs:  # a run the journal does not know: cleanup says so itself
-        require_covered(path, max(seqs), _reports_dir(args), args.run, profile, gate)
-
-
-def _cleanup_cli_wrapping(journal: Any, run_id: str, profile: Any) -> tuple[list[str], bool]:
-    """``migration.backend: cloudhsm-cli``: the run's wrapping objects (token objects on both
-    clusters) that the journal shows created and not deleted, deleted through the CLI."""
-    from .cloudhsm.backend import reap_wrapping
-    from .cloudhsm.cli_runner import CloudHsmCli
-    if not journal.has_entries(run_id, "cli-"):
-        return [], True
-    src = CloudHsmCli.for_cluster(profile.source)
-    tgt = CloudHsmCli.for_cluster(profile.target)
-    keys = profile.keys
-    lines, left = reap_wrapping(journal.bind(run_id), src, tgt, run_id=run_id,
-                                protect={k.label for k in keys} | {k.target_label for k in keys})
-    return lines, not left
+    def use(journal: Any, path: Path) -> int:
+        lines, ok = clean(journal, path, args.run, profile, _reports_dir(args))
+        print("\n".join(lines))
+        return 0 if ok else 1
+    return _with_journal(args, "cleanup", use, writes=True)
 
 
 JOURNAL_HELP = ("journal file (default: <rootdir>/.keyparity/journal.sqlite, the rootdir a pytest "

@@ -15,8 +15,8 @@ import pytest
 
 from . import plan, settle, xdist_compat
 from . import run as runinfo
-from .cloudhsm.backend import CliBackend
 from . import policy
+from .backends import backend_for
 from .cloudhsm import cli_scope
 from .controller import start_run
 from .errors import KeyparityError
@@ -365,10 +365,9 @@ def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
     (``migration.backend``), started before the first write; its wrapping objects are
     removed at the end."""
     journal = Journal(pytestconfig.stash[JOURNAL])
-    backend = None
-    if hsm_profile.migration_backend == "cloudhsm-cli":
-        backend = CliBackend(hsm_profile, target_cluster, journal.bind(hsm_run.run_id),
-                             hsm_run.run_id, login_gate)
+    backend = backend_for(hsm_profile).make(hsm_profile, source_cluster, target_cluster,
+                                            journal.bind(hsm_run.run_id), hsm_run.run_id,
+                                            login_gate)
     wait = pytestconfig.getoption("hsm_lock_wait")
     locks = None if hsm_profile.migration_mode != "migrate" else key_locks(
         target_cluster, hsm_run.run_id, 600.0 if wait is None else wait)

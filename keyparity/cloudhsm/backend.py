@@ -40,7 +40,7 @@ from typing import Any, Mapping
 from .. import process
 from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
 from ..hsm import attributes, destruction
-from ..hsm.backend import Once
+from ..hsm.backend import Once, wrapping_label
 from ..hsm.cluster import ClusterSession
 from ..hsm.keytypes import key_class
 from ..hsm.locate import Side, locate_on_token
@@ -53,18 +53,12 @@ KEY_TYPE_CLASS = {"aes": "aes", "des3": "des3", "generic-secret": "generic-secre
 # attributes given at unwrap, by their PKCS #11 name; CKA_PRIVATE and CKA_COPYABLE are not
 # passed (CloudHSM keys are always private; the CLI documents no copyable attribute)
 _NOT_PASSED = frozenset({"private", "copyable", "token"})
-WRAP_PREFIX = "keyparity-wrap-"
 # journal actions of the CLI channel; the creates, and the objects each one makes
 # (label suffix, CLI class)
 CLI_CREATES = {"cli-generate-wrapping-pair": (("-public", "public-key"),
                                               ("-private", "private-key")),
                "cli-import-public": (("", "public-key"),)}
 _OWNER = re.compile(r"pid (\d+) on (\S+?)(?:, started (\d+) in boot (\S+))?(?:$|[;,\s])")
-
-
-def wrapping_label(run_id: str) -> str:
-    """The run-specific base label of the CLI channel's wrapping objects."""
-    return f"{WRAP_PREFIX}{run_id}"
 
 
 def key_reference(data: Any, *path: str) -> str | None:
@@ -311,6 +305,11 @@ def reap_wrapping(rec: Any, source: CloudHsmCli, target: CloudHsmCli, run_id: st
     return lines, left
 
 
+def unwrap_record(spec: KeySpec, source_attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``key unwrap`` will be given for ``spec`` (the signed plan shows it)."""
+    return {"cloudhsm_cli_attributes": unwrap_attributes(source_attributes, spec)}
+
+
 def find_unwrapped(cluster: ClusterSession, spec: KeySpec) -> Side:
     """The key the CLI just unwrapped, found through PKCS #11 (the object index was built
     before it existed, so the token is asked again)."""
@@ -329,7 +328,7 @@ class CliBackend:
 
     batches = False  # each key's CLI unwrap is journaled on its own
 
-    def __init__(self, profile: Profile, target: ClusterSession, rec: Any, run_id: str,
+    def __init__(self, profile: Profile, target: ClusterSession | None, rec: Any, run_id: str,
                  gate: LoginGate | None = None) -> None:
         self.profile, self.target, self.rec, self.run_id = profile, target, rec, run_id
         self.gate = gate  # the run's: a refused CLI login is never tried again
@@ -345,13 +344,18 @@ class CliBackend:
 
     def start(self) -> list[str]:
         try:
-            src, tgt = self._clis()
+            self._clis()
         except KeyparityError as exc:  # the channel reports the same error for each key
             return [f"wrapping objects of earlier runs not checked: {exc}"]
-        keys = self.profile.keys
-        lines, self._left = reap_wrapping(self.rec, src, tgt, protect={k.label for k in keys}
-                                          | {k.target_label for k in keys})
+        lines, self._left = self.reap(None)
         return lines
+
+    def reap(self, run_id: str | None) -> tuple[list[str], list[str]]:
+        if run_id is not None and not self.rec.journal.has_entries(run_id, "cli-"):
+            return [], []
+        keys = self.profile.keys
+        return reap_wrapping(self.rec, *self._clis(), run_id=run_id,
+                             protect={k.label for k in keys} | {k.target_label for k in keys})
 
     @property
     def channel(self) -> CliChannel:
@@ -362,6 +366,7 @@ class CliBackend:
         self.asked_target = False
         channel = self.channel
         self.asked_target = True  # its commands write to the target
+        assert self.target is not None, "a backend made to reap moves no key"
         side = channel.move(spec, source_attributes, self.target)
         self.method = channel.method
         return side

@@ -1,6 +1,6 @@
 """How a key moves: the ``Backend`` a Migrator hands each key to ("move"), and its PKCS #11
-implementation. The CloudHSM CLI's is keyparity.cloudhsm.backend.CliBackend; the caller picks
-one (the plugin, from ``migration.backend``), so the migration itself knows neither.
+implementation. The CloudHSM CLI's is keyparity.cloudhsm.backend.CliBackend; keyparity.backends
+picks one from ``migration.backend``, so the migration itself knows neither.
 
 The PKCS #11 backend is the guide's procedure through python-pkcs11: an RSA wrapping pair made
 on the target, its public half imported on the source (keyparity.hsm.channel, made on the first
@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from pkcs11 import Attribute
+from pkcs11.constants import DEFAULT
 
 from ..errors import KeyparityError
 from ..profile import KeySpec, Wrapping
@@ -31,8 +32,13 @@ class Backend(Protocol):
     batches: bool        # whether several keys' journal entries may be committed together
 
     def start(self) -> list[str]:
-        """Before the first write of a run: clear what a killed earlier run left behind;
-        returns what was done."""
+        """Before the first write of a run: clear what a killed earlier run left behind
+        (``reap(None)``); returns what was done."""
+
+    def reap(self, run_id: str | None) -> tuple[list[str], list[str]]:
+        """Remove the wrapping objects that killed runs left behind: ``run_id`` None, every
+        earlier run whose process is gone; else that run's only (``keyparity cleanup --run``).
+        Returns (what was done, what could not be removed)."""
 
     def move(self, spec: KeySpec, source: Side, source_attributes: Mapping[str, Any]) -> Side:
         """Move one key; its objects on the target (KeyparityError: it did not move)."""
@@ -42,6 +48,25 @@ class Backend(Protocol):
 
     def close(self) -> list[str]:
         """Remove the wrapping objects; returns what could not be removed."""
+
+
+WRAP_PREFIX = "keyparity-wrap-"
+
+
+def wrapping_label(run_id: str) -> str:
+    """The base label of a run's wrapping objects (``-public``, ``-private``, ``-imported``
+    are added): the run id in it says whose they are."""
+    return f"{WRAP_PREFIX}{run_id}"
+
+
+def unwrap_record(spec: KeySpec, source_attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """What C_UnwrapKey will be given for ``spec``, as JSON (the signed plan shows it): the
+    template ``move`` builds, attribute names, CKA_ID in hex, python-pkcs11's DEFAULT left out."""
+    template = attributes.unwrap_template(source_attributes, key_class(spec.type),
+                                          spec.target_label, spec.attributes)
+    return {"template": {attributes.name(a): (bytes(v).hex() if isinstance(v, (bytes, bytearray))
+                                              else v)
+                         for a, v in template.items() if v is not DEFAULT}}
 
 
 class Once:
@@ -76,8 +101,8 @@ class Pkcs11Backend:
 
     batches = True
 
-    def __init__(self, source: ClusterSession, target: ClusterSession, wrapping: Wrapping,
-                 label: str, rec: Any) -> None:
+    def __init__(self, source: ClusterSession | None, target: ClusterSession | None,
+                 wrapping: Wrapping, label: str, rec: Any) -> None:
         self.source, self.target, self.wrapping = source, target, wrapping
         self.label, self.rec = label, rec  # rec: the run's journal Recorder
         self.method = ""
@@ -86,7 +111,10 @@ class Pkcs11Backend:
                                                      journal=rec))
 
     def start(self) -> list[str]:
-        return []  # session objects only: a killed run's went with its session
+        return self.reap(None)[0]
+
+    def reap(self, run_id: str | None) -> tuple[list[str], list[str]]:
+        return [], []  # session objects only: a killed run's went with its session
 
     @property
     def channel(self) -> WrappingChannel:
@@ -95,6 +123,7 @@ class Pkcs11Backend:
 
     def move(self, spec: KeySpec, source: Side, source_attributes: Mapping[str, Any]) -> Side:
         self.asked_target = False
+        assert self.target is not None, "a backend made to reap moves no key"
         cls = key_class(spec.type)
         template = attributes.unwrap_template(source_attributes, cls, spec.target_label,
                                               spec.attributes)
