@@ -21,15 +21,11 @@ from typing import Any
 
 from . import vector_table
 from .errors import PolicyError
+from .keytypes import KEY_TYPES
 from .profile import Cluster, Profile
 
 REFERENCE = "NIST SP 800-131A Rev. 2"
 ACK_FIELD = "compliance.acknowledge_non_fips"
-# key type -> what FIPS mode no longer allows it to do
-NOT_FIPS_APPROVED: dict[str, str] = {
-    "des2": "two-key 3DES",
-    "des3": "three-key 3DES",
-}
 
 
 
@@ -38,7 +34,7 @@ def moved_unapproved_keys(profile: Profile) -> list[str]:
     """Labels of keys of a type FIPS no longer approves that the profile moves (or, in
     verify-only, expects) on the target; rotate keys are not moved."""
     return [k.label for k in profile.keys
-            if k.type in NOT_FIPS_APPROVED and k.disposition != "rotate"]
+            if not KEY_TYPES[k.type].fips_approved and k.disposition != "rotate"]
 
 
 def fips_errors(profile: Profile) -> list[str]:

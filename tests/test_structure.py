@@ -11,7 +11,7 @@ from conftest import REPO
 PACKAGE = REPO / "keyparity"
 # a module of the ground imports nothing of keyparity but other ground modules
 GROUND = {"keyparity.errors", "keyparity.secrets", "keyparity.profile", "keyparity.run",
-          "keyparity.module_env", "keyparity.policy",
+          "keyparity.module_env", "keyparity.policy", "keyparity.keytypes",
           "keyparity.vector_table", "keyparity.checks"}
 
 

@@ -29,10 +29,8 @@ pid dead) are reaped: a concurrent run's live wrapping objects are left alone.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,14 +40,12 @@ from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
 from ..hsm import attributes, destruction
 from ..hsm.backend import Once, wrapping_label
 from ..hsm.cluster import ClusterSession
-from ..hsm.keytypes import key_class
+from ..keytypes import KEY_TYPES, key_class
 from ..hsm.locate import Side, locate_on_token
 from ..hsm.login import LoginGate
 from ..profile import KeySpec, Profile, Wrapping
 from .cli_runner import CliKeyNotFound, CloudHsmCli
 
-KEY_TYPE_CLASS = {"aes": "aes", "des3": "des3", "generic-secret": "generic-secret",
-                  "rsa": "rsa-private", "ec": "ec-private"}
 # attributes given at unwrap, by their PKCS #11 name; CKA_PRIVATE and CKA_COPYABLE are not
 # passed (CloudHSM keys are always private; the CLI documents no copyable attribute)
 _NOT_PASSED = frozenset({"private", "copyable", "token"})
@@ -157,7 +153,7 @@ class CliChannel:
     def move(self, spec: KeySpec, source_attributes: Mapping[str, Any],
              target: ClusterSession) -> Side:
         """Wrap ``spec`` on the source, unwrap it on the target; return it as PKCS #11 sees it."""
-        if spec.type not in KEY_TYPE_CLASS:
+        if KEY_TYPES[spec.type].cli_class is None:
             raise MechanismUnsupported(
                 f"{spec.label!r}: the CloudHSM CLI has no key type for {spec.type} (CloudHSM "
                 "does not hold 2-key 3DES); migrate it with migration.backend: pkcs11 or rotate it")
@@ -176,7 +172,7 @@ class CliChannel:
                                    detail=_owner()) as after:
                 data = self.target.run(
                     "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
-                    "attr.class=private-key", "--key-type-class", KEY_TYPE_CLASS[spec.type],
+                    "attr.class=private-key", "--key-type-class", KEY_TYPES[spec.type].cli_class,
                     "--label", spec.target_label, "--hash-function", w.oaep_hash, "--mgf",
                     w.mgf, "--data-path", str(blob), *(["--attributes", *extra] if extra else []))
                 after.update(handle=key_reference(data, "key"))

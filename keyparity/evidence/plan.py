@@ -44,6 +44,7 @@ from ..hsm import attributes, census, identity, keyinfo, proof
 from ..hsm.cluster import ClusterSession, open_cluster
 from ..hsm.locate import locate
 from ..hsm.login import LoginGate
+from ..keytypes import curve_name
 from ..profile import Cluster, KeySpec, Profile
 from .statement import (PAYLOAD_TYPE, STATEMENT_TYPE, add_signature, canonical_json,
                         sha256_file, write_atomic)
@@ -113,7 +114,7 @@ def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec,
         ident = proof.commit(side).record()
     out: dict[str, Any] = {
         "label": spec.label, "target_label": spec.target_label, "type": spec.type,
-        "size": facts.size or spec.size, "curve": keyinfo.curve_name(spec.curve),
+        "size": facts.size or spec.size, "curve": curve_name(spec.curve),
         "id": facts.id, "identity": ident, "kcv": _kcv(side),
         "disposition": spec.disposition, "extractable": facts.extractable,
     }

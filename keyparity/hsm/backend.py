@@ -20,7 +20,7 @@ from ..profile import KeySpec, Wrapping
 from . import attributes
 from .channel import WrappingChannel
 from .cluster import ClusterSession
-from .keytypes import KEY_TYPES, key_class
+from ..keytypes import KEY_TYPES, key_class
 from .locate import Side
 
 
@@ -130,7 +130,7 @@ class Pkcs11Backend:
         channel = self.channel
         blob = channel.wrap(source.key)
         self.asked_target = True  # from here on the target may hold the key
-        key = channel.unwrap(blob, cls, KEY_TYPES[spec.type], template)
+        key = channel.unwrap(blob, cls, KEY_TYPES[spec.type].pkcs11, template)
         self.target.index.add(key, spec.target_label,
                               bytes(template.get(Attribute.ID, b"")).hex())
         self.method = channel.method
