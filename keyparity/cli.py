@@ -8,21 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from .hsm.cluster import close_clusters, open_cluster
-from .errors import KeyparityError, PolicyError, ProfileError, pkcs11_step
+from .errors import KeyparityError, PolicyError, ProfileError, file_step, pkcs11_step
 from .hsm.login import LoginGate
 from .profile import load_profile, resolve_profile_arg
 
 
 def _softhsm_init(args: argparse.Namespace) -> int:
     from .hsm.softhsm import provision
-    conf = provision(Path(args.state), args.token)
+    with file_step("write the SoftHSM state to", args.state):
+        conf = provision(Path(args.state), args.token)
     print(f"keyparity: initialised SoftHSM tokens {', '.join(args.token)} in {conf.parent}")
     return 0
 
 
 def _softhsm_restore(args: argparse.Namespace) -> int:
     from .hsm.softhsm import restore_copy
-    conf = restore_copy(Path(args.state), args.token, Path(args.to), args.share or ())
+    with file_step("copy the SoftHSM token into", args.to):
+        conf = restore_copy(Path(args.state), args.token, Path(args.to), args.share or ())
     print(f"keyparity: copied SoftHSM token {args.token} into a fresh store, as a restore from "
           f"backup would: {conf}")
     return 0
@@ -31,8 +33,9 @@ def _softhsm_restore(args: argparse.Namespace) -> int:
 def _demo_custodians(args: argparse.Namespace) -> int:
     from .evidence.custodians import file_custodian, token_custodian
     state = Path(args.state)
-    one = file_custodian(state / "evidence", "custodian-1")
-    two = token_custodian(state / "softhsm", state / "evidence", "custodian-2")
+    with file_step("make the demo custodians in", state):
+        one = file_custodian(state / "evidence", "custodian-1")
+        two = token_custodian(state / "softhsm", state / "evidence", "custodian-2")
     print(f"keyparity: evidence custodians ready; public keys {one} and {two}")
     return 0
 
@@ -42,9 +45,10 @@ def _demo_pki(args: argparse.Namespace) -> int:
     the profile names (``aws_root_sha256: file:...``): a demo PKI has no published pins."""
     from .trust.pki import build_test_pki, root_pins
     for cluster in args.cluster or ("hsm1", "hsm2"):
-        paths = build_test_pki(Path(args.state) / "pki" / cluster)
-        for name, pin in root_pins(paths).items():
-            paths["pins"].with_name(name.replace("_sha256", ".sha256")).write_text(pin + "\n")
+        with file_step("write the demo PKI to", Path(args.state) / "pki" / cluster):
+            paths = build_test_pki(Path(args.state) / "pki" / cluster)
+            for name, pin in root_pins(paths).items():
+                paths["pins"].with_name(name.replace("_sha256", ".sha256")).write_text(pin + "\n")
         print(f"keyparity: demo PKI for {cluster} in {paths['pins'].parent}")
     return 0
 
@@ -388,6 +392,11 @@ JOURNAL_HELP = ("journal file (default: <rootdir>/.keyparity/journal.sqlite, the
 REPORTS_HELP = "where the run directories are (default: <rootdir>/reports)"
 
 
+def _add_journal_option(p: Any) -> None:
+    """``--journal PATH``, as every command that reads or writes the journal takes it."""
+    p.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+
+
 def _add_softhsm_init(sub: Any) -> None:
     s = sub.add_parser("softhsm-init", help="(re)initialise SoftHSM tokens in a state directory")
     s.add_argument("--state", required=True, help="state directory (its tokens/ is replaced)")
@@ -535,7 +544,7 @@ def _add_journal(sub: Any) -> None:
     s = sub.add_parser("journal", help="the write journal")
     jsub = s.add_subparsers(dest="journal_command", required=True)
     j = jsub.add_parser("verify", help="check the journal's hash chain (exit 0 intact, 1 broken)")
-    j.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(j)
     j.add_argument("--expect-head", metavar="SHA256",
                    help="a chain head from a signed statement that must be in the journal")
     j.set_defaults(func=_journal_verify)
@@ -548,13 +557,13 @@ def _add_journal(sub: Any) -> None:
                         "its ended holder left as released (journaled)")
     j.add_argument("profile", help="profile NAME or PATH")
     j.add_argument("--run", required=True, metavar="RUN_ID", help="the run")
-    j.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(j)
     j.set_defaults(func=_journal_unlock)
     j = jsub.add_parser("sign-head", help="have the profile's evidence signers sign the "
                         "journal's head (a killed run has no bundle to anchor its entries: "
                         "cleanup needs it)")
     j.add_argument("profile", help="profile NAME or PATH")
-    j.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(j)
     j.add_argument("--reports-dir", metavar="DIR", help=REPORTS_HELP)
     j.set_defaults(func=_journal_sign_head)
 
@@ -565,7 +574,7 @@ def _add_cleanup(sub: Any) -> None:
                        "clusters; never a source key")
     s.add_argument("profile", help="profile NAME or PATH")
     s.add_argument("--run", required=True, metavar="RUN_ID", help="the run whose objects to remove")
-    s.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(s)
     s.add_argument("--reports-dir", metavar="DIR", help=REPORTS_HELP + "; where the signed "
                    "heads that anchor the run's journal entries are")
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
@@ -586,7 +595,7 @@ def _add_retire(sub: Any) -> None:
                    "each target copy is proven the same material; each destroy journaled")
     s.add_argument("--plan", metavar="DIR", help="with --destroy: the signed plan the run "
                    "followed")
-    s.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(s)
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
                    help="required with --destroy in a production profile: the source's cluster id")
     s.set_defaults(func=_retire)
@@ -634,12 +643,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, PolicyError) as exc:
+    except KeyparityError as exc:  # anything else is a bug: its traceback is shown
         print(f"keyparity {args.command}: error: {_sentence(exc)}", file=sys.stderr)
-        return 2
-    except (KeyparityError, RuntimeError, OSError) as exc:
-        print(f"keyparity {args.command}: error: {_sentence(exc)}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, (ProfileError, PolicyError)) else 1
     finally:
         close_clusters()
 
