@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .hsm.cluster import close_clusters, open_cluster
-from .errors import KeyparityError, PolicyError, ProfileError, pkcs11_step
+from .errors import KeyparityError, PolicyError, ProfileError, file_step, pkcs11_step
 from .hsm.login import LoginGate
 from .profile import load_profile, resolve_profile_arg
 
@@ -18,14 +18,16 @@ if TYPE_CHECKING:  # the journal is opened only by the commands that use it
 
 def _softhsm_init(args: argparse.Namespace) -> int:
     from .hsm.softhsm import provision
-    conf = provision(Path(args.state), args.token)
+    with file_step("write the SoftHSM state to", args.state):
+        conf = provision(Path(args.state), args.token)
     print(f"keyparity: initialised SoftHSM tokens {', '.join(args.token)} in {conf.parent}")
     return 0
 
 
 def _softhsm_restore(args: argparse.Namespace) -> int:
     from .hsm.softhsm import restore_copy
-    conf = restore_copy(Path(args.state), args.token, Path(args.to), args.share or ())
+    with file_step("copy the SoftHSM token into", args.to):
+        conf = restore_copy(Path(args.state), args.token, Path(args.to), args.share or ())
     print(f"keyparity: copied SoftHSM token {args.token} into a fresh store, as a restore from "
           f"backup would: {conf}")
     return 0
@@ -34,8 +36,9 @@ def _softhsm_restore(args: argparse.Namespace) -> int:
 def _demo_custodians(args: argparse.Namespace) -> int:
     from .attest.custodians import file_custodian, token_custodian
     state = Path(args.state)
-    one = file_custodian(state / "evidence", "custodian-1")
-    two = token_custodian(state / "softhsm", state / "evidence", "custodian-2")
+    with file_step("make the demo custodians in", state):
+        one = file_custodian(state / "evidence", "custodian-1")
+        two = token_custodian(state / "softhsm", state / "evidence", "custodian-2")
     print(f"keyparity: evidence custodians ready; public keys {one} and {two}")
     return 0
 
@@ -45,9 +48,10 @@ def _demo_pki(args: argparse.Namespace) -> int:
     the profile names (``aws_root_sha256: file:...``): a demo PKI has no published pins."""
     from .trust.pki import build_test_pki, root_pins
     for cluster in args.cluster or ("hsm1", "hsm2"):
-        paths = build_test_pki(Path(args.state) / "pki" / cluster)
-        for name, pin in root_pins(paths).items():
-            paths["pins"].with_name(name.replace("_sha256", ".sha256")).write_text(pin + "\n")
+        with file_step("write the demo PKI to", Path(args.state) / "pki" / cluster):
+            paths = build_test_pki(Path(args.state) / "pki" / cluster)
+            for name, pin in root_pins(paths).items():
+                paths["pins"].with_name(name.replace("_sha256", ".sha256")).write_text(pin + "\n")
         print(f"keyparity: demo PKI for {cluster} in {paths['pins'].parent}")
     return 0
 
@@ -55,19 +59,12 @@ def _demo_pki(args: argparse.Namespace) -> int:
 def _seed(args: argparse.Namespace) -> int:
     """Create the inventory's keys on the profile's source (0); 2: a production profile
     without --hsm-confirm=<that cluster's id>, or with another id."""
-    from .cloudhsm import policy
+    from . import policy
     from .hsm.seed import seed
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     spec = profile.source or profile.cluster  # a re-verify profile names only its target
-    expected, field = policy.confirm_id(spec)
-    field = field.replace("target", spec.role)
-    if ((profile.environment == "production" or args.hsm_confirm is not None)
-            and args.hsm_confirm != expected):
-        return _usage("seed", f"refused: {profile.name} is a production profile; add "
-                      f"--hsm-confirm={expected} ({field}) to create keys on {spec.name}"
-                      if args.hsm_confirm is None else
-                      f"refused: --hsm-confirm={args.hsm_confirm} does not match {expected} "
-                      f"({field}); nothing was created")
+    policy.confirmed(profile, spec, args.hsm_confirm, f"to create keys on {spec.name}",
+                     "created")
     session = open_cluster(spec, profile.module_env, LoginGate(None)).session
     with pkcs11_step("create the inventory's keys", spec.name):
         created = seed(session, profile.keys)
@@ -376,63 +373,31 @@ def _journal_sign_head(args: argparse.Namespace) -> int:
 def _cleanup(args: argparse.Namespace) -> int:
     """Remove from the target what run ``--run`` created (by the journal): 0 done, 1 something
     could not be removed or proven, 2 usage/refused."""
-    from .cloudhsm import policy
-    from .hsm.cleanup import cleanup
+    from . import policy
+    from .cleanup_command import clean
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     if profile.single or profile.target is None:
         print(f"keyparity cleanup: nothing to do: {profile.name} is a {profile.migration_mode} "
               "profile, and such a run writes nothing to any token", file=sys.stderr)
         return 2
-    expected, field = policy.confirm_id(profile.target)
-    if profile.environment == "production" and args.hsm_confirm != expected:
-        print(f"keyparity cleanup: refused: {profile.name} is a production profile; add "
-              f"--hsm-confirm={expected} ({field}) to remove objects from "
-              f"{profile.target.name}", file=sys.stderr)
-        return 2
-    if args.hsm_confirm is not None and args.hsm_confirm != expected:
-        print(f"keyparity cleanup: refused: --hsm-confirm={args.hsm_confirm} does not match "
-              f"{expected} ({field})", file=sys.stderr)
-        return 2
+    policy.confirmed(profile, profile.target, args.hsm_confirm,
+                     f"to remove objects from {profile.target.name}", "removed")
 
-    def clean(journal: Journal, path: Path) -> int:
-        gate = LoginGate(None)
-        _anchored(journal, path, args, profile, gate)
-        lines, ok = _cleanup_cli_wrapping(journal, args.run, profile)
-        more, more_ok = cleanup(journal, args.run, profile, gate)
-        print("\n".join(lines + more))
-        return 0 if ok and more_ok else 1
-    return _with_journal(args, "cleanup", clean, writes=True)
-
-
-def _anchored(journal: Journal, path: Path, args: argparse.Namespace, profile: Any,
-              gate: LoginGate) -> None:
-    """Every entry the run recorded (the clean-ups' own destroys excepted) is covered by a
-    verified signed head (keyparity.evidence.anchor); AnchorError otherwise."""
-    from .evidence.anchor import require_covered
-    seqs = [e["seq"] for e in journal.entries(args.run)
-            if e["action"] not in ("destroy", "cli-delete")]
-    if seqs:  # a run the journal does not know: cleanup says so itself
-        require_covered(path, max(seqs), _reports_dir(args), args.run, profile, gate)
-
-
-def _cleanup_cli_wrapping(journal: Journal, run_id: str, profile: Any) -> tuple[list[str], bool]:
-    """``migration.backend: cloudhsm-cli``: the run's wrapping objects (token objects on both
-    clusters) that the journal shows created and not deleted, deleted through the CLI."""
-    from .cloudhsm.backend import reap_wrapping
-    from .cloudhsm.cli import CloudHsmCli
-    if not journal.has_entries(run_id, "cli-"):
-        return [], True
-    src = CloudHsmCli.for_cluster(profile.source)
-    tgt = CloudHsmCli.for_cluster(profile.target)
-    keys = profile.keys
-    lines, left = reap_wrapping(journal.bind(run_id), src, tgt, run_id=run_id,
-                                protect={k.label for k in keys} | {k.target_label for k in keys})
-    return lines, not left
+    def use(journal: Any, path: Path) -> int:
+        lines, ok = clean(journal, path, args.run, profile, _reports_dir(args))
+        print("\n".join(lines))
+        return 0 if ok else 1
+    return _with_journal(args, "cleanup", use, writes=True)
 
 
 JOURNAL_HELP = ("journal file (default: <rootdir>/.keyparity/journal.sqlite, the rootdir a pytest "
                 "run started here would have)")
 REPORTS_HELP = "where the run directories are (default: <rootdir>/reports)"
+
+
+def _add_journal_option(p: Any) -> None:
+    """``--journal PATH``, as every command that reads or writes the journal takes it."""
+    p.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
 
 
 def _add_softhsm_init(sub: Any) -> None:
@@ -582,7 +547,7 @@ def _add_journal(sub: Any) -> None:
     s = sub.add_parser("journal", help="the write journal")
     jsub = s.add_subparsers(dest="journal_command", required=True)
     j = jsub.add_parser("verify", help="check the journal's hash chain (exit 0 intact, 1 broken)")
-    j.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(j)
     j.add_argument("--expect-head", metavar="SHA256",
                    help="a chain head from a signed statement that must be in the journal")
     j.set_defaults(func=_journal_verify)
@@ -595,13 +560,13 @@ def _add_journal(sub: Any) -> None:
                         "its ended holder left as released (journaled)")
     j.add_argument("profile", help="profile NAME or PATH")
     j.add_argument("--run", required=True, metavar="RUN_ID", help="the run")
-    j.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(j)
     j.set_defaults(func=_journal_unlock)
     j = jsub.add_parser("sign-head", help="have the profile's evidence signers sign the "
                         "journal's head (a killed run has no bundle to anchor its entries: "
                         "cleanup needs it)")
     j.add_argument("profile", help="profile NAME or PATH")
-    j.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(j)
     j.add_argument("--reports-dir", metavar="DIR", help=REPORTS_HELP)
     j.set_defaults(func=_journal_sign_head)
 
@@ -612,7 +577,7 @@ def _add_cleanup(sub: Any) -> None:
                        "clusters; never a source key")
     s.add_argument("profile", help="profile NAME or PATH")
     s.add_argument("--run", required=True, metavar="RUN_ID", help="the run whose objects to remove")
-    s.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(s)
     s.add_argument("--reports-dir", metavar="DIR", help=REPORTS_HELP + "; where the signed "
                    "heads that anchor the run's journal entries are")
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
@@ -633,7 +598,7 @@ def _add_retire(sub: Any) -> None:
                    "each target copy is proven the same material; each destroy journaled")
     s.add_argument("--plan", metavar="DIR", help="with --destroy: the signed plan the run "
                    "followed")
-    s.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
+    _add_journal_option(s)
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
                    help="required with --destroy in a production profile: the source's cluster id")
     s.set_defaults(func=_retire)
@@ -681,12 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, PolicyError) as exc:
+    except KeyparityError as exc:  # anything else is a bug: its traceback is shown
         print(f"keyparity {args.command}: error: {_sentence(exc)}", file=sys.stderr)
-        return 2
-    except (KeyparityError, RuntimeError, OSError) as exc:
-        print(f"keyparity {args.command}: error: {_sentence(exc)}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, (ProfileError, PolicyError)) else 1
     finally:
         close_clusters()
 

@@ -12,7 +12,8 @@ import pytest
 
 from . import runinfo
 from . import settle
-from .cloudhsm import cli_scope, policy
+from . import policy
+from .cloudhsm import cli_scope
 from .formats import allure, junit
 from .evidence import verdict as verdicts
 from .evidence.facts import Evidence

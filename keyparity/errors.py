@@ -49,6 +49,20 @@ class TokenError(KeyparityError):
     """The token cannot be reached, or failed under us."""
 
 
+class FileProblem(KeyparityError):
+    """A file or directory a command was told to read or write cannot be; the message names
+    it and the system's reason."""
+
+
+@contextlib.contextmanager
+def file_step(what: str, path: Any) -> Iterator[None]:
+    """Turn an OSError of ``what`` ("write the demo PKI to") on ``path`` into one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise FileProblem(f"cannot {what} {path}: {exc.strerror or exc}") from None
+
+
 class KeyNotFound(KeyparityError):
     """An inventory key is not where the profile says it is."""
 

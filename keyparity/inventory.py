@@ -44,15 +44,14 @@ from .formats.cbom import ACTIVE, Asset, CbomError, document, to_json
 from .hsm import census, keyinfo
 from .hsm.census import Entry
 from .hsm.cluster import close_clusters, open_cluster
-from .hsm.identity import KCV_METHODS
-from .hsm.keytypes import ASYMMETRIC, KEY_TYPES
 from .hsm.login import LoginGate
-from .profile import Cluster, ProfileError, check_size, load_profile, resolve_profile_arg
+from .keytypes import ASYMMETRIC, CURVES, KEY_TYPES, curve_name, size_problem
+from .profile import Cluster, ProfileError, load_profile, resolve_profile_arg
 
 PROG = "keyparity inventory"
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 _TYPES = ", ".join(KEY_TYPES)
-_NIST = ", ".join(keyinfo.NIST_NAMES.values())
+_NIST = ", ".join(c.nist for c in CURVES.values())
 
 
 @dataclass
@@ -75,8 +74,8 @@ class Key:
         f = self.facts
         out: dict[str, Any] = {"label": f.label, "type": f.type}
         if f.type == "ec":
-            out["curve"] = keyinfo.curve_name(f.curve)
-        elif f.type in ("aes", "generic-secret", "rsa"):
+            out["curve"] = curve_name(f.curve)
+        elif KEY_TYPES[f.type].sizes.given:
             out["size"] = f.size
         out["id"] = _Quoted(f.id)
         if self.rotate:
@@ -105,24 +104,19 @@ def _order(e: Entry) -> tuple[str, int, str]:
 def _shape_problem(f: keyinfo.KeyFacts) -> str | None:
     """Why a key of a known type cannot be drafted as is (its size or curve), or None."""
     if f.type == "ec":
-        if f.curve not in keyinfo.NIST_NAMES:
+        if f.curve not in CURVES:
             return (f"EC curve {f.curve or '(not reported)'} is not one keyparity migrates "
                     f"({_NIST})")
         return None
-    if f.type in ("des2", "des3"):
+    if not KEY_TYPES[f.type].sizes.given:
         return None
     if f.size is None:
         what = "CKA_MODULUS" if f.type == "rsa" else "CKA_VALUE_LEN"
         return (f"the token does not report the key's size ({what}): add it to keys: with "
                 "its size to migrate it")
-
-    def fail(_field: str, message: str) -> ProfileError:
-        return ProfileError(Path("inventory"), "", message)
-
-    try:
-        check_size(f.type, f.size, "size", fail)
-    except ProfileError as exc:
-        return f"{f.describe()}: a profile does not accept this size ({exc.message})"
+    problem = size_problem(f.type, f.size)
+    if problem is not None:
+        return f"{f.describe()}: a profile does not accept this size ({problem})"
     return None
 
 
@@ -241,7 +235,8 @@ def assets(found: Draft, entries: Sequence[Entry], cluster: Cluster) -> list[Any
             props["keyparity:check-unavailable"] = text
         elif f.cls == "secret":
             props["keyparity:kcv"] = bytes(value)[:3].hex()
-            props["keyparity:kcv-method"] = KCV_METHODS[KEY_TYPES[f.type]][2]
+            method = KEY_TYPES[f.type].kcv  # every secret key type has one
+            props["keyparity:kcv-method"] = method.description if method else "none"
         else:
             props["keyparity:fingerprint"] = str(value)
             props["keyparity:fingerprint-method"] = ("SHA-256 of the public key's DER "

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from . import chunks, settle, xdist_compat
-from . import runinfo
-from .cloudhsm.backend import CliBackend
-from .cloudhsm import cli_scope, policy
+from . import chunks, policy, runinfo, settle, xdist_compat
+from .backends import backend_for
+from .cloudhsm import cli_scope
 from .controller import start_run
 from .errors import KeyparityError
 from .formats import allure as allure_support
@@ -291,8 +290,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     chunks.batch(session)
     if PROFILE in session.config.stash:
         # The collected items live until the run ends: out of the garbage collector's sight,
-        # a full collection no longer walks 150,000 of them (issue 13: the exit's collections
-        # alone took 24 s at 10,000 keys).
+        # a full collection does not walk them (some 15 per key) again and again.
         gc.freeze()
     n = session.config.stash.get(DESELECTED, 0)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -364,10 +362,9 @@ def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
     (``migration.backend``), started before the first write; its wrapping objects are
     removed at the end."""
     journal = Journal(pytestconfig.stash[JOURNAL])
-    backend = None
-    if hsm_profile.migration_backend == "cloudhsm-cli":
-        backend = CliBackend(hsm_profile, target_cluster, journal.bind(hsm_run.run_id),
-                             hsm_run.run_id, login_gate)
+    backend = backend_for(hsm_profile).make(hsm_profile, source_cluster, target_cluster,
+                                            journal.bind(hsm_run.run_id), hsm_run.run_id,
+                                            login_gate)
     wait = pytestconfig.getoption("hsm_lock_wait")
     locks = None if hsm_profile.migration_mode != "migrate" else key_locks(
         target_cluster, hsm_run.run_id, 600.0 if wait is None else wait)

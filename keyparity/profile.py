@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
-from . import module_env, vector_table
+from . import keytypes, module_env, vector_table
 from .errors import ProfileError
 from .secrets import SecretRef, exposure, file_refusal, parse_secret_ref
 
@@ -44,12 +44,8 @@ DIFFERENCE_NAMES: tuple[str, ...] = ATTRIBUTE_NAMES + (
     "local", "always_sensitive", "never_extractable", "check_value",
     "key_gen_mechanism", "unique_id", "label", "start_date", "end_date",
 )
-CURVE_ALIASES: dict[str, str] = {
-    "secp256r1": "secp256r1", "P-256": "secp256r1",
-    "secp384r1": "secp384r1", "P-384": "secp384r1",
-    "secp521r1": "secp521r1", "P-521": "secp521r1",
-}
-KEY_TYPES: tuple[str, ...] = ("des2", "des3", "aes", "generic-secret", "rsa", "ec")
+CURVE_ALIASES = keytypes.CURVE_ALIASES
+KEY_TYPES: tuple[str, ...] = tuple(keytypes.KEY_TYPES)
 
 
 def default_vectors(key_type: str, curve: str | None = None) -> tuple[str, ...]:
@@ -175,7 +171,7 @@ class KeySpec:
 
     @property
     def is_asymmetric(self) -> bool:
-        return self.type in ("rsa", "ec")
+        return keytypes.KEY_TYPES[self.type].asymmetric
 
 
 @dataclass(frozen=True)
@@ -866,20 +862,9 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
 
 
 def check_size(key_type: str, size: int | None, field: str, fail: _Fail) -> None:
-    """A key's ``size`` for its type (``fail(field, why)`` when it breaks the rule): a profile's
-    keys and the inventory's scan are held to the same rule."""
-    if key_type in ("des2", "des3", "ec"):
-        if size is not None:
-            raise fail(field, f"not allowed for type {key_type}")
-        return
-    if size is None:
-        raise fail(field, f"required field missing for type {key_type}")
-    if key_type == "aes" and size not in (128, 192, 256):
-        raise fail(field, f"{size} is not one of: 128, 192, 256 (type aes)")
-    if key_type == "generic-secret" and not (8 <= size <= 4096 and size % 8 == 0):
-        raise fail(field, f"{size} must be a multiple of 8 between 8 and 4096 (type generic-secret)")
-    if key_type == "rsa" and not 1024 <= size <= 8192:
-        raise fail(field, f"{size} must be between 1024 and 8192 (type rsa)")
+    problem = keytypes.size_problem(key_type, size)
+    if problem is not None:
+        raise fail(field, problem)
 
 
 def _check_unique(keys: tuple[KeySpec, ...], raw: list[dict[str, Any]], fail: _Fail) -> None:

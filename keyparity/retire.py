@@ -40,9 +40,9 @@ from typing import Any
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.types import Key
 
-from . import atomic, rootdir
+from . import atomic, policy, rootdir
 from . import runinfo
-from .cloudhsm import lineage, policy
+from .cloudhsm import lineage
 from .errors import KeyMismatch, KeyparityError, PolicyError
 from .attest import approval
 from .evidence.anchor import require_run_head
@@ -269,14 +269,8 @@ def settle(args: argparse.Namespace, gate: LoginGate) -> Retirement:
         raise PolicyError(f"{profile.path}: evidence.signers: retire verifies the run's bundle "
                           "and signs its record with the profile's signers; there are none")
     if args.destroy:
-        expected, where = policy.confirm_id(profile.source)
-        if profile.environment == "production" and args.hsm_confirm != expected:
-            raise PolicyError(f"{profile.name} is a production profile: add "
-                              f"--hsm-confirm={expected} ({where.replace('target', 'source')}) "
-                              "to destroy source keys; nothing was destroyed")
-        if args.hsm_confirm is not None and args.hsm_confirm != expected:
-            raise PolicyError(f"--hsm-confirm={args.hsm_confirm} does not match the source "
-                              f"cluster {expected}; nothing was destroyed")
+        policy.confirmed(profile, profile.source, args.hsm_confirm, "to destroy source keys",
+                         "destroyed")
         if not args.plan:
             raise PolicyError("--destroy needs --plan DIR: the plan the run followed, signed to "
                               "the threshold; nothing was destroyed")

@@ -4,7 +4,7 @@ directory, no bundle, no session, no journal entry.
 
 Checked here: the options (``--hsm-batch``, ``--hsm-run-id``, a path option written with a
 space), the profile (its schema and rules: keyparity.profile), the FIPS policy and the
-production guard (keyparity.cloudhsm.policy), that source and target are two tokens, that a
+production guard (keyparity.policy), that source and target are two tokens, that a
 re-verify run's baseline verifies, that the write journal's chain is intact when the run
 may write, and that the signed plan of ``--hsm-plan`` verifies and is what the profile and
 the source hold now (keyparity.attest.approval).
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from . import xdist_compat
-from .cloudhsm import kms_stores, policy
+from . import policy, xdist_compat
+from .cloudhsm import kms_stores
 from .errors import KeyparityError
 from .attest import approval
 from .evidence.baseline import Baseline

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from . import runinfo
-from .cloudhsm import policy
+from . import policy, runinfo
 from .attest.approval import Approval
 from .evidence.baseline import Baseline
 from .evidence.facts import Evidence

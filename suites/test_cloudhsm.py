@@ -6,6 +6,7 @@ CloudHSM client. Each needs what it reads - a ``cloudhsm_cli`` block, an ``aws``
 client's configuration file - and is skipped with that reason without it (SoftHSM)."""
 import pytest
 
+from keyparity.backends import backend_for
 from keyparity.cloudhsm import aws, client_config, key_policy, kms_stores, lineage, mtls
 from keyparity.cloudhsm import source_backups, users
 from keyparity.outcome import prove
@@ -31,7 +32,7 @@ def test_key_quorum_and_trust_allow_the_move(inventory_key, source_cli_key, hsm_
     """One test per key for both (each test per key costs every run of the suites): its key
     quorum values can be carried by the backend, and a wrap-with-trusted key can be wrapped."""
     quorum = key_policy.check_quorum_preflight(inventory_key, source_cli_key,
-                                               hsm_profile.migration_backend)
+                                               backend_for(hsm_profile))
     trusted = key_policy.check_trusted_preflight(inventory_key, source_cli_key,
                                                  hsm_profile.wrapping.trusted,
                                                  cluster=hsm_profile.source.name)

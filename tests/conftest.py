@@ -69,7 +69,7 @@ class Lab:
             "exclude": [{"label": label, "reason": "test lab: on the source for another part "
                          "of this test"} for label in sorted(self.source_labels -
                                                              {k["label"] for k in keys})],
-            # FIPS -> NON_FIPS changes the compliance posture: keyparity.cloudhsm.policy requires this
+            # FIPS -> NON_FIPS changes the compliance posture: keyparity.policy requires this
             "compliance": {"acknowledge_non_fips": LAB_ACK},
         }
         doc.update(top)
@@ -200,7 +200,7 @@ def evidence(pytester: pytest.Pytester) -> dict[str, Any]:
 def _fresh_process_logins() -> Any:
     """A process remembers a refused CloudHSM CLI login and every open cluster session (never
     tried twice); each in-process test starts as a new process would."""
-    from keyparity.cloudhsm import cli as cloudhsm_cli
+    from keyparity.cloudhsm import cli_runner as cloudhsm_cli
     from keyparity.hsm.cluster import close_clusters
     cloudhsm_cli._PROCESS_GATE._memory.clear()
     yield

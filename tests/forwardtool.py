@@ -37,7 +37,7 @@ from pkcs11.exceptions import PKCS11Error
 from keyparity.errors import KeyparityError
 from keyparity.hsm import wrap
 from keyparity.hsm.attributes import read_standard, unwrap_template
-from keyparity.hsm.keytypes import KEY_TYPES, key_class
+from keyparity.keytypes import KEY_TYPES, key_class
 from keyparity.hsm.mechanisms import (
     CK_RSA_AES_KEY_WRAP_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, RSA_AES_KEY_WRAP, PackedRsaAesParams,
     WrapParams,
@@ -85,7 +85,7 @@ class Run:
         blob = wrap.wrap(self.s1, self.public, src, params, native=native_wrap, where="hsm1")
         cls = key_class(d["type"])
         template = unwrap_template(read_standard(src), cls, d["label"], {})
-        moved = wrap.unwrap(self.s2, self.private, blob, cls, KEY_TYPES[d["type"]], template,
+        moved = wrap.unwrap(self.s2, self.private, blob, cls, KEY_TYPES[d["type"]].pkcs11, template,
                             params, native=native_unwrap, where="hsm2")
         return blob, moved
 

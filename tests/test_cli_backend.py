@@ -22,7 +22,7 @@ import yaml
 
 from conftest import REPO, evidence, run_suites
 from keyparity.cloudhsm import backend as cli_backend
-from keyparity.cloudhsm.cli import CliCommandFailed, CloudHsmCli
+from keyparity.cloudhsm.cli_runner import CliCommandFailed, CloudHsmCli
 from keyparity.journal.chain import verify
 from keyparity.journal.recorder import NullJournal
 from keyparity.journal.store import Journal
@@ -250,7 +250,7 @@ CHILD = r"""
 import os, signal, sys
 from pathlib import Path
 from keyparity.cloudhsm.backend import CliChannel
-from keyparity.cloudhsm.cli import CloudHsmCli
+from keyparity.cloudhsm.cli_runner import CloudHsmCli
 from keyparity.journal.store import Journal
 from keyparity.profile import CloudHsmCliSpec, Wrapping
 from keyparity.secrets import SecretRef

@@ -1,4 +1,4 @@
-"""The CloudHSM CLI adapter (keyparity.cloudhsm.cli) against tests/fake_cloudhsm_cli: how it is
+"""The CloudHSM CLI adapter (keyparity.cloudhsm.cli_runner) against tests/fake_cloudhsm_cli: how it is
 called (credentials in the environment only, --cluster-id, no shell, no stdin) and how every
 quirk of the CLI's JSON is read, each failure typed, with what to do."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from keyparity.cloudhsm import cli as chc
+from keyparity.cloudhsm import cli_runner as chc
 from keyparity.errors import KeyNotFound, LoginError, TokenError
 from keyparity.profile import AwsSpec, CloudHsmCliSpec, Cluster
 from keyparity.secrets import SecretRef

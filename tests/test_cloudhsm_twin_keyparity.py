@@ -18,8 +18,9 @@ import pytest
 from cloudhsm_twin.client import Twin
 from cloudhsm_twin.provision import Seed, TwinCluster, demo, seed
 from conftest import TMPFS
+from keyparity.backends import BACKENDS
 from keyparity.cloudhsm import backend as cli_backend
-from keyparity.cloudhsm import cli as chc
+from keyparity.cloudhsm import cli_runner as chc
 from keyparity.cloudhsm import key_policy, mtls, ownership, users
 from keyparity.journal.recorder import NullJournal
 from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
@@ -116,7 +117,7 @@ def test_the_quorum_preflight_agrees_with_what_the_stand_in_unwraps(twin, share_
     use quorum value is 2: refused with its owner alone, accepted shared with one more user."""
     source = cli(twin, "hsm1").one_key({"label": "k-des3-quorum"}, "k-des3-quorum")
     check = key_policy.check_quorum_preflight(spec("k-des3-quorum", share_with=share_with),
-                                              source, key_policy.CLI_BACKEND)
+                                              source, BACKENDS["cloudhsm-cli"])
     blob = twin.root / f"quorum-{len(share_with)}.bin"
     twin.run("hsm2m", "cu1", "key", "generate-asymmetric-pair", "rsa", "--public-label",
              f"qp{len(share_with)}-public", "--private-label", f"qp{len(share_with)}-private",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from keyparity.cloudhsm import cli as chc
+from keyparity.cloudhsm import cli_runner as chc
 from keyparity.cloudhsm.users import (User, check_target_users, owners_of, source_keys,
                                       user_list)
 from keyparity.errors import LabelConflict

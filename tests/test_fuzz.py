@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import LAB_ACK, run_suites
-from keyparity.cloudhsm import cli as chc
+from keyparity.cloudhsm import cli_runner as chc
 from keyparity.errors import KeyparityError
 from keyparity.profile import CloudHsmCliSpec, Profile, ProfileError, load_profile
 from keyparity.secrets import SecretRef

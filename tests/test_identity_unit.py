@@ -18,6 +18,7 @@ from pkcs11 import Attribute, KeyType, Mechanism
 
 from keyparity.hsm import identity
 from keyparity.errors import NotPermitted, TokenError
+from keyparity.keytypes import BY_PKCS11, KEY_TYPES
 from p11tokens import (
     der_octet_string,
     ec_key,
@@ -53,7 +54,8 @@ def des3_ecb_zero(value: bytes) -> bytes:
 # ---- KCV and the full check --------------------------------------------------------------------
 
 def test_the_kcv_table_names_one_method_per_secret_key_type():
-    assert identity.KCV_METHODS == {
+    assert {t.pkcs11: (t.kcv.mechanism, t.kcv.block, t.kcv.description)
+            for t in KEY_TYPES.values() if t.kcv is not None} == {
         KeyType.DES2: (Mechanism.DES3_ECB, 8,
                        "DES3-ECB encryption of an 8-byte zero block, first 3 bytes"),
         KeyType.DES3: (Mechanism.DES3_ECB, 8,
@@ -63,6 +65,7 @@ def test_the_kcv_table_names_one_method_per_secret_key_type():
         KeyType.GENERIC_SECRET: (Mechanism.SHA256_HMAC, 16,
                                  "HMAC-SHA256 of a 16-byte zero block, first 3 bytes"),
     }
+    assert not [t.name for t in KEY_TYPES.values() if (t.kcv is None) != t.asymmetric]
 
 
 @pytest.mark.parametrize("key_type, value, expected", [
@@ -77,7 +80,7 @@ def test_material_check_and_kcv_are_what_software_computes(tokens, key_type, val
     full = identity.material_check(key, "hsm1")
     assert type(full) is bytes and full == expected  # the whole block / the whole HMAC
     kcv = identity.kcv(key, "hsm1")
-    assert kcv == identity.Kcv(expected[:3].hex(), identity.KCV_METHODS[key_type][2])
+    assert kcv == identity.Kcv(expected[:3].hex(), BY_PKCS11[key_type].kcv.description)
     assert len(kcv.value) == 6
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from keyparity.cloudhsm import cli as chc
+from keyparity.backends import BACKENDS
+from keyparity.cloudhsm import cli_runner as chc
 from keyparity.cloudhsm.key_policy import (check_quorum_after, check_quorum_preflight,
                                            check_trusted_preflight, quorum_values,
                                            refuse_trusted_in_inventory)
@@ -80,7 +81,7 @@ def test_the_documented_case_file_reads_as_a_key_with_quorum_and_wrap_with_trust
 
 @pytest.mark.parametrize("backend", ["pkcs11", "cloudhsm-cli"])
 def test_a_key_without_quorum_passes_with_either_backend(listed, backend):
-    check = check_quorum_preflight(spec(), listed(entry()), backend)
+    check = check_quorum_preflight(spec(), listed(entry()), BACKENDS[backend])
     assert check.ok and check.facts["needs_quorum"] is False
     assert check.facts["quorum"] == {"manage-key-quorum-value": 0, "use-key-quorum-value": 0}
 
@@ -88,7 +89,7 @@ def test_a_key_without_quorum_passes_with_either_backend(listed, backend):
 @pytest.mark.parametrize("quorum", [(2, 1), (0, 1), (1, 0)])
 def test_a_key_with_quorum_is_refused_with_the_pkcs11_backend(listed, quorum):
     check = check_quorum_preflight(spec(share_with=("cu2",)), listed(entry(quorum=quorum)),
-                                   "pkcs11")
+                                   BACKENDS["pkcs11"])
     assert not check.ok and check.facts["needs_quorum"] is True
     assert "the PKCS #11 backend cannot set key quorum values at unwrap; use " \
            "migration.backend: cloudhsm-cli, which can" in check.message
@@ -99,7 +100,7 @@ def test_a_key_with_quorum_is_refused_with_the_pkcs11_backend(listed, quorum):
 def test_a_key_with_quorum_passes_with_the_cli_backend_and_says_approvals_are_not_collected(
         listed):
     check = check_quorum_preflight(spec(share_with=("cu2",)), listed(entry(quorum=(2, 1))),
-                                   "cloudhsm-cli")
+                                   BACKENDS["cloudhsm-cli"])
     assert check.ok, check.message
     assert "need quorum approval tokens (`--approval`)" in check.facts["approval"]
     assert "keyparity does not collect approvals" in check.facts["approval"]
@@ -109,7 +110,7 @@ def test_a_key_with_quorum_passes_with_the_cli_backend_and_says_approvals_are_no
 
 def test_a_quorum_above_the_users_the_key_will_have_fails(listed):
     check = check_quorum_preflight(spec(share_with=("cu2",)), listed(entry(quorum=(3, 0))),
-                                   "cloudhsm-cli")
+                                   BACKENDS["cloudhsm-cli"])
     assert not check.ok
     assert "at most the number of users it is associated with" in check.message
     assert "the inventory gives 'k1' 2; add at least 1 crypto user(s) to its share_with" \
@@ -120,7 +121,7 @@ def test_a_quorum_above_the_users_the_key_will_have_fails(listed):
                                     {"manage-key-quorum-value": "2",
                                      "use-key-quorum-value": 0}])
 def test_quorum_values_the_cli_did_not_report_fail(listed, quorum):
-    check = check_quorum_preflight(spec(), listed(entry(quorum=quorum)), "cloudhsm-cli")
+    check = check_quorum_preflight(spec(), listed(entry(quorum=quorum)), BACKENDS["cloudhsm-cli"])
     assert not check.ok
     assert check.message.startswith("the CLI reported no usable key-quorum-values for 'k1' on "
                                     "the source")

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pkcs11 import Attribute, KeyType
 
-from keyparity.cloudhsm import policy
+from keyparity import policy
 from keyparity.hsm.known_answers import CHECK_PURPOSE, MAKE_PURPOSE, check, make, public_key
 from keyparity.hsm.locate import Side
 from keyparity.vector_table import TABLE, allowed

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from keyparity.cloudhsm import kms_stores, mtls
-from keyparity.cloudhsm.cli import CloudHsmCli
+from keyparity.cloudhsm.cli_runner import CloudHsmCli
 from keyparity.cloudhsm.mtls import MtlsState
 from keyparity.hsm.login import LoginGate
 from keyparity.profile import CloudHsmCliSpec

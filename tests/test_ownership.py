@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from pkcs11 import Attribute, KeyType
 
 from conftest import REPO, evidence, run_suites
-from keyparity.cloudhsm import cli as chc
+from keyparity.cloudhsm import cli_runner as chc
 from keyparity.hsm.locate import Side
 from keyparity.hsm.migrate import Migration
 from keyparity.checks import Check

@@ -1,4 +1,4 @@
-"""The FIPS policy gate (keyparity.cloudhsm.policy): 3DES only to a NON_FIPS target, the FIPS -> NON_FIPS
+"""The FIPS policy gate (keyparity.policy): 3DES only to a NON_FIPS target, the FIPS -> NON_FIPS
 acknowledgement, and 3DES vectors produced by a FIPS cluster reported as not applicable."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import NOTHING_TO_CHECK_HERE, evidence, run_suites
-from keyparity.cloudhsm import policy
+from keyparity import policy
 from keyparity.profile import load_profile
 from keyparity.hsm.locate import Side
 from keyparity.hsm.vectors import DIRECTIONS, NotApplicable, exchange
@@ -85,8 +85,19 @@ def test_no_posture_change_needs_no_acknowledgement(tmp_path, source, target):
     assert policy.compliance(p)["posture_change"] is None
 
 
-def test_the_demo_profile_carries_its_acknowledgement():
-    p = load_profile(Path(__file__).parents[1] / "hsm_profiles" / "softhsm.yaml")
+def test_the_demo_profile_carries_its_acknowledgement(tmp_path):
+    """The demo's profile, copied with stand-ins for the files ``./run demo`` makes (PINs, the
+    PKI, root pins; loading checks only that they are there): no demo state needed."""
+    text = (Path(__file__).parents[1] / "hsm_profiles" / "softhsm.yaml").read_text()
+    profile = tmp_path / "hsm_profiles" / "softhsm.yaml"
+    profile.parent.mkdir()
+    profile.write_text(text)
+    for ref in sorted(set(re.findall(r"\.\./\.keyparity/\S+", text))):
+        stand_in = profile.parent / ref
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_text("0" * 64 + "\n" if ref.endswith(".sha256") else "1234\n")
+        stand_in.chmod(0o600)
+    p = load_profile(profile)
     assert p.acknowledge_non_fips["approver"] and len(p.acknowledge_non_fips["reason"]) >= 10
     assert policy.fips_errors(p) == []
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO, evidence, run_suites
-from keyparity.cloudhsm import policy
+from keyparity import policy
 from keyparity.profile import load_profile
 from test_aws import validate_evidence
 from test_plan import custodians, signed_plan

@@ -176,9 +176,12 @@ def test_cleanup_refuses_a_production_profile_without_confirm(lab):
     prod = lab.profile([AES], name="prod", environment="production")
     result = cleanup(lab, prod, journal, "run-1")
     assert result.returncode == 2
-    assert "production profile; add --hsm-confirm=hsm2" in result.stderr
+    assert result.stderr.strip() == (
+        "keyparity cleanup: error: prod is a production profile: add --hsm-confirm=hsm2 "
+        "(clusters.target.name) to remove objects from hsm2; nothing was removed")
     assert lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes128"}) == [1]
     wrong = cleanup(lab, prod, journal, "run-1", "--hsm-confirm=hsm9")
+    assert "does not match the target cluster hsm2" in wrong.stderr
     assert wrong.returncode == 2 and lab.tokens(
         {"op": "count", "token": "hsm2", "label": "k-aes128"}) == [1]
     result = cleanup(lab, prod, journal, "run-1", "--hsm-confirm=hsm2")

@@ -117,10 +117,13 @@ def test_seed_on_a_production_source_needs_its_cluster_id(lab):
                            lambda d: d.update(environment="production"))
     out = keyparity(lab, "seed", str(profile))
     assert out.returncode == 2
-    assert one_line(out) == ("keyparity seed: error: refused: prod is a production profile; add "
-                             "--hsm-confirm=hsm1 (clusters.source.name) to create keys on hsm1")
+    assert one_line(out) == ("keyparity seed: error: prod is a production profile: add "
+                             "--hsm-confirm=hsm1 (clusters.source.name) to create keys on hsm1; "
+                             "nothing was created")
     wrong = keyparity(lab, "seed", str(profile), "--hsm-confirm=hsm2")
-    assert wrong.returncode == 2 and "does not match hsm1" in one_line(wrong)
+    assert wrong.returncode == 2 and one_line(wrong) == (
+        "keyparity seed: error: --hsm-confirm=hsm2 does not match the source cluster hsm1 "
+        "(clusters.source.name, hsm1): nothing was created")
     assert lab.tokens({"op": "count", "token": "hsm1", "label": AES["label"]}) == [0]
     done = keyparity(lab, "seed", str(profile), "--hsm-confirm=hsm1")
     assert done.returncode == 0, done.stderr

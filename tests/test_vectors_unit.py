@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pkcs11 import Attribute, KeyType, Mechanism
 from pkcs11.mechanisms import CTRParams, GCMParams
 
-from keyparity.cloudhsm import policy
+from keyparity import policy
 from keyparity.hsm import vectors
 from keyparity.errors import MechanismUnsupported, NotPermitted, TokenError
 from keyparity.hsm.locate import Side

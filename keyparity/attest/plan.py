@@ -17,8 +17,8 @@ token), ``sign_plan`` adds one custodian's signature (``keyparity plan sign``), 
 ``verify_plan`` checks the signatures against a threshold and every digest (``keyparity plan
 verify``). The DSSE and statement pieces are keyparity.attest.statement's and verify's.
 
-The unwrap template is built by the migration's own function (``attributes.unwrap_template``
-for the PKCS #11 backend, ``cloudhsm.backend.unwrap_attributes`` for the CloudHSM CLI), from
+The unwrap template is built by the migration backend's own code (keyparity.backends:
+``hsm.backend.unwrap_record`` for PKCS #11, ``cloudhsm.backend.unwrap_record`` for the CLI), from
 the source key's attributes as the migration reads them; python-pkcs11's DEFAULT entries are
 left out, as they are of what is sent. Nothing secret is in the plan: no PIN (only the
 profile's references), no key value.
@@ -35,18 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from pkcs11 import ObjectClass
-from pkcs11.constants import DEFAULT
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Key, Signer
 
 from .. import atomic
-from ..cloudhsm.backend import unwrap_attributes
+from ..backends import backend_for
 from ..errors import KeyparityError
 from ..hsm import attributes, census, identity, keyinfo, proof
 from ..hsm.cluster import ClusterSession, open_cluster
-from ..hsm.keytypes import key_class
 from ..hsm.locate import locate
 from ..hsm.login import LoginGate
+from ..keytypes import curve_name
 from ..profile import Cluster, KeySpec, Profile
 from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, Verification, add_signature, canonical_json,
                        check_signatures, parse_statement, read_envelope, required_signatures,
@@ -86,20 +85,10 @@ def cluster_record(cluster: Cluster | None) -> dict[str, Any] | None:
     return out
 
 
-def _template(template: dict[Any, Any]) -> dict[str, Any]:
-    """A C_UnwrapKey template as JSON: attribute names, CKA_ID in hex, DEFAULT left out."""
-    return {attributes.name(a): (bytes(v).hex() if isinstance(v, (bytes, bytearray)) else v)
-            for a, v in template.items() if v is not DEFAULT}
-
-
 def unwrap_record(profile: Profile, spec: KeySpec,
                   source_attributes: dict[str, Any]) -> dict[str, Any]:
     """What the migration's backend will give the target at unwrap, built by its own code."""
-    if profile.migration_backend == "cloudhsm-cli":
-        return {"cloudhsm_cli_attributes": unwrap_attributes(source_attributes, spec)}
-    template = attributes.unwrap_template(source_attributes, key_class(spec.type),
-                                          spec.target_label, spec.attributes)
-    return {"template": _template(template)}
+    return backend_for(profile).unwrap_record(spec, source_attributes)
 
 
 def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec,
@@ -126,7 +115,7 @@ def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec,
         ident = proof.commit(side).record()
     out: dict[str, Any] = {
         "label": spec.label, "target_label": spec.target_label, "type": spec.type,
-        "size": facts.size or spec.size, "curve": keyinfo.curve_name(spec.curve),
+        "size": facts.size or spec.size, "curve": curve_name(spec.curve),
         "id": facts.id, "identity": ident, "kcv": _kcv(side),
         "disposition": spec.disposition, "extractable": facts.extractable,
     }

@@ -29,6 +29,7 @@ from ..hsm import identity
 from ..hsm.cluster import open_cluster
 from ..errors import KeyNotFound, KeyparityError, pkcs11_step
 from ..hsm.login import LoginGate
+from ..keytypes import CURVES
 from ..profile import Cluster, EvidenceSpec, SignerSpec
 from ..secrets import SecretError
 
@@ -39,14 +40,8 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-# curve -> (hash for the local digest, KMS key spec, KMS signing algorithm)
-_CURVES: dict[str, tuple[str, str, str]] = {
-    "secp256r1": ("sha256", "ECC_NIST_P256", "ECDSA_SHA_256"),
-    "secp384r1": ("sha384", "ECC_NIST_P384", "ECDSA_SHA_384"),
-    "secp521r1": ("sha512", "ECC_NIST_P521", "ECDSA_SHA_512"),
-}
-_KMS_SPECS = {spec: (curve, hash_name, algorithm)
-              for curve, (hash_name, spec, algorithm) in _CURVES.items()}
+# KMS key spec -> the curve (its hash for the local digest, its KMS signing algorithm)
+_KMS_SPECS = {c.kms_spec: c for c in CURVES.values()}
 # The one key type of an evidence signer, whatever holds it: ECDSA on P-384 (SHA-384), as the
 # source documents sign (ECC_NIST_P384, ECDSA_SHA_384) and docs/auditors.md promises: an
 # auditor verifies one scheme, ecdsa-sha2-nistp384.
@@ -197,7 +192,7 @@ class Pkcs11Signer(_DigestSigner):
 
 
 def _ec_curve(params: bytes) -> str | None:
-    for curve in _CURVES:
+    for curve in CURVES:
         if bytes(params) == encode_named_curve_parameters(curve):
             return curve
     return None
@@ -247,7 +242,7 @@ def _pkcs11_key(spec: SignerSpec, session: Any, where: str) -> Pkcs11Signer:
     with pkcs11_step("read the public key", where):
         crypto_public = identity.ec_public(public, curve)
     return Pkcs11Signer(session, private, _crypto_public_key(crypto_public, where),
-                        hash_name=_CURVES[curve][0], name=spec.name, where=where)
+                        hash_name=CURVES[curve].hash, name=spec.name, where=where)
 
 
 # --------------------------------------------------------------------------- kms
@@ -320,10 +315,11 @@ def _kms_describe(client: Any, key_id: str, where: str) -> tuple[SSlibKey, str, 
         raise KmsError(f"{where}: KMS key {key_id} has key usage {usage}; a SIGN_VERIFY key "
                        "is needed")
     spec = resp.get("KeySpec") or resp.get("CustomerMasterKeySpec")
-    if _KMS_SPECS.get(spec, (None,))[0] != SIGNER_CURVE:
+    known = _KMS_SPECS.get(spec)
+    if known is None or known.name != SIGNER_CURVE:
         raise KmsError(f"{where}: KMS key {key_id} is {spec}; an evidence signer's key is "
-                       f"{_CURVES[SIGNER_CURVE][1]} (ECDSA P-384)")
-    curve, hash_name, algorithm = _KMS_SPECS[spec]
+                       f"{CURVES[SIGNER_CURVE].kms_spec} (ECDSA P-384)")
+    curve, hash_name, algorithm = known.name, known.hash, known.kms_algorithm
     try:
         public = serialization.load_der_public_key(resp["PublicKey"])
     except (ValueError, UnsupportedAlgorithm):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..attest.custodians import file_custodian
+from ..errors import PolicyError
 from ..hsm import cluster
 from ..hsm.cluster import load_module
 from ..hsm.seed import seed
@@ -226,7 +227,7 @@ def _repo() -> Path:
     """The checkout whose suites the run uses (keyparity is installed from it, editable)."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "suites").is_dir() or not (root / "conftest.py").is_file():
-        raise RuntimeError(f"keyparity bench --pytest runs the suites of a checkout; {root} "
+        raise PolicyError(f"keyparity bench --pytest runs the suites of a checkout; {root} "
                            "has none (install keyparity with pip install -e from a checkout)")
     return root
 
@@ -253,7 +254,7 @@ def _pytest(args: list[str], cwd: Path, log: Path, env: dict[str, str],
 def _py_spy() -> str:
     found = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if not found:
-        raise RuntimeError("--py-spy needs py-spy: pip install 'keyparity[profile]' (or "
+        raise PolicyError("--py-spy needs py-spy: pip install 'keyparity[profile]' (or "
                            "pip install py-spy)")
     return found
 

@@ -29,10 +29,8 @@ pid dead) are reaped: a concurrent run's live wrapping objects are left alone.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -40,32 +38,24 @@ from typing import Any, Mapping
 from .. import process
 from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
 from ..hsm import attributes, destruction
-from ..hsm.backend import Once
+from ..hsm.backend import Once, wrapping_label
 from ..hsm.cluster import ClusterSession
-from ..hsm.keytypes import key_class
 from ..journal.recorder import RunRecorder
+from ..keytypes import KEY_TYPES, key_class
 from ..hsm.locate import Side, locate_on_token
 from ..hsm.login import LoginGate
 from ..profile import KeySpec, Profile, Wrapping
-from .cli import CliKeyNotFound, CloudHsmCli
+from .cli_runner import CliKeyNotFound, CloudHsmCli
 
-KEY_TYPE_CLASS = {"aes": "aes", "des3": "des3", "generic-secret": "generic-secret",
-                  "rsa": "rsa-private", "ec": "ec-private"}
 # attributes given at unwrap, by their PKCS #11 name; CKA_PRIVATE and CKA_COPYABLE are not
 # passed (CloudHSM keys are always private; the CLI documents no copyable attribute)
 _NOT_PASSED = frozenset({"private", "copyable", "token"})
-WRAP_PREFIX = "keyparity-wrap-"
 # journal actions of the CLI channel; the creates, and the objects each one makes
 # (label suffix, CLI class)
 CLI_CREATES = {"cli-generate-wrapping-pair": (("-public", "public-key"),
                                               ("-private", "private-key")),
                "cli-import-public": (("", "public-key"),)}
 _OWNER = re.compile(r"pid (\d+) on (\S+?)(?:, started (\d+) in boot (\S+))?(?:$|[;,\s])")
-
-
-def wrapping_label(run_id: str) -> str:
-    """The run-specific base label of the CLI channel's wrapping objects."""
-    return f"{WRAP_PREFIX}{run_id}"
 
 
 def key_reference(data: Any, *path: str) -> str | None:
@@ -164,7 +154,7 @@ class CliChannel:
     def move(self, spec: KeySpec, source_attributes: Mapping[str, Any],
              target: ClusterSession) -> Side:
         """Wrap ``spec`` on the source, unwrap it on the target; return it as PKCS #11 sees it."""
-        if spec.type not in KEY_TYPE_CLASS:
+        if KEY_TYPES[spec.type].cli_class is None:
             raise MechanismUnsupported(
                 f"{spec.label!r}: the CloudHSM CLI has no key type for {spec.type} (CloudHSM "
                 "does not hold 2-key 3DES); migrate it with migration.backend: pkcs11 or rotate it")
@@ -183,7 +173,7 @@ class CliChannel:
                                     detail=_owner()) as after:
                 data = self.target.run(
                     "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
-                    "attr.class=private-key", "--key-type-class", KEY_TYPE_CLASS[spec.type],
+                    "attr.class=private-key", "--key-type-class", KEY_TYPES[spec.type].cli_class,
                     "--label", spec.target_label, "--hash-function", w.oaep_hash, "--mgf",
                     w.mgf, "--data-path", str(blob), *(["--attributes", *extra] if extra else []))
                 after.update(handle=key_reference(data, "key"))
@@ -312,6 +302,11 @@ def reap_wrapping(recorder: RunRecorder, source: CloudHsmCli, target: CloudHsmCl
     return lines, left
 
 
+def unwrap_record(spec: KeySpec, source_attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``key unwrap`` will be given for ``spec`` (the signed plan shows it)."""
+    return {"cloudhsm_cli_attributes": unwrap_attributes(source_attributes, spec)}
+
+
 def find_unwrapped(cluster: ClusterSession, spec: KeySpec) -> Side:
     """The key the CLI just unwrapped, found through PKCS #11 (the object index was built
     before it existed, so the token is asked again)."""
@@ -330,7 +325,7 @@ class CliBackend:
 
     batches = False  # each key's CLI unwrap is journaled on its own
 
-    def __init__(self, profile: Profile, target: ClusterSession, recorder: RunRecorder,
+    def __init__(self, profile: Profile, target: ClusterSession | None, recorder: RunRecorder,
                  run_id: str,
                  gate: LoginGate | None = None) -> None:
         self.profile, self.target, self.run_id = profile, target, run_id
@@ -348,13 +343,18 @@ class CliBackend:
 
     def start(self) -> list[str]:
         try:
-            src, tgt = self._clis()
+            self._clis()
         except KeyparityError as exc:  # the channel reports the same error for each key
             return [f"wrapping objects of earlier runs not checked: {exc}"]
-        keys = self.profile.keys
-        lines, self._left = reap_wrapping(self.recorder, src, tgt, protect={k.label for k in keys}
-                                          | {k.target_label for k in keys})
+        lines, self._left = self.reap(None)
         return lines
+
+    def reap(self, run_id: str | None) -> tuple[list[str], list[str]]:
+        if run_id is not None and not self.recorder.journal.has_entries(run_id, "cli-"):
+            return [], []
+        keys = self.profile.keys
+        return reap_wrapping(self.recorder, *self._clis(), run_id=run_id,
+                             protect={k.label for k in keys} | {k.target_label for k in keys})
 
     @property
     def channel(self) -> CliChannel:
@@ -365,6 +365,7 @@ class CliBackend:
         self.asked_target = False
         channel = self.channel
         self.asked_target = True  # its commands write to the target
+        assert self.target is not None, "a backend made to reap moves no key"
         side = channel.move(spec, source_attributes, self.target)
         self.method = channel.method
         return side

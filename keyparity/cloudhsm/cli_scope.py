@@ -6,8 +6,8 @@ needs the CLI of each role (``source``, ``target``), and without it it has nothi
 unless a key sets ``FIELD`` of its inventory entry (``owner``, ``share_with``: asked for
 without a CLI, that key's test fails, saying why). When that holds for every key, the plugin
 collects the test once, as ``[every-key]``, skipped with the reason (and ``note``) before any
-fixture runs, instead of one skipped test per key (issue 13: five such tests per key were half
-of a SoftHSM run's tests).
+fixture runs, instead of one skipped test per key (five such tests per key would be half of a
+SoftHSM run's tests).
 """
 from __future__ import annotations
 

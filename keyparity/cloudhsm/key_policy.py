@@ -1,5 +1,5 @@
 """Key quorum values and trusted wrapping: what a source key demands of its migration, read from
-its CloudHSM CLI ``key list --verbose`` entry (:class:`~keyparity.cloudhsm.cli.CliKey`).
+its CloudHSM CLI ``key list --verbose`` entry (:class:`~keyparity.cloudhsm.cli_runner.CliKey`).
 
 Quorum. ``key-info.key-quorum-values`` (``manage-key-quorum-value``, ``use-key-quorum-value``;
 documented in ``key list --verbose``, cloudhsm_cli-key-list) are set only when a key is
@@ -16,14 +16,13 @@ library attributes": CKA_TRUSTED "can be set ... by Crypto Officer (CO) only").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ..checks import Check
 from ..profile import TRUSTED_AT_UNWRAP, KeySpec
-from .cli import CliKey
+from .cli_runner import CliKey
 
 QUORUM_NAMES = ("manage-key-quorum-value", "use-key-quorum-value")
-CLI_BACKEND = "cloudhsm-cli"
 WRAPPING_LABEL = "<the wrapping key's label>"
 APPROVAL = ("wrap and unwrap (key management) of a key with a quorum need quorum approval "
             "tokens (`--approval`), and using it needs them when use-key-quorum-value is not 0; "
@@ -62,18 +61,26 @@ def _unknown(spec: KeySpec, key: CliKey, where: str) -> str:
             "cluster's HSMs disagree")
 
 
-def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: str) -> Check:
-    """A source key with a quorum can only arrive with it through ``key unwrap`` (the CLI
-    backend), with enough users associated with it on the target."""
+class Mover(Protocol):
+    """What the quorum check needs of a migration backend (a keyparity.backends.BackendKind)."""
+
+    name: str
+    sets_quorum: bool   # whether a key's quorum values arrive with it at unwrap
+
+
+def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: Mover) -> Check:
+    """A source key with a quorum can only arrive with it through a backend that sets quorum
+    values at unwrap (the CLI's ``key unwrap``), with enough users associated with it on the
+    target."""
     values = quorum_values(source_key)
     facts: dict[str, Any] = {"key_reference": source_key.key_reference, "quorum": values,
-                             "backend": backend}
+                             "backend": backend.name}
     if values is None:
         return Check(False, _unknown(spec, source_key, "the source"), facts)
     if not any(values.values()):
         return Check(True, "", {**facts, "needs_quorum": False})
     facts.update(needs_quorum=True, approval=APPROVAL)
-    if backend != CLI_BACKEND:
+    if not backend.sets_quorum:
         return Check(False, (
             f"{spec.label!r} has key quorum values ({_shown(values)}) on the source: the "
             "PKCS #11 backend cannot set key quorum values at unwrap; use migration.backend: "

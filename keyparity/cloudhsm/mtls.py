@@ -23,7 +23,7 @@ from typing import Any
 from cryptography import x509
 
 from ..checks import Check
-from .cli import CliError, CloudHsmCli, fail
+from .cli_runner import CliError, CloudHsmCli, fail
 from .kms_stores import pem_sha256
 
 GET_ENFORCEMENT = ("cluster", "mtls", "get-enforcement")

@@ -17,30 +17,20 @@ from typing import Any
 from ..checks import Check
 from ..hsm import identity
 from ..hsm.attributes import ABSENT, UNAVAILABLE
-from .cli import CliError, CliKey, CloudHsmCli, hex_value
+from .cli_runner import CliError, CliKey, CloudHsmCli, hex_value
 from ..errors import KeyparityError
 from ..journal.recorder import NullJournal, RunRecorder
+from ..keytypes import KEY_TYPES
 from ..hsm.migrate import Migration
 from ..profile import KeySpec, Profile
 
 CLI_METHOD = "CloudHSM CLI `key list --verbose` on the target, as crypto user {user}"
 TOKEN_METHOD = "PKCS #11 token user"
-# CloudHSM: "symmetric keys: first 3 bytes of the result of encrypting a zero-block with the
-# key" - our KCV for DES3 and AES. Asymmetric: SHA-1 of the public key (encoding unstated);
-# HMAC keys: no check value. Those are recorded, not compared.
-KCV_COMPARABLE = ("des2", "des3", "aes")
-_NOT_COMPARED = {
-    "generic-secret": "CloudHSM computes no check value for HMAC (generic secret) keys; "
-                      "keyparity's KCV is HMAC-SHA256",
-    "rsa": "CloudHSM's check value of a key pair is a SHA-1 of the public key in an encoding "
-           "it does not state; the key is identified by its public-key fingerprint instead",
-    "ec": "CloudHSM's check value of a key pair is a SHA-1 of the public key in an encoding "
-          "it does not state; the key is identified by an ECDSA signature instead",
-}
+# the key types whose CloudHSM check value is our KCV (keyparity.keytypes says why not)
+KCV_COMPARABLE = tuple(name for name, t in KEY_TYPES.items() if t.cloudhsm_kcv is None)
 _CLI_CLASS = {"secret-key": "SECRET_KEY", "private-key": "PRIVATE_KEY",
               "public-key": "PUBLIC_KEY"}
-_CLI_KEY_TYPE = {"aes": "AES", "3des": "DES3", "des3": "DES3", "des2": "DES2",
-                 "generic-secret": "GENERIC_SECRET", "rsa": "RSA", "ec": "EC"}
+_CLI_KEY_TYPE = {cli: t.pkcs11.name for t in KEY_TYPES.values() for cli in t.cli_names}
 _HEX = ("id", "modulus", "public-exponent")
 
 
@@ -300,7 +290,7 @@ def check_value(key: CliKey, m: Migration) -> dict[str, Any]:
     out: dict[str, Any] = {"cli": cli if cli is not None else raw, "pkcs11": None,
                            "method": None, "compared": False}
     if spec.type not in KCV_COMPARABLE:
-        out["reason"] = _NOT_COMPARED[spec.type]
+        out["reason"] = KEY_TYPES[spec.type].cloudhsm_kcv
         return out
     ours = None
     if m.target is not None:  # the 3-byte KCV, for this comparison only (never a proof)

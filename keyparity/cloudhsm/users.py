@@ -24,7 +24,7 @@ from typing import Any
 from ..checks import Check
 from ..errors import KeyparityError
 from ..profile import KeySpec, Profile
-from .cli import CliKey, CloudHsmCli, fail
+from .cli_runner import CliKey, CloudHsmCli, fail
 
 CRYPTO_USER = "crypto-user"
 _CREATE = "`user create --username {u} --role crypto-user` (CloudHSM CLI, logged in as an admin)"

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, atomic
+from .. import __version__, atomic, keytypes
 from ..errors import KeyparityError
 
 SPEC_VERSION = "1.6"
@@ -47,13 +47,6 @@ SECRET_KEY, PRIVATE_KEY, PUBLIC_KEY = "secret-key", "private-key", "public-key"
 ACTIVE, PRE_ACTIVATION, SUSPENDED = "active", "pre-activation", "suspended"
 DEACTIVATED, COMPROMISED, DESTROYED = "deactivated", "compromised", "destroyed"
 
-_ASYMMETRIC = ("rsa", "ec")
-_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521",
-           "P-256": "P-256", "P-384": "P-384", "P-521": "P-521"}
-_CURVE_BITS = {"P-256": 256, "P-384": 384, "P-521": 521}
-_CURVE_STRENGTH = {"P-256": 128, "P-384": 192, "P-521": 256}  # SP 800-57 Part 1, Table 2
-_RSA_STRENGTH = ((15360, 256), (7680, 192), (3072, 128), (2048, 112), (1024, 80))
-_DES_BITS = {"des2": 128, "des3": 192}  # the key as the token stores it, parity bits included
 
 
 class CbomError(KeyparityError):
@@ -76,14 +69,16 @@ class Asset:
 
     @property
     def material(self) -> str:
-        return PRIVATE_KEY if self.type in _ASYMMETRIC else SECRET_KEY
+        return PRIVATE_KEY if self.type in keytypes.ASYMMETRIC else SECRET_KEY
 
     @property
     def bits(self) -> int | None:
         """The key's size in bits as a CBOM gives it (an EC key: its curve's)."""
         if self.type == "ec":
-            return _CURVE_BITS.get(_CURVES.get(self.curve or "", ""))
-        return self.size or _DES_BITS.get(self.type)
+            curve = keytypes.curve_of(self.curve)
+            return curve.bits if curve else None
+        info = keytypes.KEY_TYPES.get(self.type)
+        return self.size or (info.stored_bits if info else None)
 
 
 @dataclass(frozen=True)
@@ -106,29 +101,21 @@ class Algorithm:
 def algorithm(key_type: str, size: int | None, curve: str | None) -> Algorithm:
     """``AES-256``, ``3DES``, ``3DES (two-key)``, ``HMAC``, ``RSA-2048``, ``EC P-384``.
 
-    Security strengths are SP 800-57 Part 1's (Table 2); the quantum category is NIST's PQC
-    one (AES-128/192/256: categories 1/3/5; RSA, EC and TDEA meet none: 0)."""
-    if key_type == "aes":
-        return Algorithm(f"AES-{size}" if size else "AES", "block-cipher",
-                         str(size) if size else None, classical=size,
-                         quantum={128: 1, 192: 3, 256: 5}.get(size or 0))
-    if key_type == "des3":
-        return Algorithm("3DES", "block-cipher", "168", classical=112, quantum=0)
-    if key_type == "des2":
-        return Algorithm("3DES (two-key)", "block-cipher", "112", classical=80, quantum=0)
-    if key_type == "generic-secret":
-        return Algorithm("HMAC", "mac")
-    if key_type == "rsa":
-        strength = next((s for bits, s in _RSA_STRENGTH if (size or 0) >= bits), None)
-        return Algorithm(f"RSA-{size}" if size else "RSA", "pke", str(size) if size else None,
-                         classical=strength, quantum=0, oid="1.2.840.113549.1.1.1")
+    Everything but the names is keyparity.keytypes' (security strengths: SP 800-57 Part 1,
+    Table 2; quantum: NIST's PQC categories, AES-128/192/256: 1/3/5; RSA, EC, TDEA: 0)."""
+    info = keytypes.KEY_TYPES.get(key_type)
+    if info is None:
+        return Algorithm(key_type, "unknown")
+    name, parameter_set, named_curve = info.cbom_name, info.cbom_parameter_set, None
+    if info.size_in_name and size:
+        name, parameter_set = f"{name}-{size}", str(size)
     if key_type == "ec":
-        nist = _CURVES.get(curve or "")
-        return Algorithm(f"EC {nist}" if nist else f"EC {curve or ''}".strip(), "signature",
-                         curve=f"nist/{nist}" if nist else None,
-                         classical=_CURVE_STRENGTH.get(nist or ""), quantum=0,
-                         oid="1.2.840.10045.2.1")
-    return Algorithm(key_type, "unknown")
+        known = keytypes.curve_of(curve)
+        name = f"EC {known.nist}" if known else f"EC {curve or ''}".strip()
+        named_curve = f"nist/{known.nist}" if known else None
+    return Algorithm(name, info.cbom_primitive, parameter_set, curve=named_curve,
+                     classical=keytypes.classical_strength(key_type, size, curve),
+                     quantum=keytypes.quantum_category(key_type, size), oid=info.oid)
 
 
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
@@ -323,7 +310,7 @@ def run_assets(doc: Mapping[str, Any]) -> list[Asset]:
             if entry.get(name):
                 props[f"keyparity:{name}"] = str(entry[name])
         ident = _identity(entry)
-        if ident.get("source") and key_type in _ASYMMETRIC:  # SHA-256 of the public key
+        if ident.get("source") and key_type in keytypes.ASYMMETRIC:  # SHA-256 of the public key
             props["keyparity:fingerprint"] = str(ident["source"])
         for part in ("method", "challenge", "bits", "source", "target", "match"):
             if ident.get(part) is not None:

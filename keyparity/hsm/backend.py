@@ -1,6 +1,6 @@
 """How a key moves: the ``Backend`` a Migrator hands each key to ("move"), and its PKCS #11
-implementation. The CloudHSM CLI's is keyparity.cloudhsm.backend.CliBackend; the caller picks
-one (the plugin, from ``migration.backend``), so the migration itself knows neither.
+implementation. The CloudHSM CLI's is keyparity.cloudhsm.backend.CliBackend; keyparity.backends
+picks one from ``migration.backend``, so the migration itself knows neither.
 
 The PKCS #11 backend is the guide's procedure through python-pkcs11: an RSA wrapping pair made
 on the target, its public half imported on the source (keyparity.hsm.channel, made on the first
@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from pkcs11 import Attribute
+from pkcs11.constants import DEFAULT
 
 from ..errors import KeyparityError
 from ..journal.recorder import RunRecorder
@@ -20,7 +21,7 @@ from ..profile import KeySpec, Wrapping
 from . import attributes
 from .channel import WrappingChannel
 from .cluster import ClusterSession
-from .keytypes import KEY_TYPES, key_class
+from ..keytypes import KEY_TYPES, key_class
 from .locate import Side
 
 
@@ -32,8 +33,13 @@ class Backend(Protocol):
     batches: bool        # whether several keys' journal entries may be committed together
 
     def start(self) -> list[str]:
-        """Before the first write of a run: clear what a killed earlier run left behind;
-        returns what was done."""
+        """Before the first write of a run: clear what a killed earlier run left behind
+        (``reap(None)``); returns what was done."""
+
+    def reap(self, run_id: str | None) -> tuple[list[str], list[str]]:
+        """Remove the wrapping objects that killed runs left behind: ``run_id`` None, every
+        earlier run whose process is gone; else that run's only (``keyparity cleanup --run``).
+        Returns (what was done, what could not be removed)."""
 
     def move(self, spec: KeySpec, source: Side, source_attributes: Mapping[str, Any]) -> Side:
         """Move one key; its objects on the target (KeyparityError: it did not move)."""
@@ -43,6 +49,25 @@ class Backend(Protocol):
 
     def close(self) -> list[str]:
         """Remove the wrapping objects; returns what could not be removed."""
+
+
+WRAP_PREFIX = "keyparity-wrap-"
+
+
+def wrapping_label(run_id: str) -> str:
+    """The base label of a run's wrapping objects (``-public``, ``-private``, ``-imported``
+    are added): the run id in it says whose they are."""
+    return f"{WRAP_PREFIX}{run_id}"
+
+
+def unwrap_record(spec: KeySpec, source_attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """What C_UnwrapKey will be given for ``spec``, as JSON (the signed plan shows it): the
+    template ``move`` builds, attribute names, CKA_ID in hex, python-pkcs11's DEFAULT left out."""
+    template = attributes.unwrap_template(source_attributes, key_class(spec.type),
+                                          spec.target_label, spec.attributes)
+    return {"template": {attributes.name(a): (bytes(v).hex() if isinstance(v, (bytes, bytearray))
+                                              else v)
+                         for a, v in template.items() if v is not DEFAULT}}
 
 
 class Once:
@@ -77,8 +102,8 @@ class Pkcs11Backend:
 
     batches = True
 
-    def __init__(self, source: ClusterSession, target: ClusterSession, wrapping: Wrapping,
-                 label: str, recorder: RunRecorder) -> None:
+    def __init__(self, source: ClusterSession | None, target: ClusterSession | None,
+                 wrapping: Wrapping, label: str, recorder: RunRecorder) -> None:
         self.source, self.target, self.wrapping = source, target, wrapping
         self.label, self.recorder = label, recorder
         self.method = ""
@@ -87,7 +112,10 @@ class Pkcs11Backend:
                                                      recorder))
 
     def start(self) -> list[str]:
-        return []  # session objects only: a killed run's went with its session
+        return self.reap(None)[0]
+
+    def reap(self, run_id: str | None) -> tuple[list[str], list[str]]:
+        return [], []  # session objects only: a killed run's went with its session
 
     @property
     def channel(self) -> WrappingChannel:
@@ -96,13 +124,14 @@ class Pkcs11Backend:
 
     def move(self, spec: KeySpec, source: Side, source_attributes: Mapping[str, Any]) -> Side:
         self.asked_target = False
+        assert self.target is not None, "a backend made to reap moves no key"
         cls = key_class(spec.type)
         template = attributes.unwrap_template(source_attributes, cls, spec.target_label,
                                               spec.attributes)
         channel = self.channel
         blob = channel.wrap(source.key)
         self.asked_target = True  # from here on the target may hold the key
-        key = channel.unwrap(blob, cls, KEY_TYPES[spec.type], template)
+        key = channel.unwrap(blob, cls, KEY_TYPES[spec.type].pkcs11, template)
         self.target.index.add(key, spec.target_label,
                               bytes(template.get(Attribute.ID, b"")).hex())
         self.method = channel.method

@@ -41,7 +41,7 @@ from pkcs11.types import Object, Session
 from . import identity, keyinfo, proof
 from ..errors import KeyparityError, TokenError, pkcs11_step
 from .keyinfo import KeyFacts
-from .keytypes import ASYMMETRIC, key_class
+from ..keytypes import ASYMMETRIC, CURVES, key_class
 from .locate import Side
 from ..profile import Cluster, Profile
 
@@ -217,7 +217,7 @@ def material(entry: Entry, entries: Iterable[Entry], where: str) -> tuple[Any, s
         if f.type == "rsa":
             fp = identity.fingerprint(identity.rsa_public(obj))
             return fp, f"public key SHA-256 {fp}"
-        if f.type == "ec" and f.curve in keyinfo.NIST_NAMES:
+        if f.type == "ec" and f.curve in CURVES:
             public = _ec_public(entry, entries)
             if public is None:
                 return None, "no fingerprint: an EC private key exposes no public point"

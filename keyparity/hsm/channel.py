@@ -3,6 +3,8 @@ half never leaves it), its public half imported on the source, both as session o
 are destroyed when the channel closes (and vanish with the session if the process dies)."""
 from __future__ import annotations
 
+from typing import Any
+
 from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.types import Key
 

@@ -35,7 +35,7 @@ from ..journal.store import CREATES, Journal
 from ..profile import KeySpec, Profile
 from . import destruction, identity, proof
 from .cluster import ClusterSession, ClusterUnavailable, open_cluster
-from .keytypes import key_class
+from ..keytypes import key_class
 from .locate import Side, locate, unique_id
 from .login import LoginGate
 

@@ -19,23 +19,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
-from pkcs11 import Attribute, KeyType, Mechanism
+from pkcs11 import Attribute, Mechanism
 from pkcs11.types import Key
 
 from ..errors import operation, pkcs11_step
+from ..keytypes import BY_PKCS11, CURVES
 
-KCV_METHODS = {
-    KeyType.DES2: (Mechanism.DES3_ECB, 8, "DES3-ECB encryption of an 8-byte zero block, first 3 bytes"),
-    KeyType.DES3: (Mechanism.DES3_ECB, 8, "DES3-ECB encryption of an 8-byte zero block, first 3 bytes"),
-    KeyType.AES: (Mechanism.AES_ECB, 16, "AES-ECB encryption of a 16-byte zero block, first 3 bytes"),
-    KeyType.GENERIC_SECRET: (Mechanism.SHA256_HMAC, 16,
-                             "HMAC-SHA256 of a 16-byte zero block, first 3 bytes"),
-}
-_CURVES = {
-    "secp256r1": ec.SECP256R1(),
-    "secp384r1": ec.SECP384R1(),
-    "secp521r1": ec.SECP521R1(),
-}
 
 
 @dataclass(frozen=True)
@@ -50,7 +39,10 @@ def material_check(key: Key, where: str) -> bytes:
     on it (keyparity.hsm.proof proves key material). KeyError: no method for the key type."""
     with pkcs11_step("read the key type", where):
         key_type = key.key_type
-    mechanism, size, _ = KCV_METHODS[key_type]
+    method = BY_PKCS11[key_type].kcv
+    if method is None:
+        raise KeyError(key_type)
+    mechanism, size = method.mechanism, method.block
     op = "sign" if mechanism is Mechanism.SHA256_HMAC else "encrypt"
     compute = operation(key, op, where, f"no KCV ({mechanism.name}) can be computed with it")
     with pkcs11_step(f"compute KCV ({mechanism.name})", where):
@@ -60,7 +52,9 @@ def material_check(key: Key, where: str) -> bytes:
 def kcv(key: Key, where: str) -> Kcv:
     """The key check value of a secret key, computed by the token that holds it."""
     check = material_check(key, where)
-    return Kcv(check[:3].hex(), KCV_METHODS[key.key_type][2])
+    method = BY_PKCS11[key.key_type].kcv
+    assert method is not None  # material_check computed it
+    return Kcv(check[:3].hex(), method.description)
 
 
 def rsa_public(obj: Key) -> rsa.RSAPublicKey:
@@ -72,7 +66,7 @@ def rsa_public(obj: Key) -> rsa.RSAPublicKey:
 
 def ec_public(obj: Key, curve_name: str) -> ec.EllipticCurvePublicKey:
     """The EC public key of a public key object (CKA_EC_POINT, DER OCTET STRING or raw)."""
-    curve = _CURVES[curve_name]
+    curve = getattr(ec, CURVES[curve_name].name.upper())()  # ec.SECP384R1 for secp384r1
     return ec.EllipticCurvePublicKey.from_encoded_point(
         curve, _point(bytes(obj[Attribute.EC_POINT]), curve))
 

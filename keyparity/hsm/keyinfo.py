@@ -14,6 +14,8 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from . import attributes
 from ..errors import KeyMismatch
+from ..keytypes import CURVES as KEYTYPE_CURVES
+from ..keytypes import BY_PKCS11, KEY_TYPES, curve_name
 
 CLASSES = {ObjectClass.SECRET_KEY: "secret", ObjectClass.PRIVATE_KEY: "private",
            ObjectClass.PUBLIC_KEY: "public"}
@@ -26,13 +28,9 @@ OTHER_CLASSES = {ObjectClass.DATA: "data", ObjectClass.CERTIFICATE: "certificate
                  ObjectClass.MECHANISM: "mechanism", ObjectClass.PROFILE: "profile"}
 CLASS_NAMES = KEY_CLASSES + tuple(OTHER_CLASSES.values())
 CLASS_BY_NAME = {v: k for k, v in CLASSES.items()}
-TYPES = {KeyType.DES2: "des2", KeyType.DES3: "des3", KeyType.AES: "aes",
-         KeyType.GENERIC_SECRET: "generic-secret", KeyType.RSA: "rsa", KeyType.EC: "ec"}
-CURVES = {encode_named_curve_parameters(name).hex(): name
-          for name in ("secp256r1", "secp384r1", "secp521r1")}
-NIST_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-_SHOWN = {"des2": "3DES (two-key)", "des3": "3DES (three-key)", "aes": "AES",
-          "generic-secret": "generic secret", "rsa": "RSA", "ec": "EC"}
+TYPES = {t.pkcs11: name for name, t in KEY_TYPES.items()}
+# a curve by its CKA_EC_PARAMS (the named curve's OID, DER), hex
+CURVES = {encode_named_curve_parameters(name).hex(): name for name in KEYTYPE_CURVES}
 
 # what is read of each class beyond the common part (one C_GetAttributeValue per object)
 _COMMON = (Attribute.CLASS, Attribute.KEY_TYPE, Attribute.LABEL, Attribute.ID, Attribute.TOKEN)
@@ -45,13 +43,6 @@ READ: dict[ObjectClass, tuple[Attribute, ...]] = {
     ObjectClass.DATA: (Attribute.CLASS, Attribute.LABEL, Attribute.TOKEN, Attribute.APPLICATION),
     ObjectClass.CERTIFICATE: _OTHER + (Attribute.CERTIFICATE_TYPE,),
 }
-# asymmetric keys: where the size or the curve is (a second, small read)
-_SHAPE = {KeyType.RSA: (Attribute.MODULUS,), KeyType.EC: (Attribute.EC_PARAMS,)}
-
-
-def curve_name(curve: str | None) -> str | None:
-    """P-256 for secp256r1 (how messages name curves)."""
-    return NIST_NAMES.get(curve or "", curve)
 
 
 @dataclass(frozen=True)
@@ -72,7 +63,7 @@ class KeyFacts:
 
     @property
     def known_type(self) -> bool:
-        return self.type in _SHOWN
+        return self.type in KEY_TYPES
 
     @property
     def is_key(self) -> bool:
@@ -90,11 +81,12 @@ class KeyFacts:
 
     def describe(self) -> str:
         """``AES-128``, ``RSA-2048``, ``EC P-384``, ``3DES (three-key)``."""
-        shown = _SHOWN.get(self.type, self.type)
+        info = KEY_TYPES.get(self.type)
+        shown = info.shown if info else self.type
         if self.curve:
             return f"{shown} {curve_name(self.curve)}"
-        if self.size and self.type not in ("des2", "des3"):
-            return f"{shown}-{self.size}" if self.type in ("aes", "rsa") else \
+        if self.size and (info is None or info.sizes.given):
+            return f"{shown}-{self.size}" if info and info.size_in_name else \
                 f"{shown} of {self.size} bits"
         return shown
 
@@ -161,8 +153,9 @@ def read(obj: Object) -> KeyFacts:
     attrs = READ.get(cls, _OTHER)
     values = attributes.read(obj, attrs)
     key_type = _enum(KeyType, values.get("key_type"))
-    if key_type in _SHAPE:
-        values.update(attributes.read(obj, _SHAPE[key_type]))
+    shape = BY_PKCS11[key_type].shape if key_type in BY_PKCS11 else ()
+    if shape:  # an asymmetric key: where its size or curve is (a second, small read)
+        values.update(attributes.read(obj, shape))
     return from_attributes(values)
 
 

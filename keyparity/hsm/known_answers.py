@@ -1,5 +1,5 @@
 """Known answers made by a key itself, for baseline and re-verify runs on ONE cluster across
-time (issue 14).
+time.
 
 A baseline run calls ``make`` for each inventory key: for each of its vectors, one record of
 what the key made of the seeded inputs of ``vectors`` (direction ``"baseline"``): a

@@ -37,7 +37,7 @@ from ..journal.locks import Claim, KeyLocks
 from ..journal.recorder import NullJournal, Recorder
 from ..profile import KeySpec, Profile
 from . import attributes, keyinfo, preflight, proof
-from .backend import Backend, Pkcs11Backend
+from .backend import Backend, Pkcs11Backend, wrapping_label
 from .cluster import ClusterSession
 from .locate import Side, locate, locate_on_token, unique_id
 from .lockdir import key_locks
@@ -123,7 +123,7 @@ class Migrator:
         self.journal = journal if journal is not None else NullJournal()
         self.recorder = self.journal.bind(run_id)
         self.backend = backend or Pkcs11Backend(source, target, profile.wrapping,
-                                                f"keyparity-wrap-{run_id}", self.recorder)
+                                                wrapping_label(run_id), self.recorder)
         self.writes = profile.migration_mode == "migrate"
         self.approval = approval
         self.locks = locks if locks is not None or not self.writes else key_locks(target, run_id)

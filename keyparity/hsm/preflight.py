@@ -10,8 +10,7 @@ from .. import vector_table
 from ..journal.recorder import NullJournal
 from .channel import WrappingChannel
 from .cluster import ClusterSession, ObjectIndex
-from .identity import KCV_METHODS
-from .keytypes import KEY_TYPES, key_class
+from ..keytypes import KEY_TYPES, key_class
 from .mechanisms import CKM_RSA_AES_KEY_WRAP
 from ..profile import Profile
 
@@ -38,9 +37,9 @@ def needed_mechanisms(profile: Profile, role: str, cluster: ClusterSession) -> s
             continue
         for vector in key.vectors:
             need.add(vector_table.TABLE[vector].needs)
-        method = KCV_METHODS.get(KEY_TYPES[key.type])
+        method = KEY_TYPES[key.type].kcv
         if method:
-            need.add(method[0])
+            need.add(method.mechanism)
     return need
 
 

@@ -54,6 +54,7 @@ from pkcs11.types import Key
 
 from ..errors import (KeyMismatch, KeyNotFound, NotPermitted, TokenError,
                       pkcs11_step)
+from ..keytypes import KEY_TYPES
 from . import identity, keyinfo
 from .locate import Side
 
@@ -135,12 +136,12 @@ _DES = (Method("des3-ecb-decrypt", "decrypt", Mechanism.DES3_ECB,
                "DES3-ECB encryption of the challenge's blocks"),
         Method("des3-cmac", "sign", Mechanism.DES3_CMAC,
                "DES3-CMAC of each 8-byte block of the challenge"))
+BY_NAME = {m.name: m for m in (*_AES, *_DES, Method("hmac-sha256", "sign", Mechanism.SHA256_HMAC,
+                                                   "HMAC-SHA256 of the challenge"))}
+# the methods of each key type, as keyparity.keytypes lists them
 METHODS: dict[KeyType, tuple[Method, ...]] = {
-    KeyType.AES: _AES, KeyType.DES2: _DES, KeyType.DES3: _DES,
-    KeyType.GENERIC_SECRET: (Method("hmac-sha256", "sign", Mechanism.SHA256_HMAC,
-                                    "HMAC-SHA256 of the challenge"),),
-}
-BY_NAME = {m.name: m for methods in METHODS.values() for m in methods}
+    t.pkcs11: tuple(BY_NAME[name] for name in t.proof_methods)
+    for t in KEY_TYPES.values() if t.proof_methods}
 
 
 def choose(keys: Sequence[Key], where: str) -> Method:

@@ -11,11 +11,8 @@ from pkcs11 import Attribute, KeyType
 from pkcs11.types import Session
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from .keytypes import KEY_TYPES, key_class
+from ..keytypes import KEY_TYPES, key_class
 from ..profile import KeySpec
-
-_SIZES = {"des2": 128, "des3": 192}
-
 
 def key_id(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()[:8]
@@ -46,7 +43,7 @@ def create(session: Session, spec: KeySpec, *, extractable: bool | None = None,
     else:
         mac = spec.type == "generic-secret"
         session.generate_key(
-            KEY_TYPES[spec.type], spec.size or _SIZES[spec.type], store=True, label=label, id=kid,
+            KEY_TYPES[spec.type].pkcs11, spec.size or KEY_TYPES[spec.type].stored_bits, store=True, label=label, id=kid,
             template={**common, Attribute.ENCRYPT: not mac, Attribute.DECRYPT: not mac,
                       Attribute.SIGN: True, Attribute.VERIFY: True, Attribute.WRAP: False,
                       Attribute.UNWRAP: False, Attribute.DERIVE: False})

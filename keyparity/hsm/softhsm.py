@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import TokenError
+
 MODULE_CANDIDATES = (
     "/usr/lib/softhsm/libsofthsm2.so",
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -64,7 +66,7 @@ def init_token(state_dir: Path, label: str, env: dict[str, str], *, replace: boo
             return False
         out = _util(["--delete-token", "--token", label], env)
         if out.returncode != 0:
-            raise RuntimeError(f"softhsm2-util could not delete token {label!r}: "
+            raise TokenError(f"softhsm2-util could not delete token {label!r}: "
                                f"{out.stderr.strip() or out.stdout.strip()}")
     pin = secrets.token_hex(8)
     fd = os.open(state_dir / f"{label}.pin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -73,7 +75,7 @@ def init_token(state_dir: Path, label: str, env: dict[str, str], *, replace: boo
     out = _util(["--init-token", "--free", "--label", label, "--so-pin", secrets.token_hex(8),
                  "--pin", pin], env)
     if out.returncode != 0:
-        raise RuntimeError(f"softhsm2-util could not initialise token {label!r}: "
+        raise TokenError(f"softhsm2-util could not initialise token {label!r}: "
                            f"{out.stderr.strip() or out.stdout.strip()}")
     return True
 
@@ -85,7 +87,7 @@ def token_dir(state_dir: Path, label: str) -> Path:
     found = [d for d in sorted((state_dir / "tokens").iterdir())
              if (d / "token.object").is_file() and padded in (d / "token.object").read_bytes()]
     if len(found) != 1:
-        raise FileNotFoundError(f"{len(found)} SoftHSM tokens labelled {label!r} in "
+        raise TokenError(f"{len(found)} SoftHSM tokens labelled {label!r} in "
                                 f"{state_dir / 'tokens'}")
     return found[0]
 

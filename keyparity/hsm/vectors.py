@@ -17,7 +17,7 @@ from pkcs11.types import Key
 
 from . import identity
 from .. import vector_table
-from ..cloudhsm import policy
+from .. import policy
 from ..vector_table import Cipher, Ecdsa, Mac, RsaOaep, RsaSig
 from .locate import Side
 from ..errors import KeyparityError, TokenError, operation, pkcs11_step
@@ -48,7 +48,7 @@ def _inputs(seed: int, label: str, vector: str, direction: str, spec: Any) -> di
 def exchanges(vectors: Iterable[str], source: Side, target: Side, *, label: str, seed: int,
               case: str) -> Iterator[dict[str, Any]]:
     """Every vector of a key in both directions, one record each; a direction a side may not
-    produce (keyparity.cloudhsm.policy) is a record with result "n/a" and the reason. Each
+    produce (keyparity.policy) is a record with result "n/a" and the reason. Each
     record's tcId is derived from ``case`` (the test's node id), the vector and the direction."""
     for vector in vectors:
         for direction in DIRECTIONS:

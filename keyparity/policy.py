@@ -19,17 +19,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .. import vector_table
-from ..errors import PolicyError
-from ..profile import Cluster, Profile
+from . import vector_table
+from .errors import PolicyError
+from .keytypes import KEY_TYPES
+from .profile import Cluster, Profile
 
 REFERENCE = "NIST SP 800-131A Rev. 2"
 ACK_FIELD = "compliance.acknowledge_non_fips"
-# key type -> what FIPS mode no longer allows it to do
-NOT_FIPS_APPROVED: dict[str, str] = {
-    "des2": "two-key 3DES",
-    "des3": "three-key 3DES",
-}
 
 
 
@@ -38,7 +34,7 @@ def moved_unapproved_keys(profile: Profile) -> list[str]:
     """Labels of keys of a type FIPS no longer approves that the profile moves (or, in
     verify-only, expects) on the target; rotate keys are not moved."""
     return [k.label for k in profile.keys
-            if k.type in NOT_FIPS_APPROVED and k.disposition != "rotate"]
+            if not KEY_TYPES[k.type].fips_approved and k.disposition != "rotate"]
 
 
 def fips_errors(profile: Profile) -> list[str]:
@@ -128,12 +124,30 @@ class WriteMode:
         return out
 
 
-def confirm_id(target: Cluster) -> tuple[str, str]:
-    """The id ``--hsm-confirm`` must carry, and the profile field it comes from: the target's
-    AWS cluster id, or its name when it has no ``aws`` block."""
-    if target.aws is not None:
-        return target.aws.cluster_id, "clusters.target.aws.cluster_id"
-    return target.name, "clusters.target.name"
+def confirm_id(cluster: Cluster) -> tuple[str, str]:
+    """The id ``--hsm-confirm`` must carry for a write to ``cluster``, and the profile field it
+    comes from: the cluster's AWS cluster id, or its name when it has no ``aws`` block."""
+    if cluster.aws is not None:
+        return cluster.aws.cluster_id, f"clusters.{cluster.role}.aws.cluster_id"
+    return cluster.name, f"clusters.{cluster.role}.name"
+
+
+def confirmed(profile: Profile, cluster: Cluster, given: str | None, action: str | None,
+            nothing: str) -> bool:
+    """The one ``--hsm-confirm`` gate, for every command that writes to a cluster: whether
+    ``given`` confirms a write to ``cluster``. A value naming another cluster is a PolicyError
+    in any environment; so is a production profile without one when ``action`` (what the
+    command would do, "to destroy source keys") is given. ``action`` None: the caller decides
+    what an unconfirmed production run does (the pytest run: verify-only). ``nothing``: what
+    the refusal guarantees ("written", "destroyed")."""
+    expected, field = confirm_id(cluster)
+    if given is not None and given != expected:
+        raise PolicyError(f"--hsm-confirm={given} does not match the {cluster.role} cluster "
+                          f"{expected} ({field}, {cluster.name}): nothing was {nothing}")
+    if given is None and action is not None and profile.environment == "production":
+        raise PolicyError(f"{profile.name} is a production profile: add "
+                          f"--hsm-confirm={expected} ({field}) {action}; nothing was {nothing}")
+    return given is not None
 
 
 def write_guard(profile: Profile, confirm: str | None,
@@ -148,10 +162,8 @@ def write_guard(profile: Profile, confirm: str | None,
         return profile, WriteMode(profile.environment, profile.migration_mode,
                                   profile.migration_mode, False, None, None)
     assert profile.target is not None
-    expected, field = confirm_id(profile.target)
-    if confirm is not None and confirm != expected:
-        raise PolicyError(f"--hsm-confirm={confirm} does not match the target cluster "
-                          f"{expected} ({field}, {profile.target.name}): nothing was written")
+    expected, _ = confirm_id(profile.target)
+    confirmed(profile, profile.target, confirm, None, "written")
     production = profile.environment == "production"
     declared = profile.migration_mode
     if not production or (confirm is not None and planned) or declared != "migrate":

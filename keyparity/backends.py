@@ -1,0 +1,53 @@
+"""The one place a profile's ``migration.backend`` is mapped to what moves its keys: the name,
+how to make the keyparity.hsm.backend.Backend, what the signed plan records of its unwrap, and
+what it can do that the other cannot. Nothing else compares backend names.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .cloudhsm import backend as cli
+from .hsm import backend as pkcs11
+from .hsm.backend import Backend
+from .hsm.cluster import ClusterSession
+from .hsm.login import LoginGate
+from .journal.recorder import RunRecorder
+from .profile import KeySpec, Profile
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """One ``migration.backend``. ``make(profile, source, target, recorder, run_id, gate)``: the
+    run's Backend (``source``/``target`` None: one made only to reap, as ``keyparity cleanup``
+    does); ``unwrap_record(spec, source_attributes)``: what the plan shows of the unwrap;
+    ``sets_quorum``: whether a key's CloudHSM quorum values arrive with it at unwrap."""
+
+    name: str
+    make: Callable[[Profile, ClusterSession | None, ClusterSession | None, RunRecorder,
+                    str, LoginGate | None], Backend]
+    unwrap_record: Callable[[KeySpec, Mapping[str, Any]], dict[str, Any]]
+    sets_quorum: bool
+
+
+def _pkcs11(profile: Profile, source: ClusterSession | None, target: ClusterSession | None,
+            recorder: RunRecorder, run_id: str, gate: LoginGate | None) -> Backend:
+    return pkcs11.Pkcs11Backend(source, target, profile.wrapping, pkcs11.wrapping_label(run_id),
+                                recorder)
+
+
+def _cli(profile: Profile, source: ClusterSession | None, target: ClusterSession | None,
+         recorder: RunRecorder, run_id: str, gate: LoginGate | None) -> Backend:
+    return cli.CliBackend(profile, target, recorder, run_id, gate)
+
+
+BACKENDS: dict[str, BackendKind] = {kind.name: kind for kind in (
+    BackendKind("pkcs11", _pkcs11, pkcs11.unwrap_record, sets_quorum=False),
+    BackendKind("cloudhsm-cli", _cli, cli.unwrap_record, sets_quorum=True),
+)}
+
+
+def backend_for(profile: Profile) -> BackendKind:
+    """The profile's backend (the schema admits only the names above)."""
+    return BACKENDS[profile.migration_backend]
