@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import evidence, run_suites
+from conftest import HELPERS, REPO, evidence, run_suites
 from jsonschema import Draft202012Validator
 
 
@@ -20,7 +20,7 @@ from keyparity.evidence.custodians import file_custodian
 from keyparity.hsm.softhsm import restore_copy
 
 SCHEMA = Draft202012Validator(json.loads(
-    (Path(__file__).resolve().parents[1] / "keyparity" / "schemas" / "evidence.schema.json")
+    (REPO / "keyparity" / "schemas" / "evidence.schema.json")
     .read_text()))
 
 KEYS = [
@@ -312,7 +312,7 @@ def test_owner_sharing_and_the_cluster_through_the_cloudhsm_cli_and_aws(lab, sui
 
     keys = KEYS[:1]
     lab.seed(keys)
-    shutil.copy(Path(__file__).with_name("aws_stub.py"), suites.path / "aws_stub.py")
+    shutil.copy(HELPERS / "aws_stub.py", suites.path / "aws_stub.py")
     case, aws_case = lab.root / "case.json", lab.root / "aws.json"
     for name, value in {"KP_TEST_CU_PASSWORD": PASSWORD, "FAKE_CLOUDHSM_CASE": case,
                         "FAKE_CLOUDHSM_LOG": lab.root / "cli.log",

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from keyparity.hsm.softhsm import find_module
 
-REPO = Path(__file__).resolve().parents[1]
 
 try:
     find_module()

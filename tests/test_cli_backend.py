@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, evidence, run_suites
+from conftest import HELPERS, REPO, evidence, run_suites
 from keyparity.cloudhsm import backend as cli_backend
 from keyparity.cloudhsm.cli import CliCommandFailed, CloudHsmCli
 from keyparity.journal.chain import verify
@@ -29,8 +29,7 @@ from keyparity.errors import MechanismUnsupported
 from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
 
-HERE = Path(__file__).parent
-FAKE = HERE / "fake_cloudhsm_cli"
+FAKE = HELPERS / "fake_cloudhsm_cli"
 PASSWORD = "Wr4pping-pass"  # noqa: S105 - a test password
 OK = {"error_code": 0, "data": {"message": "ok"}}
 # as the CLI answers: the created keys with their key-reference

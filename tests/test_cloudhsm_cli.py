@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
+from conftest import HELPERS, TESTDATA
 from keyparity.cloudhsm import cli as chc
 from keyparity.errors import KeyNotFound, LoginError, TokenError
 from keyparity.profile import AwsSpec, CloudHsmCliSpec, Cluster
 from keyparity.secrets import SecretRef
 
-HERE = Path(__file__).parent
-FAKE = HERE / "fake_cloudhsm_cli"
-DATA = HERE / "data" / "cloudhsm_cli"
+FAKE = HELPERS / "fake_cloudhsm_cli"
+DATA = TESTDATA / "cloudhsm_cli"
 PASSWORD = "s3cret-Pa55"  # noqa: S105 - a test password
 PIN = f"cu1:{PASSWORD}"
 

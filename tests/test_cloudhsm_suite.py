@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, evidence, run_suites
+from conftest import HELPERS, REPO, evidence, run_suites
 from jsonschema import Draft202012Validator
 from test_ownership import FAKE, PASSWORD, SCHEMA, TEMPLATE, listing
 
@@ -107,7 +106,7 @@ def run(lab: Any, suites: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
 @pytest.fixture
 def cloudhsm_suites(suites: pytest.Pytester, lab: Any) -> pytest.Pytester:
     shutil.copy(REPO / SUITE, suites.path / "suites")
-    shutil.copy(Path(__file__).with_name("aws_stub.py"), suites.path / "aws_stub.py")
+    shutil.copy(HELPERS / "aws_stub.py", suites.path / "aws_stub.py")
     lab.seed(KEYS)
     return suites
 

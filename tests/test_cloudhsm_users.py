@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from conftest import HELPERS, TESTDATA
 from keyparity.cloudhsm import cli as chc
 from keyparity.cloudhsm.users import (User, check_target_users, owners_of, source_keys,
                                       user_list)
@@ -17,9 +18,8 @@ from keyparity.errors import LabelConflict
 from keyparity.profile import AwsSpec, CloudHsmCliSpec, Cluster, KeySpec, Profile, Wrapping
 from keyparity.secrets import SecretRef
 
-HERE = Path(__file__).parent
-FAKE = HERE / "fake_cloudhsm_cli"
-DATA = HERE / "data" / "cloudhsm_cli"
+FAKE = HELPERS / "fake_cloudhsm_cli"
+DATA = TESTDATA / "cloudhsm_cli"
 TEMPLATE = json.loads((DATA / "key_template.json").read_text())
 USERS = json.loads((DATA / "user_list.json").read_text())["user list *"]
 PASSWORD = "cu1-Pa55word"  # noqa: S105 - a test password

@@ -17,8 +17,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, evidence, run_suites
+from conftest import HELPERS, REPO, evidence, run_suites
 from keyparity.journal.store import Journal
 from test_red_suites import all_green, assert_red, messages, nodes, observed
 
@@ -28,7 +27,7 @@ K1 = {"label": "k-one", "type": "aes", "size": 128}
 K2 = {"label": "k-two", "type": "generic-secret", "size": 256}
 K3 = {"label": "k-three", "type": "aes", "size": 256}
 KEYS = [K1, K2, K3]
-PLUGIN = Path(__file__).with_name("fault_inject.py")
+PLUGIN = HELPERS / "fault_inject.py"
 WRAP_STEP = "AES key wrap with padding (CKM_AES_KEY_WRAP_PAD) on hsm1 failed"
 UNWRAP_STEP = "AES key unwrap with padding (CKM_AES_KEY_WRAP_PAD) on hsm2 failed"
 

@@ -23,13 +23,13 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import LAB_ACK, run_suites
+from conftest import LAB_ACK, TESTDATA, run_suites
 from keyparity.cloudhsm import cli as chc
 from keyparity.errors import KeyparityError
 from keyparity.profile import CloudHsmCliSpec, Profile, ProfileError, load_profile
 from keyparity.secrets import SecretRef
 
-DATA = Path(__file__).parent / "data" / "cloudhsm_cli"
+DATA = TESTDATA / "cloudhsm_cli"
 # Bounded and reproducible by default; KEYPARITY_FUZZ_EXAMPLES=5000 explores (random seed).
 _EXAMPLES = int(os.environ.get("KEYPARITY_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(max_examples=_EXAMPLES or 120, deadline=None, derandomize=not _EXAMPLES,

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-from conftest import evidence, run_suites
+from conftest import HELPERS, evidence, run_suites
 
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 HMAC = {"label": "k-hmac", "type": "generic-secret", "size": 256}
-PLUGIN = Path(__file__).with_name("signal_at.py")
+PLUGIN = HELPERS / "signal_at.py"
 
 
 @pytest.mark.parametrize("signal", ["SIGTERM", "SIGINT"])

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from conftest import HELPERS, TESTDATA
 from keyparity.cloudhsm import cli as chc
 from keyparity.cloudhsm.key_policy import (check_quorum_after, check_quorum_preflight,
                                            check_trusted_preflight, quorum_values,
@@ -16,9 +17,8 @@ from keyparity.cloudhsm.key_policy import (check_quorum_after, check_quorum_pref
 from keyparity.profile import CloudHsmCliSpec, KeySpec
 from keyparity.secrets import SecretRef
 
-HERE = Path(__file__).parent
-FAKE = HERE / "fake_cloudhsm_cli"
-DATA = HERE / "data" / "cloudhsm_cli"
+FAKE = HELPERS / "fake_cloudhsm_cli"
+DATA = TESTDATA / "cloudhsm_cli"
 TEMPLATE = json.loads((DATA / "key_template.json").read_text())
 PASSWORD = "cu1-Pa55word"  # noqa: S105 - a test password
 PKCS11_REFUSAL = ("'k1' has key quorum values (manage 2, use 1) on the source: the PKCS #11 "

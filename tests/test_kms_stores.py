@@ -12,13 +12,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from conftest import TESTDATA
 from keyparity.cloudhsm import aws, kms_stores
 from keyparity.cloudhsm.aws import ClusterFacts
 from keyparity.cloudhsm.kms_stores import Store
 
 REGION = "eu-central-1"
 SRC, TGT, OTHER = "cluster-jxhlf7644ne", "cluster-5ypa2wnddvi", "cluster-igklspoyj5v"
-DATA = Path(__file__).parent / "data" / "cloudhsm_cli"
+DATA = TESTDATA / "cloudhsm_cli"
 CA = json.loads((DATA / "mtls_target_off.json").read_text())[
     "cluster mtls list-trust-anchors --cluster-id cluster-src1"]["data"]["trust_anchors"][0][
     "certificate"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from conftest import HELPERS, TESTDATA
 from keyparity.cloudhsm import kms_stores, mtls
 from keyparity.cloudhsm.cli import CloudHsmCli
 from keyparity.cloudhsm.mtls import MtlsState
@@ -20,9 +21,8 @@ from keyparity.hsm.login import LoginGate
 from keyparity.profile import CloudHsmCliSpec
 from keyparity.secrets import SecretRef
 
-HERE = Path(__file__).parent
-FAKE = HERE / "fake_cloudhsm_cli"
-DATA = HERE / "data" / "cloudhsm_cli"
+FAKE = HELPERS / "fake_cloudhsm_cli"
+DATA = TESTDATA / "cloudhsm_cli"
 PASSWORD = "s3cret-Pa55"  # noqa: S105 - a test password
 SRC, TGT = "cluster-src1", "cluster-tgt2"
 # SHA-256 of the DER of the fixtures' certificates, computed with `openssl x509 -outform DER |

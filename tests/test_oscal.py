@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
+from conftest import TESTDATA
 from keyparity.evidence.oscal import OBJECTIVE_ID, assessment_results, write_assessment_results
 
 trestle_ar = pytest.importorskip("trestle.oscal.assessment_results",
                                  reason="compliance-trestle is a test dependency (.[test])")
 AssessmentResults = trestle_ar.AssessmentResults
 
-DATA = Path(__file__).parent / "data"
+DATA = TESTDATA
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[45][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 EXPECTED = {"passed": ("satisfied", "pass"), "failed": ("not-satisfied", "fail"),
             "rotate": ("not-satisfied", "other")}

@@ -20,7 +20,7 @@ from trestle.oscal.assessment_results import AssessmentResults
 from keyparity.evidence.custodians import file_custodian
 from keyparity.evidence.plan import PREDICATE_TYPE, verify_plan
 from keyparity.evidence.signing import public_key_from_pem
-from conftest import evidence, run_suites
+from conftest import HELPERS, evidence, run_suites
 from kcv_collision import colliding_pair, kcv
 from keyparity.hsm.locate import Side
 from p11tokens import secret
@@ -318,7 +318,7 @@ def test_a_source_key_changed_after_the_check_is_not_written(lab, suites, monkey
     longer is the plan's by then fails alone, and nothing is unwrapped for it."""
     profile = seeded_profile(lab)
     plan_dir = signed_plan(lab, profile)
-    shutil.copy(Path(__file__).with_name("source_changes.py"), suites.path)
+    shutil.copy(HELPERS / "source_changes.py", suites.path)
     monkeypatch.setenv("KEYPARITY_FLIP", "k-aes-known")
     run_suites(suites, profile, f"--hsm-plan={plan_dir}", "-psource_changes")
     doc = evidence(suites)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import NOTHING_TO_CHECK_HERE, evidence, run_suites
+from conftest import NOTHING_TO_CHECK_HERE, REPO, evidence, run_suites
 from keyparity.cloudhsm import policy
 from keyparity.profile import load_profile
 from keyparity.hsm.locate import Side
@@ -86,7 +86,7 @@ def test_no_posture_change_needs_no_acknowledgement(tmp_path, source, target):
 
 
 def test_the_demo_profile_carries_its_acknowledgement():
-    p = load_profile(Path(__file__).parents[1] / "hsm_profiles" / "softhsm.yaml")
+    p = load_profile(REPO / "hsm_profiles" / "softhsm.yaml")
     assert p.acknowledge_non_fips["approver"] and len(p.acknowledge_non_fips["reason"]) >= 10
     assert policy.fips_errors(p) == []
 

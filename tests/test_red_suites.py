@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import checked_here, evidence, run_suites
+from conftest import HELPERS, checked_here, evidence, run_suites
 from keyparity.profile import default_vectors
 from keyparity.hsm.seed import key_id
 
@@ -546,7 +545,7 @@ def test_unreadable_attributes_on_both_sides_fail_the_attribute_table(lab, suite
     both sides). The other key's table passes."""
     keys = [AES, DES3]
     lab.seed(keys)
-    shutil.copy(Path(__file__).with_name("unreadable_attributes.py"), suites.path)
+    shutil.copy(HELPERS / "unreadable_attributes.py", suites.path)
     monkeypatch.setenv("KEYPARITY_UNREADABLE", "k-aes128")
     result = run_suites(suites, lab.profile(keys), "-punreadable_attributes")
     doc = evidence(suites)

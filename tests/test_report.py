@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
+from conftest import TESTDATA
 from keyparity.evidence.report import render_report, write_report
 
-DATA = Path(__file__).parent / "data"
+DATA = TESTDATA
 PASS_GREEN = (0x1F, 0x7A, 0x3A)  # --pass in the template
 FAIL_RED = (0xB3, 0x26, 0x1E)  # --fail in the template
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

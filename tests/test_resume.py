@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, evidence, run_suites
+from conftest import HELPERS, REPO, evidence, run_suites
 from keyparity.journal.chain import verify
 from keyparity.journal.store import Journal
 
-CHILD = Path(__file__).with_name("journal_child.py")
+CHILD = HELPERS / "journal_child.py"
 AES = {"label": "k-aes128", "type": "aes", "size": 128}
 RSA = {"label": "k-rsa", "type": "rsa", "size": 2048}
 DES3 = {"label": "k-des3", "type": "des3"}

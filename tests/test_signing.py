@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, Signature, Signer
 
+from conftest import HELPERS, REPO
 from keyparity.errors import KeyNotFound, KeyparityError
 from keyparity.profile import SignerSpec, load_profile
 from keyparity.secrets import SecretRef
@@ -38,8 +39,7 @@ from keyparity.evidence.statement import (
 from keyparity.evidence.verify import verify_run
 from test_statement_unit import Mismatched
 
-REPO = Path(__file__).resolve().parents[1]
-CHILD = Path(__file__).with_name("sign_pkcs11.py")
+CHILD = HELPERS / "sign_pkcs11.py"
 PASSPHRASE = "correct horse battery staple 7f3a"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 KEY_ARN = f"arn:aws:kms:eu-west-1:111122223333:key/{KEY_ID}"

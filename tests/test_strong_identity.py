@@ -13,18 +13,17 @@ KCV or by metadata, on real SoftHSM tokens through the real suites:
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
-from conftest import evidence, run_suites
+from conftest import HELPERS, evidence, run_suites
 from test_bad_input import counts
 from test_last_copy import colliding_profile, put
 from test_plan import signed_plan
 
 UNCHANGED = "suites/test_census.py::test_source_unchanged_during_the_run"
 COPIES = "suites/test_census.py::test_each_key_is_one_object_on_each_cluster"
-PLUGIN = Path(__file__).with_name("mid_run.py")
+PLUGIN = HELPERS / "mid_run.py"
 
 
 def _test(doc: dict, nodeid: str) -> dict:

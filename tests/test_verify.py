@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import SSlibKey
 
+from conftest import REPO
 from keyparity.evidence.custodians import file_custodian
 from keyparity.profile import SignerSpec
 from keyparity.evidence.signing import load_signer, public_key_from_pem
@@ -28,7 +29,6 @@ from keyparity.evidence.statement import (
 )
 from keyparity.evidence.verify import VerifyResult, verify_run
 
-REPO = Path(__file__).resolve().parents[1]
 
 # What a run directory holds once the other report writers are in: every file of it.
 FILES = {

@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from pathlib import Path
 
 import pytest
 
-from conftest import evidence, run_suites
+from conftest import HELPERS, evidence, run_suites
 
 KEYS = [{"label": f"k-aes{i}", "type": "aes", "size": 128} for i in range(6)]
 LABELS = [k["label"] for k in KEYS]
-PLUGIN = Path(__file__).with_name("kill_worker.py")
+PLUGIN = HELPERS / "kill_worker.py"
 
 
 def target_count(lab, label: str | None = None) -> int:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 from pkcs11 import KeyType, Mechanism, ObjectClass
 
+from conftest import HELPERS, REPO
 from keyparity.hsm import wrap
 from keyparity.hsm.mechanisms import (
     CK_RSA_AES_KEY_WRAP_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, CKM_RSA_AES_KEY_WRAP, CKZ_DATA_SPECIFIED,
@@ -30,8 +31,7 @@ from keyparity.hsm.mechanisms import (
 )
 from spylog import SPY, blocks, calls, hexdump
 
-REPO = Path(__file__).resolve().parents[1]
-WRAPTOOL = Path(__file__).with_name("wraptool.py")
+WRAPTOOL = HELPERS / "wraptool.py"
 
 # Known AES key values (test vectors only: never do this with a real key).
 KNOWN_256 = bytes.fromhex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")

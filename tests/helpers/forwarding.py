@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from spylog import SPY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FORWARDTOOL = Path(__file__).with_name("forwardtool.py")
 WRAPTOOL = Path(__file__).with_name("wraptool.py")
 

@@ -40,7 +40,8 @@ from .keystore import load as load_keys
 from .softtoken import session
 from .state import State, secret_file
 
-TESTS = Path(__file__).resolve().parent.parent
+HELPERS = Path(__file__).resolve().parent.parent  # tests/helpers: cloudhsm_twin's parent
+REPO = HELPERS.parents[1]
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyz234567"  # botocore: cluster-[2-7a-zA-Z]{11}
 
 
@@ -119,9 +120,9 @@ def make_client(root: Path, name: str, clusters: Sequence[TwinCluster]) -> Path:
     exe = base / "bin" / "cloudhsm-cli"
     exe.parent.mkdir(parents=True, exist_ok=True)
     exe.write_text(f"#!{sys.executable}\n"
-                   '"""The CloudHSM CLI stand-in for this client (tests/cloudhsm_twin)."""\n'
+                   '"""The CloudHSM CLI stand-in for this client (tests/helpers/cloudhsm_twin)."""\n'
                    "import sys\n"
-                   f"sys.path[:0] = [{str(TESTS)!r}, {str(TESTS.parent)!r}]\n"
+                   f"sys.path[:0] = [{str(HELPERS)!r}, {str(REPO)!r}]\n"
                    "from pathlib import Path\n"
                    "from cloudhsm_twin.cli import main\n"
                    f"sys.exit(main(config=Path({str(cfg)!r})))\n")
@@ -138,7 +139,7 @@ def seed(twin: TwinCluster, seeds: Sequence[Seed]) -> list[str]:
            "pkcs11_user": twin.pkcs11_user, "roles": twin.roles,
            "seeds": [asdict(s) for s in seeds]}
     done = subprocess.run([sys.executable, "-m", "cloudhsm_twin", "seed", json.dumps(job)],
-                          cwd=TESTS, capture_output=True, text=True, check=False, timeout=300)
+                          cwd=HELPERS, capture_output=True, text=True, check=False, timeout=300)
     if done.returncode != 0:
         raise RuntimeError(f"seeding {twin.name} failed: {done.stderr.strip()}")
     return json.loads(done.stdout)
