@@ -1,6 +1,6 @@
 """The forwarding PKCS #11 module (native/p11forward) for the tests: built by ``./run native``
-when missing or older than its source, then loaded in child processes (tests/forwardtool.py,
-tests/wraptool.py) that forward to the lab's SoftHSM."""
+when missing or older than its source, then loaded in child processes (tests/helpers/forwardtool.py,
+tests/helpers/wraptool.py) that forward to the lab's SoftHSM."""
 from __future__ import annotations
 
 import functools
@@ -59,7 +59,7 @@ def child(tool: Path, spec: dict[str, Any], env: dict[str, str], where: Path) ->
 
 def forwardtool(lab: Any, *ops: dict[str, Any], params: tuple[str, str, int] = ("sha1",
                 "mgf1-sha1", 256), **options: Any) -> dict[str, Any]:
-    """Run tests/forwardtool.py operations through the module; {"results": [...], "seconds"}.
+    """Run tests/helpers/forwardtool.py operations through the module; {"results": [...], "seconds"}.
     SoftHSM's OAEP takes only SHA-1, hence the default parameters."""
     so, env = environment(lab, **options)
     return child(FORWARDTOOL, {"module": so, "pins": lab.pins, "params": list(params),
@@ -68,7 +68,7 @@ def forwardtool(lab: Any, *ops: dict[str, Any], params: tuple[str, str, int] = (
 
 def wraptool(lab: Any, token: str, op: str, spy_behind: Path | None = None,
              **args: Any) -> dict[str, Any]:
-    """Run one tests/wraptool.py operation (keyparity.hsm.wrap on one token) through the
+    """Run one tests/helpers/wraptool.py operation (keyparity.hsm.wrap on one token) through the
     module."""
     so, env = environment(lab, spy_behind=spy_behind)
     return child(WRAPTOOL, {"module": so, "token": token, "pin": lab.pins[token], "op": op,

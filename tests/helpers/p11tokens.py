@@ -1,7 +1,7 @@
 """Two real SoftHSM tokens (hsm1, hsm2) opened in the test process itself, for unit tests of
 code that takes PKCS #11 key objects (keyparity.hsm.identity, .vectors, .census, .attributes.read).
 
-Most tests of this repository drive tokens in a child process (tests/tokentool.py), because
+Most tests of this repository drive tokens in a child process (tests/helpers/tokentool.py), because
 python-pkcs11 keeps one library per process and SoftHSM reads SOFTHSM2_CONF when it is
 initialised. Here the library is re-initialised instead (``lib.reinitialize()``: C_Finalize,
 then C_Initialize, which makes SoftHSM read the configuration named by SOFTHSM2_CONF again),

@@ -1,4 +1,4 @@
-"""Child process for tests/test_signing.py: the pkcs11 evidence signer on a real SoftHSM token
+"""Child process for tests/token/test_signing.py: the pkcs11 evidence signer on a real SoftHSM token
 (SoftHSM reads SOFTHSM2_CONF once per process, and every test has token directories of its own).
 
     python sign_pkcs11.py SPEC.json      with SOFTHSM2_CONF set to the lab's

@@ -5,5 +5,5 @@ commands keyparity and the migration guide use is enforced, citing its page (rul
 
 Entry points: ``cloudhsm-cli`` (this folder; or the per-client copy that provisioning writes
 into ``<root>/clients/<name>/bin``) and ``python -m cloudhsm_twin provision-demo ROOT`` (from
-tests/). docs/design.md, "The CloudHSM stand-in", says what it models and where it differs.
+tests/helpers/). docs/design.md, "The CloudHSM stand-in", says what it models and where it differs.
 """

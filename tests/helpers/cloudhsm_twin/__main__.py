@@ -1,6 +1,6 @@
-"""``python -m cloudhsm_twin provision-demo ROOT`` (from tests/): the two stand-in clusters of
-the coming ``./run demo cloudhsm`` (provision.demo); prints the manifest it wrote. (``seed JOB``
-is provision.seed's child process.)"""
+"""``python -m cloudhsm_twin provision-demo ROOT`` (from tests/helpers/): the two stand-in
+clusters of the coming ``./run demo cloudhsm`` (provision.demo); prints the manifest it wrote.
+(``seed JOB`` is provision.seed's child process.)"""
 from __future__ import annotations
 
 import argparse

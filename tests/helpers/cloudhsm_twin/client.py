@@ -2,7 +2,7 @@
 user, *command)`` runs a client's ``cloudhsm-cli`` in single-command mode with that user's
 password (read from its 0600 file) in CLOUDHSM_PIN, stdin closed, and returns the exit status,
 the JSON's ``error_code`` and ``data``; ``Twin.tokens`` runs PKCS #11 operations on the twin's
-tokens in a child process (tests/tokentool.py: SoftHSM reads its configuration once per
+tokens in a child process (tests/helpers/tokentool.py: SoftHSM reads its configuration once per
 process)."""
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 every destroying command on real SoftHSM tokens, the real suites and the real commands:
 
 * ``retire --destroy`` after the target copy was swapped for another key with the SAME 3-byte
-  KCV (a pair found by brute force, tests/kcv_collision.py), and after the target copy was
+  KCV (a pair found by brute force, tests/helpers/kcv_collision.py), and after the target copy was
   deleted: the source key stays, one line says why, the other keys are destroyed;
 * ``cleanup --run`` after ``retire --destroy``: the target copies are now the only ones and
   stay; ``keyparity copies`` shows every key present once;

@@ -1,6 +1,6 @@
 """Resume after SIGKILL, cleanup by journal, and concurrent runs - on real SoftHSM tokens.
 
-Each migration runs in a child process (tests/journal_child.py) that kills itself with SIGKILL
+Each migration runs in a child process (tests/helpers/journal_child.py) that kills itself with SIGKILL
 at a journal entry the test chooses; a second run then reconciles from the journal and the
 tokens. Also: `keyparity cleanup --run` removes only what a run provably created, and two
 concurrent runs on one target migrate each key exactly once.
@@ -236,7 +236,7 @@ def test_a_chunk_whose_first_key_is_held_elsewhere_gives_its_other_keys_back(lab
     short wait here) and fails naming the holder; the second, locked with it for a moment, is
     given back and migrated on its own turn (it stayed 'pending' and its tests failed with an
     empty reason)."""
-    from test_locks import holder, lock_folder
+    from lockholder import holder, lock_folder
     keys = [AES, RSA]
     lab.seed(keys)
     profile = lab.profile(keys)

@@ -14,31 +14,10 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO
+from lockholder import holder, lock_folder
 from keyparity import process
 from keyparity.journal.locks import KeyLocks, LockTimeout
 from keyparity.journal.store import Journal
-
-HOLD = """
-import sys
-from pathlib import Path
-from keyparity.journal.locks import KeyLocks
-locks = KeyLocks(Path(sys.argv[1]), sys.argv[2])
-claims = locks.claim(sys.argv[3:])
-assert all(claims.values()), claims
-print("held", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-locks.release(claims.values(), moved=sys.argv[3:])
-"""
-
-
-def holder(folder: Path, run_id: str, *labels: str) -> subprocess.Popen:
-    """A process that holds the locks of ``labels`` until its stdin is closed."""
-    p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), run_id, *labels],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    assert p.stdout is not None and p.stdout.readline().strip() == "held"
-    return p
-
 
 def test_a_live_holder_is_waited_for_then_named_and_its_other_keys_are_not_waited_for(tmp_path):
     p = holder(tmp_path, "run-holding", "k1", "k2")
@@ -90,16 +69,6 @@ def test_a_pid_is_its_holder_only_with_its_start_time_on_this_host():
 def keyparity(lab: Any, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "keyparity.cli", *args], env=lab.env,
                           capture_output=True, text=True, check=False, cwd=lab.root, timeout=120)
-
-
-def lock_folder(lab: Any, profile: Path) -> Path:
-    """The key lock directory of a lab profile's target (hsm2), as ``journal locks`` names it
-    before any run locked a key there; made now."""
-    empty = keyparity(lab, "journal", "locks", str(profile))
-    assert empty.returncode == 0 and "no run has locked a key of hsm2 here" in empty.stdout
-    folder = Path(empty.stdout.split(": ")[1])
-    folder.mkdir(parents=True)
-    return folder
 
 
 def test_journal_locks_and_unlock_name_the_holders_and_never_take_a_live_ones(lab):

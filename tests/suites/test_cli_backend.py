@@ -1,4 +1,4 @@
-"""``migration.backend: cloudhsm-cli`` (keyparity.cloudhsm.backend) against tests/fake_cloudhsm_cli.
+"""``migration.backend: cloudhsm-cli`` (keyparity.cloudhsm.backend) against tests/helpers/fake_cloudhsm_cli.
 
 The fake cannot unwrap real keys, so the proof stops at the command level: the exact sequence
 and arguments of the guide's commands, credentials never in argv, the PEM and blob files in a
@@ -241,7 +241,7 @@ def test_the_migrator_uses_the_cli_backend_when_the_profile_says_so(lab, suites,
 # ---- journal: every CLI write recorded; wrapping objects of a killed run deleted -----------
 
 # A run of the CLI channel in a child process that kills ITSELF with SIGKILL at a journal entry
-# (the hook design of tests/journal_child.py: the hook is passed to the Journal; no product
+# (the hook design of tests/helpers/journal_child.py: the hook is passed to the Journal; no product
 # switch). A raise from the hook would not do: the channel's own error path deletes the
 # wrapping objects, which a killed process never gets to do.
 CHILD = r"""

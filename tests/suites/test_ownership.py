@@ -1,7 +1,7 @@
 """Ownership and sharing (suites/test_ownership.py, keyparity.cloudhsm.ownership).
 
 End to end: real SoftHSM tokens (a ``lab``) are migrated by the real suites; then the ownership
-suite runs with the target's ``cloudhsm_cli`` pointing at tests/fake_cloudhsm_cli, whose
+suite runs with the target's ``cloudhsm_cli`` pointing at tests/helpers/fake_cloudhsm_cli, whose
 ``key list --verbose`` answers are built from what that migration recorded (the target key's
 PKCS #11 attributes and its KCV), changed in one precise way per case. The fake's call log
 shows what was run. Then the logic alone, against the fake, for the branches in between.

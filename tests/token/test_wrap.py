@@ -3,7 +3,7 @@ CKM_RSA_AES_KEY_WRAP (checked against software, both ways), the native path pack
 CK_RSA_AES_KEY_WRAP_PARAMS as PKCS #11 lays it out and really hands it to the token (seen
 through OpenSC's pkcs11-spy), and a truncated blob is refused.
 
-Everything that touches a token runs in a child process (tests/wraptool.py): SoftHSM reads
+Everything that touches a token runs in a child process (tests/helpers/wraptool.py): SoftHSM reads
 SOFTHSM2_CONF once per process.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ CKG_MGF1_SHA1, CKG_MGF1_SHA256, CKG_MGF1_SHA384, CKG_MGF1_SHA512 = 1, 2, 3, 4
 
 def wraptool(lab: Any, token: str, op: str, *, spy_log: Path | None = None,
              params: tuple[str, str, int] = (*SOFTHSM, 256), **args: Any) -> dict[str, Any]:
-    """Run one tests/wraptool.py operation on a lab token in a child process."""
+    """Run one tests/helpers/wraptool.py operation on a lab token in a child process."""
     env = dict(lab.env)
     module = lab.module
     if spy_log is not None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from securesystemslib.dsse import Envelope
-from securesystemslib.signer import CryptoSigner, Signature, Signer
+from securesystemslib.signer import CryptoSigner
 
+from signer_doubles import Failing, Mismatched
 from keyparity.errors import KeyparityError
 from keyparity.evidence.statement import (ENVELOPE, PAYLOAD_TYPE, PREDICATE_TYPE, SIGNED_NAMES, STATEMENT,
                                  STATEMENT_TYPE, EvidenceError, build_statement, canonical_json,
@@ -226,27 +227,6 @@ def test_one_key_twice_is_refused_naming_both_signers(tmp_path):
     assert not (run / STATEMENT).exists() and not (run / ENVELOPE).exists()
 
 
-class Failing(Signer):
-    """A signer whose library fails (a token gone, a KMS refusal)."""
-
-    def __init__(self, error: Exception, name: str | None = "custodian-x") -> None:
-        self._public = CryptoSigner.generate_ecdsa().public_key
-        self.error = error
-        if name is not None:
-            self.name = name
-
-    @classmethod
-    def from_priv_key_uri(cls, priv_key_uri, public_key, secrets_handler=None):
-        raise NotImplementedError
-
-    @property
-    def public_key(self):
-        return self._public
-
-    def sign(self, payload: bytes) -> Signature:
-        raise self.error
-
-
 def test_a_failing_signer_writes_nothing(tmp_path):
     run = make_run(tmp_path / "run")
     original = RuntimeError("token removed")
@@ -261,28 +241,6 @@ def test_a_failing_signer_writes_nothing(tmp_path):
         sign_run(run, [Failing(ours)], {})
     assert info.value is ours  # already explained: passed on as it is
     assert not (run / STATEMENT).exists()
-
-
-class Mismatched(Signer):
-    """A signer whose public key is not its private key's (a misconfigured HSM label); with
-    ``name`` None it has no name at all (a third-party signer)."""
-
-    def __init__(self, name: str | None = "mismatched") -> None:
-        self._public = CryptoSigner.generate_ecdsa().public_key
-        self._private = CryptoSigner.generate_ecdsa()
-        if name is not None:
-            self.name = name
-
-    @classmethod
-    def from_priv_key_uri(cls, priv_key_uri, public_key, secrets_handler=None):
-        raise NotImplementedError
-
-    @property
-    def public_key(self):
-        return self._public
-
-    def sign(self, payload: bytes) -> Signature:
-        return Signature(self._public.keyid, self._private.sign(payload).signature)
 
 
 @pytest.mark.parametrize("name", ["custodian-9", None])

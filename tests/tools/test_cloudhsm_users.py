@@ -1,4 +1,4 @@
-"""Users on the target (keyparity.cloudhsm.users) against tests/fake_cloudhsm_cli: ``user list``
+"""Users on the target (keyparity.cloudhsm.users) against tests/helpers/fake_cloudhsm_cli: ``user list``
 in its documented shape (tests/data/cloudhsm_cli/user_list.json), the source owners from one
 filtered ``key list --verbose`` per inventory key, and the check, red and green."""
 from __future__ import annotations

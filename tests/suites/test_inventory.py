@@ -57,7 +57,7 @@ def assert_no_pins(lab: Any, text: str) -> None:
 
 
 def expected(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What the draft should say of seeded keys (tests/tokentool.py: keyparity.hsm.seed)."""
+    """What the draft should say of seeded keys (tests/helpers/tokentool.py: keyparity.hsm.seed)."""
     out = []
     for k in sorted(keys, key=lambda k: k["label"]):
         entry = {**k, "id": key_id(k["label"]).hex()}

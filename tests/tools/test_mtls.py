@@ -1,4 +1,4 @@
-"""keyparity.cloudhsm.mtls against tests/fake_cloudhsm_cli answering the documented JSON of
+"""keyparity.cloudhsm.mtls against tests/helpers/fake_cloudhsm_cli answering the documented JSON of
 `cluster mtls get-enforcement` and `cluster mtls list-trust-anchors` (case files
 tests/data/cloudhsm_cli/mtls_*.json, whose globs include each cluster's --cluster-id): the target
 at least as strict as the source, trust anchors recorded by the SHA-256 of their DER, CLI errors

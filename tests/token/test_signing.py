@@ -1,7 +1,7 @@
 """keyparity.evidence.signing: the three evidence signers with real keys.
 
 file    PEM keys made here (plain and encrypted, passphrase from an env: reference);
-pkcs11  a real SoftHSM token in a child process (tests/sign_pkcs11.py);
+pkcs11  a real SoftHSM token in a child process (tests/helpers/sign_pkcs11.py);
 kms     a real boto3 KMS client under botocore's Stubber (request parameters validated against
         the service model, signatures made by a local P-384 key), and moto, whose
         MessageType=DIGEST differs from real KMS: that difference is asserted, not hidden.
@@ -37,7 +37,7 @@ from keyparity.evidence.statement import (
     ENVELOPE, PAYLOAD_TYPE, STATEMENT, EvidenceError, build_statement, canonical_json, sign_run,
 )
 from keyparity.evidence.verify import verify_run
-from test_statement_unit import Mismatched
+from signer_doubles import Mismatched
 
 CHILD = HELPERS / "sign_pkcs11.py"
 PASSPHRASE = "correct horse battery staple 7f3a"

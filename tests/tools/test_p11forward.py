@@ -12,7 +12,7 @@ e. each call waits the configured latency (a lower bound: no timed assertion) an
 
 SoftHSM's RSA-OAEP takes only SHA-1, so the tests wrap with SHA-1 and MGF1-SHA-1; one test shows
 SHA-256 reaching SoftHSM unchanged and refused there. Every token access is in a child process
-(tests/forwardtool.py, tests/wraptool.py): python-pkcs11 loads a module once per process.
+(tests/helpers/forwardtool.py, tests/helpers/wraptool.py): python-pkcs11 loads a module once per process.
 """
 from __future__ import annotations
 

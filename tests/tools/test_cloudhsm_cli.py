@@ -1,4 +1,4 @@
-"""The CloudHSM CLI adapter (keyparity.cloudhsm.cli) against tests/fake_cloudhsm_cli: how it is
+"""The CloudHSM CLI adapter (keyparity.cloudhsm.cli) against tests/helpers/fake_cloudhsm_cli: how it is
 called (credentials in the environment only, --cluster-id, no shell, no stdin) and how every
 quirk of the CLI's JSON is read, each failure typed, with what to do."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""keyparity.evidence.verify.verify_run in detail, beyond tests/test_verify.py: the exact problems,
+"""keyparity.evidence.verify.verify_run in detail, beyond tests/tools/test_verify.py: the exact problems,
 notes and report lines (``checked``, ``lines()``) an auditor reads for each way a bundle can be
 wrong - unreadable files, malformed envelopes and statements, subject names that escape the
 run directory, thresholds at their edges, keys given twice or unknown - and the fields of the

@@ -1,5 +1,5 @@
 """Key quorum values and trusted wrapping (keyparity.cloudhsm.key_policy), read from the source
-key's ``key list --verbose`` entry as tests/fake_cloudhsm_cli answers it (the documented entry,
+key's ``key list --verbose`` entry as tests/helpers/fake_cloudhsm_cli answers it (the documented entry,
 tests/data/cloudhsm_cli/key_template.json, and key_policy_source.json)."""
 from __future__ import annotations
 

@@ -178,6 +178,38 @@ def test_relative_links_point_at_files_that_exist(path):
     assert not broken, f"{path.relative_to(ROOT)}: " + "; ".join(broken)
 
 
+# the folders of the repository whose files the documentation names by path (hsm_profiles/ is
+# left out: the docs name profiles a user writes there)
+NAMED = ("tests", "keyparity", "docs", "suites", "fixtures", "mutation", "native", ".ci")
+PATH = re.compile(r"(?<![\w./-])((?:%s)/[\w./*<>-]*[\w*/>])" % "|".join(map(re.escape, NAMED)))
+
+
+def stale_paths(text: str) -> list[str]:
+    """The repository paths ``text`` names that do not exist (a glob that matches nothing
+    included; a ``<placeholder>`` is not a path)."""
+    out = []
+    for match in PATH.finditer(text):
+        path = match.group(1).split("::")[0]
+        if "<" in path:
+            continue
+        if not (list(ROOT.glob(path)) if "*" in path else (ROOT / path).exists()):
+            out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("path", _markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_paths_the_docs_name_exist(path):
+    """A file moved (tests/ grouped by folder, a module to another room) leaves no doc naming
+    it where it was."""
+    assert stale_paths(path.read_text("utf-8")) == []
+
+
+def test_a_stale_path_is_caught():
+    assert stale_paths("see `tests/test_verdict.py::test_x` and tests/unit/test_docs.py, "
+                       "tests/data/cloudhsm_cli/nothing_*.json, tests/<folder>/test_<x>.py") == [
+        "tests/test_verdict.py", "tests/data/cloudhsm_cli/nothing_*.json"]
+
+
 def test_docs_have_links_to_check():
     assert len(_links(README)) >= 8
     assert (DOCS / "profile.md") in _markdown_files()

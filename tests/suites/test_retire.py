@@ -167,22 +167,3 @@ def test_retire_destroy_logs_in_once_per_cluster(lab, suites):
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(spy_logins(log)) == sorted([(lab.pins["hsm1"].encode(), "CKR_OK"),
                                               (lab.pins["hsm2"].encode(), "CKR_OK")])
-
-
-def test_the_record_lists_the_source_backups_that_still_hold_the_keys():
-    """DescribeBackups through botocore's Stubber (validated against the service model): the
-    source cluster's backups and the one it was restored from; not one pending deletion."""
-    from types import SimpleNamespace
-
-    from keyparity.retire import backups
-    from test_lineage import DAILY_8, DAILY_9, OLD, PRE, at, backup, cluster_doc, spec, stubbed
-    gone = backup("backup-deletedaaaaa", at(7, 2), state="PENDING_DELETION",
-                  DeleteTimestamp=at(12, 2))
-    client, stub = stubbed(cluster_doc(source=PRE["BackupId"]), [DAILY_9, DAILY_8, gone],
-                           source=[PRE])
-    found = backups(SimpleNamespace(source=SimpleNamespace(aws=spec(OLD))), client)
-    stub.assert_no_pending_responses()
-    assert found["read"] is True and found["cluster_id"] == OLD
-    assert [b["backup_id"] for b in found["backups"]] == [
-        DAILY_9["BackupId"], DAILY_8["BackupId"], PRE["BackupId"]]
-    assert found["backups"][0]["state"] == "READY"

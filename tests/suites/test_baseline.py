@@ -304,7 +304,7 @@ def _aws_case(path: Path, rollback: str | None) -> None:
 def test_owner_sharing_and_the_cluster_through_the_cloudhsm_cli_and_aws(lab, suites,
                                                                        monkeypatch):
     """With cloudhsm_cli and aws blocks (the stand-in CLI, its JSON in the documented shape;
-    AWS through botocore's Stubber in the child run, tests/aws_stub.py): the baseline records
+    AWS through botocore's Stubber in the child run, tests/helpers/aws_stub.py): the baseline records
     each key's owner and shared users and the cluster as AWS describes it; a re-verify after an
     in-place HSM type change whose rollback window has closed passes and says so first in its
     headline; one where a key's sharing changed fails that key's test."""

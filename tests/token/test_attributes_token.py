@@ -1,7 +1,7 @@
 """keyparity.hsm.attributes.read on real SoftHSM objects (in process): every answer a token can
 give - a value, no such attribute, a sensitive one, an empty date, a failed read - lands
 as the value or marker the module documents, in one bulk read plus the dates; and the
-branches of ``compare``, ``unwrap_template`` and ``table`` that tests/test_attributes_unit.py
+branches of ``compare``, ``unwrap_template`` and ``table`` that tests/unit/test_attributes_unit.py
 leaves: unreadable and missing identifying attributes, whole Difference records, the table's
 columns."""
 from __future__ import annotations

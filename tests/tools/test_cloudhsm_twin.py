@@ -1,4 +1,4 @@
-"""The CloudHSM CLI stand-in (tests/cloudhsm_twin) enforces CloudHSM's documented rules, with
+"""The CloudHSM CLI stand-in (tests/helpers/cloudhsm_twin) enforces CloudHSM's documented rules, with
 CloudHSM's error shape, and moves keys with real crypto.
 
 One table row per rule: the command that breaks the rule is refused (exit status 1, the CLI's

@@ -1,5 +1,5 @@
-"""keyparity's CloudHSM CLI side against the stand-in (tests/cloudhsm_twin) instead of
-tests/fake_cloudhsm_cli: the expectations of test_cloudhsm_cli.py, test_cloudhsm_users.py,
+"""keyparity's CloudHSM CLI side against the stand-in (tests/helpers/cloudhsm_twin) instead of
+tests/helpers/fake_cloudhsm_cli: the expectations of test_cloudhsm_cli.py, test_cloudhsm_users.py,
 test_mtls.py, test_key_policy.py, test_ownership.py and test_cli_backend.py that map onto a
 cluster with real keys, checked on real keys: the adapter reads ``key list --verbose`` (paging
 included) and ``user list``, a refused login is typed and never retried, the mTLS reads, the

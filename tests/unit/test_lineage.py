@@ -662,3 +662,21 @@ def test_rollback_facts_and_the_exact_deadline():
                            "headline": headline}
     assert check.message == (f"{headline} (this does not fail the run: the keys are proven on "
                              "their own)")
+
+def test_the_record_lists_the_source_backups_that_still_hold_the_keys():
+    """keyparity.retire's record lists the source cluster's backups and the one it was restored
+    from, read through botocore's Stubber (validated against the service model); not one
+    pending deletion."""
+    from types import SimpleNamespace
+
+    from keyparity.retire import backups
+    gone = backup("backup-deletedaaaaa", at(7, 2), state="PENDING_DELETION",
+                  DeleteTimestamp=at(12, 2))
+    client, stub = stubbed(cluster_doc(source=PRE["BackupId"]), [DAILY_9, DAILY_8, gone],
+                           source=[PRE])
+    found = backups(SimpleNamespace(source=SimpleNamespace(aws=spec(OLD))), client)
+    stub.assert_no_pending_responses()
+    assert found["read"] is True and found["cluster_id"] == OLD
+    assert [b["backup_id"] for b in found["backups"]] == [
+        DAILY_9["BackupId"], DAILY_8["BackupId"], PRE["BackupId"]]
+    assert found["backups"][0]["state"] == "READY"

@@ -1,6 +1,6 @@
 """The CloudHSM preconditions suite (suites/test_cloudhsm.py) run for real in a child pytest:
 both clusters with ``cloudhsm_cli`` (the stand-in CLI, its JSON in the documented shapes) and
-``aws`` blocks (botocore's Stubber in the child, tests/aws_stub.py). A cluster that meets every
+``aws`` blocks (botocore's Stubber in the child, tests/helpers/aws_stub.py). A cluster that meets every
 precondition passes; a locked target user, a source key with quorum values under the PKCS #11
 backend, a wrap-with-trusted key, mTLS off on the target while the source enforces it, no
 recent source backup and a disabled key availability check each fail their own test, named.
