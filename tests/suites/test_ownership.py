@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from jsonschema import Draft202012Validator
 from pkcs11 import Attribute, KeyType
 
-from conftest import HELPERS, REPO, evidence, run_suites
+from conftest import HELPERS, REPO, TESTDATA, evidence, run_suites
 from keyparity.cloudhsm import cli as chc
 from keyparity.hsm.locate import Side
 from keyparity.hsm.migrate import Migration
@@ -32,7 +32,7 @@ from p11tokens import secret
 from p11tokens import tokens  # noqa: F401 - the fixture
 
 FAKE = HELPERS / "fake_cloudhsm_cli"
-TEMPLATE = json.loads((HERE / "data" / "cloudhsm_cli" / "key_template.json").read_text())
+TEMPLATE = json.loads((TESTDATA / "cloudhsm_cli" / "key_template.json").read_text())
 SCHEMA = json.loads(resources.files("keyparity.schemas").joinpath("evidence.schema.json")
                     .read_text())
 PASSWORD = "cu1-Pa55word"  # noqa: S105 - a test password
