@@ -56,44 +56,46 @@ class Module:
 # The fast subsets: unit-level tests; none starts a child pytest run (the suites run through
 # pytester are left out: they take minutes and run keyparity in a child process, where mutmut
 # cannot see which function they execute).
-NO_CHILDREN = "not cli and not openssl"  # tests/test_verify.py: `keyparity verify`, openssl
+NO_CHILDREN = "not cli and not openssl"  # tests/tools/test_verify.py: `keyparity verify`, openssl
 MODULES: dict[str, Module] = {
     "attributes": Module("keyparity/hsm/attributes.py",
-                         ("tests/test_attributes_unit.py", "tests/test_attributes_token.py")),
-    "identity": Module("keyparity/hsm/identity.py", ("tests/test_identity_unit.py",)),
-    "vectors": Module("keyparity/hsm/vectors.py", ("tests/test_vectors_unit.py",)),
+                         ("tests/unit/test_attributes_unit.py",
+                          "tests/token/test_attributes_token.py")),
+    "identity": Module("keyparity/hsm/identity.py", ("tests/token/test_identity_unit.py",)),
+    "vectors": Module("keyparity/hsm/vectors.py", ("tests/token/test_vectors_unit.py",)),
     # the vectors' parameter classes (Cipher.param) and allowed/defaults, as data
-    "vector_table": Module("keyparity/vector_table.py", ("tests/test_vector_table_unit.py",)),
+    "vector_table": Module("keyparity/vector_table.py", ("tests/unit/test_vector_table_unit.py",)),
     "verify": Module("keyparity/attest/verify.py",
-                     ("tests/test_verify.py", "tests/test_verify_unit.py"),
+                     ("tests/tools/test_verify.py", "tests/unit/test_verify_unit.py"),
                      deselect=NO_CHILDREN),
     # the envelope both verifications read (the signatures, the threshold, the statement)
     "envelope": Module("keyparity/attest/envelope.py",
-                       ("tests/test_verify.py", "tests/test_verify_unit.py"),
+                       ("tests/tools/test_verify.py", "tests/unit/test_verify_unit.py"),
                        deselect=NO_CHILDREN),
-    # tests/test_verify.py signs a bundle in every test's fixture: with it, each of the two
+    # tests/tools/test_verify.py signs a bundle in every test's fixture: with it, each of the two
     # mutants of walk() that loop for ever costs minutes before its timeout, and it kills no
-    # mutant that tests/test_statement_unit.py does not
+    # mutant that tests/unit/test_statement_unit.py does not
     "statement": Module("keyparity/attest/statement.py",
-                        ("tests/test_statement_unit.py", "tests/test_signing.py"),
+                        ("tests/unit/test_statement_unit.py", "tests/token/test_signing.py"),
                         deselect="not kms and not pkcs11_signer"),
     # the whole module: chain.py is the chain check and nothing else (entry_hash, verify,
     # require_intact, open_error); the journal's storage (store.py: locks, WAL, records)
     # decides no verdict
     "journal": Module("keyparity/journal/chain.py",
-                      ("tests/test_journal_chain.py", "tests/test_journal.py"),
+                      ("tests/unit/test_journal_chain.py", "tests/tools/test_journal.py"),
                       deselect="not lock"),
     # issue 14: the known answers a baseline keeps and a re-verify checks, and the cluster's
     # lineage through AWS (both decide a re-verify's verdict)
-    "known_answers": Module("keyparity/hsm/known_answers.py", ("tests/test_known_answers.py",)),
-    "lineage": Module("keyparity/cloudhsm/lineage.py", ("tests/test_lineage.py",)),
+    "known_answers": Module("keyparity/hsm/known_answers.py",
+                            ("tests/token/test_known_answers.py",)),
+    "lineage": Module("keyparity/cloudhsm/lineage.py", ("tests/unit/test_lineage.py",)),
     "census": Module("keyparity/hsm/census.py",
-                     ("tests/test_census.py::test_census_changes_compare_identity_not_order",
-                      "tests/test_census_unit.py", "tests/test_census_scan_unit.py")),
+                     ("tests/suites/test_census.py::test_census_changes_compare_identity_not_order",
+                      "tests/token/test_census_unit.py", "tests/token/test_census_scan_unit.py")),
     # the strong identity proof every command that acts on identity uses (issue 21)
-    "proof": Module("keyparity/hsm/proof.py", ("tests/test_proof_unit.py",)),
+    "proof": Module("keyparity/hsm/proof.py", ("tests/token/test_proof_unit.py",)),
     "verdict": Module("keyparity/evidence/verdict.py",
-                      ("tests/test_verdict.py", "tests/test_verdict_unit.py"),
+                      ("tests/suites/test_verdict.py", "tests/unit/test_verdict_unit.py"),
                       deselect="not collect and not nothing_to_check and not labels"),
 }
 
@@ -165,7 +167,7 @@ def _natural(name: str) -> tuple:
 
 def mutmut(where: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    # child processes the tests start (tests/tokentool.py) import the unmutated snapshot
+    # child processes the tests start (tests/helpers/tokentool.py) import the unmutated snapshot
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(where), env.get("PYTHONPATH")]))
     env.pop("PYTEST_ADDOPTS", None)
     cmd = [sys.executable, "-m", "mutmut", *args]

@@ -20,8 +20,16 @@ from keyparity.hsm.softhsm import find_module, provision
 
 pytest_plugins = ("pytester",)
 
-REPO = Path(__file__).resolve().parents[1]
-TOKENTOOL = Path(__file__).with_name("tokentool.py")
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+# The modules and programs the tests share (tokentool.py, p11tokens.py, the CloudHSM CLI
+# stand-ins, the plugins a child pytest loads): one folder, importable by their own names from
+# any test, and found by this path from any test folder.
+HELPERS = TESTS / "helpers"
+TESTDATA = TESTS / "data"
+if str(HELPERS) not in sys.path:
+    sys.path.insert(0, str(HELPERS))
+TOKENTOOL = HELPERS / "tokentool.py"
 TMPFS = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 
 DEMO_KEYS = [

@@ -24,7 +24,7 @@ evidence), never by parsing a node id: a key label may hold ``::``, ``[``, ``]``
 spaces or characters pytest escapes.
 
 One table here says which test proves what and how each is parametrized;
-``tests/test_verdict.py`` checks it against the suites' source and what they collect, so it
+``tests/suites/test_verdict.py`` checks it against the suites' source and what they collect, so it
 cannot drift. A new test needs its line in ``SUITES`` (with its axis) and nothing else.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Written as data (``document``), in linear time, and validated against the Cyclon
 schema (cyclonedx-python-lib's strict validator) before anything is written: a CBOM that does
 not validate is an error (``CbomError``), never a warning. The library's own model is not used
 to build it: its ``Bom.validate`` is quadratic in the number of components (minutes at 16,000
-keys; CycloneDX/cyclonedx-python-lib#1006). tests/test_cbom.py builds the same keys with the
+keys; CycloneDX/cyclonedx-python-lib#1006). tests/unit/test_cbom.py builds the same keys with the
 library's model and checks that both write the same bytes.
 
 Shape. Each key is one component of type ``cryptographic-asset`` whose crypto properties are
@@ -168,7 +168,7 @@ def document(assets: Sequence[Asset], *, properties: Mapping[str, str] | None = 
     """The CycloneDX 1.6 document: one related-crypto-material component per asset, one
     algorithm component per algorithm they use; ``properties``: the BOM's metadata
     properties (what the inventory is of). Written as data, in linear time: the same
-    document cyclonedx-python-lib's model writes for these assets (tests/test_cbom.py
+    document cyclonedx-python-lib's model writes for these assets (tests/unit/test_cbom.py
     compares the two), which takes O(n log n) objects and minutes at 16,000 keys."""
     algorithms: dict[str, dict[str, Any]] = {}
     keys: list[dict[str, Any]] = []

@@ -15,8 +15,8 @@ An object is destroyed only with a ``Permit`` for it, and there are two kinds:
   "own": it is removed only as a second copy.
 
 ``destroy(obj, permit, recorder)`` is the one place keyparity calls C_DestroyObject
-(tests/test_destruction.py checks that no other module does), journaled through ``recorder`` when
-given. The CloudHSM CLI backend deletes its wrapping objects by label: ``own_label`` permits
+(tests/token/test_destruction.py checks that no other module does), journaled through
+``recorder`` when given. The CloudHSM CLI backend deletes its wrapping objects by label: ``own_label`` permits
 exactly a run's wrapping labels, never an inventory label.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ a Recorder bound to one run: what the code that writes on a token is handed, nam
 ``recorder`` wherever it is passed (``with recorder.step(action, **fields) as after: ...``).
 
 Both journals implement the protocol structurally, without inheriting it: a member one of them
-lacks is an AttributeError, never a stub's None. tests/test_journal.py holds both to the
+lacks is an AttributeError, never a stub's None. tests/tools/test_journal.py holds both to the
 protocol's members and their signatures.
 """
 from __future__ import annotations
