@@ -16,11 +16,11 @@ from pkcs11 import Attribute
 from pkcs11.constants import DEFAULT
 
 from ..errors import KeyparityError
+from ..keytypes import KEY_TYPES, key_class
 from ..profile import KeySpec, Wrapping
 from . import attributes
 from .channel import WrappingChannel
 from .cluster import ClusterSession
-from ..keytypes import KEY_TYPES, key_class
 from .locate import Side
 
 
