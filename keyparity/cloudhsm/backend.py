@@ -40,10 +40,10 @@ from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
 from ..hsm import attributes, destruction
 from ..hsm.backend import Once, wrapping_label
 from ..hsm.cluster import ClusterSession
-from ..journal.recorder import RunRecorder
-from ..keytypes import KEY_TYPES, key_class
 from ..hsm.locate import Side, locate_on_token
 from ..hsm.login import LoginGate
+from ..journal.recorder import RunRecorder
+from ..keytypes import KEY_TYPES, key_class
 from ..profile import KeySpec, Profile, Wrapping
 from .cli_runner import CliKeyNotFound, CloudHsmCli
 

@@ -17,11 +17,11 @@ from pkcs11.constants import DEFAULT
 
 from ..errors import KeyparityError
 from ..journal.recorder import RunRecorder
+from ..keytypes import KEY_TYPES, key_class
 from ..profile import KeySpec, Wrapping
 from . import attributes
 from .channel import WrappingChannel
 from .cluster import ClusterSession
-from ..keytypes import KEY_TYPES, key_class
 from .locate import Side
 
 

@@ -41,8 +41,8 @@ from pkcs11.types import Object, Session
 from . import identity, keyinfo, proof
 from ..errors import KeyparityError, TokenError, pkcs11_step
 from .keyinfo import KeyFacts
-from ..keytypes import ASYMMETRIC, CURVES, key_class
 from .locate import Side
+from ..keytypes import ASYMMETRIC, CURVES, key_class
 from ..profile import Cluster, Profile
 
 INVENTORY, EXCLUDED, KEYPARITY, UNACCOUNTED = "inventory", "excluded", "keyparity", "unaccounted"

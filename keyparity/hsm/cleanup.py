@@ -32,10 +32,10 @@ from pkcs11.types import Object, Session
 
 from ..errors import KeyparityError, LoginError, SecretError
 from ..journal.store import CREATES, Journal
+from ..keytypes import key_class
 from ..profile import KeySpec, Profile
 from . import destruction, identity, proof
 from .cluster import ClusterSession, ClusterUnavailable, open_cluster
-from ..keytypes import key_class
 from .locate import Side, locate, unique_id
 from .login import LoginGate
 

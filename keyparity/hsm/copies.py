@@ -22,9 +22,9 @@ from pkcs11 import Attribute, ObjectClass
 from pkcs11.types import Session
 
 from ..errors import pkcs11_step
+from ..keytypes import key_class
 from ..profile import KeySpec
 from .keyinfo import CLASSES
-from ..keytypes import key_class
 
 _KEY_CLASSES = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
 

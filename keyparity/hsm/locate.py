@@ -8,9 +8,9 @@ from pkcs11 import Attribute, ObjectClass
 from pkcs11.types import Key
 
 from ..errors import KeyMismatch, LabelConflict, pkcs11_step
+from ..keytypes import KEY_TYPES, key_class
 from ..profile import KeySpec
 from .cluster import ClusterSession
-from ..keytypes import KEY_TYPES, key_class
 
 
 @dataclass

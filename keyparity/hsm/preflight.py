@@ -10,8 +10,8 @@ from .. import vector_table
 from ..journal.recorder import NullJournal
 from .channel import WrappingChannel
 from .cluster import ClusterSession, ObjectIndex
-from ..keytypes import KEY_TYPES, key_class
 from .mechanisms import CKM_RSA_AES_KEY_WRAP
+from ..keytypes import KEY_TYPES, key_class
 from ..profile import Profile
 
 __all__ = ["extractable", "id_conflicts", "missing_mechanisms", "needed_mechanisms",
