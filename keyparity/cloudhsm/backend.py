@@ -16,7 +16,7 @@ reports what it could not delete.
 Journal. With the run's recorder (``keyparity.journal.recorder``), every CLI write is recorded before
 it is attempted and after it completes (or ``failed``): ``cli-generate-wrapping-pair``,
 ``cli-import-public``, ``cli-unwrap`` and each ``cli-delete``. ``cluster`` is the CloudHSM
-cluster id the command ran against (``--cluster-id``), ``label`` the object's label (the pair's
+cluster id the command ran against (else the role and name), ``label`` the object's label (the pair's
 base label for the pair), ``handle`` the ``key-reference`` from the CLI's JSON; the ``before``
 of a create says which process made it (``pid N on HOST``). A run killed before ``close`` leaves
 token objects behind: ``reap_wrapping`` (at the start of the next run, and in ``keyparity
@@ -124,7 +124,7 @@ class CliChannel:
 
     def _setup(self) -> None:
         t, s, w = self.target, self.source, self.wrapping
-        with self.recorder.step("cli-generate-wrapping-pair", cluster=t.cluster_id,
+        with self.recorder.step("cli-generate-wrapping-pair", cluster=t.ref,
                                 label=self.label, detail=_owner()) as after:
             data = t.run("key", "generate-asymmetric-pair", "rsa", "--public-exponent", "65537",
                          "--modulus-size-bits", str(w.rsa_bits), "--public-label",
@@ -139,7 +139,7 @@ class CliChannel:
         try:
             t.run("key", "generate-file", "--encoding", "pem", "--path", str(pem), "--filter",
                   f"attr.label={self.public_label}", "attr.class=public-key")
-            with self.recorder.step("cli-import-public", cluster=s.cluster_id,
+            with self.recorder.step("cli-import-public", cluster=s.ref,
                                     label=self.imported_label, detail=_owner()) as after:
                 data = s.run("key", "import", "pem", "--path", str(pem), "--label",
                              self.imported_label, "--key-type-class", "rsa-public",
@@ -169,7 +169,7 @@ class CliChannel:
                 "--hash-function", w.oaep_hash, "--mgf", w.mgf, "--path", str(blob))
             extra = unwrap_attributes(source_attributes, spec)
             with self.recorder.step("cli-unwrap", key_label=spec.label,
-                                    cluster=self.target.cluster_id, label=spec.target_label,
+                                    cluster=self.target.ref, label=spec.target_label,
                                     detail=_owner()) as after:
                 data = self.target.run(
                     "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
@@ -186,7 +186,7 @@ class CliChannel:
         left = []
         for cli, filters, ref in reversed(self.live):
             try:
-                with self.recorder.step("cli-delete", cluster=cli.cluster_id,
+                with self.recorder.step("cli-delete", cluster=cli.ref,
                                         label=filters["label"], handle=ref,
                                         detail=f"class {filters['class']}"):
                     cli.delete(filters)
@@ -237,7 +237,7 @@ def reap_wrapping(recorder: RunRecorder, source: CloudHsmCli, target: CloudHsmCl
     rows = recorder.journal.actions("cli-")
     gone = {(e["cluster"], e["label"]) for e in rows
             if e["action"] == "cli-delete" and e["phase"] == "after"}
-    clis = {c.cluster_id: c for c in (source, target) if c.cluster_id}
+    clis = {c.ref: c for c in (source, target)}
     # run -> {(cluster, label): (class, key reference, seq)}, in creation order
     pending: dict[str, dict[tuple[str, str], tuple[str, str | None, int]]] = {}
     owners: dict[str, process.Proc] = {}

@@ -48,14 +48,29 @@ def occurrences(doc: Any, path: str = "") -> list[tuple[str, Any]]:
     return found
 
 
-def _cluster_ids(doc: Any) -> list[str]:
+def cli_config_path(cli: Path) -> Path:
+    """The CLI's configuration beside its executable: /opt/cloudhsm/bin/cloudhsm-cli ->
+    /opt/cloudhsm/etc/cloudhsm-cli.cfg (the layout the client installs)."""
+    return Path(cli).parent.parent / "etc" / "cloudhsm-cli.cfg"
+
+
+def configured_clusters(path: Path) -> list[str | None] | None:
+    """One entry per cluster the configuration at ``path`` holds, its ``cluster_id`` (None
+    where the entry does not name one: a single-cluster configuration need not); None when
+    the file is absent or not the JSON the configure tool writes."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
     clusters = doc.get("clusters") if isinstance(doc, dict) else None
-    ids = []
-    for entry in clusters if isinstance(clusters, list) else ():
+    if not isinstance(clusters, list):
+        return None
+    out: list[str | None] = []
+    for entry in clusters:
         cluster = entry.get("cluster") if isinstance(entry, dict) else None
-        if isinstance(cluster, dict) and isinstance(cluster.get("cluster_id"), str):
-            ids.append(cluster["cluster_id"])
-    return ids
+        cid = cluster.get("cluster_id") if isinstance(cluster, dict) else None
+        out.append(cid if isinstance(cid, str) else None)
+    return out
 
 
 def check_key_availability(path: Path = DEFAULT_PATH) -> Check:
@@ -82,7 +97,7 @@ def check_key_availability(path: Path = DEFAULT_PATH) -> Check:
                              f"object; rewrite it with {configure_tool(path)}"), facts)
     found = occurrences(doc)
     facts.update(found=[{"at": at, "value": value} for at, value in found],
-                 cluster_ids=_cluster_ids(doc))
+                 cluster_ids=[c for c in configured_clusters(path) or () if c])
     facts["value"] = found[0][1] if len(found) == 1 else (
         [value for _, value in found] if found else None)
     bad = [(at, value) for at, value in found if value is not False]

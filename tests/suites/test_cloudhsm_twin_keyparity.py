@@ -23,7 +23,7 @@ from keyparity.cloudhsm import backend as cli_backend
 from keyparity.cloudhsm import cli_runner as chc
 from keyparity.cloudhsm import key_policy, mtls, ownership, users
 from keyparity.journal.recorder import NullJournal
-from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
+from keyparity.profile import AwsSpec, Cluster, CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
 
 WRAPPING = Wrapping("rsa-aes", 2048, "sha256", "mgf1-sha256", 256)
@@ -70,6 +70,38 @@ def test_the_adapter_reads_real_keys_in_the_documented_shape(twin):
         source.one_key({"label": "k-des3-cu2", "class": "secret-key"}, "k-des3-cu2")
     assert cli(twin, "hsm1", "cu2").one_key({"label": "k-des3-cu2"}, "k-des3-cu2").owners == (
         "cu2",)
+
+
+def _cluster(t: Twin, client: str, cluster: str, cluster_id: str | None) -> Cluster:
+    entry = t.cluster(cluster)
+    spec = CloudHsmCliSpec(user="cu1", path=Path(t.manifest["clients"][client]["cloudhsm_cli"]),
+                           password=SecretRef("file", entry["users"]["cu1"]["password_file"],
+                                              "clusters.source.cloudhsm_cli.password"))
+    return Cluster(role="source", name=cluster, module=Path(t.manifest["module"]),
+                   token_label=cluster, slot=None, pin=SecretRef("env", "X", "f"), mode="FIPS",
+                   cloudhsm_cli=spec,
+                   aws=AwsSpec(cluster_id, "us-east-1") if cluster_id else None)
+
+
+def test_cluster_id_is_passed_only_when_the_cli_configuration_holds_several(twin):
+    """The guide's layout, a client per cluster: no aws.cluster_id needed, no --cluster-id
+    passed (the stand-in, like the CLI, refuses a missing id only with several clusters
+    configured); a client configured for both clusters needs it, and refuses before running."""
+    hsm1_id = twin.cluster("hsm1")["cluster_id"]
+    alone = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", None))
+    assert "--cluster-id" not in alone.argv(["key", "list"]) and alone.cluster_id == hsm1_id
+    assert alone.one_key({"label": "k-des3-cu1"}, "k-des3-cu1").owners == ("cu1",)
+    named = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", hsm1_id))
+    assert "--cluster-id" not in named.argv(["key", "list"])
+    with pytest.raises(chc.CliConfigError, match="holds 2 clusters.*clusters.source.aws.cluster_id"):
+        chc.CloudHsmCli.for_cluster(_cluster(twin, "both", "hsm1", None))
+    both = chc.CloudHsmCli.for_cluster(_cluster(twin, "both", "hsm1", hsm1_id))
+    assert both.argv(["key", "list"])[-2:] == ["--cluster-id", hsm1_id]
+    assert both.one_key({"label": "k-des3-cu1"}, "k-des3-cu1").owners == ("cu1",)
+    with pytest.raises(chc.CliConfigError, match="cluster-other.*not one of"):
+        chc.CloudHsmCli.for_cluster(_cluster(twin, "both", "hsm1", "cluster-other"))
+    with pytest.raises(chc.CliConfigError, match="configured for .*not cluster-other"):
+        chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", "cluster-other"))
 
 
 def test_the_adapter_follows_next_token_over_pages_of_ten(twin):
