@@ -16,6 +16,7 @@ library attributes": CKA_TRUSTED "can be set ... by Crypto Officer (CO) only").
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..checks import Check
@@ -68,6 +69,14 @@ class Mover(Protocol):
     sets_quorum: bool   # whether a key's quorum values arrive with it at unwrap
 
 
+@dataclass(frozen=True)
+class Carrier:
+    """A Mover by name, for a backend that knows what it is (keyparity.cloudhsm.backend)."""
+
+    name: str
+    sets_quorum: bool
+
+
 def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: Mover) -> Check:
     """A source key with a quorum can only arrive with it through a backend that sets quorum
     values at unwrap (the CLI's ``key unwrap``), with enough users associated with it on the
@@ -98,6 +107,26 @@ def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: Mover) ->
     return Check(True, (f"{spec.label!r} has key quorum values ({_shown(values)}); "
                         "`key unwrap` sets them on the target"), facts, warnings=(
         f"{spec.label!r}: {APPROVAL}",))
+
+
+def check_owner(spec: KeySpec, source_key: CliKey, user: str, where: str) -> Check:
+    """Only the owner of a key may wrap it: "Only the owner of a key, that is the crypto user
+    (CU) who created the key, can wrap the key. Users who share the key can use the key in
+    cryptographic operations." (AWS CloudHSM, cloudhsm_cli-key-wrap-rsa-aes)."""
+    owners = tuple(o.lower() for o in source_key.owners)
+    facts: dict[str, Any] = {"key_reference": source_key.key_reference,
+                             "owners": list(source_key.owners), "migrating_user": user}
+    if "key-owners" in source_key.missing or not owners:
+        return Check(False, (f"the CLI reported no key-owners for {spec.label!r} on {where}; "
+                             "check the CLI version (5.x)"), facts)
+    if owners == (user.lower(),):
+        return Check(True, "", facts)
+    shared = user.lower() in {u.lower() for u in source_key.shared_users}
+    how = "it is only shared with" if shared else "it is not owned by"
+    return Check(False, (
+        f"{spec.label!r} on {where} is owned by {', '.join(source_key.owners)}, not by "
+        f"{user!r} ({how} {user!r}): only a key's owner can wrap it; migrate it as "
+        f"{', '.join(source_key.owners)} (or exclude it)"), facts)
 
 
 def check_quorum_after(spec: KeySpec, source_key: CliKey, target_key: CliKey) -> Check:

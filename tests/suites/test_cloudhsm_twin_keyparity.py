@@ -22,6 +22,7 @@ from keyparity.backends import BACKENDS
 from keyparity.cloudhsm import backend as cli_backend
 from keyparity.cloudhsm import cli_runner as chc
 from keyparity.cloudhsm import key_policy, mtls, ownership, users
+from keyparity.errors import KeyparityError
 from keyparity.journal.recorder import NullJournal
 from keyparity.profile import AwsSpec, Cluster, CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
@@ -280,3 +281,67 @@ def test_registered_trust_anchors_and_enforcement_are_read_back(twin):
     [anchor] = state.anchors
     der = cert.public_bytes(serialization.Encoding.DER)
     assert anchor.sha256 == (hashlib.sha256(der).hexdigest(),) and anchor.coverage == "full"
+
+
+def _channel(t: Twin, source_user: str = "cu1") -> cli_backend.CliChannel:
+    return cli_backend.CliChannel(cli(t, "hsm1", source_user), cli(t, "hsm2m"), WRAPPING,
+                                  "keyparity-wrap-RUN", NullJournal().bind("RUN"))
+
+
+def test_the_cli_unwrap_carries_quorum_values_and_shared_users(twin, monkeypatch):
+    """The quorum key (manage 1, use 2) arrives with its quorum values and shared with cu2 by
+    the one `key unwrap` (quorum values are set only when a key is made: a later `key share`
+    comes too late), and no `key share` is issued."""
+    monkeypatch.setattr(cli_backend, "find_unwrapped", lambda cluster, s: "side")
+    [attrs] = twin.tokens({"op": "read", "token": "hsm1", "label": "k-des3-quorum",
+                           "class": "secret"})
+    issued: list[tuple[str, ...]] = []
+    real = chc.CloudHsmCli.run
+    monkeypatch.setattr(chc.CloudHsmCli, "run",
+                        lambda self, *c: issued.append(c) or real(self, *c))
+    channel = _channel(twin)
+    try:
+        channel.move(spec("k-des3-quorum", target_label="k-des3-quorum-moved",
+                          share_with=("cu2",)), attrs, None)
+    finally:
+        assert channel.close() == []
+    moved = cli(twin, "hsm2m").one_key({"label": "k-des3-quorum-moved"}, "k-des3-quorum-moved")
+    assert key_policy.quorum_values(moved) == {"manage-key-quorum-value": 1,
+                                               "use-key-quorum-value": 2}
+    assert moved.shared_users == ("cu2",) and moved.owners == ("cu1",)
+    [unwrap] = [c for c in issued if c[:2] == ("key", "unwrap")]
+    assert unwrap[unwrap.index("--share-crypto-users") + 1] == "cu2"
+    assert not [c for c in issued if c[:2] == ("key", "share")]
+
+
+def test_a_quorum_above_the_associated_users_is_refused_before_the_unwrap(twin, monkeypatch):
+    monkeypatch.setattr(cli_backend, "find_unwrapped", lambda cluster, s: "side")
+    [attrs] = twin.tokens({"op": "read", "token": "hsm1", "label": "k-des3-quorum",
+                           "class": "secret"})
+    journal = NullJournal().bind("RUN")
+    steps: list[str] = []
+    real = journal.step
+    monkeypatch.setattr(journal, "step", lambda action, **kw: steps.append(action) or real(
+        action, **kw), raising=False)
+    channel = cli_backend.CliChannel(cli(twin, "hsm1"), cli(twin, "hsm2m"), WRAPPING,
+                                     "keyparity-wrap-RUN", journal)
+    try:
+        with pytest.raises(KeyparityError, match="use 2.*associated with.*1.*share_with"):
+            channel.move(spec("k-des3-quorum", target_label="k-des3-quorum-alone"), attrs, None)
+    finally:
+        assert channel.close() == []
+    assert "cli-unwrap" not in steps
+    assert cli(twin, "hsm2m").list_keys({"label": "k-des3-quorum-alone"}) == []
+
+
+def test_a_key_the_migrating_user_does_not_own_fails_naming_its_owner_before_any_write(
+        twin, monkeypatch):
+    """cu2 sees k-des3-shared (shared with it) but only its owner cu1 may wrap it."""
+    monkeypatch.setattr(cli_backend, "find_unwrapped", lambda cluster, s: "side")
+    channel = _channel(twin, "cu2")
+    try:
+        with pytest.raises(KeyparityError, match="owned by cu1.*not by 'cu2'"):
+            channel.move(spec("k-des3-shared", target_label="k-des3-shared-cu2"), {}, None)
+    finally:
+        assert channel.close() == []
+    assert cli(twin, "hsm2m").list_keys({"label": "k-des3-shared-cu2"}) == []
