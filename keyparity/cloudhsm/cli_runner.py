@@ -191,35 +191,38 @@ class CliKey:
                    quorum=dict(quorum) if isinstance(quorum, dict) else None)
 
 
-def which_cluster(cluster: Cluster, spec: CloudHsmCliSpec) -> tuple[str | None, bool]:
-    """(the cluster id, whether to pass ``--cluster-id``) from the CLI's own configuration:
-    "Required: If multiple clusters have been configured" (every command's ``<CLUSTER_ID>``,
-    AWS CloudHSM cloudhsm_cli-configs-multi-cluster). With one cluster configured the id is
-    not passed (the guide's layout: a client instance per cluster), and ``aws.cluster_id``, if
-    given, must be that cluster; with several it is required and must be one of them; when
-    the configuration cannot be read, the profile's id is passed if it names one."""
+def which_cluster(cluster: Cluster,
+                  spec: CloudHsmCliSpec) -> tuple[client_config.Configured, bool]:
+    """(the cluster - id and HSM type as far as known -, whether to pass ``--cluster-id``) from
+    the CLI's own configuration: "Required: If multiple clusters have been configured" (every
+    command's ``<CLUSTER_ID>``, AWS CloudHSM cloudhsm_cli-configs-multi-cluster). With one
+    cluster configured the id is not passed (the guide's layout: a client instance per
+    cluster), and ``aws.cluster_id``, if given, must be that cluster; with several it is
+    required and must be one of them; when the configuration cannot be read, the profile's id
+    is passed if it names one."""
     named = cluster.aws.cluster_id if cluster.aws else None
     path = client_config.cli_config_path(spec.path)
     configured = client_config.configured_clusters(path)
     field_name = f"clusters.{cluster.role}.aws.cluster_id"
     where = f"{cluster.role} ({cluster.name})"
-    if configured is None or not configured:
-        return named, bool(named)
+    if not configured:
+        return client_config.Configured(named, None), bool(named)
     if len(configured) == 1:
         only = configured[0]
-        if named and only and named != only:
+        if named and only.cluster_id and named != only.cluster_id:
             raise fail("config", f"{where}: the CloudHSM CLI configuration {path} is configured "
-                                 f"for {only}, not {named} ({field_name})")
-        return named or only, False
-    known = ", ".join(c or "?" for c in configured)
+                                 f"for {only.cluster_id}, not {named} ({field_name})")
+        return client_config.Configured(named or only.cluster_id, only.hsm_type), False
+    known = ", ".join(c.cluster_id or "?" for c in configured)
     if not named:
         raise fail("config", f"{where}: the CloudHSM CLI configuration {path} holds "
                              f"{len(configured)} clusters ({known}), so the CLI must be told "
                              f"which one: add {field_name}")
-    if all(configured) and named not in configured:
+    chosen = [c for c in configured if c.cluster_id == named]
+    if not chosen and all(c.cluster_id for c in configured):
         raise fail("config", f"{where}: {field_name} {named} is not one of the clusters the "
                              f"CloudHSM CLI configuration {path} holds ({known})")
-    return named, True
+    return client_config.Configured(named, chosen[0].hsm_type if chosen else None), True
 
 
 _PROCESS_GATE = LoginGate(None)  # CLI logins of a process without a run (keyparity cleanup)
@@ -234,6 +237,8 @@ class CloudHsmCli:
         self.spec, self.cluster_id, self.where, self.timeout_s = spec, cluster_id, where, timeout_s
         # --cluster-id only when the CLI's configuration needs it (which_cluster)
         self.pass_cluster_id = pass_cluster_id and bool(cluster_id)
+        # the configuration's "type" of the cluster (hsm1, hsm2m), when it says
+        self.hsm_type: str | None = None
         self.user = spec.user
         # the run's login gate (shared by its processes), else the process's: a refused login
         # is never tried again by any CloudHsmCli of the run for this cluster and user
@@ -245,9 +250,11 @@ class CloudHsmCli:
                     gate: LoginGate | None = None) -> CloudHsmCli:
         if cluster.cloudhsm_cli is None:
             raise fail("config", f"{cluster.role} ({cluster.name}) has no cloudhsm_cli block")
-        cluster_id, passed = which_cluster(cluster, cluster.cloudhsm_cli)
-        return cls(cluster.cloudhsm_cli, cluster_id, f"{cluster.role} ({cluster.name})", timeout_s,
-                   gate, pass_cluster_id=passed)
+        found, passed = which_cluster(cluster, cluster.cloudhsm_cli)
+        made = cls(cluster.cloudhsm_cli, found.cluster_id, f"{cluster.role} ({cluster.name})",
+                   timeout_s, gate, pass_cluster_id=passed)
+        made.hsm_type = found.hsm_type
+        return made
 
     @property
     def ref(self) -> str:

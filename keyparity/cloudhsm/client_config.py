@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,18 @@ def cli_config_path(cli: Path) -> Path:
     return Path(cli).parent.parent / "etc" / "cloudhsm-cli.cfg"
 
 
-def configured_clusters(path: Path) -> list[str | None] | None:
-    """One entry per cluster the configuration at ``path`` holds, its ``cluster_id`` (None
-    where the entry does not name one: a single-cluster configuration need not); None when
-    the file is absent or not the JSON the configure tool writes."""
+@dataclass(frozen=True)
+class Configured:
+    """One cluster of a client configuration: its ``cluster_id`` and ``type`` ("hsm1",
+    "hsm2m"), each None where the entry does not say (a single-cluster file need not)."""
+
+    cluster_id: str | None
+    hsm_type: str | None
+
+
+def configured_clusters(path: Path) -> list[Configured] | None:
+    """The clusters the configuration at ``path`` holds, in order; None when the file is
+    absent or not the JSON the configure tool writes."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
@@ -65,11 +74,13 @@ def configured_clusters(path: Path) -> list[str | None] | None:
     clusters = doc.get("clusters") if isinstance(doc, dict) else None
     if not isinstance(clusters, list):
         return None
-    out: list[str | None] = []
+    out = []
     for entry in clusters:
-        cluster = entry.get("cluster") if isinstance(entry, dict) else None
-        cid = cluster.get("cluster_id") if isinstance(cluster, dict) else None
-        out.append(cid if isinstance(cid, str) else None)
+        entry = entry if isinstance(entry, dict) else {}
+        cluster = entry.get("cluster") if isinstance(entry.get("cluster"), dict) else {}
+        cid, kind = cluster.get("cluster_id"), entry.get("type")
+        out.append(Configured(cid if isinstance(cid, str) else None,
+                              kind if isinstance(kind, str) else None))
     return out
 
 
@@ -97,7 +108,8 @@ def check_key_availability(path: Path = DEFAULT_PATH) -> Check:
                              f"object; rewrite it with {configure_tool(path)}"), facts)
     found = occurrences(doc)
     facts.update(found=[{"at": at, "value": value} for at, value in found],
-                 cluster_ids=[c for c in configured_clusters(path) or () if c])
+                 cluster_ids=[c.cluster_id for c in configured_clusters(path) or ()
+                              if c.cluster_id])
     facts["value"] = found[0][1] if len(found) == 1 else (
         [value for _, value in found] if found else None)
     bad = [(at, value) for at, value in found if value is not False]

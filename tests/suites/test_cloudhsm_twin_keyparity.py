@@ -142,6 +142,12 @@ def test_mtls_is_read_on_hsm2m_and_not_asked_of_hsm1(twin):
     assert mtls.read(cli(twin, "hsm1"), "hsm1.medium").unsupported == mtls.UNSUPPORTED
     failed = mtls.read(cli(twin, "hsm1"), None)  # asked anyway: hsm1 answers that it has none
     assert failed.error and "not supported on hsm1.medium" in failed.error
+    # the profile does not say the HSM type: the CLI's configuration does ("type": "hsm1")
+    unknown = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", None))
+    assert unknown.hsm_type == "hsm1"
+    assert mtls.read(unknown, None).unsupported == mtls.UNSUPPORTED
+    hsm2m = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm2m", "hsm2m", None))
+    assert hsm2m.hsm_type == "hsm2m" and mtls.read(hsm2m, None).level == "none"
 
 
 @pytest.mark.parametrize("share_with", [(), ("cu2",)], ids=["alone", "shared"])
@@ -212,31 +218,10 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
 
     twin = Twin(demo(tmp_path / "twin"))
     shutil.copy(REPO / "suites" / "test_ownership.py", suites.path / "suites")
-
-    def cluster(name: str, mode: str) -> dict[str, Any]:
-        c = twin.cluster(name)
-        return {"name": name, "module": twin.manifest["module"], "token_label": name,
-                "pin": f"file:{c['pin_file']}", "mode": mode,
-                "cloudhsm_cli": {"path": twin.manifest["clients"][name]["cloudhsm_cli"],
-                                 "user": "cu1",
-                                 "password": f"file:{c['users']['cu1']['password_file']}"},
-                "aws": {"cluster_id": c["cluster_id"], "region": "us-east-1"}}
-
     keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
             {"label": "k-des3-shared", "type": "des3", "owner": "cu1", "share_with": ["cu2"]}]
-    profile = tmp_path / "twin.yaml"
-    profile.write_text(yaml.safe_dump({
-        "name": "twin", "description": "the CloudHSM stand-in", "environment": "test",
-        "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
-        "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
-        # sha1: the preflight also tries the profile's OAEP hash through PKCS #11, on SoftHSM
-        "wrapping": {"oaep_hash": "sha1", "mgf": "mgf1-sha1"},
-        "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
-        "keys": keys,
-        "exclude": [{"label": label, "reason": "another owner's, or not extractable"}
-                    for label in ("k-des3-cu2", "k-des3-quorum", "k-des3-nonextractable")],
-        "compliance": {"acknowledge_non_fips": {"reason": "3DES to a NON_FIPS cluster",
-                                                "approver": "lab"}}}, sort_keys=False))
+    profile = twin_profile(twin, tmp_path, keys, ("k-des3-cu2", "k-des3-quorum",
+                                                  "k-des3-nonextractable"))
     result = run_suites(suites, profile)
     assert result.ret == 0, result.stdout.str()
     doc = evidence(suites)
@@ -250,6 +235,57 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
                        "--verbose").data["matched_keys"]
     assert [u["username"] for u in moved["key-info"]["shared-users"]] == ["cu2"]
     assert "keyparity-wrap-" not in _json.dumps(twin.run("hsm2m", "cu1", "key", "list").data)
+
+
+def twin_profile(twin: Twin, tmp_path: Path, keys: list[dict[str, Any]],
+                 excluded: tuple[str, ...], user: str = "cu1") -> Path:
+    """A profile for the stand-in's hsm1 -> hsm2m with ``migration.backend: cloudhsm-cli``,
+    the CLI run as ``user`` on both (a client per cluster: no aws.cluster_id needed)."""
+    import yaml
+
+    def cluster(name: str, mode: str) -> dict[str, Any]:
+        c = twin.cluster(name)
+        return {"name": name, "module": twin.manifest["module"], "token_label": name,
+                "pin": f"file:{c['pin_file']}", "mode": mode,
+                "cloudhsm_cli": {"path": twin.manifest["clients"][name]["cloudhsm_cli"],
+                                 "user": user,
+                                 "password": f"file:{c['users'][user]['password_file']}"}}
+
+    profile = tmp_path / "twin.yaml"
+    profile.write_text(yaml.safe_dump({
+        "name": "twin", "description": "the CloudHSM stand-in", "environment": "test",
+        "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
+        "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
+        # sha1: the preflight also tries the profile's OAEP hash through PKCS #11, on SoftHSM
+        "wrapping": {"oaep_hash": "sha1", "mgf": "mgf1-sha1"},
+        "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
+        "keys": keys,
+        "exclude": [{"label": label, "reason": "another owner's, or not extractable"}
+                    for label in excluded],
+        "compliance": {"acknowledge_non_fips": {"reason": "3DES to a NON_FIPS cluster",
+                                                "approver": "lab"}}}, sort_keys=False))
+    return profile
+
+
+def test_preflight_names_the_owner_of_a_key_the_source_user_cannot_wrap(suites, tmp_path):
+    """The CLI runs as cu2, who sees k-des3-shared (cu1's, shared with cu2) but may not wrap
+    it: the preflight's per-key CloudHSM test fails naming the owner, read with `key list
+    --verbose`, while cu2's own key passes."""
+    from conftest import REPO, evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    shutil.copy(REPO / "suites" / "test_cloudhsm.py", suites.path / "suites")
+    keys = [{"label": "k-des3-cu2", "type": "des3"},
+            {"label": "k-des3-shared", "type": "des3"}]
+    profile = twin_profile(twin, tmp_path, keys, ("k-des3-cu1", "k-des3-quorum",
+                                                  "k-des3-nonextractable"), user="cu2")
+    run_suites(suites, profile, "-m", "preflight")
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in evidence(suites)["tests"]}
+    name = "test_key_owner_quorum_and_trust_allow_the_move"
+    assert tests[f"{name}[k-des3-cu2]"]["outcome"] == "passed"
+    failed = tests[f"{name}[k-des3-shared]"]
+    assert failed["outcome"] == "failed", failed
+    assert "owned by cu1, not by 'cu2'" in failed["message"]
 
 
 def test_registered_trust_anchors_and_enforcement_are_read_back(twin):
