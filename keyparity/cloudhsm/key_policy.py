@@ -25,9 +25,9 @@ from .cli_runner import CliKey
 
 QUORUM_NAMES = ("manage-key-quorum-value", "use-key-quorum-value")
 WRAPPING_LABEL = "<the wrapping key's label>"
-APPROVAL = ("wrap and unwrap (key management) of a key with a quorum need quorum approval "
-            "tokens (`--approval`), and using it needs them when use-key-quorum-value is not 0; "
-            "keyparity does not collect approvals: have the approvers ready, or the wrap fails")
+APPROVAL = ("wrap and unwrap (key management) of a key whose manage-key-quorum-value is above 1 "
+            "need quorum approval tokens (`--approval`); keyparity does not collect approvals: "
+            "have the approvers ready, or the wrap fails")
 ADMIN_STEP = ("find the wrapping key's key-reference on {cluster} (`key list --filter "
               "attr.label={label} attr.class=public-key`), then log in to the CloudHSM CLI as "
               "an admin (`login --username <admin> --role admin`) and run `key set-attribute "
@@ -88,7 +88,12 @@ def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: Mover) ->
         return Check(False, _unknown(spec, source_key, "the source"), facts)
     if not any(values.values()):
         return Check(True, "", {**facts, "needs_quorum": False})
-    facts.update(needs_quorum=True, approval=APPROVAL)
+    facts["needs_quorum"] = True
+    # approvals are needed to wrap or unwrap only above a manage quorum of 1
+    # (cloudhsm_cli-key-wrap-rsa-aes, <PAYLOAD_APPROVALR>)
+    approval = values[QUORUM_NAMES[0]] > 1
+    if approval:
+        facts["approval"] = APPROVAL
     if not backend.sets_quorum:
         return Check(False, (
             f"{spec.label!r} has key quorum values ({_shown(values)}) on the source: the "
@@ -105,8 +110,8 @@ def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: Mover) ->
             f"{len(users)}; add at least {need - len(users)} crypto user(s) to its "
             "share_with"), facts)
     return Check(True, (f"{spec.label!r} has key quorum values ({_shown(values)}); "
-                        "`key unwrap` sets them on the target"), facts, warnings=(
-        f"{spec.label!r}: {APPROVAL}",))
+                        "`key unwrap` sets them on the target"), facts,
+                 warnings=(f"{spec.label!r}: {APPROVAL}",) if approval else ())
 
 
 def check_owner(spec: KeySpec, source_key: CliKey, user: str, where: str) -> Check:
