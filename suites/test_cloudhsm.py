@@ -92,11 +92,19 @@ def test_a_recent_source_backup_is_kept(hsm_profile, hsm_evidence):
 
 
 def test_the_key_availability_check_is_on(role, hsm_profile, hsm_evidence):
+    """The PKCS #11 library's configuration (cloudhsm-pkcs11.cfg) and, when the CloudHSM CLI
+    moves the keys, the CLI's own (cloudhsm-cli.cfg beside its executable)."""
     cluster = getattr(hsm_profile, role)
+    checks = {}
     path = cluster.client_config or (client_config.DEFAULT_PATH if cluster.aws else None)
-    if path is None:
+    if path is not None:
+        checks[f"cloudhsm_client_config_{role}"] = client_config.check_key_availability(path)
+    if cluster.cloudhsm_cli is not None and hsm_profile.migration_backend == "cloudhsm-cli":
+        checks[f"cloudhsm_cli_config_{role}"] = client_config.check_key_availability(
+            client_config.cli_config_path(cluster.cloudhsm_cli.path))
+    if not checks:
         pytest.skip(f"nothing to check: clusters.{role} ({cluster.name}) is not a CloudHSM "
-                    "cluster here (no aws block, no client_config)")
-    check = client_config.check_key_availability(path)
-    hsm_evidence(**{f"cloudhsm_client_config_{role}": check.record()})
-    prove(check)
+                    "cluster here (no aws block, no client_config, and no CloudHSM CLI moving "
+                    "the keys)")
+    hsm_evidence(**{name: check.record() for name, check in checks.items()})
+    prove(*checks.values())

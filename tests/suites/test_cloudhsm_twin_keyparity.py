@@ -238,7 +238,7 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
 
 
 def twin_profile(twin: Twin, tmp_path: Path, keys: list[dict[str, Any]],
-                 excluded: tuple[str, ...], user: str = "cu1") -> Path:
+                 excluded: tuple[str, ...], user: str = "cu1", oaep: str = "sha1") -> Path:
     """A profile for the stand-in's hsm1 -> hsm2m with ``migration.backend: cloudhsm-cli``,
     the CLI run as ``user`` on both (a client per cluster: no aws.cluster_id needed)."""
     import yaml
@@ -256,8 +256,7 @@ def twin_profile(twin: Twin, tmp_path: Path, keys: list[dict[str, Any]],
         "name": "twin", "description": "the CloudHSM stand-in", "environment": "test",
         "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
         "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
-        # sha1: the preflight also tries the profile's OAEP hash through PKCS #11, on SoftHSM
-        "wrapping": {"oaep_hash": "sha1", "mgf": "mgf1-sha1"},
+        "wrapping": {"oaep_hash": oaep, "mgf": f"mgf1-{oaep}"},
         "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
         "keys": keys,
         "exclude": [{"label": label, "reason": "another owner's, or not extractable"}
@@ -381,3 +380,46 @@ def test_a_key_the_migrating_user_does_not_own_fails_naming_its_owner_before_any
     finally:
         assert channel.close() == []
     assert cli(twin, "hsm2m").list_keys({"label": "k-des3-shared-cu2"}) == []
+
+
+def test_the_key_availability_check_reads_the_cli_configuration_with_the_cli_backend(
+        suites, tmp_path):
+    """With migration.backend: cloudhsm-cli the CLI's own cloudhsm-cli.cfg is the client
+    configuration that matters: the target's disabling the key availability check fails the
+    target's test naming that file; the source's, untouched, passes."""
+    import json as _json
+
+    from conftest import REPO, evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    shutil.copy(REPO / "suites" / "test_cloudhsm.py", suites.path / "suites")
+    cfg = Path(twin.manifest["clients"]["hsm2m"]["config"])
+    doc = _json.loads(cfg.read_text())
+    doc["clusters"][0]["cluster"]["options"]["disable_key_availability_check"] = True
+    cfg.write_text(_json.dumps(doc))
+    profile = twin_profile(twin, tmp_path, [{"label": "k-des3-cu1", "type": "des3"}],
+                           ("k-des3-cu2", "k-des3-shared", "k-des3-quorum",
+                            "k-des3-nonextractable"))
+    run_suites(suites, profile, "-m", "preflight")
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in evidence(suites)["tests"]}
+    assert tests["test_the_key_availability_check_is_on[source]"]["outcome"] == "passed"
+    failed = tests["test_the_key_availability_check_is_on[target]"]
+    assert failed["outcome"] == "failed", failed
+    assert f"{cfg} disables the CloudHSM key availability check" in failed["message"]
+
+
+def test_the_preflight_does_not_probe_oaep_through_pkcs11_when_the_cli_wraps(suites, tmp_path):
+    """sha256, the guide's OAEP hash: the CLI wraps with it (the stand-in checks it as CloudHSM
+    does); the PKCS #11 wrapping probe, a path the CLI backend never takes (and which SoftHSM
+    refuses for sha256), is skipped with its reason instead of failing the run."""
+    from conftest import evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    profile = twin_profile(twin, tmp_path, [{"label": "k-des3-cu1", "type": "des3"}],
+                           ("k-des3-cu2", "k-des3-shared", "k-des3-quorum",
+                            "k-des3-nonextractable"), oaep="sha256")
+    run_suites(suites, profile, "-m", "preflight")
+    [probe] = [t for t in evidence(suites)["tests"]
+               if t["nodeid"].endswith("test_tokens_accept_the_wrapping_parameters")]
+    assert probe["outcome"] == "skipped", probe
+    assert "cloudhsm-cli" in probe["message"]
