@@ -347,6 +347,18 @@ def test_the_cli_unwrap_carries_quorum_values_and_shared_users(twin, monkeypatch
     [unwrap] = [c for c in issued if c[:2] == ("key", "unwrap")]
     assert unwrap[unwrap.index("--share-crypto-users") + 1] == "cu2"
     assert not [c for c in issued if c[:2] == ("key", "share")]
+    # the CLI has no `key generate-symmetric 3des`: keyparity never makes a key that way
+    assert not [c for c in issued if c[:2] == ("key", "generate-symmetric")]
+
+
+def test_keyparity_never_issues_key_generate_symmetric():
+    """The CloudHSM CLI has `key generate-symmetric aes | generic-secret` and no 3des
+    (cloudhsm_cli-key-generate-symmetric): nothing in keyparity issues the command at all."""
+    from conftest import REPO
+
+    found = [str(p) for p in (REPO / "keyparity").rglob("*.py")
+             if "generate-symmetric" in p.read_text()]
+    assert found == []
 
 
 def test_a_quorum_above_the_associated_users_is_refused_before_the_unwrap(twin, monkeypatch):
