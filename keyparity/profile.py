@@ -142,6 +142,12 @@ class Cluster:
     # None: the default for its module
     lock_dir: Path | None = None
 
+    @property
+    def is_cloudhsm(self) -> bool:
+        """The profile says this is an AWS CloudHSM cluster (an HSM type, an aws or a
+        cloudhsm_cli block), whose attribute rules then apply at unwrap."""
+        return bool(self.hsm_type or self.aws or self.cloudhsm_cli)
+
 
 @dataclass(frozen=True)
 class Wrapping:
