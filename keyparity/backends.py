@@ -34,7 +34,8 @@ class BackendKind:
 def _pkcs11(profile: Profile, source: ClusterSession | None, target: ClusterSession | None,
             recorder: RunRecorder, run_id: str, gate: LoginGate | None) -> Backend:
     return pkcs11.Pkcs11Backend(source, target, profile.wrapping, pkcs11.wrapping_label(run_id),
-                                recorder)
+                                recorder, cloudhsm=profile.target is not None
+                                and profile.target.is_cloudhsm)
 
 
 def _cli(profile: Profile, source: ClusterSession | None, target: ClusterSession | None,

@@ -94,6 +94,11 @@ def operation(key: Any, op: str, where: str, purpose: str) -> Callable[..., Any]
     return method
 
 
+class RuleRefused(KeyparityError):
+    """CloudHSM would refuse what is asked (a key wrapped by a user who does not own it, a key
+    quorum above the users it is associated with): said before anything is written."""
+
+
 class KeyMismatch(KeyparityError):
     """Source and target hold different key material."""
 

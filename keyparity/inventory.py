@@ -226,7 +226,7 @@ def assets(found: Draft, entries: Sequence[Entry], cluster: Cluster) -> list[Any
     out = []
     for key in found.keys:
         f = key.facts
-        value, text = census.material(key.entry, entries, cluster.name)
+        value, text = census.material(key.entry, entries, cluster.name, cluster.mode == "FIPS")
         props = {"keyparity:key-type": f.type, "keyparity:cluster": cluster.name,
                  "keyparity:disposition": "rotate" if key.rotate else "migrate"}
         if f.extractable is not None:

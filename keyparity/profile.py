@@ -142,6 +142,12 @@ class Cluster:
     # None: the default for its module
     lock_dir: Path | None = None
 
+    @property
+    def is_cloudhsm(self) -> bool:
+        """The profile says this is an AWS CloudHSM cluster (an HSM type, an aws or a
+        cloudhsm_cli block), whose attribute rules then apply at unwrap."""
+        return bool(self.hsm_type or self.aws or self.cloudhsm_cli)
+
 
 @dataclass(frozen=True)
 class Wrapping:
@@ -483,6 +489,10 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         aes_bits=int(wrap.get("aes_bits", 256)),
         trusted=bool(wrap.get("trusted", False)),
     )
+    if wrapping.mgf != f"mgf1-{oaep}":  # cloudhsm_cli-key-wrap-rsa-aes: the hashes must match
+        raise fail("wrapping.mgf", f"{wrapping.mgf} does not match the OAEP hash {oaep}: the "
+                                   f"mask generation function's hash must be the OAEP hash "
+                                   f"(CloudHSM refuses any other), so it must be mgf1-{oaep}")
     keys = tuple(_key(i, item, fail) for i, item in enumerate(data["keys"]))
     _check_unique(keys, data["keys"], fail)
     exclude = _exclude(data.get("exclude", []), keys, fail)
@@ -524,6 +534,10 @@ TRUSTED_AT_UNWRAP = (
     "only an admin can, afterwards (`key set-attribute --filter key-reference=<key-reference> "
     "--name trusted --value true`, logged in as an admin); remove trusted from the key's "
     "attributes")
+
+# keys[i].share_with: "You can share a key with up to seven CUs in addition to the key owner."
+# (AWS CloudHSM, cloudhsm_cli-key-share)
+SHARE_MAX = 7
 
 SINGLE_CLUSTER_MODES = ("baseline", "reverify")
 # migration.mode -> the clusters it names
@@ -844,6 +858,10 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
             )
     if raw.get("attributes", {}).get("trusted") is True:
         raise fail(f"{prefix}.attributes.trusted", TRUSTED_AT_UNWRAP)
+    if len(raw.get("share_with", ())) > SHARE_MAX:
+        raise fail(f"{prefix}.share_with", (
+            f"CloudHSM shares a key with at most {SHARE_MAX} crypto users besides its owner "
+            f"(AWS CloudHSM, cloudhsm_cli-key-share); {len(raw['share_with'])} given"))
     return KeySpec(
         index=index,
         label=raw["label"],

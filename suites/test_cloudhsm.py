@@ -27,17 +27,25 @@ def test_target_users_can_own_and_share_the_keys(hsm_profile, cloudhsm_clis, hsm
 
 
 @pytest.mark.cloudhsm_cli("source")
-def test_key_quorum_and_trust_allow_the_move(inventory_key, source_cli_key, hsm_profile,
-                                             hsm_evidence):
-    """One test per key for both (each test per key costs every run of the suites): its key
-    quorum values can be carried by the backend, and a wrap-with-trusted key can be wrapped."""
-    quorum = key_policy.check_quorum_preflight(inventory_key, source_cli_key,
-                                               backend_for(hsm_profile))
-    trusted = key_policy.check_trusted_preflight(inventory_key, source_cli_key,
+def test_key_owner_quorum_and_trust_allow_the_move(inventory_key, source_cli_key, hsm_profile,
+                                                   cloudhsm_clis, hsm_evidence):
+    """One test per key for the three (each test per key costs every run of the suites): the
+    migrating source user owns the key (only the owner may wrap it: `key list --verbose`
+    names the owner), its key quorum values can be carried by the backend, and a
+    wrap-with-trusted key can be wrapped."""
+    (source,) = cloudhsm_clis.need("source")
+    checks = [key_policy.check_quorum_preflight(inventory_key, source_cli_key,
+                                                backend_for(hsm_profile)),
+              key_policy.check_trusted_preflight(inventory_key, source_cli_key,
                                                  hsm_profile.wrapping.trusted,
-                                                 cluster=hsm_profile.source.name)
-    hsm_evidence(quorum=quorum.record(), trusted=trusted.record())
-    prove(quorum, trusted)
+                                                 cluster=hsm_profile.source.name)]
+    record = {"quorum": checks[0].record(), "trusted": checks[1].record()}
+    if hsm_profile.migration_mode == "migrate" and inventory_key.disposition != "rotate":
+        checks.insert(0, key_policy.check_owner(inventory_key, source_cli_key, source.user,
+                                                hsm_profile.source.name))
+        record["source_owner"] = checks[0].record()
+    hsm_evidence(**record)
+    prove(*checks)
 
 
 def test_kms_custom_key_stores_can_stay_available(key_stores, aws_clusters, hsm_profile,
@@ -84,11 +92,19 @@ def test_a_recent_source_backup_is_kept(hsm_profile, hsm_evidence):
 
 
 def test_the_key_availability_check_is_on(role, hsm_profile, hsm_evidence):
+    """The PKCS #11 library's configuration (cloudhsm-pkcs11.cfg) and, when the CloudHSM CLI
+    moves the keys, the CLI's own (cloudhsm-cli.cfg beside its executable)."""
     cluster = getattr(hsm_profile, role)
+    checks = {}
     path = cluster.client_config or (client_config.DEFAULT_PATH if cluster.aws else None)
-    if path is None:
+    if path is not None:
+        checks[f"cloudhsm_client_config_{role}"] = client_config.check_key_availability(path)
+    if cluster.cloudhsm_cli is not None and hsm_profile.migration_backend == "cloudhsm-cli":
+        checks[f"cloudhsm_cli_config_{role}"] = client_config.check_key_availability(
+            client_config.cli_config_path(cluster.cloudhsm_cli.path))
+    if not checks:
         pytest.skip(f"nothing to check: clusters.{role} ({cluster.name}) is not a CloudHSM "
-                    "cluster here (no aws block, no client_config)")
-    check = client_config.check_key_availability(path)
-    hsm_evidence(**{f"cloudhsm_client_config_{role}": check.record()})
-    prove(check)
+                    "cluster here (no aws block, no client_config, and no CloudHSM CLI moving "
+                    "the keys)")
+    hsm_evidence(**{name: check.record() for name, check in checks.items()})
+    prove(*checks.values())

@@ -116,7 +116,7 @@ def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec,
     out: dict[str, Any] = {
         "label": spec.label, "target_label": spec.target_label, "type": spec.type,
         "size": facts.size or spec.size, "curve": curve_name(spec.curve),
-        "id": facts.id, "identity": ident, "kcv": _kcv(side),
+        "id": facts.id, "identity": ident, "kcv": _kcv(side, src.spec.mode == "FIPS"),
         "disposition": spec.disposition, "extractable": facts.extractable,
     }
     if spec.disposition == "rotate":
@@ -131,13 +131,13 @@ def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec,
     return out
 
 
-def _kcv(side: Any) -> str | None:
+def _kcv(side: Any, fips: bool) -> str | None:
     """A secret key's 3-byte KCV, for the custodians to read (never checked: the commitment
-    is)."""
+    is); None where it cannot be computed (a 3DES key on a FIPS source: not asked)."""
     if side.key.object_class != ObjectClass.SECRET_KEY:
         return None
     try:
-        return identity.kcv(side.key, side.cluster).value
+        return identity.kcv(side.key, side.cluster, fips).value
     except (KeyError, KeyparityError):
         return None
 

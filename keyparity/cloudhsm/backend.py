@@ -16,7 +16,7 @@ reports what it could not delete.
 Journal. With the run's recorder (``keyparity.journal.recorder``), every CLI write is recorded before
 it is attempted and after it completes (or ``failed``): ``cli-generate-wrapping-pair``,
 ``cli-import-public``, ``cli-unwrap`` and each ``cli-delete``. ``cluster`` is the CloudHSM
-cluster id the command ran against (``--cluster-id``), ``label`` the object's label (the pair's
+cluster id the command ran against (else the role and name), ``label`` the object's label (the pair's
 base label for the pair), ``handle`` the ``key-reference`` from the CLI's JSON; the ``before``
 of a create says which process made it (``pid N on HOST``). A run killed before ``close`` leaves
 token objects behind: ``reap_wrapping`` (at the start of the next run, and in ``keyparity
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import process
-from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported
+from ..errors import KeyNotFound, KeyparityError, MechanismUnsupported, RuleRefused
 from ..hsm import attributes, destruction
 from ..hsm.backend import Once, wrapping_label
 from ..hsm.cluster import ClusterSession
@@ -45,6 +45,7 @@ from ..hsm.login import LoginGate
 from ..journal.recorder import RunRecorder
 from ..keytypes import KEY_TYPES, key_class
 from ..profile import KeySpec, Profile, Wrapping
+from . import key_policy
 from .cli_runner import CliKeyNotFound, CloudHsmCli
 
 # attributes given at unwrap, by their PKCS #11 name; CKA_PRIVATE and CKA_COPYABLE are not
@@ -55,6 +56,8 @@ _NOT_PASSED = frozenset({"private", "copyable", "token"})
 CLI_CREATES = {"cli-generate-wrapping-pair": (("-public", "public-key"),
                                               ("-private", "private-key")),
                "cli-import-public": (("", "public-key"),)}
+# key_policy's quorum check, for the backend that carries quorum values in its unwrap
+_CARRIES_QUORUM = key_policy.Carrier("cloudhsm-cli", sets_quorum=True)
 _OWNER = re.compile(r"pid (\d+) on (\S+?)(?:, started (\d+) in boot (\S+))?(?:$|[;,\s])")
 
 
@@ -124,7 +127,7 @@ class CliChannel:
 
     def _setup(self) -> None:
         t, s, w = self.target, self.source, self.wrapping
-        with self.recorder.step("cli-generate-wrapping-pair", cluster=t.cluster_id,
+        with self.recorder.step("cli-generate-wrapping-pair", cluster=t.ref,
                                 label=self.label, detail=_owner()) as after:
             data = t.run("key", "generate-asymmetric-pair", "rsa", "--public-exponent", "65537",
                          "--modulus-size-bits", str(w.rsa_bits), "--public-label",
@@ -139,7 +142,7 @@ class CliChannel:
         try:
             t.run("key", "generate-file", "--encoding", "pem", "--path", str(pem), "--filter",
                   f"attr.label={self.public_label}", "attr.class=public-key")
-            with self.recorder.step("cli-import-public", cluster=s.cluster_id,
+            with self.recorder.step("cli-import-public", cluster=s.ref,
                                     label=self.imported_label, detail=_owner()) as after:
                 data = s.run("key", "import", "pem", "--path", str(pem), "--label",
                              self.imported_label, "--key-type-class", "rsa-public",
@@ -158,6 +161,7 @@ class CliChannel:
             raise MechanismUnsupported(
                 f"{spec.label!r}: the CloudHSM CLI has no key type for {spec.type} (CloudHSM "
                 "does not hold 2-key 3DES); migrate it with migration.backend: pkcs11 or rotate it")
+        quorum, share = self._carried(spec)
         self._n += 1
         blob = self.dir / f"key-{self._n}.bin"
         w = self.wrapping
@@ -169,24 +173,41 @@ class CliChannel:
                 "--hash-function", w.oaep_hash, "--mgf", w.mgf, "--path", str(blob))
             extra = unwrap_attributes(source_attributes, spec)
             with self.recorder.step("cli-unwrap", key_label=spec.label,
-                                    cluster=self.target.cluster_id, label=spec.target_label,
+                                    cluster=self.target.ref, label=spec.target_label,
                                     detail=_owner()) as after:
                 data = self.target.run(
                     "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
                     "attr.class=private-key", "--key-type-class", KEY_TYPES[spec.type].cli_class,
                     "--label", spec.target_label, "--hash-function", w.oaep_hash, "--mgf",
-                    w.mgf, "--data-path", str(blob), *(["--attributes", *extra] if extra else []))
+                    w.mgf, "--data-path", str(blob), *(["--attributes", *extra] if extra else []),
+                    *quorum, *(["--share-crypto-users", *share] if share else []))
                 after.update(handle=key_reference(data, "key"))
         finally:
             blob.unlink(missing_ok=True)
         return find_unwrapped(target, spec)
+
+    def _carried(self, spec: KeySpec) -> tuple[list[str], tuple[str, ...]]:
+        """What the unwrap must carry of the source key (read with ``key list --verbose``):
+        its key quorum values, set only when a key is made (quorum-auth-chsm-cli-service-
+        names), and the users it is shared with then, the inventory's ``share_with`` (a quorum
+        may need them: it is at most the number of users the key is associated with). Refused
+        here, before anything is written, when the source user does not own the key or the
+        quorum exceeds the associated users."""
+        key = self.source.one_key({"label": spec.label, "class": cli_class(spec)}, spec.label)
+        for check in (key_policy.check_owner(spec, key, self.source.user, self.source.where),
+                      key_policy.check_quorum_preflight(spec, key, _CARRIES_QUORUM)):
+            if not check.ok:
+                raise RuleRefused(f"{check.message}; nothing was written")
+        values = key_policy.quorum_values(key) or {}
+        quorum = [a for name, v in values.items() if v for a in (f"--{name}", str(v))]
+        return quorum, tuple(spec.share_with)
 
     def close(self) -> list[str]:
         """Delete the wrapping objects and the temporary directory; returns what is left."""
         left = []
         for cli, filters, ref in reversed(self.live):
             try:
-                with self.recorder.step("cli-delete", cluster=cli.cluster_id,
+                with self.recorder.step("cli-delete", cluster=cli.ref,
                                         label=filters["label"], handle=ref,
                                         detail=f"class {filters['class']}"):
                     cli.delete(filters)
@@ -237,7 +258,7 @@ def reap_wrapping(recorder: RunRecorder, source: CloudHsmCli, target: CloudHsmCl
     rows = recorder.journal.actions("cli-")
     gone = {(e["cluster"], e["label"]) for e in rows
             if e["action"] == "cli-delete" and e["phase"] == "after"}
-    clis = {c.cluster_id: c for c in (source, target) if c.cluster_id}
+    clis = {c.ref: c for c in (source, target)}
     # run -> {(cluster, label): (class, key reference, seq)}, in creation order
     pending: dict[str, dict[tuple[str, str], tuple[str, str | None, int]]] = {}
     owners: dict[str, process.Proc] = {}

@@ -1,6 +1,7 @@
 """The AWS CloudHSM CLI (``cloudhsm-cli``) in single-command mode, as one adapter.
 
-Every call is ``cloudhsm-cli <command...> --cluster-id <id>``, run without a shell and without
+Every call is ``cloudhsm-cli <command...>`` (with ``--cluster-id <id>`` when the CLI's
+configuration holds several clusters), run without a shell and without
 stdin, with a timeout; the credentials travel in the environment only (``CLOUDHSM_ROLE`` and
 ``CLOUDHSM_PIN=<user>:<password>``, as the CLI's single-command mode expects), never in argv,
 never in a message. The CLI answers JSON: ``{"error_code": 0, "data": ...}``; a non-zero
@@ -22,6 +23,7 @@ from ..errors import KeyNotFound, KeyparityError, LabelConflict, LoginError, Tok
 from ..hsm.login import LoginGate
 from ..profile import Cluster, CloudHsmCliSpec
 from ..secrets import SecretError
+from . import client_config
 
 INCONSISTENT = "inconsistent"
 DEFAULT_TIMEOUT_S = 60.0
@@ -69,8 +71,9 @@ class CliConfigError(CliError):
 
 # failure kind -> (our type, what to do next). The one table of this adapter.
 _TABLE: dict[str, tuple[type[CliError], str]] = {
-    "config": (CliConfigError, "add clusters.<role>.aws.cluster_id: with two clusters "
-                               "configured, the CLI must be told which one to use"),
+    "config": (CliConfigError, "correct the profile's cloudhsm_cli block or aws.cluster_id "
+                               "(--cluster-id is passed only when the CLI's configuration "
+                               "holds several clusters)"),
     "secret": (CliLoginError, "set the password reference of clusters.<role>.cloudhsm_cli"),
     "missing-binary": (CliUnavailable, "install the CloudHSM CLI on this client, or set "
                                        "clusters.<role>.cloudhsm_cli.path"),
@@ -188,6 +191,40 @@ class CliKey:
                    quorum=dict(quorum) if isinstance(quorum, dict) else None)
 
 
+def which_cluster(cluster: Cluster,
+                  spec: CloudHsmCliSpec) -> tuple[client_config.Configured, bool]:
+    """(the cluster - id and HSM type as far as known -, whether to pass ``--cluster-id``) from
+    the CLI's own configuration: "Required: If multiple clusters have been configured" (every
+    command's ``<CLUSTER_ID>``, AWS CloudHSM cloudhsm_cli-configs-multi-cluster). With one
+    cluster configured the id is not passed (the guide's layout: a client instance per
+    cluster), and ``aws.cluster_id``, if given, must be that cluster; with several it is
+    required and must be one of them; when the configuration cannot be read, the profile's id
+    is passed if it names one."""
+    named = cluster.aws.cluster_id if cluster.aws else None
+    path = client_config.cli_config_path(spec.path)
+    configured = client_config.configured_clusters(path)
+    field_name = f"clusters.{cluster.role}.aws.cluster_id"
+    where = f"{cluster.role} ({cluster.name})"
+    if not configured:
+        return client_config.Configured(named, None), bool(named)
+    if len(configured) == 1:
+        only = configured[0]
+        if named and only.cluster_id and named != only.cluster_id:
+            raise fail("config", f"{where}: the CloudHSM CLI configuration {path} is configured "
+                                 f"for {only.cluster_id}, not {named} ({field_name})")
+        return client_config.Configured(named or only.cluster_id, only.hsm_type), False
+    known = ", ".join(c.cluster_id or "?" for c in configured)
+    if not named:
+        raise fail("config", f"{where}: the CloudHSM CLI configuration {path} holds "
+                             f"{len(configured)} clusters ({known}), so the CLI must be told "
+                             f"which one: add {field_name}")
+    chosen = [c for c in configured if c.cluster_id == named]
+    if not chosen and all(c.cluster_id for c in configured):
+        raise fail("config", f"{where}: {field_name} {named} is not one of the clusters the "
+                             f"CloudHSM CLI configuration {path} holds ({known})")
+    return client_config.Configured(named, chosen[0].hsm_type if chosen else None), True
+
+
 _PROCESS_GATE = LoginGate(None)  # CLI logins of a process without a run (keyparity cleanup)
 
 
@@ -195,8 +232,13 @@ class CloudHsmCli:
     """Runs the CLI for one cluster, as the profile's crypto user."""
 
     def __init__(self, spec: CloudHsmCliSpec, cluster_id: str | None, where: str,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, gate: LoginGate | None = None) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, gate: LoginGate | None = None, *,
+                 pass_cluster_id: bool = True) -> None:
         self.spec, self.cluster_id, self.where, self.timeout_s = spec, cluster_id, where, timeout_s
+        # --cluster-id only when the CLI's configuration needs it (which_cluster)
+        self.pass_cluster_id = pass_cluster_id and bool(cluster_id)
+        # the configuration's "type" of the cluster (hsm1, hsm2m), when it says
+        self.hsm_type: str | None = None
         self.user = spec.user
         # the run's login gate (shared by its processes), else the process's: a refused login
         # is never tried again by any CloudHsmCli of the run for this cluster and user
@@ -208,18 +250,22 @@ class CloudHsmCli:
                     gate: LoginGate | None = None) -> CloudHsmCli:
         if cluster.cloudhsm_cli is None:
             raise fail("config", f"{cluster.role} ({cluster.name}) has no cloudhsm_cli block")
-        cluster_id = cluster.aws.cluster_id if cluster.aws else None
-        if not cluster_id:
-            raise fail("config", f"{cluster.role} ({cluster.name}) has a cloudhsm_cli block but "
-                                 "no aws.cluster_id")
-        return cls(cluster.cloudhsm_cli, cluster_id, f"{cluster.role} ({cluster.name})", timeout_s,
-                   gate)
+        found, passed = which_cluster(cluster, cluster.cloudhsm_cli)
+        made = cls(cluster.cloudhsm_cli, found.cluster_id, f"{cluster.role} ({cluster.name})",
+                   timeout_s, gate, pass_cluster_id=passed)
+        made.hsm_type = found.hsm_type
+        return made
+
+    @property
+    def ref(self) -> str:
+        """The cluster as the journal names it: its id, else where the profile puts it."""
+        return self.cluster_id or self.where
 
     # ---- running -----------------------------------------------------------------------------
 
     def argv(self, command: Sequence[str]) -> list[str]:
         out = [str(self.spec.path), *command]
-        if self.cluster_id:
+        if self.pass_cluster_id:
             out += ["--cluster-id", self.cluster_id]
         return out
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,39 @@ def occurrences(doc: Any, path: str = "") -> list[tuple[str, Any]]:
     return found
 
 
-def _cluster_ids(doc: Any) -> list[str]:
+def cli_config_path(cli: Path) -> Path:
+    """The CLI's configuration beside its executable: /opt/cloudhsm/bin/cloudhsm-cli ->
+    /opt/cloudhsm/etc/cloudhsm-cli.cfg (the layout the client installs)."""
+    return Path(cli).parent.parent / "etc" / "cloudhsm-cli.cfg"
+
+
+@dataclass(frozen=True)
+class Configured:
+    """One cluster of a client configuration: its ``cluster_id`` and ``type`` ("hsm1",
+    "hsm2m"), each None where the entry does not say (a single-cluster file need not)."""
+
+    cluster_id: str | None
+    hsm_type: str | None
+
+
+def configured_clusters(path: Path) -> list[Configured] | None:
+    """The clusters the configuration at ``path`` holds, in order; None when the file is
+    absent or not the JSON the configure tool writes."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
     clusters = doc.get("clusters") if isinstance(doc, dict) else None
-    ids = []
-    for entry in clusters if isinstance(clusters, list) else ():
-        cluster = entry.get("cluster") if isinstance(entry, dict) else None
-        if isinstance(cluster, dict) and isinstance(cluster.get("cluster_id"), str):
-            ids.append(cluster["cluster_id"])
-    return ids
+    if not isinstance(clusters, list):
+        return None
+    out = []
+    for entry in clusters:
+        entry = entry if isinstance(entry, dict) else {}
+        cluster = entry.get("cluster") if isinstance(entry.get("cluster"), dict) else {}
+        cid, kind = cluster.get("cluster_id"), entry.get("type")
+        out.append(Configured(cid if isinstance(cid, str) else None,
+                              kind if isinstance(kind, str) else None))
+    return out
 
 
 def check_key_availability(path: Path = DEFAULT_PATH) -> Check:
@@ -82,7 +108,8 @@ def check_key_availability(path: Path = DEFAULT_PATH) -> Check:
                              f"object; rewrite it with {configure_tool(path)}"), facts)
     found = occurrences(doc)
     facts.update(found=[{"at": at, "value": value} for at, value in found],
-                 cluster_ids=_cluster_ids(doc))
+                 cluster_ids=[c.cluster_id for c in configured_clusters(path) or ()
+                              if c.cluster_id])
     facts["value"] = found[0][1] if len(found) == 1 else (
         [value for _, value in found] if found else None)
     bad = [(at, value) for at, value in found if value is not False]

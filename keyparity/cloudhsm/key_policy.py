@@ -16,6 +16,7 @@ library attributes": CKA_TRUSTED "can be set ... by Crypto Officer (CO) only").
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..checks import Check
@@ -24,9 +25,9 @@ from .cli_runner import CliKey
 
 QUORUM_NAMES = ("manage-key-quorum-value", "use-key-quorum-value")
 WRAPPING_LABEL = "<the wrapping key's label>"
-APPROVAL = ("wrap and unwrap (key management) of a key with a quorum need quorum approval "
-            "tokens (`--approval`), and using it needs them when use-key-quorum-value is not 0; "
-            "keyparity does not collect approvals: have the approvers ready, or the wrap fails")
+APPROVAL = ("wrap and unwrap (key management) of a key whose manage-key-quorum-value is above 1 "
+            "need quorum approval tokens (`--approval`); keyparity does not collect approvals: "
+            "have the approvers ready, or the wrap fails")
 ADMIN_STEP = ("find the wrapping key's key-reference on {cluster} (`key list --filter "
               "attr.label={label} attr.class=public-key`), then log in to the CloudHSM CLI as "
               "an admin (`login --username <admin> --role admin`) and run `key set-attribute "
@@ -68,6 +69,14 @@ class Mover(Protocol):
     sets_quorum: bool   # whether a key's quorum values arrive with it at unwrap
 
 
+@dataclass(frozen=True)
+class Carrier:
+    """A Mover by name, for a backend that knows what it is (keyparity.cloudhsm.backend)."""
+
+    name: str
+    sets_quorum: bool
+
+
 def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: Mover) -> Check:
     """A source key with a quorum can only arrive with it through a backend that sets quorum
     values at unwrap (the CLI's ``key unwrap``), with enough users associated with it on the
@@ -79,7 +88,12 @@ def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: Mover) ->
         return Check(False, _unknown(spec, source_key, "the source"), facts)
     if not any(values.values()):
         return Check(True, "", {**facts, "needs_quorum": False})
-    facts.update(needs_quorum=True, approval=APPROVAL)
+    facts["needs_quorum"] = True
+    # approvals are needed to wrap or unwrap only above a manage quorum of 1
+    # (cloudhsm_cli-key-wrap-rsa-aes, <PAYLOAD_APPROVALR>)
+    approval = values[QUORUM_NAMES[0]] > 1
+    if approval:
+        facts["approval"] = APPROVAL
     if not backend.sets_quorum:
         return Check(False, (
             f"{spec.label!r} has key quorum values ({_shown(values)}) on the source: the "
@@ -96,8 +110,28 @@ def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: Mover) ->
             f"{len(users)}; add at least {need - len(users)} crypto user(s) to its "
             "share_with"), facts)
     return Check(True, (f"{spec.label!r} has key quorum values ({_shown(values)}); "
-                        "`key unwrap` sets them on the target"), facts, warnings=(
-        f"{spec.label!r}: {APPROVAL}",))
+                        "`key unwrap` sets them on the target"), facts,
+                 warnings=(f"{spec.label!r}: {APPROVAL}",) if approval else ())
+
+
+def check_owner(spec: KeySpec, source_key: CliKey, user: str, where: str) -> Check:
+    """Only the owner of a key may wrap it: "Only the owner of a key, that is the crypto user
+    (CU) who created the key, can wrap the key. Users who share the key can use the key in
+    cryptographic operations." (AWS CloudHSM, cloudhsm_cli-key-wrap-rsa-aes)."""
+    owners = tuple(o.lower() for o in source_key.owners)
+    facts: dict[str, Any] = {"key_reference": source_key.key_reference,
+                             "owners": list(source_key.owners), "migrating_user": user}
+    if "key-owners" in source_key.missing or not owners:
+        return Check(False, (f"the CLI reported no key-owners for {spec.label!r} on {where}; "
+                             "check the CLI version (5.x)"), facts)
+    if owners == (user.lower(),):
+        return Check(True, "", facts)
+    shared = user.lower() in {u.lower() for u in source_key.shared_users}
+    how = "it is only shared with" if shared else "it is not owned by"
+    return Check(False, (
+        f"{spec.label!r} on {where} is owned by {', '.join(source_key.owners)}, not by "
+        f"{user!r} ({how} {user!r}): only a key's owner can wrap it; migrate it as "
+        f"{', '.join(source_key.owners)} (or exclude it)"), facts)
 
 
 def check_quorum_after(spec: KeySpec, source_key: CliKey, target_key: CliKey) -> Check:

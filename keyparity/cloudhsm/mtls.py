@@ -105,8 +105,9 @@ def _anchor(raw: Any, cli: CloudHsmCli, command: Sequence[str]) -> TrustAnchor:
 
 def read(cli: CloudHsmCli, hsm_type: str | None = None) -> MtlsState:
     """Both commands on the CLI's cluster; a CliError is kept in the state (the check fails on
-    it). On hsm1.medium nothing is run."""
-    if hsm_type == HSM1:
+    it). On hsm1.medium nothing is run: the profile's ``hsm_type``, else the type the CLI's
+    configuration gives the cluster ("hsm1")."""
+    if (hsm_type or cli.hsm_type or "").split(".")[0] == HSM1.split(".")[0]:
         return MtlsState(cli.where, cli.cluster_id, unsupported=UNSUPPORTED)
     command: Sequence[str] = GET_ENFORCEMENT
     try:

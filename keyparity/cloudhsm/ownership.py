@@ -90,7 +90,7 @@ class Ownership:
         return (f"the inventory asks for {asked} of {spec.label!r}, but the target "
                 f"{self.cluster_name} has no cloudhsm_cli block: through PKCS #11 a key has no "
                 f"owner but the token's user, and sharing is {self._sharing_unsupported()}; "
-                "add clusters.target.cloudhsm_cli (and aws.cluster_id), or remove owner/"
+                "add clusters.target.cloudhsm_cli, or remove owner/"
                 "share_with from this key")
 
     def _nothing_to_check(self, what: str) -> str:

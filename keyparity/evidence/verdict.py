@@ -60,7 +60,7 @@ SUITES: dict[str, dict[str, str]] = {
                 "test_cluster_mode_and_hsm_type_are_as_declared": ROLE,
                 "test_cluster_has_enough_active_hsms": ROLE},
     "cloudhsm": {"test_target_users_can_own_and_share_the_keys": ONCE,
-                 "test_key_quorum_and_trust_allow_the_move": KEY,
+                 "test_key_owner_quorum_and_trust_allow_the_move": KEY,
                  "test_kms_custom_key_stores_can_stay_available": ONCE,
                  "test_mutual_tls_is_at_least_as_strict_on_the_target": ONCE,
                  "test_a_recent_source_backup_is_kept": ONCE,
@@ -90,7 +90,7 @@ SUITES: dict[str, dict[str, str]] = {
 # per-key checks through the CloudHSM CLI (marker ``cloudhsm_cli(*roles, unless=FIELD)``,
 # keyparity.cloudhsm.cli_scope): one ``[every-key]`` test when none has anything to check
 CLI_SCOPE: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "test_key_quorum_and_trust_allow_the_move": (("source",), None),
+    "test_key_owner_quorum_and_trust_allow_the_move": (("source",), None),
     "test_target_key_is_owned_by_the_expected_user": (("target",), "owner"),
     "test_target_key_is_shared_with_the_expected_users": (("target",), "share_with"),
     "test_cli_attributes_and_check_value_match_pkcs11": (("target",), None),

@@ -139,6 +139,33 @@ def unwrap_template(source: Mapping[str, Any], key_class: ObjectClass, label: st
     return template
 
 
+# What CloudHSM's PKCS #11 library lets C_UnwrapKey set only at its default (AWS CloudHSM,
+# pkcs11-attributes-interpreting, note 1: "must be explicitly set only to the default value"),
+# and what it does not have at all (no CKA_COPYABLE in its attribute table).
+CLOUDHSM_DEFAULT_ONLY = {Attribute.PRIVATE: True, Attribute.MODIFIABLE: True}
+CLOUDHSM_ABSENT = frozenset({Attribute.COPYABLE})
+# set after the unwrap instead, with C_SetAttributeValue: modifiable goes from true to false
+# only (cloudhsm_cli-key-attributes-table); private never changes
+CLOUDHSM_AFTER = frozenset({Attribute.MODIFIABLE})
+
+
+def for_cloudhsm(template: Mapping[Attribute, Any]) -> tuple[dict[Attribute, Any],
+                                                             dict[Attribute, Any],
+                                                             dict[Attribute, Any]]:
+    """An unwrap template split for a CloudHSM target: (what C_UnwrapKey may be given, what
+    is set after it with C_SetAttributeValue, what can be set neither way - left to the
+    attribute suite to show)."""
+    at_creation, after, dropped = {}, {}, {}
+    for attr, value in template.items():
+        if attr in CLOUDHSM_ABSENT:
+            dropped[attr] = value
+        elif attr in CLOUDHSM_DEFAULT_ONLY and value != CLOUDHSM_DEFAULT_ONLY[attr]:
+            (after if attr in CLOUDHSM_AFTER else dropped)[attr] = value
+        else:
+            at_creation[attr] = value
+    return at_creation, after, dropped
+
+
 @dataclass(frozen=True)
 class Expected:
     """A difference C_UnwrapKey is allowed to make, and why."""

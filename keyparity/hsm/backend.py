@@ -103,8 +103,10 @@ class Pkcs11Backend:
     batches = True
 
     def __init__(self, source: ClusterSession | None, target: ClusterSession | None,
-                 wrapping: Wrapping, label: str, recorder: RunRecorder) -> None:
+                 wrapping: Wrapping, label: str, recorder: RunRecorder,
+                 cloudhsm: bool = False) -> None:
         self.source, self.target, self.wrapping = source, target, wrapping
+        self.cloudhsm = cloudhsm  # the target is a CloudHSM: attributes.for_cloudhsm
         self.label, self.recorder = label, recorder
         self.method = ""
         self.asked_target = False
@@ -128,10 +130,19 @@ class Pkcs11Backend:
         cls = key_class(spec.type)
         template = attributes.unwrap_template(source_attributes, cls, spec.target_label,
                                               spec.attributes)
+        after: dict[Attribute, Any] = {}
+        if self.cloudhsm:
+            template, after, _ = attributes.for_cloudhsm(template)
         channel = self.channel
         blob = channel.wrap(source.key)
         self.asked_target = True  # from here on the target may hold the key
         key = channel.unwrap(blob, cls, KEY_TYPES[spec.type].pkcs11, template)
+        for attr, value in after.items():
+            with self.recorder.step("set-attribute", key_label=spec.label,
+                                    cluster=self.target.name, label=spec.target_label,
+                                    detail=f"{attributes.name(attr)}={value} (C_SetAttributeValue; "
+                                           "CloudHSM sets it only at its default at unwrap)"):
+                key[attr] = value
         self.target.index.add(key, spec.target_label,
                               bytes(template.get(Attribute.ID, b"")).hex())
         self.method = channel.method

@@ -199,12 +199,14 @@ def _ec_public(entry: Entry, entries: Iterable[Entry]) -> Object | None:
                  and o.facts.label == entry.facts.label and o.obj is not None), None)
 
 
-def material(entry: Entry, entries: Iterable[Entry], where: str) -> tuple[Any, str]:
+def material(entry: Entry, entries: Iterable[Entry], where: str,
+             fips: bool = False) -> tuple[Any, str]:
     """How people find an object's key material without it being revealed: (value, text for
     the evidence and ``keyparity inventory``'s CBOM). Secret keys: the full KCV computation's
     output, computed by the token (only its first 3 bytes, the KCV, are shown); RSA and EC:
     the public key's SHA-256. The value is None, and the text says why, when there is none.
-    Nothing is decided on it: material is compared by ``commit`` (the strong proof)."""
+    Nothing is decided on it: material is compared by ``commit`` (the strong proof). ``fips``:
+    ``where`` is in FIPS mode (no 3DES KCV asked there: identity.material_check)."""
     f, obj = entry.facts, entry.obj
     if not f.is_key:
         return _other(entry)
@@ -212,7 +214,7 @@ def material(entry: Entry, entries: Iterable[Entry], where: str) -> tuple[Any, s
         if obj is None:
             return None, "not read"
         if f.cls == "secret":
-            full = identity.material_check(obj, where)
+            full = identity.material_check(obj, where, fips)
             return full, f"KCV {full[:3].hex()}"
         if f.type == "rsa":
             fp = identity.fingerprint(identity.rsa_public(obj))
@@ -285,7 +287,7 @@ def take_source(session: Session, cluster: Cluster, profile: Profile, run_id: st
     commit_all(entries, cluster.name, data)
     for e in entries:
         if e.disposition in (UNACCOUNTED, EXCLUDED):
-            e.check = material(e, entries, cluster.name)[1]
+            e.check = material(e, entries, cluster.name, cluster.mode == "FIPS")[1]
     return entries, record(entries, cluster, "source", data)
 
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from pkcs11 import Attribute, Mechanism
 from pkcs11.types import Key
 
-from ..errors import operation, pkcs11_step
+from ..errors import NotPermitted, operation, pkcs11_step
 from ..keytypes import BY_PKCS11, CURVES
 
 
@@ -33,15 +33,23 @@ class Kcv:
     method: str
 
 
-def material_check(key: Key, where: str) -> bytes:
+def material_check(key: Key, where: str, fips: bool = False) -> bytes:
     """The whole output of the KCV computation (a full encrypted zero block, or the full HMAC),
     computed by the token; never recorded. The census shows its first 3 bytes; no command acts
-    on it (keyparity.hsm.proof proves key material). KeyError: no method for the key type."""
+    on it (keyparity.hsm.proof proves key material). KeyError: no method for the key type.
+    ``fips``: ``where`` is a cluster in FIPS mode, which refuses to encrypt with a key type
+    FIPS no longer approves (3DES: AWS CloudHSM pkcs11-key-types, note 1): not tried there,
+    NotPermitted says why."""
     with pkcs11_step("read the key type", where):
         key_type = key.key_type
-    method = BY_PKCS11[key_type].kcv
+    info = BY_PKCS11[key_type]
+    method = info.kcv
     if method is None:
         raise KeyError(key_type)
+    if fips and not info.fips_approved:
+        raise NotPermitted(f"no KCV on {where}: a cluster in FIPS mode refuses {info.shown} "
+                           "encryption, so it is not asked; the key is proven by decryption, "
+                           "and its KCV can be read on the target")
     mechanism, size = method.mechanism, method.block
     op = "sign" if mechanism is Mechanism.SHA256_HMAC else "encrypt"
     compute = operation(key, op, where, f"no KCV ({mechanism.name}) can be computed with it")
@@ -49,9 +57,10 @@ def material_check(key: Key, where: str) -> bytes:
         return bytes(compute(bytes(size), mechanism=mechanism))
 
 
-def kcv(key: Key, where: str) -> Kcv:
-    """The key check value of a secret key, computed by the token that holds it."""
-    check = material_check(key, where)
+def kcv(key: Key, where: str, fips: bool = False) -> Kcv:
+    """The key check value of a secret key, computed by the token that holds it (``fips``:
+    see material_check)."""
+    check = material_check(key, where, fips)
     method = BY_PKCS11[key.key_type].kcv
     assert method is not None  # material_check computed it
     return Kcv(check[:3].hex(), method.description)

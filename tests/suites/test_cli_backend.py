@@ -39,7 +39,15 @@ PAIR = {"error_code": 0, "data": {"public_key": {"key-reference": "0x00000000001
 IMPORTED = {"error_code": 0, "data": {"key": {"key-reference": "0x00000000001e08e3"},
                                       "message": "Successfully imported key"}}
 UNWRAPPED = {"error_code": 0, "data": {"key": {"key-reference": "0x00000000001808e9"}}}
-ALL_OK = {"key generate-asymmetric-pair rsa *": PAIR, "key generate-file *": OK,
+# the source key as `key list --verbose` shows it before its wrap: owned by cu1, no quorum
+SOURCE_KEY = {"error_code": 0, "data": {"matched_keys": [{
+    "key-reference": "0x00000000001c0686",
+    "key-info": {"key-owners": [{"username": "cu1", "key-coverage": "full"}],
+                 "shared-users": [], "cluster-coverage": "full",
+                 "key-quorum-values": {"manage-key-quorum-value": 0,
+                                       "use-key-quorum-value": 0}},
+    "attributes": {"label": "k-des3"}}], "total_key_count": 1}}
+ALL_OK = {"key list *": SOURCE_KEY, "key generate-asymmetric-pair rsa *": PAIR, "key generate-file *": OK,
           "key import pem *": IMPORTED, "key wrap rsa-aes *": OK,
           "key unwrap rsa-aes *": UNWRAPPED, "key delete *": OK}
 WRAPPING = Wrapping("rsa-aes", 2048, "sha256", "mgf1-sha256", 256)
@@ -114,7 +122,7 @@ def test_the_guides_command_sequence_with_its_exact_arguments(fake, found):
     assert channel.close() == []
     calls = fake.calls()
     pem = calls[1]["argv"][calls[1]["argv"].index("--path") + 1]
-    blob = calls[3]["argv"][calls[3]["argv"].index("--path") + 1]
+    blob = calls[4]["argv"][calls[4]["argv"].index("--path") + 1]
     assert Path(pem).parent == Path(blob).parent == tmp
     src, tgt = ["--cluster-id", "cluster-src"], ["--cluster-id", "cluster-tgt"]
     assert [c["argv"] for c in calls] == [
@@ -126,6 +134,9 @@ def test_the_guides_command_sequence_with_its_exact_arguments(fake, found):
          f"attr.label={LABEL}-public", "attr.class=public-key", *tgt],
         ["key", "import", "pem", "--path", pem, "--label", f"{LABEL}-imported",
          "--key-type-class", "rsa-public", "--attributes", "wrap=true", *src],
+        # the source key's owner and quorum values, read before it is wrapped
+        ["key", "list", "--filter", "attr.label=k-des3", "attr.class=secret-key", "--verbose",
+         *src],
         ["key", "wrap", "rsa-aes", "--payload-filter", "attr.label=k-des3",
          "attr.class=secret-key", "--wrapping-filter", f"attr.label={LABEL}-imported",
          "attr.class=public-key", "--hash-function", "sha256", "--mgf", "mgf1-sha256",
@@ -143,8 +154,8 @@ def test_the_guides_command_sequence_with_its_exact_arguments(fake, found):
         ["key", "delete", "--filter", f"attr.label={LABEL}-public", "attr.class=public-key",
          *tgt],
     ]
-    assert calls[4]["data_path_existed"] is True  # the blob was there for the unwrap ...
-    assert calls[4]["data_path_dir_mode"] == "0o700"  # ... in a private directory
+    assert calls[5]["data_path_existed"] is True  # the blob was there for the unwrap ...
+    assert calls[5]["data_path_dir_mode"] == "0o700"  # ... in a private directory
     assert not Path(blob).exists() and not Path(pem).exists() and not tmp.exists()
     assert PASSWORD not in fake.log.read_text()
     assert all(c["role"] == "crypto-user" for c in calls)
@@ -173,7 +184,7 @@ def test_a_failed_unwrap_still_removes_the_blob_and_close_deletes_the_wrapping_o
                                                     "data": "Unwrap failed: invalid key type"}})
     with pytest.raises(CliCommandFailed, match="Unwrap failed: invalid key type"):
         channel.move(spec(), SOURCE_ATTRS, None)
-    blob = fake.calls()[3]["argv"][fake.calls()[3]["argv"].index("--path") + 1]
+    blob = fake.calls()[4]["argv"][fake.calls()[4]["argv"].index("--path") + 1]
     assert not Path(blob).exists() and found == []
     assert channel.close() == []
     assert sum(c["argv"][:2] == ["key", "delete"] for c in fake.calls()) == 3
@@ -231,9 +242,10 @@ def test_the_migrator_uses_the_cli_backend_when_the_profile_says_so(lab, suites,
         in record["detail"]
     verbs = [" ".join(c["argv"][:3]) for c in fake.calls()]
     assert verbs == ["key generate-asymmetric-pair rsa", "key generate-file --encoding",
-                     "key import pem", "key wrap rsa-aes", "key unwrap rsa-aes",
-                     "key delete --filter", "key delete --filter", "key delete --filter"]
-    unwrap = fake.calls()[4]["argv"]
+                     "key import pem", "key list --filter", "key wrap rsa-aes",
+                     "key unwrap rsa-aes", "key delete --filter", "key delete --filter",
+                     "key delete --filter"]
+    unwrap = fake.calls()[5]["argv"]
     assert unwrap[unwrap.index("--hash-function") + 1] == "sha1"  # the lab profile's OAEP hash
     assert PASSWORD not in "".join(p.read_text(errors="replace") for p in
                                    (suites.path / "reports").rglob("*") if p.is_file())

@@ -116,8 +116,8 @@ def test_a_cluster_pair_that_meets_every_precondition_passes(lab, cloudhsm_suite
     got = run(lab, cloudhsm_suites, monkeypatch, bad=False)
     assert got == {
         "test_target_users_can_own_and_share_the_keys": "passed",
-        "test_key_quorum_and_trust_allow_the_move[k-aes128]": "passed",
-        "test_key_quorum_and_trust_allow_the_move[k-hmac]": "passed",
+        "test_key_owner_quorum_and_trust_allow_the_move[k-aes128]": "passed",
+        "test_key_owner_quorum_and_trust_allow_the_move[k-hmac]": "passed",
         "test_kms_custom_key_stores_can_stay_available": "passed",
         "test_mutual_tls_is_at_least_as_strict_on_the_target": "passed",
         "test_a_recent_source_backup_is_kept": "passed",
@@ -138,8 +138,8 @@ def test_each_unmet_precondition_fails_its_own_test(lab, cloudhsm_suites, monkey
     failed = sorted(name for name, outcome in got.items() if outcome == "failed")
     assert failed == [
         "test_a_recent_source_backup_is_kept",
-        "test_key_quorum_and_trust_allow_the_move[k-aes128]",
-        "test_key_quorum_and_trust_allow_the_move[k-hmac]",
+        "test_key_owner_quorum_and_trust_allow_the_move[k-aes128]",
+        "test_key_owner_quorum_and_trust_allow_the_move[k-hmac]",
         "test_mutual_tls_is_at_least_as_strict_on_the_target",
         "test_target_users_can_own_and_share_the_keys",
         "test_the_key_availability_check_is_on[source]",
@@ -147,5 +147,5 @@ def test_each_unmet_precondition_fails_its_own_test(lab, cloudhsm_suites, monkey
     messages = {t["nodeid"].rsplit("::", 1)[-1]: t.get("message", "")
                 for t in evidence(cloudhsm_suites)["tests"]}
     assert "cu1" in messages["test_target_users_can_own_and_share_the_keys"]
-    assert "cloudhsm-cli" in messages["test_key_quorum_and_trust_allow_the_move[k-aes128]"]
-    assert "wrap-with-trusted" in messages["test_key_quorum_and_trust_allow_the_move[k-hmac]"]
+    assert "cloudhsm-cli" in messages["test_key_owner_quorum_and_trust_allow_the_move[k-aes128]"]
+    assert "wrap-with-trusted" in messages["test_key_owner_quorum_and_trust_allow_the_move[k-hmac]"]

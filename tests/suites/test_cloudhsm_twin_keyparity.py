@@ -22,8 +22,9 @@ from keyparity.backends import BACKENDS
 from keyparity.cloudhsm import backend as cli_backend
 from keyparity.cloudhsm import cli_runner as chc
 from keyparity.cloudhsm import key_policy, mtls, ownership, users
+from keyparity.errors import KeyparityError
 from keyparity.journal.recorder import NullJournal
-from keyparity.profile import CloudHsmCliSpec, KeySpec, Wrapping
+from keyparity.profile import AwsSpec, Cluster, CloudHsmCliSpec, KeySpec, Wrapping
 from keyparity.secrets import SecretRef
 
 WRAPPING = Wrapping("rsa-aes", 2048, "sha256", "mgf1-sha256", 256)
@@ -72,6 +73,38 @@ def test_the_adapter_reads_real_keys_in_the_documented_shape(twin):
         "cu2",)
 
 
+def _cluster(t: Twin, client: str, cluster: str, cluster_id: str | None) -> Cluster:
+    entry = t.cluster(cluster)
+    spec = CloudHsmCliSpec(user="cu1", path=Path(t.manifest["clients"][client]["cloudhsm_cli"]),
+                           password=SecretRef("file", entry["users"]["cu1"]["password_file"],
+                                              "clusters.source.cloudhsm_cli.password"))
+    return Cluster(role="source", name=cluster, module=Path(t.manifest["module"]),
+                   token_label=cluster, slot=None, pin=SecretRef("env", "X", "f"), mode="FIPS",
+                   cloudhsm_cli=spec,
+                   aws=AwsSpec(cluster_id, "us-east-1") if cluster_id else None)
+
+
+def test_cluster_id_is_passed_only_when_the_cli_configuration_holds_several(twin):
+    """The guide's layout, a client per cluster: no aws.cluster_id needed, no --cluster-id
+    passed (the stand-in, like the CLI, refuses a missing id only with several clusters
+    configured); a client configured for both clusters needs it, and refuses before running."""
+    hsm1_id = twin.cluster("hsm1")["cluster_id"]
+    alone = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", None))
+    assert "--cluster-id" not in alone.argv(["key", "list"]) and alone.cluster_id == hsm1_id
+    assert alone.one_key({"label": "k-des3-cu1"}, "k-des3-cu1").owners == ("cu1",)
+    named = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", hsm1_id))
+    assert "--cluster-id" not in named.argv(["key", "list"])
+    with pytest.raises(chc.CliConfigError, match="holds 2 clusters.*clusters.source.aws.cluster_id"):
+        chc.CloudHsmCli.for_cluster(_cluster(twin, "both", "hsm1", None))
+    both = chc.CloudHsmCli.for_cluster(_cluster(twin, "both", "hsm1", hsm1_id))
+    assert both.argv(["key", "list"])[-2:] == ["--cluster-id", hsm1_id]
+    assert both.one_key({"label": "k-des3-cu1"}, "k-des3-cu1").owners == ("cu1",)
+    with pytest.raises(chc.CliConfigError, match="cluster-other.*not one of"):
+        chc.CloudHsmCli.for_cluster(_cluster(twin, "both", "hsm1", "cluster-other"))
+    with pytest.raises(chc.CliConfigError, match="configured for .*not cluster-other"):
+        chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", "cluster-other"))
+
+
 def test_the_adapter_follows_next_token_over_pages_of_ten(twin):
     hsm2m = TwinCluster("hsm2m", twin.cluster("hsm2m")["cluster_id"], "NON_FIPS",
                         "hsm2m.medium", twin.root / "hsm2m",
@@ -109,6 +142,12 @@ def test_mtls_is_read_on_hsm2m_and_not_asked_of_hsm1(twin):
     assert mtls.read(cli(twin, "hsm1"), "hsm1.medium").unsupported == mtls.UNSUPPORTED
     failed = mtls.read(cli(twin, "hsm1"), None)  # asked anyway: hsm1 answers that it has none
     assert failed.error and "not supported on hsm1.medium" in failed.error
+    # the profile does not say the HSM type: the CLI's configuration does ("type": "hsm1")
+    unknown = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", None))
+    assert unknown.hsm_type == "hsm1"
+    assert mtls.read(unknown, None).unsupported == mtls.UNSUPPORTED
+    hsm2m = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm2m", "hsm2m", None))
+    assert hsm2m.hsm_type == "hsm2m" and mtls.read(hsm2m, None).level == "none"
 
 
 @pytest.mark.parametrize("share_with", [(), ("cu2",)], ids=["alone", "shared"])
@@ -179,31 +218,10 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
 
     twin = Twin(demo(tmp_path / "twin"))
     shutil.copy(REPO / "suites" / "test_ownership.py", suites.path / "suites")
-
-    def cluster(name: str, mode: str) -> dict[str, Any]:
-        c = twin.cluster(name)
-        return {"name": name, "module": twin.manifest["module"], "token_label": name,
-                "pin": f"file:{c['pin_file']}", "mode": mode,
-                "cloudhsm_cli": {"path": twin.manifest["clients"][name]["cloudhsm_cli"],
-                                 "user": "cu1",
-                                 "password": f"file:{c['users']['cu1']['password_file']}"},
-                "aws": {"cluster_id": c["cluster_id"], "region": "us-east-1"}}
-
     keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
             {"label": "k-des3-shared", "type": "des3", "owner": "cu1", "share_with": ["cu2"]}]
-    profile = tmp_path / "twin.yaml"
-    profile.write_text(yaml.safe_dump({
-        "name": "twin", "description": "the CloudHSM stand-in", "environment": "test",
-        "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
-        "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
-        # sha1: the preflight also tries the profile's OAEP hash through PKCS #11, on SoftHSM
-        "wrapping": {"oaep_hash": "sha1", "mgf": "mgf1-sha1"},
-        "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
-        "keys": keys,
-        "exclude": [{"label": label, "reason": "another owner's, or not extractable"}
-                    for label in ("k-des3-cu2", "k-des3-quorum", "k-des3-nonextractable")],
-        "compliance": {"acknowledge_non_fips": {"reason": "3DES to a NON_FIPS cluster",
-                                                "approver": "lab"}}}, sort_keys=False))
+    profile = twin_profile(twin, tmp_path, keys, ("k-des3-cu2", "k-des3-quorum",
+                                                  "k-des3-nonextractable"))
     result = run_suites(suites, profile)
     assert result.ret == 0, result.stdout.str()
     doc = evidence(suites)
@@ -217,6 +235,56 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
                        "--verbose").data["matched_keys"]
     assert [u["username"] for u in moved["key-info"]["shared-users"]] == ["cu2"]
     assert "keyparity-wrap-" not in _json.dumps(twin.run("hsm2m", "cu1", "key", "list").data)
+
+
+def twin_profile(twin: Twin, tmp_path: Path, keys: list[dict[str, Any]],
+                 excluded: tuple[str, ...], user: str = "cu1", oaep: str = "sha1") -> Path:
+    """A profile for the stand-in's hsm1 -> hsm2m with ``migration.backend: cloudhsm-cli``,
+    the CLI run as ``user`` on both (a client per cluster: no aws.cluster_id needed)."""
+    import yaml
+
+    def cluster(name: str, mode: str) -> dict[str, Any]:
+        c = twin.cluster(name)
+        return {"name": name, "module": twin.manifest["module"], "token_label": name,
+                "pin": f"file:{c['pin_file']}", "mode": mode,
+                "cloudhsm_cli": {"path": twin.manifest["clients"][name]["cloudhsm_cli"],
+                                 "user": user,
+                                 "password": f"file:{c['users'][user]['password_file']}"}}
+
+    profile = tmp_path / "twin.yaml"
+    profile.write_text(yaml.safe_dump({
+        "name": "twin", "description": "the CloudHSM stand-in", "environment": "test",
+        "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
+        "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
+        "wrapping": {"oaep_hash": oaep, "mgf": f"mgf1-{oaep}"},
+        "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
+        "keys": keys,
+        "exclude": [{"label": label, "reason": "another owner's, or not extractable"}
+                    for label in excluded],
+        "compliance": {"acknowledge_non_fips": {"reason": "3DES to a NON_FIPS cluster",
+                                                "approver": "lab"}}}, sort_keys=False))
+    return profile
+
+
+def test_preflight_names_the_owner_of_a_key_the_source_user_cannot_wrap(suites, tmp_path):
+    """The CLI runs as cu2, who sees k-des3-shared (cu1's, shared with cu2) but may not wrap
+    it: the preflight's per-key CloudHSM test fails naming the owner, read with `key list
+    --verbose`, while cu2's own key passes."""
+    from conftest import REPO, evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    shutil.copy(REPO / "suites" / "test_cloudhsm.py", suites.path / "suites")
+    keys = [{"label": "k-des3-cu2", "type": "des3"},
+            {"label": "k-des3-shared", "type": "des3"}]
+    profile = twin_profile(twin, tmp_path, keys, ("k-des3-cu1", "k-des3-quorum",
+                                                  "k-des3-nonextractable"), user="cu2")
+    run_suites(suites, profile, "-m", "preflight")
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in evidence(suites)["tests"]}
+    name = "test_key_owner_quorum_and_trust_allow_the_move"
+    assert tests[f"{name}[k-des3-cu2]"]["outcome"] == "passed"
+    failed = tests[f"{name}[k-des3-shared]"]
+    assert failed["outcome"] == "failed", failed
+    assert "owned by cu1, not by 'cu2'" in failed["message"]
 
 
 def test_registered_trust_anchors_and_enforcement_are_read_back(twin):
@@ -248,3 +316,122 @@ def test_registered_trust_anchors_and_enforcement_are_read_back(twin):
     [anchor] = state.anchors
     der = cert.public_bytes(serialization.Encoding.DER)
     assert anchor.sha256 == (hashlib.sha256(der).hexdigest(),) and anchor.coverage == "full"
+
+
+def _channel(t: Twin, source_user: str = "cu1") -> cli_backend.CliChannel:
+    return cli_backend.CliChannel(cli(t, "hsm1", source_user), cli(t, "hsm2m"), WRAPPING,
+                                  "keyparity-wrap-RUN", NullJournal().bind("RUN"))
+
+
+def test_the_cli_unwrap_carries_quorum_values_and_shared_users(twin, monkeypatch):
+    """The quorum key (manage 1, use 2) arrives with its quorum values and shared with cu2 by
+    the one `key unwrap` (quorum values are set only when a key is made: a later `key share`
+    comes too late), and no `key share` is issued."""
+    monkeypatch.setattr(cli_backend, "find_unwrapped", lambda cluster, s: "side")
+    [attrs] = twin.tokens({"op": "read", "token": "hsm1", "label": "k-des3-quorum",
+                           "class": "secret"})
+    issued: list[tuple[str, ...]] = []
+    real = chc.CloudHsmCli.run
+    monkeypatch.setattr(chc.CloudHsmCli, "run",
+                        lambda self, *c: issued.append(c) or real(self, *c))
+    channel = _channel(twin)
+    try:
+        channel.move(spec("k-des3-quorum", target_label="k-des3-quorum-moved",
+                          share_with=("cu2",)), attrs, None)
+    finally:
+        assert channel.close() == []
+    moved = cli(twin, "hsm2m").one_key({"label": "k-des3-quorum-moved"}, "k-des3-quorum-moved")
+    assert key_policy.quorum_values(moved) == {"manage-key-quorum-value": 1,
+                                               "use-key-quorum-value": 2}
+    assert moved.shared_users == ("cu2",) and moved.owners == ("cu1",)
+    [unwrap] = [c for c in issued if c[:2] == ("key", "unwrap")]
+    assert unwrap[unwrap.index("--share-crypto-users") + 1] == "cu2"
+    assert not [c for c in issued if c[:2] == ("key", "share")]
+    # the CLI has no `key generate-symmetric 3des`: keyparity never makes a key that way
+    assert not [c for c in issued if c[:2] == ("key", "generate-symmetric")]
+
+
+def test_keyparity_never_issues_key_generate_symmetric():
+    """The CloudHSM CLI has `key generate-symmetric aes | generic-secret` and no 3des
+    (cloudhsm_cli-key-generate-symmetric): nothing in keyparity issues the command at all."""
+    from conftest import REPO
+
+    found = [str(p) for p in (REPO / "keyparity").rglob("*.py")
+             if "generate-symmetric" in p.read_text()]
+    assert found == []
+
+
+def test_a_quorum_above_the_associated_users_is_refused_before_the_unwrap(twin, monkeypatch):
+    monkeypatch.setattr(cli_backend, "find_unwrapped", lambda cluster, s: "side")
+    [attrs] = twin.tokens({"op": "read", "token": "hsm1", "label": "k-des3-quorum",
+                           "class": "secret"})
+    journal = NullJournal().bind("RUN")
+    steps: list[str] = []
+    real = journal.step
+    monkeypatch.setattr(journal, "step", lambda action, **kw: steps.append(action) or real(
+        action, **kw), raising=False)
+    channel = cli_backend.CliChannel(cli(twin, "hsm1"), cli(twin, "hsm2m"), WRAPPING,
+                                     "keyparity-wrap-RUN", journal)
+    try:
+        with pytest.raises(KeyparityError, match="use 2.*associated with.*1.*share_with"):
+            channel.move(spec("k-des3-quorum", target_label="k-des3-quorum-alone"), attrs, None)
+    finally:
+        assert channel.close() == []
+    assert "cli-unwrap" not in steps
+    assert cli(twin, "hsm2m").list_keys({"label": "k-des3-quorum-alone"}) == []
+
+
+def test_a_key_the_migrating_user_does_not_own_fails_naming_its_owner_before_any_write(
+        twin, monkeypatch):
+    """cu2 sees k-des3-shared (shared with it) but only its owner cu1 may wrap it."""
+    monkeypatch.setattr(cli_backend, "find_unwrapped", lambda cluster, s: "side")
+    channel = _channel(twin, "cu2")
+    try:
+        with pytest.raises(KeyparityError, match="owned by cu1.*not by 'cu2'"):
+            channel.move(spec("k-des3-shared", target_label="k-des3-shared-cu2"), {}, None)
+    finally:
+        assert channel.close() == []
+    assert cli(twin, "hsm2m").list_keys({"label": "k-des3-shared-cu2"}) == []
+
+
+def test_the_key_availability_check_reads_the_cli_configuration_with_the_cli_backend(
+        suites, tmp_path):
+    """With migration.backend: cloudhsm-cli the CLI's own cloudhsm-cli.cfg is the client
+    configuration that matters: the target's disabling the key availability check fails the
+    target's test naming that file; the source's, untouched, passes."""
+    import json as _json
+
+    from conftest import REPO, evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    shutil.copy(REPO / "suites" / "test_cloudhsm.py", suites.path / "suites")
+    cfg = Path(twin.manifest["clients"]["hsm2m"]["config"])
+    doc = _json.loads(cfg.read_text())
+    doc["clusters"][0]["cluster"]["options"]["disable_key_availability_check"] = True
+    cfg.write_text(_json.dumps(doc))
+    profile = twin_profile(twin, tmp_path, [{"label": "k-des3-cu1", "type": "des3"}],
+                           ("k-des3-cu2", "k-des3-shared", "k-des3-quorum",
+                            "k-des3-nonextractable"))
+    run_suites(suites, profile, "-m", "preflight")
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in evidence(suites)["tests"]}
+    assert tests["test_the_key_availability_check_is_on[source]"]["outcome"] == "passed"
+    failed = tests["test_the_key_availability_check_is_on[target]"]
+    assert failed["outcome"] == "failed", failed
+    assert f"{cfg} disables the CloudHSM key availability check" in failed["message"]
+
+
+def test_the_preflight_does_not_probe_oaep_through_pkcs11_when_the_cli_wraps(suites, tmp_path):
+    """sha256, the guide's OAEP hash: the CLI wraps with it (the stand-in checks it as CloudHSM
+    does); the PKCS #11 wrapping probe, a path the CLI backend never takes (and which SoftHSM
+    refuses for sha256), is skipped with its reason instead of failing the run."""
+    from conftest import evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    profile = twin_profile(twin, tmp_path, [{"label": "k-des3-cu1", "type": "des3"}],
+                           ("k-des3-cu2", "k-des3-shared", "k-des3-quorum",
+                            "k-des3-nonextractable"), oaep="sha256")
+    run_suites(suites, profile, "-m", "preflight")
+    [probe] = [t for t in evidence(suites)["tests"]
+               if t["nodeid"].endswith("test_tokens_accept_the_wrapping_parameters")]
+    assert probe["outcome"] == "skipped", probe
+    assert "cloudhsm-cli" in probe["message"]

@@ -48,7 +48,8 @@ def profile(keys: list[KeySpec], exclude: list[Exclusion] = ()) -> Any:
 def cluster(name: str = "hsm1", **cloudhsm: Any) -> Any:
     return SimpleNamespace(name=name, user=cloudhsm.get("user"),
                            cloudhsm_cli=cloudhsm.get("cloudhsm_cli"),
-                           hsm_type=cloudhsm.get("hsm_type"))
+                           hsm_type=cloudhsm.get("hsm_type"),
+                           mode=cloudhsm.get("mode", "NON_FIPS"))
 
 
 def facts(label: str | None, cls: str = "secret", type_: str = "aes", **more: Any) -> KeyFacts:

@@ -371,3 +371,17 @@ def test_a_signature_the_token_refuses_names_the_step_and_the_cluster(tokens):
         identity.signs(private, key.public_key(), "hsm2 (target)")
     assert str(info.value) == ("ECDSA signature for identity on hsm2 (target) failed: "
                                "Unmapped error code 0x68")
+
+
+def test_no_3des_kcv_is_asked_of_a_fips_cluster():
+    """A FIPS CloudHSM cluster refuses 3DES encryption (pkcs11-key-types, note 1): keyparity
+    does not try it there (the census, the plan), and says why; decryption proves the key."""
+    from types import SimpleNamespace
+
+    calls: list[object] = []
+    key = SimpleNamespace(key_type=KeyType.DES3,
+                          encrypt=lambda *a, **k: calls.append(a) or bytes(8))
+    with pytest.raises(NotPermitted, match="FIPS.*3DES"):
+        identity.material_check(key, "hsm1", fips=True)
+    assert calls == []
+    assert identity.material_check(key, "hsm2m") == bytes(8) and len(calls) == 1

@@ -97,12 +97,14 @@ def test_the_fake_refuses_a_wrong_pin_and_the_adapter_reports_a_login_error_once
     assert len(fake.calls()) == 1  # the second command was not run: no lock-out
 
 
-def test_a_cluster_without_aws_cluster_id_is_refused_before_anything_runs(tmp_path):
+def test_without_a_readable_cli_configuration_the_profiles_cluster_id_is_passed(tmp_path):
+    """The fake has no cloudhsm-cli.cfg beside it: keyparity cannot tell how many clusters the
+    CLI holds, so it passes aws.cluster_id when the profile names one and nothing otherwise
+    (the real CLI refuses a missing id itself when it needs one)."""
     spec = CloudHsmCliSpec(user="cu1", password=SecretRef("env", "X", "f"), path=FAKE)
     cluster = Cluster(role="target", name="hsm2m", module=tmp_path, token_label="t", slot=None,
                       pin=SecretRef("env", "X", "f"), mode="NON_FIPS", cloudhsm_cli=spec)
-    with pytest.raises(chc.CliConfigError, match="aws.cluster_id"):
-        chc.CloudHsmCli.for_cluster(cluster)
+    assert "--cluster-id" not in chc.CloudHsmCli.for_cluster(cluster).argv(["key", "list"])
     with_aws = Cluster(**{**cluster.__dict__, "aws": AwsSpec("cluster-abc", "us-east-1")})
     assert chc.CloudHsmCli.for_cluster(with_aws).argv(["key", "list"])[-2:] == [
         "--cluster-id", "cluster-abc"]

@@ -108,6 +108,17 @@ def test_a_key_with_quorum_passes_with_the_cli_backend_and_says_approvals_are_no
     assert check.warnings and "keyparity does not collect approvals" in check.warnings[0]
 
 
+@pytest.mark.parametrize("quorum", [(1, 2), (0, 1), (1, 0)])
+def test_no_approval_warning_when_key_management_needs_no_approval(listed, quorum):
+    """Approval tokens are needed for key management only when the manage quorum is above 1
+    (cloudhsm_cli-key-wrap-rsa-aes, <PAYLOAD_APPROVALR>): a use quorum alone needs none to
+    move the key."""
+    check = check_quorum_preflight(spec(share_with=("cu2",)), listed(entry(quorum=quorum)),
+                                   BACKENDS["cloudhsm-cli"])
+    assert check.ok and check.warnings == (), check.warnings
+    assert "approval" not in check.facts
+
+
 def test_a_quorum_above_the_users_the_key_will_have_fails(listed):
     check = check_quorum_preflight(spec(share_with=("cu2",)), listed(entry(quorum=(3, 0))),
                                    BACKENDS["cloudhsm-cli"])

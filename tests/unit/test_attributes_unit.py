@@ -307,3 +307,24 @@ def test_describe_names_the_ckr_code():
     assert describe(p11.PinLocked()) == "CKR_PIN_LOCKED"
     assert describe(p11.GeneralError()) == "CKR_GENERAL_ERROR"
     assert describe(p11.DataInvalid()) == "DataInvalid"
+
+
+def test_a_cloudhsm_unwrap_template_sets_only_what_cloudhsm_lets_it_set_at_creation():
+    """CloudHSM: CKA_PRIVATE and CKA_MODIFIABLE only at their default (true) when a key is made
+    (pkcs11-attributes-interpreting, note 1), no CKA_COPYABLE; modifiable=false follows with
+    C_SetAttributeValue (true -> false is allowed), private=false cannot be had at all."""
+    from pkcs11 import Attribute, ObjectClass
+
+    source = {"private": False, "modifiable": False, "copyable": True, "destroyable": True,
+              "id": "0a", "sensitive": True, "extractable": True, "encrypt": True}
+    template = attributes.unwrap_template(source, ObjectClass.SECRET_KEY, "k", {})
+    at_creation, after, dropped = attributes.for_cloudhsm(template)
+    assert Attribute.PRIVATE not in at_creation and Attribute.MODIFIABLE not in at_creation
+    assert Attribute.COPYABLE not in at_creation
+    assert after == {Attribute.MODIFIABLE: False}
+    assert dropped == {Attribute.PRIVATE: False, Attribute.COPYABLE: True}
+    assert at_creation[Attribute.ID] == b"\x0a" and at_creation[Attribute.LABEL] == "k"
+    defaults = attributes.unwrap_template({**source, "private": True, "modifiable": True},
+                                          ObjectClass.SECRET_KEY, "k", {})
+    kept, after, _ = attributes.for_cloudhsm(defaults)
+    assert kept[Attribute.PRIVATE] is True and kept[Attribute.MODIFIABLE] is True and not after

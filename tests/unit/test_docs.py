@@ -213,3 +213,14 @@ def test_a_stale_path_is_caught():
 def test_docs_have_links_to_check():
     assert len(_links(README)) >= 8
     assert (DOCS / "profile.md") in _markdown_files()
+
+
+def test_the_production_example_gives_the_cloudhsm_commands_as_aws_documents_them():
+    """configure-pkcs11's add-cluster is a subcommand, not an option (cloudhsm_cli-configs-
+    multi-cluster), and describe-clusters returns the cluster CSR only while the cluster is
+    UNINITIALIZED (initialize-cluster, "Get the cluster CSR")."""
+    text = (ROOT / "hsm_profiles" / "prod.example.yaml").read_text()
+    assert "--add-cluster" not in text and "configure-pkcs11 add-cluster" in text
+    csr = [line for line in text.splitlines() if "describe-clusters" in line]
+    assert csr and all("UNINITIALIZED" in line or "UNINITIALIZED" in text[text.index(line):][
+        :300] for line in csr)

@@ -87,7 +87,7 @@ def test_full_profile_round_trip(layout: dict[str, Path]) -> None:
                           "PKCS11SPY_OUTPUT": "./a"}
     data["clusters"]["target"]["module"] = "../libfake.so"
     data["wrapping"] = {"mechanism": "rsa-aes", "rsa_bits": 4096, "oaep_hash": "sha384",
-                        "mgf": "mgf1-sha512", "aes_bits": 128}
+                        "mgf": "mgf1-sha384", "aes_bits": 128}
     data["migration"] = {"mode": "verify-only"}
     data["keys"] = [
         {"label": "demo-3des", "type": "des3", "vectors": ["des3-ecb"],
@@ -119,7 +119,7 @@ def test_full_profile_round_trip(layout: dict[str, Path]) -> None:
     assert src.pin == SecretRef("file", str(state / "hsm1.pin"), "clusters.source.pin")
     assert tgt.pin == SecretRef("env", "HSM2_PIN", "clusters.target.pin")
     assert (p.wrapping.mechanism, p.wrapping.rsa_bits, p.wrapping.oaep_hash,
-            p.wrapping.mgf, p.wrapping.aes_bits) == ("rsa-aes", 4096, "sha384", "mgf1-sha512", 128)
+            p.wrapping.mgf, p.wrapping.aes_bits) == ("rsa-aes", 4096, "sha384", "mgf1-sha384", 128)
     assert p.migration_mode == "verify-only"
 
     k = p.keys
@@ -157,6 +157,27 @@ def test_mgf_defaults_to_oaep_hash(layout: dict[str, Path]) -> None:
     data = base_profile(layout)
     data["wrapping"] = {"oaep_hash": "sha512"}
     assert load_profile(write(layout, data)).wrapping.mgf == "mgf1-sha512"
+
+
+def test_an_mgf_hash_other_than_the_oaep_hash_is_refused(layout: dict[str, Path]) -> None:
+    """CloudHSM (cloudhsm_cli-key-wrap-rsa-aes): the MGF's hash must match the OAEP hash."""
+    data = base_profile(layout)
+    data["wrapping"] = {"oaep_hash": "sha256", "mgf": "mgf1-sha1"}
+    err = error_for(layout, data)
+    assert err.field == "wrapping.mgf"
+    assert "mgf1-sha1" in str(err) and "must be mgf1-sha256" in str(err)
+
+
+def test_share_with_beyond_seven_users_is_refused(layout: dict[str, Path]) -> None:
+    """CloudHSM shares a key with at most seven crypto users besides its owner
+    (cloudhsm_cli-key-share): refused when the profile is read, not at the eighth `key share`."""
+    data = base_profile(layout)
+    data["keys"][0]["share_with"] = [f"cu{i}" for i in range(7)]
+    assert len(load_profile(write(layout, data)).keys[0].share_with) == 7
+    data["keys"][0]["share_with"] = [f"cu{i}" for i in range(8)]
+    err = error_for(layout, data)
+    assert err.field == "keys[0].share_with"
+    assert "at most 7" in str(err) and "8 given" in str(err)
 
 
 def test_profile_is_frozen_and_serialisable(layout: dict[str, Path]) -> None:
