@@ -69,8 +69,8 @@ class CliConfigError(CliError):
 
 # failure kind -> (our type, what to do next). The one table of this adapter.
 _TABLE: dict[str, tuple[type[CliError], str]] = {
-    "config": (CliConfigError, "add clusters.<role>.aws.cluster_id: with two clusters "
-                               "configured, the CLI must be told which one to use"),
+    "config": (CliConfigError, "add clusters.<role>.aws.cluster_id: with several clusters "
+                               "in its configuration, the CLI must be told which one to use"),
     "secret": (CliLoginError, "set the password reference of clusters.<role>.cloudhsm_cli"),
     "missing-binary": (CliUnavailable, "install the CloudHSM CLI on this client, or set "
                                        "clusters.<role>.cloudhsm_cli.path"),
@@ -98,6 +98,7 @@ _TABLE: dict[str, tuple[type[CliError], str]] = {
 
 _LOGIN_WORDS = re.compile(r"login|log in|credential|password|authenticat|CLOUDHSM_PIN|locked",
                           re.I)
+_CLUSTER_ID_WORDS = re.compile(r"--cluster-id")
 _NOT_FOUND_WORDS = re.compile(r"no (matching )?keys? (were )?(found|matched)|key not found|"
                               r"no key matches", re.I)
 
@@ -208,10 +209,9 @@ class CloudHsmCli:
                     gate: LoginGate | None = None) -> CloudHsmCli:
         if cluster.cloudhsm_cli is None:
             raise fail("config", f"{cluster.role} ({cluster.name}) has no cloudhsm_cli block")
+        # without a cluster id the CLI uses the one cluster of its configuration, and refuses
+        # (CLI error) when it holds several (cloudhsm_cli-configs-multi-cluster)
         cluster_id = cluster.aws.cluster_id if cluster.aws else None
-        if not cluster_id:
-            raise fail("config", f"{cluster.role} ({cluster.name}) has a cloudhsm_cli block but "
-                                 "no aws.cluster_id")
         return cls(cluster.cloudhsm_cli, cluster_id, f"{cluster.role} ({cluster.name})", timeout_s,
                    gate)
 
@@ -295,6 +295,8 @@ class CloudHsmCli:
             said = self._scrub(data if isinstance(data, str) else json.dumps(data), secrets)
             if _LOGIN_WORDS.search(said):
                 raise fail("login", f"{where}: error_code {code}: {said}", argv)
+            if _CLUSTER_ID_WORDS.search(said):
+                raise fail("config", f"{where}: error_code {code}: {said}", argv)
             if _NOT_FOUND_WORDS.search(said):
                 raise fail("not-found", f"{where}: error_code {code}: {said}", argv)
             raise fail("error-code", f"{where}: error_code {code}: {said}", argv)

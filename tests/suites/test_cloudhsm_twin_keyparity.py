@@ -248,3 +248,39 @@ def test_registered_trust_anchors_and_enforcement_are_read_back(twin):
     [anchor] = state.anchors
     der = cert.public_bytes(serialization.Encoding.DER)
     assert anchor.sha256 == (hashlib.sha256(der).hexdigest(),) and anchor.coverage == "full"
+
+
+@pytest.mark.parametrize("client,ok", [("hsm1", True), ("both", False)],
+                         ids=["one-cluster-config", "two-cluster-config"])
+def test_without_aws_cluster_id_the_cli_runs_on_its_one_configured_cluster(twin, client, ok):
+    """No aws block: no ``--cluster-id``. A client configured for one cluster (the guide's
+    layout) runs; one configured for two refuses, and keyparity says which field to add."""
+    from keyparity.profile import Cluster
+
+    entry = twin.cluster("hsm1")
+    password = SecretRef("file", entry["users"]["cu1"]["password_file"], "f")
+    spec_ = CloudHsmCliSpec(user="cu1", password=password,
+                            path=Path(twin.manifest["clients"][client]["cloudhsm_cli"]))
+    cluster = Cluster(role="source", name="hsm1", module=Path(twin.manifest["module"]),
+                      token_label="hsm1", slot=None, pin=password, mode="FIPS",
+                      cloudhsm_cli=spec_)
+    runner = chc.CloudHsmCli.for_cluster(cluster)
+    if ok:
+        assert runner.one_key({"label": "k-des3-cu1"}, "k-des3-cu1").owners == ("cu1",)
+    else:
+        with pytest.raises(chc.CliConfigError, match=r"clusters.<role>.aws.cluster_id"):
+            runner.list_keys({})
+
+
+def test_the_cloudhsm_demo_profile_accounts_for_every_key_the_stand_in_seeds():
+    """hsm_profiles/cloudhsm.yaml (./run demo cloudhsm) names each key provision-demo seeds on
+    hsm1, to migrate or excluded with a reason, and migrates with the CloudHSM CLI."""
+    from cloudhsm_twin.provision import DEMO_SEEDS
+    from conftest import REPO
+    from keyparity.profile import load_profile
+
+    profile = load_profile(REPO / "hsm_profiles" / "cloudhsm.yaml")
+    named = [k.label for k in profile.keys] + [e.label for e in profile.exclude]
+    assert sorted(named) == sorted(s.label for s in DEMO_SEEDS)
+    assert profile.migration_backend == "cloudhsm-cli"
+    assert profile.source.cloudhsm_cli and profile.target.cloudhsm_cli

@@ -97,12 +97,11 @@ def test_the_fake_refuses_a_wrong_pin_and_the_adapter_reports_a_login_error_once
     assert len(fake.calls()) == 1  # the second command was not run: no lock-out
 
 
-def test_a_cluster_without_aws_cluster_id_is_refused_before_anything_runs(tmp_path):
+def test_the_cluster_id_is_passed_only_when_the_profile_names_one(tmp_path):
     spec = CloudHsmCliSpec(user="cu1", password=SecretRef("env", "X", "f"), path=FAKE)
     cluster = Cluster(role="target", name="hsm2m", module=tmp_path, token_label="t", slot=None,
                       pin=SecretRef("env", "X", "f"), mode="NON_FIPS", cloudhsm_cli=spec)
-    with pytest.raises(chc.CliConfigError, match="aws.cluster_id"):
-        chc.CloudHsmCli.for_cluster(cluster)
+    assert "--cluster-id" not in chc.CloudHsmCli.for_cluster(cluster).argv(["key", "list"])
     with_aws = Cluster(**{**cluster.__dict__, "aws": AwsSpec("cluster-abc", "us-east-1")})
     assert chc.CloudHsmCli.for_cluster(with_aws).argv(["key", "list"])[-2:] == [
         "--cluster-id", "cluster-abc"]
