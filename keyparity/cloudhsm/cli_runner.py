@@ -206,14 +206,23 @@ class CloudHsmCli:
 
     @classmethod
     def for_cluster(cls, cluster: Cluster, timeout_s: float = DEFAULT_TIMEOUT_S,
-                    gate: LoginGate | None = None) -> CloudHsmCli:
-        if cluster.cloudhsm_cli is None:
+                    gate: LoginGate | None = None,
+                    spec: CloudHsmCliSpec | None = None) -> CloudHsmCli:
+        """The CLI of ``cluster`` as its ``cloudhsm_cli`` user, or as ``spec`` (an owner's
+        login: Profile.cli_spec)."""
+        spec = spec or cluster.cloudhsm_cli
+        if spec is None:
             raise fail("config", f"{cluster.role} ({cluster.name}) has no cloudhsm_cli block")
         # without a cluster id the CLI uses the one cluster of its configuration, and refuses
         # (CLI error) when it holds several (cloudhsm_cli-configs-multi-cluster)
         cluster_id = cluster.aws.cluster_id if cluster.aws else None
-        return cls(cluster.cloudhsm_cli, cluster_id, f"{cluster.role} ({cluster.name})", timeout_s,
-                   gate)
+        return cls(spec, cluster_id, f"{cluster.role} ({cluster.name})", timeout_s, gate)
+
+    @property
+    def journal_cluster(self) -> str:
+        """The cluster as the journal names it: its id, else where (``target (hsm2m)``) when
+        the profile gives none (the CLI's configuration holds that one cluster)."""
+        return self.cluster_id or self.where
 
     # ---- running -----------------------------------------------------------------------------
 

@@ -166,19 +166,11 @@ def test_the_cli_channel_moves_a_key_for_real_and_leaves_no_wrapping_object(twin
         assert not [label for label in left if label and label.startswith("keyparity-wrap-")]
 
 
-def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
-    """The suites (migration, attributes, ownership...) with ``migration.backend: cloudhsm-cli``
-    against the stand-in's hsm1 and hsm2m: the guide's commands move two keys for real, PKCS #11
-    then finds them on the target with the source's key material, CloudHSM's view of each
-    agrees with PKCS #11's, the owner is the migrating user, and ``apply_sharing`` shares one
-    as the inventory asks (keyparity's side of issue 23 aside: quorum, per-owner migration)."""
-    import json as _json
+def twin_profile(twin: Twin, path: Path, keys: list[dict[str, Any]], exclude: list[str],
+                 owners: tuple[str, ...] = ()) -> Path:
+    """A profile moving ``keys`` from the stand-in's hsm1 to hsm2m with the CLI backend as cu1
+    (and as each of ``owners`` with the per-owner strategy); ``exclude``: the other seeds."""
     import yaml
-
-    from conftest import REPO, evidence, run_suites
-
-    twin = Twin(demo(tmp_path / "twin"))
-    shutil.copy(REPO / "suites" / "test_ownership.py", suites.path / "suites")
 
     def cluster(name: str, mode: str) -> dict[str, Any]:
         c = twin.cluster(name)
@@ -189,10 +181,11 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
                                  "password": f"file:{c['users']['cu1']['password_file']}"},
                 "aws": {"cluster_id": c["cluster_id"], "region": "us-east-1"}}
 
-    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
-            {"label": "k-des3-shared", "type": "des3", "owner": "cu1", "share_with": ["cu2"]}]
-    profile = tmp_path / "twin.yaml"
-    profile.write_text(yaml.safe_dump({
+    def login(name: str, user: str) -> dict[str, str]:
+        return {"user": user,
+                "password": f"file:{twin.cluster(name)['users'][user]['password_file']}"}
+
+    doc: dict[str, Any] = {
         "name": "twin", "description": "the CloudHSM stand-in", "environment": "test",
         "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
         "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
@@ -201,9 +194,32 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
         "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
         "keys": keys,
         "exclude": [{"label": label, "reason": "another owner's, or not extractable"}
-                    for label in ("k-des3-cu2", "k-des3-quorum", "k-des3-nonextractable")],
+                    for label in exclude],
         "compliance": {"acknowledge_non_fips": {"reason": "3DES to a NON_FIPS cluster",
-                                                "approver": "lab"}}}, sort_keys=False))
+                                                "approver": "lab"}}}
+    if owners:
+        doc["owners"] = [{"name": u, "source": login("hsm1", u), "target": login("hsm2m", u)}
+                         for u in owners]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
+    """The suites (migration, attributes, ownership...) with ``migration.backend: cloudhsm-cli``
+    against the stand-in's hsm1 and hsm2m: the guide's commands move two keys for real, PKCS #11
+    then finds them on the target with the source's key material, CloudHSM's view of each
+    agrees with PKCS #11's, the owner is the migrating user, and ``apply_sharing`` shares one
+    as the inventory asks (keyparity's side of issue 23 aside: quorum, per-owner migration)."""
+    import json as _json
+
+    from conftest import REPO, evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    shutil.copy(REPO / "suites" / "test_ownership.py", suites.path / "suites")
+    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
+            {"label": "k-des3-shared", "type": "des3", "owner": "cu1", "share_with": ["cu2"]}]
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-cu2", "k-des3-quorum", "k-des3-nonextractable"])
     result = run_suites(suites, profile)
     assert result.ret == 0, result.stdout.str()
     doc = evidence(suites)
@@ -217,6 +233,41 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
                        "--verbose").data["matched_keys"]
     assert [u["username"] for u in moved["key-info"]["shared-users"]] == ["cu2"]
     assert "keyparity-wrap-" not in _json.dumps(twin.run("hsm2m", "cu1", "key", "list").data)
+
+
+@pytest.mark.parametrize("owners", [("cu1", "cu2"), ()], ids=["per-owner", "one-user"])
+def test_each_owners_keys_move_as_that_owner(suites, tmp_path, owners):
+    """The guide's per-owner strategy: with ``owners``, cu2's key is wrapped on hsm1 and
+    unwrapped on hsm2m as cu2 (with the one wrapping pair's private half shared with cu2), so
+    it arrives owned by cu2 and every ownership test of it passes. Without ``owners`` the run
+    logs in as cu1 alone, and cu2's key fails (only its owner may wrap it) while cu1's goes on."""
+    from conftest import REPO, evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    shutil.copy(REPO / "suites" / "test_ownership.py", suites.path / "suites")
+    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
+            {"label": "k-des3-cu2", "type": "des3", "owner": "cu2"}]
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-shared", "k-des3-quorum", "k-des3-nonextractable"], owners)
+    result = run_suites(suites, profile, "-p", "no:randomly")
+    outcomes = {t["nodeid"]: t["outcome"] for t in evidence(suites)["tests"]}
+    owned = "suites/test_ownership.py::test_target_key_is_owned_by_the_expected_user[{}]"
+    assert outcomes[owned.format("k-des3-cu1")] == "passed"
+    if owners:
+        assert result.ret == 0, result.stdout.str()
+        assert outcomes[owned.format("k-des3-cu2")] == "passed"
+        [moved] = twin.run("hsm2m", "cu2", "key", "list", "--filter", "attr.label=k-des3-cu2",
+                           "--verbose").data["matched_keys"]
+        assert moved["key-info"]["key-owners"][0]["username"] == "cu2"
+        left = twin.run("hsm2m", "cu1", "key", "list").data["matched_keys"]
+        assert not [k for k in left if "keyparity-wrap-" in str(k)]
+    else:
+        assert result.ret != 0
+        out = result.stdout.str()
+        assert "key wrap rsa-aes --payload-filter attr.label=k-des3-cu2" in out
+        assert "neither owned by nor shared with this crypto user" in out
+        moved = "suites/test_migration.py::test_key_is_on_the_target[k-des3-cu2]"
+        assert outcomes[moved] != "passed"
 
 
 def test_registered_trust_anchors_and_enforcement_are_read_back(twin):
