@@ -42,3 +42,17 @@ def test_no_second_copy_of_an_inventory_key_on_the_target(source_census, source_
                              source_cluster.name, bytes.fromhex(record["challenge"]))
     hsm_evidence(census={"target": {"reconciliation": found.record(hsm_profile.target)}})
     assert not found.copies, "\n".join(found.copies)
+
+
+def test_every_owners_view_of_the_source_is_accounted_for(owner_views, hsm_profile, hsm_run,
+                                                           source_cluster, hsm_evidence):
+    """The per-owner strategy: a crypto user sees only its own and shared keys, so the source
+    is listed as each owner, and every key of the union is an inventory key or excluded."""
+    bad, record = census.owner_views(owner_views, hsm_profile, hsm_run.run_id)
+    hsm_evidence(census={"source": {"owners": record}})
+    assert not bad, (
+        f"{len(bad)} key(s) on {source_cluster.name} seen by the owners are not accounted for: "
+        "add each to the inventory (keys:) with its owner, or to exclude: with the reason\n"
+        + "\n".join(f"  {r['label']!r} ({r['class']}, {r['key_reference']}), owned by "
+                     f"{', '.join(r['owners']) or '?'}, seen by {', '.join(r['seen_by'])}"
+                     for r in bad))

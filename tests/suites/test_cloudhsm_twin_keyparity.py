@@ -241,6 +241,10 @@ def test_each_owners_keys_move_as_that_owner(suites, tmp_path, owners):
     unwrapped on hsm2m as cu2 (with the one wrapping pair's private half shared with cu2), so
     it arrives owned by cu2 and every ownership test of it passes. Without ``owners`` the run
     logs in as cu1 alone, and cu2's key fails (only its owner may wrap it) while cu1's goes on."""
+    import json
+
+    import jsonschema
+
     from conftest import REPO, evidence, run_suites
 
     twin = Twin(demo(tmp_path / "twin"))
@@ -256,6 +260,11 @@ def test_each_owners_keys_move_as_that_owner(suites, tmp_path, owners):
     if owners:
         assert result.ret == 0, result.stdout.str()
         assert outcomes[owned.format("k-des3-cu2")] == "passed"
+        doc = evidence(suites)
+        jsonschema.validate(doc, json.loads((REPO / "keyparity" / "schemas" /
+                                             "evidence.schema.json").read_text()))
+        seen = {r["label"]: r["seen_by"] for r in doc["census"]["source"]["owners"]["keys"]}
+        assert seen["k-des3-cu2"] == ["cu2"] and seen["k-des3-quorum"] == ["cu1", "cu2"]
         [moved] = twin.run("hsm2m", "cu2", "key", "list", "--filter", "attr.label=k-des3-cu2",
                            "--verbose").data["matched_keys"]
         assert moved["key-info"]["key-owners"][0]["username"] == "cu2"
