@@ -265,6 +265,12 @@ def test_each_owners_keys_move_as_that_owner(suites, tmp_path, owners):
                                              "evidence.schema.json").read_text()))
         seen = {r["label"]: r["seen_by"] for r in doc["census"]["source"]["owners"]["keys"]}
         assert seen["k-des3-cu2"] == ["cu2"] and seen["k-des3-quorum"] == ["cu1", "cu2"]
+        assert doc["owners"]["cu2"] == {"source_user": "cu2", "target_user": "cu2",
+                                        "keys": ["k-des3-cu2"]}
+        assert doc["keys"]["k-des3-cu2"]["owner"] == "cu2"
+        report = (suites.path / "reports" / "latest" / "report.html").read_text()
+        row = report[report.index('<section id="owners">'):].split("</tr>")[2]
+        assert "<b>cu2</b>" in row and "<code>k-des3-cu2</code></a> (passed)" in row
         [moved] = twin.run("hsm2m", "cu2", "key", "list", "--filter", "attr.label=k-des3-cu2",
                            "--verbose").data["matched_keys"]
         assert moved["key-info"]["key-owners"][0]["username"] == "cu2"
@@ -275,6 +281,7 @@ def test_each_owners_keys_move_as_that_owner(suites, tmp_path, owners):
         out = result.stdout.str()
         assert "key wrap rsa-aes --payload-filter attr.label=k-des3-cu2" in out
         assert "neither owned by nor shared with this crypto user" in out
+        assert "owners" not in evidence(suites)
         moved = "suites/test_migration.py::test_key_is_on_the_target[k-des3-cu2]"
         assert outcomes[moved] != "passed"
 
@@ -344,3 +351,39 @@ def test_the_cloudhsm_demo_profile_accounts_for_every_key_the_stand_in_seeds():
     assert sorted(named) == sorted(s.label for s in DEMO_SEEDS)
     assert profile.migration_backend == "cloudhsm-cli"
     assert profile.source.cloudhsm_cli and profile.target.cloudhsm_cli
+
+
+@pytest.mark.parametrize("owners", [(), ("cu1", "cu2")], ids=["as-cu1", "as-each-owner"])
+def test_keyparity_inventory_drafts_the_owners_their_views_see(twin, tmp_path, owners):
+    """``keyparity inventory`` on the stand-in's hsm1: each key with its owner from ``key list
+    --verbose``, and the owners drafted. As cu1 alone, cu2's own key is invisible to the CLI
+    (a crypto user sees its own and shared keys): only cu1 is drafted; listed as each owner,
+    both are, and the draft loads as a profile."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    profile = twin_profile(twin, tmp_path / "twin.yaml",
+                           [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"}],
+                           ["k-des3-cu2", "k-des3-shared", "k-des3-quorum",
+                            "k-des3-nonextractable"], owners)
+    done = subprocess.run([sys.executable, "-m", "keyparity.cli", "inventory", str(profile)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    draft = yaml.safe_load(done.stdout)
+    owner = {k["label"]: k.get("owner") for k in draft["keys"]}
+    assert owner["k-des3-cu1"] == owner["k-des3-shared"] == owner["k-des3-quorum"] == "cu1"
+    assert owner["k-des3-cu2"] == ("cu2" if owners else None)
+    assert [o["name"] for o in draft["owners"]] == (["cu1", "cu2"] if owners else ["cu1"])
+    assert draft["owners"][0]["source"] == {"user": "cu1",
+                                            "password": "env:KP_CU1_SOURCE_PASSWORD"}
+    if owners:  # the draft, pasted into the profile, loads
+        from keyparity.profile import load_profile
+
+        doc = yaml.safe_load(profile.read_text())
+        doc.update(owners=draft["owners"], keys=draft["keys"], exclude=draft["exclude"])
+        profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+        assert [o.name for o in load_profile(profile).owners] == ["cu1", "cu2"]
