@@ -49,7 +49,6 @@ AXES = (ONCE, ROLE, KEY, ENDPOINT)
 SUITES: dict[str, dict[str, str]] = {
     "census": {"test_every_source_key_is_accounted_for": ONCE,
                "test_no_second_copy_of_an_inventory_key_on_the_target": ONCE,
-               "test_every_owners_view_of_the_source_is_accounted_for": ONCE,
                "test_source_unchanged_during_the_run": ONCE,
                "test_each_key_is_one_object_on_each_cluster": ONCE},
     "preflight": {"test_cluster_is_reachable_and_logged_in": ROLE,
