@@ -254,6 +254,18 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                  "private, public), a data object (data), a certificate (certificate; keyparity "
                  "does not migrate certificates) or another PKCS #11 class",
     },
+    "owner": {
+        "name": "the owner's name, as `keys[].owner` gives it (unique): the crypto user who "
+                "owns the key on the source, and who must own it on the target",
+        "source": "the owner's login on the source: [owner_login](#owner_login); the source "
+                  "cluster's `cloudhsm_cli.path` runs it",
+        "target": "the owner's login on the target: [owner_login](#owner_login)",
+    },
+    "owner_login": {
+        "user": "the crypto user the CLI logs in as for this owner's keys (only the owner may "
+                "wrap a key; a key unwrapped by this user is owned by it)",
+        "password": "the user's password, a reference: `env:NAME` or `file:PATH`",
+    },
     "signer": {
         "name": "the signer's name (unique), named in the envelope and by `keyparity verify`",
         "type": "`file`: a PEM private key; `pkcs11`: a key inside an HSM, used through "

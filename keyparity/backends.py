@@ -22,13 +22,15 @@ class BackendKind:
     """One ``migration.backend``. ``make(profile, source, target, recorder, run_id, gate)``: the
     run's Backend (``source``/``target`` None: one made only to reap, as ``keyparity cleanup``
     does); ``unwrap_record(spec, source_attributes)``: what the plan shows of the unwrap;
-    ``sets_quorum``: whether a key's CloudHSM quorum values arrive with it at unwrap."""
+    ``sets_quorum``: whether a key's CloudHSM quorum values arrive with it at unwrap;
+    ``per_owner``: whether it moves each owner's keys as that owner (profile ``owners``)."""
 
     name: str
     make: Callable[[Profile, ClusterSession | None, ClusterSession | None, RunRecorder,
                     str, LoginGate | None], Backend]
     unwrap_record: Callable[[KeySpec, Mapping[str, Any]], dict[str, Any]]
     sets_quorum: bool
+    per_owner: bool = False
 
 
 def _pkcs11(profile: Profile, source: ClusterSession | None, target: ClusterSession | None,
@@ -45,10 +47,19 @@ def _cli(profile: Profile, source: ClusterSession | None, target: ClusterSession
 
 BACKENDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("pkcs11", _pkcs11, pkcs11.unwrap_record, sets_quorum=False),
-    BackendKind("cloudhsm-cli", _cli, cli.unwrap_record, sets_quorum=True),
+    BackendKind("cloudhsm-cli", _cli, cli.unwrap_record, sets_quorum=True, per_owner=True),
 )}
 
 
 def backend_for(profile: Profile) -> BackendKind:
     """The profile's backend (the schema admits only the names above)."""
     return BACKENDS[profile.migration_backend]
+
+
+def owners_errors(profile: Profile) -> list[str]:
+    """Why the profile's ``owners`` cannot be honoured by its backend (empty: they can)."""
+    if not profile.owners or backend_for(profile).per_owner:
+        return []
+    return [f"{profile.path}: owners: migration.backend {profile.migration_backend} moves every "
+            "key as one user; the per-owner strategy logs in as each owner with the CloudHSM "
+            "CLI: set migration.backend: cloudhsm-cli"]

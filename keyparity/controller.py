@@ -83,6 +83,7 @@ def start_run(config: pytest.Config, profile: Profile,
     evidence.doc["clusters"] = found
     evidence.doc["compliance"] = policy.compliance(profile)
     evidence.add_inventory(profile.keys)
+    evidence.add_owners(profile)
     if BASELINE in config.stash:  # a re-verify: the baseline it is proven against
         evidence.doc["baseline"] = config.stash[BASELINE].record()
     approval = config.stash.get(APPROVAL, None)

@@ -7,7 +7,9 @@ CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.formats.cbom).
 
 Each key becomes ``label``, ``type``, ``size`` (aes, generic-secret, rsa) or ``curve`` (ec),
 ``id`` (its CKA_ID, quoted hex; "" when empty) and ``disposition: rotate`` when the token
-will not let it be extracted. An RSA or EC key pair is one key: its public object folds into
+will not let it be extracted. With a CloudHSM CLI on the source, each key gets its ``owner``
+(``key list --verbose`` as the source's CLI user and as each owner the profile names) and the
+owners are drafted (``owners:``, each migrated as itself, passwords as ``env:`` placeholders). An RSA or EC key pair is one key: its public object folds into
 the private key of the same label. Every other key object goes to a drafted ``exclude:``
 with the reason it cannot be an inventory key, so that the draft, used as a profile, passes
 the census: a public key with no private key under its label, an EC private key with no
@@ -39,6 +41,7 @@ import yaml
 from pkcs11.exceptions import PKCS11Error
 
 from . import atomic
+from .cloudhsm.cli_runner import CloudHsmCli
 from .errors import KeyparityError, describe
 from .formats.cbom import ACTIVE, Asset, CbomError, document, to_json
 from .hsm import census, keyinfo
@@ -46,7 +49,7 @@ from .hsm.census import Entry
 from .hsm.cluster import close_clusters, open_cluster
 from .hsm.login import LoginGate
 from .keytypes import ASYMMETRIC, CURVES, KEY_TYPES, curve_name, size_problem
-from .profile import Cluster, ProfileError, load_profile, resolve_profile_arg
+from .profile import Cluster, Profile, ProfileError, load_profile, resolve_profile_arg
 
 PROG = "keyparity inventory"
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
@@ -60,6 +63,7 @@ class Key:
 
     entry: Entry
     public: Entry | None = None
+    owner: str | None = None  # its CloudHSM owner, when a CLI view listed it
 
     @property
     def facts(self) -> keyinfo.KeyFacts:
@@ -78,6 +82,8 @@ class Key:
         elif KEY_TYPES[f.type].sizes.given:
             out["size"] = f.size
         out["id"] = _Quoted(f.id)
+        if self.owner:
+            out["owner"] = self.owner
         if self.rotate:
             out["disposition"] = "rotate"
         return out
@@ -92,8 +98,32 @@ class Draft:
     unlabelled: list[Entry] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
-        return {"keys": [k.record() for k in self.keys],
+        doc: dict[str, Any] = {}
+        owners = sorted({k.owner for k in self.keys if k.owner})
+        if owners:  # the per-owner strategy: each owner migrated as itself
+            doc["owners"] = [{"name": o, **{role.lower(): {"user": o,
+                                                          "password": _secret_ref(o, role)}
+                                            for role in ("SOURCE", "TARGET")}}
+                             for o in owners]
+        return {**doc, "keys": [k.record() for k in self.keys],
                 "exclude": [dict(x) for x in self.exclude]}
+
+
+def _secret_ref(owner: str, role: str) -> str:
+    """A placeholder reference for an owner's password (never a secret: the operator sets it)."""
+    return f"env:KP_{re.sub(r'[^A-Za-z0-9_]', '_', owner).upper()}_{role}_PASSWORD"
+
+
+def owners_of(views: Sequence[Sequence[Any]]) -> dict[str, str]:
+    """label -> its one owner, from the CloudHSM CLI views of the source (``key list
+    --verbose`` as the profile's users); keys of public class and shared views add nothing."""
+    out: dict[str, str] = {}
+    for keys in views:
+        for key in keys:
+            public = key.attributes.get("class") == "public-key"
+            if key.label and len(key.owners) == 1 and not public:
+                out.setdefault(key.label, key.owners[0])
+    return out
 
 
 def _order(e: Entry) -> tuple[str, int, str]:
@@ -207,7 +237,8 @@ def render(found: Draft, cluster: Cluster, info: dict[str, Any]) -> str:
     head = [f"# keyparity inventory of the source cluster {cluster.name} (token {token}, serial "
             f"{info.get('serial') or '?'}): {len(found.keys)} keys, "
             f"{len(found.exclude)} exclusions",
-            "# review, then paste keys: and exclude: into the profile"]
+            "# review, then paste " + ("owners:, " if any(k.owner for k in found.keys) else "")
+            + "keys: and exclude: into the profile"]
     body = yaml.dump(found.document(), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=False, width=100)
     tail = [f"# not drafted: an unlabelled {e.facts.kind()} ("
@@ -260,6 +291,20 @@ def cbom_text(found: Draft, entries: Sequence[Entry], cluster: Cluster,
 
 # ---- the command -----------------------------------------------------------------------------
 
+def _cli_views(profile: Profile) -> list[list[Any]]:
+    """The source as the CloudHSM CLI lists it for each user the profile names (the source's
+    cloudhsm_cli user and each owner's): a crypto user sees only its own and shared keys, so
+    the owners drafted are those of the keys these users see. [] without a CLI."""
+    source = profile.source
+    if source is None or source.cloudhsm_cli is None:
+        return []
+    gate = LoginGate(None)
+    specs = {source.cloudhsm_cli.user: source.cloudhsm_cli}
+    specs.update({o.source.user: o.source for o in profile.owners})
+    return [CloudHsmCli.for_cluster(source, gate=gate, spec=s).list_keys({})
+            for s in specs.values()]
+
+
 def _line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -281,6 +326,9 @@ def command(args: argparse.Namespace) -> int:
         session = open_cluster(spec, profile.module_env, LoginGate(None))
         entries = census.scan(session.session, spec.name)
         found = draft(entries)
+        owners = owners_of(_cli_views(profile))
+        for key in found.keys:
+            key.owner = owners.get(str(key.facts.label))
         if args.format == "cyclonedx":
             text = cbom_text(found, entries, spec, session.info, profile.name)
         else:
@@ -310,4 +358,4 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["Draft", "Key", "assets", "cbom_text", "command", "draft", "render"]
+__all__ = ["Draft", "Key", "assets", "cbom_text", "command", "draft", "owners_of", "render"]

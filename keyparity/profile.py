@@ -122,6 +122,15 @@ class CloudHsmCliSpec:
 
 
 @dataclass(frozen=True)
+class OwnerSpec:
+    """A key owner of the per-owner strategy: its crypto user on each cluster (``owners``)."""
+
+    name: str
+    source: CloudHsmCliSpec
+    target: CloudHsmCliSpec
+
+
+@dataclass(frozen=True)
 class Cluster:
     role: str  # "source" | "target"
     name: str
@@ -239,6 +248,20 @@ class Profile:
     # file: secrets and their modes (keyparity never reads them here): field, file, mode, ok
     secret_files: tuple[Mapping[str, Any], ...] = ()
     baseline: Path | None = None  # reverify: the baseline run directory (migration.baseline)
+    owners: tuple[OwnerSpec, ...] = ()  # the per-owner strategy; () one user per cluster
+
+    def cli_spec(self, role: str, owner: str | None = None) -> CloudHsmCliSpec | None:
+        """The CLI login of ``role`` for keys of ``owner``: that owner's user when the profile
+        names owners, else the cluster's ``cloudhsm_cli`` (None without one)."""
+        cluster: Cluster | None = getattr(self, role)
+        for o in self.owners:
+            if o.name == owner:
+                return getattr(o, role)
+        return cluster.cloudhsm_cli if cluster is not None else None
+
+    def owner_of(self, spec: KeySpec) -> str | None:
+        """The owner ``spec`` is migrated as (per-owner strategy), None otherwise."""
+        return spec.owner if self.owners else None
 
     @property
     def single(self) -> bool:
@@ -515,6 +538,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         acknowledge_non_fips=_ack(data.get("compliance", {}).get("acknowledge_non_fips")),
         exclude=exclude,
         baseline=_baseline(data.get("migration", {}), base, fail) if mode == "reverify" else None,
+        owners=_owners(data, source, target, keys, base, fail),
     )
     _module_env(profile, fail)
     files = _secret_files(profile)
@@ -582,6 +606,8 @@ def _secret_refs(profile: Profile) -> list[SecretRef]:
         refs.append(cluster.pin)
         refs.append(cluster.cloudhsm_cli.password if cluster.cloudhsm_cli else None)
         refs.append(cluster.tls.client_key_password if cluster.tls else None)
+    for owner in profile.owners:
+        refs += [owner.source.password, owner.target.password]
     for signer in profile.evidence.signers:
         refs += [signer.pin, signer.password]
     return [ref for ref in refs if ref is not None]
@@ -743,6 +769,39 @@ def _cli(prefix: str, raw: dict[str, Any], base: Path, fail: _Fail) -> CloudHsmC
         extra["path"] = Path(os.path.normpath(base / extra["path"]))
     return CloudHsmCliSpec(user=raw["user"], password=password,
                            role=raw.get("role", "crypto-user"), **extra)
+
+
+def _owners(data: Mapping[str, Any], source: Cluster | None, target: Cluster | None,
+            keys: tuple[KeySpec, ...], where: Path, fail: _Fail) -> tuple[OwnerSpec, ...]:
+    """``owners``: each a source and a target crypto user, run by the clusters' CLIs; every
+    key to migrate names its owner among them (the backend must move keys per owner:
+    keyparity.backends.owners_errors)."""
+    raw = data.get("owners")
+    if not raw:
+        return ()
+    out: list[OwnerSpec] = []
+    for i, item in enumerate(raw):
+        logins = {}
+        for role, cluster in (("source", source), ("target", target)):
+            if cluster is None or cluster.cloudhsm_cli is None:
+                raise fail(f"owners[{i}].{role}", f"clusters.{role} has no cloudhsm_cli block "
+                                                  "(its path runs this owner's CLI)")
+            login = item[role]
+            logins[role] = CloudHsmCliSpec(
+                user=login["user"], path=cluster.cloudhsm_cli.path, role="crypto-user",
+                password=_secret(f"owners[{i}].{role}.password", login["password"], where,
+                                 fail))
+        if item["name"] in {o.name for o in out}:
+            raise fail(f"owners[{i}].name", f"duplicate owner {item['name']!r}")
+        out.append(OwnerSpec(item["name"], logins["source"], logins["target"]))
+    names = {o.name for o in out}
+    for spec in keys:
+        if spec.disposition == "migrate" and spec.owner not in names:
+            said = f"owner {spec.owner!r} is not" if spec.owner else "no owner is"
+            raise fail(f"keys[{spec.index}].owner",
+                       f"{said} one of owners ({', '.join(sorted(names))}): with owners, each "
+                       "key to migrate names the owner it is moved as")
+    return tuple(out)
 
 
 def _cutover(value: str | None, fail: _Fail) -> datetime.date | None:

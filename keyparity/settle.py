@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from . import policy, xdist_compat
+from . import backends, policy, xdist_compat
 from .cloudhsm import kms_stores
 from .errors import KeyparityError
 from .attest import approval
@@ -106,20 +106,24 @@ def profile(config: pytest.Config) -> tuple[Profile, policy.WriteMode]:
             "--rootdir, -c or the paths given); give the profile's path instead")
     try:
         loaded = load_profile(path)
-        refused = policy.fips_errors(loaded)  # before any write: no session is open yet
+        # before any write: no session is open yet
+        refused = policy.fips_errors(loaded) + backends.owners_errors(loaded)
         if refused:
             raise pytest.UsageError("\n".join(refused))
         loaded, write_mode = policy.write_guard(loaded, config.getoption("hsm_confirm"),
                                                 planned=bool(config.getoption("hsm_plan")))
     except KeyparityError as exc:
         raise pytest.UsageError(str(exc)) from None
-    for cluster in loaded.clusters:  # never log in as KMS's own crypto user
-        for field, user in ((f"clusters.{cluster.role}.user", cluster.user),
-                            (f"clusters.{cluster.role}.cloudhsm_cli.user",
-                             cluster.cloudhsm_cli.user if cluster.cloudhsm_cli else None)):
-            why = kms_stores.refuse_kmsuser(user)
-            if why:
-                raise pytest.UsageError(f"{loaded.path}: {field}: {why}")
+    logins = [(f"owners[{i}].{role}.user", getattr(o, role).user)
+              for i, o in enumerate(loaded.owners) for role in ("source", "target")]
+    for cluster in loaded.clusters:
+        logins += [(f"clusters.{cluster.role}.user", cluster.user),
+                   (f"clusters.{cluster.role}.cloudhsm_cli.user",
+                    cluster.cloudhsm_cli.user if cluster.cloudhsm_cli else None)]
+    for field, user in logins:  # never log in as KMS's own crypto user
+        why = kms_stores.refuse_kmsuser(user)
+        if why:
+            raise pytest.UsageError(f"{loaded.path}: {field}: {why}")
     same = same_token(loaded)
     if same:
         raise pytest.UsageError(f"{loaded.path}: {same}: a migration needs two tokens; "

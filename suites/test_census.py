@@ -23,14 +23,24 @@ from keyparity.hsm import census
 pytestmark = pytest.mark.preflight
 
 
-def test_every_source_key_is_accounted_for(source_census, source_cluster, hsm_evidence):
+def test_every_source_key_is_accounted_for(source_census, source_cluster, owner_views,
+                                           hsm_profile, hsm_run, hsm_evidence):
+    """With ``owners`` (the per-owner strategy) the census is also the union of every owner's
+    view: a crypto user sees only its own and shared keys, so the source is listed as each
+    owner through the CloudHSM CLI, and every key of the union is accounted for too."""
     entries, record = source_census
-    hsm_evidence(census={"source": {"start": record}})
+    seen, by_owner = census.owner_views(owner_views or {}, hsm_profile, hsm_run.run_id)
+    hsm_evidence(census={"source": {"start": record,
+                                    **({"owners": by_owner} if owner_views else {})}})
     bad = [e for e in entries if e.disposition == census.UNACCOUNTED]
-    assert not bad, (
-        f"{len(bad)} object(s) on {source_cluster.name} are not accounted for: add each key to "
-        "the inventory (keys:), or each object to exclude: with the reason\n"
-        + "\n".join(f"  {e.describe()}: {e.detail}" for e in bad))
+    assert not bad and not seen, (
+        f"{len(bad) + len(seen)} object(s) on {source_cluster.name} are not accounted for: add "
+        "each key to the inventory (keys:, with its owner), or each object to exclude: with "
+        "the reason\n"
+        + "\n".join([f"  {e.describe()}: {e.detail}" for e in bad]
+                    + [f"  {r['label']!r} ({r['class']}, {r['key_reference']}), owned by "
+                       f"{', '.join(r['owners']) or '?'}, seen by {', '.join(r['seen_by'])}"
+                       for r in seen]))
 
 
 def test_no_second_copy_of_an_inventory_key_on_the_target(source_census, source_cluster,
@@ -42,3 +52,4 @@ def test_no_second_copy_of_an_inventory_key_on_the_target(source_census, source_
                              source_cluster.name, bytes.fromhex(record["challenge"]))
     hsm_evidence(census={"target": {"reconciliation": found.record(hsm_profile.target)}})
     assert not found.copies, "\n".join(found.copies)
+

@@ -43,8 +43,9 @@ def test_target_key_has_the_source_quorum_values(migrated, ownership, cloudhsm_c
                                                  hsm_evidence):
     """Key quorum values (M of N) cannot be changed after a key is made: the target key must
     have arrived with the source key's (keyparity.cloudhsm.key_policy)."""
-    (source,) = cloudhsm_clis.need("source")
+    cloudhsm_clis.need("source")
     spec = migrated.spec
+    source = cloudhsm_clis.of("source", ownership.profile.owner_of(spec))
     source_key = users.source_keys(source, [spec])[spec.label]
     if isinstance(source_key, Exception):
         pytest.fail(f"{spec.label!r}: {source_key}", pytrace=False)

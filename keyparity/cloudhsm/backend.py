@@ -15,9 +15,10 @@ reports what it could not delete.
 
 Journal. With the run's recorder (``keyparity.journal.recorder``), every CLI write is recorded before
 it is attempted and after it completes (or ``failed``): ``cli-generate-wrapping-pair``,
-``cli-import-public``, ``cli-unwrap`` and each ``cli-delete``. ``cluster`` is the CloudHSM
-cluster id the command ran against (else the role and name), ``label`` the object's label (the pair's
-base label for the pair), ``handle`` the ``key-reference`` from the CLI's JSON; the ``before``
+``cli-share-wrapping`` (per-owner strategy), ``cli-import-public``, ``cli-unwrap`` and each
+``cli-delete``. ``cluster`` is the CloudHSM cluster id the command ran against
+(``--cluster-id``; without one, the role and name: ``CloudHsmCli.journal_cluster``), ``label``
+the object's label (the pair's base label for the pair), ``handle`` the ``key-reference`` from the CLI's JSON; the ``before``
 of a create says which process made it (``pid N on HOST``). A run killed before ``close`` leaves
 token objects behind: ``reap_wrapping`` (at the start of the next run, and in ``keyparity
 cleanup --run``) deletes through the CLI every wrapping object that the journal shows created
@@ -107,8 +108,15 @@ class CliChannel:
     """Moves keys from ``source`` to ``target`` with the CloudHSM CLI's RSA-AES wrap/unwrap."""
 
     def __init__(self, source: CloudHsmCli, target: CloudHsmCli, wrapping: Wrapping,
-                 label: str, recorder: RunRecorder) -> None:
+                 label: str, recorder: RunRecorder,
+                 owners: Mapping[str, tuple[CloudHsmCli, CloudHsmCli]] | None = None) -> None:
         self.source, self.target, self.wrapping = source, target, wrapping
+        # the per-owner strategy: owner -> its (source, target) CLIs. One wrapping pair for
+        # all: its public half is usable by every crypto user (a public key), its private
+        # half is shared with each owner's target user, who may then use it to unwrap
+        # (cloudhsm_cli-key-share); only the owner of a key may wrap it, so each key is
+        # wrapped and unwrapped by its owner's CLIs
+        self.owners = dict(owners or {})
         self.recorder = recorder  # every CLI write recorded before and after
         self.label = label
         self.public_label, self.private_label = f"{label}-public", f"{label}-private"
@@ -127,7 +135,7 @@ class CliChannel:
 
     def _setup(self) -> None:
         t, s, w = self.target, self.source, self.wrapping
-        with self.recorder.step("cli-generate-wrapping-pair", cluster=t.ref,
+        with self.recorder.step("cli-generate-wrapping-pair", cluster=t.journal_cluster,
                                 label=self.label, detail=_owner()) as after:
             data = t.run("key", "generate-asymmetric-pair", "rsa", "--public-exponent", "65537",
                          "--modulus-size-bits", str(w.rsa_bits), "--public-label",
@@ -138,11 +146,15 @@ class CliChannel:
             self.live += [(t, {"label": self.public_label, "class": "public-key"}, pub),
                           (t, {"label": self.private_label, "class": "private-key"}, priv)]
             after.update(handle=f"{pub or ''},{priv or ''}")
+        for user in sorted({o[1].user for o in self.owners.values()} - {t.user}):
+            with self.recorder.step("cli-share-wrapping", cluster=t.journal_cluster,
+                                    label=self.private_label, detail=f"shared with {user}"):
+                t.share({"label": self.private_label, "class": "private-key"}, user)
         pem = self.dir / "wrapping-public.pem"
         try:
             t.run("key", "generate-file", "--encoding", "pem", "--path", str(pem), "--filter",
                   f"attr.label={self.public_label}", "attr.class=public-key")
-            with self.recorder.step("cli-import-public", cluster=s.ref,
+            with self.recorder.step("cli-import-public", cluster=s.journal_cluster,
                                     label=self.imported_label, detail=_owner()) as after:
                 data = s.run("key", "import", "pem", "--path", str(pem), "--label",
                              self.imported_label, "--key-type-class", "rsa-public",
@@ -165,17 +177,18 @@ class CliChannel:
         self._n += 1
         blob = self.dir / f"key-{self._n}.bin"
         w = self.wrapping
+        source, target_cli = self.owners.get(spec.owner or "", (self.source, self.target))
         try:
-            self.source.run(
+            source.run(
                 "key", "wrap", "rsa-aes", "--payload-filter", f"attr.label={spec.label}",
                 f"attr.class={cli_class(spec)}", "--wrapping-filter",
                 f"attr.label={self.imported_label}", "attr.class=public-key",
                 "--hash-function", w.oaep_hash, "--mgf", w.mgf, "--path", str(blob))
             extra = unwrap_attributes(source_attributes, spec)
             with self.recorder.step("cli-unwrap", key_label=spec.label,
-                                    cluster=self.target.ref, label=spec.target_label,
-                                    detail=_owner()) as after:
-                data = self.target.run(
+                                    cluster=target_cli.journal_cluster, label=spec.target_label,
+                                    detail=f"{_owner()}; as {target_cli.user}") as after:
+                data = target_cli.run(
                     "key", "unwrap", "rsa-aes", "--filter", f"attr.label={self.private_label}",
                     "attr.class=private-key", "--key-type-class", KEY_TYPES[spec.type].cli_class,
                     "--label", spec.target_label, "--hash-function", w.oaep_hash, "--mgf",
@@ -207,7 +220,7 @@ class CliChannel:
         left = []
         for cli, filters, ref in reversed(self.live):
             try:
-                with self.recorder.step("cli-delete", cluster=cli.ref,
+                with self.recorder.step("cli-delete", cluster=cli.journal_cluster,
                                         label=filters["label"], handle=ref,
                                         detail=f"class {filters['class']}"):
                     cli.delete(filters)
@@ -256,9 +269,9 @@ def reap_wrapping(recorder: RunRecorder, source: CloudHsmCli, target: CloudHsmCl
     else is refused and reported. A key not found counts as already gone.
     Returns (lines, left): what was done, and what could not be deleted."""
     rows = recorder.journal.actions("cli-")
-    gone = {(e["cluster"], e["label"]) for e in rows
+    gone = {(e["cluster"] or "", e["label"]) for e in rows
             if e["action"] == "cli-delete" and e["phase"] == "after"}
-    clis = {c.ref: c for c in (source, target)}
+    clis = {c.journal_cluster: c for c in (source, target)}
     # run -> {(cluster, label): (class, key reference, seq)}, in creation order
     pending: dict[str, dict[tuple[str, str], tuple[str, str | None, int]]] = {}
     owners: dict[str, process.Proc] = {}
@@ -355,12 +368,20 @@ class CliBackend:
         self.method = ""
         self.asked_target = False
         self._channel = Once(lambda: CliChannel(*self._clis(), profile.wrapping,
-                                                wrapping_label(run_id), recorder))
+                                                wrapping_label(run_id), recorder,
+                                                self._owner_clis()))
         self._left: list[str] = []  # wrapping objects of earlier runs that could not go
 
     def _clis(self) -> tuple[CloudHsmCli, CloudHsmCli]:
         return (CloudHsmCli.for_cluster(self.profile.source, gate=self.gate),
                 CloudHsmCli.for_cluster(self.profile.target, gate=self.gate))
+
+    def _owner_clis(self) -> dict[str, tuple[CloudHsmCli, CloudHsmCli]]:
+        """Each owner's (source, target) CLIs (the per-owner strategy; {} without owners)."""
+        p = self.profile
+        return {o.name: (CloudHsmCli.for_cluster(p.source, gate=self.gate, spec=o.source),
+                         CloudHsmCli.for_cluster(p.target, gate=self.gate, spec=o.target))
+                for o in p.owners}
 
     def start(self) -> list[str]:
         try:

@@ -101,6 +101,7 @@ _TABLE: dict[str, tuple[type[CliError], str]] = {
 
 _LOGIN_WORDS = re.compile(r"login|log in|credential|password|authenticat|CLOUDHSM_PIN|locked",
                           re.I)
+_CLUSTER_ID_WORDS = re.compile(r"--cluster-id")
 _NOT_FOUND_WORDS = re.compile(r"no (matching )?keys? (were )?(found|matched)|key not found|"
                               r"no key matches", re.I)
 
@@ -247,18 +248,23 @@ class CloudHsmCli:
 
     @classmethod
     def for_cluster(cls, cluster: Cluster, timeout_s: float = DEFAULT_TIMEOUT_S,
-                    gate: LoginGate | None = None) -> CloudHsmCli:
-        if cluster.cloudhsm_cli is None:
+                    gate: LoginGate | None = None,
+                    spec: CloudHsmCliSpec | None = None) -> CloudHsmCli:
+        """The CLI of ``cluster`` as its ``cloudhsm_cli`` user, or as ``spec`` (an owner's
+        login: Profile.cli_spec)."""
+        spec = spec or cluster.cloudhsm_cli
+        if spec is None:
             raise fail("config", f"{cluster.role} ({cluster.name}) has no cloudhsm_cli block")
-        found, passed = which_cluster(cluster, cluster.cloudhsm_cli)
-        made = cls(cluster.cloudhsm_cli, found.cluster_id, f"{cluster.role} ({cluster.name})",
-                   timeout_s, gate, pass_cluster_id=passed)
+        found, passed = which_cluster(cluster, spec)
+        made = cls(spec, found.cluster_id, f"{cluster.role} ({cluster.name})", timeout_s, gate,
+                   pass_cluster_id=passed)
         made.hsm_type = found.hsm_type
         return made
 
     @property
-    def ref(self) -> str:
-        """The cluster as the journal names it: its id, else where the profile puts it."""
+    def journal_cluster(self) -> str:
+        """The cluster as the journal names it: its id, else where (``target (hsm2m)``) when
+        the profile gives none (the CLI's configuration holds that one cluster)."""
         return self.cluster_id or self.where
 
     # ---- running -----------------------------------------------------------------------------
@@ -341,6 +347,8 @@ class CloudHsmCli:
             said = self._scrub(data if isinstance(data, str) else json.dumps(data), secrets)
             if _LOGIN_WORDS.search(said):
                 raise fail("login", f"{where}: error_code {code}: {said}", argv)
+            if _CLUSTER_ID_WORDS.search(said):
+                raise fail("config", f"{where}: error_code {code}: {said}", argv)
             if _NOT_FOUND_WORDS.search(said):
                 raise fail("not-found", f"{where}: error_code {code}: {said}", argv)
             raise fail("error-code", f"{where}: error_code {code}: {said}", argv)

@@ -12,7 +12,7 @@ for the evidence, and (nothing to check) the reason to skip.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from ..checks import Check
 from ..hsm import identity
@@ -51,22 +51,30 @@ class Ownership:
     cli: CloudHsmCli | CliError | None
     # `key share` recorded before and after
     recorder: RunRecorder = field(default_factory=lambda: NullJournal().bind(""))
+    # the per-owner strategy: owner -> the target CLI logged in as that owner's target user
+    # (a key is seen, and shared, by its owner); other keys use ``cli``
+    owners: Mapping[str, CloudHsmCli] = field(default_factory=dict)
     _views: dict[str, CliKey] = field(default_factory=dict)
 
     # ---- the target key as the CLI sees it ---------------------------------------------------
 
-    def view(self, spec: KeySpec, refresh: bool = False) -> CliKey:
+    def cli_for(self, spec: KeySpec) -> CloudHsmCli:
+        """The target CLI that sees ``spec``: its owner's, else the cluster's."""
+        if spec.owner in self.owners:
+            return self.owners[spec.owner]
         if isinstance(self.cli, CliError):
             raise self.cli
         assert self.cli is not None
+        return self.cli
+
+    def view(self, spec: KeySpec, refresh: bool = False) -> CliKey:
         if refresh or spec.label not in self._views:
-            self._views[spec.label] = self.cli.one_key(cli_filters(spec), spec.target_label,
-                                                       self.cluster_name)
+            self._views[spec.label] = self.cli_for(spec).one_key(
+                cli_filters(spec), spec.target_label, self.cluster_name)
         return self._views[spec.label]
 
-    def _base(self, key: CliKey | None = None) -> dict[str, Any]:
-        assert isinstance(self.cli, CloudHsmCli)
-        out: dict[str, Any] = {"method": CLI_METHOD.format(user=self.cli.user),
+    def _base(self, spec: KeySpec, key: CliKey | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": CLI_METHOD.format(user=self.cli_for(spec).user),
                                "cluster": self.cluster_name}
         if key is not None:
             out["key_reference"] = key.key_reference
@@ -111,7 +119,8 @@ class Ownership:
             key = self.view(spec)
         except KeyparityError as exc:
             return Check(False, str(exc), self._error_facts(exc, expected=spec.owner))
-        facts = {**self._base(key), "owner": key.owners[0] if len(key.owners) == 1 else None,
+        facts = {**self._base(spec, key),
+                 "owner": key.owners[0] if len(key.owners) == 1 else None,
                  "owners": list(key.owners), "expected": spec.owner}
         if "key-owners" in key.missing:
             return Check(False, f"the CLI reported no key-owners for {spec.target_label!r} on "
@@ -145,7 +154,8 @@ class Ownership:
             key = self.view(spec)
         except KeyparityError as exc:
             return Check(False, str(exc), self._error_facts(exc, expected=expected))
-        facts: dict[str, Any] = {**self._base(key), "shared_users": sorted(key.shared_users),
+        facts: dict[str, Any] = {**self._base(spec, key),
+                                 "shared_users": sorted(key.shared_users),
                                  "expected": expected, "shared_now": []}
         if "shared-users" in key.missing:
             return Check(False, f"the CLI reported no shared-users for {spec.target_label!r} on "
@@ -181,19 +191,19 @@ class Ownership:
         return Check(not problems, "; ".join(problems + notes), facts)
 
     def _share(self, spec: KeySpec, key: CliKey, users: list[str]) -> tuple[list[str], str]:
-        assert isinstance(self.cli, CloudHsmCli)
+        cli = self.cli_for(spec)
         if self.profile.migration_mode != "migrate":
             return [], "apply_sharing is not applied in verify-only mode: nothing is written"
-        if key.owners != (self.cli.user,):
+        if key.owners != (cli.user,):
             return [], (f"apply_sharing: only the owner ({', '.join(key.owners) or 'unknown'}) "
-                        f"can share the key, and the CLI runs as {self.cli.user!r}")
+                        f"can share the key, and the CLI runs as {cli.user!r}")
         done = []
         for user in users:
             try:
                 with self.recorder.step("share", key_label=spec.label,
                                         cluster=self.cluster_name, label=spec.target_label,
                                         handle=key.key_reference, detail=f"with {user}"):
-                    self.cli.share(cli_filters(spec), user)
+                    cli.share(cli_filters(spec), user)
             except KeyparityError as exc:
                 return done, f"apply_sharing: `key share` with {user} failed: {exc}"
             done.append(user)
@@ -228,14 +238,15 @@ class Ownership:
             problems.append(f"check-value of {spec.target_label!r} on {self.cluster_name}: "
                             f"CloudHSM says {kcv['cli']}, PKCS #11 KCV is {kcv['pkcs11']} "
                             f"({kcv['method']}): not the same key material")
-        facts = {**self._base(key), "cluster_coverage": key.cluster_coverage,
+        facts = {**self._base(spec, key), "cluster_coverage": key.cluster_coverage,
                  "inconsistent": list(key.inconsistent), "check_value": kcv,
                  "differences": differences}
         return Check(not problems, "\n".join(problems), facts)
 
     def _error_facts(self, exc: Exception, **extra: Any) -> dict[str, Any]:
-        base = self._base() if isinstance(self.cli, CloudHsmCli) else {
-            "method": "CloudHSM CLI", "cluster": self.cluster_name}
+        base = ({"method": CLI_METHOD.format(user=self.cli.user), "cluster": self.cluster_name}
+                if isinstance(self.cli, CloudHsmCli) else
+                {"method": "CloudHSM CLI", "cluster": self.cluster_name})
         return {**base, **extra, "error": str(exc)}
 
 

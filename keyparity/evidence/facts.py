@@ -17,7 +17,7 @@ from .verdict import strip_group
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from ..profile import KeySpec
+    from ..profile import KeySpec, Profile
 
 SCHEMA_VERSION = "1"
 def _now() -> str:
@@ -47,6 +47,17 @@ class Evidence:
                 entry["size"] = spec.size
             if spec.curve is not None:
                 entry["curve"] = spec.curve
+            if spec.owner is not None:
+                entry["owner"] = spec.owner
+
+    def add_owners(self, profile: Profile) -> None:
+        """The per-owner strategy: each owner's logins and its keys, in the profile's order."""
+        if profile.owners:
+            self.doc["owners"] = {o.name: {"source_user": o.source.user,
+                                           "target_user": o.target.user,
+                                           "keys": [k.label for k in profile.keys
+                                                    if profile.owner_of(k) == o.name]}
+                                  for o in profile.owners}
 
     def set_signing(self, signers: list[str], threshold: int) -> None:
         """Who is to sign the bundle, recorded before signing (evidence.json is signed too)."""

@@ -280,6 +280,25 @@ def _headline(summary: dict[str, Any], verdict: str, keys: list[dict[str, Any]],
     return headline
 
 
+def _owners(doc: dict[str, Any], keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-owner strategy: each owner's logins and its keys with their recorded verdicts,
+    and the labels its view of the source held (the census)."""
+    verdicts = {k["label"]: k for k in keys}
+    views = _dict(_dict(_dict(_dict(doc.get("census")).get("source")).get("owners"))
+                  .get("views"))
+    out = []
+    for name, owner in _dict(doc.get("owners")).items():
+        owner = _dict(owner)
+        mine = [verdicts.get(str(label), {"label": label, "verdict": NOT_RECORDED,
+                                          "anchor": None})
+                for label in _list(owner.get("keys"))]
+        out.append({"name": name, "source_user": owner.get("source_user"),
+                    "target_user": owner.get("target_user"), "keys": mine,
+                    "counts": sorted(Counter(k["verdict"] for k in mine).items()),
+                    "view": _list(views.get(name)) if name in views else None})
+    return out
+
+
 def _view(doc: dict[str, Any]) -> dict[str, Any]:
     run = _dict(doc.get("run"))
     summary = _dict(doc.get("summary"))
@@ -342,6 +361,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
                               for label, verdict in _dict(_dict(summary.get("scope"))
                                                           .get("keys_not_proven")).items()]),
         "census": _dict(doc.get("census")),
+        "owners": _owners(doc, keys),
     }
 
 

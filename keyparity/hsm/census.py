@@ -23,7 +23,9 @@ KCV collides by chance at this scale: 10,000 x 10,000 pairs against 2^24 values)
 shows the 3-byte KCV for people to read.
 
 Whose view. On CloudHSM a crypto user sees only the keys it owns or that are shared with it,
-plus every public key: the census is that user's view, and says so.
+plus every public key: the census is that user's view, and says so. With the per-owner
+strategy (profile ``owners``) the source is also listed as each owner's crypto user through the
+CloudHSM CLI, and ``owner_views`` accounts for the union, saying which owners' views saw each key.
 """
 from __future__ import annotations
 
@@ -424,3 +426,44 @@ def reconcile(target: Sequence[Entry], source: Sequence[Entry], profile: Profile
 
 __all__ = ["Entry", "Reconciliation", "account", "changes", "commit", "commit_all", "compare",
            "material", "reconcile", "record", "scan", "take_source", "view"]
+
+
+# ---- the per-owner strategy: the union of every owner's view -------------------------------
+
+_CLI_CLASS = {"secret-key": "secret", "private-key": "private", "public-key": "public"}
+
+
+def owner_views(views: Mapping[str, Sequence[Any]], profile: Profile,
+                run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The union of the owners' views of the source (``views``: owner -> the keys its crypto
+    user lists: ``key list --verbose``, objects with ``key_reference``, ``label``, ``owners``
+    and the CLI ``attributes``), each key with the owners whose view saw it and its
+    disposition as in the PKCS #11 census. Returns (the unaccounted keys, the record)."""
+    union: dict[str, dict[str, Any]] = {}
+    for owner, keys in views.items():
+        for key in keys:
+            row = union.setdefault(key.key_reference, {
+                "key_reference": key.key_reference, "label": key.label,
+                "class": key.attributes.get("class"), "key_type": key.attributes.get("key-type"),
+                "owners": list(key.owners), "seen_by": []})
+            row["seen_by"].append(owner)
+    inventory = {k.label for k in profile.keys}
+    for row in union.values():
+        cls = _CLI_CLASS.get(str(row["class"]), str(row["class"]))
+        label = str(row["label"] or "")
+        excluded = next((x for x in profile.exclude if x.covers(row["label"], cls)), None)
+        if row["label"] in inventory:
+            row["disposition"] = INVENTORY
+        elif excluded is not None:
+            row.update(disposition=EXCLUDED, detail=excluded.reason)
+        elif label.startswith(WRAPPING_PREFIX) and run_id in label:  # as the PKCS #11 census
+            row["disposition"] = KEYPARITY
+        else:
+            row["disposition"] = UNACCOUNTED
+    rows = sorted(union.values(), key=lambda r: (str(r["label"]), r["key_reference"]))
+    record = {"method": "the union of every owner's view: CloudHSM CLI `key list --verbose` "
+                        "as each owner's source crypto user",
+              "views": {owner: sorted(str(k.label) for k in keys)
+                        for owner, keys in views.items()},
+              "keys": rows}
+    return [r for r in rows if r["disposition"] == UNACCOUNTED], record

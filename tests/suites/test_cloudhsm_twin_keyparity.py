@@ -94,7 +94,8 @@ def test_cluster_id_is_passed_only_when_the_cli_configuration_holds_several(twin
     assert alone.one_key({"label": "k-des3-cu1"}, "k-des3-cu1").owners == ("cu1",)
     named = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", hsm1_id))
     assert "--cluster-id" not in named.argv(["key", "list"])
-    with pytest.raises(chc.CliConfigError, match="holds 2 clusters.*clusters.source.aws.cluster_id"):
+    with pytest.raises(chc.CliConfigError,
+                       match="holds 2 clusters.*clusters.source.aws.cluster_id"):
         chc.CloudHsmCli.for_cluster(_cluster(twin, "both", "hsm1", None))
     both = chc.CloudHsmCli.for_cluster(_cluster(twin, "both", "hsm1", hsm1_id))
     assert both.argv(["key", "list"])[-2:] == ["--cluster-id", hsm1_id]
@@ -205,6 +206,45 @@ def test_the_cli_channel_moves_a_key_for_real_and_leaves_no_wrapping_object(twin
         assert not [label for label in left if label and label.startswith("keyparity-wrap-")]
 
 
+def twin_profile(twin: Twin, path: Path, keys: list[dict[str, Any]], exclude: list[str],
+                 owners: tuple[str, ...] = (), user: str = "cu1", oaep: str = "sha1") -> Path:
+    """A profile moving ``keys`` from the stand-in's hsm1 to hsm2m with the CLI backend as
+    ``user`` (and as each of ``owners`` with the per-owner strategy), OAEP with ``oaep``;
+    ``exclude``: the other seeds."""
+    import yaml
+
+    def cluster(name: str, mode: str) -> dict[str, Any]:
+        c = twin.cluster(name)
+        return {"name": name, "module": twin.manifest["module"], "token_label": name,
+                "pin": f"file:{c['pin_file']}", "mode": mode,
+                "cloudhsm_cli": {"path": twin.manifest["clients"][name]["cloudhsm_cli"],
+                                 "user": user,
+                                 "password": f"file:{c['users'][user]['password_file']}"},
+                "aws": {"cluster_id": c["cluster_id"], "region": "us-east-1"}}
+
+    def login(name: str, user: str) -> dict[str, str]:
+        return {"user": user,
+                "password": f"file:{twin.cluster(name)['users'][user]['password_file']}"}
+
+    doc: dict[str, Any] = {
+        "name": "twin", "description": "the CloudHSM stand-in", "environment": "test",
+        "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
+        "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
+        # sha1: the preflight also tries the profile's OAEP hash through PKCS #11, on SoftHSM
+        "wrapping": {"oaep_hash": oaep, "mgf": f"mgf1-{oaep}"},
+        "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
+        "keys": keys,
+        "exclude": [{"label": label, "reason": "another owner's, or not extractable"}
+                    for label in exclude],
+        "compliance": {"acknowledge_non_fips": {"reason": "3DES to a NON_FIPS cluster",
+                                                "approver": "lab"}}}
+    if owners:
+        doc["owners"] = [{"name": u, "source": login("hsm1", u), "target": login("hsm2m", u)}
+                         for u in owners]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
     """The suites (migration, attributes, ownership...) with ``migration.backend: cloudhsm-cli``
     against the stand-in's hsm1 and hsm2m: the guide's commands move two keys for real, PKCS #11
@@ -212,7 +252,6 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
     agrees with PKCS #11's, the owner is the migrating user, and ``apply_sharing`` shares one
     as the inventory asks (keyparity's side of issue 23 aside: quorum, per-owner migration)."""
     import json as _json
-    import yaml
 
     from conftest import REPO, evidence, run_suites
 
@@ -220,8 +259,8 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
     shutil.copy(REPO / "suites" / "test_ownership.py", suites.path / "suites")
     keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
             {"label": "k-des3-shared", "type": "des3", "owner": "cu1", "share_with": ["cu2"]}]
-    profile = twin_profile(twin, tmp_path, keys, ("k-des3-cu2", "k-des3-quorum",
-                                                  "k-des3-nonextractable"))
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-cu2", "k-des3-quorum", "k-des3-nonextractable"])
     result = run_suites(suites, profile)
     assert result.ret == 0, result.stdout.str()
     doc = evidence(suites)
@@ -237,35 +276,6 @@ def test_keyparitys_cli_backend_migrates_through_the_stand_in(suites, tmp_path):
     assert "keyparity-wrap-" not in _json.dumps(twin.run("hsm2m", "cu1", "key", "list").data)
 
 
-def twin_profile(twin: Twin, tmp_path: Path, keys: list[dict[str, Any]],
-                 excluded: tuple[str, ...], user: str = "cu1", oaep: str = "sha1") -> Path:
-    """A profile for the stand-in's hsm1 -> hsm2m with ``migration.backend: cloudhsm-cli``,
-    the CLI run as ``user`` on both (a client per cluster: no aws.cluster_id needed)."""
-    import yaml
-
-    def cluster(name: str, mode: str) -> dict[str, Any]:
-        c = twin.cluster(name)
-        return {"name": name, "module": twin.manifest["module"], "token_label": name,
-                "pin": f"file:{c['pin_file']}", "mode": mode,
-                "cloudhsm_cli": {"path": twin.manifest["clients"][name]["cloudhsm_cli"],
-                                 "user": user,
-                                 "password": f"file:{c['users'][user]['password_file']}"}}
-
-    profile = tmp_path / "twin.yaml"
-    profile.write_text(yaml.safe_dump({
-        "name": "twin", "description": "the CloudHSM stand-in", "environment": "test",
-        "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
-        "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
-        "wrapping": {"oaep_hash": oaep, "mgf": f"mgf1-{oaep}"},
-        "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
-        "keys": keys,
-        "exclude": [{"label": label, "reason": "another owner's, or not extractable"}
-                    for label in excluded],
-        "compliance": {"acknowledge_non_fips": {"reason": "3DES to a NON_FIPS cluster",
-                                                "approver": "lab"}}}, sort_keys=False))
-    return profile
-
-
 def test_preflight_names_the_owner_of_a_key_the_source_user_cannot_wrap(suites, tmp_path):
     """The CLI runs as cu2, who sees k-des3-shared (cu1's, shared with cu2) but may not wrap
     it: the preflight's per-key CloudHSM test fails naming the owner, read with `key list
@@ -276,8 +286,8 @@ def test_preflight_names_the_owner_of_a_key_the_source_user_cannot_wrap(suites, 
     shutil.copy(REPO / "suites" / "test_cloudhsm.py", suites.path / "suites")
     keys = [{"label": "k-des3-cu2", "type": "des3"},
             {"label": "k-des3-shared", "type": "des3"}]
-    profile = twin_profile(twin, tmp_path, keys, ("k-des3-cu1", "k-des3-quorum",
-                                                  "k-des3-nonextractable"), user="cu2")
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-cu1", "k-des3-quorum", "k-des3-nonextractable"], user="cu2")
     run_suites(suites, profile, "-m", "preflight")
     tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in evidence(suites)["tests"]}
     name = "test_key_owner_quorum_and_trust_allow_the_move"
@@ -285,6 +295,57 @@ def test_preflight_names_the_owner_of_a_key_the_source_user_cannot_wrap(suites, 
     failed = tests[f"{name}[k-des3-shared]"]
     assert failed["outcome"] == "failed", failed
     assert "owned by cu1, not by 'cu2'" in failed["message"]
+
+
+@pytest.mark.parametrize("owners", [("cu1", "cu2"), ()], ids=["per-owner", "one-user"])
+def test_each_owners_keys_move_as_that_owner(suites, tmp_path, owners):
+    """The guide's per-owner strategy: with ``owners``, cu2's key is wrapped on hsm1 and
+    unwrapped on hsm2m as cu2 (with the one wrapping pair's private half shared with cu2), so
+    it arrives owned by cu2 and every ownership test of it passes. Without ``owners`` the run
+    logs in as cu1 alone, and cu2's key fails (only its owner may wrap it) while cu1's goes on."""
+    import json
+
+    import jsonschema
+
+    from conftest import REPO, evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    shutil.copy(REPO / "suites" / "test_ownership.py", suites.path / "suites")
+    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
+            {"label": "k-des3-cu2", "type": "des3", "owner": "cu2"}]
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-shared", "k-des3-quorum", "k-des3-nonextractable"], owners)
+    result = run_suites(suites, profile, "-p", "no:randomly")
+    outcomes = {t["nodeid"]: t["outcome"] for t in evidence(suites)["tests"]}
+    owned = "suites/test_ownership.py::test_target_key_is_owned_by_the_expected_user[{}]"
+    assert outcomes[owned.format("k-des3-cu1")] == "passed"
+    if owners:
+        assert result.ret == 0, result.stdout.str()
+        assert outcomes[owned.format("k-des3-cu2")] == "passed"
+        doc = evidence(suites)
+        jsonschema.validate(doc, json.loads((REPO / "keyparity" / "schemas" /
+                                             "evidence.schema.json").read_text()))
+        seen = {r["label"]: r["seen_by"] for r in doc["census"]["source"]["owners"]["keys"]}
+        assert seen["k-des3-cu2"] == ["cu2"] and seen["k-des3-quorum"] == ["cu1", "cu2"]
+        assert doc["owners"]["cu2"] == {"source_user": "cu2", "target_user": "cu2",
+                                        "keys": ["k-des3-cu2"]}
+        assert doc["keys"]["k-des3-cu2"]["owner"] == "cu2"
+        report = (suites.path / "reports" / "latest" / "report.html").read_text()
+        row = report[report.index('<section id="owners">'):].split("</tr>")[2]
+        assert "<b>cu2</b>" in row and "<code>k-des3-cu2</code></a> (passed)" in row
+        [moved] = twin.run("hsm2m", "cu2", "key", "list", "--filter", "attr.label=k-des3-cu2",
+                           "--verbose").data["matched_keys"]
+        assert moved["key-info"]["key-owners"][0]["username"] == "cu2"
+        left = twin.run("hsm2m", "cu1", "key", "list").data["matched_keys"]
+        assert not [k for k in left if "keyparity-wrap-" in str(k)]
+    else:
+        assert result.ret != 0
+        out = result.stdout.str()
+        assert "key wrap rsa-aes --payload-filter attr.label=k-des3-cu2" in out
+        assert "neither owned by nor shared with this crypto user" in out
+        assert "owners" not in evidence(suites)
+        moved = "suites/test_migration.py::test_key_is_on_the_target[k-des3-cu2]"
+        assert outcomes[moved] != "passed"
 
 
 def test_registered_trust_anchors_and_enforcement_are_read_back(twin):
@@ -409,9 +470,9 @@ def test_the_key_availability_check_reads_the_cli_configuration_with_the_cli_bac
     doc = _json.loads(cfg.read_text())
     doc["clusters"][0]["cluster"]["options"]["disable_key_availability_check"] = True
     cfg.write_text(_json.dumps(doc))
-    profile = twin_profile(twin, tmp_path, [{"label": "k-des3-cu1", "type": "des3"}],
-                           ("k-des3-cu2", "k-des3-shared", "k-des3-quorum",
-                            "k-des3-nonextractable"))
+    profile = twin_profile(twin, tmp_path / "twin.yaml", [{"label": "k-des3-cu1", "type": "des3"}],
+                           ["k-des3-cu2", "k-des3-shared", "k-des3-quorum",
+                            "k-des3-nonextractable"])
     run_suites(suites, profile, "-m", "preflight")
     tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in evidence(suites)["tests"]}
     assert tests["test_the_key_availability_check_is_on[source]"]["outcome"] == "passed"
@@ -427,11 +488,83 @@ def test_the_preflight_does_not_probe_oaep_through_pkcs11_when_the_cli_wraps(sui
     from conftest import evidence, run_suites
 
     twin = Twin(demo(tmp_path / "twin"))
-    profile = twin_profile(twin, tmp_path, [{"label": "k-des3-cu1", "type": "des3"}],
-                           ("k-des3-cu2", "k-des3-shared", "k-des3-quorum",
-                            "k-des3-nonextractable"), oaep="sha256")
+    profile = twin_profile(twin, tmp_path / "twin.yaml", [{"label": "k-des3-cu1", "type": "des3"}],
+                           ["k-des3-cu2", "k-des3-shared", "k-des3-quorum",
+                            "k-des3-nonextractable"], oaep="sha256")
     run_suites(suites, profile, "-m", "preflight")
     [probe] = [t for t in evidence(suites)["tests"]
                if t["nodeid"].endswith("test_tokens_accept_the_wrapping_parameters")]
     assert probe["outcome"] == "skipped", probe
     assert "cloudhsm-cli" in probe["message"]
+
+
+@pytest.mark.parametrize("client,ok", [("hsm1", True), ("both", False)],
+                         ids=["one-cluster-config", "two-cluster-config"])
+def test_without_aws_cluster_id_the_cli_runs_on_its_one_configured_cluster(twin, client, ok):
+    """No aws block: no ``--cluster-id``. A client configured for one cluster (the guide's
+    layout) runs; one configured for two refuses, and keyparity says which field to add."""
+    from keyparity.profile import Cluster
+
+    entry = twin.cluster("hsm1")
+    password = SecretRef("file", entry["users"]["cu1"]["password_file"], "f")
+    spec_ = CloudHsmCliSpec(user="cu1", password=password,
+                            path=Path(twin.manifest["clients"][client]["cloudhsm_cli"]))
+    cluster = Cluster(role="source", name="hsm1", module=Path(twin.manifest["module"]),
+                      token_label="hsm1", slot=None, pin=password, mode="FIPS",
+                      cloudhsm_cli=spec_)
+    runner = chc.CloudHsmCli.for_cluster(cluster)
+    if ok:
+        assert runner.one_key({"label": "k-des3-cu1"}, "k-des3-cu1").owners == ("cu1",)
+    else:
+        with pytest.raises(chc.CliConfigError, match=r"clusters.<role>.aws.cluster_id"):
+            runner.list_keys({})
+
+
+def test_the_cloudhsm_demo_profile_accounts_for_every_key_the_stand_in_seeds():
+    """hsm_profiles/cloudhsm.yaml (./run demo cloudhsm) names each key provision-demo seeds on
+    hsm1, to migrate or excluded with a reason, and migrates with the CloudHSM CLI."""
+    from cloudhsm_twin.provision import DEMO_SEEDS
+    from conftest import REPO
+    from keyparity.profile import load_profile
+
+    profile = load_profile(REPO / "hsm_profiles" / "cloudhsm.yaml")
+    named = [k.label for k in profile.keys] + [e.label for e in profile.exclude]
+    assert sorted(named) == sorted(s.label for s in DEMO_SEEDS)
+    assert profile.migration_backend == "cloudhsm-cli"
+    assert profile.source.cloudhsm_cli and profile.target.cloudhsm_cli
+
+
+@pytest.mark.parametrize("owners", [(), ("cu1", "cu2")], ids=["as-cu1", "as-each-owner"])
+def test_keyparity_inventory_drafts_the_owners_their_views_see(twin, tmp_path, owners):
+    """``keyparity inventory`` on the stand-in's hsm1: each key with its owner from ``key list
+    --verbose``, and the owners drafted. As cu1 alone, cu2's own key is invisible to the CLI
+    (a crypto user sees its own and shared keys): only cu1 is drafted; listed as each owner,
+    both are, and the draft loads as a profile."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    profile = twin_profile(twin, tmp_path / "twin.yaml",
+                           [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"}],
+                           ["k-des3-cu2", "k-des3-shared", "k-des3-quorum",
+                            "k-des3-nonextractable"], owners)
+    done = subprocess.run([sys.executable, "-m", "keyparity.cli", "inventory", str(profile)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    draft = yaml.safe_load(done.stdout)
+    owner = {k["label"]: k.get("owner") for k in draft["keys"]}
+    assert owner["k-des3-cu1"] == owner["k-des3-shared"] == owner["k-des3-quorum"] == "cu1"
+    assert owner["k-des3-cu2"] == ("cu2" if owners else None)
+    assert [o["name"] for o in draft["owners"]] == (["cu1", "cu2"] if owners else ["cu1"])
+    assert draft["owners"][0]["source"] == {"user": "cu1",
+                                            "password": "env:KP_CU1_SOURCE_PASSWORD"}
+    if owners:  # the draft, pasted into the profile, loads
+        from keyparity.profile import load_profile
+
+        doc = yaml.safe_load(profile.read_text())
+        doc.update(owners=draft["owners"], keys=draft["keys"], exclude=draft["exclude"])
+        profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+        assert [o.name for o in load_profile(profile).owners] == ["cu1", "cu2"]

@@ -681,3 +681,61 @@ def test_an_inventory_key_s_label_may_be_excluded_only_for_objects_that_are_not_
     else:
         path = write(layout, data)
         assert [(x.label, x.cls) for x in load_profile(path).exclude] == [("demo-3des", cls)]
+
+
+# --------------------------------------------------------------------------- owners
+
+
+def owners_profile(layout: dict[str, Path]) -> dict[str, Any]:
+    """Two owners, each with a crypto user per cluster, and the CLI backend."""
+    data = base_profile(layout)
+    for role in ("source", "target"):
+        data["clusters"][role]["cloudhsm_cli"] = {"path": "/opt/cli", "user": "cu1",
+                                                  "password": "env:CU1"}
+    data["migration"] = {"backend": "cloudhsm-cli"}
+    data["owners"] = [{"name": n, "source": {"user": n, "password": f"env:{n.upper()}_SRC"},
+                       "target": {"user": n, "password": "file:../state/hsm2.pin"}}
+                      for n in ("cu1", "cu2")]
+    data["keys"] = [{"label": "a", "type": "des3", "owner": "cu1"},
+                    {"label": "b", "type": "des3", "owner": "cu2"},
+                    {"label": "c", "type": "aes", "size": 256, "disposition": "rotate"}]
+    return data
+
+
+def test_owners_each_log_in_as_their_own_user(layout: dict[str, Path]) -> None:
+    p = load_profile(write(layout, owners_profile(layout)))
+    assert [o.name for o in p.owners] == ["cu1", "cu2"]
+    cu2 = p.cli_spec("source", "cu2")
+    assert (cu2.user, cu2.path) == ("cu2", Path("/opt/cli"))
+    assert (cu2.password.scheme, cu2.password.target) == ("env", "CU2_SRC")
+    assert p.cli_spec("target", "cu2").password.target == str(layout["state"] / "hsm2.pin")
+    assert p.cli_spec("source", None).user == "cu1"  # the cluster's own login
+    assert [p.owner_of(k) for k in p.keys] == ["cu1", "cu2", None]
+    assert "owners[1].target.password" in {f["field"] for f in p.secret_files}
+
+
+@pytest.mark.parametrize("change,field,words", [
+    (lambda d: d["keys"][1].pop("owner"), "keys[1].owner", "no owner is one of owners"),
+    (lambda d: d["keys"][1].update(owner="cu3"), "keys[1].owner", "'cu3' is not one of owners"),
+    (lambda d: d["owners"][1].update(name="cu1"), "owners[1].name", "duplicate owner 'cu1'"),
+    (lambda d: d["clusters"]["target"].pop("cloudhsm_cli"), "owners[0].target",
+     "clusters.target has no cloudhsm_cli block"),
+    (lambda d: d["owners"][0]["target"].update(password="hunter2"), "owners[0].target.password",
+     "a literal secret is not allowed"),
+], ids=["key-without-owner", "unknown-owner", "duplicate", "no-cli-block",
+        "literal-password"])
+def test_a_bad_owners_section_names_the_field(layout, change, field, words) -> None:
+    data = owners_profile(layout)
+    change(data)
+    err = error_for(layout, data)
+    assert err.field == field and words in err.message, str(err)
+
+
+def test_owners_need_a_backend_that_moves_keys_per_owner(layout: dict[str, Path]) -> None:
+    from keyparity.backends import owners_errors
+
+    data = owners_profile(layout)
+    assert owners_errors(load_profile(write(layout, data))) == []
+    data["migration"] = {"backend": "pkcs11"}
+    [why] = owners_errors(load_profile(write(layout, data)))
+    assert "owners: migration.backend pkcs11 moves every key as one user" in why
