@@ -173,11 +173,11 @@ class CliChannel:
             raise MechanismUnsupported(
                 f"{spec.label!r}: the CloudHSM CLI has no key type for {spec.type} (CloudHSM "
                 "does not hold 2-key 3DES); migrate it with migration.backend: pkcs11 or rotate it")
-        quorum, share = self._carried(spec)
+        source, target_cli = self.owners.get(spec.owner or "", (self.source, self.target))
+        quorum, share = self._carried(spec, source)
         self._n += 1
         blob = self.dir / f"key-{self._n}.bin"
         w = self.wrapping
-        source, target_cli = self.owners.get(spec.owner or "", (self.source, self.target))
         try:
             source.run(
                 "key", "wrap", "rsa-aes", "--payload-filter", f"attr.label={spec.label}",
@@ -199,15 +199,17 @@ class CliChannel:
             blob.unlink(missing_ok=True)
         return find_unwrapped(target, spec)
 
-    def _carried(self, spec: KeySpec) -> tuple[list[str], tuple[str, ...]]:
+    def _carried(self, spec: KeySpec,
+                 source: CloudHsmCli) -> tuple[list[str], tuple[str, ...]]:
         """What the unwrap must carry of the source key (read with ``key list --verbose``):
         its key quorum values, set only when a key is made (quorum-auth-chsm-cli-service-
         names), and the users it is shared with then, the inventory's ``share_with`` (a quorum
         may need them: it is at most the number of users the key is associated with). Refused
-        here, before anything is written, when the source user does not own the key or the
-        quorum exceeds the associated users."""
-        key = self.source.one_key({"label": spec.label, "class": cli_class(spec)}, spec.label)
-        for check in (key_policy.check_owner(spec, key, self.source.user, self.source.where),
+        here, before anything is written, when ``source`` (the key owner's login on the
+        source, with per-owner migration) does not own the key or the quorum exceeds the
+        associated users."""
+        key = source.one_key({"label": spec.label, "class": cli_class(spec)}, spec.label)
+        for check in (key_policy.check_owner(spec, key, source.user, source.where),
                       key_policy.check_quorum_preflight(spec, key, _CARRIES_QUORUM)):
             if not check.ok:
                 raise RuleRefused(f"{check.message}; nothing was written")

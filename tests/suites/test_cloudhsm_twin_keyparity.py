@@ -341,8 +341,10 @@ def test_each_owners_keys_move_as_that_owner(suites, tmp_path, owners):
     else:
         assert result.ret != 0
         out = result.stdout.str()
-        assert "key wrap rsa-aes --payload-filter attr.label=k-des3-cu2" in out
+        # refused before the wrap: keyparity reads the key as the migrating user first
+        assert "'k-des3-cu2' is not visible to crypto user 'cu1' on source (hsm1)" in out
         assert "neither owned by nor shared with this crypto user" in out
+        assert "nothing labelled 'k-des3-cu2' was written to hsm2m" in out
         assert "owners" not in evidence(suites)
         moved = "suites/test_migration.py::test_key_is_on_the_target[k-des3-cu2]"
         assert outcomes[moved] != "passed"
@@ -512,22 +514,36 @@ def test_without_aws_cluster_id_the_cli_runs_on_its_one_configured_cluster(twin,
     cluster = Cluster(role="source", name="hsm1", module=Path(twin.manifest["module"]),
                       token_label="hsm1", slot=None, pin=password, mode="FIPS",
                       cloudhsm_cli=spec_)
-    runner = chc.CloudHsmCli.for_cluster(cluster)
     if ok:
+        runner = chc.CloudHsmCli.for_cluster(cluster)
         assert runner.one_key({"label": "k-des3-cu1"}, "k-des3-cu1").owners == ("cu1",)
     else:
-        with pytest.raises(chc.CliConfigError, match=r"clusters.<role>.aws.cluster_id"):
-            runner.list_keys({})
+        with pytest.raises(chc.CliConfigError,
+                           match=r"holds 2 clusters .* add clusters\.source\.aws\.cluster_id"):
+            chc.CloudHsmCli.for_cluster(cluster)
 
 
-def test_the_cloudhsm_demo_profile_accounts_for_every_key_the_stand_in_seeds():
+def test_the_cloudhsm_demo_profile_accounts_for_every_key_the_stand_in_seeds(tmp_path):
     """hsm_profiles/cloudhsm.yaml (./run demo cloudhsm) names each key provision-demo seeds on
-    hsm1, to migrate or excluded with a reason, and migrates with the CloudHSM CLI."""
+    hsm1, to migrate or excluded with a reason, and migrates with the CloudHSM CLI. The
+    profile is copied with stand-ins for the files ``./run demo cloudhsm`` makes (loading
+    checks only that they are there): no demo state needed."""
+    import re
+
     from cloudhsm_twin.provision import DEMO_SEEDS
     from conftest import REPO
     from keyparity.profile import load_profile
 
-    profile = load_profile(REPO / "hsm_profiles" / "cloudhsm.yaml")
+    text = (REPO / "hsm_profiles" / "cloudhsm.yaml").read_text()
+    copy = tmp_path / "hsm_profiles" / "cloudhsm.yaml"
+    copy.parent.mkdir()
+    copy.write_text(text)
+    for ref in sorted(set(re.findall(r"\.\./\.keyparity/[^\s\"'}]+", text))):
+        stand_in = copy.parent / ref
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_text("1234\n")
+        stand_in.chmod(0o700 if ref.endswith("cloudhsm-cli") else 0o600)
+    profile = load_profile(copy)
     named = [k.label for k in profile.keys] + [e.label for e in profile.exclude]
     assert sorted(named) == sorted(s.label for s in DEMO_SEEDS)
     assert profile.migration_backend == "cloudhsm-cli"
