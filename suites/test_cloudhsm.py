@@ -41,7 +41,10 @@ def test_key_owner_quorum_and_trust_allow_the_move(inventory_key, source_cli_key
                                                  cluster=hsm_profile.source.name)]
     record = {"quorum": checks[0].record(), "trusted": checks[1].record()}
     if hsm_profile.migration_mode == "migrate" and inventory_key.disposition != "rotate":
-        checks.insert(0, key_policy.check_owner(inventory_key, source_cli_key, source.user,
+        # the user the key is wrapped as: its owner's login with per-owner migration
+        migrating = hsm_profile.cli_spec("source", hsm_profile.owner_of(inventory_key))
+        checks.insert(0, key_policy.check_owner(inventory_key, source_cli_key,
+                                                migrating.user if migrating else source.user,
                                                 hsm_profile.source.name))
         record["source_owner"] = checks[0].record()
     hsm_evidence(**record)
