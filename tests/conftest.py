@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -182,6 +183,24 @@ def all_suites(pytester: pytest.Pytester) -> pytest.Pytester:
     what a PASS needs (on a lab without tls, aws or a CloudHSM CLI, the suites of
     NOTHING_TO_CHECK_HERE add 27 tests for two clusters, each skipped with its reason)."""
     return _checkout(pytester, ())
+
+
+def demo_profile_copy(name: str, where: Path) -> Path:
+    """hsm_profiles/NAME.yaml copied under ``where`` with stand-ins for every file under
+    ``../.keyparity/`` it names (what a ``./run demo`` makes: PINs, passwords, the PKI, root
+    pins, the CLI): loading a profile checks only that they are there, so a test of the demo's
+    profile needs no demo state. A ``.sha256`` gets a digest's shape, the CLI is executable,
+    the rest are 0600 secrets."""
+    text = (REPO / "hsm_profiles" / f"{name}.yaml").read_text()
+    copy = where / "hsm_profiles" / f"{name}.yaml"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(text)
+    for ref in sorted(set(re.findall(r"\.\./\.keyparity/[^\s\"'}]+", text))):
+        stand_in = copy.parent / ref
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_text("0" * 64 + "\n" if ref.endswith(".sha256") else "1234\n")
+        stand_in.chmod(0o700 if ref.endswith("cloudhsm-cli") else 0o600)
+    return copy
 
 
 def checked_here(outcomes: dict[str, str]) -> dict[str, str]:

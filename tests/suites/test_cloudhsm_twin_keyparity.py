@@ -529,22 +529,11 @@ def test_the_cloudhsm_demo_profile_accounts_for_every_key_the_stand_in_seeds(tmp
     hsm1, to migrate or excluded with a reason, and migrates with the CloudHSM CLI. The
     profile is copied with stand-ins for the files ``./run demo cloudhsm`` makes (loading
     checks only that they are there): no demo state needed."""
-    import re
-
     from cloudhsm_twin.provision import DEMO_SEEDS
-    from conftest import REPO
+    from conftest import demo_profile_copy
     from keyparity.profile import load_profile
 
-    text = (REPO / "hsm_profiles" / "cloudhsm.yaml").read_text()
-    copy = tmp_path / "hsm_profiles" / "cloudhsm.yaml"
-    copy.parent.mkdir()
-    copy.write_text(text)
-    for ref in sorted(set(re.findall(r"\.\./\.keyparity/[^\s\"'}]+", text))):
-        stand_in = copy.parent / ref
-        stand_in.parent.mkdir(parents=True, exist_ok=True)
-        stand_in.write_text("1234\n")
-        stand_in.chmod(0o700 if ref.endswith("cloudhsm-cli") else 0o600)
-    profile = load_profile(copy)
+    profile = load_profile(demo_profile_copy("cloudhsm", tmp_path))
     named = [k.label for k in profile.keys] + [e.label for e in profile.exclude]
     assert sorted(named) == sorted(s.label for s in DEMO_SEEDS)
     assert profile.migration_backend == "cloudhsm-cli"

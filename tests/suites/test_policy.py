@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import NOTHING_TO_CHECK_HERE, REPO, evidence, run_suites
+from conftest import NOTHING_TO_CHECK_HERE, demo_profile_copy, evidence, run_suites
 from keyparity import policy
 from keyparity.profile import load_profile
 from keyparity.hsm.locate import Side
@@ -88,16 +88,7 @@ def test_no_posture_change_needs_no_acknowledgement(tmp_path, source, target):
 def test_the_demo_profile_carries_its_acknowledgement(tmp_path):
     """The demo's profile, copied with stand-ins for the files ``./run demo`` makes (PINs, the
     PKI, root pins; loading checks only that they are there): no demo state needed."""
-    text = (REPO / "hsm_profiles" / "softhsm.yaml").read_text()
-    profile = tmp_path / "hsm_profiles" / "softhsm.yaml"
-    profile.parent.mkdir()
-    profile.write_text(text)
-    for ref in sorted(set(re.findall(r"\.\./\.keyparity/\S+", text))):
-        stand_in = profile.parent / ref
-        stand_in.parent.mkdir(parents=True, exist_ok=True)
-        stand_in.write_text("0" * 64 + "\n" if ref.endswith(".sha256") else "1234\n")
-        stand_in.chmod(0o600)
-    p = load_profile(profile)
+    p = load_profile(demo_profile_copy("softhsm", tmp_path))
     assert p.acknowledge_non_fips["approver"] and len(p.acknowledge_non_fips["reason"]) >= 10
     assert policy.fips_errors(p) == []
 
