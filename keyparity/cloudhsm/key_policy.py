@@ -6,7 +6,9 @@ documented in ``key list --verbose``, cloudhsm_cli-key-list) are set only when a
 generated, imported or unwrapped, and must not exceed the number of users the key is associated
 with (owner and shared users; AWS CloudHSM, "quorum-auth-chsm-cli-service-names"). Key
 management (``key wrap``, ``key unwrap``, ``key share``...) of such a key needs quorum approval
-tokens (``--approval``). The PKCS #11 backend cannot pass quorum values to C_UnwrapKey; ``key
+tokens (``--approval``) when its key management quorum value is above 1: keyparity collects
+none, so such a key fails its preflight (and the CLI channel refuses it before any write); a
+key usage quorum alone covers ``key sign`` only and moves freely. The PKCS #11 backend cannot pass quorum values to C_UnwrapKey; ``key
 unwrap`` can (``--manage-key-quorum-value``, ``--use-key-quorum-value``).
 
 Trusted. A key with ``wrap-with-trusted: true`` can only be wrapped by a key marked ``trusted``,
@@ -26,8 +28,10 @@ from .cli_runner import CliKey
 QUORUM_NAMES = ("manage-key-quorum-value", "use-key-quorum-value")
 WRAPPING_LABEL = "<the wrapping key's label>"
 APPROVAL = ("wrap and unwrap (key management) of a key whose manage-key-quorum-value is above 1 "
-            "need quorum approval tokens (`--approval`); keyparity does not collect approvals: "
-            "have the approvers ready, or the wrap fails")
+            "need quorum approval tokens (`--approval`); keyparity does not collect approvals, "
+            "so its `key wrap` of this key would be refused: move it by hand with the approvals "
+            "(`quorum token-sign generate --service key-management`, then `key wrap rsa-aes "
+            "--payload-approval`) and exclude it here with that reason")
 ADMIN_STEP = ("find the wrapping key's key-reference on {cluster} (`key list --filter "
               "attr.label={label} attr.class=public-key`), then log in to the CloudHSM CLI as "
               "an admin (`login --username <admin> --role admin`) and run `key set-attribute "
@@ -109,9 +113,11 @@ def check_quorum_preflight(spec: KeySpec, source_key: CliKey, backend: Mover) ->
             f"(owner and shared users), and the inventory gives {spec.target_label!r} "
             f"{len(users)}; add at least {need - len(users)} crypto user(s) to its "
             "share_with"), facts)
+    if approval:
+        return Check(False, (f"{spec.label!r} has key quorum values ({_shown(values)}): "
+                             f"{APPROVAL}"), facts)
     return Check(True, (f"{spec.label!r} has key quorum values ({_shown(values)}); "
-                        "`key unwrap` sets them on the target"), facts,
-                 warnings=(f"{spec.label!r}: {APPROVAL}",) if approval else ())
+                        "`key unwrap` sets them on the target"), facts)
 
 
 def check_owner(spec: KeySpec, source_key: CliKey, user: str, where: str) -> Check:

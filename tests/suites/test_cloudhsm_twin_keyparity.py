@@ -313,13 +313,24 @@ def test_each_owners_keys_move_as_that_owner(suites, tmp_path, owners):
     for suite in ("test_ownership.py", "test_cloudhsm.py"):  # owners' keys; the owner check
         shutil.copy(REPO / "suites" / suite, suites.path / "suites")
     keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
-            {"label": "k-des3-cu2", "type": "des3", "owner": "cu2"}]
+            {"label": "k-des3-cu2", "type": "des3", "owner": "cu2"},
+            {"label": "k-des3-quorum", "type": "des3", "owner": "cu1", "share_with": ["cu2"]}]
     profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
-                           ["k-des3-shared", "k-des3-quorum", "k-des3-nonextractable"], owners)
+                           ["k-des3-shared", "k-des3-nonextractable"], owners)
     result = run_suites(suites, profile, "-p", "no:randomly")
     outcomes = {t["nodeid"]: t["outcome"] for t in evidence(suites)["tests"]}
     owned = "suites/test_ownership.py::test_target_key_is_owned_by_the_expected_user[{}]"
     assert outcomes[owned.format("k-des3-cu1")] == "passed"
+    # the quorum key (manage 1, use 2 on hsm1) is cu1's: it moves either way, its quorum
+    # values and its sharing with cu2 arriving in the one `key unwrap`
+    for test in ("test_ownership.py::test_target_key_is_owned_by_the_expected_user",
+                 "test_ownership.py::test_target_key_is_shared_with_the_expected_users",
+                 "test_ownership.py::test_target_key_has_the_source_quorum_values",
+                 "test_cloudhsm.py::test_key_owner_quorum_and_trust_allow_the_move"):
+        assert outcomes[f"suites/{test}[k-des3-quorum]"] == "passed", test
+    after = evidence(suites)["keys"]["k-des3-quorum"]["quorum_after"]
+    assert after["target"] == {"manage-key-quorum-value": 1, "use-key-quorum-value": 2}
+    assert evidence(suites)["keys"]["k-des3-quorum"]["sharing"]["shared_now"] == []
     if owners:
         assert result.ret == 0, result.stdout.str()
         assert outcomes[owned.format("k-des3-cu2")] == "passed"
@@ -445,6 +456,31 @@ def test_a_quorum_above_the_associated_users_is_refused_before_the_unwrap(twin, 
     assert cli(twin, "hsm2m").list_keys({"label": "k-des3-quorum-alone"}) == []
 
 
+def test_a_key_needing_quorum_approval_to_wrap_is_refused_before_any_write(twin, monkeypatch):
+    """A key whose key management quorum value is 2 can be wrapped only with a signed quorum
+    token (cloudhsm_cli-key-wrap-rsa-aes, --payload-approval): the stand-in refuses the
+    guide's `key wrap` without one, and keyparity, which collects no approvals, refuses the
+    key before its wrap, naming what to do, and writes nothing on the target."""
+    hsm1 = TwinCluster("hsm1", twin.cluster("hsm1")["cluster_id"], "FIPS", "hsm1.medium",
+                       twin.root / "hsm1", Path(twin.cluster("hsm1")["pin_file"]), "cu1",
+                       roles={"admin": "admin", "cu1": "crypto-user", "cu2": "crypto-user"})
+    seed(hsm1, [Seed("k-des3-mq2", "cu1", share_with=("cu2",), quorum=(2, 2))])
+    monkeypatch.setattr(cli_backend, "find_unwrapped", lambda cluster, s: "side")
+    channel = _channel(twin, "cu1")
+    try:
+        refused = twin.run("hsm1", "cu1", "key", "wrap", "rsa-aes", "--payload-filter",
+                           "attr.label=k-des3-mq2", "--wrapping-filter",
+                           f"attr.label={channel.imported_label}", "--hash-function", "sha256",
+                           "--mgf", "mgf1-sha256", "--path", str(twin.root / "mq2.bin"))
+        assert not refused.ok and "quorum approval is required" in str(refused)
+        with pytest.raises(KeyparityError, match="manage 2.*keyparity does not collect "
+                                                 "approvals.*--payload-approval"):
+            channel.move(spec("k-des3-mq2", share_with=("cu2",)), {}, None)
+    finally:
+        assert channel.close() == []
+    assert cli(twin, "hsm2m").list_keys({"label": "k-des3-mq2"}) == []
+
+
 def test_a_key_the_migrating_user_does_not_own_fails_naming_its_owner_before_any_write(
         twin, monkeypatch):
     """cu2 sees k-des3-shared (shared with it) but only its owner cu1 may wrap it."""
@@ -526,7 +562,8 @@ def test_without_aws_cluster_id_the_cli_runs_on_its_one_configured_cluster(twin,
 
 def test_the_cloudhsm_demo_profile_accounts_for_every_key_the_stand_in_seeds(tmp_path):
     """hsm_profiles/cloudhsm.yaml (./run demo cloudhsm) names each key provision-demo seeds on
-    hsm1, to migrate or excluded with a reason, and migrates with the CloudHSM CLI. The
+    hsm1, to migrate or excluded with a reason (the quorum key migrated, by its owner, shared
+    as its quorum needs), and migrates with the CloudHSM CLI. The
     profile is copied with stand-ins for the files ``./run demo cloudhsm`` makes (loading
     checks only that they are there): no demo state needed."""
     from cloudhsm_twin.provision import DEMO_SEEDS
@@ -536,6 +573,13 @@ def test_the_cloudhsm_demo_profile_accounts_for_every_key_the_stand_in_seeds(tmp
     profile = load_profile(demo_profile_copy("cloudhsm", tmp_path))
     named = [k.label for k in profile.keys] + [e.label for e in profile.exclude]
     assert sorted(named) == sorted(s.label for s in DEMO_SEEDS)
+    # every seeded key with a quorum is migrated (not excluded), with enough users associated
+    # with it on the target for its values (its owner and share_with)
+    quorum = {s.label: s for s in DEMO_SEEDS if any(s.quorum)}
+    assert quorum and not {e.label for e in profile.exclude} & set(quorum)
+    for spec in (k for k in profile.keys if k.label in quorum):
+        assert spec.owner == quorum[spec.label].owner
+        assert max(quorum[spec.label].quorum) <= 1 + len(spec.share_with)
     assert profile.migration_backend == "cloudhsm-cli"
     assert profile.source.cloudhsm_cli and profile.target.cloudhsm_cli
 

@@ -97,15 +97,17 @@ def test_a_key_with_quorum_is_refused_with_the_pkcs11_backend(listed, quorum):
         assert check.message == PKCS11_REFUSAL
 
 
-def test_a_key_with_quorum_passes_with_the_cli_backend_and_says_approvals_are_not_collected(
-        listed):
+def test_a_key_needing_approval_tokens_to_wrap_fails_with_the_cli_backend(listed):
+    """A key management quorum above 1 needs approval tokens for `key wrap` and `key unwrap`
+    (cloudhsm_cli-key-wrap-rsa-aes, <PAYLOAD_APPROVALR>); keyparity passes none, so the wrap
+    would be refused: the preflight says so rather than warn."""
     check = check_quorum_preflight(spec(share_with=("cu2",)), listed(entry(quorum=(2, 1))),
                                    BACKENDS["cloudhsm-cli"])
-    assert check.ok, check.message
-    assert "need quorum approval tokens (`--approval`)" in check.facts["approval"]
+    assert not check.ok
+    assert "need quorum approval tokens (`--approval`)" in check.message
     assert "keyparity does not collect approvals" in check.facts["approval"]
+    assert "--payload-approval" in check.message and "exclude it" in check.message
     assert check.facts["associated_users"] == 2
-    assert check.warnings and "keyparity does not collect approvals" in check.warnings[0]
 
 
 @pytest.mark.parametrize("quorum", [(1, 2), (0, 1), (1, 0)])
