@@ -1,8 +1,9 @@
 """The CloudHSM users the migrated keys need on the target, checked before the cutover.
 
 The crypto user who unwraps a key owns it; the owner alone can share it. So every ``owner`` and
-``share_with`` user of the inventory must exist on the target as a crypto user, unlocked and on
-every HSM of the cluster, and every crypto user who owns an inventory key on the source needs a
+``share_with`` user of the inventory, and every owner's target user of the per-owner strategy
+(``owners[i].target.user``, who unwraps that owner's keys), must exist on the target as a crypto
+user, unlocked and on every HSM of the cluster, and every crypto user who owns an inventory key on the source needs a
 counterpart of the same name on the target, unless the inventory names the key's new owner.
 
 Users come from ``user list`` (CloudHSM CLI; documented output, cloudhsm_cli-user-list:
@@ -108,9 +109,15 @@ def check_target_users(profile: Profile, source_users: Sequence[User] | None,
     src, tgt = profile.source.name, profile.target.name
     needed: dict[str, list[str]] = {}
     warnings: list[str] = []
+    # per-owner migration: each owner's keys are unwrapped, and so owned on the target, by
+    # that owner's target user, who must be a usable crypto user there before anything moves
+    target_user = {o.name: o.target.user for o in profile.owners}
+    for o in profile.owners:
+        needed.setdefault(o.target.user.lower(), []).append(f"target user of owner {o.name}")
     for spec in profile.keys:
         if spec.owner:
-            needed.setdefault(spec.owner.lower(), []).append(f"owner of {spec.label!r}")
+            owner = target_user.get(spec.owner, spec.owner)
+            needed.setdefault(owner.lower(), []).append(f"owner of {spec.label!r}")
         for user in spec.share_with:
             needed.setdefault(user.lower(), []).append(f"share_with of {spec.label!r}")
     mover = _migrating_user(profile)

@@ -297,6 +297,36 @@ def test_preflight_names_the_owner_of_a_key_the_source_user_cannot_wrap(suites, 
     assert "owned by cu1, not by 'cu2'" in failed["message"]
 
 
+@pytest.mark.parametrize("user,why", [("cu9", "does not exist on hsm2m"),
+                                      ("admin", "has the role admin on hsm2m, not crypto-user")],
+                         ids=["missing", "admin"])
+def test_preflight_fails_when_an_owners_target_user_is_not_a_crypto_user_there(
+        suites, tmp_path, user, why):
+    """Per-owner migration: cu2's keys are unwrapped on hsm2m by cu2's target user. The
+    preflight reads hsm2m's `user list` and fails, naming that user and its owner, when it is
+    missing or not a crypto user - before the migration tests, which write."""
+    import yaml
+
+    from conftest import REPO, evidence, run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    shutil.copy(REPO / "suites" / "test_cloudhsm.py", suites.path / "suites")
+    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
+            {"label": "k-des3-cu2", "type": "des3", "owner": "cu2"}]
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-shared", "k-des3-quorum", "k-des3-nonextractable"],
+                           ("cu1", "cu2"))
+    doc = yaml.safe_load(profile.read_text())
+    doc["owners"][1]["target"]["user"] = user
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run_suites(suites, profile, "-m", "preflight")
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in evidence(suites)["tests"]}
+    failed = tests["test_target_users_can_own_and_share_the_keys"]
+    assert failed["outcome"] == "failed", failed
+    assert f"{user} (target user of owner cu2; owner of 'k-des3-cu2') {why}" in failed["message"]
+    assert "cu1" not in failed["message"].split(user, 1)[0]
+
+
 @pytest.mark.parametrize("owners", [("cu1", "cu2"), ()], ids=["per-owner", "one-user"])
 def test_each_owners_keys_move_as_that_owner(suites, tmp_path, owners):
     """The guide's per-owner strategy: with ``owners``, cu2's key is wrapped on hsm1 and
