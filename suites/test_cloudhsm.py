@@ -42,9 +42,9 @@ def test_key_owner_quorum_and_trust_allow_the_move(inventory_key, source_cli_key
     record = {"quorum": checks[0].record(), "trusted": checks[1].record()}
     if hsm_profile.migration_mode == "migrate" and inventory_key.disposition != "rotate":
         # the user the key is wrapped as: its owner's login with per-owner migration
-        migrating = hsm_profile.cli_spec("source", hsm_profile.owner_of(inventory_key))
-        checks.insert(0, key_policy.check_owner(inventory_key, source_cli_key,
-                                                migrating.user if migrating else source.user,
+        migrating = cloudhsm_clis.of("source", hsm_profile.owner_of(inventory_key))
+        assert migrating is not None  # the source has a CLI (need), and every owner a login
+        checks.insert(0, key_policy.check_owner(inventory_key, source_cli_key, migrating.user,
                                                 hsm_profile.source.name))
         record["source_owner"] = checks[0].record()
     hsm_evidence(**record)

@@ -41,13 +41,20 @@ def twin() -> Twin:
 
 def cli(t: Twin, cluster: str, user: str = "cu1", password: Path | None = None,
         role: str = "crypto-user") -> chc.CloudHsmCli:
+    """The CLI of the cluster's own client, made as keyparity makes it (``for_cluster``): the
+    client holds that one cluster, so no ``--cluster-id`` is passed."""
     entry = t.cluster(cluster)
     secret = password or Path(entry["users"][user]["password_file"])
     spec = CloudHsmCliSpec(user=user, role=role,
                            path=Path(t.manifest["clients"][cluster]["cloudhsm_cli"]),
                            password=SecretRef("file", str(secret),
                                               f"clusters.{cluster}.cloudhsm_cli.password"))
-    return chc.CloudHsmCli(spec, entry["cluster_id"], f"{cluster} ({cluster})", 60)
+    where = Cluster(role=cluster, name=cluster, module=Path(t.manifest["module"]),
+                    token_label=cluster, slot=None, pin=SecretRef("env", "X", "f"),
+                    mode="FIPS", cloudhsm_cli=spec)
+    made = chc.CloudHsmCli.for_cluster(where, 60)
+    assert made.cluster_id == entry["cluster_id"] and not made.pass_cluster_id
+    return made
 
 
 def spec(label: str, **kw: Any) -> KeySpec:
@@ -141,7 +148,9 @@ def test_mtls_is_read_on_hsm2m_and_not_asked_of_hsm1(twin):
     state = mtls.read(cli(twin, "hsm2m"), "hsm2m.medium")
     assert (state.level, state.anchors, state.error) == ("none", (), None)
     assert mtls.read(cli(twin, "hsm1"), "hsm1.medium").unsupported == mtls.UNSUPPORTED
-    failed = mtls.read(cli(twin, "hsm1"), None)  # asked anyway: hsm1 answers that it has none
+    blind = cli(twin, "hsm1")
+    blind.hsm_type = None  # neither the profile nor the configuration says: asked anyway,
+    failed = mtls.read(blind, None)  # hsm1 answers that it has none
     assert failed.error and "not supported on hsm1.medium" in failed.error
     # the profile does not say the HSM type: the CLI's configuration does ("type": "hsm1")
     unknown = chc.CloudHsmCli.for_cluster(_cluster(twin, "hsm1", "hsm1", None))
@@ -325,6 +334,33 @@ def test_preflight_fails_when_an_owners_target_user_is_not_a_crypto_user_there(
     assert failed["outcome"] == "failed", failed
     assert f"{user} (target user of owner cu2; owner of 'k-des3-cu2') {why}" in failed["message"]
     assert "cu1" not in failed["message"].split(user, 1)[0]
+
+
+def test_owners_with_the_pkcs11_backend_are_refused_before_any_session(suites, tmp_path):
+    """The per-owner strategy logs in as each owner with the CloudHSM CLI; the PKCS #11 backend
+    moves every key as the one user of the cluster's PIN. Asked for both, the run stops at
+    its start with a usage error naming the profile and the fix, and hsm2m gains nothing."""
+    import yaml
+
+    from conftest import run_suites
+
+    twin = Twin(demo(tmp_path / "twin"))
+    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
+            {"label": "k-des3-cu2", "type": "des3", "owner": "cu2"}]
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-shared", "k-des3-quorum", "k-des3-nonextractable"],
+                           ("cu1", "cu2"))
+    doc = yaml.safe_load(profile.read_text())
+    doc["migration"]["backend"] = "pkcs11"
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = twin.tokens({"op": "count", "token": "hsm2m"})
+    result = run_suites(suites, profile)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    assert (f"{profile}: owners: migration.backend pkcs11 moves every key as one user"
+            in result.stderr.str())
+    assert "set migration.backend: cloudhsm-cli" in result.stderr.str()
+    assert not (suites.path / "reports" / "latest").exists()
+    assert twin.tokens({"op": "count", "token": "hsm2m"}) == before
 
 
 @pytest.mark.parametrize("owners", [("cu1", "cu2"), ()], ids=["per-owner", "one-user"])
