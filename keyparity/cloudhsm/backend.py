@@ -5,7 +5,8 @@ instead of PKCS #11 wrap calls; the suites then verify every key through PKCS #1
 2. target: ``key generate-file --encoding pem`` of the public half
 3. source: ``key import pem --key-type-class rsa-public --attributes wrap=true``
 4. per key, source: ``key wrap rsa-aes`` into a blob file; target: ``key unwrap rsa-aes`` with
-   the source key's attributes (or the inventory's) under the target label
+   the source key's attributes (or the inventory's) under the target label, then
+   ``key set-attribute`` of what CloudHSM takes only at its default at unwrap (``modifiable``)
 5. ``key delete`` of the three wrapping objects.
 
 The PEM and blob files live in a private (0700) temporary directory; each blob is removed as
@@ -15,8 +16,8 @@ reports what it could not delete.
 
 Journal. With the run's recorder (``keyparity.journal.recorder``), every CLI write is recorded before
 it is attempted and after it completes (or ``failed``): ``cli-generate-wrapping-pair``,
-``cli-share-wrapping`` (per-owner strategy), ``cli-import-public``, ``cli-unwrap`` and each
-``cli-delete``. ``cluster`` is the CloudHSM cluster id the command ran against
+``cli-share-wrapping`` (per-owner strategy), ``cli-import-public``, ``cli-unwrap``, each
+``cli-set-attribute`` after it and each ``cli-delete``. ``cluster`` is the CloudHSM cluster id the command ran against
 (``--cluster-id``; without one, the role and name: ``CloudHsmCli.journal_cluster``), ``label``
 the object's label (the pair's base label for the pair), ``handle`` the ``key-reference`` from the CLI's JSON; the ``before``
 of a create says which process made it (``pid N on HOST``). A run killed before ``close`` leaves
@@ -83,9 +84,9 @@ def cli_class(spec: KeySpec) -> str:
     return "private-key" if spec.is_asymmetric else "secret-key"
 
 
-def unwrap_attributes(source: Mapping[str, Any], spec: KeySpec) -> list[str]:
-    """``name=value`` pairs for ``key unwrap --attributes``: the source key's settable
-    attributes, then the inventory's; CloudHSM CLI names (``wrap-with-trusted``)."""
+def _wanted(source: Mapping[str, Any], spec: KeySpec) -> dict[str, Any]:
+    """The target key's attributes keyparity asks for, by PKCS #11 name: the source key's
+    settable ones, then the inventory's."""
     values: dict[str, Any] = {}
     for attr in attributes.SET_AT_UNWRAP[key_class(spec.type)]:
         name = attributes.name(attr)
@@ -94,13 +95,42 @@ def unwrap_attributes(source: Mapping[str, Any], spec: KeySpec) -> list[str]:
             continue
         values[name] = value
     values.update({k: v for k, v in spec.attributes.items() if k not in _NOT_PASSED})
+    return values
+
+
+def _cli_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def unwrap_attributes(source: Mapping[str, Any], spec: KeySpec) -> list[str]:
+    """``name=value`` pairs for ``key unwrap --attributes``: the source key's settable
+    attributes, then the inventory's; CloudHSM CLI names (``wrap-with-trusted``). What CloudHSM
+    lets a new key have only at its default (``modifiable``: keyparity.hsm.attributes.
+    CLOUDHSM_DEFAULT_ONLY) is left at it here and set after (``set_after``)."""
     out = []
-    for name, value in values.items():
+    for name, value in _wanted(source, spec).items():
         if name == "id":
             if value:
                 out.append(f"id=0x{value}")
             continue
-        out.append(f"{name.replace('_', '-')}={'true' if value else 'false'}")
+        if name in set_after(source, spec):
+            continue
+        out.append(f"{_cli_name(name)}={'true' if value else 'false'}")
+    return out
+
+
+def set_after(source: Mapping[str, Any], spec: KeySpec) -> dict[str, bool]:
+    """What ``key set-attribute`` sets on the unwrapped key, by PKCS #11 name: an attribute
+    CloudHSM takes only at its default when a key is made, and changes afterwards
+    (``modifiable`` true -> false: pkcs11-attributes-interpreting note 1,
+    cloudhsm_cli-key-attributes-table; the rule is keyparity.hsm.attributes', shared with the
+    PKCS #11 backend)."""
+    out = {}
+    for name, value in _wanted(source, spec).items():
+        attr = attributes.BY_NAME[name]
+        if (attr in attributes.CLOUDHSM_AFTER
+                and value != attributes.CLOUDHSM_DEFAULT_ONLY[attr]):
+            out[name] = bool(value)
     return out
 
 
@@ -194,10 +224,27 @@ class CliChannel:
                     "--label", spec.target_label, "--hash-function", w.oaep_hash, "--mgf",
                     w.mgf, "--data-path", str(blob), *(["--attributes", *extra] if extra else []),
                     *quorum, *(["--share-crypto-users", *share] if share else []))
-                after.update(handle=key_reference(data, "key"))
+                ref = key_reference(data, "key")
+                after.update(handle=ref)
+            self._set_after(spec, source_attributes, target_cli, ref)
         finally:
             blob.unlink(missing_ok=True)
         return find_unwrapped(target, spec)
+
+    def _set_after(self, spec: KeySpec, source_attributes: Mapping[str, Any],
+                   cli: CloudHsmCli, ref: str | None) -> None:
+        """The guide's step 8: ``key set-attribute`` on the unwrapped key, as its owner (who
+        unwrapped it), for what CloudHSM does not take at unwrap; each journaled."""
+        where = ([f"key-reference={ref}"] if ref else
+                 [f"attr.label={spec.target_label}", f"attr.class={cli_class(spec)}"])
+        for name, value in set_after(source_attributes, spec).items():
+            text = "true" if value else "false"
+            with self.recorder.step("cli-set-attribute", key_label=spec.label,
+                                    cluster=cli.journal_cluster, label=spec.target_label,
+                                    handle=ref, detail=f"{_cli_name(name)}={text}; as {cli.user} "
+                                    "(CloudHSM sets it only at its default at unwrap)"):
+                cli.run("key", "set-attribute", "--filter", *where, "--name", _cli_name(name),
+                        "--value", text)
 
     def _carried(self, spec: KeySpec,
                  source: CloudHsmCli) -> tuple[list[str], tuple[str, ...]]:

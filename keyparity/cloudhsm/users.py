@@ -99,18 +99,11 @@ def _migrating_user(profile: Profile) -> str | None:
     return target.cloudhsm_cli.user if target.cloudhsm_cli else target.user
 
 
-def check_target_users(profile: Profile, source_users: Sequence[User] | None,
-                       target_users: Sequence[User],
-                       source_owners: Mapping[str, Sequence[str]] | None) -> Check:
-    """Every user the inventory names, and every source owner without a new owner, is a usable
-    crypto user on the target. ``source_users``/``source_owners`` None: not listed (no CLI on
-    the source)."""
-    assert profile.source is not None and profile.target is not None
-    src, tgt = profile.source.name, profile.target.name
+def _named_users(profile: Profile) -> dict[str, list[str]]:
+    """user -> what the inventory needs it for on the target: owner, share_with, and with
+    per-owner migration each owner's target user (who unwraps, and so owns, that owner's keys;
+    a key's ``owner`` is then an owner's name, standing for that user)."""
     needed: dict[str, list[str]] = {}
-    warnings: list[str] = []
-    # per-owner migration: each owner's keys are unwrapped, and so owned on the target, by
-    # that owner's target user, who must be a usable crypto user there before anything moves
     target_user = {o.name: o.target.user for o in profile.owners}
     for o in profile.owners:
         needed.setdefault(o.target.user.lower(), []).append(f"target user of owner {o.name}")
@@ -120,6 +113,19 @@ def check_target_users(profile: Profile, source_users: Sequence[User] | None,
             needed.setdefault(owner.lower(), []).append(f"owner of {spec.label!r}")
         for user in spec.share_with:
             needed.setdefault(user.lower(), []).append(f"share_with of {spec.label!r}")
+    return needed
+
+
+def check_target_users(profile: Profile, source_users: Sequence[User] | None,
+                       target_users: Sequence[User],
+                       source_owners: Mapping[str, Sequence[str]] | None) -> Check:
+    """Every user the inventory names, and every source owner without a new owner, is a usable
+    crypto user on the target. ``source_users``/``source_owners`` None: not listed (no CLI on
+    the source)."""
+    assert profile.source is not None and profile.target is not None
+    src, tgt = profile.source.name, profile.target.name
+    needed = _named_users(profile)
+    warnings: list[str] = []
     mover = _migrating_user(profile)
     for spec in profile.keys:
         if source_owners is None:

@@ -306,6 +306,23 @@ def test_preflight_names_the_owner_of_a_key_the_source_user_cannot_wrap(suites, 
     assert "owned by cu1, not by 'cu2'" in failed["message"]
 
 
+def _per_owner_profile(tmp_path: Path, edit: Any) -> tuple[Twin, Path]:
+    """A fresh stand-in and a per-owner profile moving cu1's and cu2's own keys, changed by
+    ``edit(doc)``."""
+    import yaml
+
+    twin = Twin(demo(tmp_path / "twin"))
+    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
+            {"label": "k-des3-cu2", "type": "des3", "owner": "cu2"}]
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-shared", "k-des3-quorum", "k-des3-nonextractable"],
+                           ("cu1", "cu2"))
+    doc = yaml.safe_load(profile.read_text())
+    edit(doc)
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return twin, profile
+
+
 @pytest.mark.parametrize("user,why", [("cu9", "does not exist on hsm2m"),
                                       ("admin", "has the role admin on hsm2m, not crypto-user")],
                          ids=["missing", "admin"])
@@ -314,20 +331,11 @@ def test_preflight_fails_when_an_owners_target_user_is_not_a_crypto_user_there(
     """Per-owner migration: cu2's keys are unwrapped on hsm2m by cu2's target user. The
     preflight reads hsm2m's `user list` and fails, naming that user and its owner, when it is
     missing or not a crypto user - before the migration tests, which write."""
-    import yaml
-
     from conftest import REPO, evidence, run_suites
 
-    twin = Twin(demo(tmp_path / "twin"))
     shutil.copy(REPO / "suites" / "test_cloudhsm.py", suites.path / "suites")
-    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
-            {"label": "k-des3-cu2", "type": "des3", "owner": "cu2"}]
-    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
-                           ["k-des3-shared", "k-des3-quorum", "k-des3-nonextractable"],
-                           ("cu1", "cu2"))
-    doc = yaml.safe_load(profile.read_text())
-    doc["owners"][1]["target"]["user"] = user
-    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _, profile = _per_owner_profile(tmp_path, lambda doc: doc["owners"][1]["target"].update(
+        user=user))
     run_suites(suites, profile, "-m", "preflight")
     tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in evidence(suites)["tests"]}
     failed = tests["test_target_users_can_own_and_share_the_keys"]
@@ -340,19 +348,10 @@ def test_owners_with_the_pkcs11_backend_are_refused_before_any_session(suites, t
     """The per-owner strategy logs in as each owner with the CloudHSM CLI; the PKCS #11 backend
     moves every key as the one user of the cluster's PIN. Asked for both, the run stops at
     its start with a usage error naming the profile and the fix, and hsm2m gains nothing."""
-    import yaml
-
     from conftest import run_suites
 
-    twin = Twin(demo(tmp_path / "twin"))
-    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1"},
-            {"label": "k-des3-cu2", "type": "des3", "owner": "cu2"}]
-    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
-                           ["k-des3-shared", "k-des3-quorum", "k-des3-nonextractable"],
-                           ("cu1", "cu2"))
-    doc = yaml.safe_load(profile.read_text())
-    doc["migration"]["backend"] = "pkcs11"
-    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    twin, profile = _per_owner_profile(tmp_path, lambda doc: doc["migration"].update(
+        backend="pkcs11"))
     before = twin.tokens({"op": "count", "token": "hsm2m"})
     result = run_suites(suites, profile)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
@@ -490,6 +489,41 @@ def test_the_cli_unwrap_carries_quorum_values_and_shared_users(twin, monkeypatch
     assert not [c for c in issued if c[:2] == ("key", "share")]
     # the CLI has no `key generate-symmetric 3des`: keyparity never makes a key that way
     assert not [c for c in issued if c[:2] == ("key", "generate-symmetric")]
+
+
+def test_a_non_modifiable_source_key_is_unwrapped_modifiable_then_set_false_as_its_owner(
+        twin, monkeypatch):
+    """CloudHSM takes `modifiable` only at its default when a key is made (the stand-in
+    refuses `modifiable=false` at `key unwrap`); a source key that is not modifiable arrives
+    through `key unwrap` without it and `key set-attribute --name modifiable --value false`
+    right after, as its owner, journaled: the target key ends up as the source."""
+    monkeypatch.setattr(cli_backend, "find_unwrapped", lambda cluster, s: "side")
+    [attrs] = twin.tokens({"op": "read", "token": "hsm1", "label": "k-des3-cu1",
+                           "class": "secret"})
+    attrs = {**attrs, "modifiable": False}  # as keyparity reads a non-modifiable source key
+    issued: list[tuple[str, ...]] = []
+    real = chc.CloudHsmCli.run
+    monkeypatch.setattr(chc.CloudHsmCli, "run",
+                        lambda self, *c: issued.append(c) or real(self, *c))
+    journal = NullJournal().bind("RUN")
+    steps: list[tuple[str, dict[str, Any]]] = []
+    real_step = journal.step
+    monkeypatch.setattr(journal, "step", lambda action, **kw: steps.append((action, kw))
+                        or real_step(action, **kw), raising=False)
+    channel = cli_backend.CliChannel(cli(twin, "hsm1"), cli(twin, "hsm2m"), WRAPPING,
+                                     "keyparity-wrap-RUN", journal)
+    try:
+        channel.move(spec("k-des3-cu1", target_label="k-des3-fixed"), attrs, None)
+    finally:
+        assert channel.close() == []
+    [unwrap] = [c for c in issued if c[:2] == ("key", "unwrap")]
+    assert not [a for a in unwrap if a.startswith("modifiable=")]
+    [setting] = [c for c in issued if c[:2] == ("key", "set-attribute")]
+    assert setting[-4:] == ("--name", "modifiable", "--value", "false")
+    assert [a for a, _ in steps].index("cli-set-attribute") > [a for a, _ in steps].index(
+        "cli-unwrap")
+    moved = cli(twin, "hsm2m").one_key({"label": "k-des3-fixed"}, "k-des3-fixed")
+    assert moved.attributes["modifiable"] is False and moved.owners == ("cu1",)
 
 
 def test_keyparity_never_issues_key_generate_symmetric():

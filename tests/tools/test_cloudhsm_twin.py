@@ -197,6 +197,12 @@ def trusted_not_at_creation(t: Twin) -> tuple[Result, Result | None]:
             aes(t, "lab", "cu1", "tr-made", "--attributes", "trusted=false"))
 
 
+def modifiable_only_default_at_creation(t: Twin) -> tuple[Result, Result | None]:
+    blob = blob_of(t, "modifiable")
+    return (unwrap(t, "hsm2m", "cu1", blob, "m-unwrapped", "--attributes", "modifiable=false"),
+            unwrap(t, "hsm2m", "cu1", blob, "m-unwrapped", "--attributes", "modifiable=true"))
+
+
 def id_not_settable_on_hsm1(t: Twin) -> tuple[Result, Result | None]:
     # hsm1.medium: id can be given when a key is made, not changed afterwards
     assert aes(t, "hsm1", "cu1", "id-hsm1", "--attributes", "id=0x0102").ok
@@ -357,6 +363,9 @@ RULES: dict[str, tuple[str, str, Case]] = {
     "private-default-only": ("pkcs11-attributes-interpreting",
                              r"private can only be set to its default value, true",
                              private_only_default),
+    "modifiable-default-only-at-creation": ("pkcs11-attributes-interpreting",
+                                            r"modifiable can only be set to its default value, "
+                                            r"true", modifiable_only_default_at_creation),
     "no-copyable": ("cloudhsm_cli-key-attributes-table", r"Invalid key attribute: copyable",
                     no_copyable),
     "trusted-only-by-an-admin": ("cloudhsm_cli-key-set-attribute",

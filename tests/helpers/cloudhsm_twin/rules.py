@@ -24,6 +24,8 @@ SHARE_MAX = 7
 QUORUM_MAX = 8
 HASHES = ("sha1", "sha224", "sha256", "sha384", "sha512")  # cloudhsm_cli-key-wrap-rsa-aes
 HSM1 = "hsm1.medium"
+# set at creation only to their default, true (at_creation)
+DEFAULT_ONLY = ("private", "modifiable")
 FIPS = "FIPS"
 
 
@@ -186,10 +188,12 @@ def crypto_users(names: Sequence[str], roles: Mapping[str, str], owner_name: str
 
 def at_creation(attrs: Mapping[str, Any], cls: str, key_type: str) -> None:
     """What ``--attributes`` may set when a key is generated, imported or unwrapped
-    (cloudhsm_cli-key-attributes-table, "Settable at key creation"); ``private`` only to its
-    default, True (pkcs11-attributes-interpreting, CKA_PRIVATE note 1: "This attribute is
-    partially supported by the firmware and must be explicitly set only to the default
-    value."); ``trusted`` only by an admin (cloudhsm_cli-key-set-attribute: "To set the
+    (cloudhsm_cli-key-attributes-table, "Settable at key creation"); ``private`` and
+    ``modifiable`` only to their default, True (pkcs11-attributes-interpreting, note 1 on both
+    CKA_PRIVATE and CKA_MODIFIABLE: "This attribute is partially supported by the firmware and
+    must be explicitly set only to the default value."; the CLI's attribute table gives
+    modifiable "Settable at key creation: No" - afterwards it goes from true to false with
+    ``key set-attribute``, see ``change``); ``trusted`` only by an admin (cloudhsm_cli-key-set-attribute: "To set the
     trusted attribute, you must be logged in as an admin user"; modify-attr: CKA_TRUSTED "can
     be set ... by Crypto Officer (CO) only"), and every key command runs as a crypto user."""
     for name, value in attrs.items():
@@ -200,8 +204,8 @@ def at_creation(attrs: Mapping[str, Any], cls: str, key_type: str) -> None:
                             f"({cls}, {key_type})")
         if name in BOOLEAN and name not in FOR_CLASS[cls]:
             raise TwinError(f"Key attribute {name} is not valid for a {cls}")
-        if name == "private" and value is not True:
-            raise TwinError("Key attribute private can only be set to its default value, true")
+        if name in DEFAULT_ONLY and value is not True:
+            raise TwinError(f"Key attribute {name} can only be set to its default value, true")
         if name == "trusted" and value:
             raise TwinError("Key attribute trusted can only be set by an admin")
 
