@@ -21,16 +21,21 @@ from .profile import KeySpec, Profile
 class BackendKind:
     """One ``migration.backend``. ``make(profile, source, target, recorder, run_id, gate)``: the
     run's Backend (``source``/``target`` None: one made only to reap, as ``keyparity cleanup``
-    does); ``unwrap_record(spec, source_attributes)``: what the plan shows of the unwrap;
-    ``sets_quorum``: whether a key's CloudHSM quorum values arrive with it at unwrap;
-    ``per_owner``: whether it moves each owner's keys as that owner (profile ``owners``)."""
+    does); ``unwrap_record(profile, spec, source_attributes)``: what the plan shows of the
+    unwrap (and the run compares with it before each write); ``plan_reads(profile, gate)``:
+    label -> what else the plan shows of each key's move that only this backend reads from the
+    source (the CLI: key quorum values), or why it could not be read; ``sets_quorum``: whether
+    a key's CloudHSM quorum values arrive with it at unwrap; ``per_owner``: whether it moves
+    each owner's keys as that owner (profile ``owners``)."""
 
     name: str
     make: Callable[[Profile, ClusterSession | None, ClusterSession | None, RunRecorder,
                     str, LoginGate | None], Backend]
-    unwrap_record: Callable[[KeySpec, Mapping[str, Any]], dict[str, Any]]
+    unwrap_record: Callable[[Profile, KeySpec, Mapping[str, Any]], dict[str, Any]]
     sets_quorum: bool
     per_owner: bool = False
+    plan_reads: Callable[[Profile, LoginGate], Mapping[str, dict[str, Any] | str]] = (
+        lambda profile, gate: {})
 
 
 def _pkcs11(profile: Profile, source: ClusterSession | None, target: ClusterSession | None,
@@ -47,7 +52,8 @@ def _cli(profile: Profile, source: ClusterSession | None, target: ClusterSession
 
 BACKENDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("pkcs11", _pkcs11, pkcs11.unwrap_record, sets_quorum=False),
-    BackendKind("cloudhsm-cli", _cli, cli.unwrap_record, sets_quorum=True, per_owner=True),
+    BackendKind("cloudhsm-cli", _cli, cli.unwrap_record, sets_quorum=True, per_owner=True,
+                plan_reads=cli.plan_reads),
 )}
 
 

@@ -20,7 +20,11 @@ verify``). The DSSE and statement pieces are keyparity.attest.statement's and ve
 The unwrap template is built by the migration backend's own code (keyparity.backends:
 ``hsm.backend.unwrap_record`` for PKCS #11, ``cloudhsm.backend.unwrap_record`` for the CLI), from
 the source key's attributes as the migration reads them; python-pkcs11's DEFAULT entries are
-left out, as they are of what is sent. Nothing secret is in the plan: no PIN (only the
+left out, as they are of what is sent. On a CloudHSM target it shows what CloudHSM takes at
+unwrap and what is set right after it (C_SetAttributeValue, or ``key set-attribute``); with the
+CLI also the user who unwraps (and so owns) the key, its ``--share-crypto-users``, and the key
+quorum values ``key unwrap`` will carry, read from the source through the CLI
+(``plan_reads``). Nothing secret is in the plan: no PIN (only the
 profile's references), no key value.
 """
 from __future__ import annotations
@@ -88,7 +92,7 @@ def cluster_record(cluster: Cluster | None) -> dict[str, Any] | None:
 def unwrap_record(profile: Profile, spec: KeySpec,
                   source_attributes: dict[str, Any]) -> dict[str, Any]:
     """What the migration's backend will give the target at unwrap, built by its own code."""
-    return backend_for(profile).unwrap_record(spec, source_attributes)
+    return backend_for(profile).unwrap_record(profile, spec, source_attributes)
 
 
 def planned_key(profile: Profile, src: ClusterSession, spec: KeySpec,
@@ -160,11 +164,18 @@ def draft(profile: Profile, gate: LoginGate) -> dict[str, Any]:
     plan_id = f"plan-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     src = open_cluster(profile.source, profile.module_env, gate)
     keys, problems = [], []
+    read = backend_for(profile).plan_reads(profile, gate)  # what only the backend reads
     for spec in profile.keys:
         try:
             keys.append(planned_key(profile, src, spec))
         except KeyparityError as exc:
             problems.append(str(exc))
+            continue
+        extra = read.get(spec.label, {})
+        if isinstance(extra, str):
+            problems.append(f"{spec.label!r}: {extra}")
+        else:
+            keys[-1].update(extra)
     entries, record = census.take_source(src.session, profile.source, profile, plan_id)
     problems += [f"unaccounted on {src.name}: {e.describe()} ({e.detail})"
                  for e in entries if e.disposition == census.UNACCOUNTED]

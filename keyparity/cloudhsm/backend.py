@@ -47,8 +47,8 @@ from ..hsm.login import LoginGate
 from ..journal.recorder import RunRecorder
 from ..keytypes import KEY_TYPES, key_class
 from ..profile import KeySpec, Profile, Wrapping
-from . import key_policy
-from .cli_runner import CliKeyNotFound, CloudHsmCli
+from . import key_policy, users
+from .cli_runner import CliKey, CliKeyNotFound, CloudHsmCli
 
 # attributes given at unwrap, by their PKCS #11 name; CKA_PRIVATE and CKA_COPYABLE are not
 # passed (CloudHSM keys are always private; the CLI documents no copyable attribute)
@@ -260,9 +260,7 @@ class CliChannel:
                       key_policy.check_quorum_preflight(spec, key, _CARRIES_QUORUM)):
             if not check.ok:
                 raise RuleRefused(f"{check.message}; nothing was written")
-        values = key_policy.quorum_values(key) or {}
-        quorum = [a for name, v in values.items() if v for a in (f"--{name}", str(v))]
-        return quorum, tuple(spec.share_with)
+        return quorum_arguments(key), tuple(spec.share_with)
 
     def close(self) -> list[str]:
         """Delete the wrapping objects and the temporary directory; returns what is left."""
@@ -385,9 +383,53 @@ def reap_wrapping(recorder: RunRecorder, source: CloudHsmCli, target: CloudHsmCl
     return lines, left
 
 
-def unwrap_record(spec: KeySpec, source_attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``key unwrap`` will be given for ``spec`` (the signed plan shows it)."""
-    return {"cloudhsm_cli_attributes": unwrap_attributes(source_attributes, spec)}
+def unwrap_record(profile: Profile, spec: KeySpec,
+                  source_attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """What the CLI will do on the target for ``spec`` (the signed plan shows it, the run
+    compares it before each write): ``key unwrap`` as ``cloudhsm_cli_unwrap_as`` with
+    ``--attributes`` ``cloudhsm_cli_attributes`` and ``--share-crypto-users``
+    ``cloudhsm_cli_share_crypto_users``, then ``key set-attribute`` of
+    ``cloudhsm_cli_set_after``. The key quorum values it carries are read from the source
+    (``plan_reads``)."""
+    login = profile.cli_spec("target", profile.owner_of(spec))
+    return {"cloudhsm_cli_unwrap_as": login.user if login else None,
+            "cloudhsm_cli_attributes": unwrap_attributes(source_attributes, spec),
+            "cloudhsm_cli_share_crypto_users": list(spec.share_with),
+            "cloudhsm_cli_set_after": set_after(source_attributes, spec)}
+
+
+def quorum_arguments(key: CliKey) -> list[str]:
+    """``--manage-key-quorum-value M --use-key-quorum-value U`` for ``key unwrap``: the source
+    key's non-zero key quorum values (quorum-auth-chsm-cli-service-names: set only when a key
+    is made, so the unwrap must carry them)."""
+    values = key_policy.quorum_values(key) or {}
+    return [a for name, v in values.items() if v for a in (f"--{name}", str(v))]
+
+
+def plan_reads(profile: Profile, gate: LoginGate) -> dict[str, dict[str, Any] | str]:
+    """label -> the source key's key quorum values and the ``key unwrap`` arguments they make
+    (``cloudhsm_cli_quorum``), read with ``key list --verbose`` as the user the key will be
+    wrapped as (its owner's, with per-owner migration); or why they could not be read. Keys
+    marked rotate are not moved and not read."""
+    moved = [k for k in profile.keys if k.disposition != "rotate"]
+    out: dict[str, dict[str, Any] | str] = {}
+    assert profile.source is not None
+    for owner in sorted({profile.owner_of(k) or "" for k in moved}):
+        mine = [k for k in moved if (profile.owner_of(k) or "") == owner]
+        try:
+            cli = CloudHsmCli.for_cluster(profile.source, gate=gate,
+                                          spec=profile.cli_spec("source", owner or None))
+        except KeyparityError as exc:
+            out.update({k.label: str(exc) for k in mine})
+            continue
+        for label, key in users.source_keys(cli, mine).items():
+            if isinstance(key, KeyparityError):
+                out[label] = str(key)
+            else:
+                out[label] = {"cloudhsm_cli_quorum": {
+                    "values": key_policy.quorum_values(key),
+                    "unwrap_arguments": quorum_arguments(key)}}
+    return out
 
 
 def find_unwrapped(cluster: ClusterSession, spec: KeySpec) -> Side:

@@ -18,7 +18,7 @@ from pkcs11.constants import DEFAULT
 from ..errors import KeyparityError
 from ..journal.recorder import RunRecorder
 from ..keytypes import KEY_TYPES, key_class
-from ..profile import KeySpec, Wrapping
+from ..profile import KeySpec, Profile, Wrapping
 from . import attributes
 from .channel import WrappingChannel
 from .cluster import ClusterSession
@@ -60,14 +60,25 @@ def wrapping_label(run_id: str) -> str:
     return f"{WRAP_PREFIX}{run_id}"
 
 
-def unwrap_record(spec: KeySpec, source_attributes: Mapping[str, Any]) -> dict[str, Any]:
+def _named(template: Mapping[Attribute, Any]) -> dict[str, Any]:
+    return {attributes.name(a): (bytes(v).hex() if isinstance(v, (bytes, bytearray)) else v)
+            for a, v in template.items() if v is not DEFAULT}
+
+
+def unwrap_record(profile: Profile, spec: KeySpec,
+                  source_attributes: Mapping[str, Any]) -> dict[str, Any]:
     """What C_UnwrapKey will be given for ``spec``, as JSON (the signed plan shows it): the
-    template ``move`` builds, attribute names, CKA_ID in hex, python-pkcs11's DEFAULT left out."""
+    template ``move`` builds, attribute names, CKA_ID in hex, python-pkcs11's DEFAULT left out.
+    On a CloudHSM target, as ``move`` splits it (attributes.for_cloudhsm): ``template`` what
+    C_UnwrapKey is given, ``set_after`` what C_SetAttributeValue sets right after, and
+    ``not_set`` what CloudHSM takes neither way (the attribute suite shows the difference)."""
     template = attributes.unwrap_template(source_attributes, key_class(spec.type),
                                           spec.target_label, spec.attributes)
-    return {"template": {attributes.name(a): (bytes(v).hex() if isinstance(v, (bytes, bytearray))
-                                              else v)
-                         for a, v in template.items() if v is not DEFAULT}}
+    if profile.target is None or not profile.target.is_cloudhsm:
+        return {"template": _named(template)}
+    at_unwrap, after, dropped = attributes.for_cloudhsm(template)
+    return {"template": _named(at_unwrap), "set_after": _named(after),
+            "not_set": _named(dropped)}
 
 
 class Once:

@@ -526,6 +526,62 @@ def test_a_non_modifiable_source_key_is_unwrapped_modifiable_then_set_false_as_i
     assert moved.attributes["modifiable"] is False and moved.owners == ("cu1",)
 
 
+def _planned_keys(profile: Path) -> dict[str, Any]:
+    """label -> the key as `keyparity plan` drafts it (in a child: SoftHSM reads the stand-in's
+    configuration once per process)."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import json, sys; from pathlib import Path; from keyparity.attest.plan import draft;"
+            " from keyparity.hsm.login import LoginGate; from keyparity.profile import "
+            "load_profile; print(json.dumps(draft(load_profile(Path(sys.argv[1])), "
+            "LoginGate(None))['keys']))")
+    done = subprocess.run([sys.executable, "-c", code, str(profile)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return {k["label"]: k for k in json.loads(done.stdout)}
+
+
+@pytest.mark.parametrize("backend", ["cloudhsm-cli", "pkcs11"])
+def test_the_signed_plan_shows_what_the_move_will_do_on_cloudhsm(tmp_path, backend):
+    """The plan the custodians sign says, per key, what happens on the CloudHSM target: with
+    the CLI, the user who unwraps (and owns) it, the `--attributes`, `--share-crypto-users`
+    and key quorum values (read from the source through the CLI) of its `key unwrap`, and the
+    `key set-attribute` after it; with PKCS #11, the C_UnwrapKey template and what
+    C_SetAttributeValue sets after it (modifiable=false: CloudHSM takes it only at its
+    default when a key is made)."""
+    import yaml
+
+    twin = Twin(demo(tmp_path / "twin"))
+    keys = [{"label": "k-des3-cu1", "type": "des3", "owner": "cu1",
+             "attributes": {"modifiable": False}},
+            {"label": "k-des3-quorum", "type": "des3", "owner": "cu1", "share_with": ["cu2"]}]
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-cu2", "k-des3-shared", "k-des3-nonextractable"])
+    doc = yaml.safe_load(profile.read_text())
+    doc["migration"]["backend"] = backend
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    planned = _planned_keys(profile)
+    fixed, quorum = planned["k-des3-cu1"], planned["k-des3-quorum"]
+    if backend == "pkcs11":
+        assert fixed["set_after"] == {"modifiable": False}
+        assert fixed["not_set"] == {"copyable": True}  # CloudHSM has no CKA_COPYABLE
+        assert "modifiable" not in fixed["template"] and fixed["template"]["private"] is True
+        assert "cloudhsm_cli_quorum" not in quorum
+        return
+    assert fixed["cloudhsm_cli_set_after"] == {"modifiable": False}
+    assert not [a for a in fixed["cloudhsm_cli_attributes"] if a.startswith("modifiable")]
+    assert fixed["cloudhsm_cli_unwrap_as"] == quorum["cloudhsm_cli_unwrap_as"] == "cu1"
+    assert quorum["cloudhsm_cli_share_crypto_users"] == ["cu2"]
+    assert quorum["cloudhsm_cli_quorum"] == {
+        "values": {"manage-key-quorum-value": 1, "use-key-quorum-value": 2},
+        "unwrap_arguments": ["--manage-key-quorum-value", "1", "--use-key-quorum-value", "2"]}
+    assert fixed["cloudhsm_cli_quorum"]["unwrap_arguments"] == []
+
+
 def test_keyparity_never_issues_key_generate_symmetric():
     """The CloudHSM CLI has `key generate-symmetric aes | generic-secret` and no 3des
     (cloudhsm_cli-key-generate-symmetric): nothing in keyparity issues the command at all."""
