@@ -2,14 +2,17 @@
 and logged in, every inventory key on
 the source as the inventory describes it (type, size or curve, CKA_ID) and extractable (or
 marked rotate), CKA_IDs that stay unambiguous on the target, the mechanisms the profile needs
-on each side. Nothing is written to either token (the wrapping probe uses session objects
-only)."""
+on each side; with the PKCS #11 backend, that the migrating user can wrap each key (a trial
+wrap: only a key's owner may wrap it on CloudHSM). Nothing is written to either token (the
+wrapping probe and the trial wrap use session objects only)."""
 import pytest
 from pkcs11 import UserType
 
+from keyparity.cloudhsm.cli_runner import CliKey
 from keyparity.hsm import attributes, keyinfo, preflight
 from keyparity.errors import KeyMismatch
 from keyparity.hsm.locate import locate
+from keyparity.hsm.trial_wrap import cannot_wrap
 
 pytestmark = pytest.mark.preflight
 
@@ -47,6 +50,30 @@ def test_key_is_on_the_source_and_extractable(inventory_key, source_cluster, hsm
         return
     assert extractable, (f"{inventory_key.label!r} is not extractable: rotate it (generate on "
                          "the target, re-encrypt) or mark it disposition: rotate")
+
+
+def test_the_migrating_user_can_wrap_the_key(inventory_key, source_cluster, hsm_profile,
+                                            hsm_evidence, request):
+    """The PKCS #11 backend wraps each key as the source's PKCS #11 user; on CloudHSM only the
+    key's owner may (cloudhsm_cli-key-wrap-rsa-aes). The key is wrapped once under a session
+    key (keyparity.hsm.trial_wrap), the result dropped."""
+    if hsm_profile.migration_mode != "migrate" or inventory_key.disposition == "rotate":
+        pytest.skip(f"{inventory_key.label!r} is not wrapped by this run "
+                    f"({hsm_profile.migration_mode}, {inventory_key.disposition})")
+    if hsm_profile.migration_backend == "cloudhsm-cli":
+        pytest.skip("migration.backend: cloudhsm-cli: the CLI wraps the keys, and its preflight "
+                    "reads each key's owner (test_key_owner_quorum_and_trust_allow_the_move)")
+    side = locate(source_cluster, inventory_key, inventory_key.label)
+    assert side is not None, f"{inventory_key.label!r} not found on {source_cluster.name}"
+    trial = request.getfixturevalue("trial_wrap")
+    refused = trial.refusal(side.key)
+    owners = None
+    if refused is not None and hsm_profile.source.cloudhsm_cli is not None:
+        listed = request.getfixturevalue("source_cli_keys").get(inventory_key.label)
+        owners = list(listed.owners) if isinstance(listed, CliKey) else None
+    hsm_evidence(trial_wrap={"wrapped": refused is None, "refusal": refused, "owners": owners})
+    assert refused is None, cannot_wrap(inventory_key, source_cluster.name,
+                                        hsm_profile.source.user, refused, owners)
 
 
 def test_inventory_ids_are_unique_on_the_target(hsm_profile, source_cluster, target_cluster,

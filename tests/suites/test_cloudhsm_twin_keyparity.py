@@ -289,7 +289,7 @@ def test_preflight_names_the_owner_of_a_key_the_source_user_cannot_wrap(suites, 
     """The CLI runs as cu2, who sees k-des3-shared (cu1's, shared with cu2) but may not wrap
     it: the preflight's per-key CloudHSM test fails naming the owner, read with `key list
     --verbose`, while cu2's own key passes."""
-    from conftest import REPO, evidence, run_suites
+    from conftest import REPO
 
     twin = Twin(demo(tmp_path / "twin"))
     shutil.copy(REPO / "suites" / "test_cloudhsm.py", suites.path / "suites")
@@ -297,13 +297,41 @@ def test_preflight_names_the_owner_of_a_key_the_source_user_cannot_wrap(suites, 
             {"label": "k-des3-shared", "type": "des3"}]
     profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
                            ["k-des3-cu1", "k-des3-quorum", "k-des3-nonextractable"], user="cu2")
+    said = _preflight_split(suites, profile, "test_key_owner_quorum_and_trust_allow_the_move",
+                            "k-des3-cu2", "k-des3-shared")
+    assert "owned by cu1, not by 'cu2'" in said
+
+
+def _preflight_split(suites: Any, profile: Path, name: str, good: str, bad: str) -> str:
+    """Run the preflight: ``name``'s test of ``good`` passes, of ``bad`` fails; its message."""
+    from conftest import evidence, run_suites
+
     run_suites(suites, profile, "-m", "preflight")
     tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in evidence(suites)["tests"]}
-    name = "test_key_owner_quorum_and_trust_allow_the_move"
-    assert tests[f"{name}[k-des3-cu2]"]["outcome"] == "passed"
-    failed = tests[f"{name}[k-des3-shared]"]
+    assert tests[f"{name}[{good}]"]["outcome"] == "passed"
+    failed = tests[f"{name}[{bad}]"]
     assert failed["outcome"] == "failed", failed
-    assert "owned by cu1, not by 'cu2'" in failed["message"]
+    return str(failed["message"])
+
+
+def test_the_pkcs11_trial_wrap_names_the_owner_the_cli_lists(suites, tmp_path):
+    """PKCS #11 backend on the stand-in, with a CloudHSM CLI block on the source: a key the
+    token refuses to wrap fails its trial-wrap preflight naming its owner as `key list
+    --verbose` gives it; the other key's trial passes."""
+    import yaml
+
+    twin = Twin(demo(tmp_path / "twin"))
+    keys = [{"label": "k-des3-cu1", "type": "des3"},
+            {"label": "k-des3-nonextractable", "type": "des3"}]
+    profile = twin_profile(twin, tmp_path / "twin.yaml", keys,
+                           ["k-des3-cu2", "k-des3-shared", "k-des3-quorum"])
+    doc = yaml.safe_load(profile.read_text())
+    doc["migration"] = {"backend": "pkcs11"}
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    said = _preflight_split(suites, profile, "test_the_migrating_user_can_wrap_the_key",
+                            "k-des3-cu1", "k-des3-nonextractable")
+    assert "it is owned by cu1 (CloudHSM CLI `key list --verbose`)" in said
+    assert "'k-des3-nonextractable' on hsm1" in said
 
 
 def _per_owner_profile(tmp_path: Path, edit: Any) -> tuple[Twin, Path]:

@@ -78,6 +78,7 @@ def nodes(key: dict[str, Any], *groups: str) -> set[str]:
         "attributes": {f"suites/test_attributes.py::test_target_attributes_match_source[{label}]"},
         "preflight": {f"suites/test_preflight.py::test_key_is_on_the_source_and_extractable"
                       f"[{label}]"},
+        "trial": {f"suites/test_preflight.py::test_the_migrating_user_can_wrap_the_key[{label}]"},
     }
     return set().union(*(by_group[g] for g in (groups or tuple(by_group))))
 
@@ -85,6 +86,9 @@ def nodes(key: dict[str, Any], *groups: str) -> set[str]:
 def all_green(keys: list[dict[str, Any]], verify_only: bool = False) -> dict[str, str]:
     """The outcome of every node of a run in which nothing is wrong."""
     out = {n: "passed" for k in keys for n in nodes(k)}
+    # the trial wrap: only of a key this run wraps
+    out.update({n: "skipped" for k in keys for n in nodes(k, "trial")
+                if verify_only or k.get("disposition") == "rotate"})
     out.update({n: "passed" for n in PREFLIGHT_RUN_NODES | CENSUS_NODES})
     out[WRAP_PROBE] = "skipped" if verify_only else "passed"
     return out
@@ -370,7 +374,7 @@ def test_non_extractable_key_not_marked_rotate_fails_with_the_advice_to_rotate(l
     result = run_suites(suites, lab.profile(keys))
     doc = evidence(suites)
     expected = all_green(keys)
-    expected.update({n: "failed" for n in nodes(DES3, "migration", "preflight")})
+    expected.update({n: "failed" for n in nodes(DES3, "migration", "preflight", "trial")})
     expected.update({n: "error" for n in nodes(DES3, "kcv", "vectors", "attributes")})
     assert observed(result, doc) == expected
     msg = messages(doc, next(iter(nodes(DES3, "migration"))))
@@ -482,14 +486,40 @@ def test_preflight_run_writes_nothing_and_runs_only_the_preflight_tests(lab, sui
 
     result = run_suites(suites, lab.profile(keys), "-m", "preflight")  # migrate-mode profile
     doc = evidence(suites)
-    preflight = PREFLIGHT_RUN_NODES | CENSUS_NODES | {WRAP_PROBE} | nodes(AES, "preflight") | \
-        nodes(DES3, "preflight")
+    preflight = PREFLIGHT_RUN_NODES | CENSUS_NODES | {WRAP_PROBE} | \
+        nodes(AES, "preflight", "trial") | nodes(DES3, "preflight", "trial")
     assert observed(result, doc) == dict.fromkeys(preflight, "passed")
     # the census at the end is reported after the run's collected tests, not collected itself
     result.assert_outcomes(passed=len(preflight),
                            deselected=len(all_green(keys)) - len(preflight))
     assert {t["nodeid"] for t in doc["tests"]} == preflight
     assert doc["run_facts"]["wrapping"]["method"]  # the wrapping probe did run
+    assert {t: counts(lab, t, labels) for t in ("hsm1", "hsm2")} == before
+
+
+def test_a_key_the_migrating_user_cannot_wrap_fails_its_own_trial_wrap_and_nothing_stays(
+        lab, suites):
+    """The PKCS #11 owner preflight wraps each key once under a session key of the source: a
+    key the token refuses to wrap for this user (here not extractable, and not marked rotate)
+    fails its own trial-wrap test, naming the key and saying the migrating user may not wrap
+    it (no CLI here to name its owner), while the other key's passes; both tokens hold exactly
+    the objects they held before (the trial's key pair was a session object, destroyed)."""
+    lab.seed([AES])
+    lab.tokens({"op": "create", "token": "hsm1", "key": DES3, "extractable": False})
+    keys = [AES, DES3]
+    labels = [k["label"] for k in keys]
+    before = {t: counts(lab, t, labels) for t in ("hsm1", "hsm2")}
+    run_suites(suites, lab.profile(keys), "-m", "preflight")
+    doc = evidence(suites)
+    outcome = {t["nodeid"]: t["outcome"] for t in doc["tests"]}
+    [good], [bad] = nodes(AES, "trial"), nodes(DES3, "trial")
+    assert (outcome[good], outcome[bad]) == ("passed", "failed")
+    said = messages(doc, bad)
+    assert "'k-des3' on hsm1: the migrating user (the token's user) could not wrap it" in said
+    assert "CKR_KEY_UNEXTRACTABLE" in said and "the migrating user may not wrap it" in said
+    assert doc["keys"]["k-des3"]["trial_wrap"]["wrapped"] is False
+    assert doc["keys"]["k-aes128"]["trial_wrap"] == {"wrapped": True, "refusal": None,
+                                                    "owners": None}
     assert {t: counts(lab, t, labels) for t in ("hsm1", "hsm2")} == before
 
 

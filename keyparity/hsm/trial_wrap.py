@@ -1,0 +1,88 @@
+"""The owner preflight through PKCS #11: can the migrating user wrap each source key?
+
+On CloudHSM only a key's owner, the crypto user who created it, may wrap it; users it is shared
+with may only use it (AWS CloudHSM, cloudhsm_cli-key-wrap-rsa-aes). PKCS #11 has no attribute
+that says who owns a key, so the PKCS #11 backend's preflight asks the token itself: each key
+is wrapped once, by the run's mechanism and parameters, under a wrapping key that is a session
+object of the source (CKA_TOKEN false) made for this and destroyed after; the wrapped bytes are
+dropped at once (their private half never leaves the source and is destroyed with it).
+Nothing persistent is written to either token. A key the token refuses to wrap (not the
+user's, not extractable, wrap-with-trusted without a trusted wrapping key) fails its own
+preflight test, naming the key and, where a CloudHSM CLI can read it (``key list --verbose``),
+its owner.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pkcs11 import Attribute, KeyType
+from pkcs11.exceptions import PKCS11Error
+from pkcs11.types import Key
+
+from ..errors import KeyparityError, pkcs11_step
+from ..profile import KeySpec, Wrapping
+from . import destruction, wrap
+from .cluster import ClusterSession
+from .mechanisms import CKM_RSA_AES_KEY_WRAP, WrapParams
+
+LABEL = "keyparity-trial-wrap"
+
+
+class TrialWrap:
+    """A session RSA pair on the source whose public half wraps each key once, as the run's
+    channel will (``native``: CKM_RSA_AES_KEY_WRAP when both tokens have it)."""
+
+    def __init__(self, source: ClusterSession, wrapping: Wrapping, native: bool) -> None:
+        self.source, self.native = source, native
+        self.params = WrapParams(wrapping.oaep_hash, wrapping.mgf, wrapping.aes_bits)
+        with pkcs11_step(f"generate a session RSA-{wrapping.rsa_bits} pair for the trial wrap",
+                         source.name):
+            self.public, self.private = source.session.generate_keypair(
+                KeyType.RSA, wrapping.rsa_bits, store=False, label=LABEL,
+                public_template={Attribute.WRAP: True, Attribute.ENCRYPT: False,
+                                 Attribute.VERIFY: False, Attribute.TOKEN: False},
+                private_template={Attribute.UNWRAP: True, Attribute.DECRYPT: False,
+                                  Attribute.SIGN: False, Attribute.SENSITIVE: True,
+                                  Attribute.EXTRACTABLE: False, Attribute.TOKEN: False})
+
+    @classmethod
+    def between(cls, source: ClusterSession, target: ClusterSession,
+                wrapping: Wrapping) -> TrialWrap:
+        return cls(source, wrapping, source.supports(CKM_RSA_AES_KEY_WRAP)
+                   and target.supports(CKM_RSA_AES_KEY_WRAP))
+
+    def refusal(self, key: Key) -> str | None:
+        """Why the token would not wrap ``key`` for the migrating user; None when it did."""
+        try:
+            wrap.wrap(self.source.session, self.public, key, self.params, native=self.native,
+                      where=self.source.name)
+        except (PKCS11Error, KeyparityError) as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
+    def close(self) -> list[str]:
+        """Destroy the pair; returns what could not be destroyed."""
+        left = []
+        for obj in (self.public, self.private):
+            try:
+                destruction.destroy(obj, destruction.own(obj, "the trial wrap's session key"),
+                                    self.source.name, step="destroy the trial wrap's key")
+            except Exception as exc:  # noqa: BLE001 - reported; a session object goes anyway
+                left.append(f"{self.source.name}: {LABEL} ({type(exc).__name__})")
+        return left
+
+
+def cannot_wrap(spec: KeySpec, where: str, user: str | None, refusal: str,
+                owners: Sequence[str] | None) -> str:
+    """The failure of a key the migrating user cannot wrap, naming its owner when known."""
+    who = f"the migrating user ({user})" if user else "the migrating user (the token's user)"
+    if owners:
+        owner = (f"it is owned by {', '.join(owners)} (CloudHSM CLI `key list --verbose`), and "
+                 "only a key's owner may wrap it: migrate it as its owner (owners:) or exclude "
+                 "it")
+    else:
+        owner = ("the migrating user may not wrap it: on CloudHSM only a key's owner may (its "
+                 "owner is not known here: no cloudhsm_cli block on the source to read it "
+                 "with); migrate it as its owner, or exclude it")
+    return (f"{spec.label!r} on {where}: {who} could not wrap it in a trial wrap under a "
+            f"session key ({refusal}): {owner}; nothing was written")
