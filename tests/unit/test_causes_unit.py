@@ -96,12 +96,21 @@ def test_the_terminal_names_the_verdict_each_failed_key_and_the_report():
         (f"keyparity:   a: {'r' * 300}", {"red": True}),  # whole: never cut to the width
         ("keyparity:   b: CKA_DECRYPT differs", {"red": True}),
         ("keyparity: report: reports/x/report.html", {})]
-    many = {f"k{i}": {"reason": "x"} for i in range(FAILED_SHOWN + 3)}
+    many = {f"k{i}": {"reason": f"x{i}"} for i in range(FAILED_SHOWN + 3)}
     lines = summary_lines({"summary": {"verdict": "FAIL", "headline": "h", "causes": many}},
                           None)
     assert len(lines) == 1 + FAILED_SHOWN + 1
     assert lines[-1][0] == ("keyparity:   and 3 more failed keys (report.html and "
                             "evidence.json list every one)")
+    # keys that failed for one reason (a cluster that is down) share its line: said once
+    same = {f"k{i}": {"reason": "source (hsm1) is unavailable"} for i in range(FAILED_SHOWN + 2)}
+    same["x"] = {"reason": "other"}
+    lines = summary_lines({"summary": {"verdict": "FAIL", "headline": "h", "causes": same}},
+                          None)
+    names = ", ".join(f"k{i}" for i in range(FAILED_SHOWN))
+    assert [line for line, _ in lines[1:]] == [
+        f"keyparity:   {names} and 2 more: source (hsm1) is unavailable",
+        "keyparity:   and 1 more failed key (report.html and evidence.json list every one)"]
     ok = summary_lines({"summary": {"verdict": "PASS", "headline": "All proven."}}, "r.html")
     assert ok == [("keyparity: PASS: All proven.", {"green": True, "bold": True}),
                   ("keyparity: report: r.html", {})]
