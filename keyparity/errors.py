@@ -100,7 +100,12 @@ class RuleRefused(KeyparityError):
 
 
 class KeyMismatch(KeyparityError):
-    """Source and target hold different key material."""
+    """Source and target hold different key material. ``identity``: the proof that showed it,
+    as the evidence records one (each side's SHA-256, ``match`` false), when there is one."""
+
+    def __init__(self, message: str, *, identity: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.identity = identity
 
 
 # CKR_* exceptions of python-pkcs11 -> (our type, the CKR name, what to do next).

@@ -14,6 +14,7 @@ from _pytest._code.code import ExceptionRepr
 
 from . import runinfo
 from .errors import KeyparityError
+from .formats import terminal
 from .formats.allure import Results
 from .evidence import verdict as verdicts
 from .evidence.bundle import finalize
@@ -110,7 +111,8 @@ class EvidenceHooks:
         message = None
         if report.failed:
             crash = getattr(report.longrepr, "reprcrash", None)
-            message = (crash.message if crash is not None else report.longreprtext)[:4000]
+            message = without_explanation(crash.message if crash is not None
+                                          else report.longreprtext)[:4000]
         elif report.skipped and isinstance(report.longrepr, tuple):
             message = str(report.longrepr[2])
         self.evidence.add_report(report.nodeid, label, outcome, report.when, report.duration,
@@ -153,6 +155,8 @@ class EvidenceHooks:
         b = self.bundle
         if b is None:
             return
+        for line, markup in terminal.summary_lines(self.evidence.doc, b["files"].get("report")):
+            terminalreporter.write_line(line, **markup)
         terminalreporter.write_line(f"keyparity: {b['verdict']}; evidence written to "
                                     f"{b['files']['evidence']}")
         if b["signed"]:
@@ -169,6 +173,16 @@ class EvidenceHooks:
         if b["errors"]:
             terminalreporter.write_line("keyparity: the evidence bundle is incomplete or "
                                         "unsigned: the run fails", red=True, bold=True)
+
+
+def without_explanation(message: str) -> str:
+    """A failure's message without pytest's explanation of the assertion (``assert False`` and
+    its ``+ where`` lines) when the assertion gave a message of its own: that message says what
+    is wrong; the explanation repeats the test's source. A bare ``assert a == b`` keeps it: it
+    is all there is."""
+    lines = message.split("\n")
+    cut = next((i for i, line in enumerate(lines) if i and line.startswith("assert ")), None)
+    return message if cut is None else "\n".join(lines[:cut]).rstrip()
 
 
 def end_census(session: pytest.Session, evidence: Evidence, profile: Profile,

@@ -17,7 +17,9 @@ def test_key_check_values_match(migrated, hsm_evidence):
     except KeyparityError as exc:
         pytest.fail(f"{migrated.spec.label!r}: {exc}", pytrace=False)
     hsm_evidence(identity=fresh)
-    assert fresh["match"], f"{fresh['source']} != {fresh['target']} ({fresh['method']})"
+    assert fresh["match"], (f"other key material ({fresh['method']}): SHA-256 "
+                            f"{migrated.source.cluster} {fresh['source'][:16]}..., "
+                            f"{migrated.target.cluster} {fresh['target'][:16]}...")
 
 
 def test_output_of_one_cluster_is_accepted_by_the_other(migrated, parties, hsm_run,

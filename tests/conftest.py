@@ -152,12 +152,18 @@ NOTHING_TO_CHECK_HERE = ("test_tls.py", "test_cluster.py", "test_ownership.py",
                          "test_cloudhsm.py")  # suites a lab without tls, aws or a CLI skips
 
 
-def _checkout(pytester: pytest.Pytester, leave_out: tuple[str, ...]) -> pytest.Pytester:
+def checkout_suites(where: Path, leave_out: tuple[str, ...] = ()) -> None:
+    """The real suites, their fixtures and the root conftest copied into ``where`` (but the
+    files named in ``leave_out``), as a child pytest runs them."""
     for name in ("suites", "fixtures"):
-        shutil.copytree(REPO / name, pytester.path / name,
+        shutil.copytree(REPO / name, where / name,
                         ignore=shutil.ignore_patterns("__pycache__", *leave_out))
-    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
-    (pytester.path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    shutil.copy(REPO / "conftest.py", where / "conftest.py")
+    (where / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+
+
+def _checkout(pytester: pytest.Pytester, leave_out: tuple[str, ...]) -> pytest.Pytester:
+    checkout_suites(pytester.path, leave_out)
     return pytester
 
 

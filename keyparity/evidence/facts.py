@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..formats import jsonfile
-from . import verdict as verdicts
+from . import causes, verdict as verdicts
 from .verdict import strip_group
 
 if TYPE_CHECKING:
@@ -157,6 +157,7 @@ class Evidence:
         summary = verdicts.decide(self.doc, self.specs, expect=expect,
                                   deselected=deselected or {}, exitstatus=exitstatus, mode=mode,
                                   interrupted=self.doc["run"].get("interrupted"))
+        summary["causes"] = causes.causes(self.doc, summary["key_verdicts"])
         clusters = self.doc.get("clusters", {})
         one = clusters.get("source") or clusters.get("target") or {}
         summary["headline"] = verdicts.headline(

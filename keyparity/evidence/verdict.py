@@ -37,6 +37,10 @@ PASS, FAIL, PARTIAL, PREFLIGHT_PASS, NO_TESTS = ("PASS", "FAIL", "PARTIAL", "PRE
                                                  "NO-TESTS")
 VERDICTS = (PASS, FAIL, PARTIAL, PREFLIGHT_PASS, NO_TESTS)
 FAILED = ("failed", "error")  # the test outcomes that count as a failure
+# a suite whose every expected test ran and skipped, each saying why (no aws block, no CloudHSM
+# CLI): nothing in it applied to this run. It blocks no PASS, and is never called "passed".
+NOT_APPLICABLE = "not applicable"
+SUITE_DONE = ("passed", NOT_APPLICABLE)  # a suite with nothing left to run and nothing failed
 # what a format shows for a key the run recorded no verdict for (a run that did not finish)
 NOT_RECORDED = "not recorded"
 
@@ -270,6 +274,8 @@ def decide(doc: Mapping[str, Any], keys: Iterable[Any], *,
     per_key, not_proven = _keys(doc, keys, tests, outcomes, mode)
     suites = [s for s in SUITES if s in suites_of(mode)]
     suite_status = {s: _suite_status(s, outcomes, expect) for s in suites}
+    not_applicable = {s: _skip_reasons(s, outcomes) for s, st in suite_status.items()
+                      if st == NOT_APPLICABLE}
     not_run = [name((fn, who)) for s in suites for fn in SUITES[s]
                for who in expect.get(fn, ()) if (fn, who) not in outcomes]
     counts = Counter(o for o, _ in outcomes.values())
@@ -281,10 +287,10 @@ def decide(doc: Mapping[str, Any], keys: Iterable[Any], *,
     elif not outcomes:
         verdict = NO_TESTS
     elif (all(v in ("passed", "rotate") for v in per_key.values())
-          and all(st == "passed" for st in suite_status.values())):
+          and all(st in SUITE_DONE for st in suite_status.values())):
         verdict = PASS
     elif (ran_suites <= set(READ_ONLY)
-          and all(suite_status[s] == "passed" for s in suites if s in READ_ONLY)):
+          and all(suite_status[s] in SUITE_DONE for s in suites if s in READ_ONLY)):
         verdict = PREFLIGHT_PASS
     else:
         verdict = PARTIAL
@@ -296,6 +302,7 @@ def decide(doc: Mapping[str, Any], keys: Iterable[Any], *,
         "keys_not_proven": {k: v for k, v in per_key.items() if v not in ("passed", "rotate")},
         "proofs_not_run": not_proven,
         "suites": suite_status,
+        "not_applicable": not_applicable,
         "not_run": not_run,
         "deselected": int(sum((deselected or {}).values())),
     }
@@ -307,14 +314,26 @@ def decide(doc: Mapping[str, Any], keys: Iterable[Any], *,
 
 def _suite_status(suite: str, outcomes: Mapping[Test, tuple[str, str]],
                   expect: Mapping[str, Sequence[str | None]]) -> str:
-    """``passed`` (every expected test ran, none failed; skips with a reason are fine),
-    ``failed``, ``partial`` (some ran, some did not) or ``not run``."""
+    """``passed`` (every expected test ran, none failed, at least one passed; skips with a
+    reason are fine), ``not applicable`` (every expected test ran and skipped), ``failed``,
+    ``partial`` (some ran, some did not) or ``not run``."""
     mine = {t: o for t, (o, _) in outcomes.items() if SUITE_OF.get(t[0]) == suite}
     if any(o in FAILED for o in mine.values()):
         return "failed"
     if all((fn, who) in mine for fn in SUITES[suite] for who in expect.get(fn, ())):
-        return "passed"
+        return NOT_APPLICABLE if mine and all(o == "skipped" for o in mine.values()) \
+            else "passed"
     return "partial" if mine else "not run"
+
+
+def _skip_reasons(suite: str, outcomes: Mapping[Test, tuple[str, str]]) -> list[dict[str, Any]]:
+    """Why a suite did not apply: each distinct reason its tests skipped with and how many
+    tests gave it, most frequent first (the first SHOWN; every test's reason is in the
+    evidence's tests)."""
+    reasons = Counter(message.removeprefix("Skipped: ") or "(no reason recorded)"
+                      for t, (o, message) in outcomes.items()
+                      if SUITE_OF.get(t[0]) == suite and o == "skipped")
+    return [{"reason": r, "tests": n} for r, n in reasons.most_common(SHOWN)]
 
 
 def _single_headline(summary: Mapping[str, Any], mode: str, cluster: str,
@@ -363,15 +382,21 @@ def _proven_text(summary: Mapping[str, Any]) -> str:
 
 
 def _failure_text(summary: Mapping[str, Any]) -> str:
-    """What failed: keys and tests (empty when nothing did)."""
+    """What failed: the keys, by name (the first SHOWN, then a count), and the tests, saying
+    how many failed only because their key's migration did (``summary["causes"]``: keyparity
+    .evidence.causes); empty when nothing failed."""
     failed = summary["keys"].get("failed", 0)
     bad_tests = summary["tests"].get("failed", 0) + summary["tests"].get("error", 0)
+    dependent = sum(len(c.get("dependent", ())) for c in (summary.get("causes") or {}).values())
     plural = "s" if bad_tests != 1 else ""
+    tests = f"{bad_tests} test{plural} failed or errored" + (
+        f" ({dependent} only because their key's migration failed)" if dependent else "") + "."
     if failed:
-        return (f"{failed} of {summary['scope']['keys_total']} keys failed; {bad_tests} "
-                f"test{plural} failed or errored.")
+        names = [k for k, v in (summary.get("key_verdicts") or {}).items() if v == "failed"]
+        return (f"{failed} of {summary['scope']['keys_total']} keys failed"
+                + (f": {_some(names)}" if names else "") + f"; {tests}")
     if bad_tests:
-        return f"{bad_tests} test{plural} failed or errored."
+        return tests
     return ""
 
 

@@ -38,6 +38,8 @@ DEFAULT_THRESHOLD = 2
 PAGE_ROWS = 250
 LIST_LIMIT = 500
 NOT_RUN_SHOWN = 20  # expected tests that did not run, named in the report (evidence.json: all)
+BANNER_KEYS = 3  # failed keys the banner names with their reasons, before "and N more"
+FAILED_KEYS_SHOWN = 200  # failure groups (one per failed key) shown in full
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,7 +78,7 @@ def _list(value: Any) -> list[Any]:
 
 
 def _key_row(index: int, label: str, entry: dict[str, Any],
-             tests: list[dict[str, Any]]) -> dict[str, Any]:
+             tests: list[dict[str, Any]], cause: dict[str, Any]) -> dict[str, Any]:
     migration = _dict(entry.get("migration"))
     identity = _dict(entry.get("identity")) or _dict(migration.get("identity"))
     attributes = _dict(entry.get("attributes"))
@@ -109,6 +111,7 @@ def _key_row(index: int, label: str, entry: dict[str, Any],
         "diff_expected": sum(1 for d in differences if d.get("expected")),
         "diff_unexpected": sum(1 for d in differences if not d.get("expected")),
         "verdict": verdict,
+        "reason": cause.get("reason"),
         "tests": dict(outcomes),
         "failures": [t for t in tests if t.get("outcome") in FAILED],
     }
@@ -124,7 +127,9 @@ def _keys(doc: dict[str, Any], tests: list[dict[str, Any]]) -> list[dict[str, An
             by_key.setdefault(t["key"], []).append(t)
             if t["key"] not in entries:
                 entries[t["key"]] = {"label": t["key"]}
-    rows = [_key_row(i, str(label), _dict(entry), by_key.get(label, []))
+    causes = _dict(_dict(doc.get("summary")).get("causes"))
+    rows = [_key_row(i, str(label), _dict(entry), by_key.get(label, []),
+                     _dict(causes.get(label)))
             for i, (label, entry) in enumerate(entries.items())]
     return sorted(rows, key=lambda r: _KEY_ORDER.get(r["verdict"], 1))
 
@@ -192,6 +197,37 @@ def _verify(doc: dict[str, Any], run_id: str) -> dict[str, Any]:
     words += ["--threshold", str(threshold)]
     return {"command": shlex.join(words), "signers": signers, "threshold": threshold,
             "recorded": recorded, "unsigned": unsigned}
+
+
+def _failures(doc: dict[str, Any], failures: list[dict[str, Any]],
+              keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The failing tests, in groups as the run recorded their causes (``summary.causes``):
+    the tests of no key first (a run-level check), then each failed key with its root
+    failures (the best explanation first) and, folded under them, the tests that failed only
+    because its migration did; any other failure after them. A group: ``key`` (a row of the
+    key table, or None), ``reason``, ``tests``, ``dependent``."""
+    causes = _dict(_dict(doc.get("summary")).get("causes"))
+    by_node: dict[str, list[dict[str, Any]]] = {}
+    for t in failures:
+        by_node.setdefault(str(t.get("nodeid")), []).append(t)
+    rows = {k["label"]: k for k in keys}
+    run_level = [t for t in failures if t.get("key") is None]
+    groups = [{"key": None, "reason": None, "tests": run_level, "dependent": []}] \
+        if run_level else []
+    placed = {str(t.get("nodeid")) for t in run_level}
+    for label, cause in causes.items():
+        cause = _dict(cause)
+        roots = [t for n in _list(cause.get("tests")) for t in by_node.get(str(n), [])]
+        dependent = [t for n in _list(cause.get("dependent")) for t in by_node.get(str(n), [])]
+        placed |= {str(t.get("nodeid")) for t in roots + dependent}
+        groups.append({"key": rows.get(label, {"label": label, "anchor": None}),
+                       "reason": cause.get("reason"), "tests": roots, "dependent": dependent})
+    rest = [t for t in failures if str(t.get("nodeid")) not in placed]
+    for label in dict.fromkeys(str(t.get("key")) for t in rest):
+        groups.append({"key": rows.get(label, {"label": label, "anchor": None}),
+                       "reason": None, "tests": [t for t in rest if str(t.get("key")) == label],
+                       "dependent": []})
+    return groups
 
 
 def _pages(rows: list[Any], size: int = PAGE_ROWS) -> list[list[Any]]:
@@ -299,6 +335,18 @@ def _owners(doc: dict[str, Any], keys: list[dict[str, Any]]) -> list[dict[str, A
     return out
 
 
+def _not_proven(summary: dict[str, Any]) -> dict[str, Any]:
+    """The keys the run did not prove, each with its verdict, its recorded reason (a failed
+    key's root cause) and the proofs that did not run."""
+    scope = _dict(summary.get("scope"))
+    causes = _dict(summary.get("causes"))
+    missing = _dict(scope.get("proofs_not_run"))
+    return _first([{"label": label, "verdict": verdict,
+                    "reason": _dict(causes.get(label)).get("reason"),
+                    "missing": [str(m) for m in _list(missing.get(label))]}
+                   for label, verdict in _dict(scope.get("keys_not_proven")).items()])
+
+
 def _view(doc: dict[str, Any]) -> dict[str, Any]:
     run = _dict(doc.get("run"))
     summary = _dict(doc.get("summary"))
@@ -335,8 +383,11 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
                      if role in clusters] + [(role, _dict(c)) for role, c in clusters.items()
                                              if role not in ("source", "target")],
         "run_facts": _dict(doc.get("run_facts")),
-        "failures": _first(sorted(failures, key=lambda t: (
-            t.get("key") is not None, str(t.get("key")), str(t.get("nodeid"))))),
+        "failures": _first(failures),
+        "failure_groups": _first(_failures(doc, failures, keys), FAILED_KEYS_SHOWN),
+        "failed_keys": _first([k for k in keys if k["verdict"] == "failed"], BANNER_KEYS),
+        "names": {"source": _dict(clusters.get("source")).get("name") or "source",
+                  "target": _dict(clusters.get("target")).get("name") or "target"},
         "anchors": {k["label"]: k["anchor"] for k in keys},
         "key_pages": _pages(keys),
         "attention": _first(_attention(keys)),
@@ -356,10 +407,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "scope": _dict(summary.get("scope")),
         "not_run": _first([str(n) for n in _list(_dict(summary.get("scope")).get("not_run"))],
                           NOT_RUN_SHOWN),
-        "not_proven": _first([(label, verdict, _list(_dict(_dict(summary.get("scope"))
-                                                           .get("proofs_not_run")).get(label)))
-                              for label, verdict in _dict(_dict(summary.get("scope"))
-                                                          .get("keys_not_proven")).items()]),
+        "not_proven": _not_proven(summary),
         "census": _dict(doc.get("census")),
         "owners": _owners(doc, keys),
     }

@@ -398,6 +398,7 @@ class Migrator:
             proven = proof.prove_key(spec, m.source, m.target, m.started)
             m.identity = proven.record()
         except KeyMismatch as exc:
+            m.identity = exc.identity or {}  # what differs, for the record: never acted on
             if m.found is None:
                 raise
             raise LabelConflict(f"{exc}; nothing was written") from exc

@@ -384,7 +384,8 @@ def prove_key(spec: Any, source: Side, target: Side,
         return prove(source, target, started)
     except KeyMismatch as exc:
         raise KeyMismatch(f"{spec.target_label!r} on {target.cluster} holds other key material "
-                          f"than {spec.label!r} on {source.cluster}: {exc}") from exc
+                          f"than {spec.label!r} on {source.cluster}: {exc}",
+                          identity=exc.identity) from exc
     except TokenError as exc:
         s, t = keyinfo.read(source.key), keyinfo.read(target.key)
         if s.size and t.size and s.size != t.size:
@@ -422,8 +423,8 @@ def _prove_secret(source: Key, target: Key, where: tuple[str, str],
     proof = Proof(method.name, data, len(out) * 8, s, _sha(out))
     if not proof.match:
         raise KeyMismatch(f"{method.name} over the challenge {data.hex()[:16]}... gives SHA-256 "
-                          f"{proof.target[:16]}... on {where[1]}, {proof.source[:16]}... on "
-                          f"{where[0]}: other key material")
+                          f"{where[0]} {proof.source[:16]}..., {where[1]} {proof.target[:16]}"
+                          "...: other key material", identity=proof.record())
     return proof
 
 
@@ -440,7 +441,9 @@ def _prove_pair(source: Key, target: Key, where: tuple[str, str], curve: str | N
                           "material cannot be proven")
     if s_der is not None and t_der is not None and s_der != t_der:
         raise KeyMismatch(f"the public key on {where[1]} is not the one on {where[0]} (SHA-256 "
-                          f"{_sha(t_der)[:16]}... != {_sha(s_der)[:16]}...): other key material")
+                          f"{where[0]} {_sha(s_der)[:16]}..., {where[1]} {_sha(t_der)[:16]}...): "
+                          "other key material", identity=Proof(PAIR, b"", 0, _sha(s_der),
+                                                               _sha(t_der)).record())
     s_pub, t_pub = s_der or t_der, t_der or s_der
     assert s_pub is not None and t_pub is not None
     reuse = started is not None and started.method == PAIR and started.sha256 == _sha(s_pub)

@@ -193,9 +193,11 @@ def test_prove_a_secret_key(tokens, monkeypatch):
     with pytest.raises(KeyMismatch) as info:
         proof.prove(s, other)
     theirs = sha(ecb(algorithms.AES(AES_128), CHALLENGE, True))
-    assert str(info.value) == (
+    assert str(info.value) == (  # each value labelled by its cluster, the source first
         f"aes-ecb-decrypt over the challenge {CHALLENGE.hex()[:16]}... gives SHA-256 "
-        f"{theirs[:16]}... on hsm2, {out[:16]}... on hsm1: other key material")
+        f"hsm1 {out[:16]}..., hsm2 {theirs[:16]}...: other key material")
+    # what differed is kept for the record (the report shows both sides)
+    assert info.value.identity == {**found.record(), "target": theirs, "match": False}
 
 
 def test_a_3des_key_that_differs_in_its_third_des_key_is_other_material(tokens):
@@ -390,9 +392,11 @@ def test_prove_an_rsa_key_pair(tokens, monkeypatch):
                  "hsm2")
     with pytest.raises(KeyMismatch) as info:
         proof.prove(s, other)
+    theirs = sha(spki(rsa_key(1).public_key()))
     assert str(info.value) == (f"the public key on hsm2 is not the one on hsm1 (SHA-256 "
-                               f"{sha(spki(rsa_key(1).public_key()))[:16]}... != {fp[:16]}...): "
-                               "other key material")
+                               f"hsm1 {fp[:16]}..., hsm2 {theirs[:16]}...): other key material")
+    assert (info.value.identity["source"], info.value.identity["target"],
+            info.value.identity["match"]) == (fp, theirs, False)
 
 
 def test_a_private_key_whose_modulus_lies_is_caught_by_its_answer(tokens):

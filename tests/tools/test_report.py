@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from markupsafe import escape
 
+from browser import chromium
 from conftest import TESTDATA
 from keyparity.formats.report import render_report, write_report
 
 DATA = TESTDATA
 PASS_GREEN = (0x1F, 0x7A, 0x3A)  # --pass in the template
 FAIL_RED = (0xB3, 0x26, 0x1E)  # --fail in the template
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_TIMEOUT_S = 90
 EVIL = "<script>alert('k')</script>&\"x\"`"
 
 
@@ -78,7 +73,8 @@ def test_failing_run_has_a_red_fail_banner_with_counts() -> None:
 
 def test_sections_are_in_the_auditors_order(sample: dict[str, Any]) -> None:
     html = render_report(sample)
-    order = ['id="verdict"', 'id="run"', 'id="clusters"', 'id="failures"', 'id="keys"',
+    order = ['id="verdict"', 'id="scope"', 'id="failures"', 'id="run"', 'id="clusters"',
+             'id="keys"',
              'id="differences"', 'id="certificates-and-mode"', 'id="rotate"', 'id="verify"',
              'id="tests"']
     positions = [html.index(marker) for marker in order]
@@ -118,7 +114,7 @@ def test_per_key_table_shows_identity_vectors_and_differences() -> None:
     hmac = rows[rows.index("<code class=\"wrap\">api-hmac</code>"):]
     hmac = hmac[:hmac.index("</tr>")]
     assert "HMAC-SHA256 of a 16-byte zero block, first 3 bytes" in hmac
-    assert "source ea8e40" in hmac and "target 5d0f3a" in hmac
+    assert "hsm1 ea8e40 · hsm2 5d0f3a" in hmac  # each value labelled by its cluster
     assert ">mismatch<" in hmac
     assert '<span class="bad">0 / 2</span>' in hmac
     assert "GENERIC_SECRET" in hmac and "migrated" in hmac and ">failed<" in hmac
@@ -282,37 +278,12 @@ def test_write_report_writes_report_html(tmp_path: Path) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]
 
 
-# ---- a real browser -------------------------------------------------------------------------
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run headless Chromium with no network and a throwaway profile, bounded in time; the whole
-    process group is killed on timeout (Chromium forks helpers)."""
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
-           "XDG_CACHE_HOME": str(home / ".cache")}
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--no-first-run", "--no-default-browser-check", "--host-resolver-rules=MAP * ~NOTFOUND",
-           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,900", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=BROWSER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"chromium did not finish within {BROWSER_TIMEOUT_S}s: {' '.join(args)}")
-    assert proc.returncode == 0, err[-2000:]
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
+# ---- a real browser (tests/helpers/browser.py) ----------------------------------------------
 
 def near(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 8) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel[:3], colour))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./run tests installs "
-                                              "Debian's chromium; CI has it)")
 @pytest.mark.parametrize(("name", "verdict", "colour", "other"), [
     ("evidence-sample.json", "PASS", PASS_GREEN, FAIL_RED),
     ("evidence-failing.json", "FAIL", FAIL_RED, PASS_GREEN),
@@ -325,13 +296,13 @@ def test_headless_chromium_shows_the_verdict_banner(tmp_path: Path, name: str, v
     report = write_report(tmp_path / "run", load(name))
     url = report.resolve().as_uri()
 
-    dom = chromium(tmp_path, "--dump-dom", url).stdout
+    dom = chromium(tmp_path, "--dump-dom", url, size=(1280, 900)).stdout
     assert re.search(rf'<header id="verdict" class="banner verdict-{verdict.lower()}"', dom)
     assert re.search(rf'id="verdict-word">\s*{verdict}\s*<', dom)
     assert "How to verify this bundle" in dom
 
     png = tmp_path / "report.png"
-    chromium(tmp_path, f"--screenshot={png}", url)
+    chromium(tmp_path, f"--screenshot={png}", url, size=(1280, 900))
     with Image.open(png) as img:
         rgb = img.convert("RGB")
         assert rgb.size == (1280, 900)

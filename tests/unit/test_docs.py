@@ -224,3 +224,16 @@ def test_the_production_example_gives_the_cloudhsm_commands_as_aws_documents_the
     csr = [line for line in text.splitlines() if "describe-clusters" in line]
     assert csr and all("UNINITIALIZED" in line or "UNINITIALIZED" in text[text.index(line):][
         :300] for line in csr)
+
+
+def test_the_auditors_guide_shows_the_fail_reports_first_screen_the_tests_make():
+    """docs/auditors.md shows the first screen of a FAIL run's report.html: the picture
+    tests/suites/test_failure_report.py makes in headless Chromium (and writes with
+    KEYPARITY_UPDATE_DOCS=1), a 1280×800 screen."""
+    from PIL import Image
+    picture = "images/report-fail-first-screen.png"
+    assert f"]({picture})" in (DOCS / "auditors.md").read_text("utf-8")
+    maker = (REPO / "tests" / "suites" / "test_failure_report.py").read_text("utf-8")
+    assert 'REPO / "docs" / "images" / "report-fail-first-screen.png"' in maker
+    with Image.open(DOCS / picture) as img:
+        assert img.format == "PNG" and img.size == (1280, 800)

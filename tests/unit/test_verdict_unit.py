@@ -298,7 +298,7 @@ def test_the_whole_summary_of_a_pass():
                   "keys_not_proven": {}, "proofs_not_run": {},
                   # nothing of the others is expected here: none is missing
                   "suites": {s: "passed" for s in verdict.suites_of("migrate")},
-                  "not_run": [], "deselected": 0},
+                  "not_applicable": {}, "not_run": [], "deselected": 0},
     }
     assert verdict.headline(got, "hsm1", "hsm2") == (
         "All 2 keys to migrate were proven intact and usable on hsm2. Every key object on hsm1 "
@@ -322,6 +322,7 @@ def test_the_whole_summary_of_a_partial_run():
         "suites": {"census": "passed", "preflight": "passed", "cluster": "passed",
                    "cloudhsm": "passed", "tls": "passed", "migration": "partial",
                    "equivalence": "partial", "attributes": "partial", "ownership": "passed"},
+        "not_applicable": {},
         "not_run": ["test_key_is_on_the_target[c]", "test_key_check_values_match[c]",
                     f"{VEC}[b]", f"{VEC}[c]", "test_target_attributes_match_source[b]",
                     "test_target_attributes_match_source[c]"],
@@ -347,9 +348,13 @@ def test_a_suite_is_passed_partial_not_run_or_failed():
     target = [t for t in pre if t.get("param") != "target"]
     assert verdict._suite_status("preflight", verdict._outcomes(target), expect) == "partial"
     assert verdict._suite_status("preflight", verdict._outcomes(pre), expect) == "passed"
-    # a skipped test ran (with its reason)
+    # a skipped test ran (with its reason): a suite with one that passed has passed ...
+    one_skipped = [{**t, "outcome": "skipped"} if i else t for i, t in enumerate(pre)]
+    assert verdict._suite_status("preflight", verdict._outcomes(one_skipped), expect) == "passed"
+    # ... one whose every test skipped is not applicable, never "passed"
     skipped = [{**t, "outcome": "skipped"} for t in pre]
-    assert verdict._suite_status("preflight", verdict._outcomes(skipped), expect) == "passed"
+    assert verdict._suite_status("preflight", verdict._outcomes(skipped),
+                                 expect) == "not applicable"
     # what ran of a function not expected at all is not asked for
     assert verdict._suite_status("census", out, {}) == "passed"
 
@@ -527,6 +532,13 @@ def test_headline_of_a_failure():
     s = summary(FAIL, keys={"failed": 2, "passed": 1}, tests={"failed": 3, "error": 1},
                 total=3)
     assert verdict.headline(s, "a", "b") == "2 of 3 keys failed; 4 tests failed or errored."
+    # the failed keys by name, the first five and a count; dependent failures said apart
+    s = summary(FAIL, keys={"failed": 7, "passed": 1}, tests={"failed": 4, "error": 3}, total=8,
+                key_verdicts={"p": "passed", **{f"k{i}": "failed" for i in range(7)}})
+    s["causes"] = {"k0": {"reason": "x", "tests": ["t0"], "dependent": ["t1", "t2", "t3"]}}
+    assert verdict.headline(s, "a", "b") == (
+        "7 of 8 keys failed: k0, k1, k2, k3, k4 and 2 more; 7 tests failed or errored (3 only "
+        "because their key's migration failed).")
     s = summary(FAIL, keys={"failed": 1}, tests={"failed": 1}, total=5)
     assert verdict.headline(s, "a", "b") == "1 of 5 keys failed; 1 test failed or errored."
     s = summary(FAIL, keys={"failed": 1}, tests={"error": 2}, total=1)
@@ -556,7 +568,7 @@ def test_headline_of_an_interrupted_run_says_what_was_proven_before_it():
                 total=1, to_migrate=1, interrupted="SIGINT")
     assert verdict.headline(s, "hsm1", "hsm2") == (
         "The run was interrupted (SIGINT) before it ended: 0 of 1 keys to migrate were proven "
-        "before it. 1 of 1 keys failed; 1 test failed or errored.")
+        "before it. 1 of 1 keys failed: a; 1 test failed or errored.")
     # in a run on one cluster too
     assert verdict.headline(s, "hsm1", "hsm2", mode="baseline").startswith(
         "The run was interrupted (SIGINT) before it ended")
