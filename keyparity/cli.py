@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,8 @@ def _pem_keys(paths: list[str]) -> tuple[list[Any], dict[str, str], str | None]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """0: verified; 1: verification failed (what differs is printed); 2: usage error."""
+    """0: verified; 1: verification failed (what differs is printed); 2: usage error; 3: verified,
+    but the signed verdict is not ``--require-verdict``'s."""
     from .attest.signing import kms_public_key
     from .attest.verify import verify_run
 
@@ -134,8 +136,28 @@ def _verify(args: argparse.Namespace) -> int:
         return usage(f"--threshold must be at least 1 (got {args.threshold})")
     result = verify_run(run_dir, keys, args.threshold, key_names=names,
                         allow_rename=args.allow_rename)
-    print("\n".join(result.lines()))
-    return 0 if result.ok else 1
+    code = verify_exit(result.ok, result.verdict, args.require_verdict)
+    if args.output == "json":
+        print(json.dumps({**result.record(args.require_verdict), "exit_code": code}, indent=2))
+        for problem in result.problems:
+            print(f"keyparity verify: {problem}", file=sys.stderr)
+    else:
+        print("\n".join(result.lines()))
+    if code == VERDICT_NOT_REQUIRED:
+        print(f"keyparity verify: the signed verdict is {result.verdict}, not "
+              f"{args.require_verdict} (--require-verdict): exit {code}", file=sys.stderr)
+    return code
+
+
+VERDICT_NOT_REQUIRED = 3  # authentic, but its signed verdict is not --require-verdict's
+
+
+def verify_exit(authentic: bool, verdict: str | None, required: str | None) -> int:
+    """0 authentic (with the required verdict, when one is required); 1 not authentic, whatever
+    it claims; 3 authentic with another signed verdict."""
+    if not authentic:
+        return 1
+    return VERDICT_NOT_REQUIRED if required is not None and verdict != required else 0
 
 
 def _usage(command: str, message: str) -> int:
@@ -508,6 +530,12 @@ def _add_verify(sub: Any) -> None:
                    help="an AWS KMS signing key; its public key is fetched with GetPublicKey")
     s.add_argument("--region", help="AWS region of --kms-key-id")
     s.add_argument("--aws-profile", help="AWS profile for --kms-key-id")
+    s.add_argument("--require-verdict", metavar="VERDICT",
+                   help="exit 3 unless the authentic bundle's signed verdict is VERDICT (e.g. "
+                        "PASS); a bundle that is not authentic exits 1 whatever it claims")
+    s.add_argument("--output", choices=("text", "json"), default="text",
+                   help="json: the result as one JSON object on standard output, problems "
+                        "on standard error (default: text)")
     s.set_defaults(func=_verify)
 
 
