@@ -107,7 +107,7 @@ class Signed:
 
 
 def new_key(directory: Path, name: str) -> tuple[Path, Path]:
-    """A fresh ECDSA P-384 custodian key, as ``keyparity demo-custodians`` makes one:
+    """A fresh ECDSA P-384 custodian key, as ``keyparity demo custodians`` makes one:
     (private PEM, public PEM)."""
     public = file_custodian(directory, name)
     return directory / f"{name}.key.pem", public
