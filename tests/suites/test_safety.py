@@ -95,8 +95,8 @@ def test_seed_with_a_wrong_pin_logs_in_once_and_says_so(lab):
     profile = edit_profile(lab.profile([AES]), wrong_pin(lab, "source", log))
     out = keyparity(lab, "demo", "seed", str(profile))
     assert out.returncode == 1
-    assert one_line(out).startswith("keyparity demo seed: error: source (hsm1) is unavailable: login "
-                                    "failed: CKR_PIN_INCORRECT; check clusters.source.pin")
+    assert one_line(out).startswith("keyparity demo seed: error: source (hsm1) is unavailable: "
+                                    "login failed: CKR_PIN_INCORRECT; check clusters.source.pin")
     assert spy_logins(log) == [(b"wrong-pin-0000", "CKR_PIN_INCORRECT")]
 
 
@@ -106,8 +106,8 @@ def test_seed_with_an_unset_env_pin_is_one_line(lab, monkeypatch):
                            lambda d: d["clusters"]["source"].update(pin="env:KP_UNSET_PIN"))
     out = keyparity(lab, "demo", "seed", str(profile))
     assert out.returncode == 1
-    assert one_line(out) == ("keyparity demo seed: error: source (hsm1) is unavailable: clusters.source"
-                             ".pin: environment variable KP_UNSET_PIN is not set")
+    assert one_line(out) == ("keyparity demo seed: error: source (hsm1) is unavailable: "
+                             "clusters.source.pin: environment variable KP_UNSET_PIN is not set")
 
 
 def test_seed_on_a_production_source_needs_its_cluster_id(lab):
@@ -209,7 +209,7 @@ def test_journal_verify_of_a_file_that_is_not_a_journal_is_one_line(lab, content
     out = keyparity(lab, "journal", "verify", "--journal", str(bad))
     assert out.returncode == 1
     line = one_line(out)
-    assert line.startswith(f"keyparity journal: error: {bad} is not a keyparity journal (")
+    assert line.startswith(f"keyparity journal verify: error: {bad} is not a keyparity journal (")
     assert line.endswith("give --hsm-journal (or --journal) the journal's path, or a new one")
 
 
