@@ -86,10 +86,10 @@ def start_run(config: pytest.Config, profile: Profile,
     evidence.add_inventory(profile.keys)
     evidence.add_owners(profile)
     if BASELINE in config.stash:  # a re-verify: the baseline it is proven against
-        evidence.doc["baseline"] = config.stash[BASELINE].record()
+        evidence.doc["baseline"] = profile.shown_paths(config.stash[BASELINE].record())
     approval = config.stash.get(APPROVAL, None)
     if approval is not None:  # the signed plan the run follows, verified before it started
-        evidence.doc["plan"] = approval.record()
+        evidence.doc["plan"] = profile.shown_paths(approval.record())
     config.stash[EVIDENCE] = evidence
     asked = config.stash[ALLURE]
     results = None if asked is False else allure.Results.for_run(

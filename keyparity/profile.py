@@ -226,6 +226,9 @@ class EvidenceSpec:
     threshold: int = 0  # signatures `keyparity verify` requires by default; 0 when unsigned
 
 
+PATH_FIELDS = ("path", "key_path", "trust_dir")  # what a record names a file or directory by
+
+
 @dataclass(frozen=True)
 class Profile:
     path: Path
@@ -293,6 +296,16 @@ class Profile:
         of the profile's directory); else its name alone. What is signed never holds the
         host's absolute paths."""
         return shown_path(path, self.path.parent)
+
+    def shown_paths(self, record: Any, names: tuple[str, ...] = PATH_FIELDS) -> Any:
+        """A copy of a record (a check's, a plan's) whose fields ``names``, at any depth, are
+        shown as ``shown`` shows a path."""
+        if isinstance(record, dict):
+            return {k: self.shown(v) if k in names and isinstance(v, (str, Path))
+                    else self.shown_paths(v, names) for k, v in record.items()}
+        if isinstance(record, list):
+            return [self.shown_paths(v, names) for v in record]
+        return record
 
     def key(self, label: str) -> KeySpec:
         """The key spec with this (source) label; KeyError if absent."""

@@ -336,7 +336,7 @@ def _write(r: Retirement, backups: dict[str, Any]) -> Path:
            "created": _now(), "retires_run": r.run_id, "profile": r.profile.name,
            "profile_sha256": r.profile.sha256, "source": r.profile.source.name,
            "target": r.profile.target.name, "destroy": r.destroy,
-           "plan": r.plan.record() if r.plan else None, "backups": backups,
+           "plan": r.profile.shown_paths(r.plan.record()) if r.plan else None, "backups": backups,
            "counts": counts, "keys": r.keys}
     data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
     atomic.write(out / RETIREMENT, data)

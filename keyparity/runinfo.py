@@ -67,5 +67,7 @@ def environment(root: Path) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": versions,
-        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+        # paths under the rootdir relative to it: the evidence names no host path
+        "command": [os.path.basename(sys.argv[0]),
+                    *(arg.replace(f"{root}{os.sep}", "") for arg in sys.argv[1:])],
     }
