@@ -175,13 +175,13 @@ def _plan(args: argparse.Namespace) -> int:
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     specs = {s.name: s for s in profile.evidence.signers}
     if not specs:
-        return _usage("plan create", f"{profile.name} has no evidence.signers: a plan is approved by "
-                      "the custodians' signatures; add them to the profile")
+        return _usage("plan create", f"{profile.name} has no evidence.signers: a plan is "
+                      "approved by the custodians' signatures; add them to the profile")
     names = [] if args.unsigned else (args.signer or list(specs))
     unknown = [n for n in names if n not in specs]
     if unknown:
-        return _usage("plan create", f"no evidence signer named {unknown[0]!r} in {profile.name} "
-                      f"(it has {', '.join(specs)})")
+        return _usage("plan create", f"no evidence signer named {unknown[0]!r} in "
+                      f"{profile.name} (it has {', '.join(specs)})")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("plans") / f"{profile.name}-{stamp}"
     gate = LoginGate(None)

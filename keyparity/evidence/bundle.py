@@ -119,8 +119,9 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
         from ..attest.statement import sign_run
         try:
             if profile.evidence.signers:
-                gate = LoginGate(None if state_dir is None else
-                                 runinfo.Run(predicate["run_id"], run_dir, 0, state_dir).login_state)
+                shared = (None if state_dir is None else  # the run's processes' login state
+                          runinfo.Run(predicate["run_id"], run_dir, 0, state_dir).login_state)
+                gate = LoginGate(shared)
                 signers = load_signers(profile.evidence, profile.module_env, gate)
             path = sign_run(run_dir, signers, predicate)
         finally:

@@ -54,8 +54,8 @@ def demo() -> Demo:
         shutil.copy(REPO / "conftest.py", root / "conftest.py")
         (root / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
         state = root / ".keyparity"
-        keyparity(root, "demo", "softhsm-init", "--state", str(state / "softhsm"), "--token", "hsm1",
-                  "--token", "hsm2")
+        keyparity(root, "demo", "softhsm-init", "--state", str(state / "softhsm"),
+                  "--token", "hsm1", "--token", "hsm2")
         keyparity(root, "demo", "custodians", "--state", str(state))
         keyparity(root, "demo", "pki", "--state", str(state))
         keyparity(root, "demo", "seed", "softhsm")
