@@ -164,7 +164,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "aws_root": "the AWS CloudHSM root certificate",
         "aws_root_sha256": "the AWS root's published SHA-256 fingerprint (hex, colons and a "
                            "`sha256:` prefix allowed), or `file:PATH` to a file holding one "
-                           "(the demo's, written by `keyparity demo-pki`)",
+                           "(the demo's, written by `keyparity demo pki`)",
         "manufacturer_hardware_certificate": "the manufacturer's hardware certificate (with "
                                              "`manufacturer_root` and "
                                              "`manufacturer_root_sha256`: all three or none)",

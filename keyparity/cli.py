@@ -1,8 +1,10 @@
-"""The ``keyparity`` command: SoftHSM provisioning and seeding for the demo, and the benchmark."""
+"""The ``keyparity`` command: the operator's commands (inventory, plan, verify, retire, cleanup,
+copies, journal), the demo's (``keyparity demo ...``) and the benchmark (``keyparity bench``)."""
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +13,7 @@ from .hsm.cluster import close_clusters, open_cluster
 from .errors import KeyparityError, PolicyError, ProfileError, file_step, pkcs11_step
 from .hsm.login import LoginGate
 from .profile import load_profile, resolve_profile_arg
+from .progress import Progress
 
 if TYPE_CHECKING:  # the journal is opened only by the commands that use it
     from .journal.store import Journal
@@ -105,7 +108,8 @@ def _pem_keys(paths: list[str]) -> tuple[list[Any], dict[str, str], str | None]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """0: verified; 1: verification failed (what differs is printed); 2: usage error."""
+    """0: verified; 1: verification failed (what differs is printed); 2: usage error; 3: verified,
+    but the signed verdict is not ``--require-verdict``'s."""
     from .attest.signing import kms_public_key
     from .attest.verify import verify_run
 
@@ -134,8 +138,28 @@ def _verify(args: argparse.Namespace) -> int:
         return usage(f"--threshold must be at least 1 (got {args.threshold})")
     result = verify_run(run_dir, keys, args.threshold, key_names=names,
                         allow_rename=args.allow_rename)
-    print("\n".join(result.lines()))
-    return 0 if result.ok else 1
+    code = verify_exit(result.ok, result.verdict, args.require_verdict)
+    if args.output == "json":
+        print(json.dumps({**result.record(args.require_verdict), "exit_code": code}, indent=2))
+        for problem in result.problems:
+            print(f"keyparity verify: {problem}", file=sys.stderr)
+    else:
+        print("\n".join(result.lines()))
+    if code == VERDICT_NOT_REQUIRED:
+        print(f"keyparity verify: the signed verdict is {result.verdict}, not "
+              f"{args.require_verdict} (--require-verdict): exit {code}", file=sys.stderr)
+    return code
+
+
+VERDICT_NOT_REQUIRED = 3  # authentic, but its signed verdict is not --require-verdict's
+
+
+def verify_exit(authentic: bool, verdict: str | None, required: str | None) -> int:
+    """0 authentic (with the required verdict, when one is required); 1 not authentic, whatever
+    it claims; 3 authentic with another signed verdict."""
+    if not authentic:
+        return 1
+    return VERDICT_NOT_REQUIRED if required is not None and verdict != required else 0
 
 
 def _usage(command: str, message: str) -> int:
@@ -151,13 +175,13 @@ def _plan(args: argparse.Namespace) -> int:
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     specs = {s.name: s for s in profile.evidence.signers}
     if not specs:
-        return _usage("plan", f"{profile.name} has no evidence.signers: a plan is approved by "
-                      "the custodians' signatures; add them to the profile")
+        return _usage("plan create", f"{profile.name} has no evidence.signers: a plan is "
+                      "approved by the custodians' signatures; add them to the profile")
     names = [] if args.unsigned else (args.signer or list(specs))
     unknown = [n for n in names if n not in specs]
     if unknown:
-        return _usage("plan", f"no evidence signer named {unknown[0]!r} in {profile.name} "
-                      f"(it has {', '.join(specs)})")
+        return _usage("plan create", f"no evidence signer named {unknown[0]!r} in "
+                      f"{profile.name} (it has {', '.join(specs)})")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("plans") / f"{profile.name}-{stamp}"
     gate = LoginGate(None)
@@ -165,7 +189,12 @@ def _plan(args: argparse.Namespace) -> int:
     try:
         for name in names:
             signers.append(load_signer(specs[name], profile.module_env, gate))
-        path = write_plan(profile, out, signers, gate)
+        progress = Progress(f"read keys on {profile.source.name if profile.source else '-'}",
+                            len(profile.keys))
+        try:
+            path = write_plan(profile, out, signers, gate, progress.tick)
+        finally:  # the count read, also when the plan is refused
+            progress.done()
     finally:
         close_signers(signers)
     signed = f"signed by {', '.join(names)}" if names else "not signed yet"
@@ -400,6 +429,17 @@ def _add_journal_option(p: Any) -> None:
     p.add_argument("--journal", metavar="PATH", help=JOURNAL_HELP)
 
 
+def _add_demo(sub: Any) -> None:
+    """``demo softhsm-init|softhsm-restore|custodians|pki|seed``: what ./run demo uses."""
+    s = sub.add_parser("demo", help="the embedded demo's set-up: SoftHSM tokens, custodians, "
+                       "test PKI, seeded keys (what ./run demo runs)",
+                       description="The embedded demo's set-up steps, as ./run demo runs them.")
+    dsub = s.add_subparsers(dest="demo_command", required=True, metavar="STEP")
+    for add in (_add_softhsm_init, _add_softhsm_restore, _add_demo_custodians, _add_demo_pki,
+                _add_seed):
+        add(dsub)
+
+
 def _add_softhsm_init(sub: Any) -> None:
     s = sub.add_parser("softhsm-init", help="(re)initialise SoftHSM tokens in a state directory")
     s.add_argument("--state", required=True, help="state directory (its tokens/ is replaced)")
@@ -419,14 +459,14 @@ def _add_softhsm_restore(sub: Any) -> None:
 
 
 def _add_demo_custodians(sub: Any) -> None:
-    s = sub.add_parser("demo-custodians",
+    s = sub.add_parser("custodians",
                        help="make the demo's two evidence signing keys once (file and SoftHSM)")
     s.add_argument("--state", required=True, help="state directory (.keyparity)")
     s.set_defaults(func=_demo_custodians)
 
 
 def _add_demo_pki(sub: Any) -> None:
-    s = sub.add_parser("demo-pki", help="make the demo's CloudHSM-like test PKI per cluster once "
+    s = sub.add_parser("pki", help="make the demo's CloudHSM-like test PKI per cluster once "
                        "(customer CA, cluster, HSM, client and server certificates, root pins)")
     s.add_argument("--state", required=True, help="state directory (.keyparity); writes pki/")
     s.add_argument("--cluster", action="append", help="cluster name (repeat; default hsm1 hsm2)")
@@ -434,7 +474,8 @@ def _add_demo_pki(sub: Any) -> None:
 
 
 def _add_seed(sub: Any) -> None:
-    s = sub.add_parser("seed", help="create a profile's inventory keys on its source token")
+    s = sub.add_parser("seed", help="create a profile's inventory keys on its source token "
+                       "(the demo, tests)")
     s.add_argument("profile", help="profile NAME or PATH")
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
                    help="required with a production profile: the id of the cluster the keys "
@@ -492,8 +533,9 @@ def _add_bench(sub: Any) -> None:
 
 
 def _add_verify(sub: Any) -> None:
-    s = sub.add_parser("verify", help="verify a signed run directory offline "
-                       "(exit 0 verified, 1 failed, 2 usage error)")
+    s = sub.add_parser("verify", help="verify a signed run directory offline; the last line "
+                       "states its signed verdict (exit 0 authentic, 1 not authentic, 2 usage "
+                       "error, 3 authentic but not the --require-verdict verdict)")
     s.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. reports/latest")
     s.add_argument("--key", action="append", default=[], metavar="PUB.pem",
                    help="a custodian's PEM public key (repeat)")
@@ -508,14 +550,25 @@ def _add_verify(sub: Any) -> None:
                    help="an AWS KMS signing key; its public key is fetched with GetPublicKey")
     s.add_argument("--region", help="AWS region of --kms-key-id")
     s.add_argument("--aws-profile", help="AWS profile for --kms-key-id")
+    s.add_argument("--require-verdict", metavar="VERDICT",
+                   help="exit 3 unless the authentic bundle's signed verdict is VERDICT (e.g. "
+                        "PASS); a bundle that is not authentic exits 1 whatever it claims")
+    s.add_argument("--output", choices=("text", "json"), default="text",
+                   help="json: the result as one JSON object on standard output, problems "
+                        "on standard error (default: text)")
     s.set_defaults(func=_verify)
 
 
 def _add_plan(sub: Any) -> None:
-    """``plan PROFILE``, and ``plan sign`` / ``plan verify`` (main turns ``plan sign`` into
-    the one word ``plan sign``: a plan's commands, not a profile named sign)."""
-    s = sub.add_parser("plan", help="write the signed migration plan from the source, read-only "
-                       "(exit 0 written, 1 token, login or signer error, 2 usage error)")
+    """``plan create|sign|verify``; ``plan PROFILE`` is short for ``plan create PROFILE``
+    (main inserts the word)."""
+    s = sub.add_parser("plan", help="the signed migration plan: create it from the source "
+                       "(read-only), each custodian signs it, verify it",
+                       description="The signed migration plan. keyparity plan PROFILE is short "
+                       "for keyparity plan create PROFILE.")
+    psub = s.add_subparsers(dest="plan_command", required=True, metavar="STEP")
+    s = psub.add_parser("create", help="write the plan from the source, read-only "
+                        "(exit 0 written, 1 token, login or signer error, 2 usage error)")
     s.add_argument("profile", help="profile NAME or PATH")
     s.add_argument("--out", metavar="DIR", help="directory for plan.json and plan.dsse.json "
                    "(default plans/NAME-TIMESTAMP)")
@@ -524,14 +577,14 @@ def _add_plan(sub: Any) -> None:
     s.add_argument("--unsigned", action="store_true",
                    help="sign with none: the custodians each add theirs with plan sign")
     s.set_defaults(func=_plan)
-    s = sub.add_parser("plan sign", help="keyparity plan sign DIR: add one custodian's signature "
-                       "to a plan (refused when plan.json changed)")
+    s = psub.add_parser("sign", help="add one custodian's signature to a plan (refused when "
+                        "plan.json changed)")
     s.add_argument("plan_dir", metavar="DIR", help="the plan's directory")
     s.add_argument("--profile", required=True, help="profile NAME or PATH naming the signer")
     s.add_argument("--signer", required=True, metavar="NAME", help="the evidence signer")
     s.set_defaults(func=_plan_sign)
-    s = sub.add_parser("plan verify", help="keyparity plan verify DIR: check a plan's "
-                       "signatures and digest offline (exit 0 verified, 1 failed, 2 usage)")
+    s = psub.add_parser("verify", help="check a plan's signatures and digest offline "
+                        "(exit 0 verified, 1 failed, 2 usage error)")
     s.add_argument("plan_dir", metavar="DIR", help="the plan's directory")
     s.add_argument("--key", action="append", default=[], metavar="PUB.pem",
                    help="a custodian's PEM public key (repeat)")
@@ -544,8 +597,9 @@ def _add_plan(sub: Any) -> None:
 
 def _add_journal(sub: Any) -> None:
     """``journal verify``, ``journal locks``, ``journal unlock`` and ``journal sign-head``."""
-    s = sub.add_parser("journal", help="the write journal")
-    jsub = s.add_subparsers(dest="journal_command", required=True)
+    s = sub.add_parser("journal", help="the write journal: check its chain, list and release "
+                       "key locks, sign its head")
+    jsub = s.add_subparsers(dest="journal_command", required=True, metavar="STEP")
     j = jsub.add_parser("verify", help="check the journal's hash chain (exit 0 intact, 1 broken)")
     _add_journal_option(j)
     j.add_argument("--expect-head", metavar="SHA256",
@@ -627,30 +681,93 @@ def _copies(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+DESCRIPTION = """\
+Verification and evidence for moving keys between HSM clusters. The migration itself is a
+pytest run (pytest --hsm-profile=PROFILE); these commands prepare it, check its signed
+bundle and act on what it proved."""
+
+EPILOG = """\
+operator commands: inventory, plan, verify, retire, cleanup, copies, journal
+the demo and measurements: demo, bench
+
+keyparity COMMAND --help describes each one. Exit status: 0 done, 1 the command failed (one
+line says why and what to do), 2 a usage error; keyparity verify: 3 an authentic bundle whose
+signed verdict is not --require-verdict's."""
+
+# The spellings of the previous release, still accepted with a line on standard error.
+DEPRECATED = {"softhsm-init": ["demo", "softhsm-init"],
+              "softhsm-restore": ["demo", "softhsm-restore"],
+              "demo-custodians": ["demo", "custodians"], "demo-pki": ["demo", "pki"],
+              "seed": ["demo", "seed"]}
+PLAN_STEPS = ("create", "sign", "verify")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="keyparity", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_softhsm_init, _add_softhsm_restore, _add_demo_custodians, _add_demo_pki,
-                _add_seed, _add_inventory, _add_plan, _add_bench, _add_verify, _add_journal,
-                _add_cleanup, _add_retire, _add_copies):
+    from . import __version__
+    p = argparse.ArgumentParser(prog="keyparity", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"keyparity {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           title="commands")
+    for add in (_add_inventory, _add_plan, _add_verify, _add_retire, _add_cleanup, _add_copies,
+                _add_journal, _add_demo, _add_bench):
         add(sub)
     return p
+
+
+def spelled(argv: list[str]) -> list[str]:
+    """The command line in this release's words: a previous release's spelling is rewritten
+    (said on standard error), ``plan PROFILE`` is ``plan create PROFILE``."""
+    argv = list(argv)
+    if argv[:1] and argv[0] in DEPRECATED:
+        new = DEPRECATED[argv[0]]
+        print(f"keyparity: {argv[0]!r} is deprecated and will be removed in the next release; "
+              f"use 'keyparity {' '.join(new)}'", file=sys.stderr)
+        argv[:1] = new
+    if argv[:1] == ["plan"] and len(argv) > 1 and argv[1] not in PLAN_STEPS \
+            and not argv[1].startswith("-"):
+        argv.insert(1, "create")
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 done, 1 the command failed (one line says why and what to do), 2 a usage error
     (arguments, a profile keyparity refuses)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["plan"] and argv[1:2] in (["sign"], ["verify"]):
-        argv[:2] = [f"plan {argv[1]}"]
+    argv = spelled(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    command = " ".join(argv[:2]) if argv[:1] and argv[0] in ("plan", "demo", "journal") \
+        else args.command
     try:
         return args.func(args)
     except KeyparityError as exc:  # anything else is a bug: its traceback is shown
-        print(f"keyparity {args.command}: error: {_sentence(exc)}", file=sys.stderr)
+        print(f"keyparity {command}: error: {capped(command, exc)}", file=sys.stderr)
         return 2 if isinstance(exc, (ProfileError, PolicyError)) else 1
     finally:
         close_clusters()
+
+
+ITEMS_SHOWN = 10  # a longer list in an error is cut here; the whole list goes to a file
+
+
+def capped(command: str, exc: KeyparityError) -> str:
+    """The error as one line; a list of more than ITEMS_SHOWN items (``errors.listed``) shows
+    the first ones and a count, and is written whole to a file under .keyparity/errors/."""
+    items = getattr(exc, "items", ())
+    if len(items) <= ITEMS_SHOWN:
+        return _sentence(exc)
+    from . import rootdir
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    out = rootdir.find() / ".keyparity" / "errors" / f"{command.replace(' ', '-')}-{stamp}.txt"
+    shown = "; ".join(" ".join(str(i).split()) for i in items[:ITEMS_SHOWN])
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(f"{item}\n" for item in items))
+    except OSError as exc_write:
+        where = f"the whole list could not be written to {out}: {exc_write.strerror}"
+    else:
+        where = f"all {len(items)} in {out}"
+    return (f"{exc.summary}: {shown}; ... and {len(items) - ITEMS_SHOWN} more "  # type: ignore
+            f"({where})")
 
 
 def _sentence(exc: BaseException) -> str:

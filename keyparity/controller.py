@@ -74,10 +74,11 @@ def start_run(config: pytest.Config, profile: Profile,
         config.stash[LOCK_DIR] = locks
     run = _new_run(config)
     meta = {"run_id": run.run_id, "seed": run.seed, "profile": profile.name,
-            "profile_path": str(profile.path), "profile_sha256": profile.sha256,
+            "profile_path": profile.shown(profile.path), "profile_sha256": profile.sha256,
             "environment": profile.environment, "migration_mode": profile.migration_mode,
             "write_mode": write_mode.record(),
-            "secret_files": [dict(f) for f in profile.secret_files],
+            "secret_files": [{**f, "file": profile.shown(f["file"])}
+                             for f in profile.secret_files],
             **runinfo.environment(config.rootpath)}
     evidence = Evidence(run.run_dir, meta)
     evidence.doc["clusters"] = found
@@ -85,10 +86,10 @@ def start_run(config: pytest.Config, profile: Profile,
     evidence.add_inventory(profile.keys)
     evidence.add_owners(profile)
     if BASELINE in config.stash:  # a re-verify: the baseline it is proven against
-        evidence.doc["baseline"] = config.stash[BASELINE].record()
+        evidence.doc["baseline"] = profile.shown_paths(config.stash[BASELINE].record())
     approval = config.stash.get(APPROVAL, None)
     if approval is not None:  # the signed plan the run follows, verified before it started
-        evidence.doc["plan"] = approval.record()
+        evidence.doc["plan"] = profile.shown_paths(approval.record())
     config.stash[EVIDENCE] = evidence
     asked = config.stash[ALLURE]
     results = None if asked is False else allure.Results.for_run(
@@ -114,7 +115,8 @@ def _new_run(config: pytest.Config) -> runinfo.Run:
     run_id = config.getoption("hsm_run_id") or runinfo.new_run_id()
     seed = config.getoption("hsm_seed")
     run = runinfo.Run(run_id, reports.resolve() / run_id,
-                      seed if seed is not None else random.SystemRandom().randrange(2**32))
+                      seed if seed is not None else random.SystemRandom().randrange(2**32),
+                      runinfo.state_dir(config.rootpath.resolve(), run_id))
     try:
         run.run_dir.mkdir(parents=True, exist_ok=config.getoption("hsm_run_id") is None)
     except FileExistsError:

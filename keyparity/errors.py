@@ -18,6 +18,14 @@ class KeyparityError(Exception):
     traceback."""
 
 
+def listed(kind: type[KeyparityError], summary: str, items: list[str]) -> KeyparityError:
+    """An error whose message is ``summary: item; item; ...``, with the items kept apart
+    (``exc.items``) so that a command can cap a long list and write it whole to a file."""
+    exc = kind(f"{summary}: " + "; ".join(items))
+    exc.summary, exc.items = summary, tuple(items)  # type: ignore[attr-defined]
+    return exc
+
+
 class ProfileError(KeyparityError):
     """Any problem with a profile: ``str(e) == f"{path}: {field}: {message}"``."""
 

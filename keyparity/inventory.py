@@ -50,6 +50,7 @@ from .hsm.cluster import close_clusters, open_cluster
 from .hsm.login import LoginGate
 from .keytypes import ASYMMETRIC, CURVES, KEY_TYPES, curve_name, size_problem
 from .profile import Cluster, Profile, ProfileError, load_profile, resolve_profile_arg
+from .progress import Progress
 
 PROG = "keyparity inventory"
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
@@ -324,7 +325,9 @@ def command(args: argparse.Namespace) -> int:
     where = f"source cluster {spec.name}"
     try:
         session = open_cluster(spec, profile.module_env, LoginGate(None))
-        entries = census.scan(session.session, spec.name)
+        progress = Progress(f"read objects on {spec.name}")
+        entries = census.scan(session.session, spec.name, progress.tick)
+        progress.done()
         found = draft(entries)
         owners = owners_of(_cli_views(profile))
         for key in found.keys:

@@ -226,6 +226,9 @@ class EvidenceSpec:
     threshold: int = 0  # signatures `keyparity verify` requires by default; 0 when unsigned
 
 
+PATH_FIELDS = ("path", "key_path", "trust_dir")  # what a record names a file or directory by
+
+
 @dataclass(frozen=True)
 class Profile:
     path: Path
@@ -287,12 +290,38 @@ class Profile:
             return f"{self.cluster.name} ({self.migration_mode})"
         return f"{self.source.name} -> {self.target.name}"  # type: ignore[union-attr]
 
+    def shown(self, path: str | Path) -> str:
+        """A path as evidence records it: relative to the profile's directory, as the profile
+        writes its own paths, when it lies in the project that holds the profile (the parent
+        of the profile's directory); else its name alone. What is signed never holds the
+        host's absolute paths."""
+        return shown_path(path, self.path.parent)
+
+    def shown_paths(self, record: Any, names: tuple[str, ...] = PATH_FIELDS) -> Any:
+        """A copy of a record (a check's, a plan's) whose fields ``names``, at any depth, are
+        shown as ``shown`` shows a path."""
+        if isinstance(record, dict):
+            return {k: self.shown(v) if k in names and isinstance(v, (str, Path))
+                    else self.shown_paths(v, names) for k, v in record.items()}
+        if isinstance(record, list):
+            return [self.shown_paths(v, names) for v in record]
+        return record
+
     def key(self, label: str) -> KeySpec:
         """The key spec with this (source) label; KeyError if absent."""
         for spec in self.keys:
             if spec.label == label:
                 return spec
         raise KeyError(label)
+
+
+def shown_path(path: str | Path, base: Path) -> str:
+    """``path`` relative to ``base`` when it lies under ``base``'s parent, else its name (the
+    rule of ``Profile.shown``)."""
+    path, base = Path(os.path.abspath(path)), Path(os.path.abspath(base))
+    if path.is_relative_to(base.parent) and base.parent != Path(base.anchor):
+        return os.path.relpath(path, base)
+    return path.name
 
 
 def resolve_profile_arg(arg: str, rootdir: Path) -> Path:
@@ -836,7 +865,7 @@ def _tls(prefix: str, raw: dict[str, Any], base: Path, fail: _Fail) -> TlsSpec:
     for name in ("aws_root_sha256", "manufacturer_root_sha256"):
         if name in raw:
             pin = raw[name]
-            if pin.startswith("file:"):  # a pin file, e.g. written by `keyparity demo-pki`
+            if pin.startswith("file:"):  # a pin file, e.g. written by `keyparity demo pki`
                 pin_path = Path(os.path.normpath(base / pin[5:]))
                 if not pin_path.is_file():
                     raise fail(f"{prefix}.{name}", f"file not found: {pin_path}")

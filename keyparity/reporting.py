@@ -7,6 +7,8 @@ Registered in the controller process only (under xdist the reports arrive from t
 from __future__ import annotations
 
 import gc
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,8 +59,10 @@ class EvidenceHooks:
         self.causes: dict[str, int] = {}
         self.reports = 0  # a cluster's unavailability -> tests it stopped
         self.setup_reports: list[Any] | None = None  # the terminal reporter's "" category
+        self.rootpath: Path | None = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.rootpath = session.config.rootpath
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         shows_passes = any(c in (session.config.option.reportchars or "") for c in "PA")
         if reporter is not None and isinstance(getattr(reporter, "stats", None), dict) \
@@ -71,6 +75,11 @@ class EvidenceHooks:
         carries only the key label, not a printed copy of every vector. A cluster that is
         unavailable (keyparity.hsm.cluster.ClusterUnavailable) is said in full once; each later
         test it stops says so in one line (the evidence keeps every message whole)."""
+        if report.skipped and isinstance(report.longrepr, tuple) and self.rootpath is not None:
+            # a skip's place, as the terminal shows it: junit.xml (signed) holds no host path
+            where, line, reason = report.longrepr
+            if Path(where).is_absolute() and Path(where).is_relative_to(self.rootpath):
+                report.longrepr = (str(Path(where).relative_to(self.rootpath)), line, reason)
         self._collect(report)
         self.reports += 1
         if self.reports % FREEZE_EVERY == 0:
@@ -139,11 +148,16 @@ class EvidenceHooks:
         """trylast: after junitxml has written junit.xml and xdist has shut its workers down
         (their Allure results are written), so the statement covers every file."""
         config = session.config
+        if config.option.collectonly:  # nothing ran: nothing to sign, no run directory left
+            shutil.rmtree(self.run.run_dir, ignore_errors=True)
+            shutil.rmtree(self.run.state_dir, ignore_errors=True)
+            return
         self.interrupts.defer()  # a signal from now on must not cut the bundle short
         self.bundle = finalize(self.run.run_dir, self.evidence, self.profile,
                                session.exitstatus, expect=self.expect,
                                allure=self.allure,
                                journal=config.stash.get(JOURNAL, None),
+                               state_dir=self.run.state_dir,
                                deselected=config.stash.get(DESELECTED_BY_SUITE, {}))
         session.exitstatus = self.bundle["exitstatus"]
         gc.freeze()  # what the run built stays until exit: pytest's collections at exit skip it

@@ -44,6 +44,7 @@ from . import atomic, policy, rootdir
 from . import runinfo
 from .cloudhsm import lineage
 from .errors import KeyMismatch, KeyparityError, PolicyError
+from .progress import Progress
 from .attest import approval
 from .evidence.anchor import require_run_head
 from .attest.signing import close_signers, load_signers, named_keys
@@ -306,8 +307,10 @@ def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
     tgt = open_cluster(r.profile.target, r.profile.module_env, gate) if r.destroy else None
     journal = Journal(journal_path) if r.destroy else None
     recorder = journal.bind(r.retirement_id) if journal is not None else None
+    progress = Progress(f"read keys on {r.profile.source.name}", len(r.profile.keys))
     try:
         for spec in r.profile.keys:
+            progress.tick()
             try:
                 record, side = _source_key(r, src, spec)
                 if side is not None and tgt is not None:
@@ -317,6 +320,7 @@ def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
                           "detail": f"{type(exc).__name__}: {exc}"}
             r.keys.append(record)
     finally:
+        progress.done()
         if journal is not None:
             journal.close()
     return _write(r, backups(r.profile))
@@ -332,7 +336,7 @@ def _write(r: Retirement, backups: dict[str, Any]) -> Path:
            "created": _now(), "retires_run": r.run_id, "profile": r.profile.name,
            "profile_sha256": r.profile.sha256, "source": r.profile.source.name,
            "target": r.profile.target.name, "destroy": r.destroy,
-           "plan": r.plan.record() if r.plan else None, "backups": backups,
+           "plan": r.profile.shown_paths(r.plan.record()) if r.plan else None, "backups": backups,
            "counts": counts, "keys": r.keys}
     data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
     atomic.write(out / RETIREMENT, data)

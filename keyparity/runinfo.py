@@ -26,13 +26,23 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 
 @dataclass(frozen=True)
 class Run:
+    """``run_dir``: the evidence bundle, and nothing else; ``state_dir``: the run's runtime
+    files (the shared login state and its lock), outside the bundle, so that nothing signed is
+    a file the run only used while it went."""
     run_id: str
     run_dir: Path
     seed: int
+    state_dir: Path
 
     @property
     def login_state(self) -> Path:
-        return self.run_dir / ".login-state.json"
+        return self.state_dir / "login-state.json"
+
+
+def state_dir(rootdir: Path, run_id: str) -> Path:
+    """Where a run's runtime files go: ``<rootdir>/.keyparity/run/<run id>/`` (beside the
+    journal's default place), removed when the bundle is signed."""
+    return Path(rootdir) / ".keyparity" / "run" / run_id
 
 
 def git_commit(root: Path) -> str | None:
@@ -57,5 +67,7 @@ def environment(root: Path) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": versions,
-        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+        # paths under the rootdir relative to it: the evidence names no host path
+        "command": [os.path.basename(sys.argv[0]),
+                    *(arg.replace(f"{root}{os.sep}", "") for arg in sys.argv[1:])],
     }

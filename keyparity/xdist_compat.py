@@ -45,7 +45,7 @@ def worker_run(config: pytest.Config) -> runinfo.Run | None:
     if config.option.loadgroup:
         config.pluginmanager.register(LoadGroupTags(), "keyparity-loadgroup")
     return runinfo.Run(worker["keyparity_run_id"], Path(worker["keyparity_run_dir"]),
-                       worker["keyparity_seed"])
+                       worker["keyparity_seed"], Path(worker["keyparity_state_dir"]))
 
 
 def worker_count(config: pytest.Config) -> int:
@@ -87,6 +87,7 @@ class XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["keyparity_run_id"] = self.run.run_id
         node.workerinput["keyparity_run_dir"] = str(self.run.run_dir)
+        node.workerinput["keyparity_state_dir"] = str(self.run.state_dir)
         node.workerinput["keyparity_seed"] = self.run.seed
         node.workerinput["keyparity_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
         node.workerinput["keyparity_baseline_sha256"] = self.baseline_sha256

@@ -36,7 +36,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pkcs11 import ObjectClass
 from securesystemslib.dsse import Envelope
@@ -44,7 +44,7 @@ from securesystemslib.signer import Key, Signer
 
 from .. import atomic
 from ..backends import backend_for
-from ..errors import KeyparityError
+from ..errors import KeyparityError, listed
 from ..hsm import attributes, census, identity, keyinfo, proof
 from ..hsm.cluster import ClusterSession, open_cluster
 from ..hsm.locate import locate
@@ -153,7 +153,8 @@ def wrapping_record(profile: Profile) -> dict[str, Any]:
             "mgf": w.mgf, "aes_bits": w.aes_bits, "trusted": w.trusted}
 
 
-def draft(profile: Profile, gate: LoginGate) -> dict[str, Any]:
+def draft(profile: Profile, gate: LoginGate, tick: Callable[[], None] | None = None
+          ) -> dict[str, Any]:
     """The plan of a migrate profile, read from its source (one login through ``gate``; nothing
     is written). PlanError naming every key that cannot be planned, and the census's
     unaccounted objects: a plan the run could not follow is not made."""
@@ -170,17 +171,19 @@ def draft(profile: Profile, gate: LoginGate) -> dict[str, Any]:
             keys.append(planned_key(profile, src, spec))
         except KeyparityError as exc:
             problems.append(str(exc))
-            continue
-        extra = read.get(spec.label, {})
-        if isinstance(extra, str):
-            problems.append(f"{spec.label!r}: {extra}")
         else:
-            keys[-1].update(extra)
+            extra = read.get(spec.label, {})
+            if isinstance(extra, str):
+                problems.append(f"{spec.label!r}: {extra}")
+            else:
+                keys[-1].update(extra)
+        if tick is not None:
+            tick()
     entries, record = census.take_source(src.session, profile.source, profile, plan_id)
     problems += [f"unaccounted on {src.name}: {e.describe()} ({e.detail})"
                  for e in entries if e.disposition == census.UNACCOUNTED]
     if problems:
-        raise PlanError(f"no plan written: {len(problems)} problem(s): " + "; ".join(problems))
+        raise listed(PlanError, f"no plan written: {len(problems)} problem(s)", problems)
     return {
         "format": FORMAT, "plan_id": plan_id, "created": created,
         "profile": {"name": profile.name, "path": str(profile.path), "sha256": profile.sha256,
@@ -200,14 +203,15 @@ def _predicate(plan: dict[str, Any], threshold: int) -> dict[str, Any]:
             "threshold": threshold}
 
 
-def write_plan(profile: Profile, out: Path, signers: list[Signer], gate: LoginGate) -> Path:
+def write_plan(profile: Profile, out: Path, signers: list[Signer], gate: LoginGate,
+               tick: Callable[[], None] | None = None) -> Path:
     """Draft the plan and write DIR/plan.json and DIR/plan.dsse.json, signed by ``signers``
     (none: an envelope without signatures, for the custodians to sign one by one). ``out``
     must not hold a plan already. Returns plan.json's path."""
     out = Path(out)
     if (out / PLAN).exists() or (out / PLAN_ENVELOPE).exists():
         raise PlanError(f"{out} holds a plan already; give another --out")
-    plan = draft(profile, gate)
+    plan = draft(profile, gate, tick)
     data = (json.dumps(plan, indent=2, sort_keys=True) + "\n").encode("utf-8")
     payload = canonical_json({
         "_type": STATEMENT_TYPE,

@@ -85,7 +85,7 @@ def _crypto_public_key(public: Any, where: str) -> SSlibKey:
 
 def public_key_from_pem(pem: bytes) -> SSlibKey:
     """An SSlibKey (default scheme for its type, e.g. ecdsa-sha2-nistp384) from a PEM public key
-    (SubjectPublicKeyInfo), as exported by ``keyparity demo-custodians``."""
+    (SubjectPublicKeyInfo), as exported by ``keyparity demo custodians``."""
     if b"PRIVATE KEY" in pem:
         raise KeyFormatError("this is a private key; give the custodian's public key "
                              "(the .pub.pem beside it)")

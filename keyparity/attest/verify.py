@@ -51,7 +51,41 @@ class VerifyResult(Verification):
             if not self.threshold_met:
                 out.append("  the signed values above are NOT trustworthy: the signature "
                            "threshold was not met")
-        return out + self.outcome(f"{self.files_checked} files match the signed statement")
+        out += self.outcome(f"{self.files_checked} files match the signed statement")
+        return out + [self.verdict_line()]
+
+    @property
+    def verdict(self) -> str | None:
+        """The signed verdict, as the signed predicate states it (None when there is none)."""
+        value = (self.signed or {}).get("verdict")
+        return value if isinstance(value, str) else None
+
+    def verdict_line(self) -> str:
+        """The last line: whether the bundle is authentic, then what its signers concluded. A
+        signed FAIL is authentic evidence of a failed run, not a failed verification."""
+        if self.ok:
+            return f"keyparity verify: authentic; signed verdict {show(self.verdict)}"
+        return (f"keyparity verify: NOT authentic ({len(self.problems)} problem(s) above); "
+                "the verdict it claims is not evidence of anything")
+
+    def record(self, required: str | None = None) -> dict[str, Any]:
+        """The result as data (``keyparity verify --output json``)."""
+        return {
+            "run_dir": str(self.run_dir), "authentic": self.ok,
+            "verdict": self.verdict if self.ok else None,
+            "claimed_verdict": self.verdict,
+            "required_verdict": required,
+            "verdict_as_required": None if required is None else (
+                self.ok and self.verdict == required),
+            "signed": self.signed if self.ok else None,
+            "signatures": {"required": self.threshold, "in_envelope": self.signatures,
+                           "verified": list(self.verified),
+                           "not_verified": list(self.not_verified)},
+            "files_checked": self.files_checked, "changed": list(self.changed),
+            "missing": list(self.missing), "extra": list(self.extra),
+            "problems": list(self.problems), "notes": list(self.notes),
+            "checked": list(self.checked),
+        }
 
 
 def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,

@@ -155,7 +155,7 @@ def sign_head(journal: Path, reports: Path, profile: Profile, signers: list[Any]
     require_intact(journal)
     j = Journal(journal)
     try:
-        head = {"path": str(journal), **j.head()}
+        head = {"path": profile.shown(journal), **j.head()}
     finally:
         j.close()
     out = reports / f"{HEAD_PREFIX}{head_id}"
@@ -165,7 +165,7 @@ def sign_head(journal: Path, reports: Path, profile: Profile, signers: list[Any]
     sign_run(out, signers, {
         "run_id": out.name, "profile": profile.name, "profile_sha256": profile.sha256,
         "verdict": "SIGNED-HEAD", "journal": head,
-        "headline": f"the write journal {journal} as it is now: {head['entries']} entries, "
+        "headline": f"the write journal {head['path']} as it is now: {head['entries']} entries, "
                     f"head {head['head']} (seq {head['last_seq']})",
         "summary": {"tests": {}, "keys": {}},
         "signers": [s.name for s in profile.evidence.signers],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
@@ -45,7 +46,8 @@ FAILED_EXIT = 1  # pytest.ExitCode.TESTS_FAILED: a run whose bundle is incomplet
 def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: int, *,
              expect: Mapping[str, Sequence[str | None]],
              allure: Results | None = None, journal: Path | None = None,
-             deselected: Mapping[str, int] | None = None) -> dict[str, Any]:
+             deselected: Mapping[str, int] | None = None,
+             state_dir: Path | None = None) -> dict[str, Any]:
     """Write the bundle and sign it; called once, in the controller, after junit.xml and every
     Allure result are written. Returns::
 
@@ -55,7 +57,8 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
 
     ``allure``: the run's Allure results, closed here (their archive is a file of the bundle).
     ``expect``: the tests the run expects, and ``deselected``: what ``-k``, ``-m`` or
-    ``--deselect`` left out (keyparity.evidence.verdict)."""
+    ``--deselect`` left out (keyparity.evidence.verdict). ``state_dir``: the run's runtime
+    files (its login state: the signers log in under it), removed once the bundle is signed."""
     run_dir = Path(run_dir)
     spec = profile.evidence
     names = [s.name for s in spec.signers]
@@ -87,12 +90,14 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
         try:  # the chain head anchors the journal: history cannot be edited unnoticed
             j = Journal(Path(journal))
             try:
-                predicate["journal"] = {"path": str(journal), **j.head()}
+                predicate["journal"] = {"path": profile.shown(journal), **j.head()}
             finally:
                 j.close()
         except Exception as exc:  # noqa: BLE001 - recorded; the bundle is still signed
             out["errors"].append(f"journal: {_describe(exc)}")
-    _sign(run_dir, profile, predicate, out)
+    _sign(run_dir, profile, predicate, out, state_dir)
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)  # nothing in it outlives the run
 
     problem = _link_latest(run_dir)
     if problem:
@@ -103,7 +108,7 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
 
 
 def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
-          out: dict[str, Any]) -> None:
+          out: dict[str, Any], state_dir: Path | None) -> None:
     """Sign with every signer of the profile. With none, or when signing fails, still write the
     statement and an envelope without signatures, which ``keyparity verify`` rejects."""
     signers: list[Any] = []
@@ -114,7 +119,9 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
         from ..attest.statement import sign_run
         try:
             if profile.evidence.signers:
-                gate = LoginGate(runinfo.Run(predicate["run_id"], run_dir, 0).login_state)
+                shared = (None if state_dir is None else  # the run's processes' login state
+                          runinfo.Run(predicate["run_id"], run_dir, 0, state_dir).login_state)
+                gate = LoginGate(shared)
                 signers = load_signers(profile.evidence, profile.module_env, gate)
             path = sign_run(run_dir, signers, predicate)
         finally:

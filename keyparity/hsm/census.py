@@ -35,7 +35,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pkcs11 import Attribute
 from pkcs11.types import Object, Session
@@ -103,15 +103,19 @@ class Entry:
 _ORDER = {name: i for i, name in enumerate(keyinfo.CLASS_NAMES)}  # secret, private, public, ...
 
 
-def scan(session: Session, where: str) -> list[Entry]:
+def scan(session: Session, where: str, tick: Callable[[], None] | None = None) -> list[Entry]:
     """Every object the user sees (token objects only: keys, data objects, certificates, any
     other class), with its facts: one enumeration and one or two attribute reads per object
     (never a data object's value); in a stable order (class: secret, private, public, then the
-    others; label; CKA_ID), whatever order the token enumerates them in."""
+    others; label; CKA_ID), whatever order the token enumerates them in. ``tick``: called
+    after each object is read (a command's progress)."""
+    found = []
     with pkcs11_step("take the census (enumerate the token's objects)", where):
         try:
-            found = [Entry(keyinfo.read(obj), obj)
-                     for obj in session.get_objects({Attribute.TOKEN: True})]
+            for obj in session.get_objects({Attribute.TOKEN: True}):
+                found.append(Entry(keyinfo.read(obj), obj))
+                if tick is not None:
+                    tick()
         except ValueError as exc:  # python-pkcs11 names no such class (a vendor's CKO_*)
             raise TokenError(f"take the census on {where}: an object of a class python-pkcs11 "
                              f"cannot name ({exc}): the census cannot account for it; find it "

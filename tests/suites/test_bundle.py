@@ -428,3 +428,16 @@ def test_allure_masks_secret_parameters_and_names_keys_by_label(lab, suites):
 def test_allure_categories_sort_keyparity_failure_messages(status, message, expected):
     from keyparity.formats.allure import CATEGORIES
     assert category(CATEGORIES, status, message) == expected
+
+
+def test_collect_only_writes_no_bundle(lab, suites):
+    """--collect-only runs nothing: no run directory, nothing signed, no runtime file left."""
+    lab.seed(DEMO_KEYS[:1])
+    profile = lab.profile(DEMO_KEYS[:1], evidence=lab.custodian())
+    result = run_suites(suites, profile, "--collect-only", "-q")
+    assert result.ret == 0, result.stdout.str()
+    reports = suites.path / "reports"
+    assert not reports.exists() or sorted(reports.iterdir()) == []
+    assert "bundle signed" not in result.stdout.str()
+    assert not (suites.path / ".keyparity" / "run").exists() or not any(
+        (suites.path / ".keyparity" / "run").iterdir())

@@ -183,9 +183,9 @@ def test_plan_usage_errors_are_one_line(lab):
     unsigned = lab.profile(KEYS[1:2], name="nosigners")
     out = keyparity(lab, "plan", str(unsigned), "--out", str(lab.root / "p"))
     assert out.returncode == 2
-    assert out.stderr.strip() == ("keyparity plan: error: nosigners has no evidence.signers: a "
-                                  "plan is approved by the custodians' signatures; add them to "
-                                  "the profile")
+    assert out.stderr.strip() == ("keyparity plan create: error: nosigners has no "
+                                  "evidence.signers: a plan is approved by the custodians' "
+                                  "signatures; add them to the profile")
     assert not (lab.root / "p").exists()
 
 

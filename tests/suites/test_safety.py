@@ -93,10 +93,10 @@ def test_cleanup_with_a_wrong_source_pin_logs_in_once_and_stops_with_one_line(la
 def test_seed_with_a_wrong_pin_logs_in_once_and_says_so(lab):
     log = lab.root / "spy.log"
     profile = edit_profile(lab.profile([AES]), wrong_pin(lab, "source", log))
-    out = keyparity(lab, "seed", str(profile))
+    out = keyparity(lab, "demo", "seed", str(profile))
     assert out.returncode == 1
-    assert one_line(out).startswith("keyparity seed: error: source (hsm1) is unavailable: login "
-                                    "failed: CKR_PIN_INCORRECT; check clusters.source.pin")
+    assert one_line(out).startswith("keyparity demo seed: error: source (hsm1) is unavailable: "
+                                    "login failed: CKR_PIN_INCORRECT; check clusters.source.pin")
     assert spy_logins(log) == [(b"wrong-pin-0000", "CKR_PIN_INCORRECT")]
 
 
@@ -104,10 +104,10 @@ def test_seed_with_an_unset_env_pin_is_one_line(lab, monkeypatch):
     monkeypatch.delenv("KP_UNSET_PIN", raising=False)
     profile = edit_profile(lab.profile([AES]),
                            lambda d: d["clusters"]["source"].update(pin="env:KP_UNSET_PIN"))
-    out = keyparity(lab, "seed", str(profile))
+    out = keyparity(lab, "demo", "seed", str(profile))
     assert out.returncode == 1
-    assert one_line(out) == ("keyparity seed: error: source (hsm1) is unavailable: clusters.source"
-                             ".pin: environment variable KP_UNSET_PIN is not set")
+    assert one_line(out) == ("keyparity demo seed: error: source (hsm1) is unavailable: "
+                             "clusters.source.pin: environment variable KP_UNSET_PIN is not set")
 
 
 def test_seed_on_a_production_source_needs_its_cluster_id(lab):
@@ -115,17 +115,17 @@ def test_seed_on_a_production_source_needs_its_cluster_id(lab):
     --hsm-confirm naming it (one line, exit 2), nor with another id."""
     profile = edit_profile(lab.profile([AES], name="prod"),
                            lambda d: d.update(environment="production"))
-    out = keyparity(lab, "seed", str(profile))
+    out = keyparity(lab, "demo", "seed", str(profile))
     assert out.returncode == 2
-    assert one_line(out) == ("keyparity seed: error: prod is a production profile: add "
+    assert one_line(out) == ("keyparity demo seed: error: prod is a production profile: add "
                              "--hsm-confirm=hsm1 (clusters.source.name) to create keys on hsm1; "
                              "nothing was created")
-    wrong = keyparity(lab, "seed", str(profile), "--hsm-confirm=hsm2")
+    wrong = keyparity(lab, "demo", "seed", str(profile), "--hsm-confirm=hsm2")
     assert wrong.returncode == 2 and one_line(wrong) == (
-        "keyparity seed: error: --hsm-confirm=hsm2 does not match the source cluster hsm1 "
+        "keyparity demo seed: error: --hsm-confirm=hsm2 does not match the source cluster hsm1 "
         "(clusters.source.name, hsm1): nothing was created")
     assert lab.tokens({"op": "count", "token": "hsm1", "label": AES["label"]}) == [0]
-    done = keyparity(lab, "seed", str(profile), "--hsm-confirm=hsm1")
+    done = keyparity(lab, "demo", "seed", str(profile), "--hsm-confirm=hsm1")
     assert done.returncode == 0, done.stderr
     assert lab.tokens({"op": "count", "token": "hsm1", "label": AES["label"]}) == [1]
 
@@ -209,7 +209,7 @@ def test_journal_verify_of_a_file_that_is_not_a_journal_is_one_line(lab, content
     out = keyparity(lab, "journal", "verify", "--journal", str(bad))
     assert out.returncode == 1
     line = one_line(out)
-    assert line.startswith(f"keyparity journal: error: {bad} is not a keyparity journal (")
+    assert line.startswith(f"keyparity journal verify: error: {bad} is not a keyparity journal (")
     assert line.endswith("give --hsm-journal (or --journal) the journal's path, or a new one")
 
 

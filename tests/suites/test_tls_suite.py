@@ -5,7 +5,7 @@ Each test builds a test PKI per cluster in the lab directory (keyparity.trust.pk
 blocks into the lab profile, breaks the target's in one precise way and runs the real suite in
 a child pytest. It asserts the outcome of every TLS node id, that the message says what is
 wrong, and what the evidence's ``tls`` section records. The demo profile, after
-``keyparity demo-pki``, passes.
+``keyparity demo pki``, passes.
 """
 from __future__ import annotations
 
@@ -439,9 +439,9 @@ def demo() -> Any:
         (root / "hsm_profiles").mkdir()
         shutil.copy(REPO / "hsm_profiles" / "softhsm.yaml", root / "hsm_profiles")
         state = root / ".keyparity"
-        keyparity("softhsm-init", "--state", str(state / "softhsm"), "--token", "hsm1",
+        keyparity("demo", "softhsm-init", "--state", str(state / "softhsm"), "--token", "hsm1",
                   "--token", "hsm2")
-        keyparity("demo-custodians", "--state", str(state))
+        keyparity("demo", "custodians", "--state", str(state))
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -449,7 +449,7 @@ def demo() -> Any:
 
 def test_the_demo_profile_passes_the_tls_suite_after_demo_pki(demo, tls_suites):
     state = demo / ".keyparity"
-    printed = keyparity("demo-pki", "--state", str(state))
+    printed = keyparity("demo", "pki", "--state", str(state))
     assert printed.splitlines() == [f"keyparity: demo PKI for {c} in {state / 'pki' / c}"
                                     for c in ("hsm1", "hsm2")]
     pins = {c: pki.root_pins({"pins": state / "pki" / c / "pins.json"}) for c in ("hsm1", "hsm2")}
@@ -457,7 +457,7 @@ def test_the_demo_profile_passes_the_tls_suite_after_demo_pki(demo, tls_suites):
         for name in ("aws_root", "manufacturer_root"):
             written = (state / "pki" / c / f"{name}.sha256").read_text()
             assert written == pins[c][f"{name}_sha256"] + "\n"
-    keyparity("demo-pki", "--state", str(state))  # kept: the pins do not change
+    keyparity("demo", "pki", "--state", str(state))  # kept: the pins do not change
     assert pins["hsm1"] == pki.root_pins({"pins": state / "pki" / "hsm1" / "pins.json"})
     profile = load_profile(demo / "hsm_profiles" / "softhsm.yaml")
     assert profile.source.tls.aws_root_sha256 == pins["hsm1"]["aws_root_sha256"]

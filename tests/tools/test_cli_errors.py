@@ -27,12 +27,12 @@ def test_a_bug_is_not_caught_and_shows_its_traceback(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "code", "line"), [
-    (("demo-pki", "--state", "{tmp}/file/state", "--cluster", "hsm1"), 1,
-     "keyparity demo-pki: error: cannot write the demo PKI to {tmp}/file/state/pki/hsm1: Not a "
+    (("demo", "pki", "--state", "{tmp}/file/state", "--cluster", "hsm1"), 1,
+     "keyparity demo pki: error: cannot write the demo PKI to {tmp}/file/state/pki/hsm1: Not a "
      "directory"),
-    (("softhsm-init", "--state", "{tmp}/file/state", "--token", "t"), 1,
-     "keyparity softhsm-init: error: cannot write the SoftHSM state to {tmp}/file/state: Not a "
-     "directory"),
+    (("demo", "softhsm-init", "--state", "{tmp}/file/state", "--token", "t"), 1,
+     "keyparity demo softhsm-init: error: cannot write the SoftHSM state to {tmp}/file/state: "
+     "Not a directory"),
     (("verify", "{tmp}", "--key", "{tmp}"), 2,
      "keyparity verify: error: cannot read key file {tmp}: Is a directory"),
 ], ids=["demo-pki", "softhsm-init", "verify-key"])

@@ -107,7 +107,7 @@ class Signed:
 
 
 def new_key(directory: Path, name: str) -> tuple[Path, Path]:
-    """A fresh ECDSA P-384 custodian key, as ``keyparity demo-custodians`` makes one:
+    """A fresh ECDSA P-384 custodian key, as ``keyparity demo custodians`` makes one:
     (private PEM, public PEM)."""
     public = file_custodian(directory, name)
     return directory / f"{name}.key.pem", public
@@ -531,8 +531,9 @@ def test_cli_ok(signed):
     assert "  threshold: 2 signatures required (signed threshold 2)" in out.stdout
     assert f"  run directory: named {RUN_ID}, as the signed run id" in out.stdout
     assert "note:" not in out.stdout
-    assert out.stdout.rstrip().endswith(f"OK: 2 of 2 required signatures verified; "
-                                        f"{len(FILES)} files match the signed statement")
+    assert out.stdout.splitlines()[-2:] == [
+        f"OK: 2 of 2 required signatures verified; {len(FILES)} files match the signed "
+        "statement", "keyparity verify: authentic; signed verdict PASS"]
     assert out.stderr == ""
 
 
@@ -692,10 +693,12 @@ def test_renamed_run_directory_fails(signed):
     renamed = signed.run.rename(signed.run.with_name("20261124T090000Z-000000"))
     out = cli(renamed, *keys_args(signed))
     assert out.returncode == 1, out.stdout
-    assert out.stdout.splitlines()[-2:] == [
+    assert out.stdout.splitlines()[-3:] == [
         "FAILED: 1 problem(s):",
         f"  - the directory is named 20261124T090000Z-000000 but the signed run id is {RUN_ID}: "
-        "a renamed or swapped run directory (pass --allow-rename if it was renamed on purpose)"]
+        "a renamed or swapped run directory (pass --allow-rename if it was renamed on purpose)",
+        "keyparity verify: NOT authentic (1 problem(s) above); the verdict it claims is not "
+        "evidence of anything"]
     assert f"  signed run id: {RUN_ID}" in out.stdout
 
 
@@ -749,3 +752,59 @@ def test_no_readable_payload_falls_back_to_the_number_of_keys(signed):
             "threshold)") in result.lines()
     assert "  signed statement: none readable" in result.lines()
     assert result.signed is None
+
+
+# --------------------------------------------------------------------------- the signed verdict
+
+
+def test_the_last_line_states_the_signed_verdict_of_a_fail_bundle(signed):
+    """A FAIL bundle is authentic evidence of a failed run: verify exits 0, and says FAIL last."""
+    signed.resign(predicate(verdict="FAIL"))
+    out = cli(signed.run, *keys_args(signed))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1] == "keyparity verify: authentic; signed verdict FAIL"
+
+
+@pytest.mark.parametrize("verdict, required, code", [
+    ("PASS", "PASS", 0), ("FAIL", "PASS", 3), ("PARTIAL", "PASS", 3), ("FAIL", "FAIL", 0)])
+def test_require_verdict(signed, verdict, required, code):
+    signed.resign(predicate(verdict=verdict))
+    out = cli(signed.run, *keys_args(signed), "--require-verdict", required)
+    assert out.returncode == code, out.stdout + out.stderr
+    if code:
+        assert (f"keyparity verify: the signed verdict is {verdict}, not {required} "
+                f"(--require-verdict): exit 3") in out.stderr
+    else:
+        assert out.stderr == ""
+
+
+def test_require_verdict_on_a_tampered_bundle_is_a_verification_failure(signed):
+    """Exit 1, not 3: what a bundle that is not authentic claims is not its verdict."""
+    (signed.run / "evidence.json").write_text('{"summary": {"verdict": "PASS"}}')
+    out = cli(signed.run, *keys_args(signed), "--require-verdict", "PASS")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1].startswith("keyparity verify: NOT authentic")
+
+
+def test_output_json(signed):
+    signed.resign(predicate(verdict="FAIL"))
+    out = cli(signed.run, *keys_args(signed), "--output", "json", "--require-verdict", "PASS")
+    assert out.returncode == 3
+    doc = json.loads(out.stdout)  # stdout holds the JSON object alone
+    assert doc["authentic"] is True and doc["verdict"] == "FAIL"
+    assert doc["required_verdict"] == "PASS" and doc["verdict_as_required"] is False
+    assert doc["exit_code"] == 3
+    assert doc["signatures"]["required"] == 2 and len(doc["signatures"]["verified"]) == 2
+    assert doc["files_checked"] == len(FILES) and doc["problems"] == []
+    assert doc["signed"]["run_id"] == RUN_ID
+    assert "--require-verdict" in out.stderr  # diagnostics on stderr
+
+
+def test_output_json_of_a_tampered_bundle(signed):
+    (signed.run / "report.html").write_text("<p>PASS</p>")
+    out = cli(signed.run, *keys_args(signed), "--output", "json")
+    assert out.returncode == 1
+    doc = json.loads(out.stdout)
+    assert doc["authentic"] is False and doc["verdict"] is None and doc["signed"] is None
+    assert doc["claimed_verdict"] == "PASS" and doc["changed"] == ["report.html"]
+    assert "keyparity verify: changed: report.html" in out.stderr

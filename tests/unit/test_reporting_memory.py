@@ -3,6 +3,7 @@ set-up and teardown reports (category "", which its summaries ignore), unless -r
 for their captured output."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from keyparity import reporting
@@ -19,7 +20,8 @@ class Evidence:
 def session(reportchars: str):
     terminal = SimpleNamespace(stats={})
     config = SimpleNamespace(option=SimpleNamespace(reportchars=reportchars),
-                             pluginmanager=SimpleNamespace(get_plugin=lambda name: terminal))
+                             pluginmanager=SimpleNamespace(get_plugin=lambda name: terminal),
+                             rootpath=Path("/checkout"))
     return SimpleNamespace(config=config), terminal
 
 

@@ -127,6 +127,7 @@ def test_an_intact_bundle_whole_result_and_report(bundle):
         "  signed counts: tests 9 passed, 1 skipped; keys 2 passed",
         *[f"  {line}" for line in r.checked],
         "OK: 2 of 2 required signatures verified; 3 files match the signed statement",
+        "keyparity verify: authentic; signed verdict PASS",
     ]
 
 
@@ -146,7 +147,9 @@ def test_the_report_of_a_failure_and_of_an_untrusted_statement(bundle):
                         "was not met")
     assert lines[7:7 + len(r.checked)] == [f"  {c}" for c in r.checked]
     rest = lines[7 + len(r.checked):]
-    assert rest == [f"FAILED: {len(r.problems)} problem(s):", *[f"  - {p}" for p in r.problems]]
+    assert rest == [f"FAILED: {len(r.problems)} problem(s):", *[f"  - {p}" for p in r.problems],
+                    f"keyparity verify: NOT authentic ({len(r.problems)} problem(s) above); the "
+                    "verdict it claims is not evidence of anything"]
     assert r.problems == [
         f"no signature by {bundle.named(1)} in evidence.dsse.json",
         "threshold not met: 1 of 2 required signatures verified",
@@ -169,7 +172,7 @@ def test_notes_are_reported_but_do_not_fail(bundle, custodians):
     assert r.notes == [f"the same key was given twice ({bundle.short(0)}); it counts once "
                        "towards the threshold"]
     assert r.verified == [bundle.short(0), bundle.short(1)]
-    assert r.lines()[-2] == f"  note: {r.notes[0]}"
+    assert r.lines()[-3] == f"  note: {r.notes[0]}"
 
 
 # ---- the run directory --------------------------------------------------------------------
@@ -180,7 +183,9 @@ def test_no_run_directory(tmp_path):
         [f"run directory not found: {tmp_path / 'none'}"], [], 2, 2)
     assert r.lines() == [f"keyparity verify: {tmp_path / 'none'}",
                          "  signed statement: none readable", "FAILED: 1 problem(s):",
-                         f"  - run directory not found: {tmp_path / 'none'}"]
+                         f"  - run directory not found: {tmp_path / 'none'}",
+                         "keyparity verify: NOT authentic (1 problem(s) above); the verdict "
+                         "it claims is not evidence of anything"]
     r = verify_run(str(tmp_path / "none"), [object()], None)
     assert r.threshold == 1 and r.requested is None and r.run_dir == tmp_path / "none"
 
