@@ -335,6 +335,17 @@ def _owners(doc: dict[str, Any], keys: list[dict[str, Any]]) -> list[dict[str, A
     return out
 
 
+def _failed_keys(keys: list[dict[str, Any]]) -> dict[str, Any]:
+    """The failed keys the banner names: grouped by their reason (one cause of many keys, a
+    cluster that is down, is said once), BANNER_KEYS keys in all, and how many more."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    failed = [k for k in keys if k["verdict"] == "failed"]
+    for k in failed[:BANNER_KEYS]:
+        groups.setdefault(str(k["reason"] or ""), []).append(k)
+    return {"shown": [{"reason": r, "keys": ks} for r, ks in groups.items()],
+            "more": max(0, len(failed) - BANNER_KEYS), "total": len(failed)}
+
+
 def _not_proven(summary: dict[str, Any]) -> dict[str, Any]:
     """The keys the run did not prove, each with its verdict, its recorded reason (a failed
     key's root cause) and the proofs that did not run."""
@@ -385,7 +396,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
         "run_facts": _dict(doc.get("run_facts")),
         "failures": _first(failures),
         "failure_groups": _first(_failures(doc, failures, keys), FAILED_KEYS_SHOWN),
-        "failed_keys": _first([k for k in keys if k["verdict"] == "failed"], BANNER_KEYS),
+        "failed_keys": _failed_keys(keys),
         "names": {"source": _dict(clusters.get("source")).get("name") or "source",
                   "target": _dict(clusters.get("target")).get("name") or "target"},
         "anchors": {k["label"]: k["anchor"] for k in keys},

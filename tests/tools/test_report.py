@@ -336,3 +336,29 @@ def test_the_scope_names_the_expected_tests_that_did_not_run_and_an_interruption
     del doc["summary"]["scope"]["not_run"], doc["summary"]["scope"]["interrupted"]
     scope = section(render_report(doc), "scope")
     assert "Expected, not run" not in scope and "Interrupted" not in scope
+
+
+def test_the_banner_names_the_failed_keys_with_their_reasons_one_cause_once() -> None:
+    doc = load("evidence-failing.json")
+    doc["summary"]["causes"] = {
+        "tokenization-aes128": {"reason": "CKA_VALUE_LEN differs: hsm1 16, hsm2 0",
+                                "tests": [], "dependent": []},
+        "api-hmac": {"reason": "other key material", "tests": [], "dependent": []}}
+    banner = render_report(doc)
+    banner = banner[banner.index('<ul class="failed-keys"'):banner.index("</ul>")]
+    items = re.findall(r"<li>(.*?)</li>", banner, re.S)
+    assert [re.sub(r"<[^>]+>", "", i) for i in items] == [
+        "tokenization-aes128: CKA_VALUE_LEN differs: hsm1 16, hsm2 0",
+        "api-hmac: other key material"]
+    # one reason of several keys (a cluster that is down) is said once, with their names
+    for label in ("tokenization-aes128", "api-hmac", "data-aes256", "ca-ec-p384"):
+        doc["keys"][label]["verdict"] = "failed"
+        doc["summary"]["causes"][label] = {"reason": "hsm1 is unavailable", "tests": [],
+                                           "dependent": []}
+    banner = render_report(doc)
+    banner = banner[banner.index('<ul class="failed-keys"'):banner.index("</ul>")]
+    items = [re.sub(r"<[^>]+>", "", i) for i in re.findall(r"<li>(.*?)</li>", banner, re.S)]
+    assert items[0].count("hsm1 is unavailable") == 1 and items[0].endswith(
+        ": hsm1 is unavailable")
+    assert items[0].count(",") == 2  # three keys named
+    assert items[-1].startswith("and 1 more failed key")
