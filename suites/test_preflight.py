@@ -71,7 +71,8 @@ def test_the_migrating_user_can_wrap_the_key(inventory_key, source_cluster, hsm_
     if refused is not None and hsm_profile.source.cloudhsm_cli is not None:
         listed = request.getfixturevalue("source_cli_keys").get(inventory_key.label)
         owners = list(listed.owners) if isinstance(listed, CliKey) else None
-    hsm_evidence(trial_wrap={"wrapped": refused is None, "refusal": refused, "owners": owners})
+    hsm_evidence(trial_wrap={"wrapped": refused is None, "owners": owners,
+                             "refusal": None if refused is None else str(refused)})
     assert refused is None, cannot_wrap(inventory_key, source_cluster.name,
                                         hsm_profile.source.user, refused, owners)
 

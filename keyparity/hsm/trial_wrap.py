@@ -19,7 +19,7 @@ from pkcs11 import Attribute, KeyType
 from pkcs11.exceptions import PKCS11Error
 from pkcs11.types import Key
 
-from ..errors import KeyparityError, pkcs11_step
+from ..errors import KeyparityError, MechanismUnsupported, pkcs11_step
 from ..profile import KeySpec, Wrapping
 from . import destruction, wrap
 from .cluster import ClusterSession
@@ -29,8 +29,8 @@ LABEL = "keyparity-trial-wrap"
 
 
 class TrialWrap:
-    """A session RSA pair on the source whose public half wraps each key once, as the run's
-    channel will (``native``: CKM_RSA_AES_KEY_WRAP when both tokens have it)."""
+    """A session RSA pair on the source whose public half wraps each key once, with the run's
+    parameters (``native``: CKM_RSA_AES_KEY_WRAP, else its two steps)."""
 
     def __init__(self, source: ClusterSession, wrapping: Wrapping, native: bool) -> None:
         self.source, self.native = source, native
@@ -46,18 +46,19 @@ class TrialWrap:
                                   Attribute.EXTRACTABLE: False, Attribute.TOKEN: False})
 
     @classmethod
-    def between(cls, source: ClusterSession, target: ClusterSession,
-                wrapping: Wrapping) -> TrialWrap:
-        return cls(source, wrapping, source.supports(CKM_RSA_AES_KEY_WRAP)
-                   and target.supports(CKM_RSA_AES_KEY_WRAP))
+    def on(cls, source: ClusterSession, wrapping: Wrapping) -> TrialWrap:
+        """The source's own: CKM_RSA_AES_KEY_WRAP where the source has it (the run's channel
+        needs the target to have it too; the wrapping probe and the mechanism preflight
+        check that side)."""
+        return cls(source, wrapping, source.supports(CKM_RSA_AES_KEY_WRAP))
 
-    def refusal(self, key: Key) -> str | None:
+    def refusal(self, key: Key) -> Exception | None:
         """Why the token would not wrap ``key`` for the migrating user; None when it did."""
         try:
             wrap.wrap(self.source.session, self.public, key, self.params, native=self.native,
                       where=self.source.name)
         except (PKCS11Error, KeyparityError) as exc:
-            return str(exc) or type(exc).__name__
+            return exc
         return None
 
     def close(self) -> list[str]:
@@ -72,10 +73,17 @@ class TrialWrap:
         return left
 
 
-def cannot_wrap(spec: KeySpec, where: str, user: str | None, refusal: str,
+def cannot_wrap(spec: KeySpec, where: str, user: str | None, refusal: Exception,
                 owners: Sequence[str] | None) -> str:
-    """The failure of a key the migrating user cannot wrap, naming its owner when known."""
+    """The failure of a key the migrating user cannot wrap, naming its owner when known; a
+    refusal of the wrapping mechanism or its parameters says nothing of the key, and is said
+    so (the wrapping probe, test_tokens_accept_the_wrapping_parameters, says what to fix)."""
     who = f"the migrating user ({user})" if user else "the migrating user (the token's user)"
+    if isinstance(refusal, MechanismUnsupported):
+        return (f"{spec.label!r} on {where}: the trial wrap could not be made, the token refuses "
+                f"the wrapping mechanism or its parameters ({refusal}): whether {who} may wrap "
+                "the key is not proven; fix the wrapping parameters (the wrapping probe says "
+                "how) and run the preflight again")
     if owners:
         owner = (f"it is owned by {', '.join(owners)} (CloudHSM CLI `key list --verbose`), and "
                  "only a key's owner may wrap it: migrate it as its owner (owners:) or exclude "
