@@ -100,7 +100,13 @@ class RuleRefused(KeyparityError):
 
 
 class KeyMismatch(KeyparityError):
-    """Source and target hold different key material."""
+    """Source and target hold different key material. ``proof``: what was computed on each
+    side (keyparity.hsm.proof.Proof, its ``record()``), when a comparison of outputs showed it:
+    the evidence keeps both values of a failed key."""
+
+    def __init__(self, message: str, proof: Any = None) -> None:
+        super().__init__(message)
+        self.proof = proof
 
 
 # CKR_* exceptions of python-pkcs11 -> (our type, the CKR name, what to do next).

@@ -398,6 +398,8 @@ class Migrator:
             proven = proof.prove_key(spec, m.source, m.target, m.started)
             m.identity = proven.record()
         except KeyMismatch as exc:
+            if exc.proof is not None:  # both sides' values, kept for the evidence
+                m.identity = exc.proof.record()
             if m.found is None:
                 raise
             raise LabelConflict(f"{exc}; nothing was written") from exc

@@ -384,7 +384,7 @@ def prove_key(spec: Any, source: Side, target: Side,
         return prove(source, target, started)
     except KeyMismatch as exc:
         raise KeyMismatch(f"{spec.target_label!r} on {target.cluster} holds other key material "
-                          f"than {spec.label!r} on {source.cluster}: {exc}") from exc
+                          f"than {spec.label!r} on {source.cluster}: {exc}", exc.proof) from exc
     except TokenError as exc:
         s, t = keyinfo.read(source.key), keyinfo.read(target.key)
         if s.size and t.size and s.size != t.size:
@@ -423,7 +423,7 @@ def _prove_secret(source: Key, target: Key, where: tuple[str, str],
     if not proof.match:
         raise KeyMismatch(f"{method.name} over the challenge {data.hex()[:16]}... gives SHA-256 "
                           f"{proof.target[:16]}... on {where[1]}, {proof.source[:16]}... on "
-                          f"{where[0]}: other key material")
+                          f"{where[0]}: other key material", proof)
     return proof
 
 
