@@ -81,15 +81,18 @@ CATEGORIES: list[dict[str, Any]] = [
                      r"cannot load PKCS #11 module|CKR_TOKEN_NOT_PRESENT|CKR_DEVICE_|"
                      r"CKR_SESSION_|\.pin: (environment variable|secret file|unsupported secret)"
                      r"|is unavailable).*"},
+    {"name": "Wrapping parameters refused",
+     "description": "a token rejects the wrapping mechanism or its parameters",
+     "matchedStatuses": ["failed", "broken"],
+     "messageRegex": r"(?s).*(CKR_MECHANISM_PARAM_INVALID|CKR_MECHANISM_INVALID|"
+                     r"CKR_ARGUMENTS_BAD|lacks: CKM_).*"},
     {"name": "Token refused an operation",
-     "description": "a token refused what the proof asked of a key (its attributes forbid it, "
-                    "or the token does not offer the mechanism or its parameters): a fact "
-                    "about the key or the cluster, not a defect of the tests",
+     "description": "a token refused what a proof asked of a key (its attributes forbid "
+                    "it): a fact about the key or the cluster, not a defect of the tests",
      "matchedStatuses": ["failed", "broken"],
      "messageRegex": r"(?s).*(NotPermitted|NotProvable|may not (encrypt|decrypt|sign|verify|"
                      r"wrap|unwrap)|CKR_KEY_FUNCTION_NOT_PERMITTED|CKR_KEY_TYPE_INCONSISTENT|"
-                     r"CKR_MECHANISM_PARAM_INVALID|CKR_MECHANISM_INVALID|CKR_ARGUMENTS_BAD|"
-                     r"CKR_OPERATION_NOT_INITIALIZED|lacks: CKM_|RuleRefused).*"},
+                     r"CKR_OPERATION_NOT_INITIALIZED|RuleRefused).*"},
     {"name": "Not extractable — rotate",
      "description": "the key cannot be wrapped: generate a new one on the target and re-encrypt",
      "matchedStatuses": ["failed", "broken", "skipped"],

@@ -49,8 +49,9 @@ def bundle_copy(config: pytest.Config, run_dir: Path, suite: str,
         config.option.xmlpath = str(target)
     elif Path(config.option.xmlpath).resolve() != target.resolve():
         paths.append(Path(config.option.xmlpath))
-    # registered before the second writer: of two plain hooks the later registered runs first,
-    # and this one is trylast anyway, after every writer and before the bundle is signed
+    # Of plain hooks, pluggy calls the later registered first: pytest's writer (registered in
+    # junitxml's pytest_configure, after this) and the second writer (registered below) write
+    # their files before this rewrites them, and the evidence hooks, trylast, sign after it.
     config.pluginmanager.register(_Conform(paths, suite, properties), "keyparity-junit-conform")
     if len(paths) > 1:
         config.pluginmanager.register(LogXML(
@@ -61,15 +62,14 @@ def bundle_copy(config: pytest.Config, run_dir: Path, suite: str,
 
 
 class _Conform:
-    """Makes each junit.xml conform once pytest has written it (registered after the
-    evidence hooks, so its trylast hook runs before theirs, which sign the bundle)."""
+    """Makes each junit.xml conform once pytest has written it, before the bundle is signed
+    (see ``bundle_copy`` for the order of the hooks)."""
 
     def __init__(self, paths: list[Path], suite: str, properties: Mapping[str, str]) -> None:
         self.paths = paths
         self.suite = suite
         self.properties = dict(properties)
 
-    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
         for path in self.paths:
             if path.is_file():

@@ -8,6 +8,7 @@ migration once - as Allure does. On a FAIL run of the real suites: the CBOM vali
 document validates with compliance-trestle's models."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tarfile
@@ -142,6 +143,10 @@ def test_a_key_with_other_material_on_the_target_is_one_failure_in_every_artefac
     assert suite is not None and suite.get("name") == doc["run"]["run_id"]
     junit = counted(text)
     assert (junit["failures"], junit["errors"]) == (1, 0)
+    # rewritten before the bundle was signed: the signed digest is this file's
+    subjects = {s["name"]: s["digest"]["sha256"]
+                for s in json.loads((run_dir / "statement.json").read_text())["subject"]}
+    assert subjects["junit.xml"] == hashlib.sha256(text).hexdigest()
     stopped = [c.get("name") for c in suite.findall("testcase")
                if (s := c.find("skipped")) is not None and s.get("message") == NOT_RUN]
     assert sorted(stopped) == ["test_key_check_values_match[k-aes128]",
