@@ -105,7 +105,9 @@ def start_run(config: pytest.Config, profile: Profile,
         config.pluginmanager.register(XdistHooks(
             run, config.stash[DESELECTED_BY_SUITE], verified,
             None if approval is None else approval.record()), "keyparity-xdist")
-    junit.bundle_copy(config, run.run_dir)
+    junit.bundle_copy(config, run.run_dir, run.run_id, {
+        "keyparity.run_id": run.run_id, "keyparity.profile": profile.name,
+        "keyparity.seed": str(run.seed), "keyparity.clusters": profile.pair})
     return run
 
 

@@ -43,7 +43,7 @@ from pkcs11.exceptions import PKCS11Error
 from . import atomic
 from .cloudhsm.cli_runner import CloudHsmCli
 from .errors import KeyparityError, describe
-from .formats.cbom import ACTIVE, Asset, CbomError, document, to_json
+from .formats.cbom import ACTIVE, Asset, CbomError, document, platform, to_json
 from .hsm import census, keyinfo
 from .hsm.census import Entry
 from .hsm.cluster import close_clusters, open_cluster
@@ -286,8 +286,10 @@ def cbom_text(found: Draft, entries: Sequence[Entry], cluster: Cluster,
             "keyparity:profile": profile_name, "keyparity:cluster": cluster.name,
             "keyparity:token-label": info.get("label"), "keyparity:token-serial":
             info.get("serial"), "keyparity:excluded-objects": str(len(found.exclude))}
+    where = platform({"name": cluster.name, "mode": cluster.mode, "mode_source": "declared",
+                      "hsm_type": cluster.hsm_type, "token": info})
     return to_json(document(assets(found, entries, cluster),
-                         properties={k: v for k, v in meta.items() if v}))
+                            properties={k: v for k, v in meta.items() if v}, where=where))
 
 
 # ---- the command -----------------------------------------------------------------------------

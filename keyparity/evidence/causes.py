@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..formats.causes import dependent as stopped_by_migration
 from .verdict import FAILED, PROOFS, SUITE_OF, VECTORS
 
 MIGRATION = "test_key_is_on_the_target"
@@ -100,7 +101,8 @@ def key_cause(label: str, tests: list[Mapping[str, Any]], entry: Mapping[str, An
     failing = _unique(t for t in tests if t.get("outcome") in FAILED)
     moved_failed = any(t.get("function") == MIGRATION for t in failing)
     dependent = [t for t in failing if moved_failed and t.get("phase") == "setup"
-                 and t.get("function") != MIGRATION]
+                 and t.get("function") != MIGRATION
+                 and stopped_by_migration(str(t.get("message") or ""))]
     roots = sorted((t for t in failing if t not in dependent), key=_rank)
     if not roots:  # nothing failed of its own: its verdict came from elsewhere
         return {"reason": f"{label}: failed", "tests": [], "dependent": []}

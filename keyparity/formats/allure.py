@@ -36,10 +36,12 @@ from .. import atomic
 from ..cloudhsm.cli_scope import EVERY_KEY
 from ..profile import KeySpec, Profile
 from ..evidence.verdict import SUITE_OF
+from . import causes
 
 PLUGIN = "allure_pytest"  # allure-pytest's pytest11 entry point name
 ARCHIVE = "allure-results.tar.gz"
 MEMBER_DIR = "allure-results"
+REPORT = "report.html"  # keyparity.formats.report's page, in the run directory
 MASK = "******"
 SECRET_PARAM = re.compile(r"pin|password|secret|token_pin", re.IGNORECASE)
 # allure-pytest's selection options: keyparity's labels are put on the items as markers only
@@ -64,7 +66,12 @@ SUITES = {
 }
 
 # First match wins (Allure tries categories in order). Messages are those of keyparity.errors
-# and of the suites' assertions.
+# and of the suites' assertions. A test none matches lands in Allure's own "Product defects"
+# (failed) or "Test defects" (broken): keyparity's own errors are named here instead, so that
+# "Test defects" holds only what no category foresaw.
+_PYTHON_ERROR = (r"(TypeError|AttributeError|KeyError|IndexError|NameError|ValueError|"
+                 r"RuntimeError|ImportError|ModuleNotFoundError|UnboundLocalError|"
+                 r"ZeroDivisionError|RecursionError|OSError|NotImplementedError)")
 CATEGORIES: list[dict[str, Any]] = [
     {"name": "Login / token access",
      "description": "a cluster could not be reached or logged in to (never retried)",
@@ -73,12 +80,19 @@ CATEGORIES: list[dict[str, Any]] = [
                      r"no token labelled|no token in slot|tokens labelled|"
                      r"cannot load PKCS #11 module|CKR_TOKEN_NOT_PRESENT|CKR_DEVICE_|"
                      r"CKR_SESSION_|\.pin: (environment variable|secret file|unsupported secret)"
-                     r").*"},
+                     r"|is unavailable).*"},
     {"name": "Wrapping parameters refused",
      "description": "a token rejects the wrapping mechanism or its parameters",
      "matchedStatuses": ["failed", "broken"],
      "messageRegex": r"(?s).*(CKR_MECHANISM_PARAM_INVALID|CKR_MECHANISM_INVALID|"
                      r"CKR_ARGUMENTS_BAD|lacks: CKM_).*"},
+    {"name": "Token refused an operation",
+     "description": "a token refused what a proof asked of a key (its attributes forbid "
+                    "it): a fact about the key or the cluster, not a defect of the tests",
+     "matchedStatuses": ["failed", "broken"],
+     "messageRegex": r"(?s).*(NotPermitted|NotProvable|may not (encrypt|decrypt|sign|verify|"
+                     r"wrap|unwrap)|CKR_KEY_FUNCTION_NOT_PERMITTED|CKR_KEY_TYPE_INCONSISTENT|"
+                     r"CKR_OPERATION_NOT_INITIALIZED|RuleRefused).*"},
     {"name": "Not extractable — rotate",
      "description": "the key cannot be wrapped: generate a new one on the target and re-encrypt",
      "matchedStatuses": ["failed", "broken", "skipped"],
@@ -87,17 +101,35 @@ CATEGORIES: list[dict[str, Any]] = [
     {"name": "Key material differs",
      "description": "source and target hold different key material",
      "matchedStatuses": ["failed", "broken"],
-     "messageRegex": r"(?s).*(other key material|different key material|"
+     "messageRegex": r"(?s).*(other key material|different key material|KeyMismatch|"
                      r"decrypts to something else|does not verify|: INVALID|"
-                     r"\S+ != \S+ \().*"},
-    {"name": "Attribute parity",
+                     r"\S+ != \S+ \(|"
+                     r"\S+ [0-9a-fA-F]{6,}, \S+ [0-9a-fA-F]{6,}).*"},  # "hsm1 97b446, hsm2 589ecb"
+    {"name": "Attribute differs",
      "description": "a target attribute differs from the source's, unexpectedly",
-     "matchedStatuses": ["failed"],
+     "matchedStatuses": ["failed", "broken"],
      "messageRegex": r"(?s).*attributes differ.*"},
     {"name": "Key not found",
      "description": "an inventory key is not where the profile says it is",
      "matchedStatuses": ["failed", "broken"],
-     "messageRegex": r"(?s).*(not found on|its migration failed).*"},
+     "messageRegex": r"(?s).*(not found on|KeyNotFound).*"},
+    {"name": "Cluster posture",
+     "description": "a cluster is not as the profile declares or a move needs: its state, "
+                    "mode, HSM type, HSM count, backups, mutual TLS, key availability, users "
+                    "or key quorum",
+     "matchedStatuses": ["failed", "broken"],
+     "messageRegex": r"(?s).*(not ACTIVE|Mode is \S+ but|HsmType is|active HSM|"
+                     r"HSMs? (are |is )?active|backup|mutual TLS|mTLS|key availability|"
+                     r"quorum|crypto user|compliance posture|is in FIPS mode).*"},
+    {"name": "Not run: its migration failed",
+     "description": "a proof its key's failed migration stopped (the migration's failure "
+                    "is counted once, there)",
+     "matchedStatuses": ["skipped"],
+     "messageRegex": r"(?s)" + causes.NOT_RUN + r".*"},
+    {"name": "keyparity's own error",
+     "description": "an exception in keyparity itself (a bug of the harness): report it",
+     "matchedStatuses": ["failed", "broken"],
+     "messageRegex": r"(?s)(.*\b)?" + _PYTHON_ERROR + r"(:.*)?"},
 ]
 
 
@@ -217,22 +249,18 @@ class _Directory:
         return self.path
 
 
-_EXCEPTION = re.compile(r"^[A-Z][A-Za-z0-9_]*: ")  # "TokenError: ..." (plugin's one-liners)
+def _message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    return crash.message if crash is not None else str(report.longrepr)
 
 
 def _status(report: pytest.TestReport) -> str:
-    """allure-pytest's rule: an assertion or pytest.fail is ``failed``, any other exception
-    ``broken``, a skip ``skipped``. A one-line report (pytest.fail without a traceback, or a
-    KeyparityError the plugin shortened to ``Class: message``) is told by its first word."""
-    if report.skipped:
-        return "skipped"
-    if report.passed:
-        return "passed"
-    crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None:
-        return ("failed" if crash.message.startswith(("AssertionError", "assert ", "Failed: "))
-                else "broken")
-    return "broken" if _EXCEPTION.match(str(report.longrepr)) else "failed"
+    """JUnit's rule (keyparity.formats.causes), so that Allure and junit.xml count alike: a
+    failed call is ``failed``, a failed set-up or teardown ``broken``, a skip (or a proof its
+    key's failed migration stopped) ``skipped``. Which failure it was is the categories'."""
+    if report.passed or report.skipped:
+        return causes.status(report.when, report.outcome)
+    return causes.status(report.when, report.outcome, _message(report))
 
 
 def _thread(report: pytest.TestReport, here: str) -> str:
@@ -274,16 +302,17 @@ class Results:
         state["facts"].extend(facts)
         if not report.passed and state["status"] == "passed":
             state["status"] = _status(report)
-            state["details"] = self._details(report)
+            state["details"] = self._details(report, state["status"])
         if report.when == "teardown":
             self._write(report.nodeid, self.open.pop(report.nodeid))
 
     @staticmethod
-    def _details(report: pytest.TestReport) -> dict[str, str]:
+    def _details(report: pytest.TestReport, status: str) -> dict[str, str]:
         if report.skipped and isinstance(report.longrepr, tuple):
             return {"message": str(report.longrepr[2])}
-        crash = getattr(report.longrepr, "reprcrash", None)
-        message = crash.message if crash is not None else str(report.longrepr)
+        message = _message(report)
+        if status == causes.SKIPPED:  # stopped by its key's failed migration, counted there
+            return {"message": causes.NOT_RUN, "trace": message[:TRACE_LIMIT]}
         return {"message": message, "trace": report.longreprtext[:TRACE_LIMIT]}
 
     def _suite(self, path: str) -> tuple[list[dict[str, str]], list[str], str]:
@@ -340,14 +369,29 @@ class Results:
         self.written += 1
 
     def close(self, doc: dict[str, Any]) -> Path:
-        """The run's environment and categories, then the archive closed; returns its path."""
+        """The run's environment, executor and categories, then the archive closed; returns
+        its path."""
         for nodeid, state in list(self.open.items()):  # a test whose teardown never came
             self._write(nodeid, state)
         self.open.clear()
         self.sink.write("environment.properties", environment(doc).encode("ascii"))
+        self.sink.write("executor.json", (json.dumps(executor(doc), indent=2) + "\n").encode())
         self.sink.write("categories.json",
                         (json.dumps(CATEGORIES, indent=2, ensure_ascii=False) + "\n").encode())
         return self.sink.close()
+
+
+def executor(doc: dict[str, Any]) -> dict[str, Any]:
+    """``executor.json``: what Allure shows of the run at the top of its report (its widget
+    and the report's name) - the run id, the signed verdict, and where the auditor's report
+    is (``report.html``, beside the archive in the run directory: a relative link, no host
+    path)."""
+    run_id = doc.get("run", {}).get("run_id")
+    verdict = doc.get("summary", {}).get("verdict")
+    name = " ".join(str(part) for part in ("keyparity", run_id) if part)
+    return {"name": "keyparity", "type": "keyparity", "buildName": run_id or "keyparity",
+            "reportName": f"{name}: {verdict}" if verdict else name,
+            "reportUrl": REPORT}
 
 
 def environment(doc: dict[str, Any]) -> str:

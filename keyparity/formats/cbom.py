@@ -120,13 +120,66 @@ def algorithm(key_type: str, size: int | None, curve: str | None) -> Algorithm:
 
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
 
+# CycloneDX 1.6 ``certificationLevel`` of the keys on a cluster, by its HSM type and mode. AWS
+# CloudHSM User Guide, "Compliance validation for AWS CloudHSM" (fips-validation.html):
+# hsm1.medium is FIPS 140-2 level 3 certified (certificate #4218), hsm2m.medium FIPS 140-3
+# level 3 (certificate #4703); "AWS CloudHSM cluster modes" (cluster-hsm-types.html): only a
+# FIPS-mode cluster restricts itself to FIPS-validated keys and algorithms, and "For clusters in
+# FIPS mode, AWS CloudHSM provides FIPS-approved HSMs" - a NON_FIPS cluster's keys claim none.
+CERTIFICATION = {("hsm1.medium", "FIPS"): "fips140-2-l3", ("hsm2m.medium", "FIPS"): "fips140-3-l3"}
+NONE, UNKNOWN = "none", "unknown"
+HARDWARE, SOFTWARE = "hardware", "software-plain-ram"  # CycloneDX executionEnvironment
 
-def _algorithm_component(alg: Algorithm) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Platform:
+    """The cluster that holds a CBOM's keys: the BOM's ``metadata.component`` (a device), and
+    the execution environment and certification level of every algorithm on it."""
+
+    name: str
+    environment: str = UNKNOWN
+    certification: str = UNKNOWN
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"cluster:{self.name}"
+
+
+def platform(cluster: Mapping[str, Any]) -> Platform:
+    """The platform of a cluster as the evidence records it (``clusters.<role>``: name, mode,
+    ``hsm_type``, the token read). SoftHSM is software and certified to nothing, whatever the
+    profile declares; a CloudHSM cluster (an HSM type) is hardware, certified by CERTIFICATION
+    (a NON_FIPS cluster: none); anything else is unknown."""
+    token = cluster.get("token") if isinstance(cluster.get("token"), dict) else {}
+    model = " ".join(str(token.get(k) or "") for k in ("manufacturer", "model")).strip()
+    hsm_type, mode = cluster.get("hsm_type"), cluster.get("mode")
+    if "SoftHSM" in model:
+        environment, certification = SOFTWARE, NONE
+    elif hsm_type:
+        environment = HARDWARE
+        certification = CERTIFICATION.get((hsm_type, mode),
+                                          NONE if mode == "NON_FIPS" else UNKNOWN)
+    else:
+        environment = certification = UNKNOWN
+    props = {"keyparity:mode": mode, "keyparity:mode-source": cluster.get("mode_source"),
+             "keyparity:hsm-type": hsm_type, "keyparity:token-model": model or None,
+             "keyparity:token-serial": token.get("serial"),
+             "keyparity:aws-cluster-id": cluster.get("aws_cluster_id")}
+    return Platform(str(cluster.get("name") or UNKNOWN), environment, certification,
+                    {k: str(v) for k, v in props.items() if v})
+
+
+def _algorithm_component(alg: Algorithm, where: Platform | None) -> dict[str, Any]:
     props: dict[str, Any] = {}
+    if where is not None:
+        props["certificationLevel"] = [where.certification]
     if alg.classical is not None:
         props["classicalSecurityLevel"] = alg.classical
     if alg.curve:
         props["curve"] = alg.curve
+    if where is not None:
+        props["executionEnvironment"] = where.environment
     if alg.quantum is not None:
         props["nistQuantumSecurityLevel"] = alg.quantum
     if alg.parameter_set:
@@ -162,12 +215,25 @@ def _properties(props: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted((k, str(v)) for k, v in props.items())]
 
 
+def _dependencies(components: list[dict[str, Any]],
+                  where: Platform | None) -> list[dict[str, Any]]:
+    """One entry per component, as cyclonedx-python-lib's Bom.validate() registers them; the
+    cluster (the BOM's subject) depends on the keys it holds."""
+    out: list[dict[str, Any]] = [{"ref": c["bom-ref"]} for c in components]
+    if where is not None:
+        keys = sorted(c["bom-ref"] for c in components
+                      if c["cryptoProperties"]["assetType"] == "related-crypto-material")
+        out.append({"dependsOn": keys, "ref": where.ref} if keys else {"ref": where.ref})
+    return sorted(out, key=lambda d: d["ref"])
+
+
 def document(assets: Sequence[Asset], *, properties: Mapping[str, str] | None = None,
-             timestamp: dt.datetime | None = None,
-             serial: uuid.UUID | None = None) -> dict[str, Any]:
+             timestamp: dt.datetime | None = None, serial: uuid.UUID | None = None,
+             where: Platform | None = None) -> dict[str, Any]:
     """The CycloneDX 1.6 document: one related-crypto-material component per asset, one
     algorithm component per algorithm they use; ``properties``: the BOM's metadata
-    properties (what the inventory is of). Written as data, in linear time: the same
+    properties (what the inventory is of); ``where``: the cluster holding the keys (the BOM's
+    subject, and each algorithm's execution environment and certification level). Written as data, in linear time: the same
     document cyclonedx-python-lib's model writes for these assets (tests/unit/test_cbom.py
     compares the two), which takes O(n log n) objects and minutes at 16,000 keys."""
     algorithms: dict[str, dict[str, Any]] = {}
@@ -179,17 +245,21 @@ def document(assets: Sequence[Asset], *, properties: Mapping[str, str] | None = 
         labels.add(asset.label)
         alg = algorithm(asset.type, asset.size, asset.curve)
         if alg.ref not in algorithms:
-            algorithms[alg.ref] = _algorithm_component(alg)
+            algorithms[alg.ref] = _algorithm_component(alg, where)
         keys.append(_key_component(asset, alg))
     components = sorted([*algorithms.values(), *keys], key=lambda c: (c["name"], c["bom-ref"]))
     metadata: dict[str, Any] = {}
+    if where is not None:
+        metadata["component"] = {"bom-ref": where.ref, "name": where.name,
+                                 **({"properties": _properties(where.properties)}
+                                    if where.properties else {}), "type": "device"}
     if properties:
         metadata["properties"] = _properties(properties)
     metadata["timestamp"] = (timestamp or dt.datetime.now(dt.timezone.utc)).isoformat()
     metadata["tools"] = {"components": [{"name": "keyparity", "type": "application",
                                          "version": __version__}]}
     return {"components": components,
-            "dependencies": [{"ref": ref} for ref in sorted(c["bom-ref"] for c in components)],
+            "dependencies": _dependencies(components, where),
             "metadata": metadata, "serialNumber": f"urn:uuid:{serial or uuid.uuid4()}",
             "version": 1, "$schema": SCHEMA, "bomFormat": "CycloneDX",
             "specVersion": SPEC_VERSION}
@@ -234,12 +304,32 @@ def sample(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The formats the CycloneDX 1.6 schema (and the SPDX and JSF schemas it includes) uses.
+# jsonschema checks a format only when the package that checks it is installed (the extra
+# cyclonedx-python-lib[json-validation] brings them) and otherwise lets any string pass:
+# a validation without them is refused, never silently partial.
+FORMATS = ("date-time", "iri-reference", "uri", "idn-email")
+
+
+def missing_formats() -> list[str]:
+    """The formats of FORMATS the schema validator cannot check here ([] when it checks all)."""
+    from jsonschema import Draft7Validator
+
+    return [f for f in FORMATS if f not in Draft7Validator.FORMAT_CHECKER.checkers]
+
+
 def validate(text: str) -> None:
     """Raise CbomError unless ``text`` is a valid CycloneDX 1.6 JSON document (the
-    library's strict JSON schema validator); above FULL_VALIDATION components, one
-    component of each shape is validated (``sample``)."""
+    library's strict JSON schema validator, formats included); above FULL_VALIDATION
+    components, one component of each shape is validated (``sample``)."""
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
+
+    missing = missing_formats()
+    if missing:
+        raise CbomError(f"the CBOM cannot be validated: the schema validator does not check "
+                        f"{', '.join(missing)} here; install cyclonedx-python-lib"
+                        "[json-validation]")
 
     doc = json.loads(text)
     if len(doc.get("components", [])) > FULL_VALIDATION:
@@ -343,9 +433,14 @@ def from_evidence(doc: Mapping[str, Any]) -> str:
             "keyparity:source-cluster": clusters.get("source", {}).get("name"),
             "keyparity:target-cluster": clusters.get("target", {}).get("name"),
             "keyparity:run-verdict": summary.get("verdict")}
+    source, target = clusters.get("source"), clusters.get("target")
+    if isinstance(source, dict) and source.get("name"):
+        meta["keyparity:source-certification-level"] = platform(source).certification
     return to_json(document(run_assets(doc),
                             properties={k: str(v) for k, v in meta.items() if v},
-                            timestamp=_when(run.get("finished")) or _when(run.get("started"))))
+                            timestamp=_when(run.get("finished")) or _when(run.get("started")),
+                            where=platform(target) if isinstance(target, dict)
+                            and target.get("name") else None))
 
 
 def write_run_cbom(run_dir: Path, doc: Mapping[str, Any]) -> Path:
@@ -354,6 +449,7 @@ def write_run_cbom(run_dir: Path, doc: Mapping[str, Any]) -> Path:
     return write(Path(run_dir) / FILE_NAME, from_evidence(doc))
 
 
-__all__ = ["ACTIVE", "PRE_ACTIVATION", "SUSPENDED", "Algorithm", "Asset", "CbomError",
-           "algorithm", "document", "from_evidence", "run_assets", "state_of", "to_json",
+__all__ = ["ACTIVE", "CERTIFICATION", "PRE_ACTIVATION", "SUSPENDED", "Algorithm", "Asset",
+           "CbomError", "FORMATS", "Platform", "algorithm", "document", "missing_formats",
+           "platform", "from_evidence", "run_assets", "state_of", "to_json",
            "sample", "validate", "write", "write_run_cbom"]

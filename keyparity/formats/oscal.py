@@ -1,5 +1,5 @@
-"""``assessment-results.json``: the run as a NIST OSCAL assessment-results document (OSCAL 1.1.x
-JSON) for GRC tools.
+"""``assessment-results.json``: the run as a NIST OSCAL assessment-results document (OSCAL 1.2.1
+JSON, the version compliance-trestle's models carry) for GRC tools.
 
 Shape (validated in the tests with compliance-trestle's pydantic models):
 
@@ -50,7 +50,7 @@ from . import jsonfile
 from ..attest.digest import sha256_file
 from ..evidence.verdict import FAILED, NOT_RECORDED
 
-OSCAL_VERSION = "1.1.2"
+OSCAL_VERSION = "1.2.1"  # compliance-trestle 5.2's models (trestle.oscal.OSCAL_VERSION)
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:keyparity:oscal")
 PROP_NS = "urn:keyparity:oscal"
 CONTROL_ID = "sc-12"

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from conftest import DEMO_KEYS, NOTHING_TO_CHECK_HERE, evidence, run_suites
 from jsonschema import Draft202012Validator
+from junit_rules import problems
 
 from keyparity.attest.custodians import file_custodian
 from keyparity.evidence.facts import SCHEMA_VERSION
@@ -139,8 +140,13 @@ def assert_bundle(suites: pytest.Pytester, result: pytest.RunResult, lab: Any,
             assert line in env, (line, env)
         categories = json.loads(files["categories.json"])
         assert {c["name"] for c in categories} >= {
-            "Key material differs", "Attribute parity", "Login / token access",
-            "Not extractable — rotate", "Wrapping parameters refused"}
+            "Key material differs", "Attribute differs", "Login / token access",
+            "Not extractable — rotate", "Wrapping parameters refused",
+            "Token refused an operation", "Cluster posture", "keyparity's own error"}
+        executor = json.loads(files["executor.json"])
+        assert (executor["buildName"], executor["reportUrl"]) == (doc["run"]["run_id"],
+                                                                  "report.html")
+        assert executor["reportName"].endswith(": " + doc["summary"]["verdict"])
     # the statement covers every file, junit.xml and Allure's last files included: they were
     # all written before signing
     subjects = {s["name"]: s["digest"]["sha256"] for s in statement(run_dir)["subject"]}
@@ -262,6 +268,8 @@ def test_user_given_junitxml_and_alluredir_are_respected(lab, suites):
     run_dir = latest(suites)
     # the user's junit file is written, and the bundle keeps its own copy all the same
     assert junit_testcases(junit) == junit_testcases(run_dir / "junit.xml") > 0
+    # both keep the rules of junit-10.xsd
+    assert problems(junit.read_bytes()) == problems((run_dir / "junit.xml").read_bytes()) == []
     assert not (run_dir / ARCHIVE).exists()
     assert junit_testcases(junit) == len(allure_results(allure)) > 0
     assert (allure / "environment.properties").is_file() and (allure / "categories.json").is_file()
@@ -420,7 +428,7 @@ def test_allure_masks_secret_parameters_and_names_keys_by_label(lab, suites):
     ("failed", "AssertionError: 4e654c != 5d1a2b (DES3-ECB encryption of an 8-byte zero block)",
      "Key material differs"),
     ("failed", "AssertionError: attributes differ:\n  extractable  True  False  UNEXPECTED",
-     "Attribute parity"),
+     "Attribute differs"),
     ("failed", "Failed: k-missing: not proven, because its migration failed: 'k-missing' (aes) not found on hsm1",
      "Key not found"),
     ("passed", "", None),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from keyparity.formats import allure
+from keyparity.formats import allure, causes
 
 PROFILE: Any = SimpleNamespace(source=SimpleNamespace(name="hsm1"),
                                target=SimpleNamespace(name="hsm2"), pair="hsm1 -> hsm2")
@@ -65,7 +66,8 @@ def test_the_archive_holds_a_result_per_test_and_the_run_files(tmp_path: Path) -
     files = members(path)
     names = [n.split("/", 1)[1] for n in files]
     assert all(n.startswith("allure-results/") for n in files)
-    assert names[-2:] == ["environment.properties", "categories.json"]  # written at the end
+    assert names[-3:] == ["environment.properties", "executor.json",  # written at the end
+                          "categories.json"]
     got = {r["name"]: r for r in (json.loads(files[n]) for n in files
                                   if n.endswith("-result.json"))}
     assert set(got) == {"test_key_check_values_match[k-aes]",
@@ -82,14 +84,19 @@ def test_the_archive_holds_a_result_per_test_and_the_run_files(tmp_path: Path) -
     label = {(x["name"], x["value"]) for x in failed["labels"]}
     assert {("epic", "hsm1 -> hsm2"), ("feature", "attributes"), ("severity", "normal"),
             ("story", "k-aes"), ("thread", "main")} <= label
-    assert len(files) == 5  # two results, one attachment, the two run files
+    assert len(files) == 6  # two results, one attachment, the three run files
 
 
-def test_statuses_follow_allure_pytest(tmp_path: Path) -> None:
+def test_statuses_follow_junit_and_a_failed_migration_is_counted_once(tmp_path: Path) -> None:
+    """JUnit's rule (a failed call: failed; a failed set-up or teardown: broken), so that
+    Allure and junit.xml count alike; a proof its key's failed migration stopped is skipped."""
     results = allure.Results.for_run(tmp_path / "out", tmp_path, PROFILE, distributed=True)
+    stopped = f"Failed: k: {causes.DEPENDENT}: other key material"
     cases = {"skip": report("setup", "skipped", ("f.py", 1, "Skipped: not applicable")),
              "assert": report("call", "failed", "assert 1 == 2"),
              "error": report("call", "failed", "KeyNotFound: 'k' not found on hsm1"),
+             "setup": report("setup", "failed", "TokenError: the token is gone"),
+             "stopped": report("setup", "failed", stopped),
              "teardown": report("teardown", "failed", "assert False")}
     for case, rep in cases.items():
         nodeid = f"suites/test_migration.py::test_{case}"
@@ -103,9 +110,11 @@ def test_statuses_follow_allure_pytest(tmp_path: Path) -> None:
     got = {r["name"]: r for r in (json.loads(p.read_text())
                                   for p in (tmp_path / "out").glob("*-result.json"))}
     assert {n: r["status"] for n, r in got.items()} == {
-        "test_skip": "skipped", "test_assert": "failed", "test_error": "broken",
-        "test_teardown": "failed"}
+        "test_skip": "skipped", "test_assert": "failed", "test_error": "failed",
+        "test_setup": "broken", "test_stopped": "skipped", "test_teardown": "broken"}
     assert got["test_skip"]["statusDetails"] == {"message": "Skipped: not applicable"}
+    assert got["test_stopped"]["statusDetails"] == {"message": causes.NOT_RUN,
+                                                    "trace": stopped}
     assert {x["value"] for r in got.values() for x in r["labels"] if x["name"] == "thread"} \
         == {"controller"}
 
@@ -138,7 +147,8 @@ def test_clean_alluredir_empties_the_directory_first(tmp_path: Path) -> None:
     out.mkdir()
     (out / "old-result.json").write_text("{}")
     allure.Results.for_run(out, tmp_path, PROFILE, clean=True).close({"run": {}, "clusters": {}})
-    assert sorted(p.name for p in out.iterdir()) == ["categories.json", "environment.properties"]
+    assert sorted(p.name for p in out.iterdir()) == ["categories.json", "environment.properties",
+                                                     "executor.json"]
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "old-result.json").write_text("{}")
@@ -153,6 +163,7 @@ def test_the_archive_is_read_by_a_streaming_reader(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO((tmp_path / allure.ARCHIVE).read_bytes()),
                       mode="r|gz") as stream:
         assert [m.name for m in stream] == ["allure-results/environment.properties",
+                                            "allure-results/executor.json",
                                             "allure-results/categories.json"]
 
 
@@ -163,3 +174,70 @@ def test_every_suite_keyparity_ships_has_its_feature_and_severity():
 
     assert set(allure.SUITES) == {f"test_{s}" for s in verdict.SUITES}
     assert all(feature and severity for feature, severity in allure.SUITES.values())
+
+
+def test_executor_names_the_run_its_verdict_and_the_report(tmp_path: Path) -> None:
+    results = allure.Results.for_run(tmp_path / "out", tmp_path, PROFILE)
+    results.close({"run": {"run_id": "20261207T120000Z-abcdef"}, "clusters": {},
+                   "summary": {"verdict": "FAIL"}})
+    assert json.loads((tmp_path / "out" / "executor.json").read_text()) == {
+        "name": "keyparity", "type": "keyparity", "buildName": "20261207T120000Z-abcdef",
+        "reportName": "keyparity 20261207T120000Z-abcdef: FAIL", "reportUrl": "report.html"}
+
+
+def category(message: str, status: str) -> str:
+    """The category Allure files a result under: the first whose statuses hold its status
+    and whose messageRegex matches the whole message (Java's ``matches``); else Allure's
+    own, "Product defects" (failed) or "Test defects" (broken)."""
+    for c in allure.CATEGORIES:
+        if status in c["matchedStatuses"] and re.fullmatch(c["messageRegex"], message):
+            return c["name"]
+    return {"failed": "Product defects", "broken": "Test defects"}.get(status, "")
+
+
+@pytest.mark.parametrize(("message", "status", "expected"), [
+    ("NotPermitted: the key on hsm2 may not decrypt (CKA_DECRYPT is false there): set it "
+     "true on hsm2 or drop the vector", "failed", "Token refused an operation"),
+    ("NotPermitted: the key on hsm2 may not decrypt (CKA_DECRYPT is false there)", "broken",
+     "Token refused an operation"),
+    ("AssertionError: hsm1 97b446, hsm2 589ecb (AES-ECB of a zero block)", "failed",
+     "Key material differs"),
+    ("AssertionError: ea8e40 != 5d0f3a (HMAC-SHA256 of a 16-byte zero block)", "failed",
+     "Key material differs"),
+    ("AssertionError: 'k' on hsm2 holds other key material than 'k' on hsm1", "failed",
+     "Key material differs"),
+    ("AssertionError: attributes differ:\n  attribute  source  target  verdict\n  extractable"
+     "  True  False  UNEXPECTED", "failed", "Attribute differs"),
+    ("Failed: hsm2m (cluster-1234) is DEGRADED, not ACTIVE: wait before migrating", "failed",
+     "Cluster posture"),
+    ("Failed: Mode is FIPS but clusters.target.mode declares NON_FIPS", "failed",
+     "Cluster posture"),
+    ("TypeError: 'NoneType' object is not subscriptable", "failed", "keyparity's own error"),
+    ("KeyError: 'identity'", "broken", "keyparity's own error"),
+    (causes.NOT_RUN, "skipped", "Not run: its migration failed"),
+])
+def test_each_failure_lands_in_its_category(message: str, status: str, expected: str) -> None:
+    """A token refusing an operation is a fact about the key or cluster (a product
+    category), never "Test defects"; keyparity's own bugs are named as such."""
+    assert category(message, status) == expected
+
+
+def test_a_result_is_allure_pytests_model(tmp_path: Path) -> None:
+    """Every field of a result, its labels, parameters, status details and attachments is one
+    of allure-pytest's own model classes (allure_commons.model2): an unknown one is refused."""
+    from allure_commons import model2
+
+    results = allure.Results.for_run(tmp_path / "out", tmp_path, PROFILE)
+    run(results, report("setup"), report("call", "failed", "assert 1 == 2"), report("teardown"),
+        facts=[{"identity": {"kcv": "ABCDEF"}}], params={"token_pin": allure.MASK, "v": "x"})
+    results.close({"run": {}, "clusters": {}})
+    (doc,) = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*-result.json")]
+    nested = {"labels": model2.Label, "parameters": model2.Parameter,
+              "attachments": model2.Attachment, "links": model2.Link}
+    fields = {k: ([nested[k](**item) for item in v] if k in nested else v)
+              for k, v in doc.items()}
+    if "statusDetails" in fields:
+        fields["statusDetails"] = model2.StatusDetails(**fields["statusDetails"])
+    result = model2.TestResult(**fields)
+    assert result.status == model2.Status.FAILED and result.name == doc["name"]
+    assert {p.name for p in result.parameters} == {"token_pin", "v"}

@@ -11,12 +11,15 @@ import pytest
 from cyclonedx.model import Property
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.model.crypto import (AlgorithmProperties, CryptoAssetType, CryptoPrimitive,
+from cyclonedx.model.crypto import (AlgorithmProperties, CryptoAssetType,
+                                    CryptoCertificationLevel, CryptoExecutionEnvironment,
+                                    CryptoPrimitive,
                                     CryptoProperties, RelatedCryptoMaterialProperties,
                                     RelatedCryptoMaterialState, RelatedCryptoMaterialType)
 from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
 
+from conftest import TESTDATA
 from keyparity import __version__
 from keyparity.formats import cbom
 
@@ -31,11 +34,16 @@ WHEN = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 SERIAL = uuid.UUID(int=7)
 
 
-def _library(assets: list[cbom.Asset], properties: dict[str, str]) -> str:
+def _library(assets: list[cbom.Asset], properties: dict[str, str],
+             where: cbom.Platform | None = None) -> str:
     """The test oracle: the same CBOM built with cyclonedx-python-lib's model and written by
     its own outputter (quadratic in Bom.validate: fine at test sizes)."""
     bom = Bom(serial_number=SERIAL)
     bom.metadata.timestamp = WHEN
+    if where is not None:
+        bom.metadata.component = Component(
+            type=ComponentType.DEVICE, name=where.name, bom_ref=where.ref,
+            properties=[Property(name=k, value=v) for k, v in where.properties.items()])
     bom.metadata.tools.components.add(Component(
         type=ComponentType.APPLICATION, name="keyparity", version=__version__))
     for name, value in properties.items():
@@ -52,7 +60,11 @@ def _library(assets: list[cbom.Asset], properties: dict[str, str]) -> str:
                         primitive=CryptoPrimitive(alg.primitive),
                         parameter_set_identifier=alg.parameter_set, curve=alg.curve,
                         classical_security_level=alg.classical,
-                        nist_quantum_security_level=alg.quantum)))
+                        nist_quantum_security_level=alg.quantum,
+                        execution_environment=where and CryptoExecutionEnvironment(
+                            where.environment),
+                        certification_levels=where and [CryptoCertificationLevel(
+                            where.certification)])))
             bom.components.add(algorithms[alg.ref])
         bom.components.add(Component(
             type=ComponentType.CRYPTOGRAPHIC_ASSET, name=asset.label,
@@ -64,6 +76,9 @@ def _library(assets: list[cbom.Asset], properties: dict[str, str]) -> str:
                     state=RelatedCryptoMaterialState(asset.state),
                     algorithm_ref=algorithms[alg.ref].bom_ref, size=asset.bits)),
             properties=[Property(name=k, value=v) for k, v in asset.properties.items()]))
+    if where is not None:
+        bom.register_dependency(bom.metadata.component,
+                                [c for c in bom.components if c.bom_ref.value.startswith("key:")])
     return make_outputter(bom, OutputFormat.JSON, SchemaVersion.V1_6).output_as_string(
         indent=None)
 
@@ -89,6 +104,78 @@ def test_the_cbom_is_what_cyclonedx_python_lib_writes_for_the_same_keys():
     # one dependency entry per component, as the library's Bom.validate() registers them
     assert sorted(d["ref"] for d in doc["dependencies"]) == sorted(
         c["bom-ref"] for c in doc["components"])
+
+
+HSM2M = cbom.Platform("hsm2m", cbom.HARDWARE, "fips140-3-l3",
+                      {"keyparity:hsm-type": "hsm2m.medium", "keyparity:mode": "FIPS"})
+
+
+def test_the_cbom_of_a_cluster_is_what_cyclonedx_python_lib_writes():
+    """The cluster as the BOM's subject (metadata.component), each algorithm with its
+    execution environment and certification level there."""
+    assets = _mixed()
+    ours = cbom.to_json(cbom.document(assets, properties={}, timestamp=WHEN, serial=SERIAL,
+                                      where=HSM2M))
+    assert ours.rstrip("\n") == _library(assets, {}, HSM2M)
+    doc = json.loads(ours)
+    assert doc["metadata"]["component"]["name"] == "hsm2m"
+    algorithms = [c["cryptoProperties"]["algorithmProperties"] for c in doc["components"]
+                  if c["cryptoProperties"]["assetType"] == "algorithm"]
+    assert {(a["executionEnvironment"], tuple(a["certificationLevel"])) for a in algorithms} \
+        == {("hardware", ("fips140-3-l3",))}
+
+
+@pytest.mark.parametrize(("cluster", "expected"), [
+    ({"name": "hsm1", "hsm_type": "hsm1.medium", "mode": "FIPS"}, ("hardware", "fips140-2-l3")),
+    ({"name": "hsm2m", "hsm_type": "hsm2m.medium", "mode": "FIPS"},
+     ("hardware", "fips140-3-l3")),
+    ({"name": "hsm2m", "hsm_type": "hsm2m.medium", "mode": "NON_FIPS"}, ("hardware", "none")),
+    ({"name": "hsm2", "mode": "NON_FIPS", "token": {"manufacturer": "SoftHSM project",
+                                                   "model": "SoftHSM v2"}},
+     ("software-plain-ram", "none")),
+    # the CloudHSM stand-in is SoftHSM, whatever its profile declares
+    ({"name": "hsm1", "hsm_type": "hsm1.medium", "mode": "FIPS",
+      "token": {"manufacturer": "SoftHSM project", "model": "SoftHSM v2"}},
+     ("software-plain-ram", "none")),
+    ({"name": "hsm9", "mode": "FIPS", "token": {"model": "Luna K7"}}, ("unknown", "unknown")),
+])
+def test_certification_level_by_hsm_type_and_mode(cluster, expected):
+    where = cbom.platform(cluster)
+    assert (where.environment, where.certification) == expected
+
+
+def test_the_run_cbom_is_of_the_target_and_names_the_sources_level():
+    doc = json.loads((TESTDATA / "evidence-failing.json").read_text())
+    out = json.loads(cbom.from_evidence(doc))
+    assert out["metadata"]["component"]["name"] == doc["clusters"]["target"]["name"]
+    meta = {p["name"]: p["value"] for p in out["metadata"]["properties"]}
+    assert meta["keyparity:source-certification-level"] == "none"  # SoftHSM
+    algorithms = [c["cryptoProperties"]["algorithmProperties"] for c in out["components"]
+                  if c["cryptoProperties"]["assetType"] == "algorithm"]
+    assert algorithms and all(a["executionEnvironment"] == "software-plain-ram"
+                              and a["certificationLevel"] == ["none"] for a in algorithms)
+
+
+def test_a_cbom_that_breaks_a_format_is_refused():
+    """The schema's formats are checked (cyclonedx-python-lib[json-validation]): a timestamp
+    that is no date-time does not pass."""
+    doc = cbom.document(_assets(2), timestamp=WHEN)
+    doc["metadata"]["timestamp"] = "yesterday"
+    with pytest.raises(cbom.CbomError, match="is not a 'date-time'"):
+        cbom.validate(json.dumps(doc))
+
+
+def test_a_validator_that_cannot_check_the_formats_is_an_error(monkeypatch):
+    """Without the packages that check formats, jsonschema lets any string pass: the CBOM
+    is then refused as not validated, never passed half-checked."""
+    from jsonschema import Draft7Validator
+
+    assert cbom.missing_formats() == []
+    checkers = dict(Draft7Validator.FORMAT_CHECKER.checkers)
+    checkers.pop("date-time")
+    monkeypatch.setattr(Draft7Validator.FORMAT_CHECKER, "checkers", checkers)
+    with pytest.raises(cbom.CbomError, match="does not check date-time"):
+        cbom.validate(cbom.to_json(cbom.document(_assets(1))))
 
 
 def test_two_keys_with_one_label_are_refused():
