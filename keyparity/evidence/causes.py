@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..formats.causes import MIGRATION
 from ..formats.causes import dependent as stopped_by_migration
 from .verdict import FAILED, PROOFS, SUITE_OF, VECTORS
 
-MIGRATION = "test_key_is_on_the_target"
 ATTRIBUTES = "test_target_attributes_match_source"
 # which failed check explains a key best, first: its move, its identity, its attributes (a
 # usage flag that differs explains an operation the target refuses), then its vectors
