@@ -157,12 +157,30 @@ def test_the_run_cbom_is_of_the_target_and_names_the_sources_level():
 
 
 def test_a_cbom_that_breaks_a_format_is_refused():
-    """The schema's formats are checked (cyclonedx-python-lib[json-validation]): a timestamp
-    that is no date-time does not pass."""
+    """The schema's formats are checked (rfc3339-validator, rfc3986-validator, and keyparity's
+    iri-reference): a timestamp that is no date-time does not pass."""
     doc = cbom.document(_assets(2), timestamp=WHEN)
     doc["metadata"]["timestamp"] = "yesterday"
     with pytest.raises(cbom.CbomError, match="is not a 'date-time'"):
         cbom.validate(json.dumps(doc))
+
+
+@pytest.mark.parametrize("iri, valid", [
+    ("https://example.com/keys/k-aes128", True), ("urn:uuid:3c04f7aa-0000-4000-8000-000000000001",
+                                                  True),
+    ("https://example.com/schl\u00fcssel?\u00e4=1#\u00df", True), ("../evidence.json", True),
+    ("https://example.com/a key", False), ("http://[::1", False), ("%zz", False)])
+def test_iri_references_are_checked_without_rfc3987_syntax(iri, valid):
+    """RFC 3987's mapping to a URI-reference (RFC 3986) decides; an IRI-reference in the CBOM
+    that is none is refused by the validator."""
+    assert cbom.iri_reference(iri) is valid
+    doc = cbom.document(_assets(1), timestamp=WHEN)
+    doc["externalReferences"] = [{"type": "other", "url": iri}]
+    if valid:
+        cbom.validate(json.dumps(doc))
+    else:
+        with pytest.raises(cbom.CbomError, match=r"externalReferences\[0\]\.url"):
+            cbom.validate(json.dumps(doc))
 
 
 def test_a_validator_that_cannot_check_the_formats_is_an_error(monkeypatch):
