@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pkcs11.exceptions as p11
 from pkcs11 import Attribute, KeyType
 from pkcs11.exceptions import PKCS11Error
 from pkcs11.types import Key
@@ -26,6 +27,14 @@ from .cluster import ClusterSession
 from .mechanisms import CKM_RSA_AES_KEY_WRAP, WrapParams
 
 LABEL = "keyparity-trial-wrap"
+# the token or its session failed: says nothing of the key or of who may wrap it
+FAULTS = (p11.DeviceError, p11.DeviceRemoved, p11.TokenNotPresent, p11.SessionClosed,
+          p11.SessionHandleInvalid, p11.GeneralError)
+
+
+def is_fault(exc: BaseException) -> bool:
+    """The trial wrap failed because the token or the session did, not because of the key."""
+    return isinstance(exc, FAULTS) or isinstance(exc.__cause__, FAULTS)
 
 
 class TrialWrap:
@@ -33,12 +42,19 @@ class TrialWrap:
     parameters (``native``: CKM_RSA_AES_KEY_WRAP, else its two steps)."""
 
     def __init__(self, source: ClusterSession, wrapping: Wrapping, native: bool) -> None:
-        self.source, self.native = source, native
+        self.source, self.native, self.bits = source, native, wrapping.rsa_bits
         self.params = WrapParams(wrapping.oaep_hash, wrapping.mgf, wrapping.aes_bits)
-        with pkcs11_step(f"generate a session RSA-{wrapping.rsa_bits} pair for the trial wrap",
+        self._make()
+
+    def _make(self) -> None:
+        """The pair, in the source's current session: session objects go with the session
+        that made them (PKCS #11 C_CloseSession), so a reopened session needs a new pair."""
+        source = self.source
+        self.made_in = source.session
+        with pkcs11_step(f"generate a session RSA-{self.bits} pair for the trial wrap",
                          source.name):
             self.public, self.private = source.session.generate_keypair(
-                KeyType.RSA, wrapping.rsa_bits, store=False, label=LABEL,
+                KeyType.RSA, self.bits, store=False, label=LABEL,
                 public_template={Attribute.WRAP: True, Attribute.ENCRYPT: False,
                                  Attribute.VERIFY: False, Attribute.TOKEN: False},
                 private_template={Attribute.UNWRAP: True, Attribute.DECRYPT: False,
@@ -53,17 +69,29 @@ class TrialWrap:
         return cls(source, wrapping, source.supports(CKM_RSA_AES_KEY_WRAP))
 
     def refusal(self, key: Key) -> Exception | None:
-        """Why the token would not wrap ``key`` for the migrating user; None when it did."""
+        """Why the token would not wrap ``key`` for the migrating user; None when it did. A
+        fault of the token or session (``is_fault``) is returned too, and the session is
+        reopened once for the keys after it, as the migration does."""
         try:
+            if self.source.session is not self.made_in:
+                self._make()
             wrap.wrap(self.source.session, self.public, key, self.params, native=self.native,
                       where=self.source.name)
         except (PKCS11Error, KeyparityError) as exc:
+            if is_fault(exc):
+                try:
+                    self.source.reopen()
+                except KeyparityError:
+                    pass  # the next key's trial says so, with the reason
             return exc
         return None
 
     def close(self) -> list[str]:
-        """Destroy the pair; returns what could not be destroyed."""
-        left = []
+        """Destroy the pair; returns what could not be destroyed (nothing when its session was
+        replaced: the pair went with it)."""
+        left: list[str] = []
+        if self.source.session is not self.made_in:
+            return left
         for obj in (self.public, self.private):
             try:
                 destruction.destroy(obj, destruction.own(obj, "the trial wrap's session key"),
@@ -79,6 +107,10 @@ def cannot_wrap(spec: KeySpec, where: str, user: str | None, refusal: Exception,
     refusal of the wrapping mechanism or its parameters says nothing of the key, and is said
     so (the wrapping probe, test_tokens_accept_the_wrapping_parameters, says what to fix)."""
     who = f"the migrating user ({user})" if user else "the migrating user (the token's user)"
+    if is_fault(refusal):
+        return (f"{spec.label!r} on {where}: the trial wrap could not be made, the token or its "
+                f"session failed ({refusal}): whether {who} may wrap the key is not proven; "
+                "check the HSM and run the preflight again")
     if isinstance(refusal, MechanismUnsupported):
         return (f"{spec.label!r} on {where}: the trial wrap could not be made, the token refuses "
                 f"the wrapping mechanism or its parameters ({refusal}): whether {who} may wrap "

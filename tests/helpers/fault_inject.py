@@ -15,7 +15,9 @@ that, when the inventory key labelled LABEL is wrapped, the token fails the way 
                   as when the reply of an HSM is lost on the way back
 
 AT, where the fault fires (default ``wrap``):
-  wrap            C_WrapKey of the key labelled LABEL, on the source
+  wrap@N          the N-th C_WrapKey of the key labelled LABEL, on the source (``wrap``: the
+                  first): with the PKCS #11 backend the first is the preflight's trial wrap
+                  (keyparity.hsm.trial_wrap), the second the migration's
   unwrap          C_UnwrapKey creating the key labelled LABEL, on the target
   encrypt@N       the N-th C_Encrypt (or C_Sign) with the key labelled LABEL on the target:
                   the first is the KCV of the migration's identity proof, later ones are the
@@ -74,7 +76,9 @@ def _fire(session, call):
 
 def wrap_key(self, key, *args, **kwargs):
     if AT == "wrap" and not _state["fired"] and key[Attribute.LABEL] == LABEL:
-        return _fire(key.session, lambda: _real_wrap(self, key, *args, **kwargs))
+        _state["seen"] += 1
+        if _state["seen"] == int(NTH or 1):
+            return _fire(key.session, lambda: _real_wrap(self, key, *args, **kwargs))
     return _real_wrap(self, key, *args, **kwargs)
 
 

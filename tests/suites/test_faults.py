@@ -33,7 +33,9 @@ UNWRAP_STEP = "AES key unwrap with padding (CKM_AES_KEY_WRAP_PAD) on hsm2 failed
 
 
 def run_with_fault(lab, suites, monkeypatch, kind: str,
-                   at: str = "wrap") -> tuple[pytest.RunResult, dict, list]:
+                   at: str = "wrap@2") -> tuple[pytest.RunResult, dict, list]:
+    """``wrap@2``: the migration's wrap (the first wrap of each key is the preflight's trial
+    wrap, keyparity.hsm.trial_wrap)."""
     lab.seed(KEYS)
     shutil.copy(PLUGIN, suites.path / "fault_inject.py")
     log = lab.root / "fault.log"
@@ -69,6 +71,30 @@ def test_session_fault_fails_that_key_only_and_the_session_is_reopened_once(
     # the key that failed was not written to the target; the others were
     got = lab.tokens(*({"op": "count", "token": "hsm2", "label": k["label"]} for k in KEYS))
     assert got == [1, 0, 1]
+
+
+@pytest.mark.parametrize("kind, ckr", [
+    ("closed", "CKR_SESSION_HANDLE_INVALID"),
+    ("device-error", "CKR_DEVICE_ERROR"),
+])
+def test_a_fault_in_the_trial_wrap_fails_that_keys_preflight_only_never_blaming_its_owner(
+        lab, suites, monkeypatch, kind, ckr):
+    """The token failing during the preflight's trial wrap proves nothing about who may wrap
+    the key: that key's trial test fails saying so (not 'the migrating user may not wrap it'),
+    the session is reopened once, the other keys' trials and every migration go on, and the
+    trial's session pair is not reported left behind (it went with its session)."""
+    result, doc, after = run_with_fault(lab, suites, monkeypatch, kind, at="wrap@1")
+
+    expected = all_green(KEYS)
+    expected.update({n: "failed" for n in nodes(K2, "trial")})
+    assert observed(result, doc) == expected, result.stdout.str()
+    msg = messages(doc, next(iter(nodes(K2, "trial"))))
+    assert "the trial wrap could not be made, the token or its session failed" in msg, msg
+    assert ckr in msg and "may not wrap it" not in msg, msg
+    assert after[:1] == ["open hsm1"] and "open hsm1" not in after[1:], after
+    assert [doc["keys"][k["label"]]["migration"]["status"] for k in KEYS] == ["migrated"] * 3
+    assert doc["summary"]["verdict"] == "FAIL"
+    assert lab.tokens({"op": "count-prefix", "token": "hsm1", "prefix": "keyparity-"}) == [0]
 
 
 def test_token_removed_fails_the_key_and_every_later_key_with_the_reason(
