@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..formats.causes import MIGRATION
-from ..formats.causes import dependent as stopped_by_migration
+from ..formats.causes import MIGRATION, counted_elsewhere
 from .verdict import FAILED, PROOFS, SUITE_OF, VECTORS
 
 ATTRIBUTES = "test_target_attributes_match_source"
@@ -100,9 +99,9 @@ def key_cause(label: str, tests: list[Mapping[str, Any]], entry: Mapping[str, An
     its migration did: set-up errors of a key whose migration test failed)."""
     failing = _unique(t for t in tests if t.get("outcome") in FAILED)
     moved_failed = any(t.get("function") == MIGRATION for t in failing)
-    dependent = [t for t in failing if moved_failed and t.get("phase") == "setup"
+    dependent = [t for t in failing if t.get("phase") == "setup"
                  and t.get("function") != MIGRATION
-                 and stopped_by_migration(str(t.get("message") or ""))]
+                 and counted_elsewhere(t.get("message"), moved_failed)]
     roots = sorted((t for t in failing if t not in dependent), key=_rank)
     if not roots:  # nothing failed of its own: its verdict came from elsewhere
         return {"reason": f"{label}: failed", "tests": [], "dependent": []}

@@ -33,6 +33,14 @@ def dependent(message: str | None) -> bool:
     return bool(message) and DEPENDENT in str(message)
 
 
+def counted_elsewhere(message: str | None, migration_failed: bool) -> bool:
+    """A set-up failure that is its key's failed migration, counted where that failure is in
+    the same record (the evidence's tests, one junit.xml): the fixture's marker, and the key's
+    migration test failed there. With the migration test deselected the proof's failure is
+    its own, so a broken key never counts as nothing."""
+    return migration_failed and dependent(message)
+
+
 def status(when: str, outcome: str, message: str | None = None) -> str:
     """A test phase's status in Allure's words, by JUnit's rule: ``failed`` (a failed call),
     ``broken`` (a failed set-up or teardown), ``skipped`` (a skip, or a proof its key's failed
@@ -46,5 +54,6 @@ def status(when: str, outcome: str, message: str | None = None) -> str:
     return FAILED if when == "call" else BROKEN
 
 
-__all__ = ["BROKEN", "DEPENDENT", "FAILED", "MIGRATION", "NOT_RUN", "PASSED", "SKIPPED", "dependent",
+__all__ = ["BROKEN", "DEPENDENT", "FAILED", "MIGRATION", "NOT_RUN", "PASSED", "SKIPPED", "counted_elsewhere",
+           "dependent",
            "status"]
