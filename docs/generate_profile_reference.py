@@ -104,6 +104,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                               "signers; no more than there are signers); recorded in the "
                               "signed statement, so `verify --threshold` can raise it, never "
                               "lower it",
+        "evidence.operator": "the signer (a `signers[].name`) whose key signs the run's bundle and "
+                             "a retirement record in the running process; each other signer "
+                             "countersigns apart, on their own machine (`keyparity sign "
+                             "RUN_DIR --signer NAME --profile P --ack REF`). Without it every "
+                             "signer signs in the running process, as before (see "
+                             "[auditors.md](auditors.md#people-behind-the-signatures))",
         "cutover": "the planned cutover date, `YYYY-MM-DD` (quote it in YAML; default: the day "
                    "of the run); certificates must stay valid past it",
         "compliance": "compliance acknowledgements",
@@ -286,6 +292,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "key_id": "`kms`: the key id, ARN or alias (required)",
         "region": "`kms`: its region (optional)",
         "aws_profile": "`kms`: the AWS profile to use (optional)",
+        "certificate": "an X.509 certificate (PEM) of the organisation's PKI binding this "
+                       "signer's public key to a person (subject CN, e-mail); refused unless "
+                       "its key is the signer's and it is valid when it signs; copied into the "
+                       "bundle, and `keyparity verify --ca` names the person from it",
     },
 }
 

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .hsm.cluster import close_clusters, open_cluster
 from .errors import KeyparityError, PolicyError, ProfileError, file_step, pkcs11_step
@@ -37,12 +37,16 @@ def _softhsm_restore(args: argparse.Namespace) -> int:
 
 
 def _demo_custodians(args: argparse.Namespace) -> int:
-    from .attest.custodians import file_custodian, token_custodian
+    from .attest.custodians import file_custodian, organisation, token_custodian
     state = Path(args.state)
     with file_step("make the demo custodians in", state):
+        operator = file_custodian(state / "evidence", "operator")
         one = file_custodian(state / "evidence", "custodian-1")
         two = token_custodian(state / "softhsm", state / "evidence", "custodian-2")
-    print(f"keyparity: evidence custodians ready; public keys {one} and {two}")
+        certificates = organisation(state / "evidence")
+    print(f"keyparity: evidence custodians ready; public keys {one} and {two}, the operator's "
+          f"{operator}; certificates from the demo organisation's CA: "
+          f"{', '.join(p.name for p in certificates)}")
     return 0
 
 
@@ -90,14 +94,23 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-def _pem_keys(paths: list[str]) -> tuple[list[Any], dict[str, str], str | None]:
-    """Custodians' PEM public keys (``--key``): (keys, key id -> file, None), or a usage
-    error's sentence as the third item."""
+def _pem_keys(paths: list[str], certs: dict[str, Any] | None = None
+              ) -> tuple[list[Any], dict[str, str], str | None]:
+    """Custodians' PEM public keys or certificates (``--key``): (keys, key id -> file, None),
+    or a usage error's sentence as the third item; a certificate's key id -> the certificate
+    into ``certs``."""
+    from .attest import identities
     from .attest.signing import public_key_from_pem
     keys, names = [], {}
     for path in paths:
         try:
-            key = public_key_from_pem(Path(path).read_bytes())
+            pem = Path(path).read_bytes()
+            if identities.pem_kind(pem) == "certificate" and certs is not None:
+                cert = identities.load_certificates(pem, path)[0]
+                key = identities.key_of(cert)
+                certs[key.keyid] = cert
+            else:
+                key = public_key_from_pem(pem)
         except OSError as exc:
             return [], {}, f"cannot read key file {path}: {exc.strerror or exc}"
         except KeyparityError as exc:
@@ -110,6 +123,7 @@ def _pem_keys(paths: list[str]) -> tuple[list[Any], dict[str, str], str | None]:
 def _verify(args: argparse.Namespace) -> int:
     """0: verified; 1: verification failed (what differs is printed); 2: usage error; 3: verified,
     but the signed verdict is not ``--require-verdict``'s."""
+    from .attest.signatories import load_trust
     from .attest.signing import kms_public_key
     from .attest.verify import verify_run
 
@@ -120,13 +134,19 @@ def _verify(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         return usage(f"run directory not found: {run_dir}")
-    if not args.key and not args.kms_key_id:
-        return usage("give at least one public key: --key PUB.pem or --kms-key-id ID")
+    if not args.key and not args.kms_key_id and not args.ca:
+        return usage("give at least one public key: --key PUB.pem or --kms-key-id ID, or the "
+                     "CA that issued the signers' certificates: --ca CA.pem")
     if args.kms_key_id and not args.region:
         return usage("--region is required with --kms-key-id")
-    keys, names, problem = _pem_keys(args.key)
+    certs: dict[str, Any] = {}
+    keys, names, problem = _pem_keys(args.key, certs)
     if problem:
         return usage(problem)
+    try:
+        cas = load_trust(args.ca) if args.ca else None
+    except (OSError, KeyparityError) as exc:
+        return usage(f"--ca: {getattr(exc, 'strerror', None) or exc}")
     for key_id in args.kms_key_id:
         try:
             key = kms_public_key(key_id, args.region, args.aws_profile)
@@ -137,7 +157,7 @@ def _verify(args: argparse.Namespace) -> int:
     if args.threshold is not None and args.threshold < 1:
         return usage(f"--threshold must be at least 1 (got {args.threshold})")
     result = verify_run(run_dir, keys, args.threshold, key_names=names,
-                        allow_rename=args.allow_rename)
+                        allow_rename=args.allow_rename, certificates=certs, cas=cas)
     code = verify_exit(result.ok, result.verdict, args.require_verdict)
     if args.output == "json":
         print(json.dumps({**result.record(args.require_verdict), "exit_code": code}, indent=2))
@@ -208,21 +228,37 @@ def _plan_sign(args: argparse.Namespace) -> int:
     """``keyparity plan sign DIR``: 0 signed (or signed by this key already); 1 a plan whose
     plan.json changed, or a signer error; 2 usage."""
     from .attest.plan import sign_plan
+    return _sign_with("plan sign", args.plan_dir, args,
+                      lambda signer: sign_plan(Path(args.plan_dir), signer))
+
+
+def _sign_with(command: str, directory: str, args: argparse.Namespace,
+               sign: Callable[[Any], str]) -> int:
+    """Load the profile's signer ``--signer`` alone and ``sign`` with it: 0 signed; 2 usage
+    (no such directory or signer)."""
     from .attest.signing import close_signers, load_signer
-    if not Path(args.plan_dir).is_dir():
-        return _usage("plan sign", f"plan directory not found: {args.plan_dir}")
+    if not Path(directory).is_dir():
+        return _usage(command, f"directory not found: {directory}")
     profile = load_profile(resolve_profile_arg(args.profile, Path.cwd()))
     spec = next((s for s in profile.evidence.signers if s.name == args.signer), None)
     if spec is None:
         have = ", ".join(s.name for s in profile.evidence.signers) or "none"
-        return _usage("plan sign", f"no evidence signer named {args.signer!r} in "
+        return _usage(command, f"no evidence signer named {args.signer!r} in "
                       f"{profile.name} (it has {have})")
     signer = load_signer(spec, profile.module_env, LoginGate(None))
     try:
-        print(f"keyparity plan sign: {sign_plan(Path(args.plan_dir), signer)}")
+        print(f"keyparity {command}: {sign(signer)}")
     finally:
         close_signers([signer])
     return 0
+
+
+def _countersign(args: argparse.Namespace) -> int:
+    """``keyparity sign RUN_DIR --signer NAME``: 0 countersigned (or signed by this key
+    already); 1 a bundle that is not what was signed, or a signer error; 2 usage."""
+    from .attest.countersign import countersign
+    return _sign_with("sign", args.run_dir, args,
+                      lambda signer: countersign(Path(args.run_dir), signer, args.ack))
 
 
 def _plan_verify(args: argparse.Namespace) -> int:
@@ -538,7 +574,11 @@ def _add_verify(sub: Any) -> None:
                        "error, 3 authentic but not the --require-verdict verdict)")
     s.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. reports/latest")
     s.add_argument("--key", action="append", default=[], metavar="PUB.pem",
-                   help="a custodian's PEM public key (repeat)")
+                   help="a custodian's PEM public key or certificate (repeat)")
+    s.add_argument("--ca", action="append", default=[], metavar="CA.pem",
+                   help="a CA certificate the verifier trusts (repeat): the signers' "
+                        "certificates it issued (given with --key, or inside the bundle) name "
+                        "the people who signed; the threshold counts distinct people")
     s.add_argument("--threshold", type=int, metavar="N",
                    help="require at least N signatures; the threshold in the signed "
                         "statement always applies, so N can raise it, never lower it "
@@ -557,6 +597,18 @@ def _add_verify(sub: Any) -> None:
                    help="json: the result as one JSON object on standard output, problems "
                         "on standard error (default: text)")
     s.set_defaults(func=_verify)
+
+
+def _add_sign(sub: Any) -> None:
+    s = sub.add_parser("sign", help="countersign a bundle (a run's or a retirement record's) "
+                       "as one custodian, apart from the run (exit 0 signed, 1 refused: the "
+                       "bundle is not what was signed, 2 usage error)")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="the bundle's directory")
+    s.add_argument("--profile", required=True, help="profile NAME or PATH naming the signer")
+    s.add_argument("--signer", required=True, metavar="NAME", help="the evidence signer")
+    s.add_argument("--ack", metavar="REF", help="the custodian's acknowledgement reference (a "
+                   "ticket, a signed form's id), recorded in what they sign")
+    s.set_defaults(func=_countersign)
 
 
 def _add_plan(sub: Any) -> None:
@@ -709,7 +761,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"keyparity {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            title="commands")
-    for add in (_add_inventory, _add_plan, _add_verify, _add_retire, _add_cleanup, _add_copies,
+    for add in (_add_inventory, _add_plan, _add_sign, _add_verify, _add_retire, _add_cleanup, _add_copies,
                 _add_journal, _add_demo, _add_bench):
         add(sub)
     return p

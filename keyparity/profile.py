@@ -218,12 +218,22 @@ class SignerSpec:
     key_id: str | None = None  # kms: key id, ARN or alias
     region: str | None = None
     aws_profile: str | None = None
+    certificate: Path | None = None  # an X.509 certificate binding the key to a person
 
 
 @dataclass(frozen=True)
 class EvidenceSpec:
     signers: tuple[SignerSpec, ...] = ()
     threshold: int = 0  # signatures `keyparity verify` requires by default; 0 when unsigned
+    # the signer whose key the run (and a retirement) signs with; the others countersign
+    # apart (keyparity sign). None: every signer signs in the running process
+    operator: str | None = None
+
+    def run_signers(self) -> tuple[SignerSpec, ...]:
+        """Who signs in the process that makes a bundle: the operator alone, or all."""
+        if self.operator is None:
+            return self.signers
+        return tuple(s for s in self.signers if s.name == self.operator)
 
 
 PATH_FIELDS = ("path", "key_path", "trust_dir")  # what a record names a file or directory by
@@ -714,13 +724,17 @@ def _evidence(raw: dict[str, Any], base: Path, fail: _Fail) -> EvidenceSpec:
     if threshold > len(signers):
         raise fail("evidence.threshold",
                    f"{threshold} signatures required but {len(signers)} signer(s) configured")
-    return EvidenceSpec(signers=signers, threshold=threshold)
+    operator = raw.get("operator")
+    if operator is not None and operator not in names:
+        raise fail("evidence.operator", f"no signer named '{operator}' (the signers are "
+                   f"{', '.join(names) or 'none'})")
+    return EvidenceSpec(signers=signers, threshold=threshold, operator=operator)
 
 
 def _signer(index: int, raw: dict[str, Any], base: Path, fail: _Fail) -> SignerSpec:
     prefix = f"evidence.signers[{index}]"
     required, optional = _SIGNER_FIELDS[raw["type"]]
-    for name in sorted(set(raw) - {"name", "type"} - required - optional):
+    for name in sorted(set(raw) - {"name", "type", "certificate"} - required - optional):
         raise fail(f"{prefix}.{name}", f"not allowed for a {raw['type']} signer")
     for name in sorted(required - set(raw)):
         raise fail(f"{prefix}.{name}", f"required field missing for a {raw['type']} signer")
@@ -747,7 +761,8 @@ def _signer(index: int, raw: dict[str, Any], base: Path, fail: _Fail) -> SignerS
         name=raw["name"], type=raw["type"], path=path("path"), password=secret("password"),
         module=path("module"), token_label=raw.get("token_label"), slot=raw.get("slot"),
         pin=secret("pin"), key_label=raw.get("key_label"), key_id=raw.get("key_id"),
-        region=raw.get("region"), aws_profile=raw.get("aws_profile"))
+        region=raw.get("region"), aws_profile=raw.get("aws_profile"),
+        certificate=path("certificate"))
 
 
 def _signer_key(signer: SignerSpec) -> str:

@@ -26,7 +26,7 @@ from .hsm.cluster import ClusterUnavailable, open_cluster
 from .hsm.login import LoginGate
 from .interrupts import Interrupts
 from .profile import Profile
-from .stash import DESELECTED_BY_SUITE, EVIDENCE, JOURNAL
+from .stash import APPROVAL, DESELECTED_BY_SUITE, EVIDENCE, JOURNAL
 
 
 # Everything the controller keeps for the bundle (the evidence, pytest's reports) lives until
@@ -158,7 +158,8 @@ class EvidenceHooks:
                                allure=self.allure,
                                journal=config.stash.get(JOURNAL, None),
                                state_dir=self.run.state_dir,
-                               deselected=config.stash.get(DESELECTED_BY_SUITE, {}))
+                               deselected=config.stash.get(DESELECTED_BY_SUITE, {}),
+                               plan_dir=getattr(config.stash.get(APPROVAL, None), "path", None))
         session.exitstatus = self.bundle["exitstatus"]
         gc.freeze()  # what the run built stays until exit: pytest's collections at exit skip it
 
@@ -174,9 +175,13 @@ class EvidenceHooks:
         terminalreporter.write_line(f"keyparity: {b['verdict']}; evidence written to "
                                     f"{b['files']['evidence']}")
         if b["signed"]:
+            by = b.get("signed_by") or b["signers"]
+            rest = [n for n in b["signers"] if n not in by]
+            apart = (f"; {', '.join(rest)} countersign it apart: keyparity sign "
+                     f"{self.run.run_dir} --signer NAME --profile PROFILE" if rest else "")
             terminalreporter.write_line(
-                f"keyparity: bundle signed by {', '.join(b['signers'])} (threshold "
-                f"{b['threshold']}): {b['files']['statement']}")
+                f"keyparity: bundle signed by {', '.join(by)} (threshold "
+                f"{b['threshold']}{apart}): {b['files']['statement']}")
         if b["unsigned"]:
             terminalreporter.write_line(f"keyparity: {b['unsigned']}", yellow=True, bold=True)
         for cause, n in self.causes.items():

@@ -31,6 +31,7 @@ the token is not in. One key's way through:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ from .errors import KeyMismatch, KeyparityError, PolicyError
 from .progress import Progress
 from .attest import approval
 from .evidence.anchor import require_run_head
-from .attest.signing import close_signers, load_signers, named_keys
+from .attest.contents import write_contents
+from .attest.signing import close_signers, load_signers, public_key_of, public_keys
 from .attest.statement import sign_run
 from .attest.verify import verify_run
 from .hsm import destruction, proof
@@ -87,7 +89,7 @@ class Retirement:
     run_id: str
     run_dir: Path
     evidence: dict[str, Any]
-    signers: list[Any]
+    signers: list[Any]  # who signs the record here: the operator, or every signer
     destroy: bool = False
     plan: approval.Approval | None = None
     retirement_id: str = ""
@@ -101,10 +103,11 @@ class Retirement:
 
 # ---- 1. the run's bundle ----------------------------------------------------------------------
 
-def _proven_run(profile: Profile, run_dir: Path, signers: list[Any]) -> dict[str, Any]:
-    """The evidence of a run whose bundle verifies, whose signed verdict is PASS and whose
-    profile is this one; RetireError otherwise."""
-    keys, names = named_keys(signers, profile.evidence)
+def _proven_run(profile: Profile, run_dir: Path, gate: LoginGate) -> dict[str, Any]:
+    """The evidence of a run whose bundle verifies (every signer's signature: the custodians
+    countersigned it), whose signed verdict is PASS and whose profile is this one;
+    RetireError otherwise."""
+    keys, names = public_keys(profile.evidence, profile.module_env, gate)
     result = verify_run(run_dir, keys, profile.evidence.threshold or None, key_names=names)
     if not result.ok:
         raise RetireError(f"the bundle {run_dir} does not verify, nothing retired: "
@@ -276,12 +279,9 @@ def settle(args: argparse.Namespace, gate: LoginGate) -> Retirement:
             raise PolicyError("--destroy needs --plan DIR: the plan the run followed, signed to "
                               "the threshold; nothing was destroyed")
     run_dir = Path(args.reports_dir or "reports") / args.run
-    signers = load_signers(profile.evidence, profile.module_env, gate)
-    try:
-        evidence = _proven_run(profile, run_dir, signers)
-    except BaseException:
-        close_signers(signers)
-        raise
+    evidence = _proven_run(profile, run_dir, gate)
+    signers = load_signers(dataclasses.replace(
+        profile.evidence, signers=profile.evidence.run_signers()), profile.module_env, gate)
     r = Retirement(profile, args.run, run_dir, evidence, signers, destroy=bool(args.destroy),
                    retirement_id=f"retire-{runinfo.new_run_id()}")
     if args.destroy:
@@ -323,12 +323,21 @@ def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
         progress.done()
         if journal is not None:
             journal.close()
-    return _write(r, backups(r.profile))
+    return _write(r, backups(r.profile), journal_path, gate)
 
 
-def _write(r: Retirement, backups: dict[str, Any]) -> Path:
+def _write(r: Retirement, backups: dict[str, Any], journal: Path, gate: LoginGate) -> Path:
     out = r.run_dir.parent / r.retirement_id
     out.mkdir(parents=True)
+    loaded = {s.name: s for s in r.signers}
+    keys = {s.name: ((loaded[s.name].public_key, getattr(loaded[s.name], "certificate", None))
+                     if s.name in loaded else public_key_of(s, r.profile.module_env, gate))
+            for s in r.profile.evidence.signers}
+    # inside the record: the profile, the plan, the journal's rows of the retirement and its
+    # head after them, each signer's key or certificate
+    contents = write_contents(out, r.profile, r.retirement_id,
+                              plan_dir=r.plan.path if r.plan else None, journal=journal,
+                              signer_keys=keys)
     counts: dict[str, int] = {}
     for k in r.keys:
         counts[k["state"]] = counts.get(k["state"], 0) + 1
@@ -337,7 +346,7 @@ def _write(r: Retirement, backups: dict[str, Any]) -> Path:
            "profile_sha256": r.profile.sha256, "source": r.profile.source.name,
            "target": r.profile.target.name, "destroy": r.destroy,
            "plan": r.profile.shown_paths(r.plan.record()) if r.plan else None, "backups": backups,
-           "counts": counts, "keys": r.keys}
+           "counts": counts, "keys": r.keys, "journal": contents["journal"]}
     data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
     atomic.write(out / RETIREMENT, data)
     verdict = "RETIRED" if r.ok else "INCOMPLETE"
@@ -349,7 +358,9 @@ def _write(r: Retirement, backups: dict[str, Any]) -> Path:
                     f"{headline}",
         "summary": {"tests": {}, "keys": counts},
         "signers": [s.name for s in r.profile.evidence.signers],
-        "threshold": r.profile.evidence.threshold}, predicate_type=RETIREMENT_TYPE)
+        "threshold": r.profile.evidence.threshold, "operator": r.profile.evidence.operator,
+        "signed_by": [s.name for s in r.signers], "contents": contents,
+        "journal": contents["journal"]}, predicate_type=RETIREMENT_TYPE)
     return out
 
 
@@ -360,8 +371,8 @@ def command(args: argparse.Namespace) -> int:
     journal = Path(args.journal) if args.journal else default_path(rootdir.find())
     try:
         if r.destroy:  # it appends to the run's journal: intact, and the run's signed head in it
-            require_run_head(journal, r.run_dir, *named_keys(r.signers, r.profile.evidence),
-                             r.profile.evidence.threshold)
+            require_run_head(journal, r.run_dir, *public_keys(
+                r.profile.evidence, r.profile.module_env, gate), r.profile.evidence.threshold)
         out = perform(r, gate, journal)
     finally:
         close_signers(r.signers)

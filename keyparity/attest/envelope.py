@@ -83,6 +83,7 @@ class Verification:
     checked: list[str] = field(default_factory=list)  # one line per check, for the report
     notes: list[str] = field(default_factory=list)  # worth saying, but not a failure
     verified: list[str] = field(default_factory=list)  # names of the keys whose signature verified
+    who: list[str] = field(default_factory=list)  # who signed: one line per verified key
     not_verified: list[str] = field(default_factory=list)  # keys given without a valid signature
     signatures: int = 0  # signatures in the envelope
     files_checked: int = 0  # subjects whose digest was compared
@@ -247,10 +248,14 @@ def required_signatures(signed: Mapping[str, Any] | None, requested: int | None,
 
 def check_signatures(envelope: Envelope, keys: list[Key], threshold: int,
                      names: Mapping[str, str], result: Verification, envelope_name: str,
-                     what: str, every_key: bool = True) -> None:
+                     what: str, every_key: bool = True,
+                     persons: Mapping[str, str] | None = None) -> list[str]:
     """The envelope's signatures by ``keys`` and the threshold; with ``every_key`` each key
     given must have signed (``keyparity verify``), without it a key that did not sign is a
-    note as long as the threshold is met (a run's plan: any threshold of the custodians)."""
+    note as long as the threshold is met (a run's plan: any threshold of the custodians).
+    The threshold counts distinct keys and distinct ``persons`` (key id -> the subject a
+    checked certificate names): two keys of one person count once. Returns the key ids whose
+    signature verified."""
     problems = result.problems
     result.signatures = len(envelope.signatures)
     unique: dict[str, Key] = {}
@@ -301,9 +306,17 @@ def check_signatures(envelope: Envelope, keys: list[Key], threshold: int,
                                 "per-signature check rejected")
             else:
                 result.threshold_met = True
+    people = {(persons or {}).get(k, k) for k in verified}
+    if result.threshold_met and len(people) < threshold:
+        result.threshold_met = False
+        problems.append(f"threshold not met: {len(verified)} signatures verified, but they are "
+                        f"of {len(people)} distinct person(s) ({threshold} required): keys "
+                        "whose certificates name one subject count once")
     shown = ", ".join(result.verified) or "none"
+    distinct = f", {len(people)} distinct person(s)" if persons else ""
     result.checked.append(f"signatures: {len(verified)} of {threshold} required verified "
-                          f"({result.signatures} in envelope): {shown}")
+                          f"({result.signatures} in envelope{distinct}): {shown}")
+    return verified
 
 
 def verifies(key: Key, signature: Signature, pae: bytes) -> bool:

@@ -12,6 +12,7 @@ the envelope match the key ids of the keys an auditor passes to ``keyparity veri
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 from securesystemslib.signer import CryptoSigner, Key, SecretsHandler, Signature, Signer, SSlibKey
 
+from . import identities
 from ..hsm import identity
 from ..hsm.cluster import open_cluster
 from ..errors import KeyNotFound, KeyparityError, pkcs11_step
@@ -36,6 +38,7 @@ from ..secrets import SecretError
 __all__ = [
     "KeyFormatError", "KmsError", "KmsSigner", "Pkcs11Signer", "SigningError", "close_signers",
     "kms_client", "kms_public_key", "load_signer", "load_signers", "public_key_from_pem",
+    "public_key_of",
 ]
 
 _T = TypeVar("_T")
@@ -365,16 +368,59 @@ class KmsSigner(_DigestSigner):
 
 def load_signer(spec: SignerSpec, module_env: Mapping[str, str],
                 gate: LoginGate | None) -> Signer:
-    """One evidence signer from its profile entry. Raises a KeyparityError subclass."""
+    """One evidence signer from its profile entry, its ``certificate`` (when it names one)
+    checked to hold its key and to be valid now. Raises a KeyparityError subclass."""
+    signer: Signer
     if spec.type == "file":
-        return _file_signer(spec)
-    if spec.type == "pkcs11":
-        return _pkcs11_signer(spec, module_env, gate)
-    if spec.type == "kms":
+        signer = _file_signer(spec)
+    elif spec.type == "pkcs11":
+        signer = _pkcs11_signer(spec, module_env, gate)
+    elif spec.type == "kms":
         assert spec.key_id is not None
-        return KmsSigner(spec.key_id, region=spec.region, aws_profile=spec.aws_profile,
-                         name=spec.name)
-    raise SigningError(f"evidence signer {spec.name}: unknown signer type {spec.type!r}")
+        signer = KmsSigner(spec.key_id, region=spec.region, aws_profile=spec.aws_profile,
+                           name=spec.name)
+    else:
+        raise SigningError(f"evidence signer {spec.name}: unknown signer type {spec.type!r}")
+    if spec.certificate is not None:
+        try:
+            _bind_certificate(spec, signer)
+        except BaseException:
+            close_signers([signer])
+            raise
+    return signer
+
+
+def _bind_certificate(spec: SignerSpec, signer: Signer) -> None:
+    """The signer's certificate, refused unless its public key is the signer's and it is
+    valid now (a certificate names a person only for the key it certifies)."""
+    assert spec.certificate is not None
+    try:
+        cert = identities.load_certificate(spec.certificate)
+        problems = identities.binding_problems(cert, signer.public_key,  # type: ignore[arg-type]
+                                               dt.datetime.now(dt.timezone.utc), None)
+    except identities.CertificateError as exc:
+        raise SigningError(f"evidence signer {spec.name}: {exc}") from None
+    if problems:
+        raise SigningError(f"evidence signer {spec.name}: certificate {spec.certificate} "
+                           f"refused: {'; '.join(problems)}")
+    signer.certificate = cert  # type: ignore[attr-defined]
+
+
+def public_key_of(spec: SignerSpec, module_env: Mapping[str, str],
+                  gate: LoginGate | None) -> tuple[Key, Any]:
+    """A signer's public key and its certificate (or None), without its private key when a
+    certificate names it (a custodian's key stays on the custodian's machine)."""
+    if spec.certificate is not None:
+        try:
+            cert = identities.load_certificate(spec.certificate)
+            return identities.key_of(cert), cert
+        except identities.CertificateError as exc:
+            raise SigningError(f"evidence signer {spec.name}: {exc}") from None
+    signer = load_signer(spec, module_env, gate)
+    try:
+        return signer.public_key, None
+    finally:
+        close_signers([signer])
 
 
 def load_signers(spec: EvidenceSpec, module_env: Mapping[str, str],
@@ -398,23 +444,14 @@ def load_signers(spec: EvidenceSpec, module_env: Mapping[str, str],
     return signers
 
 
-def named_keys(signers: list[Signer], spec: EvidenceSpec) -> tuple[list[Key], dict[str, str]]:
-    """The public keys of the profile's signers (loaded by ``load_signers``, in its order),
-    and each key id's signer name, as a verification wants them."""
-    return ([s.public_key for s in signers],
-            {s.public_key.keyid: getattr(s, "name", None) or sig.name
-             for s, sig in zip(signers, spec.signers)})
-
-
 def public_keys(spec: EvidenceSpec, module_env: Mapping[str, str],
                 gate: LoginGate | None) -> tuple[list[Key], dict[str, str]]:
-    """``named_keys`` of the profile's signers, which are closed again: to verify a bundle or
-    a plan they signed (a PKCS #11 signer's token through the process's one session)."""
-    signers = load_signers(spec, module_env, gate)
-    try:
-        return named_keys(signers, spec)
-    finally:
-        close_signers(signers)
+    """The public keys of the profile's signers and each key id's signer name: to verify a
+    bundle or a plan they signed. A signer's key comes from its certificate when it names
+    one (its private key stays where it is), else from the signer, loaded and closed again
+    (a PKCS #11 signer's token through the process's one session)."""
+    keys = [public_key_of(s, module_env, gate)[0] for s in spec.signers]
+    return keys, {key.keyid: s.name for key, s in zip(keys, spec.signers)}
 
 
 def close_signers(signers: list[Signer]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Signer
 
 from .. import atomic
+from .acknowledgement import ACKS, acknowledge
 from .digest import sha256_file
 from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, EvidenceError, add_signature, canonical_json,
                        signer_name)
@@ -32,14 +34,15 @@ __all__ = [
 STATEMENT = "statement.json"
 ENVELOPE = "evidence.dsse.json"
 PREDICATE_TYPE = "https://keyparity.dev/evidence/v1"
-SIGNED_NAMES = frozenset({STATEMENT, ENVELOPE})  # at the top of the run directory only
+# at the top of the run directory only: what signs the statement cannot be a subject of it
+SIGNED_NAMES = frozenset({STATEMENT, ENVELOPE, ACKS})
 
 
 def walk(run_dir: Path) -> Iterator[tuple[str, str]]:
     """Every entry below ``run_dir`` that is not a directory, as (POSIX relative name, kind).
 
     kind is "file", "symlink" (to anything, directories included: never followed) or
-    "special" (FIFO, socket, device). The top-level STATEMENT and ENVELOPE are left out.
+    "special" (FIFO, socket, device). The top-level STATEMENT, ENVELOPE and ACKS are left out.
     Raises FileNotFoundError / NotADirectoryError for a missing run directory.
     """
     root = Path(run_dir)
@@ -130,7 +133,19 @@ def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
         seen[keyid] = name
         add_signature(envelope, signer)
     atomic.write(run_dir / STATEMENT, payload)
+    shutil.rmtree(run_dir / ACKS, ignore_errors=True)  # a new statement: a new set of signers
+    for signer in signers:  # each signer's time and certificate, signed by the same key
+        acknowledge(run_dir, payload, signer, None, certificate_record(signer))
     path = run_dir / ENVELOPE
     atomic.write(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
     return path
+
+
+def certificate_record(signer: Signer) -> dict | None:
+    """Who the signer's certificate (``certificate:`` in the profile) names, or None."""
+    cert = getattr(signer, "certificate", None)
+    if cert is None:
+        return None
+    from .identities import identity_of
+    return identity_of(cert).record()
 

@@ -26,14 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from securesystemslib.signer import Key
 
+from . import contents
 from .envelope import (Verification, check_signatures, parse_statement, read_envelope,
                        required_signatures, show)
-from .statement import ENVELOPE, SIGNED_NAMES, STATEMENT, sha256_file, walk
+from .signatories import examine
+from .statement import ENVELOPE, PREDICATE_TYPE, SIGNED_NAMES, STATEMENT, sha256_file, walk
 
-__all__ = ["VerifyResult", "verify_run"]
-
+__all__ = ["VerifyResult", "check_files", "verify_run"]
 
 
 @dataclass
@@ -51,6 +53,9 @@ class VerifyResult(Verification):
             if not self.threshold_met:
                 out.append("  the signed values above are NOT trustworthy: the signature "
                            "threshold was not met")
+        if self.who:
+            out.append("  signed by:")
+            out += [f"    {line}" for line in self.who]
         out += self.outcome(f"{self.files_checked} files match the signed statement")
         return out + [self.verdict_line()]
 
@@ -79,7 +84,7 @@ class VerifyResult(Verification):
                 self.ok and self.verdict == required),
             "signed": self.signed if self.ok else None,
             "signatures": {"required": self.threshold, "in_envelope": self.signatures,
-                           "verified": list(self.verified),
+                           "verified": list(self.verified), "signed_by": list(self.who),
                            "not_verified": list(self.not_verified)},
             "files_checked": self.files_checked, "changed": list(self.changed),
             "missing": list(self.missing), "extra": list(self.extra),
@@ -90,14 +95,18 @@ class VerifyResult(Verification):
 
 def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
                key_names: Mapping[str, str] | None = None,
-               allow_rename: bool = False) -> VerifyResult:
+               allow_rename: bool = False,
+               certificates: Mapping[str, x509.Certificate] | None = None,
+               cas: list[x509.Certificate] | None = None) -> VerifyResult:
     """Verify a signed run directory offline.
 
     ``threshold``: at least this many signatures (``--threshold``); the threshold in the signed
     statement applies when it is higher, and when ``threshold`` is None. ``key_names`` (key id
     -> e.g. the file it came from) only makes the messages name keys the way the caller knows
     them. ``allow_rename``: a directory name other than the signed run id is a note, not a
-    failure."""
+    failure. ``certificates`` (key id -> the certificate given for it) and ``cas`` (the CAs
+    the verifier trusts; the bundle's certificates they issued become keys) name the people
+    behind the keys (keyparity.attest.signatories); the threshold counts people."""
     run_dir = Path(run_dir)
     names = dict(key_names or {})
     fallback = len(keys) if threshold is None else threshold
@@ -114,12 +123,19 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
         statement = parse_statement(payload, f"signed payload of {ENVELOPE}", result,
                                     SIGNED_NAMES)
         result.signed = _signed_predicate(payload, result)
+        _self_contained(statement, result)
 
-    # 2. the threshold, 3. signatures
+    # 2. the threshold, 3. signatures (of people: certificates and acknowledgements first)
+    found = None if payload is None else examine(
+        run_dir, payload, result.signed, keys, names, certificates or {}, cas, result)
+    if found is not None:
+        keys, names = found.keys, found.names
     result.threshold = required_signatures(result.signed, threshold, fallback, result)
     if envelope is not None:
-        check_signatures(envelope, keys, result.threshold, names, result, ENVELOPE,
-                         "the run directory")
+        verified = check_signatures(envelope, keys, result.threshold, names, result, ENVELOPE,
+                                    "the run directory",
+                                    persons=found.persons if found is not None else None)
+        result.who = found.who(verified) if found is not None else []
     else:
         result.checked.append("signatures: not checked (no readable envelope)")
 
@@ -153,10 +169,20 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
 
     # 6-8. files
     if isinstance(statement, dict) and isinstance(statement.get("subject"), list):
-        _check_files(run_dir, statement["subject"], result)
+        check_files(run_dir, statement["subject"], result)
     else:
         result.checked.append("files: not checked (no usable statement)")
     return result
+
+
+def _self_contained(statement: Any, result: VerifyResult) -> None:
+    """A run's signed statement names the profile, the plan, the journal's rows and the
+    signers' keys inside the bundle (keyparity.attest.contents)."""
+    if result.signed is not None and isinstance(statement, dict) and statement.get(
+            "predicateType") == PREDICATE_TYPE:
+        subjects = {s["name"] for s in statement.get("subject") or []}
+        result.problems += [f"the bundle is not self-contained: the signed statement lacks "
+                            f"{what}" for what in contents.missing(result.signed, subjects)]
 
 
 def _signed_predicate(payload: bytes, result: VerifyResult) -> dict | None:
@@ -234,7 +260,8 @@ def _counts(summary: Any) -> str:
         for what in ("tests", "keys"))
 
 
-def _check_files(run_dir: Path, subjects: list[dict], result: VerifyResult) -> None:
+def check_files(run_dir: Path, subjects: list[dict], result: Verification) -> None:
+    """Every subject's SHA-256, none missing, no file that is not a subject."""
     problems = result.problems
     try:
         on_disk = dict(walk(run_dir))

@@ -11,6 +11,7 @@ bundle is still signed, and the run fails with the reason (``finalize(...)["erro
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import runinfo
+from ..errors import KeyparityError
 from ..hsm.login import LoginGate
 from ..journal.store import Journal
 from ..profile import Profile
@@ -47,7 +49,7 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
              expect: Mapping[str, Sequence[str | None]],
              allure: Results | None = None, journal: Path | None = None,
              deselected: Mapping[str, int] | None = None,
-             state_dir: Path | None = None) -> dict[str, Any]:
+             state_dir: Path | None = None, plan_dir: Path | None = None) -> dict[str, Any]:
     """Write the bundle and sign it; called once, in the controller, after junit.xml and every
     Allure result are written. Returns::
 
@@ -95,7 +97,8 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
                 j.close()
         except Exception as exc:  # noqa: BLE001 - recorded; the bundle is still signed
             out["errors"].append(f"journal: {_describe(exc)}")
-    _sign(run_dir, profile, predicate, out, state_dir)
+    _sign(run_dir, profile, predicate, out, state_dir,
+          functools.partial(_contents, run_dir, profile, predicate, plan_dir, journal))
     if state_dir is not None:
         shutil.rmtree(state_dir, ignore_errors=True)  # nothing in it outlives the run
 
@@ -107,10 +110,38 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
     return out
 
 
+def _contents(run_dir: Path, profile: Profile, predicate: dict[str, Any],
+              plan_dir: Path | None, journal: Path | None, signers: list[Any],
+              gate: LoginGate) -> None:
+    """The bundle made self-contained (keyparity.attest.contents), named in the predicate:
+    the keys of the signers loaded to sign, the other signers' from their certificates (or
+    loaded only to read the public key)."""
+    from ..attest.contents import write_contents
+    from ..attest.signing import public_key_of
+    loaded = {getattr(s, "name", None): s for s in signers}
+    keys = {}
+    for spec in profile.evidence.signers:
+        signer = loaded.get(spec.name)
+        try:
+            keys[spec.name] = ((signer.public_key, getattr(signer, "certificate", None))
+                               if signer is not None
+                               else public_key_of(spec, profile.module_env, gate))
+        except KeyparityError:
+            continue  # its key cannot be read (the signing failed): the bundle names it not
+
+    predicate["contents"] = write_contents(run_dir, profile, predicate["run_id"],
+                                           plan_dir=plan_dir, journal=journal,
+                                           signer_keys=keys)
+    predicate["signed_by"] = [getattr(s, "name", None) for s in signers]
+
+
 def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
-          out: dict[str, Any], state_dir: Path | None) -> None:
-    """Sign with every signer of the profile. With none, or when signing fails, still write the
-    statement and an envelope without signatures, which ``keyparity verify`` rejects."""
+          out: dict[str, Any], state_dir: Path | None,
+          contents: Callable[[list[Any], LoginGate], None]) -> None:
+    """Sign with the operator's key (``evidence.operator``; the other signers countersign
+    apart with ``keyparity sign``), or without an operator with every signer of the profile.
+    With none, or when signing fails, still write the statement and an envelope without
+    signatures, which ``keyparity verify`` rejects."""
     signers: list[Any] = []
     try:
         # deferred for start-up speed: securesystemslib imports boto3 (~0.65 s), needed only
@@ -118,11 +149,15 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
         from ..attest.signing import close_signers, load_signers
         from ..attest.statement import sign_run
         try:
+            shared = (None if state_dir is None else  # the run's processes' login state
+                      runinfo.Run(predicate["run_id"], run_dir, 0, state_dir).login_state)
+            gate = LoginGate(shared)
             if profile.evidence.signers:
-                shared = (None if state_dir is None else  # the run's processes' login state
-                          runinfo.Run(predicate["run_id"], run_dir, 0, state_dir).login_state)
-                gate = LoginGate(shared)
-                signers = load_signers(profile.evidence, profile.module_env, gate)
+                signers = load_signers(
+                    dataclasses.replace(profile.evidence,
+                                        signers=profile.evidence.run_signers()),
+                    profile.module_env, gate)
+            contents(signers, gate)
             path = sign_run(run_dir, signers, predicate)
         finally:
             close_signers(signers)
@@ -131,12 +166,15 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
         out["unsigned"] = "UNSIGNED: signing failed"
         try:
             from ..attest.statement import sign_run
+            if "contents" not in predicate:  # the copies, whatever failed to sign
+                contents([], LoginGate(None))
             path = sign_run(run_dir, [], predicate)
         except Exception as again:  # noqa: BLE001
             out["errors"].append(f"statement: {_describe(again)}")
             return
     else:
         out["signed"] = bool(signers)
+        out["signed_by"] = [getattr(s, "name", None) for s in signers]
         if not signers:
             out["unsigned"] = UNSIGNED
     out["files"]["statement"] = str(path)
@@ -158,6 +196,7 @@ def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> di
         "evidence_sha256": sha256_file(evidence_path),  # streamed: the file can be 50 MB
         "signers": [s.name for s in profile.evidence.signers],
         "threshold": profile.evidence.threshold,
+        "operator": profile.evidence.operator,
         **({"plan": {k: plan[k] for k in ("plan_id", "sha256", "approved_by")}} if plan else {}),
     }
 

@@ -151,8 +151,10 @@ def assert_bundle(suites: pytest.Pytester, result: pytest.RunResult, lab: Any,
     # all written before signing
     subjects = {s["name"]: s["digest"]["sha256"] for s in statement(run_dir)["subject"]}
     on_disk = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
-    assert set(subjects) == on_disk - {"statement.json", "evidence.dsse.json"}
+    acks = {p for p in on_disk if p.startswith("acknowledgements/")}  # beside the statement
+    assert set(subjects) == on_disk - {"statement.json", "evidence.dsse.json"} - acks
     predicate = statement(run_dir)["predicate"]
+    assert_self_contained(run_dir, predicate, doc, subjects)
     assert predicate["run_id"] == doc["run"]["run_id"]
     assert predicate["verdict"] == doc["summary"]["verdict"]
     assert predicate["summary"] == {"tests": doc["summary"]["tests"],
@@ -166,6 +168,25 @@ def assert_bundle(suites: pytest.Pytester, result: pytest.RunResult, lab: Any,
     members = len(allure_files(run_dir / ARCHIVE)) if allure else 0
     assert assert_no_pins(lab, run_dir) == len(on_disk) + members
     return run_dir, doc
+
+
+def assert_self_contained(run_dir: Path, predicate: dict[str, Any], doc: dict[str, Any],
+                          subjects: dict[str, str]) -> None:
+    """The profile (byte for byte), the journal's rows of this run and each signer's key are
+    inside the bundle, signed subjects, and the signed predicate names them."""
+    contents = predicate["contents"]
+    profile = contents["profile"]
+    assert profile["file"] == f"profile/{Path(doc['run']['profile_path']).name}"
+    assert subjects[profile["file"]] == profile["sha256"] == doc["run"]["profile_sha256"]
+    assert {s["name"] for s in contents["signers"]} <= set(predicate["signers"])  # read ones
+    for signer in contents["signers"]:
+        assert signer["file"] in subjects and signer["kind"] == "public key"
+    journal = contents["journal"]
+    if journal is not None:
+        rows = json.loads((run_dir / journal["file"]).read_text())
+        assert rows["run_id"] == doc["run"]["run_id"] and len(rows["rows"]) == journal["rows"]
+        assert {r["run_id"] for r in rows["rows"]} <= {doc["run"]["run_id"]}
+        assert rows["head"]["head"] == journal["head"] == predicate["journal"]["head"]
 
 
 def category(categories: list[dict[str, Any]], status: str, message: str) -> str | None:

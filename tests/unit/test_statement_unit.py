@@ -51,7 +51,7 @@ def test_the_names_and_types():
     assert PAYLOAD_TYPE == "application/vnd.in-toto+json"
     assert STATEMENT_TYPE == "https://in-toto.io/Statement/v1"
     assert PREDICATE_TYPE == "https://keyparity.dev/evidence/v1"
-    assert SIGNED_NAMES == {STATEMENT, ENVELOPE}
+    assert SIGNED_NAMES == {STATEMENT, ENVELOPE, "acknowledgements"}
 
 
 def test_canonical_json():

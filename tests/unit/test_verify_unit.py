@@ -30,7 +30,7 @@ FILES = {"evidence.json": b'{"verdict": "PASS"}\n', "report.html": b"<p>PASS</p>
 HEADLINE = "All 2 keys to migrate were proven intact and usable on hsm2."
 PREDICATE = {"run_id": RUN_ID, "profile": "softhsm", "verdict": "PASS", "headline": HEADLINE,
              "summary": {"tests": {"passed": 9, "skipped": 1}, "keys": {"passed": 2}},
-             "threshold": 2}
+             "threshold": 2, "contents": {"profile": {"file": "sub/junit.xml"}}}
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,10 @@ def test_an_intact_bundle_whole_result_and_report(bundle):
         "  signed verdict: PASS",
         f"  signed headline: {HEADLINE}",
         "  signed counts: tests 9 passed, 1 skipped; keys 2 passed",
+        "  signed by:",  # no certificate: each key by its name and key id, with its time
+        *[f"    {bundle.named(i).split(' (')[0]}: no certificate checked: a key, not a person "
+          f"(keyid {bundle.signers[i].public_key.keyid[:16]}; ack none; signed at "
+          f"{who.split('signed at ')[1]}" for i, who in enumerate(r.who)],
         *[f"  {line}" for line in r.checked],
         "OK: 2 of 2 required signatures verified; 3 files match the signed statement",
         "keyparity verify: authentic; signed verdict PASS",
@@ -145,8 +149,9 @@ def test_the_report_of_a_failure_and_of_an_untrusted_statement(bundle):
         "  signed counts: tests 9 passed, 1 skipped; keys 2 passed"]
     assert lines[6] == ("  the signed values above are NOT trustworthy: the signature threshold "
                         "was not met")
-    assert lines[7:7 + len(r.checked)] == [f"  {c}" for c in r.checked]
-    rest = lines[7 + len(r.checked):]
+    assert lines[7:9] == ["  signed by:", f"    {r.who[0]}"] and len(r.who) == 1
+    assert lines[9:9 + len(r.checked)] == [f"  {c}" for c in r.checked]
+    rest = lines[9 + len(r.checked):]
     assert rest == [f"FAILED: {len(r.problems)} problem(s):", *[f"  - {p}" for p in r.problems],
                     f"keyparity verify: NOT authentic ({len(r.problems)} problem(s) above); the "
                     "verdict it claims is not evidence of anything"]
@@ -352,7 +357,7 @@ def test_subjects_that_are_malformed_unsafe_or_twice(bundle, tmp_path, custodian
     bundle.payload(raw)
     r = bundle.verify()
     what = "signed payload of evidence.dsse.json"
-    assert r.problems[:14] == [
+    assert r.problems[:16] == [
         f"{what}: subject[0] needs a name and a sha256 digest (64 hex)",
         f"{what}: subject[1] needs a name and a sha256 digest (64 hex)",
         f"{what}: subject[2] needs a name and a sha256 digest (64 hex)",
@@ -369,6 +374,11 @@ def test_subjects_that_are_malformed_unsafe_or_twice(bundle, tmp_path, custodian
         f"{what}: subject 'statement.json' is not a relative path inside the run directory; "
         "not opened",
         f"{what}: subject 'evidence.json' is listed twice",
+        # each signer's acknowledgement is of the payload they signed, not of this one
+        "acknowledgements/custodian-1.dsse.json: acknowledges another statement, not this "
+        "bundle's signed payload",
+        "acknowledgements/custodian-2.dsse.json: acknowledges another statement, not this "
+        "bundle's signed payload",
         # the envelope's signatures no longer verify (the payload was replaced)
         f"signature by {bundle.named(0)} does NOT verify (the payload or the signature was "
         "changed, or it is not this key's signature)",
