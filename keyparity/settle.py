@@ -11,6 +11,8 @@ the source hold now (keyparity.attest.approval).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import errno
 import os
 import re
@@ -226,9 +228,15 @@ def signers(profile: Profile) -> None:
     the process's, for the bundle at the end (no second login)."""
     if not profile.evidence.signers:
         return
-    from .attest.signing import close_signers, load_signers  # securesystemslib: ~0.65 s
-    try:
-        close_signers(load_signers(profile.evidence, profile.module_env, LoginGate(None)))
+    from .attest.signing import close_signers, load_signers, public_key_of  # ~0.65 s
+    evidence = profile.evidence
+    gate = LoginGate(None)
+    try:  # with an operator, the others countersign apart: their certificates suffice here
+        close_signers(load_signers(dataclasses.replace(evidence, signers=evidence.run_signers()),
+                                   profile.module_env, gate))
+        for spec in evidence.signers:
+            if spec not in evidence.run_signers():
+                public_key_of(spec, profile.module_env, gate)
     except KeyparityError as exc:
         raise pytest.UsageError(f"{profile.path}: evidence.signers: "
                                 f"{' '.join(str(exc).split())}") from None

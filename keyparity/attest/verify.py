@@ -126,6 +126,7 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
         _self_contained(statement, result)
 
     # 2. the threshold, 3. signatures (of people: certificates and acknowledgements first)
+    given = bool(keys)  # keys the caller gave must each have signed; the bundle's need not
     found = None if payload is None else examine(
         run_dir, payload, result.signed, keys, names, certificates or {}, cas, result)
     if found is not None:
@@ -133,7 +134,7 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
     result.threshold = required_signatures(result.signed, threshold, fallback, result)
     if envelope is not None:
         verified = check_signatures(envelope, keys, result.threshold, names, result, ENVELOPE,
-                                    "the run directory",
+                                    "the run directory", every_key=given,
                                     persons=found.persons if found is not None else None)
         result.who = found.who(verified) if found is not None else []
     else:

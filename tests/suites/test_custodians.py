@@ -132,13 +132,17 @@ def assert_inside(lab: Any, run_dir: Path, predicate: dict[str, Any], run_id: st
 
 
 def test_a_certificate_for_another_key_stops_the_run_before_it_starts(lab, suites):
-    """c1's certificate holds the operator's key: it names nobody as c1, and a run that would
-    sign with such a signer does not start."""
-    profile, _ = people_profile(lab, certify={"c1": "op"})
+    """The operator's certificate holds c1's key: it names nobody as the operator, and a run
+    that would sign with it does not start; c1's holds the operator's key: c1 cannot
+    countersign with it."""
+    profile, _ = people_profile(lab, certify={"op": "c1", "c1": "op"})
     result = run_suites(suites, profile)
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
     assert result.ret == 4 and len(errors) == 1, result.stdout.str() + result.stderr.str()
-    assert "evidence signer c1: certificate" in errors[0]
+    assert "evidence signer op: certificate" in errors[0]
     assert "holds another public key" in errors[0]
+    refused = keyparity(lab, "sign", str(lab.root), "--profile", str(profile), "--signer", "c1")
+    assert refused.returncode == 1 and "evidence signer c1: certificate" in refused.stderr
+    assert "holds another public key" in refused.stderr
     assert lab.tokens({"op": "count", "token": "hsm2"}) == [0]
     assert not (suites.path / "reports").exists()

@@ -179,7 +179,8 @@ def test_a_countersignature_covers_the_same_payload_and_records_the_ack(tmp_path
     run = bundle(tmp_path, [operator, carol], [operator], threshold=2)
     payload = json.loads((run / ENVELOPE).read_text())["payload"]
     r = verify_run(run, [], cas=[org.ca])
-    assert not r.ok and "no signature by custodian-1" in " ".join(r.problems)
+    assert not r.ok and "threshold not met: 1 of 2 required signatures verified" in r.problems
+    assert "no signature by custodian-1" in " ".join(r.notes)
     said = countersign(run, carol, "TICKET-7")
     assert said.endswith("as custodian-1, acknowledgement TICKET-7: 2 signature(s) now")
     envelope = json.loads((run / ENVELOPE).read_text())
@@ -244,3 +245,16 @@ def test_a_run_statement_that_does_not_name_its_profile_plan_journal_or_signers_
             "profile": "contents.profile", "plan": "contents.plan (the run followed a plan)",
             "journal": "contents.journal (the run has a journal)",
             "signer": "contents.signers: custodian-1"}[lacking]]
+
+
+def test_with_the_ca_alone_the_threshold_decides_and_a_signer_who_did_not_sign_is_a_note(
+        tmp_path, org, people):
+    """Keys the verifier gives must each have signed; the bundle's own certificates are the
+    signers it names, of whom the signed threshold must sign."""
+    everyone = [people["operator"], people["custodian-1"], people["carol-2"]]
+    run = bundle(tmp_path, everyone, everyone[:2], threshold=2)
+    r = verify_run(run, [], cas=[org.ca])
+    assert r.ok, r.problems
+    assert "no signature by carol-2 (keyid" in " ".join(r.notes)
+    r = verify_run(run, [s.public_key for s in everyone])
+    assert not r.ok and any(p.startswith("no signature by") for p in r.problems)
