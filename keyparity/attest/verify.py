@@ -144,17 +144,31 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
     _check_name(run_dir, result.signed, allow_rename, result)
 
     # 5. statement.json against the signed payload
+    statement = _check_statement(run_dir, payload, statement, result)
+
+    # 6-8. files
+    if isinstance(statement, dict) and isinstance(statement.get("subject"), list):
+        check_files(run_dir, statement["subject"], result)
+    else:
+        result.checked.append("files: not checked (no usable statement)")
+    return result
+
+
+def _check_statement(run_dir: Path, payload: bytes | None, statement: Any,
+                     result: VerifyResult) -> Any:
+    """statement.json is exactly the signed payload; without a readable envelope it is only
+    used to name the files that differ (the statement returned then is its own)."""
     statement_path = run_dir / STATEMENT
     if statement_path.is_symlink() or (statement_path.exists() and not statement_path.is_file()):
-        problems.append(f"{STATEMENT} is not a regular file")
+        result.problems.append(f"{STATEMENT} is not a regular file")
     elif not statement_path.exists():
-        problems.append(f"{STATEMENT} is missing")
+        result.problems.append(f"{STATEMENT} is missing")
     else:
         try:
             on_disk = statement_path.read_bytes()
         except OSError as exc:
             on_disk = None
-            problems.append(f"{STATEMENT} is unreadable ({exc.strerror or exc})")
+            result.problems.append(f"{STATEMENT} is unreadable ({exc.strerror or exc})")
         if on_disk is None:
             pass
         elif payload is None:
@@ -164,16 +178,10 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
         elif on_disk == payload:
             result.checked.append(f"{STATEMENT}: identical to the signed payload")
         else:
-            problems.append(f"{STATEMENT} differs from the signed payload in {ENVELOPE} "
+            result.problems.append(f"{STATEMENT} differs from the signed payload in {ENVELOPE} "
                             "(edited after signing)")
             result.checked.append(f"{STATEMENT}: DIFFERS from the signed payload")
-
-    # 6-8. files
-    if isinstance(statement, dict) and isinstance(statement.get("subject"), list):
-        check_files(run_dir, statement["subject"], result)
-    else:
-        result.checked.append("files: not checked (no usable statement)")
-    return result
+    return statement
 
 
 def _self_contained(statement: Any, result: VerifyResult) -> None:
