@@ -221,9 +221,20 @@ class SignerSpec:
 
 
 @dataclass(frozen=True)
+class TimestampSpec:
+    """The RFC 3161 time-stamping authority that stamps each signature (evidence.timestamp)."""
+
+    url: str  # http(s)://..., or file:PATH (absolute): a file whose first line is the URL
+    ca: Path  # PEM: the TSA's root certificate(s) (self-signed) and any intermediates
+    hash: str = "sha256"  # sha256 | sha512: the message imprint's hash
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class EvidenceSpec:
     signers: tuple[SignerSpec, ...] = ()
     threshold: int = 0  # signatures `keyparity verify` requires by default; 0 when unsigned
+    timestamp: TimestampSpec | None = None  # None: the times are the host's own
 
 
 PATH_FIELDS = ("path", "key_path", "trust_dir")  # what a record names a file or directory by
@@ -714,7 +725,26 @@ def _evidence(raw: dict[str, Any], base: Path, fail: _Fail) -> EvidenceSpec:
     if threshold > len(signers):
         raise fail("evidence.threshold",
                    f"{threshold} signatures required but {len(signers)} signer(s) configured")
-    return EvidenceSpec(signers=signers, threshold=threshold)
+    return EvidenceSpec(signers=signers, threshold=threshold,
+                        timestamp=_timestamp(raw.get("timestamp"), base, fail))
+
+
+def _timestamp(raw: dict[str, Any] | None, base: Path, fail: _Fail) -> TimestampSpec | None:
+    """evidence.timestamp: its files resolved against the profile's folder and present."""
+    if raw is None:
+        return None
+
+    def present(field: str, value: str) -> Path:
+        path = Path(os.path.normpath(base / value))
+        if not path.is_file():
+            raise fail(f"evidence.timestamp.{field}", f"file not found: {path}")
+        return path
+
+    url = raw["url"]
+    if url.startswith("file:"):
+        url = f"file:{present('url', url.removeprefix('file:'))}"
+    return TimestampSpec(url=url, ca=present("ca", raw["ca"]), hash=raw.get("hash", "sha256"),
+                         timeout_s=float(raw.get("timeout_s", 10)))
 
 
 def _signer(index: int, raw: dict[str, Any], base: Path, fail: _Fail) -> SignerSpec:

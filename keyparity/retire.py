@@ -49,6 +49,7 @@ from .attest import approval
 from .evidence.anchor import require_run_head
 from .attest.signing import close_signers, load_signers, named_keys
 from .attest.statement import sign_run
+from .attest.timestamp import time_source
 from .attest.verify import verify_run
 from .hsm import destruction, proof
 from .hsm.cluster import ClusterSession, open_cluster
@@ -349,7 +350,9 @@ def _write(r: Retirement, backups: dict[str, Any]) -> Path:
                     f"{headline}",
         "summary": {"tests": {}, "keys": counts},
         "signers": [s.name for s in r.profile.evidence.signers],
-        "threshold": r.profile.evidence.threshold}, predicate_type=RETIREMENT_TYPE)
+        "threshold": r.profile.evidence.threshold,
+        "time_source": time_source(r.profile.evidence.timestamp)},
+        predicate_type=RETIREMENT_TYPE, timestamp=r.profile.evidence.timestamp)
     return out
 
 

@@ -31,6 +31,7 @@ from securesystemslib.signer import Key
 from .envelope import (Verification, check_signatures, parse_statement, read_envelope,
                        required_signatures, show)
 from .statement import ENVELOPE, SIGNED_NAMES, STATEMENT, sha256_file, walk
+from .timestamp import check_tokens
 
 __all__ = ["VerifyResult", "verify_run"]
 
@@ -85,19 +86,23 @@ class VerifyResult(Verification):
             "missing": list(self.missing), "extra": list(self.extra),
             "problems": list(self.problems), "notes": list(self.notes),
             "checked": list(self.checked),
+            "time_stamps": list(self.time_stamps),
         }
 
 
 def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
                key_names: Mapping[str, str] | None = None,
-               allow_rename: bool = False) -> VerifyResult:
+               allow_rename: bool = False,
+               tsa_roots: list[Path] | None = None) -> VerifyResult:
     """Verify a signed run directory offline.
 
     ``threshold``: at least this many signatures (``--threshold``); the threshold in the signed
     statement applies when it is higher, and when ``threshold`` is None. ``key_names`` (key id
     -> e.g. the file it came from) only makes the messages name keys the way the caller knows
     them. ``allow_rename``: a directory name other than the signed run id is a note, not a
-    failure."""
+    failure. ``tsa_roots``: PEM files of the roots the signatures' RFC 3161 time-stamps must
+    chain to (``--tsa-root``; without them the tokens are not checked and the times are the
+    host's own)."""
     run_dir = Path(run_dir)
     names = dict(key_names or {})
     fallback = len(keys) if threshold is None else threshold
@@ -120,6 +125,8 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
     if envelope is not None:
         check_signatures(envelope, keys, result.threshold, names, result, ENVELOPE,
                          "the run directory")
+        check_tokens(run_dir, ENVELOPE, envelope, result.signed, list(tsa_roots or []), names,
+                     result)
     else:
         result.checked.append("signatures: not checked (no readable envelope)")
 

@@ -26,6 +26,7 @@ from ..formats.allure import Results
 from .baseline import write as write_baseline
 from ..formats.cbom import write_run_cbom
 from ..attest.digest import sha256_file
+from ..attest.timestamp import time_source
 from .facts import Evidence
 from ..formats.oscal import write_assessment_results
 from ..formats.report import write_report
@@ -76,6 +77,7 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
                 out["files"][name] = str(result)
 
     evidence.set_signing(names, spec.threshold)  # before signing: evidence.json is a subject
+    evidence.doc["run"]["time_source"] = time_source(spec.timestamp)
     evidence_path = evidence.finish(exitstatus, expect=expect, deselected=deselected)
     out["files"]["evidence"] = str(evidence_path)
     doc = evidence.doc
@@ -123,7 +125,8 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
                           runinfo.Run(predicate["run_id"], run_dir, 0, state_dir).login_state)
                 gate = LoginGate(shared)
                 signers = load_signers(profile.evidence, profile.module_env, gate)
-            path = sign_run(run_dir, signers, predicate)
+            path = sign_run(run_dir, signers, predicate,
+                            timestamp=profile.evidence.timestamp)
         finally:
             close_signers(signers)
     except Exception as exc:  # noqa: BLE001 - the evidence is kept; the run fails
@@ -158,6 +161,7 @@ def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> di
         "evidence_sha256": sha256_file(evidence_path),  # streamed: the file can be 50 MB
         "signers": [s.name for s in profile.evidence.signers],
         "threshold": profile.evidence.threshold,
+        "time_source": time_source(profile.evidence.timestamp),
         **({"plan": {k: plan[k] for k in ("plan_id", "sha256", "approved_by")}} if plan else {}),
     }
 
