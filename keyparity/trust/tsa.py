@@ -104,8 +104,11 @@ def respond(request: bytes, cert: x509.Certificate, key: ec.EllipticCurvePrivate
         imprint = req["message_imprint"]
         imprint.native  # parse it all now: a malformed request is rejected, not half-answered
     except (ValueError, TypeError):
-        return tsp.TimeStampResp({"status": {"status": "rejection",
-                                             "fail_info": {"bad_data_format"}}}).dump()
+        # TimeStampResp ::= SEQUENCE { status, timeStampToken OPTIONAL }: asn1crypto's class
+        # requires the token, so the rejection's SEQUENCE is written here
+        status = tsp.PKIStatusInfo({"status": "rejection",
+                                    "fail_info": {"bad_data_format"}}).dump()
+        return b"\x30" + bytes([len(status)]) + status
     when = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
     info = {"version": "v1", "policy": POLICY, "message_imprint": imprint,
             "serial_number": secrets.randbits(63), "gen_time": when,
