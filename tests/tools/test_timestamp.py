@@ -86,6 +86,7 @@ def test_each_signature_is_time_stamped_and_verify_names_the_tsa_and_its_time(
 def test_a_token_over_other_bytes_is_refused(tmp_path, custodians, tsa):
     run = bundle(tmp_path, custodians, tsa.spec())
     first, second = tokens(run)
+    assert first["keyid"] != second["keyid"]  # each keyid keeps its place: the tokens move
     first["token"], second["token"] = second["token"], first["token"]  # each over the other's
     (run / TOKENS).write_text(json.dumps({"tokens": [first, second]}))
 
