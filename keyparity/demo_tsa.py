@@ -55,6 +55,7 @@ def with_timestamp(profile_path: Path, url_file: Path, root: Path, out: Path) ->
         "hash": "sha256"}
     text = (f"# {profile_path.name} with evidence.timestamp naming the demo TSA; written by "
             "keyparity demo tsa\n" + yaml.safe_dump(data, sort_keys=False))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     atomic.write(out, text)
     load_profile(out)
     return out
