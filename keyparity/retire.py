@@ -49,7 +49,7 @@ from .attest import approval
 from .evidence.anchor import require_run_head
 from .attest.signing import close_signers, load_signers, named_keys
 from .attest.statement import sign_run
-from .attest.timestamp import time_source
+from .attest.timestamp import reachable, time_source
 from .attest.verify import verify_run
 from .hsm import destruction, proof
 from .hsm.cluster import ClusterSession, open_cluster
@@ -277,6 +277,7 @@ def settle(args: argparse.Namespace, gate: LoginGate) -> Retirement:
             raise PolicyError("--destroy needs --plan DIR: the plan the run followed, signed to "
                               "the threshold; nothing was destroyed")
     run_dir = Path(args.reports_dir or "reports") / args.run
+    reachable(profile.evidence.timestamp)  # the record will be stamped: before any destruction
     signers = load_signers(profile.evidence, profile.module_env, gate)
     try:
         evidence = _proven_run(profile, run_dir, signers)

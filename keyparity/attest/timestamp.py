@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # securesystemslib costs every process that ends a run ~0.65 
 
     from .envelope import Verification
 
-__all__ = ["HOST_CLOCK", "TimestampError", "add_tokens", "check_tokens", "stamp",
+__all__ = ["HOST_CLOCK", "TimestampError", "add_tokens", "check_tokens", "reachable", "stamp",
            "stamp_envelope", "time_source", "tokens_name", "write_tokens"]
 
 HOST_CLOCK = "host clock"
@@ -65,10 +65,23 @@ def tokens_name(envelope_name: str) -> str:
 
 def time_source(spec: TimestampSpec | None) -> dict[str, Any]:
     """What a signed statement says of its times: the host's clock, and the TSA that stamps its
-    signatures (None: no TSA, the times are the host's own)."""
+    signatures (None: no TSA, the times are the host's own). Never raises: a URL file that
+    cannot be read is named as the profile names it (the stamping then fails, saying why)."""
     if spec is None:
         return {"clock": HOST_CLOCK, "tsa": None}
-    return {"clock": HOST_CLOCK, "tsa": _url(spec), "hash": spec.hash}
+    try:
+        url = _url(spec)
+    except TimestampError:
+        url = spec.url
+    return {"clock": HOST_CLOCK, "tsa": url, "hash": spec.hash}
+
+
+def reachable(spec: TimestampSpec | None) -> None:
+    """A time-stamp of a probe, checked like every token: TimestampError unless the TSA answers
+    with one that verifies under ``spec.ca``. Asked before anything is written or destroyed,
+    so that a TSA that is down stops a run or a retirement at its start, not after it."""
+    if spec is not None:
+        stamp(b"keyparity: does the time-stamping authority answer?", spec)
 
 
 def _url(spec: TimestampSpec) -> str:

@@ -1,8 +1,9 @@
 """The real suites with ``evidence.timestamp`` naming a local TSA in its own process
 (tests/helpers/local_tsa.py): the run's bundle has a token per signature, `keyparity verify
 --tsa-root` prints the TSA's time, evidence.json and report.html name the TSA; a TSA that is
-down fails the run and leaves the bundle unsigned and unstamped; without a TSA the evidence and
-the report say the times are the host's own."""
+down stops the run before it starts, one that fails at the end fails it and leaves the bundle
+unsigned and unstamped; without a TSA the evidence and the report say the times are the host's
+own."""
 from __future__ import annotations
 
 import json
@@ -66,23 +67,58 @@ def test_a_run_with_a_tsa_stamps_its_signature_and_verify_prints_the_tsa_time(
     assert "time: not time-stamped: every time in it is the signing host's own clock" in out.stdout
 
 
-def test_a_run_whose_tsa_is_down_fails_and_its_bundle_is_neither_signed_nor_stamped(
-        lab, suites, tmp_path):
+def test_a_run_whose_tsa_is_down_does_not_start(lab, suites, tmp_path):
     lab.seed(KEYS)
     with local_tsa(tmp_path / "tsa") as tsa:  # for its root: the profile names a port nobody
         root = tsa.root                       # answers on
         down = closed_port_url()
-        profile, public = stamped_profile(lab, {"url": down, "ca": str(root), "timeout_s": 5})
+        profile, _ = stamped_profile(lab, {"url": down, "ca": str(root), "timeout_s": 5})
         result = run_suites(suites, profile)
+
+    assert result.ret == 4  # pytest's usage error: settled before anything runs
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"ERROR: {profile}: evidence.timestamp: TSA {down} cannot be reached: "), errors
+    assert not (suites.path / "reports").exists()  # no run, no bundle
+
+
+# the TSA stops after the tests, before keyparity (trylast) signs the bundle
+STOP_TSA = """
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def pytest_sessionfinish(session):
+    os.kill(int(os.environ["KEYPARITY_TEST_TSA_PID"]), signal.SIGTERM)
+    url = Path(os.environ["KEYPARITY_TEST_TSA_URL_FILE"])
+    for _ in range(200):  # it removes its URL file once it no longer answers
+        if not url.exists():
+            return
+        time.sleep(0.05)
+"""
+
+
+def test_a_tsa_that_fails_at_the_end_fails_the_run_and_leaves_the_bundle_unsigned_unstamped(
+        lab, suites, tmp_path, monkeypatch):
+    lab.seed(KEYS)
+    (suites.path / "stop_tsa.py").write_text(STOP_TSA)
+    with local_tsa(tmp_path / "tsa") as tsa:
+        url, root = tsa.url, tsa.root
+        monkeypatch.setenv("KEYPARITY_TEST_TSA_PID", str(tsa.process.pid))
+        monkeypatch.setenv("KEYPARITY_TEST_TSA_URL_FILE", str(tsa.state / "tsa" / "url"))
+        profile, public = stamped_profile(lab, {"url": url, "ca": str(root), "timeout_s": 5})
+        result = run_suites(suites, profile, "-pstop_tsa")
 
     assert result.ret == 1
     result.stdout.fnmatch_lines([
-        f"keyparity: ERROR: signing failed: TimestampError: TSA {down} cannot be reached: *",
+        f"keyparity: ERROR: signing failed: TimestampError: TSA {url} cannot be reached: *",
         "keyparity: the evidence bundle is incomplete or unsigned: the run fails"])
     run = run_dir(suites)
     assert not (run / "evidence.tsr.json").exists()
     assert json.loads((run / "evidence.dsse.json").read_text())["signatures"] == []
-    assert evidence(suites)["run"]["time_source"]["tsa"] == down
+    assert evidence(suites)["run"]["time_source"]["tsa"] == url
     assert verify(run, public, "--tsa-root", str(root)).returncode == 1
 
 
