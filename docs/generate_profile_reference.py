@@ -110,6 +110,27 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                              "RUN_DIR --signer NAME --profile P --ack REF`). Without it every "
                              "signer signs in the running process, as before (see "
                              "[auditors.md](auditors.md#people-behind-the-signatures))",
+        "evidence.timestamp": "an RFC 3161 time-stamping authority (TSA): each signature of "
+                              "the run's bundle, the plan, the retirement record and a signed "
+                              "journal head gets a time-stamp token from it, beside the "
+                              "envelope (`evidence.tsr.json`, `plan.tsr.json`), which "
+                              "`keyparity verify --tsa-root PEM` checks. A TSA that does not "
+                              "answer stops a run (and `retire`) before it starts; one that "
+                              "fails at the end fails the signing, in every environment: the "
+                              "bundle is left unsigned and the run fails. Without it the "
+                              "evidence says `run.time_source.tsa: null`: every time is the "
+                              "host's own clock (see "
+                              "[auditors.md](auditors.md#independent-time))",
+        "evidence.timestamp.url": "the TSA's HTTP(S) endpoint (RFC 3161 §3.4), or `file:PATH` "
+                                  "(relative to the profile's folder): a file whose first line "
+                                  "is the URL (the demo TSA's free port)",
+        "evidence.timestamp.ca": "PEM file (relative to the profile's folder) with the TSA's "
+                                 "root certificate (self-signed) and any intermediates: each "
+                                 "token is checked against it when it is received (message "
+                                 "imprint, nonce, signature, chain, timeStamping EKU)",
+        "evidence.timestamp.hash": "the message imprint's hash over the signature's bytes "
+                                   "(default `sha256`)",
+        "evidence.timestamp.timeout_s": "seconds to wait for the TSA (default 10)",
         "cutover": "the planned cutover date, `YYYY-MM-DD` (quote it in YAML; default: the day "
                    "of the run); certificates must stay valid past it",
         "compliance": "compliance acknowledgements",

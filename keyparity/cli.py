@@ -157,7 +157,8 @@ def _verify(args: argparse.Namespace) -> int:
     if args.threshold is not None and args.threshold < 1:
         return usage(f"--threshold must be at least 1 (got {args.threshold})")
     result = verify_run(run_dir, keys, args.threshold, key_names=names,
-                        allow_rename=args.allow_rename, certificates=certs, cas=cas)
+                        allow_rename=args.allow_rename, certificates=certs, cas=cas,
+                        tsa_roots=args.tsa_root)
     code = verify_exit(result.ok, result.verdict, args.require_verdict)
     if args.output == "json":
         print(json.dumps({**result.record(args.require_verdict), "exit_code": code}, indent=2))
@@ -229,12 +230,13 @@ def _plan_sign(args: argparse.Namespace) -> int:
     plan.json changed, or a signer error; 2 usage."""
     from .attest.plan import sign_plan
     return _sign_with("plan sign", args.plan_dir, args,
-                      lambda signer: sign_plan(Path(args.plan_dir), signer))
+                      lambda signer, tsa: sign_plan(Path(args.plan_dir), signer, tsa))
 
 
 def _sign_with(command: str, directory: str, args: argparse.Namespace,
-               sign: Callable[[Any], str]) -> int:
-    """Load the profile's signer ``--signer`` alone and ``sign`` with it: 0 signed; 2 usage
+               sign: Callable[[Any, Any], str]) -> int:
+    """Load the profile's signer ``--signer`` alone and ``sign`` with it (and the profile's
+    time-stamping authority, or None): 0 signed; 2 usage
     (no such directory or signer)."""
     from .attest.signing import close_signers, load_signer
     if not Path(directory).is_dir():
@@ -247,7 +249,7 @@ def _sign_with(command: str, directory: str, args: argparse.Namespace,
                       f"{profile.name} (it has {have})")
     signer = load_signer(spec, profile.module_env, LoginGate(None))
     try:
-        print(f"keyparity {command}: {sign(signer)}")
+        print(f"keyparity {command}: {sign(signer, profile.evidence.timestamp)}")
     finally:
         close_signers([signer])
     return 0
@@ -258,7 +260,8 @@ def _countersign(args: argparse.Namespace) -> int:
     already); 1 a bundle that is not what was signed, or a signer error; 2 usage."""
     from .attest.countersign import countersign
     return _sign_with("sign", args.run_dir, args,
-                      lambda signer: countersign(Path(args.run_dir), signer, args.ack))
+                      lambda signer, tsa: countersign(Path(args.run_dir), signer, args.ack,
+                                                      tsa))
 
 
 def _plan_verify(args: argparse.Namespace) -> int:
@@ -280,7 +283,8 @@ def _plan_verify(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if threshold is None and args.profile:
         threshold = load_profile(resolve_profile_arg(args.profile, Path.cwd())).evidence.threshold
-    result = verify_plan(Path(args.plan_dir), keys, threshold or None, key_names=names)
+    result = verify_plan(Path(args.plan_dir), keys, threshold or None, key_names=names,
+                         tsa_roots=args.tsa_root)
     print("\n".join(result.lines()))
     return 0 if result.ok else 1
 
@@ -466,13 +470,13 @@ def _add_journal_option(p: Any) -> None:
 
 
 def _add_demo(sub: Any) -> None:
-    """``demo softhsm-init|softhsm-restore|custodians|pki|seed``: what ./run demo uses."""
+    """``demo softhsm-init|softhsm-restore|custodians|pki|seed|tsa``: what ./run demo uses."""
     s = sub.add_parser("demo", help="the embedded demo's set-up: SoftHSM tokens, custodians, "
                        "test PKI, seeded keys (what ./run demo runs)",
                        description="The embedded demo's set-up steps, as ./run demo runs them.")
     dsub = s.add_subparsers(dest="demo_command", required=True, metavar="STEP")
     for add in (_add_softhsm_init, _add_softhsm_restore, _add_demo_custodians, _add_demo_pki,
-                _add_seed):
+                _add_seed, _add_demo_tsa):
         add(dsub)
 
 
@@ -507,6 +511,22 @@ def _add_demo_pki(sub: Any) -> None:
     s.add_argument("--state", required=True, help="state directory (.keyparity); writes pki/")
     s.add_argument("--cluster", action="append", help="cluster name (repeat; default hsm1 hsm2)")
     s.set_defaults(func=_demo_pki)
+
+
+def _add_demo_tsa(sub: Any) -> None:
+    s = sub.add_parser("tsa", help="serve a local RFC 3161 time-stamping authority on 127.0.0.1 "
+                       "until SIGTERM (its URL in STATE/tsa/url, its root in "
+                       "STATE/tsa/root.pem)")
+    s.add_argument("--state", required=True, help="state directory (.keyparity); writes tsa/")
+    s.add_argument("--profile", help="profile NAME or PATH: also write STATE/tsa/NAME.yaml, "
+                   "that profile naming this TSA (evidence.timestamp)")
+    s.set_defaults(func=_demo_tsa)
+
+
+def _demo_tsa(args: argparse.Namespace) -> int:
+    from .demo_tsa import serve
+    profile = None if args.profile is None else resolve_profile_arg(args.profile, Path.cwd())
+    return serve(Path(args.state), profile)
 
 
 def _add_seed(sub: Any) -> None:
@@ -593,6 +613,7 @@ def _add_verify(sub: Any) -> None:
     s.add_argument("--require-verdict", metavar="VERDICT",
                    help="exit 3 unless the authentic bundle's signed verdict is VERDICT (e.g. "
                         "PASS); a bundle that is not authentic exits 1 whatever it claims")
+    _add_tsa_root(s)
     s.add_argument("--output", choices=("text", "json"), default="text",
                    help="json: the result as one JSON object on standard output, problems "
                         "on standard error (default: text)")
@@ -644,7 +665,15 @@ def _add_plan(sub: Any) -> None:
                    "(raises the signed threshold, never lowers it)")
     s.add_argument("--profile", help="profile NAME or PATH: its evidence.threshold when "
                    "--threshold is not given")
+    _add_tsa_root(s)
     s.set_defaults(func=_plan_verify)
+
+
+def _add_tsa_root(s: Any) -> None:
+    s.add_argument("--tsa-root", action="append", default=[], type=Path, metavar="PEM",
+                   help="the root certificate(s) of the time-stamping authority (repeat): each "
+                        "signature's RFC 3161 time-stamp must verify and chain to one; "
+                        "without it the tokens are not checked and the times are the host's")
 
 
 def _add_journal(sub: Any) -> None:

@@ -99,6 +99,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settle.space(config, profile, write_mode, config.stash[JOURNAL])
         if not config.option.collectonly:
             settle.signers(profile)
+            settle.timestamp_authority(profile)
     approved = settle.signed_plan(config, profile, xdist_compat.verified_plan(config))
     if approved is not None:
         config.stash[APPROVAL] = approved

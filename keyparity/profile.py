@@ -222,9 +222,20 @@ class SignerSpec:
 
 
 @dataclass(frozen=True)
+class TimestampSpec:
+    """The RFC 3161 time-stamping authority that stamps each signature (evidence.timestamp)."""
+
+    url: str  # http(s)://..., or file:PATH (absolute): a file whose first line is the URL
+    ca: Path  # PEM: the TSA's root certificate(s) (self-signed) and any intermediates
+    hash: str = "sha256"  # sha256 | sha512: the message imprint's hash
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class EvidenceSpec:
     signers: tuple[SignerSpec, ...] = ()
     threshold: int = 0  # signatures `keyparity verify` requires by default; 0 when unsigned
+    timestamp: TimestampSpec | None = None  # None: the times are the host's own
     # the signer whose key the run (and a retirement) signs with; the others countersign
     # apart (keyparity sign). None: every signer signs in the running process
     operator: str | None = None
@@ -728,7 +739,26 @@ def _evidence(raw: dict[str, Any], base: Path, fail: _Fail) -> EvidenceSpec:
     if operator is not None and operator not in names:
         raise fail("evidence.operator", f"no signer named '{operator}' (the signers are "
                    f"{', '.join(names) or 'none'})")
-    return EvidenceSpec(signers=signers, threshold=threshold, operator=operator)
+    return EvidenceSpec(signers=signers, threshold=threshold, operator=operator,
+                        timestamp=_timestamp(raw.get("timestamp"), base, fail))
+
+
+def _timestamp(raw: dict[str, Any] | None, base: Path, fail: _Fail) -> TimestampSpec | None:
+    """evidence.timestamp: its files resolved against the profile's folder and present."""
+    if raw is None:
+        return None
+
+    def present(field: str, value: str) -> Path:
+        path = Path(os.path.normpath(base / value))
+        if not path.is_file():
+            raise fail(f"evidence.timestamp.{field}", f"file not found: {path}")
+        return path
+
+    url = raw["url"]
+    if url.startswith("file:"):
+        url = f"file:{present('url', url.removeprefix('file:'))}"
+    return TimestampSpec(url=url, ca=present("ca", raw["ca"]), hash=raw.get("hash", "sha256"),
+                         timeout_s=float(raw.get("timeout_s", 10)))
 
 
 def _signer(index: int, raw: dict[str, Any], base: Path, fail: _Fail) -> SignerSpec:

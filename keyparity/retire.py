@@ -51,6 +51,7 @@ from .evidence.anchor import require_run_head
 from .attest.contents import write_contents
 from .attest.signing import close_signers, load_signers, public_key_of, public_keys
 from .attest.statement import sign_run
+from .attest.timestamp import reachable, time_source
 from .attest.verify import verify_run
 from .hsm import destruction, proof
 from .hsm.cluster import ClusterSession, open_cluster
@@ -108,7 +109,9 @@ def _proven_run(profile: Profile, run_dir: Path, gate: LoginGate) -> dict[str, A
     countersigned it), whose signed verdict is PASS and whose profile is this one;
     RetireError otherwise."""
     keys, names = public_keys(profile.evidence, profile.module_env, gate)
-    result = verify_run(run_dir, keys, profile.evidence.threshold or None, key_names=names)
+    tsa = profile.evidence.timestamp
+    result = verify_run(run_dir, keys, profile.evidence.threshold or None, key_names=names,
+                        tsa_roots=[tsa.ca] if tsa is not None else None)
     if not result.ok:
         raise RetireError(f"the bundle {run_dir} does not verify, nothing retired: "
                           + "; ".join(result.problems[:3]))
@@ -280,6 +283,7 @@ def settle(args: argparse.Namespace, gate: LoginGate) -> Retirement:
                               "the threshold; nothing was destroyed")
     run_dir = Path(args.reports_dir or "reports") / args.run
     evidence = _proven_run(profile, run_dir, gate)
+    reachable(profile.evidence.timestamp)  # the record will be stamped: before any destruction
     signers = load_signers(dataclasses.replace(
         profile.evidence, signers=profile.evidence.run_signers()), profile.module_env, gate)
     r = Retirement(profile, args.run, run_dir, evidence, signers, destroy=bool(args.destroy),
@@ -360,7 +364,9 @@ def _write(r: Retirement, backups: dict[str, Any], journal: Path, gate: LoginGat
         "signers": [s.name for s in r.profile.evidence.signers],
         "threshold": r.profile.evidence.threshold, "operator": r.profile.evidence.operator,
         "signed_by": [s.name for s in r.signers], "contents": contents,
-        "journal": contents["journal"]}, predicate_type=RETIREMENT_TYPE)
+        "journal": contents["journal"],
+        "time_source": time_source(r.profile.evidence.timestamp)},
+        predicate_type=RETIREMENT_TYPE, timestamp=r.profile.evidence.timestamp)
     return out
 
 

@@ -242,6 +242,16 @@ def signers(profile: Profile) -> None:
                                 f"{' '.join(str(exc).split())}") from None
 
 
+def timestamp_authority(profile: Profile) -> None:
+    """The profile's time-stamping authority answers with a token that verifies (UsageError
+    otherwise): a run whose bundle could not be time-stamped does not start."""
+    from .attest.timestamp import reachable
+    try:
+        reachable(profile.evidence.timestamp)
+    except KeyparityError as exc:
+        raise pytest.UsageError(f"{profile.path}: evidence.timestamp: {exc}") from None
+
+
 def distribution(config: pytest.Config, write_mode: policy.WriteMode) -> None:
     """A run that may write keeps each chunk of keys on one worker: ``--dist`` other than
     loadgroup is refused (UsageError). Spread over workers, one key's tests ran in two

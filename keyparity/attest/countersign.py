@@ -18,18 +18,22 @@ from typing import Any
 from securesystemslib.signer import Signer
 
 from .. import atomic
+from ..profile import TimestampSpec
 from .acknowledgement import acknowledge
 from .envelope import (EvidenceError, Verification, add_signature, parse_statement,
                        read_envelope, show, signer_name, verifies)
 from .statement import ENVELOPE, SIGNED_NAMES, STATEMENT, certificate_record
+from .timestamp import add_tokens, write_tokens
 from .verify import check_files
 
 __all__ = ["countersign"]
 
 
-def countersign(run_dir: Path, signer: Signer, ack: str | None) -> str:
+def countersign(run_dir: Path, signer: Signer, ack: str | None,
+                timestamp: TimestampSpec | None = None) -> str:
     """Add ``signer``'s signature to RUN_DIR's envelope and its acknowledgement; returns what
-    was done, one line. EvidenceError when the bundle is not as signed."""
+    was done, one line. EvidenceError when the bundle is not as signed. ``timestamp``: the
+    TSA that stamps the new signature (attest.timestamp), the earlier tokens kept."""
     run_dir = Path(run_dir)
     probe = Verification(run_dir=run_dir, threshold=0)
     envelope, payload = read_envelope(run_dir, probe, ENVELOPE, "the bundle")
@@ -55,9 +59,12 @@ def countersign(run_dir: Path, signer: Signer, ack: str | None) -> str:
     if old is not None and verifies(signer.public_key, old, envelope.pae()):
         return f"{run_dir / ENVELOPE} holds a signature by {name} already; unchanged"
     add_signature(envelope, signer)
+    tokens = add_tokens(run_dir, ENVELOPE, envelope, timestamp, fresh=(keyid,))
     acknowledge(run_dir, payload, signer, ack, certificate_record(signer))
     atomic.write(run_dir / ENVELOPE,
                  (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
+    if tokens is not None:
+        write_tokens(run_dir, ENVELOPE, tokens)
     return (f"countersigned {show(predicate.get('run_id'))} (signed verdict "
             f"{show(predicate.get('verdict'))}) as {name}"
             + (f", acknowledgement {ack}" if ack else ", no acknowledgement reference")

@@ -90,6 +90,7 @@ class Verification:
     changed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    time_stamps: list[dict] = field(default_factory=list)  # each verified RFC 3161 token
 
     @property
     def ok(self) -> bool:

@@ -50,11 +50,12 @@ from ..hsm.cluster import ClusterSession, open_cluster
 from ..hsm.locate import locate
 from ..hsm.login import LoginGate
 from ..keytypes import curve_name
-from ..profile import Cluster, KeySpec, Profile
+from ..profile import Cluster, EvidenceSpec, KeySpec, Profile, TimestampSpec
 from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, Verification, add_signature, canonical_json,
                        check_signatures, parse_statement, read_envelope, required_signatures,
                        show, verifies)
 from .statement import sha256_file
+from .timestamp import add_tokens, check_tokens, time_source, tokens_name, write_tokens
 
 __all__ = ["PLAN", "PLAN_ENVELOPE", "PREDICATE_TYPE", "PlanError", "PlanResult", "cluster_record",
            "draft", "planned_key", "sign_plan", "unwrap_record", "verify_plan", "wrapping_record",
@@ -195,12 +196,12 @@ def draft(profile: Profile, gate: LoginGate, tick: Callable[[], None] | None = N
     }
 
 
-def _predicate(plan: dict[str, Any], threshold: int) -> dict[str, Any]:
+def _predicate(plan: dict[str, Any], evidence: EvidenceSpec) -> dict[str, Any]:
     """What the custodians sign about the plan besides its digest: facts of no run."""
     return {"plan_id": plan["plan_id"], "profile": plan["profile"]["name"],
             "profile_sha256": plan["profile"]["sha256"], "source": plan["source"]["name"],
             "target": plan["target"], "created": plan["created"], "keys": len(plan["keys"]),
-            "threshold": threshold}
+            "threshold": evidence.threshold, "time_source": time_source(evidence.timestamp)}
 
 
 def write_plan(profile: Profile, out: Path, signers: list[Signer], gate: LoginGate,
@@ -217,7 +218,7 @@ def write_plan(profile: Profile, out: Path, signers: list[Signer], gate: LoginGa
         "_type": STATEMENT_TYPE,
         "subject": [{"name": PLAN, "digest": {"sha256": _sha256(data)}}],
         "predicateType": PREDICATE_TYPE,
-        "predicate": _predicate(plan, profile.evidence.threshold),
+        "predicate": _predicate(plan, profile.evidence),
     })
     envelope = Envelope(payload, PAYLOAD_TYPE, {})
     for signer in signers:
@@ -225,9 +226,10 @@ def write_plan(profile: Profile, out: Path, signers: list[Signer], gate: LoginGa
             raise PlanError(f"two evidence signers use the same key (keyid "
                             f"{signer.public_key.keyid[:16]}); dual control needs distinct keys")
         add_signature(envelope, signer)
+    tokens = add_tokens(out, PLAN_ENVELOPE, envelope, profile.evidence.timestamp)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write(out / PLAN, data)
-    _write_envelope(out, envelope)
+    _write_envelope(out, envelope, tokens)
     return out / PLAN
 
 
@@ -235,9 +237,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_envelope(out: Path, envelope: Envelope) -> None:
+def _write_envelope(out: Path, envelope: Envelope, tokens: list[dict] | None) -> None:
+    """The envelope, and the time-stamps of its signatures (None: no TSA)."""
     atomic.write(out / PLAN_ENVELOPE,
                  (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
+    if tokens:
+        write_tokens(out, PLAN_ENVELOPE, tokens)
 
 
 # ---- one more signature -----------------------------------------------------------------------
@@ -271,11 +276,11 @@ def _signed_plan(plan_dir: Path) -> tuple[Envelope, dict[str, Any]]:
     return envelope, statement["predicate"]
 
 
-def sign_plan(plan_dir: Path, signer: Signer) -> str:
+def sign_plan(plan_dir: Path, signer: Signer, timestamp: TimestampSpec | None = None) -> str:
     """Add ``signer``'s signature to DIR/plan.dsse.json; returns what was done, one line.
     Refused (PlanError) when plan.json no longer has the digest the statement names. A
     signature of the same key that verifies is kept (nothing to do); one that does not is
-    replaced."""
+    replaced. ``timestamp``: the TSA that stamps the new signature (attest.timestamp)."""
     plan_dir = Path(plan_dir)
     envelope, predicate = _signed_plan(plan_dir)
     keyid = signer.public_key.keyid
@@ -284,7 +289,8 @@ def sign_plan(plan_dir: Path, signer: Signer) -> str:
     if old is not None and verifies(signer.public_key, old, envelope.pae()):
         return f"{plan_dir / PLAN_ENVELOPE} holds a signature by {name} already; unchanged"
     add_signature(envelope, signer)
-    _write_envelope(plan_dir, envelope)
+    tokens = add_tokens(plan_dir, PLAN_ENVELOPE, envelope, timestamp, fresh=(keyid,))
+    _write_envelope(plan_dir, envelope, tokens)
     return (f"signed the plan {show(predicate.get('plan_id'))} ({show(predicate.get('keys'))} "
             f"keys of {show(predicate.get('profile'))} to "
             f"{show((predicate.get('target') or {}).get('name'))}) as {name}: "
@@ -314,11 +320,13 @@ class PlanResult(Verification):
 
 
 def verify_plan(plan_dir: Path, keys: list[Key], threshold: int | None = None, *,
-                key_names: dict[str, str] | None = None, every_key: bool = True) -> PlanResult:
+                key_names: dict[str, str] | None = None, every_key: bool = True,
+                tsa_roots: list[Path] | None = None) -> PlanResult:
     """Check a plan offline: the envelope, the signatures of ``keys`` against the threshold
     (the signed one, raised by ``threshold``, never lowered; with ``every_key`` off, a key
     that did not sign is only a note once the threshold is met), plan.json's digest, and that
-    plan.json says what the signed predicate says. Every problem is collected."""
+    plan.json says what the signed predicate says, and the signatures' time-stamps against
+    ``tsa_roots`` (attest.timestamp.check_tokens). Every problem is collected."""
     plan_dir = Path(plan_dir)
     fallback = len(keys) if threshold is None else threshold
     result = PlanResult(run_dir=plan_dir, threshold=fallback, requested=threshold)
@@ -342,6 +350,8 @@ def verify_plan(plan_dir: Path, keys: list[Key], threshold: int | None = None, *
     if envelope is not None:
         check_signatures(envelope, keys, result.threshold, dict(key_names or {}), result,
                           PLAN_ENVELOPE, "the plan", every_key)
+        check_tokens(plan_dir, PLAN_ENVELOPE, envelope, result.signed, list(tsa_roots or []),
+                     dict(key_names or {}), result)
     if isinstance(statement, dict):
         _check_plan_file(plan_dir, statement["subject"], result)
     else:
@@ -369,7 +379,8 @@ def _check_plan_file(plan_dir: Path, subjects: list[dict], result: PlanResult) -
             result.changed.append(name)
             problems.append(f"changed: {name} (sha256 signed {sha[:16]}..., found "
                             f"{found[:16]}...): the plan was edited after it was made")
-    for extra in sorted(set(os.listdir(plan_dir)) - set(signed) - {PLAN_ENVELOPE}):
+    for extra in sorted(set(os.listdir(plan_dir)) - set(signed)
+                        - {PLAN_ENVELOPE, tokens_name(PLAN_ENVELOPE)}):
         result.extra.append(extra)
         problems.append(f"extra file: {extra} (not in the signed plan)")
     result.checked.append(f"{PLAN}: {result.files_checked} digest(s) checked, "

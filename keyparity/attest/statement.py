@@ -20,13 +20,15 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Signer
 
 from .. import atomic
+from ..profile import TimestampSpec
 from .acknowledgement import ACKS, acknowledge
 from .digest import sha256_file
 from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, EvidenceError, add_signature, canonical_json,
                        signer_name)
+from .timestamp import stamp_envelope, tokens_name, write_tokens
 
 __all__ = [
-    "ENVELOPE", "PAYLOAD_TYPE", "PREDICATE_TYPE", "STATEMENT", "STATEMENT_TYPE",
+    "ENVELOPE", "PAYLOAD_TYPE", "PREDICATE_TYPE", "STATEMENT", "STATEMENT_TYPE", "TOKENS",
     "EvidenceError", "add_signature", "build_statement", "canonical_json", "sign_run", "signer_info",
     "sha256_file", "subjects", "walk",
 ]
@@ -34,8 +36,9 @@ __all__ = [
 STATEMENT = "statement.json"
 ENVELOPE = "evidence.dsse.json"
 PREDICATE_TYPE = "https://keyparity.dev/evidence/v1"
+TOKENS = tokens_name(ENVELOPE)  # the RFC 3161 tokens over the signatures (attest.timestamp)
 # at the top of the run directory only: what signs the statement cannot be a subject of it
-SIGNED_NAMES = frozenset({STATEMENT, ENVELOPE, ACKS})
+SIGNED_NAMES = frozenset({STATEMENT, ENVELOPE, ACKS, TOKENS})
 
 
 def walk(run_dir: Path) -> Iterator[tuple[str, str]]:
@@ -111,14 +114,16 @@ def signer_info(signers: list[Signer]) -> list[dict[str, str]]:
 
 
 def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
-             predicate_type: str = PREDICATE_TYPE) -> Path:
+             predicate_type: str = PREDICATE_TYPE,
+             timestamp: TimestampSpec | None = None) -> Path:
     """Sign a run directory: write STATEMENT (the payload bytes) and ENVELOPE (DSSE, one
     signature per signer); returns the envelope's path.
 
     Every signature is checked against its signer's public key before anything is written, so
     a signer whose public and private key do not belong together fails here, not at an
     auditor's desk. With no signers the envelope has no signatures (and verify fails:
-    unsigned). When a signer fails, nothing is written.
+    unsigned). ``timestamp``: the TSA that stamps each signature (TOKENS), before anything is
+    written. When a signer or the TSA fails, nothing is written.
     """
     run_dir = Path(run_dir)
     payload = canonical_json(build_statement(run_dir, predicate, predicate_type))
@@ -132,10 +137,15 @@ def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
                                 f"(keyid {keyid[:16]}); dual control needs distinct keys")
         seen[keyid] = name
         add_signature(envelope, signer)
+    tokens = stamp_envelope(envelope, timestamp) if timestamp and envelope.signatures else None
     atomic.write(run_dir / STATEMENT, payload)
     shutil.rmtree(run_dir / ACKS, ignore_errors=True)  # a new statement: a new set of signers
     for signer in signers:  # each signer's time and certificate, signed by the same key
         acknowledge(run_dir, payload, signer, None, certificate_record(signer))
+    if tokens is not None:
+        write_tokens(run_dir, ENVELOPE, tokens)
+    else:
+        (run_dir / TOKENS).unlink(missing_ok=True)  # a token over an earlier signature
     path = run_dir / ENVELOPE
     atomic.write(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
     return path

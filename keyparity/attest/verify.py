@@ -34,6 +34,7 @@ from .envelope import (Verification, check_signatures, parse_statement, read_env
                        required_signatures, show)
 from .signatories import examine
 from .statement import ENVELOPE, PREDICATE_TYPE, SIGNED_NAMES, STATEMENT, sha256_file, walk
+from .timestamp import check_tokens
 
 __all__ = ["VerifyResult", "check_files", "verify_run"]
 
@@ -90,6 +91,7 @@ class VerifyResult(Verification):
             "missing": list(self.missing), "extra": list(self.extra),
             "problems": list(self.problems), "notes": list(self.notes),
             "checked": list(self.checked),
+            "time_stamps": list(self.time_stamps),
         }
 
 
@@ -97,7 +99,8 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
                key_names: Mapping[str, str] | None = None,
                allow_rename: bool = False,
                certificates: Mapping[str, x509.Certificate] | None = None,
-               cas: list[x509.Certificate] | None = None) -> VerifyResult:
+               cas: list[x509.Certificate] | None = None,
+               tsa_roots: list[Path] | None = None) -> VerifyResult:
     """Verify a signed run directory offline.
 
     ``threshold``: at least this many signatures (``--threshold``); the threshold in the signed
@@ -106,7 +109,9 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
     them. ``allow_rename``: a directory name other than the signed run id is a note, not a
     failure. ``certificates`` (key id -> the certificate given for it) and ``cas`` (the CAs
     the verifier trusts; the bundle's certificates they issued become keys) name the people
-    behind the keys (keyparity.attest.signatories); the threshold counts people."""
+    behind the keys (keyparity.attest.signatories); the threshold counts people. ``tsa_roots``: PEM files of the roots the signatures' RFC 3161 time-stamps must
+    chain to (``--tsa-root``; without them the tokens are not checked and the times are the
+    host's own)."""
     run_dir = Path(run_dir)
     names = dict(key_names or {})
     fallback = len(keys) if threshold is None else threshold
@@ -137,6 +142,8 @@ def verify_run(run_dir: Path, keys: list[Key], threshold: int | None = None, *,
                                     "the run directory", every_key=given,
                                     persons=found.persons if found is not None else None)
         result.who = found.who(verified) if found is not None else []
+        check_tokens(run_dir, ENVELOPE, envelope, result.signed, list(tsa_roots or []), names,
+                     result)
     else:
         result.checked.append("signatures: not checked (no readable envelope)")
 

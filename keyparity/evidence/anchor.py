@@ -36,6 +36,7 @@ from ..journal.chain import anchor_problem, require_intact
 from ..journal.store import Journal
 from ..profile import Profile
 from ..attest.statement import STATEMENT, sign_run
+from ..attest.timestamp import time_source
 from ..attest.verify import verify_run
 
 __all__ = ["AnchorError", "HEAD_PREFIX", "HEAD_TYPE", "require_covered", "require_run_head",
@@ -169,5 +170,7 @@ def sign_head(journal: Path, reports: Path, profile: Profile, signers: list[Any]
                     f"head {head['head']} (seq {head['last_seq']})",
         "summary": {"tests": {}, "keys": {}},
         "signers": [s.name for s in profile.evidence.signers],
-        "threshold": profile.evidence.threshold}, predicate_type=HEAD_TYPE)
+        "threshold": profile.evidence.threshold,
+        "time_source": time_source(profile.evidence.timestamp)},
+        predicate_type=HEAD_TYPE, timestamp=profile.evidence.timestamp)
     return out

@@ -28,6 +28,7 @@ from ..formats.allure import Results
 from .baseline import write as write_baseline
 from ..formats.cbom import write_run_cbom
 from ..attest.digest import sha256_file
+from ..attest.timestamp import time_source
 from .facts import Evidence
 from ..formats.oscal import write_assessment_results
 from ..formats.report import write_report
@@ -78,6 +79,7 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
                 out["files"][name] = str(result)
 
     evidence.set_signing(names, spec.threshold)  # before signing: evidence.json is a subject
+    evidence.doc["run"]["time_source"] = time_source(spec.timestamp)
     evidence_path = evidence.finish(exitstatus, expect=expect, deselected=deselected)
     out["files"]["evidence"] = str(evidence_path)
     doc = evidence.doc
@@ -158,7 +160,8 @@ def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
                                         signers=profile.evidence.run_signers()),
                     profile.module_env, gate)
             contents(signers, gate)
-            path = sign_run(run_dir, signers, predicate)
+            path = sign_run(run_dir, signers, predicate,
+                            timestamp=profile.evidence.timestamp)
         finally:
             close_signers(signers)
     except Exception as exc:  # noqa: BLE001 - the evidence is kept; the run fails
@@ -197,6 +200,7 @@ def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> di
         "signers": [s.name for s in profile.evidence.signers],
         "threshold": profile.evidence.threshold,
         "operator": profile.evidence.operator,
+        "time_source": time_source(profile.evidence.timestamp),
         **({"plan": {k: plan[k] for k in ("plan_id", "sha256", "approved_by")}} if plan else {}),
     }
 

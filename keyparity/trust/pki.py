@@ -148,6 +148,7 @@ def issue_certificate(
     serial: int | None = None,
     key_usage: bool = True,
     authority_key_identifier: bool = True,
+    eku_critical: bool = False,
 ) -> x509.Certificate:
     """Issue one X.509 v3 certificate, signed with SHA-256 (or EdDSA).
 
@@ -156,6 +157,7 @@ def issue_certificate(
     key usage OIDs, or None for no EKU extension; ``san``: DNS names and IP addresses.
     ``key_usage=False`` / ``authority_key_identifier=False`` leave those extensions out, as
     ``openssl req -x509`` / ``openssl x509 -req`` do, to test the relaxed policies.
+    ``eku_critical``: a time-stamping authority's EKU is critical (RFC 3161 §2.3).
     """
     public = _public(subject_key)
     builder = (
@@ -174,7 +176,7 @@ def issue_certificate(
             data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
             encipher_only=False, decipher_only=False), critical=True)
     if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=eku_critical)
     names: list[x509.GeneralName] = []
     for entry in san:
         try:

@@ -17,7 +17,7 @@ from securesystemslib.signer import CryptoSigner
 from signer_doubles import Failing, Mismatched
 from keyparity.errors import KeyparityError
 from keyparity.attest.statement import (ENVELOPE, PAYLOAD_TYPE, PREDICATE_TYPE, SIGNED_NAMES, STATEMENT,
-                                 STATEMENT_TYPE, EvidenceError, build_statement, canonical_json,
+                                 STATEMENT_TYPE, TOKENS, EvidenceError, build_statement, canonical_json,
                                  sha256_file, sign_run, signer_info, subjects, walk)
 
 
@@ -51,7 +51,8 @@ def test_the_names_and_types():
     assert PAYLOAD_TYPE == "application/vnd.in-toto+json"
     assert STATEMENT_TYPE == "https://in-toto.io/Statement/v1"
     assert PREDICATE_TYPE == "https://keyparity.dev/evidence/v1"
-    assert SIGNED_NAMES == {STATEMENT, ENVELOPE, "acknowledgements"}
+    assert SIGNED_NAMES == {STATEMENT, ENVELOPE, "acknowledgements", TOKENS}
+    assert TOKENS == "evidence.tsr.json"
 
 
 def test_canonical_json():

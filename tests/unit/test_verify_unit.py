@@ -113,6 +113,7 @@ def test_an_intact_bundle_whole_result_and_report(bundle):
         "threshold: 2 signatures required (signed threshold 2)",
         f"signatures: 2 of 2 required verified (2 in envelope): {bundle.named(0)}, "
         f"{bundle.named(1)}",
+        "time: not time-stamped: every time in it is the signing host's own clock",
         f"run directory: named {RUN_ID}, as the signed run id",
         "statement.json: identical to the signed payload",
         "files: 3 of 3 digests checked, 0 changed",
@@ -624,11 +625,11 @@ def test_the_name_check_lines(tmp_path, custodians):
     assert only(r) == (f"the directory is named renamed but the signed run id is {RUN_ID}: a "
                        "renamed or swapped run directory (pass --allow-rename if it was renamed "
                        "on purpose)")
-    assert r.checked[3] == "run directory: named renamed, NOT the signed run id"
+    assert r.checked[4] == "run directory: named renamed, NOT the signed run id"
     r = b.verify(allow_rename=True)
     assert r.ok and r.notes == [f"the directory is named renamed but the signed run id is "
                                 f"{RUN_ID}: accepted (--allow-rename)"]
-    assert r.checked[3] == "run directory: named renamed, renames allowed"
+    assert r.checked[4] == "run directory: named renamed, renames allowed"
 
 
 # ---- what is shown as signed ---------------------------------------------------------------
