@@ -52,7 +52,9 @@ def bundle(root: Path, signers: list[CryptoSigner], spec: TimestampSpec | None) 
     run.mkdir(parents=True)
     (run / "evidence.json").write_text('{"verdict": "PASS"}\n')
     sign_run(run, signers, {"run_id": RUN_ID, "verdict": "PASS", "threshold": len(signers),
-                            "time_source": time_source(spec)}, timestamp=spec)
+                            "time_source": time_source(spec),  # self-contained as a run's:
+                            "contents": {"profile": {"file": "evidence.json"}}},
+             timestamp=spec)
     return run
 
 
