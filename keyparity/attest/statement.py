@@ -20,7 +20,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Signer
 
 from .. import atomic
-from .acknowledgement import ACKS, acknowledge
+from .acknowledgement import ACKS
 from .digest import sha256_file
 from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, EvidenceError, add_signature, canonical_json,
                        signer_name)
@@ -133,9 +133,7 @@ def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
         seen[keyid] = name
         add_signature(envelope, signer)
     atomic.write(run_dir / STATEMENT, payload)
-    shutil.rmtree(run_dir / ACKS, ignore_errors=True)  # a new statement: a new set of signers
-    for signer in signers:  # each signer's time and certificate, signed by the same key
-        acknowledge(run_dir, payload, signer, None, certificate_record(signer))
+    shutil.rmtree(run_dir / ACKS, ignore_errors=True)  # a new statement: none acknowledged yet
     path = run_dir / ENVELOPE
     atomic.write(path, (json.dumps(envelope.to_dict(), indent=2) + "\n").encode("utf-8"))
     return path

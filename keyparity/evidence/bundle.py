@@ -12,6 +12,7 @@ bundle is still signed, and the run fails with the reason (``finalize(...)["erro
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import os
 import shutil
@@ -133,6 +134,7 @@ def _contents(run_dir: Path, profile: Profile, predicate: dict[str, Any],
                                            plan_dir=plan_dir, journal=journal,
                                            signer_keys=keys)
     predicate["signed_by"] = [getattr(s, "name", None) for s in signers]
+    predicate["signed_at"] = _now()  # when they sign: their certificates must be valid then
 
 
 def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
@@ -199,6 +201,10 @@ def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> di
         "operator": profile.evidence.operator,
         **({"plan": {k: plan[k] for k in ("plan_id", "sha256", "approved_by")}} if plan else {}),
     }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _describe(exc: BaseException) -> str:
