@@ -363,7 +363,7 @@ def _write(r: Retirement, backups: dict[str, Any], journal: Path, gate: LoginGat
         "summary": {"tests": {}, "keys": counts},
         "signers": [s.name for s in r.profile.evidence.signers],
         "threshold": r.profile.evidence.threshold, "operator": r.profile.evidence.operator,
-        "signed_by": [s.name for s in r.signers], "contents": contents,
+        "signed_by": [s.name for s in r.signers], "signed_at": _now(), "contents": contents,
         "journal": contents["journal"],
         "time_source": time_source(r.profile.evidence.timestamp)},
         predicate_type=RETIREMENT_TYPE, timestamp=r.profile.evidence.timestamp)

@@ -9,7 +9,9 @@ the same key, whose one subject is that payload (its SHA-256):
                                               predicate type ACK_TYPE
 
 The directory is not a subject of the bundle's statement (it is written after it); ``keyparity
-verify`` checks each file in it: signed by the key it names, over this bundle's payload.
+verify`` checks each file in it: signed by the key it names, over this bundle's payload. Those
+who sign in the process that makes the bundle write none: the statement they sign says who
+they are and when (``signed_by``, ``signed_at``).
 """
 from __future__ import annotations
 

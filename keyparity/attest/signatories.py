@@ -37,6 +37,7 @@ class Signatories:
     persons: dict[str, str] = field(default_factory=dict)
     shown: dict[str, str] = field(default_factory=dict)  # key id -> the person as printed
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)  # key id -> predicate
+    signed_at: Any = None  # when the bundle's own process signed it (its signed predicate)
 
     def who(self, verified: Sequence[str]) -> list[str]:
         """One line per key whose signature verified: the signer, the person, the ack."""
@@ -44,9 +45,10 @@ class Signatories:
         for keyid in verified:
             ack = self.acks.get(keyid, {})
             person = self.shown.get(keyid, "no certificate checked: a key, not a person")
+            at = ack.get("signed_at") or self.signed_at
             out.append(f"{self.names.get(keyid, 'unnamed')}: {person} (keyid {keyid[:16]}; "
                        f"ack {show(ack.get('ack')) if ack.get('ack') else 'none'}; signed at "
-                       f"{show(ack.get('signed_at')) if ack else 'not stated'})")
+                       f"{show(at) if at else 'not stated'})")
         return out
 
 
@@ -56,7 +58,7 @@ def examine(run_dir: Path, payload: bytes, signed: Mapping[str, Any] | None, key
     """The signatories of a bundle whose signed payload is ``payload``; problems recorded in
     ``result`` (a certificate that does not bind its key, an acknowledgement that is not the
     signer's or not of this payload)."""
-    found = Signatories(list(keys), dict(names))
+    found = Signatories(list(keys), dict(names), signed_at=(signed or {}).get("signed_at"))
     certs = dict(certificates)
     _bundle_certificates(run_dir, signed, cas, found, certs, result)
     _acknowledgements(run_dir, payload, found, result)
@@ -69,7 +71,7 @@ def examine(run_dir: Path, payload: bytes, signed: Mapping[str, Any] | None, key
             result.notes.append(f"the certificate of {who} was not checked against a CA (give "
                                 "--ca): it names no person")
             continue
-        at = _signed_at(found.acks.get(key.keyid))
+        at = _signed_at(found.acks.get(key.keyid) or {"signed_at": found.signed_at})
         wrong = identities.binding_problems(cert, key, at, cas)  # type: ignore[arg-type]
         if wrong:
             result.problems += [f"{who}: {p}" for p in wrong]
@@ -142,7 +144,8 @@ def _acknowledgements(run_dir: Path, payload: bytes, found: Signatories,
 
 
 def _signed_at(ack: Mapping[str, Any] | None) -> dt.datetime:
-    """When the key signed, as its own acknowledgement says; now when it says nothing."""
+    """When the key signed, as its own acknowledgement (or the signed statement of the process
+    that signed it) says; now when neither says."""
     try:
         return dt.datetime.fromisoformat(str((ack or {})["signed_at"]))
     except (KeyError, ValueError):

@@ -21,7 +21,7 @@ from securesystemslib.signer import Signer
 
 from .. import atomic
 from ..profile import TimestampSpec
-from .acknowledgement import ACKS, acknowledge
+from .acknowledgement import ACKS
 from .digest import sha256_file
 from .envelope import (PAYLOAD_TYPE, STATEMENT_TYPE, EvidenceError, add_signature, canonical_json,
                        signer_name)
@@ -139,9 +139,7 @@ def sign_run(run_dir: Path, signers: list[Signer], predicate: dict,
         add_signature(envelope, signer)
     tokens = stamp_envelope(envelope, timestamp) if timestamp and envelope.signatures else None
     atomic.write(run_dir / STATEMENT, payload)
-    shutil.rmtree(run_dir / ACKS, ignore_errors=True)  # a new statement: a new set of signers
-    for signer in signers:  # each signer's time and certificate, signed by the same key
-        acknowledge(run_dir, payload, signer, None, certificate_record(signer))
+    shutil.rmtree(run_dir / ACKS, ignore_errors=True)  # a new statement: none acknowledged yet
     if tokens is not None:
         write_tokens(run_dir, ENVELOPE, tokens)
     else:

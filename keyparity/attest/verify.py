@@ -192,10 +192,10 @@ def _check_statement(run_dir: Path, payload: bytes | None, statement: Any,
 
 
 def _self_contained(statement: Any, result: VerifyResult) -> None:
-    """A run's signed statement names the profile, the plan, the journal's rows and the
-    signers' keys inside the bundle (keyparity.attest.contents)."""
+    """A run's signed statement (one that signs its evidence.json) names the profile, the plan,
+    the journal's rows and the signers' keys inside the bundle (keyparity.attest.contents)."""
     if result.signed is not None and isinstance(statement, dict) and statement.get(
-            "predicateType") == PREDICATE_TYPE:
+            "predicateType") == PREDICATE_TYPE and "evidence_sha256" in result.signed:
         subjects = {s["name"] for s in statement.get("subject") or []}
         result.problems += [f"the bundle is not self-contained: the signed statement lacks "
                             f"{what}" for what in contents.missing(result.signed, subjects)]

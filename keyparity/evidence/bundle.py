@@ -12,6 +12,7 @@ bundle is still signed, and the run fails with the reason (``finalize(...)["erro
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import os
 import shutil
@@ -135,6 +136,7 @@ def _contents(run_dir: Path, profile: Profile, predicate: dict[str, Any],
                                            plan_dir=plan_dir, journal=journal,
                                            signer_keys=keys)
     predicate["signed_by"] = [getattr(s, "name", None) for s in signers]
+    predicate["signed_at"] = _now()  # when they sign: their certificates must be valid then
 
 
 def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
@@ -203,6 +205,10 @@ def _predicate(doc: dict[str, Any], profile: Profile, evidence_path: Path) -> di
         "time_source": time_source(profile.evidence.timestamp),
         **({"plan": {k: plan[k] for k in ("plan_id", "sha256", "approved_by")}} if plan else {}),
     }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _describe(exc: BaseException) -> str:
