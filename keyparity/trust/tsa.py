@@ -32,7 +32,7 @@ __all__ = ["QUERY_TYPE", "REPLY_TYPE", "TSA_FILES", "TimestampServer", "make_tsa
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
-POLICY = "1.3.6.1.4.1.57264.99.1"  # a test policy: no real TSA answers under it
+POLICY = "2.999.3161.1"  # under the ITU-T/ISO "example" arc (2.999): a test policy, no one's
 TSA_FILES = {"root": "root.pem", "certificate": "tsa.pem", "key": "tsa.key"}
 _MAX_REQUEST = 4096  # a TimeStampReq is a few hundred bytes
 

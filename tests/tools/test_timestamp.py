@@ -5,6 +5,7 @@ not chain to the root, or removed, never passes for a stamped time; a TSA that i
 signed bundle."""
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -198,6 +199,27 @@ def test_keyparity_verify_prints_the_tsa_time_and_refuses_a_foreign_root(
     foreign = verify(rogue.root)
     assert foreign.returncode == 1 and "time-stamped by" not in foreign.stdout
     assert "token REFUSED" in foreign.stdout
+
+
+def test_openssl_ts_verifies_a_token_without_keyparity(tmp_path, custodians, tsa):
+    """docs/auditors.md ("Without keyparity"): the token is a standard TimeStampResp."""
+    run = bundle(tmp_path, custodians, tsa.spec())
+    signature = json.loads((run / ENVELOPE).read_text())["signatures"][0]
+    (token,) = [t for t in tokens(run) if t["keyid"] == signature["keyid"]]
+    (tmp_path / "sig.bin").write_bytes(base64.b64decode(signature["sig"]))
+    (tmp_path / "token.tsr").write_bytes(base64.b64decode(token["token"]))
+
+    def openssl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["openssl", "ts", *args], capture_output=True, text=True,
+                              timeout=60, check=False, cwd=tmp_path)
+
+    ok = openssl("-verify", "-data", "sig.bin", "-in", "token.tsr", "-CAfile", str(tsa.root))
+    assert ok.returncode == 0 and "Verification: OK" in ok.stdout, ok.stdout + ok.stderr
+    (tmp_path / "sig.bin").write_bytes(b"other bytes")
+    other = openssl("-verify", "-data", "sig.bin", "-in", "token.tsr", "-CAfile", str(tsa.root))
+    assert other.returncode != 0 and "message imprint mismatch" in other.stderr
+    shown = openssl("-reply", "-in", "token.tsr", "-text")
+    assert "Status: Granted." in shown.stdout and "Time stamp: " in shown.stdout
 
 
 def test_the_tokens_are_not_a_subject_of_the_statement(tmp_path, custodians, tsa):
