@@ -26,6 +26,7 @@ from ..formats.allure import Results
 from .baseline import write as write_baseline
 from ..formats.cbom import write_run_cbom
 from ..attest.digest import sha256_file
+from . import hsm_records
 from .facts import Evidence
 from ..formats.oscal import write_assessment_results
 from ..formats.report import write_report
@@ -75,6 +76,8 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
             if result is not None:
                 out["files"][name] = str(result)
 
+    if journal is not None and Path(journal).is_file():  # before the verdict: it reads them
+        step("hsm_records", functools.partial(_hsm_records, evidence, profile, Path(journal)))
     evidence.set_signing(names, spec.threshold)  # before signing: evidence.json is a subject
     evidence_path = evidence.finish(exitstatus, expect=expect, deselected=deselected)
     out["files"]["evidence"] = str(evidence_path)
@@ -105,6 +108,19 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
     out["exitstatus"] = (FAILED_EXIT if out["errors"] and exitstatus in (0, 5)
                          else int(exitstatus))
     return out
+
+
+def _hsm_records(evidence: Evidence, profile: Profile, journal: Path) -> None:
+    """The HSM-side records of the run's writes (keyparity.evidence.hsm_records), when a
+    cluster's are read."""
+    j = Journal(journal)
+    try:
+        rows = j.entries(evidence.doc["run"]["run_id"])
+    finally:
+        j.close()
+    record = hsm_records.collect(profile, rows)
+    if record is not None:
+        evidence.doc["hsm_records"] = record
 
 
 def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],
