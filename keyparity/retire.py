@@ -48,6 +48,7 @@ from .errors import KeyMismatch, KeyparityError, PolicyError
 from .progress import Progress
 from .attest import approval
 from . import key_states
+from .evidence import hsm_records
 from .evidence.anchor import require_run_head
 from .attest.signing import close_signers, load_signers, named_keys
 from .attest.statement import sign_run
@@ -165,10 +166,31 @@ def _deactivated_before(r: Retirement, src: ClusterSession, label: str) -> str |
     """When an earlier ``retire`` of this run deactivated the key (its journal entry), or None."""
     assert r.journal is not None
     for e in r.journal.actions(DEACTIVATE):
-        if (e["phase"] == "after" and e["key_label"] == label and e["cluster"] == src.name
+        if (e["phase"] in ("after", "note") and e["key_label"] == label
+                and e["cluster"] == src.name
                 and f"run {r.run_id} " in str(e["detail"])):
             return dt.datetime.fromisoformat(e["ts"]).isoformat(timespec="seconds")
     return None
+
+
+def _clear(r: Retirement, src: ClusterSession, spec: KeySpec, side: Side,
+           recorder: RunRecorder, earlier: str | None) -> deactivation.Deactivation:
+    """The usages cleared on the token, journaled; when nothing is left to clear (it may only
+    apply protection with what its proof needs) no write, only a ``note`` of the time."""
+    fields = {"key_label": spec.label, "cluster": src.name, "handle": str(side.key.handle),
+              "label": spec.label}
+    said = f"keyparity retire of run {r.run_id} ({r.retirement_id}): "
+    if not deactivation.pending(side):
+        done = deactivation.deactivate(side)
+        if earlier is None:
+            recorder.record("note", DEACTIVATE, **fields, detail=said + "nothing to clear; "
+                            f"kept: {', '.join(done.kept) or 'none'}")
+        return done
+    with recorder.step(DEACTIVATE, **fields,
+                       detail=said + "the usages that apply protection cleared") as after:
+        done = deactivation.deactivate(side)
+        after["detail"] = f"{after['detail']}: {', '.join(done.cleared)}"
+    return done
 
 
 def _deactivate(r: Retirement, src: ClusterSession, spec: KeySpec, side: Side,
@@ -177,12 +199,7 @@ def _deactivate(r: Retirement, src: ClusterSession, spec: KeySpec, side: Side,
     earlier retire of the run deactivated it, when the token still shows it deactivated)."""
     earlier = _deactivated_before(r, src, spec.label)
     try:
-        with recorder.step(DEACTIVATE, key_label=spec.label, cluster=src.name,
-                           handle=str(side.key.handle), label=spec.label,
-                           detail=f"keyparity retire of run {r.run_id} ({r.retirement_id}): "
-                                  "the usages that apply protection cleared") as after:
-            done = deactivation.deactivate(side)
-            after["detail"] = f"{after['detail']}: {', '.join(done.cleared) or 'none left'}"
+        done = _clear(r, src, spec, side, recorder, earlier)
     except KeyparityError as exc:
         record.update(state=key_states.ACTIVE, permits=deactivation.permitted(side),
                       detail=f"not deactivated: {exc}")
@@ -347,13 +364,15 @@ def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
                 record = {"label": spec.label, "state": "active",
                           "detail": f"{type(exc).__name__}: {exc}"}
             r.keys.append(record)
+        rows = journal.entries(r.retirement_id)
     finally:
         progress.done()
         journal.close()
-    return _write(r, backups(r.profile))
+    return _write(r, backups(r.profile), hsm_records.collect(r.profile, rows))
 
 
-def _write(r: Retirement, backups: dict[str, Any]) -> Path:
+def _write(r: Retirement, backups: dict[str, Any],
+           hsm: dict[str, Any] | None = None) -> Path:
     out = r.run_dir.parent / r.retirement_id
     out.mkdir(parents=True)
     counts: dict[str, int] = {}
@@ -368,8 +387,12 @@ def _write(r: Retirement, backups: dict[str, Any]) -> Path:
            "states": {"reference": key_states.REFERENCE, "states": list(key_states.STATES),
                       "deactivation_days": r.period_days}}
     held = key_states.held_by_backups(backups) if r.destroy else None
-    verdict = key_states.conclusion(r.ok, r.destroy, r.profile.environment, backups)
+    unshown = hsm_records.problems(hsm)  # a deactivation or destroy its HSM did not log
+    verdict = key_states.conclusion(r.ok and not unshown, r.destroy, r.profile.environment,
+                                    backups)
     doc.update(verdict=verdict, held_by_backups=held)
+    if hsm is not None:
+        doc.update(hsm_records=hsm, hsm_records_unshown=unshown)
     data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
     atomic.write(out / RETIREMENT, data)
     headline = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))

@@ -51,6 +51,7 @@ OPCODES: dict[str, tuple[str, ...]] = {
     "destroy": ("CN_DESTROY_OBJECT", "CN_TOMBSTONE_OBJECT"),
     "cli-delete": ("CN_DESTROY_OBJECT", "CN_TOMBSTONE_OBJECT"),
     "wrap": ("CN_WRAP_KEY",),
+    "deactivate": ("CN_MODIFY_OBJECT",),  # keyparity retire: usage attributes cleared
 }
 _FIELD = re.compile(r"^\s*([^:]+?)\s*:\s*(.*?)\s*$")
 _TIME = re.compile(r"^Time:\s*(?P<shown>[^,]+),\s*usecs:\s*(?P<usecs>\d+)\s*$")

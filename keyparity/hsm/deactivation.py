@@ -79,6 +79,12 @@ def needed_for_proof(side: Side) -> str | None:
     return _NEEDS.get(method.op)
 
 
+def pending(side: Side) -> bool:
+    """Whether deactivating the key would change anything on the token (a write)."""
+    keep = needed_for_proof(side)
+    return any(u != keep for u in permitted(side))
+
+
 def deactivate(side: Side) -> Deactivation:
     """Clear every protecting usage of the key (and its public object) but the one its proof
     needs, then read each back; NotDeactivated when the token refuses or still permits one."""

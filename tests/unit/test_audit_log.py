@@ -243,3 +243,16 @@ def test_read_only_in_production_by_default_and_never_without_an_aws_block(tmp_p
     object.__setattr__(no_aws, "aws", None)
     assert not hsm_records.enabled(no_aws, "production")
     assert decided(None) != verdict.FAIL
+
+
+def test_a_retirements_deactivation_needs_its_modify_event_and_a_note_needs_none(tmp_path):
+    j = Journal(tmp_path / "journal.sqlite")
+    rec = j.bind("retire-1")
+    with rec.step("deactivate", key_label="k-aes", cluster="hsm1", label="k-aes", handle="3"):
+        pass
+    rec.record("note", "deactivate", key_label="k-hmac", cluster="hsm1", label="k-hmac")
+    rows = j.entries("retire-1")
+    j.close()
+    [w] = audit_log.writes(rows, "hsm1", {"hsm1": "cu1"})
+    assert (w.action, w.key_label, audit_log.OPCODES[w.action]) == (
+        "deactivate", "k-aes", ("CN_MODIFY_OBJECT",))
