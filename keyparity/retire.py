@@ -416,9 +416,10 @@ def command(args: argparse.Namespace) -> int:
     r = settle(args, gate)
     journal = Path(args.journal) if args.journal else default_path(rootdir.find())
     try:
-        if r.destroy:  # it appends to the run's journal: intact, and the run's signed head in it
-            require_run_head(journal, r.run_dir, *named_keys(r.signers, r.profile.evidence),
-                             r.profile.evidence.threshold)
+        # it appends to the run's journal (each deactivation, each destroy): intact, and the
+        # run's signed head in it
+        require_run_head(journal, r.run_dir, *named_keys(r.signers, r.profile.evidence),
+                         r.profile.evidence.threshold)
         out = perform(r, gate, journal)
     finally:
         close_signers(r.signers)
