@@ -113,6 +113,8 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
 def _hsm_records(evidence: Evidence, profile: Profile, journal: Path) -> None:
     """The HSM-side records of the run's writes (keyparity.evidence.hsm_records), when a
     cluster's are read."""
+    if not any(hsm_records.enabled(c, profile.environment) for c in profile.clusters):
+        return
     j = Journal(journal)
     try:
         rows = j.entries(evidence.doc["run"]["run_id"])
