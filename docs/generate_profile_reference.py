@@ -131,6 +131,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "evidence.timestamp.hash": "the message imprint's hash over the signature's bytes "
                                    "(default `sha256`)",
         "evidence.timestamp.timeout_s": "seconds to wait for the TSA (default 10)",
+        "retirement": "how `keyparity retire` moves source keys through the NIST SP 800-57 "
+                      "states (active, deactivated, destroyed)",
+        "retirement.deactivation_days": "days a source key stays deactivated before `retire "
+                                        "--destroy` may destroy it (default 0; required, at "
+                                        "least 1, in production); a destroy before it ends is "
+                                        "refused with the date it ends",
         "cutover": "the planned cutover date, `YYYY-MM-DD` (quote it in YAML; default: the day "
                    "of the run); certificates must stay valid past it",
         "compliance": "compliance acknowledgements",
@@ -236,6 +242,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                                "(default 7)",
         "kms_key_stores": "`false`: do not look for KMS custom key stores backed by the "
                           "cluster (`kms:DescribeCustomKeyStores`; default `true`)",
+        "audit_logs": "read the cluster's HSM audit logs (CloudWatch Logs "
+                      "`/aws/cloudhsm/<cluster_id>`, `logs:FilterLogEvents`) and its CloudTrail "
+                      "events (`cloudtrail:LookupEvents`) for the run's writes, each matched to "
+                      "the journal (default: `true` in production, `false` elsewhere)",
     },
     "cloudhsm_cli": {
         "path": "the CLI (default `/opt/cloudhsm/bin/cloudhsm-cli`)",

@@ -733,6 +733,10 @@ def _add_retire(sub: Any) -> None:
                    "each target copy is proven the same material; each destroy journaled")
     s.add_argument("--plan", metavar="DIR", help="with --destroy: the signed plan the run "
                    "followed")
+    s.add_argument("--operator", metavar="NAME", help="required: the person who retires the "
+                   "keys, named in the signed record")
+    s.add_argument("--witness", action="append", metavar="NAME", help="required (repeat for "
+                   "each): a witness of the deactivation and destruction, another person")
     _add_journal_option(s)
     s.add_argument("--hsm-confirm", metavar="CLUSTER_ID",
                    help="required with --destroy in a production profile: the source's cluster id")

@@ -109,6 +109,9 @@ class AwsSpec:
     min_active_hsms: int = 2
     backup_max_age_days: int = 7  # the source's newest READY backup may be this old at most
     kms_key_stores: bool = True  # look for KMS custom key stores backed by the cluster
+    # read the cluster's HSM audit logs (CloudWatch Logs) and CloudTrail for the run's writes;
+    # None: in production only (keyparity.cloudhsm.audit_log)
+    audit_logs: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,7 @@ class Profile:
     secret_files: tuple[Mapping[str, Any], ...] = ()
     baseline: Path | None = None  # reverify: the baseline run directory (migration.baseline)
     owners: tuple[OwnerSpec, ...] = ()  # the per-owner strategy; () one user per cluster
+    deactivation_days: int | None = None  # retirement.deactivation_days (keyparity.retire)
 
     def cli_spec(self, role: str, owner: str | None = None) -> CloudHsmCliSpec | None:
         """The CLI login of ``role`` for keys of ``owner``: that owner's user when the profile
@@ -589,6 +593,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         exclude=exclude,
         baseline=_baseline(data.get("migration", {}), base, fail) if mode == "reverify" else None,
         owners=_owners(data, source, target, keys, base, fail),
+        deactivation_days=data.get("retirement", {}).get("deactivation_days"),
     )
     _module_env(profile, fail)
     files = _secret_files(profile)

@@ -1,13 +1,11 @@
 """``keyparity retire PROFILE --run RUN_ID``: the retirement record of the source keys a run
 proved on the target, and with ``--destroy`` their destruction on the source.
 
-In NIST SP 800-57 Part 1 terms each key is to move from *active* to *deactivated*: no longer
-used to apply protection on the source (encrypt, wrap, sign), kept only to process what it
-protected, until it is destroyed. ``retire`` does not change a key's usage attributes (clearing
-them would take away what the strong proof needs before the destruction: an EC or HMAC key
-proves its material only by signing), so without ``--destroy`` the record says "to be
-deactivated" and lists the protecting usages the token still permits; it never claims a state
-the token is not in. One key's way through:
+In NIST SP 800-57 Part 1 terms (keyparity.key_states) each key moves from *active* to
+*deactivated* - no longer used to apply protection on the source, kept only to process what it
+protected - at a time of its own, and with ``--destroy``, once the profile's deactivation
+period has passed, to *destroyed*. The operator and the witnesses (``--operator``,
+``--witness``) are named in the record. One key's way through:
 
     1. the run's bundle verified with the profile's evidence signers to the threshold, its
        signed verdict PASS and its profile this profile (SHA-256): otherwise refused, nothing
@@ -18,8 +16,12 @@ the token is not in. One key's way through:
        answer checked with the proven public key); otherwise it is not retired
     4. the backups that still hold it: the source cluster's backups (DescribeBackups) where
        the profile has an ``aws`` block
+    4b. deactivated on the source (keyparity.hsm.deactivation: the usages that apply
+       protection cleared and read back, but the one its strong proof needs), journaled
+       (``deactivate``); a key an earlier ``retire`` of the run deactivated keeps that time
     5. ``--destroy`` (with ``--plan``, the plan the run followed, signed to the threshold; in a
-       production profile ``--hsm-confirm=<source cluster id>``): only the plan's keys; the
+       production profile ``--hsm-confirm=<source cluster id>``): only the plan's keys, each
+       only once ``retirement.deactivation_days`` have passed since its deactivation; the
        target read once (one login); immediately before each destroy the target copy is
        proven to hold the same material with a fresh challenge on both clusters
        (keyparity.hsm.destruction: no command destroys the last copy), any doubt leaves the
@@ -39,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from pkcs11 import Attribute, ObjectClass
-from pkcs11.types import Key
 
 from . import atomic, policy, rootdir
 from . import runinfo
@@ -47,13 +48,15 @@ from .cloudhsm import lineage
 from .errors import KeyMismatch, KeyparityError, PolicyError
 from .progress import Progress
 from .attest import approval
+from . import key_states
+from .evidence import hsm_records
 from .evidence.anchor import require_run_head
 from .attest.contents import write_contents
 from .attest.signing import close_signers, load_signers, public_key_of, public_keys
 from .attest.statement import sign_run
 from .attest.timestamp import reachable, time_source
 from .attest.verify import verify_run
-from .hsm import destruction, proof
+from .hsm import deactivation, destruction, proof
 from .hsm.cluster import ClusterSession, open_cluster
 from .hsm.locate import Side, locate, locate_on_token
 from .hsm.login import LoginGate
@@ -66,16 +69,7 @@ RETIREMENT_TYPE = "https://keyparity.dev/retirement/v1"
 PROVEN = ("migrated", "already-present")
 NO_ID = "no CKA_ID: proven by label only"
 _KEY_CLASSES = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
-TO_BE_DEACTIVATED = "to be deactivated"
-STATE_CHANGE = {"from": "active", "to": TO_BE_DEACTIVATED, "reference": "NIST SP 800-57 Part "
-                "1 Rev. 5, 5.3.4 and 7.1: a deactivated key is not used to apply cryptographic "
-                "protection; it may still process what it protected until it is destroyed",
-                "note": "keyparity changes no usage attribute: the key is deactivated by its "
-                        "users (or on the cluster: CloudHSM key set-attribute), or destroyed "
-                        "with retire --destroy"}
-# what applies protection (NIST SP 800-57: encrypt, wrap, sign or MAC); the record lists those
-# the token still permits
-PROTECTING = (("encrypt", Attribute.ENCRYPT), ("wrap", Attribute.WRAP), ("sign", Attribute.SIGN))
+DEACTIVATE = "deactivate"  # the journal's action
 
 
 class RetireError(KeyparityError):
@@ -95,10 +89,13 @@ class Retirement:
     plan: approval.Approval | None = None
     retirement_id: str = ""
     keys: list[dict[str, Any]] = field(default_factory=list)
+    people: dict[str, Any] = field(default_factory=dict)  # operator, witnesses
+    period_days: int = 0  # retirement.deactivation_days: deactivated -> destroyed
+    journal: Journal | None = None
 
     @property
     def ok(self) -> bool:
-        wanted = "destroyed" if self.destroy else TO_BE_DEACTIVATED
+        wanted = key_states.DESTROYED if self.destroy else key_states.DEACTIVATED
         return all(k["state"] == wanted or k["state"] == "active (rotate)" for k in self.keys)
 
 
@@ -165,25 +162,58 @@ def _source_key(r: Retirement, src: ClusterSession, spec: KeySpec
                    f"the key material run {r.run_id} proved ({exc}): not retired")
         return out, None
     out["id"] = bytes(side.key[Attribute.ID] or b"").hex() or None
-    out.update(state=TO_BE_DEACTIVATED, state_change=STATE_CHANGE,
-               permits=_protecting(side.key, side.public))
+    out.update(state=key_states.ACTIVE)
     return out, side
 
 
-def _protecting(key: Key, public: Key | None) -> list[str]:
-    """The usages that apply protection which the token still permits on the key (and on a
-    pair's public object)."""
-    out = []
-    for obj, what in ((key, ""), (public, "public key: ")):
-        if obj is None:
-            continue
-        for name, attr in PROTECTING:
-            try:
-                if obj[attr] is True:
-                    out.append(what + name)
-            except Exception:  # noqa: BLE001 - not an attribute of this class: not permitted
-                continue
-    return out
+# ---- 4b. deactivation -------------------------------------------------------------------------
+
+def _deactivated_before(r: Retirement, src: ClusterSession, label: str) -> str | None:
+    """When an earlier ``retire`` of this run deactivated the key (its journal entry), or None."""
+    assert r.journal is not None
+    for e in r.journal.actions(DEACTIVATE):
+        if (e["phase"] in ("after", "note") and e["key_label"] == label
+                and e["cluster"] == src.name
+                and f"run {r.run_id} " in str(e["detail"])):
+            return dt.datetime.fromisoformat(e["ts"]).isoformat(timespec="seconds")
+    return None
+
+
+def _clear(r: Retirement, src: ClusterSession, spec: KeySpec, side: Side,
+           recorder: RunRecorder, earlier: str | None) -> deactivation.Deactivation:
+    """The usages cleared on the token, journaled; when nothing is left to clear (it may only
+    apply protection with what its proof needs) no write, only a ``note`` of the time."""
+    fields = {"key_label": spec.label, "cluster": src.name, "handle": str(side.key.handle),
+              "label": spec.label}
+    said = f"keyparity retire of run {r.run_id} ({r.retirement_id}): "
+    if not deactivation.pending(side):
+        done = deactivation.deactivate(side)
+        if earlier is None:
+            recorder.record("note", DEACTIVATE, **fields, detail=said + "nothing to clear; "
+                            f"kept: {', '.join(done.kept) or 'none'}")
+        return done
+    with recorder.step(DEACTIVATE, **fields,
+                       detail=said + "the usages that apply protection cleared") as after:
+        done = deactivation.deactivate(side)
+        after["detail"] = f"{after['detail']}: {', '.join(done.cleared)}"
+    return done
+
+
+def _deactivate(r: Retirement, src: ClusterSession, spec: KeySpec, side: Side,
+                record: dict[str, Any], recorder: RunRecorder) -> None:
+    """active -> deactivated on the source, journaled, at a time of its own (or the time an
+    earlier retire of the run deactivated it, when the token still shows it deactivated)."""
+    earlier = _deactivated_before(r, src, spec.label)
+    try:
+        done = _clear(r, src, spec, side, recorder, earlier)
+    except KeyparityError as exc:
+        record.update(state=key_states.ACTIVE, permits=deactivation.permitted(side),
+                      detail=f"not deactivated: {exc}")
+        return
+    at = earlier if earlier is not None and not done.cleared else _now()
+    record.update(state=key_states.DEACTIVATED, deactivated_at=at, deactivation=done.record(),
+                  permits=deactivation.permitted(side),
+                  state_change=key_states.change(key_states.ACTIVE, key_states.DEACTIVATED, at))
 
 
 # ---- 4. the backups ---------------------------------------------------------------------------
@@ -201,6 +231,7 @@ def backups(profile: Profile, client: Any = None) -> dict[str, Any]:
              "state": b.get("BackupState"), "never_expires": bool(b.get("NeverExpires"))}
             for b in state.backups if not lineage.pending_deletion(b)]
     return {"read": True, "cluster_id": aws.cluster_id, "backups": held,
+            "retention": state.backup_retention,
             "note": "each backup taken while a key existed still holds it: delete those "
                     "backups (or let them age out) to retire the key everywhere"}
 
@@ -215,6 +246,11 @@ def _destroy(r: Retirement, src: ClusterSession, tgt: ClusterSession, spec: KeyS
     assert r.plan is not None
     if spec.label not in r.plan.keys:
         record["detail"] = f"not in the plan {r.plan.plan['plan_id']}: not destroyed"
+        return
+    early = key_states.too_early(record["deactivated_at"], r.period_days,
+                                 dt.datetime.now(dt.timezone.utc))
+    if early is not None:
+        record["detail"] = early
         return
     there = locate_on_token(tgt, spec)
     if there is None:
@@ -238,8 +274,10 @@ def _destroy(r: Retirement, src: ClusterSession, tgt: ClusterSession, spec: KeyS
     gone = record["destroyed"]
     record.pop("permits", None)
     if gone["by_label"] == 0 and gone["by_id"] in (0, NO_ID):
-        record.update(state="destroyed", state_change={
-            "from": "active", "to": "destroyed", "reference": STATE_CHANGE["reference"]})
+        record.update(state=key_states.DESTROYED, states=[record["state_change"],
+                      key_states.change(key_states.DEACTIVATED, key_states.DESTROYED,
+                                        gone["at"])])
+        record["state_change"] = record["states"][-1]
     else:
         record["detail"] = f"destroyed, yet objects remain: {gone}"
 
@@ -275,19 +313,23 @@ def settle(args: argparse.Namespace, gate: LoginGate) -> Retirement:
     if not profile.evidence.signers:
         raise PolicyError(f"{profile.path}: evidence.signers: retire verifies the run's bundle "
                           "and signs its record with the profile's signers; there are none")
+    people = key_states.people(getattr(args, "operator", None), getattr(args, "witness", None))
     if args.destroy:
         policy.confirmed(profile, profile.source, args.hsm_confirm, "to destroy source keys",
                          "destroyed")
         if not args.plan:
             raise PolicyError("--destroy needs --plan DIR: the plan the run followed, signed to "
                               "the threshold; nothing was destroyed")
+    period = (key_states.period_days(profile.environment, profile.deactivation_days,
+                                     profile.path) if args.destroy else 0)
     run_dir = Path(args.reports_dir or "reports") / args.run
     evidence = _proven_run(profile, run_dir, gate)
     reachable(profile.evidence.timestamp)  # the record will be stamped: before any destruction
     signers = load_signers(dataclasses.replace(
         profile.evidence, signers=profile.evidence.run_signers()), profile.module_env, gate)
     r = Retirement(profile, args.run, run_dir, evidence, signers, destroy=bool(args.destroy),
-                   retirement_id=f"retire-{runinfo.new_run_id()}")
+                   retirement_id=f"retire-{runinfo.new_run_id()}", people=people,
+                   period_days=period)
     if args.destroy:
         r.plan = _followed_plan(r, Path(args.plan), gate)
     return r
@@ -309,28 +351,33 @@ def perform(r: Retirement, gate: LoginGate, journal_path: Path) -> Path:
     """Steps 2-6: each key's record (and its destruction), then the signed record."""
     src = open_cluster(r.profile.source, r.profile.module_env, gate)
     tgt = open_cluster(r.profile.target, r.profile.module_env, gate) if r.destroy else None
-    journal = Journal(journal_path) if r.destroy else None
-    recorder = journal.bind(r.retirement_id) if journal is not None else None
+    journal = r.journal = Journal(journal_path)  # every deactivation and destroy journaled
+    recorder = journal.bind(r.retirement_id)
     progress = Progress(f"read keys on {r.profile.source.name}", len(r.profile.keys))
     try:
         for spec in r.profile.keys:
             progress.tick()
             try:
                 record, side = _source_key(r, src, spec)
-                if side is not None and tgt is not None:
+                if side is not None:
+                    _deactivate(r, src, spec, side, record, recorder)
+                if (side is not None and tgt is not None
+                        and record["state"] == key_states.DEACTIVATED):
                     _destroy(r, src, tgt, spec, side, record, recorder)
             except KeyparityError as exc:
                 record = {"label": spec.label, "state": "active",
                           "detail": f"{type(exc).__name__}: {exc}"}
             r.keys.append(record)
+        rows = journal.entries(r.retirement_id)
     finally:
         progress.done()
-        if journal is not None:
-            journal.close()
-    return _write(r, backups(r.profile), journal_path, gate)
+        journal.close()
+    return _write(r, backups(r.profile), journal_path, gate,
+                  hsm_records.collect(r.profile, rows))
 
 
-def _write(r: Retirement, backups: dict[str, Any], journal: Path, gate: LoginGate) -> Path:
+def _write(r: Retirement, backups: dict[str, Any], journal: Path, gate: LoginGate,
+           hsm: dict[str, Any] | None = None) -> Path:
     out = r.run_dir.parent / r.retirement_id
     out.mkdir(parents=True)
     loaded = {s.name: s for s in r.signers}
@@ -350,16 +397,26 @@ def _write(r: Retirement, backups: dict[str, Any], journal: Path, gate: LoginGat
            "profile_sha256": r.profile.sha256, "source": r.profile.source.name,
            "target": r.profile.target.name, "destroy": r.destroy,
            "plan": r.profile.shown_paths(r.plan.record()) if r.plan else None, "backups": backups,
-           "counts": counts, "keys": r.keys, "journal": contents["journal"]}
+           "counts": counts, "keys": r.keys, "journal": contents["journal"], "people": r.people,
+           "states": {"reference": key_states.REFERENCE, "states": list(key_states.STATES),
+                      "deactivation_days": r.period_days}}
+    held = key_states.held_by_backups(backups) if r.destroy else None
+    unshown = hsm_records.problems(hsm)  # a deactivation or destroy its HSM did not log
+    verdict = key_states.conclusion(r.ok and not unshown, r.destroy, r.profile.environment,
+                                    backups)
+    doc.update(verdict=verdict, held_by_backups=held)
+    if hsm is not None:
+        doc.update(hsm_records=hsm, hsm_records_unshown=unshown)
     data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
     atomic.write(out / RETIREMENT, data)
-    verdict = "RETIRED" if r.ok else "INCOMPLETE"
     headline = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    if held is not None:
+        headline += f"; {held['text']}"
     sign_run(out, r.signers, {
         "run_id": r.retirement_id, "retires_run": r.run_id, "profile": r.profile.name,
         "profile_sha256": r.profile.sha256, "verdict": verdict,
         "headline": f"retirement of run {r.run_id}'s source keys on {r.profile.source.name}: "
-                    f"{headline}",
+                    f"{headline}", "people": r.people,
         "summary": {"tests": {}, "keys": counts},
         "signers": [s.name for s in r.profile.evidence.signers],
         "threshold": r.profile.evidence.threshold, "operator": r.profile.evidence.operator,
@@ -376,14 +433,16 @@ def command(args: argparse.Namespace) -> int:
     r = settle(args, gate)
     journal = Path(args.journal) if args.journal else default_path(rootdir.find())
     try:
-        if r.destroy:  # it appends to the run's journal: intact, and the run's signed head in it
-            require_run_head(journal, r.run_dir, *public_keys(
-                r.profile.evidence, r.profile.module_env, gate), r.profile.evidence.threshold)
+        # it appends to the run's journal (each deactivation, each destroy): intact, and the
+        # run's signed head in it
+        require_run_head(journal, r.run_dir, *public_keys(
+            r.profile.evidence, r.profile.module_env, gate), r.profile.evidence.threshold)
         out = perform(r, gate, journal)
     finally:
         close_signers(r.signers)
     for k in r.keys:
         print(f"  {k['label']}: {k['state']}" + (f" ({k['detail']})" if k.get("detail") else ""))
     print(f"keyparity retire: {'done' if r.ok else 'INCOMPLETE'}: record {out} (verify with "
-          "keyparity verify)")
+          f"keyparity verify); operator {r.people['operator']}, witnessed by "
+          f"{', '.join(r.people['witnesses'])}")
     return 0 if r.ok else 1

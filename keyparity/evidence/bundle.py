@@ -30,6 +30,7 @@ from .baseline import write as write_baseline
 from ..formats.cbom import write_run_cbom
 from ..attest.digest import sha256_file
 from ..attest.timestamp import time_source
+from . import hsm_records
 from .facts import Evidence
 from ..formats.oscal import write_assessment_results
 from ..formats.report import write_report
@@ -79,6 +80,10 @@ def finalize(run_dir: Path, evidence: Evidence, profile: Profile, exitstatus: in
             if result is not None:
                 out["files"][name] = str(result)
 
+    # before the verdict, which reads them; not when the run left its AWS tests out (-m "not
+    # aws": the cluster suite is then partial, and the run no PASS, whatever they would say)
+    if journal is not None and Path(journal).is_file() and not (deselected or {}).get("cluster"):
+        step("hsm_records", functools.partial(_hsm_records, evidence, profile, Path(journal)))
     evidence.set_signing(names, spec.threshold)  # before signing: evidence.json is a subject
     evidence.doc["run"]["time_source"] = time_source(spec.timestamp)
     evidence_path = evidence.finish(exitstatus, expect=expect, deselected=deselected)
@@ -137,6 +142,21 @@ def _contents(run_dir: Path, profile: Profile, predicate: dict[str, Any],
                                            signer_keys=keys)
     predicate["signed_by"] = [getattr(s, "name", None) for s in signers]
     predicate["signed_at"] = _now()  # when they sign: their certificates must be valid then
+
+
+def _hsm_records(evidence: Evidence, profile: Profile, journal: Path) -> None:
+    """The HSM-side records of the run's writes (keyparity.evidence.hsm_records), when a
+    cluster's are read."""
+    if not any(hsm_records.enabled(c, profile.environment) for c in profile.clusters):
+        return
+    j = Journal(journal)
+    try:
+        rows = j.entries(evidence.doc["run"]["run_id"])
+    finally:
+        j.close()
+    record = hsm_records.collect(profile, rows)
+    if record is not None:
+        evidence.doc["hsm_records"] = record
 
 
 def _sign(run_dir: Path, profile: Profile, predicate: dict[str, Any],

@@ -33,6 +33,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .hsm_records import problems as hsm_problems
+
 PASS, FAIL, PARTIAL, PREFLIGHT_PASS, NO_TESTS = ("PASS", "FAIL", "PARTIAL", "PREFLIGHT-PASS",
                                                  "NO-TESTS")
 VERDICTS = (PASS, FAIL, PARTIAL, PREFLIGHT_PASS, NO_TESTS)
@@ -280,8 +282,10 @@ def decide(doc: Mapping[str, Any], keys: Iterable[Any], *,
     not_run = [name((fn, who)) for s in suites for fn in SUITES[s]
                for who in expect.get(fn, ()) if (fn, who) not in outcomes]
     counts = Counter(o for o, _ in outcomes.values())
+    # a write the HSM's audit log does not show (keyparity.evidence.hsm_records)
+    unshown = hsm_problems(doc.get("hsm_records"))
     failed = (bool(counts["failed"] or counts["error"]) or exitstatus not in (0, 5)
-              or interrupted is not None)
+              or interrupted is not None or bool(unshown))
     ran_suites = {SUITE_OF.get(fn) for fn, _ in outcomes}
     if failed:
         verdict = FAIL
@@ -309,6 +313,8 @@ def decide(doc: Mapping[str, Any], keys: Iterable[Any], *,
     }
     if interrupted is not None:
         scope["interrupted"] = interrupted
+    if unshown:
+        scope["hsm_records"] = unshown
     return {"verdict": verdict, "tests": dict(Counter(str(t.get("outcome")) for t in tests)),
             "keys": dict(key_counts), "key_verdicts": per_key, "scope": scope}
 
@@ -396,9 +402,12 @@ def _failure_text(summary: Mapping[str, Any]) -> str:
         names = [k for k, v in (summary.get("key_verdicts") or {}).items() if v == "failed"]
         return (f"{failed} of {summary['scope']['keys_total']} keys failed"
                 + (f": {_some(names)}" if names else "") + f"; {tests}")
+    unshown = summary["scope"].get("hsm_records") or []
+    hsm = (f"{len(unshown)} write{'s' if len(unshown) != 1 else ''} not shown by the HSM's "
+           f"audit log: {_some(unshown)}." if unshown else "")
     if bad_tests:
-        return tests
-    return ""
+        return tests + (f" {hsm}" if hsm else "")
+    return hsm
 
 
 def headline(summary: Mapping[str, Any], source: str, target: str, mode: str = "migrate",

@@ -136,7 +136,7 @@ def test_retire_destroy_refuses_a_broken_journal_chain(lab, all_suites):
 
     done = keyparity(lab, suites.path / "suites", "retire", str(profile), "--run", run_id,
                      "--reports-dir", str(suites.path / "reports"), "--destroy",
-                     f"--plan={plan_dir}")
+                     f"--plan={plan_dir}", "--operator", "op", "--witness", "wit")
 
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1, done.stdout + done.stderr

@@ -89,14 +89,14 @@ def test_retire_destroy_refuses_a_target_copy_swapped_for_a_key_with_the_same_kc
     states = {k["label"]: k for k in doc["keys"]}
     assert states["k-hmac"]["state"] == states["k-ec"]["state"] == "destroyed"
     aes = states["k-aes"]
-    assert aes["state"] == "to be deactivated" and "destroyed" not in aes
+    assert aes["state"] == "deactivated" and "destroyed" not in aes
     assert aes["detail"].startswith("the target copy is not proven now: no second copy of its key "
                                     "material is proven on hsm2 now ("), aes["detail"]
     assert "it may be the last copy; nothing destroyed" in aes["detail"]
     said = [ln for ln in done.stdout.splitlines() if ln.startswith("  k-aes:")]
     assert len(said) == 1 and "nothing destroyed" in said[0]
     assert "k-aes" not in destroys(suites, "hsm1")
-    assert doc["counts"] == {"destroyed": 2, "to be deactivated": 1}
+    assert doc["counts"] == {"destroyed": 2, "deactivated": 1}
 
 
 def test_retire_destroy_refuses_when_the_target_copy_was_deleted(lab, all_suites):

@@ -4,6 +4,7 @@ removed, each destroy journaled and proven; refused after a FAIL or PARTIAL run,
 production without ``--hsm-confirm``. Real SoftHSM tokens, the real suites."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
@@ -32,10 +33,15 @@ def pass_run(lab: Any, suites: pytest.Pytester, profile: Path, plan_dir: Path,
     return doc["run"]["run_id"]
 
 
-def retire(lab: Any, suites: pytest.Pytester, profile: Path, run_id: str, *args: str) -> Any:
+PEOPLE = ("--operator", "Olga Operator", "--witness", "Wim Witness", "--witness", "Wu Witness")
+
+
+def retire(lab: Any, suites: pytest.Pytester, profile: Path, run_id: str, *args: str,
+           people: tuple[str, ...] = PEOPLE) -> Any:
     return keyparity(lab, "retire", str(profile), "--run", run_id,
                      "--reports-dir", str(suites.path / "reports"),
-                     "--journal", str(suites.path / ".keyparity" / "journal.sqlite"), *args)
+                     "--journal", str(suites.path / ".keyparity" / "journal.sqlite"), *args,
+                     *people)
 
 
 def record(suites: pytest.Pytester) -> tuple[Path, dict[str, Any]]:
@@ -74,7 +80,13 @@ def test_retire_destroy_removes_exactly_the_planned_source_keys(lab, suites):
     for key in doc["keys"]:
         assert key["destroyed"]["by_label"] == 0 and key["destroyed"]["by_id"] in (
             0, "no CKA_ID: proven by label only")
-        assert key["state_change"]["from"] == "active"
+        # SP 800-57 Part 1 5.3: active -> deactivated -> destroyed, each at its own time
+        assert [(c["from"], c["to"]) for c in key["states"]] == [
+            ("active", "deactivated"), ("deactivated", "destroyed")]
+        assert key["states"][0]["at"] == key["deactivated_at"] <= key["states"][1]["at"]
+    assert doc["people"] == {"operator": "Olga Operator",
+                             "witnesses": ["Wim Witness", "Wu Witness"]}
+    assert doc["verdict"] == "RETIRED" and doc["held_by_backups"] is None
     assert doc["backups"]["read"] is False  # the lab's source has no aws block: said
     checked = verify(lab, out)
     assert checked.returncode == 0, checked.stdout
@@ -85,6 +97,14 @@ def test_retire_destroy_removes_exactly_the_planned_source_keys(lab, suites):
     assert {(p, c) for p, _, c in destroys} == {("before", "hsm1"), ("after", "hsm1")}
     assert sorted({k for _, k, _ in destroys}) == sorted(k["label"] for k in KEYS)
     assert len(destroys) == 2 * (len(KEYS) + 2)  # a pair's private and public objects each
+    # each deactivation journaled: a write where usages were cleared, a note of its time where
+    # nothing was left to clear (an EC or HMAC key keeps only sign, for its proof)
+    deactivations = dict(journal.execute(
+        "SELECT key_label, phase FROM entries WHERE action = 'deactivate' AND phase IN "
+        "('after', 'note') AND run_id = ?", (out.name,)).fetchall())
+    assert deactivations == {k["label"]: "after" if k["deactivation"]["cleared"] else "note"
+                             for k in doc["keys"]}
+    assert deactivations["k-hmac"] == "note" and deactivations["k-aes-known"] == "after"
 
 
 def test_retire_without_destroy_writes_only_the_signed_record(lab, suites):
@@ -95,13 +115,17 @@ def test_retire_without_destroy_writes_only_the_signed_record(lab, suites):
     assert done.returncode == 0, done.stdout + done.stderr
     assert counts(lab) == before
     out, doc = record(suites)
-    # the record never claims a state the token is not in: keyparity changes no usage
-    # attribute, so each key is "to be deactivated", with what the token still lets it do
-    assert {k["state"] for k in doc["keys"]} == {"to be deactivated"}
-    assert "deactivated" not in {k["state_change"]["to"] for k in doc["keys"]}
+    # deactivated on the token (SP 800-57 Part 1 5.3.4): the usages that apply protection are
+    # cleared and read back, but the one the strong proof before destruction needs (an EC or
+    # HMAC key proves its material only by signing), which the record names as kept
+    assert {k["state"] for k in doc["keys"]} == {"deactivated"}
+    assert {k["state_change"]["to"] for k in doc["keys"]} == {"deactivated"}
     by = {k["label"]: k for k in doc["keys"]}
-    assert {"encrypt"} <= set(by["k-aes-known"]["permits"])   # it still encrypts on hsm1
-    assert "sign" in by["k-ec"]["permits"] and "sign" in by["k-hmac"]["permits"]
+    assert "encrypt" not in by["k-aes-known"]["permits"]   # it no longer encrypts on hsm1
+    assert "encrypt" in by["k-aes-known"]["deactivation"]["cleared"]
+    assert by["k-ec"]["permits"] == ["sign"] and by["k-hmac"]["permits"] == ["sign"]
+    assert set(by["k-hmac"]["deactivation"]["kept"]) == {"sign"}
+    assert doc["verdict"] == "DEACTIVATED"
     # each key proven now against the run's commitment (>= 128 bits over its challenge)
     assert all(k["identity"]["sha256"] and k["identity"]["bits"] >= 128 for k in doc["keys"])
     assert verify(lab, out).returncode == 0
@@ -156,6 +180,62 @@ def test_destroy_needs_the_plan_the_run_followed_and_production_needs_confirm(la
         "keyparity retire: error: lab is a production profile: add --hsm-confirm=hsm1 "
         "(clusters.source.name) to destroy source keys; nothing was destroyed")
     assert counts(lab) == before
+    # confirmed, a production profile still needs a deactivation period before --destroy
+    period = retire(lab, suites, profile, run_id, "--destroy", f"--plan={plan_dir}",
+                    "--hsm-confirm=hsm1")
+    assert period.returncode == 2, period.stderr
+    assert ("retirement.deactivation_days: a production profile gives the days a key stays "
+            "deactivated before it may be destroyed") in period.stderr
+    assert counts(lab) == before
+
+
+def test_destroy_before_the_deactivation_period_ends_is_refused_with_the_date(lab, suites):
+    profile = seeded_profile(lab, retirement={"deactivation_days": 3})
+    plan_dir = signed_plan(lab, profile)
+    run_id = pass_run(lab, suites, profile, plan_dir)
+    first = retire(lab, suites, profile, run_id)  # deactivates; the period starts now
+    assert first.returncode == 0, first.stdout + first.stderr
+    _, deactivated = record(suites)
+    at = {k["label"]: k["deactivated_at"] for k in deactivated["keys"]}
+
+    source_before = labels_on(lab, "hsm1")
+
+    early = retire(lab, suites, profile, run_id, "--destroy", f"--plan={plan_dir}")
+
+    assert early.returncode == 1, early.stdout + early.stderr
+    assert labels_on(lab, "hsm1") == source_before  # nothing destroyed
+    assert all(source_before[k["label"]] for k in KEYS)
+    out = sorted((suites.path / "reports").glob("retire-*"))[-1]
+    doc = json.loads((out / "retirement.json").read_text())
+    assert doc["verdict"] == "INCOMPLETE"
+    for key in doc["keys"]:
+        assert key["state"] == "deactivated"
+        # the deactivation keeps its own time (the first retire's), and the refusal names the
+        # day the period ends
+        assert key["deactivated_at"] == at[key["label"]]
+        ends = (dt.datetime.fromisoformat(at[key["label"]]) + dt.timedelta(days=3)).isoformat()
+        assert key["detail"].startswith(f"not destroyed: deactivated {at[key['label']]}, its "
+                                        "deactivation period (3 days, "
+                                        "retirement.deactivation_days) ends " + ends), key
+
+
+@pytest.mark.parametrize("people, said", [
+    ((), "retire needs --operator NAME"),
+    (("--operator", "Olga Operator"), "retire needs --witness NAME"),
+    (("--operator", "Olga Operator", "--witness", "Olga Operator"),
+     "Olga Operator is named both operator and witness"),
+])
+def test_retire_needs_an_operator_and_a_witness(lab, suites, people, said):
+    profile = seeded_profile(lab)
+    plan_dir = signed_plan(lab, profile)
+    run_id = pass_run(lab, suites, profile, plan_dir)
+    before = counts(lab)
+    for extra in ((), ("--destroy", f"--plan={plan_dir}")):
+        done = retire(lab, suites, profile, run_id, *extra, people=people)
+        assert done.returncode == 2 and said in done.stderr, done.stdout + done.stderr
+        assert "nothing was changed" in done.stderr
+        assert counts(lab) == before
+        assert not list((suites.path / "reports").glob("retire-*"))
 
 
 def test_retire_destroy_logs_in_once_per_cluster(lab, suites):
