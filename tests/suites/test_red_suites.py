@@ -79,6 +79,8 @@ def nodes(key: dict[str, Any], *groups: str) -> set[str]:
         "preflight": {f"suites/test_preflight.py::test_key_is_on_the_source_and_extractable"
                       f"[{label}]"},
         "trial": {f"suites/test_preflight.py::test_the_migrating_user_can_wrap_the_key[{label}]"},
+        "strength": {"suites/test_preflight.py::test_the_wrapping_chain_is_as_strong_as_the_key"
+                     f"[{label}]"},
     }
     return set().union(*(by_group[g] for g in (groups or tuple(by_group))))
 
@@ -89,6 +91,9 @@ def all_green(keys: list[dict[str, Any]], verify_only: bool = False) -> dict[str
     # the trial wrap: only of a key this run wraps
     out.update({n: "skipped" for k in keys for n in nodes(k, "trial")
                 if verify_only or k.get("disposition") == "rotate"})
+    # the wrapping chain's strength: of every key that moves (keyparity.strength)
+    out.update({n: "skipped" for k in keys for n in nodes(k, "strength")
+                if k.get("disposition") == "rotate"})
     out.update({n: "passed" for n in PREFLIGHT_RUN_NODES | CENSUS_NODES})
     out[WRAP_PROBE] = "skipped" if verify_only else "passed"
     return out
