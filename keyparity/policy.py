@@ -89,6 +89,18 @@ def ack_line(profile: Profile) -> str | None:
             f"{ack['reason']}")
 
 
+def declared_only(profile: Profile, cluster: Cluster) -> str | None:
+    """Why the cluster's mode may not rest on the profile's word (None: it may). In production
+    a PASS needs each cluster's mode verified through AWS (cloudhsmv2 DescribeClusters: Mode,
+    HsmType; keyparity.cloudhsm.aws), so a cluster without an ``aws`` block fails the cluster
+    suite's mode test there; in test the mode may be declared (the evidence says so)."""
+    if profile.environment != "production" or cluster.aws is not None:
+        return None
+    return (f"{cluster.name}: production: its mode {cluster.mode} (clusters.{cluster.role}.mode) "
+            "is only declared, and a production PASS needs it verified through AWS "
+            f"(DescribeClusters Mode and HsmType): add clusters.{cluster.role}.aws")
+
+
 def producer_restriction(vector: str, producer: str, mode: str | None) -> str | None:
     """Why ``producer`` may not produce ``vector`` in its mode (None: it may)."""
     if mode == "FIPS" and not vector_table.TABLE[vector].fips_producer:

@@ -111,11 +111,15 @@ def test_with_the_right_confirm_and_a_signed_plan_the_keys_migrate(lab, with_clu
     assert header(result)[0] == f"keyparity: PRODUCTION, CONFIRMED: migrating to {TARGET_ID}"
     assert counts(lab)["on hsm2"] == {"k-aes128": 1, "k-des3": 1}
     doc = evidence(suites)
-    # -m "not aws" left the cluster suite out: every key is proven, the run is not the whole
-    assert doc["summary"]["verdict"] == "PARTIAL", result.stdout.str()
+    # every key is proven, but the source has no aws block: in production its mode, only
+    # declared, fails the cluster suite's mode test (keyparity.policy.declared_only), and -m
+    # "not aws" left the target's cluster tests out: no PASS
+    assert doc["summary"]["verdict"] == "FAIL", result.stdout.str()
     assert {k: v["verdict"] for k, v in doc["keys"].items()} == {"k-aes128": "passed",
                                                                   "k-des3": "passed"}
-    assert doc["summary"]["scope"]["suites"]["cluster"] == "partial"  # the source has no aws
+    assert doc["summary"]["scope"]["suites"]["cluster"] == "failed"
+    assert ("FAILED suites/test_cluster.py::test_cluster_mode_and_hsm_type_are_as_declared"
+            "[source-hsm1]") in result.stdout.str()
     assert doc["run"]["migration_mode"] == "migrate"
     validate_evidence(doc)
     assert doc["run"]["write_mode"]["effective"] == "migrate"
