@@ -232,8 +232,10 @@ def test_prod_example_loads_when_its_files_exist(tmp_path):
     assert (p.migration_mode, p.migration_backend, p.apply_sharing) == ("migrate", "pkcs11", True)
     assert [s.type for s in p.evidence.signers] == ["pkcs11", "kms"] and p.evidence.threshold == 2
     assert p.key("tokenization-aes256").share_with == ("tokenization_app_cu", "payments_app_cu")
-    assert p.acknowledge_non_fips["approver"] and p.acknowledge_non_fips["ticket"] == "SEC-1234"
-    assert policy.fips_errors(p) == []  # 3DES to NON_FIPS, acknowledged
+    assert p.wrapping.rsa_bits == 4096 and list(p.approvers) == ["jane.doe"]
+    assert [a.name for a in p.approvals] == ["prod-non-fips.dsse.json",
+                                             "prod-wrap-exception.dsse.json"]
+    assert policy.fips_errors(p) == []  # 3DES to NON_FIPS; the signed approval is its own check
     safe, mode = policy.write_guard(p, None)  # production: verification only until confirmed
     assert safe.migration_mode == "verify-only" and mode.header.endswith(
         "(add --hsm-confirm=cluster-2m7nonfips0b to migrate)")
