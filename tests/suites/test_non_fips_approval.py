@@ -53,8 +53,7 @@ def test_a_signed_approval_is_recorded_with_every_field(lab, suites):
             got["target_certification"]) == ("LAB-RA-1", ["the lab is on one host"],
                                              "2023-12-31", "none: SoftHSM")
     html = (suites.path / "reports" / "latest" / "report.html").read_text()
-    assert "FIPS -&gt; NON_FIPS approved, signed</b>" in html or \
-        "FIPS -> NON_FIPS approved, signed</b>" in html
+    assert f"NON_FIPS approved</b> (signed: keyid {got['keyid'][:16]})" in html
 
 
 def test_an_approval_whose_scope_leaves_out_a_key_stops_the_run(lab, suites):
@@ -98,5 +97,6 @@ def test_in_test_a_plain_acknowledgement_runs_said_unsigned_and_2tdea_is_flagged
     assert doc["keys"]["k-des2"]["wrap_strength"]["flag"] == flag
     assert "flag" not in doc["keys"]["k-des3"]["wrap_strength"]
     html = (suites.path / "reports" / "latest" / "report.html").read_text()
-    assert "acknowledged, UNSIGNED" in html
+    assert ("acknowledged</b> (UNSIGNED: unsigned: a plain acknowledgement, accepted in test "
+            "only)") in html
     assert f"<b>k-des2</b>: {flag}" in html

@@ -492,7 +492,8 @@ def test_preflight_run_writes_nothing_and_runs_only_the_preflight_tests(lab, sui
     result = run_suites(suites, lab.profile(keys), "-m", "preflight")  # migrate-mode profile
     doc = evidence(suites)
     preflight = PREFLIGHT_RUN_NODES | CENSUS_NODES | {WRAP_PROBE} | \
-        nodes(AES, "preflight", "trial") | nodes(DES3, "preflight", "trial")
+        nodes(AES, "preflight", "trial", "strength") | \
+        nodes(DES3, "preflight", "trial", "strength")
     assert observed(result, doc) == dict.fromkeys(preflight, "passed")
     # the census at the end is reported after the run's collected tests, not collected itself
     result.assert_outcomes(passed=len(preflight),
