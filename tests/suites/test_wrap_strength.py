@@ -15,6 +15,7 @@ import yaml
 import approvals
 from conftest import evidence, run_suites
 from keyparity.cli import main
+from keyparity.profile import load_profile
 
 AES256 = {"label": "k-aes256", "type": "aes", "size": 256}
 DES3 = {"label": "k-des3", "type": "des3"}
@@ -125,3 +126,19 @@ def test_keyparity_approve_signs_with_the_approvers_key_only(lab, tmp_path, caps
     said = capsys.readouterr().out
     assert "wrap-exception of lab signed by so (1 key(s): k-aes256)" in said
     assert _envelope(out)["payloadType"] == "application/vnd.keyparity.approval+json"
+
+
+def test_a_cloudhsm_target_defaults_to_rsa_4096_and_sha256(lab):
+    """What the target supports best: RSA-4096 and OAEP-SHA-256 on a CloudHSM target (an aws,
+    hsm_type or cloudhsm_cli block), RSA-2048 on another (SoftHSM: faster, and its OAEP-SHA-1
+    bounds its chain anyway)."""
+    profile = lab.profile([DES3], approvals=False)
+    doc = yaml.safe_load(profile.read_text())
+    del doc["wrapping"]
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert (load_profile(profile).wrapping.rsa_bits,
+            load_profile(profile).wrapping.oaep_hash) == (2048, "sha256")
+    doc["clusters"]["target"]["hsm_type"] = "hsm2m.medium"
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert (load_profile(profile).wrapping.rsa_bits,
+            load_profile(profile).wrapping.oaep_hash) == (4096, "sha256")
