@@ -65,8 +65,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "wrapping.mechanism": "`rsa-aes` (the only one, and the default): "
                               "`CKM_RSA_AES_KEY_WRAP`, or the same bytes in two steps inside "
                               "the HSMs",
-        "wrapping.rsa_bits": "size of the wrapping RSA pair generated on the target: 2048 "
-                             "(default), 3072, 4096",
+        "wrapping.rsa_bits": "size of the wrapping RSA pair generated on the target: 2048, "
+                             "3072, 4096; default 4096 on a CloudHSM target (an `hsm_type`, "
+                             "`aws` or `cloudhsm_cli` block), else 2048. The chain's strength "
+                             "(RSA, OAEP hash, AES key) is checked against each key's "
+                             "(keyparity.strength): a weaker chain needs a signed wrap "
+                             "exception",
         "wrapping.oaep_hash": "the OAEP hash, named as the CloudHSM CLI names them; default "
                               "`sha256`. Before the first key a throwaway key checks that both "
                               "tokens accept it (SoftHSM 2.6 accepts only `sha1`)",
@@ -140,14 +144,23 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "cutover": "the planned cutover date, `YYYY-MM-DD` (quote it in YAML; default: the day "
                    "of the run); certificates must stay valid past it",
         "compliance": "compliance acknowledgements",
-        "compliance.acknowledge_non_fips": "required for a FIPS → NON_FIPS move (the run "
-                                           "refuses to start without it); recorded in the "
-                                           "evidence (`compliance`) and shown at the top of the "
-                                           "report",
+        "compliance.acknowledge_non_fips": "a FIPS → NON_FIPS move needs it or a signed "
+                                           "non-FIPS approval (`approvals`), which production "
+                                           "requires (the run refuses to start without); "
+                                           "recorded in the evidence (`compliance`, marked "
+                                           "unsigned) and shown at the top of the report",
         "compliance.acknowledge_non_fips.reason": "why the keys leave FIPS mode",
         "compliance.acknowledge_non_fips.approver": "who approved it",
         "compliance.acknowledge_non_fips.ticket": "the change ticket (optional)",
         "compliance.acknowledge_non_fips.date": "the date of the approval (optional)",
+        "compliance.approvers": "who may sign an approval (`keyparity approve`): each a `name` "
+                                "(as the approval names them) and a `public_key`, the "
+                                "approver's ECDSA P-384 public key (PEM) its signature is "
+                                "verified with",
+        "compliance.approvals": "signed approvals (`keyparity approve PROFILE --kind "
+                                "wrap-exception|non-fips`): each verified before the run "
+                                "starts (one that does not verify stops it) and recorded in "
+                                "the evidence (`compliance`)",
     },
     "cluster": {
         "name": "display name used in messages and evidence",

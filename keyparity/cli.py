@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import approve
 from .hsm.cluster import close_clusters, open_cluster
 from .errors import KeyparityError, PolicyError, ProfileError, file_step, pkcs11_step
 from .hsm.login import LoginGate
@@ -478,6 +479,7 @@ def _add_demo(sub: Any) -> None:
     for add in (_add_softhsm_init, _add_softhsm_restore, _add_demo_custodians, _add_demo_pki,
                 _add_seed, _add_demo_tsa):
         add(dsub)
+    approve.add_demo_parser(dsub)
 
 
 def _add_softhsm_init(sub: Any) -> None:
@@ -797,6 +799,7 @@ def parser() -> argparse.ArgumentParser:
     for add in (_add_inventory, _add_plan, _add_sign, _add_verify, _add_retire, _add_cleanup, _add_copies,
                 _add_journal, _add_demo, _add_bench):
         add(sub)
+    approve.add_parser(sub)
     return p
 
 

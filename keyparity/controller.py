@@ -13,6 +13,7 @@ import pytest
 from . import runinfo
 from . import settle
 from . import policy
+from .attest import signoff
 from .cloudhsm import cli_scope
 from .formats import allure, junit
 from .evidence import verdict as verdicts
@@ -82,7 +83,8 @@ def start_run(config: pytest.Config, profile: Profile,
             **runinfo.environment(config.rootpath)}
     evidence = Evidence(run.run_dir, meta)
     evidence.doc["clusters"] = found
-    evidence.doc["compliance"] = policy.compliance(profile)
+    evidence.doc["compliance"] = {**policy.compliance(profile),
+                                  **signoff.compliance_record(profile, signoff.load(profile))}
     evidence.add_inventory(profile.keys)
     evidence.add_owners(profile)
     if BASELINE in config.stash:  # a re-verify: the baseline it is proven against

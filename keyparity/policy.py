@@ -5,9 +5,10 @@
    decryption of legacy data remains allowed). Such keys may only be migrated to a NON_FIPS
    target (``fips_errors``), and a FIPS cluster never *produces* a 3DES vector: that direction
    is decrypt-only there (``producer_restriction``).
-2. A move from a FIPS to a NON_FIPS cluster changes the compliance posture: it needs
-   ``compliance.acknowledge_non_fips`` (reason, approver; ticket and date optional), which the
-   evidence then records (``compliance``).
+2. A move from a FIPS to a NON_FIPS cluster changes the compliance posture: it needs an
+   approval, signed by its approver in production (keyparity.attest.signoff.non_fips_errors;
+   ``compliance.acknowledge_non_fips`` is accepted in test), which the evidence then records
+   (``compliance``).
 3. Production safety: a profile with ``environment: production`` writes nothing unless the
    command line carries ``--hsm-confirm=<target cluster id>`` and ``--hsm-plan=DIR``, a plan
    signed to the threshold (keyparity.attest.approval); otherwise the run is preflight and
@@ -52,11 +53,6 @@ def fips_errors(profile: Profile) -> list[str]:
             f"generation are not approved there ({REFERENCE}, disallowed after 2023): "
             f"{names}. Migrate them to a NON_FIPS cluster, or rotate them to AES "
             "(disposition: rotate)")
-    if is_fips_to_non_fips(profile) and profile.acknowledge_non_fips is None:
-        errors.append(
-            f"{profile.path}: {ACK_FIELD}: required: keys move from {profile.source.name} "
-            f"(FIPS) to {target.name} (NON_FIPS), which changes the compliance posture; "
-            f"add {ACK_FIELD} with reason and approver (ticket and date optional)")
     return errors
 
 
@@ -91,6 +87,18 @@ def ack_line(profile: Profile) -> str | None:
     extra = "".join(f", {name} {ack[name]}" for name in ("ticket", "date") if ack.get(name))
     return (f"keyparity: FIPS -> NON_FIPS acknowledged by {ack['approver']}{extra}: "
             f"{ack['reason']}")
+
+
+def declared_only(profile: Profile, cluster: Cluster) -> str | None:
+    """Why the cluster's mode may not rest on the profile's word (None: it may). In production
+    a PASS needs each cluster's mode verified through AWS (cloudhsmv2 DescribeClusters: Mode,
+    HsmType; keyparity.cloudhsm.aws), so a cluster without an ``aws`` block fails the cluster
+    suite's mode test there; in test the mode may be declared (the evidence says so)."""
+    if profile.environment != "production" or cluster.aws is not None:
+        return None
+    return (f"{cluster.name}: production: its mode {cluster.mode} (clusters.{cluster.role}.mode) "
+            "is only declared, and a production PASS needs it verified through AWS "
+            f"(DescribeClusters Mode and HsmType): add clusters.{cluster.role}.aws")
 
 
 def producer_restriction(vector: str, producer: str, mode: str | None) -> str | None:

@@ -271,6 +271,9 @@ class Profile:
     migration_backend: str = "pkcs11"  # pkcs11 | cloudhsm-cli
     apply_sharing: bool = False
     acknowledge_non_fips: Mapping[str, str] | None = None  # reason, approver, [ticket, date]
+    # signed approvals (keyparity approve): approver name -> public key PEM; the envelopes
+    approvers: Mapping[str, Path] = _FrozenDict()
+    approvals: tuple[Path, ...] = ()
     exclude: tuple[Exclusion, ...] = ()
     # file: secrets and their modes (keyparity never reads them here): field, file, mode, ok
     secret_files: tuple[Mapping[str, Any], ...] = ()
@@ -560,7 +563,9 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
     oaep = wrap.get("oaep_hash", "sha256")
     wrapping = Wrapping(
         mechanism=wrap.get("mechanism", "rsa-aes"),
-        rsa_bits=int(wrap.get("rsa_bits", 2048)),
+        # what the target supports best: a CloudHSM target RSA-4096 (SoftHSM's 2048 is
+        # faster, and its OAEP-SHA-1 bounds its chain at 128 bits anyway)
+        rsa_bits=int(wrap.get("rsa_bits", 4096 if target and target.is_cloudhsm else 2048)),
         oaep_hash=oaep,
         mgf=wrap.get("mgf", f"mgf1-{oaep}"),
         aes_bits=int(wrap.get("aes_bits", 256)),
@@ -590,6 +595,8 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         migration_backend=data.get("migration", {}).get("backend", "pkcs11"),
         apply_sharing=bool(data.get("migration", {}).get("apply_sharing", False)),
         acknowledge_non_fips=_ack(data.get("compliance", {}).get("acknowledge_non_fips")),
+        approvers=_approvers(data.get("compliance", {}), base, fail),
+        approvals=tuple(_under(base, p) for p in data.get("compliance", {}).get("approvals", [])),
         exclude=exclude,
         baseline=_baseline(data.get("migration", {}), base, fail) if mode == "reverify" else None,
         owners=_owners(data, source, target, keys, base, fail),
@@ -839,6 +846,22 @@ def _secret(field: str, text: str, base: Path, fail: _Fail) -> SecretRef:
 
 def _ack(raw: dict[str, str] | None) -> Mapping[str, str] | None:
     return _FrozenDict(raw) if raw is not None else None
+
+
+def _under(base: Path, value: str) -> Path:
+    path = Path(value)
+    return Path(os.path.normpath(path if path.is_absolute() else base / path))
+
+
+def _approvers(compliance: Mapping[str, Any], base: Path, fail: _Fail) -> Mapping[str, Path]:
+    """``compliance.approvers``: who may sign an approval (keyparity.attest.signoff), each by
+    the public key its signature is verified with."""
+    out: dict[str, Path] = {}
+    for i, item in enumerate(compliance.get("approvers", [])):
+        if item["name"] in out:
+            raise fail(f"compliance.approvers[{i}].name", f"duplicate approver {item['name']!r}")
+        out[item["name"]] = _under(base, item["public_key"])
+    return _FrozenDict(out)
 
 
 def _cli(prefix: str, raw: dict[str, Any], base: Path, fail: _Fail) -> CloudHsmCliSpec:

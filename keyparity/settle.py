@@ -26,7 +26,7 @@ import pytest
 from . import backends, policy, xdist_compat
 from .cloudhsm import kms_stores
 from .errors import KeyparityError
-from .attest import approval
+from .attest import approval, signoff
 from .evidence.baseline import Baseline
 from .evidence.baseline import load as load_baseline
 from .evidence.baseline import load_verified
@@ -109,7 +109,9 @@ def profile(config: pytest.Config) -> tuple[Profile, policy.WriteMode]:
     try:
         loaded = load_profile(path)
         # before any write: no session is open yet
-        refused = policy.fips_errors(loaded) + backends.owners_errors(loaded)
+        signed = signoff.load(loaded)  # each approval verified with its approver's key
+        refused = (policy.fips_errors(loaded) + signoff.non_fips_errors(loaded, signed)
+                   + backends.owners_errors(loaded))
         if refused:
             raise pytest.UsageError("\n".join(refused))
         loaded, write_mode = policy.write_guard(loaded, config.getoption("hsm_confirm"),

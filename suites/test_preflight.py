@@ -8,6 +8,7 @@ wrapping probe and the trial wrap use session objects only)."""
 import pytest
 from pkcs11 import UserType
 
+from keyparity import strength
 from keyparity.cloudhsm.cli_runner import CliKey
 from keyparity.hsm import attributes, keyinfo, preflight
 from keyparity.errors import KeyMismatch
@@ -75,6 +76,28 @@ def test_the_migrating_user_can_wrap_the_key(inventory_key, source_cluster, hsm_
                              "refusal": None if refused is None else str(refused)})
     assert refused is None, cannot_wrap(inventory_key, source_cluster.name,
                                         hsm_profile.source.user, refused, owners)
+
+
+def test_the_wrapping_chain_is_as_strong_as_the_key(inventory_key, hsm_profile, signoffs,
+                                                    hsm_evidence):
+    """PCI DSS v4.0 3.6.1: the key-encrypting chain (RSA modulus, OAEP hash, temporary AES key)
+    at least as strong as the key it carries (NIST SP 800-57 Part 1 Rev. 5 Table 2,
+    keyparity.strength), or a wrap exception its approver signed for this key and chain."""
+    if hsm_profile.single or inventory_key.disposition == "rotate":
+        pytest.skip(f"{inventory_key.label!r} is not wrapped ({hsm_profile.migration_mode}, "
+                    f"{inventory_key.disposition})")
+    chain = strength.chain_of(hsm_profile.wrapping)
+    weaker = strength.weaker(inventory_key, hsm_profile.wrapping)
+    found, why = signoffs.exception(inventory_key, hsm_profile) if weaker else (None, None)
+    record = {"key_strength": strength.key_strength(inventory_key), "chain": chain.record(),
+              "weaker": weaker, "exception": found.reference() if found else None}
+    if inventory_key.type == "des2":
+        record["flag"] = strength.TDEA_2KEY
+    hsm_evidence(wrap_strength=record)
+    assert not weaker or found is not None, (
+        f"{strength.shortfall(inventory_key, hsm_profile.wrapping)}; "
+        + (why or "no signed wrap exception covers it (keyparity approve PROFILE --kind "
+           "wrap-exception)"))
 
 
 def test_inventory_ids_are_unique_on_the_target(hsm_profile, source_cluster, target_cluster,

@@ -60,6 +60,7 @@ SUITES: dict[str, dict[str, str]] = {
     "preflight": {"test_cluster_is_reachable_and_logged_in": ROLE,
                   "test_key_is_on_the_source_and_extractable": KEY,
                   "test_the_migrating_user_can_wrap_the_key": KEY,
+                  "test_the_wrapping_chain_is_as_strong_as_the_key": KEY,
                   "test_inventory_ids_are_unique_on_the_target": ONCE,
                   "test_cluster_offers_the_mechanisms_the_profile_needs": ROLE,
                   "test_tokens_accept_the_wrapping_parameters": ONCE},

@@ -379,8 +379,9 @@ def test_clusters_without_aws_block_are_skipped_as_declared_not_verified(lab, cl
     assert set(skipped(evidence(cluster_suite))) == CLUSTER_NODES
 
 
-def _aws_profile(lab, source: dict[str, Any], target: dict[str, Any], **aws_extra: Any):
-    path = lab.profile([{"label": "k", "type": "aes", "size": 128}])
+def _aws_profile(lab, source: dict[str, Any], target: dict[str, Any],
+                 environment: str = "test", **aws_extra: Any):
+    path = lab.profile([{"label": "k", "type": "aes", "size": 128}], environment=environment)
     doc = yaml.safe_load(path.read_text())
     doc["clusters"]["source"].update(hsm_type="hsm1.medium", aws={
         "cluster_id": SOURCE_ID, "region": REGION, **aws_extra})
@@ -392,10 +393,50 @@ def _aws_profile(lab, source: dict[str, Any], target: dict[str, Any], **aws_extr
     return path
 
 
-def test_suite_verifies_modes_through_describe_clusters(lab, cluster_suite):
+def _stub_aws(lab, cluster_suite) -> None:
     cluster_suite.makeconftest((REPO / "conftest.py").read_text() + STUBBED_AWS.replace(
         'pathlib.Path(__file__).with_name("clusters.json")', f'pathlib.Path("{lab.root}/clusters.json")'
     ).replace('pathlib.Path(__file__).with_name("calls.log")', f'pathlib.Path("{lab.root}/calls.log")'))
+
+
+MODE_TESTS = {f"suites/test_cluster.py::test_cluster_mode_and_hsm_type_are_as_declared[{p}]"
+              for p in ("source-hsm1", "target-hsm2")}
+
+
+def test_in_production_a_declared_only_mode_fails_and_the_run_is_no_pass(lab, cluster_suite):
+    """A production PASS needs each cluster's mode read from AWS: a cluster without an aws
+    block fails its mode test (keyparity.policy.declared_only); its other tests still skip."""
+    profile = lab.profile([{"label": "k", "type": "aes", "size": 128}], environment="production")
+    result = run_suites(cluster_suite, profile)
+    assert outcomes(result) == {n: "failed" for n in MODE_TESTS}
+    out = result.stdout.str()
+    for name, role, mode in (("hsm1", "source", "FIPS"), ("hsm2", "target", "NON_FIPS")):
+        assert (f"{name}: production: its mode {mode} (clusters.{role}.mode) is only declared, "
+                "and a production PASS needs it verified through AWS (DescribeClusters Mode "
+                f"and HsmType): add clusters.{role}.aws") in out
+    doc = evidence(cluster_suite)
+    assert doc["summary"]["verdict"] == "FAIL"
+    assert set(skipped(doc)) == CLUSTER_NODES - MODE_TESTS
+    assert doc["clusters"]["source"]["mode_source"] == "declared"
+    validate_evidence(doc)
+
+
+def test_in_production_a_mode_verified_through_aws_passes(lab, cluster_suite):
+    _stub_aws(lab, cluster_suite)
+    src = cluster_doc(SOURCE_ID, "FIPS", "hsm1.medium",
+                      hsms=[hsm(1, cluster_id=SOURCE_ID, hsm_type="hsm1.medium"),
+                            hsm(2, cluster_id=SOURCE_ID, hsm_type="hsm1.medium")])
+    tgt = cluster_doc(TARGET_ID, "NON_FIPS", "hsm2m.medium")
+    for d in (src, tgt):
+        d.pop("CreateTimestamp")
+    result = run_suites(cluster_suite, _aws_profile(lab, src, tgt, environment="production"))
+    assert outcomes(result) == {n: "passed" for n in CLUSTER_NODES}
+    doc = evidence(cluster_suite)
+    assert {doc["clusters"][r]["mode_source"] for r in ("source", "target")} == {"verified"}
+
+
+def test_suite_verifies_modes_through_describe_clusters(lab, cluster_suite):
+    _stub_aws(lab, cluster_suite)
     src = cluster_doc(SOURCE_ID, "FIPS", "hsm1.medium",
                       hsms=[hsm(1, cluster_id=SOURCE_ID, hsm_type="hsm1.medium"),
                             hsm(2, cluster_id=SOURCE_ID, hsm_type="hsm1.medium")])

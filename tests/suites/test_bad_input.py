@@ -17,7 +17,10 @@ import yaml
 from conftest import DEMO_KEYS, evidence, run_suites
 
 SPY = "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so"
-ALL_TESTS = 46  # the suites' tests for DEMO_KEYS (see test_smoke_suites.py)
+ALL_TESTS = 52  # the suites' tests for DEMO_KEYS (see test_smoke_suites.py)
+# the wrapping chain's strength is the profile's alone: checked whatever the tokens do
+STRENGTH = {f"suites/test_preflight.py::test_the_wrapping_chain_is_as_strong_as_the_key"
+            f"[{k['label']}]" for k in DEMO_KEYS}
 END_CENSUS = "suites/test_census.py::test_source_unchanged_during_the_run"  # after every test
 
 
@@ -184,7 +187,7 @@ SOURCE_ONLY = {f"suites/test_preflight.py::{test}[{k['label']}]" for k in DEMO_K
                             "test_the_migrating_user_can_wrap_the_key")} | {
     "suites/test_preflight.py::test_cluster_is_reachable_and_logged_in[source]",
     "suites/test_preflight.py::test_cluster_offers_the_mechanisms_the_profile_needs[source]",
-    "suites/test_census.py::test_every_source_key_is_accounted_for", END_CENSUS}
+    "suites/test_census.py::test_every_source_key_is_accounted_for", END_CENSUS} | STRENGTH
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["serial", "two-workers"])
@@ -254,15 +257,17 @@ def test_unset_env_pin_names_field_and_variable_without_a_traceback(lab, suites,
 
     target_only = {
         "suites/test_preflight.py::test_cluster_is_reachable_and_logged_in[target]",
-        "suites/test_preflight.py::test_cluster_offers_the_mechanisms_the_profile_needs[target]"}
+        "suites/test_preflight.py::test_cluster_offers_the_mechanisms_the_profile_needs[target]"
+    } | STRENGTH
     # no census of the source at the start: none to compare at the end (END_CENSUS not run);
     # the count of each key's objects at the end fails: the source cannot be read
-    result.assert_outcomes(passed=2, failed=3, errors=ALL_TESTS - 6)
+    result.assert_outcomes(passed=len(target_only), failed=3,
+                           errors=ALL_TESTS - 4 - len(target_only))
     by = outcomes_of(evidence(suites))
     assert set(by["passed"]) == target_only
     expected = "clusters.source.pin: environment variable KEYPARITY_TEST_UNSET_PIN is not set"
     failing = {**by["failed"], **by["error"]}
-    assert len(failing) == ALL_TESTS - 3
+    assert len(failing) == ALL_TESTS - 1 - len(target_only)
     # one plain message, the same for every test (and for the count at the end of the run)
     (message,) = {m.removeprefix("Failed: ") for m in failing.values()}
     assert message.endswith(expected), message
@@ -291,7 +296,7 @@ def test_unknown_label_fails_only_that_key_with_not_found_on_hsm1(lab, suites):
     # k-missing: 1 migration + 2 preflight (found, trial wrap) failed; 1 attribute + 1 kcv + 1
     # vectors (every vector of the key in both directions) errored in setup; every other key
     # as in the smoke test
-    result.assert_outcomes(passed=46, failed=3, errors=3)
+    result.assert_outcomes(passed=53, failed=3, errors=3)
     doc = evidence(suites)
     assert {k: v["verdict"] for k, v in doc["keys"].items()} == {
         **{k["label"]: "passed" for k in DEMO_KEYS}, "k-missing": "failed"}
@@ -314,8 +319,8 @@ def test_oaep_hash_the_token_refuses_fails_every_key_plainly_and_writes_nothing(
     # failed: 6 migrations, the wrapping preflight and the 6 trial wraps (which cannot say
     # whether the user may wrap a key when the token refuses the parameters); errors: 6
     # attribute + 6 kcv + 26 vector tests (setup: the key is not on the target); passed: the
-    # 11 other preflight tests and the census (4)
-    result.assert_outcomes(passed=15, failed=13, errors=18)
+    # 11 other preflight tests, the 6 of the wrapping chain's strength and the census (4)
+    result.assert_outcomes(passed=21, failed=13, errors=18)
     by = outcomes_of(evidence(suites))
     migrations = {f"suites/test_migration.py::test_key_is_on_the_target[{k['label']}]"
                   for k in DEMO_KEYS}
@@ -349,7 +354,7 @@ def test_pins_never_reach_any_file_of_the_run_directory(lab, suites):
 
     result = run_suites(suites, lab.profile(DEMO_KEYS))
 
-    result.assert_outcomes(passed=46)
+    result.assert_outcomes(passed=52)
     reports = suites.path / "reports"
     files = [f for f in reports.rglob("*") if f.is_file()]
     assert any(f.name == "evidence.json" for f in files)

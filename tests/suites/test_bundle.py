@@ -216,7 +216,7 @@ def test_green_run_writes_a_complete_signed_bundle_that_verify_accepts(lab, all_
     result = run_suites(suites, signed_profile(lab, DEMO_KEYS, private))
 
     # 3DES: hsm1 (FIPS) does not produce: n/a records; 27 suites' tests: nothing to check here
-    result.assert_outcomes(passed=46, skipped=27)
+    result.assert_outcomes(passed=52, skipped=27)
     assert result.ret == 0
     run_dir, doc = assert_bundle(suites, result, lab)
     assert doc["summary"]["verdict"] == "PASS"

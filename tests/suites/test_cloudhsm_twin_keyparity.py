@@ -240,7 +240,8 @@ def twin_profile(twin: Twin, path: Path, keys: list[dict[str, Any]], exclude: li
         "module_env": {"SOFTHSM2_CONF": twin.manifest["softhsm2_conf"]},
         "clusters": {"source": cluster("hsm1", "FIPS"), "target": cluster("hsm2m", "NON_FIPS")},
         # sha1: the preflight also tries the profile's OAEP hash through PKCS #11, on SoftHSM
-        "wrapping": {"oaep_hash": oaep, "mgf": f"mgf1-{oaep}"},
+        # RSA-2048 as the demo's cloudhsm.yaml (a CloudHSM target's default is 4096)
+        "wrapping": {"rsa_bits": 2048, "oaep_hash": oaep, "mgf": f"mgf1-{oaep}"},
         "migration": {"backend": "cloudhsm-cli", "apply_sharing": True},
         "keys": keys,
         "exclude": [{"label": label, "reason": "another owner's, or not extractable"}

@@ -62,6 +62,7 @@ def demo() -> Demo:
         keyparity(root, "demo", "custodians", "--state", str(state))
         keyparity(root, "demo", "pki", "--state", str(state))
         keyparity(root, "demo", "seed", "softhsm")
+        keyparity(root, "demo", "approvals", "softhsm", "--state", str(state))
         run = subprocess.run([sys.executable, "-m", "pytest", "suites", "--hsm-profile=softhsm",
                               "--hsm-run-id=20261207T120000Z-d3e0b1", "-p", "no:randomly"],
                              capture_output=True, text=True, check=False, cwd=root, timeout=600)

@@ -11,6 +11,7 @@ import yaml
 
 from conftest import NOTHING_TO_CHECK_HERE, demo_profile_copy, evidence, run_suites
 from keyparity import policy
+from keyparity.attest import signoff
 from keyparity.profile import load_profile
 from keyparity.hsm.locate import Side
 from keyparity.hsm.vectors import DIRECTIONS, NotApplicable, exchange
@@ -62,13 +63,14 @@ def test_a_3des_key_marked_rotate_is_not_moved_and_not_refused(tmp_path):
 
 def test_fips_to_non_fips_needs_the_acknowledgement(tmp_path):
     p = load_profile(write(tmp_path, [AES]))
-    (error,) = policy.fips_errors(p)
+    assert policy.fips_errors(p) == []
+    (error,) = signoff.non_fips_errors(p, signoff.Signoffs())
     assert error == (f"{p.path}: compliance.acknowledge_non_fips: required: keys move from hsm1 "
                      "(FIPS) to hsm2m (NON_FIPS), which changes the compliance posture; add "
                      "compliance.acknowledge_non_fips with reason and approver (ticket and "
-                     "date optional)")
+                     "date optional), or a signed approval")
     p = load_profile(write(tmp_path, [DES3, AES], ack=ACK))
-    assert policy.fips_errors(p) == []
+    assert policy.fips_errors(p) == signoff.non_fips_errors(p, signoff.Signoffs()) == []
     assert policy.compliance(p) == {
         "source_mode": "FIPS", "target_mode": "NON_FIPS", "posture_change": "FIPS -> NON_FIPS",
         "not_fips_approved_keys": ["k-des3"], "reference": "NIST SP 800-131A Rev. 2",
@@ -85,11 +87,16 @@ def test_no_posture_change_needs_no_acknowledgement(tmp_path, source, target):
     assert policy.compliance(p)["posture_change"] is None
 
 
-def test_the_demo_profile_carries_its_acknowledgement(tmp_path):
+def test_the_demo_profile_names_its_signed_approvals(tmp_path):
     """The demo's profile, copied with stand-ins for the files ``./run demo`` makes (PINs, the
-    PKI, root pins; loading checks only that they are there): no demo state needed."""
+    PKI, root pins; loading checks only that they are there): no demo state needed. Its
+    approvals (the non-FIPS move, the wrap exception) are signed by ``keyparity demo
+    approvals``, and the approver's key is listed."""
     p = load_profile(demo_profile_copy("softhsm", tmp_path))
-    assert p.acknowledge_non_fips["approver"] and len(p.acknowledge_non_fips["reason"]) >= 10
+    assert p.acknowledge_non_fips is None
+    assert [a.name for a in p.approvals] == ["softhsm-wrap-exception.dsse.json",
+                                             "softhsm-non-fips.dsse.json"]
+    assert list(p.approvers) == ["security-officer"]
     assert policy.fips_errors(p) == []
 
 
@@ -168,7 +175,7 @@ def test_acknowledged_run_records_it_and_3des_is_decrypt_only_on_the_fips_side(l
            "ticket": "SEC-42"}
     result = run_suites(suites, lab.profile([DES3, AES], compliance={"acknowledge_non_fips": ack}))
     # the FIPS side's 3DES vectors: n/a records; 27 suites' tests: nothing to check here
-    result.assert_outcomes(passed=22, skipped=27)
+    result.assert_outcomes(passed=24, skipped=27)
     assert header(result)[0] == ("keyparity: FIPS -> NON_FIPS acknowledged by ciso, ticket SEC-42: 3DES "
                       "payment keys must keep encrypting")
     doc = evidence(suites)

@@ -111,11 +111,15 @@ def test_with_the_right_confirm_and_a_signed_plan_the_keys_migrate(lab, with_clu
     assert header(result)[0] == f"keyparity: PRODUCTION, CONFIRMED: migrating to {TARGET_ID}"
     assert counts(lab)["on hsm2"] == {"k-aes128": 1, "k-des3": 1}
     doc = evidence(suites)
-    # -m "not aws" left the cluster suite out: every key is proven, the run is not the whole
-    assert doc["summary"]["verdict"] == "PARTIAL", result.stdout.str()
+    # every key is proven, but the source has no aws block: in production its mode, only
+    # declared, fails the cluster suite's mode test (keyparity.policy.declared_only), and -m
+    # "not aws" left the target's cluster tests out: no PASS
+    assert doc["summary"]["verdict"] == "FAIL", result.stdout.str()
     assert {k: v["verdict"] for k, v in doc["keys"].items()} == {"k-aes128": "passed",
                                                                   "k-des3": "passed"}
-    assert doc["summary"]["scope"]["suites"]["cluster"] == "partial"  # the source has no aws
+    assert doc["summary"]["scope"]["suites"]["cluster"] == "failed"
+    assert ("FAILED suites/test_cluster.py::test_cluster_mode_and_hsm_type_are_as_declared"
+            "[source-hsm1]") in result.stdout.str()
     assert doc["run"]["migration_mode"] == "migrate"
     validate_evidence(doc)
     assert doc["run"]["write_mode"]["effective"] == "migrate"
@@ -228,8 +232,10 @@ def test_prod_example_loads_when_its_files_exist(tmp_path):
     assert (p.migration_mode, p.migration_backend, p.apply_sharing) == ("migrate", "pkcs11", True)
     assert [s.type for s in p.evidence.signers] == ["pkcs11", "kms"] and p.evidence.threshold == 2
     assert p.key("tokenization-aes256").share_with == ("tokenization_app_cu", "payments_app_cu")
-    assert p.acknowledge_non_fips["approver"] and p.acknowledge_non_fips["ticket"] == "SEC-1234"
-    assert policy.fips_errors(p) == []  # 3DES to NON_FIPS, acknowledged
+    assert p.wrapping.rsa_bits == 4096 and list(p.approvers) == ["jane.doe"]
+    assert [a.name for a in p.approvals] == ["prod-non-fips.dsse.json",
+                                             "prod-wrap-exception.dsse.json"]
+    assert policy.fips_errors(p) == []  # 3DES to NON_FIPS; the signed approval is its own check
     safe, mode = policy.write_guard(p, None)  # production: verification only until confirmed
     assert safe.migration_mode == "verify-only" and mode.header.endswith(
         "(add --hsm-confirm=cluster-2m7nonfips0b to migrate)")

@@ -79,6 +79,8 @@ def nodes(key: dict[str, Any], *groups: str) -> set[str]:
         "preflight": {f"suites/test_preflight.py::test_key_is_on_the_source_and_extractable"
                       f"[{label}]"},
         "trial": {f"suites/test_preflight.py::test_the_migrating_user_can_wrap_the_key[{label}]"},
+        "strength": {"suites/test_preflight.py::test_the_wrapping_chain_is_as_strong_as_the_key"
+                     f"[{label}]"},
     }
     return set().union(*(by_group[g] for g in (groups or tuple(by_group))))
 
@@ -89,6 +91,9 @@ def all_green(keys: list[dict[str, Any]], verify_only: bool = False) -> dict[str
     # the trial wrap: only of a key this run wraps
     out.update({n: "skipped" for k in keys for n in nodes(k, "trial")
                 if verify_only or k.get("disposition") == "rotate"})
+    # the wrapping chain's strength: of every key that moves (keyparity.strength)
+    out.update({n: "skipped" for k in keys for n in nodes(k, "strength")
+                if k.get("disposition") == "rotate"})
     out.update({n: "passed" for n in PREFLIGHT_RUN_NODES | CENSUS_NODES})
     out[WRAP_PROBE] = "skipped" if verify_only else "passed"
     return out
@@ -487,7 +492,8 @@ def test_preflight_run_writes_nothing_and_runs_only_the_preflight_tests(lab, sui
     result = run_suites(suites, lab.profile(keys), "-m", "preflight")  # migrate-mode profile
     doc = evidence(suites)
     preflight = PREFLIGHT_RUN_NODES | CENSUS_NODES | {WRAP_PROBE} | \
-        nodes(AES, "preflight", "trial") | nodes(DES3, "preflight", "trial")
+        nodes(AES, "preflight", "trial", "strength") | \
+        nodes(DES3, "preflight", "trial", "strength")
     assert observed(result, doc) == dict.fromkeys(preflight, "passed")
     # the census at the end is reported after the run's collected tests, not collected itself
     result.assert_outcomes(passed=len(preflight),

@@ -19,7 +19,9 @@ VOLATILE = {"started", "finished", "duration_s", "run_id", "ts", "time", "create
             "token_serial", "challenge", "sha256", "kcv", "value", "fingerprint", "digest",
             "commitment", "journal_seqs", "head", "rootdir", "host", "python", "uuid",
             # outputs of each lab's own key (the inputs the seed chose, msg/iv/aad, are kept)
-            "ct", "tag", "sig", "modulus", "check_value", "profile_sha256"}
+            "ct", "tag", "sig", "modulus", "check_value", "profile_sha256",
+            # the key of each lab's own approver (its signed wrap exception)
+            "keyid"}
 # dicts whose "source" and "target" are the two sides' values of the lab's own key material
 MATERIAL = {"identity"}
 PATTERNS = (
