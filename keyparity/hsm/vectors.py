@@ -17,7 +17,7 @@ from pkcs11.types import Key
 
 from . import identity
 from .. import vector_table
-from .. import policy
+from .. import minimal as minimal_data, policy
 from ..vector_table import Cipher, Ecdsa, KeyWrap, Mac, RsaOaep, RsaSig
 from .locate import Side
 from ..errors import KeyparityError, TokenError, operation, pkcs11_step
@@ -46,17 +46,20 @@ def _inputs(seed: int, label: str, vector: str, direction: str, spec: Any) -> di
 
 
 def exchanges(vectors: Iterable[str], source: Side, target: Side, *, label: str, seed: int,
-              case: str) -> Iterator[dict[str, Any]]:
+              case: str, minimal: bool = False) -> Iterator[dict[str, Any]]:
     """Every vector of a key in both directions, one record each; a direction a side may not
     produce (keyparity.policy) is a record with result "n/a" and the reason. Each
-    record's tcId is derived from ``case`` (the test's node id), the vector and the direction."""
+    record's tcId is derived from ``case`` (the test's node id), the vector and the direction.
+    ``minimal`` (production): each record holds a salted commitment instead of its message
+    and outputs (keyparity.minimal), made before it leaves this function."""
     for vector in vectors:
         for direction in DIRECTIONS:
             tc_id = int(hashlib.sha256(f"{case}-{vector}-{direction}".encode()).hexdigest()[:6],
                         16)
             try:
-                yield exchange(vector, direction, source, target, label=label, seed=seed,
-                               tc_id=tc_id)
+                record = exchange(vector, direction, source, target, label=label, seed=seed,
+                                  tc_id=tc_id)
+                yield minimal_data.commit(record) if minimal else record
             except NotApplicable as exc:
                 yield {"vector": vector, "direction": direction, "result": "n/a",
                        "comment": str(exc)}
