@@ -131,7 +131,7 @@ def defaults(key_type: str, curve: str | None = None,
     """The vectors a key of this type runs when the inventory names none (EC: per curve,
     normalised as secp256r1...): the type's defaults its role permits, or else the first vector
     of the type the role permits (a MAC key: a MAC; a key-encrypting key: a wrap); none when the
-    role permits none (a 3DES key-encrypting key: SoftHSM and CloudHSM do not wrap with 3DES)."""
+    role permits none (a 3DES key-encrypting key: no vector wraps with 3DES; SoftHSM does not)."""
     wanted = f"ec:{curve}" if key_type == "ec" else key_type
     permitted = [v for v in TABLE.values()
                  if key_type in v.key_types and roles.permits(role, v.operations)]
