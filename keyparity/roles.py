@@ -107,9 +107,13 @@ def check(role: str, *attribute_sets: Mapping[str, Any]) -> dict[str, Any]:
     found = ROLES[role]
     allowed = sorted({op for attrs in attribute_sets for op in OPERATIONS
                       if attrs.get(op) is True}, key=OPERATIONS.index)
-    return {"role": role, "purpose": found.purpose, "checked": found.checked,
-            "permits": sorted(found.permits, key=OPERATIONS.index), "allowed": allowed,
-            "violations": violations(role, *attribute_sets), "reference": found.reference}
+    out = {"role": role, "purpose": found.purpose, "checked": found.checked,
+           "permits": sorted(found.permits, key=OPERATIONS.index), "allowed": allowed,
+           "violations": violations(role, *attribute_sets), "reference": found.reference}
+    if not found.checked:
+        out["reason"] = ("the profile names no role for the key: its usage is not checked (a "
+                         "production profile requires one)")
+    return out
 
 
 def infer(attributes: Mapping[str, Any], key_type: str) -> str | None:

@@ -12,7 +12,7 @@ from conftest import evidence, run_suites
 from test_aws import validate_evidence
 
 VALUE = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")  # SP 800-38B's example key
-# imported with SoftHSM's default usage (it may sign and wrap too): no role, its role check skips
+# imported with SoftHSM's default usage (it may sign and wrap too): no role, usage not checked
 AES = {"label": "k-aes-known", "type": "aes", "size": 128}
 DES3 = {"label": "k-des3", "type": "des3", "role": "pin"}
 

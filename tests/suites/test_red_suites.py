@@ -65,7 +65,6 @@ def pytest_collection_finish(session):
 # ---- helpers ---------------------------------------------------------------------------------
 
 PAIRS = (("hsm1", "hsm2"), ("hsm2", "hsm1"))  # (producer, consumer) of source->target, back
-ROLE_TEST = "test_target_key_may_do_only_what_its_role_permits"
 
 def nodes(key: dict[str, Any], *groups: str) -> set[str]:
     """The node ids of one inventory key's tests, by group (all groups if none given)."""
@@ -76,8 +75,7 @@ def nodes(key: dict[str, Any], *groups: str) -> set[str]:
         "kcv": {f"suites/test_equivalence.py::test_key_check_values_match[{label}]"},
         "vectors": {"suites/test_equivalence.py::test_output_of_one_cluster_is_accepted_by_the_"
                     f"other[{label}]"} if vectors else set(),
-        "attributes": {f"suites/test_attributes.py::test_target_attributes_match_source[{label}]",
-                       f"suites/test_attributes.py::{ROLE_TEST}[{label}]"},
+        "attributes": {f"suites/test_attributes.py::test_target_attributes_match_source[{label}]"},
         "preflight": {f"suites/test_preflight.py::test_key_is_on_the_source_and_extractable"
                       f"[{label}]"},
         "trial": {f"suites/test_preflight.py::test_the_migrating_user_can_wrap_the_key[{label}]"},
@@ -93,9 +91,6 @@ def all_green(keys: list[dict[str, Any]], verify_only: bool = False) -> dict[str
                 if verify_only or k.get("disposition") == "rotate"})
     out.update({n: "passed" for n in PREFLIGHT_RUN_NODES | CENSUS_NODES})
     out[WRAP_PROBE] = "skipped" if verify_only else "passed"
-    # a key without a role: its role check skips saying so (a test profile may leave it out)
-    out.update({f"suites/test_attributes.py::{ROLE_TEST}[{k['label']}]": "skipped"
-                for k in keys if not k.get("role")})
     return out
 
 
