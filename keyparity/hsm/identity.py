@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from pkcs11 import Attribute, Mechanism
 from pkcs11.types import Key
 
-from ..errors import KeyparityError, NotPermitted, operation, pkcs11_step
+from ..errors import NotPermitted, operation, pkcs11_step
 from ..keytypes import BY_PKCS11, CURVES
 
 
@@ -106,7 +106,8 @@ def cmac_check(key: Key, where: str) -> bytes:
 def check_values(key: Key, type_name: str, where: str, fips: bool = False) -> list[dict[str, Any]]:
     """Every check value of a secret key an operator may compare with another HSM, each
     labelled with its algorithm: the legacy one, and for AES the CMAC one. One the key's
-    attributes (or the cluster's mode) forbid says why instead. A key pair has none (it is
+    attributes (or the cluster's mode) forbid says why instead; a token or session failure
+    raises (TokenError), as any other step of a key's test. A key pair has none (it is
     shown by its public key's fingerprint)."""
     if type_name not in _LEGACY:
         return []
@@ -120,7 +121,7 @@ def check_values(key: Key, type_name: str, where: str, fips: bool = False) -> li
             else:
                 found = kcv(key, where, fips)
                 entry |= {"value": found.value, "method": found.method}
-        except (KeyparityError, KeyError) as exc:
+        except (NotPermitted, KeyError) as exc:  # a token's fault is the test's: it raises
             entry |= {"value": None, "reason": str(exc)}
         out.append(entry)
     return out
