@@ -47,6 +47,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                        "read is refused; in `test` it is a warning in the header and "
                        "`run.secret_files` in the evidence. See "
                        "[production.md](production.md#safety-for-production)",
+        "classification": "the bundle's classification (free text, e.g. `confidential`): "
+                          "recorded as `run.classification` in the evidence and shown at the "
+                          "top of report.html; default `internal` in a test environment, "
+                          "required in production",
         "module_env": "environment variables a PKCS #11 module reads, set while the modules "
                       "load and put back afterwards (never process-wide): only `SOFTHSM2_CONF` "
                       "(SoftHSM), `PKCS11SPY` and `PKCS11SPY_OUTPUT` (OpenSC's pkcs11-spy); "
@@ -284,9 +288,20 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                    "`hmac-sha256` (also `hmac-sha384`, `hmac-sha512`); rsa "
                    "`rsa-pkcs1v15-sha256 rsa-pss-sha256 rsa-oaep-sha1` (also "
                    "`rsa-oaep-sha256`); ec `ecdsa-sha256` for P-256, `ecdsa-sha384` otherwise "
-                   "(also `ecdsa-sha512`)",
+                   "(also `ecdsa-sha512`); also `des3-cmac`, `aes-cmac` (MACs) and "
+                   "`aes-key-wrap` (a key-encrypting key wraps a session key made for the "
+                   "vector). Only vectors the key's `role` permits: a role's default is the "
+                   "type's defaults it permits, else the first vector of the type it permits "
+                   "(a `mac` AES key: `aes-cmac`; a `key-encryption` AES key: `aes-key-wrap`)",
         "disposition": "`migrate` (default) or `rotate` (known non-extractable: reported as to "
                        "be rotated, never migrated, never silently skipped)",
+        "role": "what the key is for (keyparity/roles.py): `data-encryption` (encrypt, decrypt), "
+                "`key-encryption` (wrap, unwrap), `mac` (sign, verify), `pin` (encrypt, decrypt "
+                "PIN blocks), `signing` and `ca` (sign, verify), `tokenisation` (encrypt, "
+                "decrypt), `unspecified`. The target key may do nothing else (the attributes "
+                "suite) and only the vectors the role permits run. Required in production; "
+                "in a test environment a key without one is `unspecified`, with a warning, and "
+                "its role check skips saying so",
         "expected_differences": "attribute name → reason, for differences you intend; "
                                 "accepted with the reason given",
         "expected_differences.*": "why this attribute may differ on the target",

@@ -12,6 +12,7 @@ import pytest
 
 from . import runinfo
 from . import settle
+from . import minimal
 from . import policy
 from .attest import signoff
 from .cloudhsm import cli_scope
@@ -76,7 +77,9 @@ def start_run(config: pytest.Config, profile: Profile,
     run = _new_run(config)
     meta = {"run_id": run.run_id, "seed": run.seed, "profile": profile.name,
             "profile_path": profile.shown(profile.path), "profile_sha256": profile.sha256,
-            "environment": profile.environment, "migration_mode": profile.migration_mode,
+            "environment": profile.environment, "classification": profile.classification,
+            "minimal_data": minimal.minimal_data(profile.production),
+            "migration_mode": profile.migration_mode,
             "write_mode": write_mode.record(),
             "secret_files": [{**f, "file": profile.shown(f["file"])}
                              for f in profile.secret_files],

@@ -97,7 +97,8 @@ def operation(key: Any, op: str, where: str, purpose: str) -> Callable[..., Any]
     forbids it on which cluster and what therefore cannot be done."""
     method = getattr(key, op, None)
     if method is None:
-        raise NotPermitted(f"the key on {where} may not {op} (CKA_{op.upper()} is false there): "
+        flag = op.removesuffix("_key").upper()
+        raise NotPermitted(f"the key on {where} may not {op} (CKA_{flag} is false there): "
                            f"{purpose}")
     return method
 

@@ -7,7 +7,10 @@ CycloneDX 1.6 CBOM (``--format cyclonedx``, keyparity.formats.cbom).
 
 Each key becomes ``label``, ``type``, ``size`` (aes, generic-secret, rsa) or ``curve`` (ec),
 ``id`` (its CKA_ID, quoted hex; "" when empty) and ``disposition: rotate`` when the token
-will not let it be extracted. With a CloudHSM CLI on the source, each key gets its ``owner``
+will not let it be extracted, and a ``role`` drafted from its usage attributes (keyparity.roles:
+the role whose operations the key's attributes allow, ``unspecified`` where they fit none),
+each marked as a draft in a comment to confirm: a role is a person's decision, the attributes
+only what the token allows today. With a CloudHSM CLI on the source, each key gets its ``owner``
 (``key list --verbose`` as the source's CLI user and as each owner the profile names) and the
 owners are drafted (``owners:``, each migrated as itself, passwords as ``env:`` placeholders). An RSA or EC key pair is one key: its public object folds into
 the private key of the same label. Every other key object goes to a drafted ``exclude:``
@@ -40,11 +43,11 @@ from typing import Any
 import yaml
 from pkcs11.exceptions import PKCS11Error
 
-from . import atomic
+from . import atomic, roles
 from .cloudhsm.cli_runner import CloudHsmCli
 from .errors import KeyparityError, describe
 from .formats.cbom import ACTIVE, Asset, CbomError, document, platform, to_json
-from .hsm import census, keyinfo
+from .hsm import attributes, census, keyinfo
 from .hsm.census import Entry
 from .hsm.cluster import close_clusters, open_cluster
 from .hsm.login import LoginGate
@@ -65,6 +68,15 @@ class Key:
     entry: Entry
     public: Entry | None = None
     owner: str | None = None  # its CloudHSM owner, when a CLI view listed it
+    usage: tuple[str, ...] | None = None  # what its attributes allow (None: not read)
+
+    @property
+    def role(self) -> str | None:
+        """The role drafted from ``usage``: None when it was not read, ``unspecified`` when the
+        usage fits no role."""
+        if self.usage is None:
+            return None
+        return roles.infer(dict.fromkeys(self.usage, True), self.facts.type) or roles.UNSPECIFIED
 
     @property
     def facts(self) -> keyinfo.KeyFacts:
@@ -83,6 +95,8 @@ class Key:
         elif KEY_TYPES[f.type].sizes.given:
             out["size"] = f.size
         out["id"] = _Quoted(f.id)
+        if self.role is not None:
+            out["role"] = self.role
         if self.owner:
             out["owner"] = self.owner
         if self.rotate:
@@ -108,6 +122,27 @@ class Draft:
                              for o in owners]
         return {**doc, "keys": [k.record() for k in self.keys],
                 "exclude": [dict(x) for x in self.exclude]}
+
+
+_USAGE = tuple(attributes.BY_NAME[op] for op in roles.OPERATIONS)
+
+
+def read_usage(key: Key) -> tuple[str, ...]:
+    """The operations the key's objects (a pair's two halves) allow, as the token says."""
+    allowed: set[str] = set()
+    for entry in (key.entry, key.public):
+        if entry is not None and entry.obj is not None:
+            allowed |= {op for op, value in attributes.read(entry.obj, _USAGE).items()
+                        if value is True}
+    return tuple(op for op in roles.OPERATIONS if op in allowed)
+
+
+def _draft_note(key: Key) -> str:
+    shown = ", ".join(key.usage or ()) or "none"
+    if key.role == roles.UNSPECIFIED:
+        return (f"  # draft: its attributes allow {shown}, which fit no single role: name what "
+                "the key is for (and correct its attributes)")
+    return f"  # draft, from its attributes ({shown}): confirm what the key is for"
 
 
 def _secret_ref(owner: str, role: str) -> str:
@@ -242,6 +277,9 @@ def render(found: Draft, cluster: Cluster, info: dict[str, Any]) -> str:
             + "keys: and exclude: into the profile"]
     body = yaml.dump(found.document(), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=False, width=100)
+    notes = iter([_draft_note(k) for k in found.keys if k.role is not None])
+    body = "".join(line + next(notes) + "\n" if line.startswith("    role: ") else line + "\n"
+                   for line in body.splitlines())
     tail = [f"# not drafted: an unlabelled {e.facts.kind()} ("
             + (f"{e.facts.describe()}, " if e.facts.is_key else "")
             + f"CKA_ID {e.facts.id or '(empty)'}): exclude: names objects by label, so the census "
@@ -334,6 +372,7 @@ def command(args: argparse.Namespace) -> int:
         owners = owners_of(_cli_views(profile))
         for key in found.keys:
             key.owner = owners.get(str(key.facts.label))
+            key.usage = read_usage(key)
         if args.format == "cyclonedx":
             text = cbom_text(found, entries, spec, session.info, profile.name)
         else:

@@ -154,6 +154,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
               + ("chown it to you" if "owned by" in f["problem"] else "chmod 600 it")
               + " (a production profile refuses it)"
               for f in profile.secret_files if not f["ok"]]
+    if profile.without_role:  # a test environment only: production requires every role
+        lines.append(f"keyparity: WARNING: {len(profile.without_role)} keys name no role ("
+                     + ", ".join(f"keys[{k.index}]" for k in profile.without_role[:3])
+                     + (" ..." if len(profile.without_role) > 3 else "")
+                     + "): their key usage is not checked (a production profile requires one)")
     lines += [f"keyparity: profile {profile.name} ({profile.path}, sha256 {profile.sha256[:16]}), "
               f"{profile.migration_mode}, {len(profile.keys)} keys, seed {run.seed}"]
     for role, c in config.stash[EVIDENCE].doc["clusters"].items():

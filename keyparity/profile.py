@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
-from . import keytypes, module_env, vector_table
+from . import keytypes, module_env, roles, vector_table
 from .errors import ProfileError
 from .secrets import SecretRef, exposure, file_refusal, parse_secret_ref
 
@@ -186,6 +186,7 @@ class KeySpec:
     owner: str | None = None
     share_with: tuple[str, ...] = ()
     id: str | None = None  # the source key's CKA_ID as inventoried (hex, lower case)
+    role: str = roles.UNSPECIFIED  # what the key is for (keyparity.roles)
 
     @property
     def is_asymmetric(self) -> bool:
@@ -280,6 +281,16 @@ class Profile:
     baseline: Path | None = None  # reverify: the baseline run directory (migration.baseline)
     owners: tuple[OwnerSpec, ...] = ()  # the per-owner strategy; () one user per cluster
     deactivation_days: int | None = None  # retirement.deactivation_days (keyparity.retire)
+    classification: str = "internal"  # the bundle's classification, recorded and shown
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def without_role(self) -> tuple[KeySpec, ...]:
+        """The keys whose profile names no role (a test environment only)."""
+        return tuple(k for k in self.keys if k.role == roles.UNSPECIFIED)
 
     def cli_spec(self, role: str, owner: str | None = None) -> CloudHsmCliSpec | None:
         """The CLI login of ``role`` for keys of ``owner``: that owner's user when the profile
@@ -601,6 +612,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
         baseline=_baseline(data.get("migration", {}), base, fail) if mode == "reverify" else None,
         owners=_owners(data, source, target, keys, base, fail),
         deactivation_days=data.get("retirement", {}).get("deactivation_days"),
+        classification=data.get("classification", "internal"),
     )
     _module_env(profile, fail)
     files = _secret_files(profile)
@@ -611,6 +623,7 @@ def _build(shown: Path, abspath: Path, digest: str, data: dict[str, Any]) -> Pro
                        "chown it to the user keyparity runs as:")
                 raise fail(entry["field"], f"secret file {entry['file']} {entry['problem']}: a "
                            f"production profile refuses it; {fix} {entry['file']}")
+        _production_minimum(profile, "classification" in data, fail)
     return dataclasses.replace(profile, secret_files=tuple(_FrozenDict(f) for f in files))
 
 
@@ -998,6 +1011,28 @@ def _cluster(role: str, raw: dict[str, Any], base: Path, fail: _Fail) -> Cluster
     )
 
 
+def _production_minimum(profile: Profile, classified: bool, fail: _Fail) -> None:
+    """What a production profile must say that a test one may leave out: every key's role (an
+    unchecked key usage is what PCI DSS 3.6.1 and PCI PIN key separation ask about) and the
+    bundle's classification."""
+    for spec in profile.without_role:
+        raise fail(f"keys[{spec.index}].role", "required in production: what the key is for ("
+                   f"{', '.join(n for n in roles.NAMES if n != roles.UNSPECIFIED)}); its "
+                   "target attributes and vectors are checked against it")
+    if not classified:
+        raise fail("classification", "required in production: the bundle's classification "
+                   "(e.g. confidential), recorded in the evidence and shown in the report")
+
+
+def _role(prefix: str, raw: dict[str, Any], key_type: str, fail: _Fail) -> str:
+    """The key's role (``unspecified`` when the profile names none)."""
+    role = raw.get("role", roles.UNSPECIFIED)
+    problem = roles.problem(role, key_type)
+    if problem is not None:
+        raise fail(f"{prefix}.role", problem)
+    return role
+
+
 def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
     prefix = f"keys[{index}]"
     key_type = raw["type"]
@@ -1009,14 +1044,20 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
     if key_type != "ec" and curve is not None:
         raise fail(f"{prefix}.curve", f"not allowed for type {key_type}")
     curve = CURVE_ALIASES[curve] if curve is not None else None
+    role = _role(prefix, raw, key_type, fail)
     allowed = vector_table.allowed(key_type)
-    vectors = tuple(raw["vectors"]) if "vectors" in raw else default_vectors(key_type, curve)
+    vectors = (tuple(raw["vectors"]) if "vectors" in raw
+               else vector_table.defaults(key_type, curve, role))
     for j, vector in enumerate(vectors):
         if vector not in allowed:
             raise fail(
                 f"{prefix}.vectors[{j}]",
                 f"'{vector}' is not allowed for type {key_type} (allowed: {', '.join(allowed)})",
             )
+        if not roles.permits(role, vector_table.TABLE[vector].operations):
+            raise fail(f"{prefix}.vectors[{j}]", (
+                f"'{vector}' makes the key {' and '.join(vector_table.TABLE[vector].operations)}"
+                f", which a {role} key may not do (keys[{index}].role)"))
     if raw.get("attributes", {}).get("trusted") is True:
         raise fail(f"{prefix}.attributes.trusted", TRUSTED_AT_UNWRAP)
     if len(raw.get("share_with", ())) > SHARE_MAX:
@@ -1037,6 +1078,7 @@ def _key(index: int, raw: dict[str, Any], fail: _Fail) -> KeySpec:
         owner=raw.get("owner"),
         share_with=tuple(raw.get("share_with", ())),
         id=raw["id"].lower() if "id" in raw else None,
+        role=role,
     )
 
 

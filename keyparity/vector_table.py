@@ -1,7 +1,9 @@
 """Every cross-cluster vector keyparity knows, as data (the one table): its name, the key types
 it applies to, how it is exchanged (the runner's parameters), the mechanism a token must offer
 for it, the key types (EC: the curves) it is a default for, and whether a cluster in FIPS mode
-may produce it. Profile validation, the FIPS policy, preflight and the runners read it.
+may produce it. Profile validation, the FIPS policy, preflight and the runners read it. What a
+vector makes the key do (``Vector.operations``) is what a key's role must permit
+(keyparity.roles): a key-encrypting key is exercised by wrapping, a MAC key by MACs.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 
 from pkcs11 import Mechanism
 from pkcs11.mechanisms import CTRParams, GCMParams
+
+from . import roles
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,19 @@ class Ecdsa:
     msg: int = 64
 
 
-Params = Cipher | Mac | RsaSig | RsaOaep | Ecdsa
+@dataclass(frozen=True)
+class KeyWrap:
+    """The producer wraps a session AES key whose value is the seeded message (test data, made
+    for the vector); the consumer unwraps it and wraps the result again: the same bytes."""
+    mechanism: Mechanism
+    msg: int = 32
+
+
+Params = Cipher | Mac | RsaSig | RsaOaep | Ecdsa | KeyWrap
+# what each kind of vector makes the key (and its public half) do
+OPERATIONS: dict[type, tuple[str, ...]] = {
+    Cipher: ("encrypt", "decrypt"), RsaOaep: ("encrypt", "decrypt"), Mac: ("sign", "verify"),
+    RsaSig: ("sign", "verify"), Ecdsa: ("sign", "verify"), KeyWrap: ("wrap", "unwrap")}
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,10 @@ class Vector:
     needs: Mechanism          # the mechanism each token must list (preflight)
     default_for: tuple[str, ...] = ()  # key types; EC: "ec:<curve>"
     fips_producer: bool = True  # False: a FIPS cluster does not produce it (SP 800-131A)
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        return OPERATIONS[type(self.params)]
 
 
 _DES, _EC = ("des2", "des3"), ("ec",)
@@ -78,6 +98,10 @@ TABLE: dict[str, Vector] = {v.name: v for v in (
            ("aes",)),
     Vector("aes-gcm", ("aes",), Cipher(Mechanism.AES_GCM, iv=12, aad=20, msg=37, tag=16),
            Mechanism.AES_GCM, ("aes",)),
+    Vector("des3-cmac", _DES, Mac(Mechanism.DES3_CMAC), Mechanism.DES3_CMAC,
+           fips_producer=False),
+    Vector("aes-cmac", ("aes",), Mac(Mechanism.AES_CMAC), Mechanism.AES_CMAC),
+    Vector("aes-key-wrap", ("aes",), KeyWrap(Mechanism.AES_KEY_WRAP), Mechanism.AES_KEY_WRAP),
     Vector("hmac-sha256", ("generic-secret",), Mac(Mechanism.SHA256_HMAC),
            Mechanism.SHA256_HMAC, ("generic-secret",)),
     Vector("hmac-sha384", ("generic-secret",), Mac(Mechanism.SHA384_HMAC),
@@ -102,8 +126,16 @@ def allowed(key_type: str) -> tuple[str, ...]:
     return tuple(v.name for v in TABLE.values() if key_type in v.key_types)
 
 
-def defaults(key_type: str, curve: str | None = None) -> tuple[str, ...]:
+def defaults(key_type: str, curve: str | None = None,
+             role: str = roles.UNSPECIFIED) -> tuple[str, ...]:
     """The vectors a key of this type runs when the inventory names none (EC: per curve,
-    normalised as secp256r1...)."""
+    normalised as secp256r1...): the type's defaults its role permits, or else the first vector
+    of the type the role permits (a MAC key: a MAC; a key-encrypting key: a wrap); none when the
+    role permits none (a 3DES key-encrypting key: no vector wraps with 3DES; SoftHSM does not)."""
     wanted = f"ec:{curve}" if key_type == "ec" else key_type
-    return tuple(v.name for v in TABLE.values() if wanted in v.default_for)
+    permitted = [v for v in TABLE.values()
+                 if key_type in v.key_types and roles.permits(role, v.operations)]
+    chosen = [v for v in permitted if wanted in v.default_for]
+    if not chosen and any(wanted in v.default_for for v in TABLE.values()):
+        chosen = permitted[:1]  # the role ruled the type's defaults out
+    return tuple(v.name for v in chosen)

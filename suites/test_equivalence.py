@@ -5,13 +5,20 @@ consumed on the other, in both directions."""
 import pytest
 
 from keyparity.errors import KeyparityError
+from keyparity.hsm.identity import check_values
 from keyparity.hsm.proof import prove_key
 from keyparity.hsm.vectors import exchanges
 
 
 def test_key_check_values_match(migrated, hsm_evidence):
     """The strong proof again, with a challenge of its own (the migration's was made before
-    the write); the name is the check's, kept: a 3-byte KCV proves nothing here."""
+    the write); the name is the check's, kept: a 3-byte KCV proves nothing here. The check
+    values a person compares with a payment HSM are recorded beside it, each labelled with its
+    algorithm (TDES ANSI X9.24; AES the legacy ECB one and X9.24-1:2017's CMAC), never acted on."""
+    hsm_evidence(check_values=[
+        value for side in (migrated.source, migrated.target)
+        for value in check_values(side.key, migrated.spec.type, side.cluster,
+                                  fips=side.mode == "FIPS")])
     try:
         fresh = prove_key(migrated.spec, migrated.source, migrated.target).record()
     except KeyparityError as exc:
@@ -23,14 +30,16 @@ def test_key_check_values_match(migrated, hsm_evidence):
 
 
 def test_output_of_one_cluster_is_accepted_by_the_other(migrated, parties, hsm_run,
-                                                        hsm_evidence):
+                                                        hsm_profile, hsm_evidence):
     """Every vector of the key, made on each cluster and consumed on the other: one record per
-    vector and direction in the evidence (Wycheproof's test cases of one group)."""
+    vector and direction in the evidence (Wycheproof's test cases of one group); in production
+    a salted commitment stands for each message and output (keyparity.minimal)."""
     source, target = parties
     records: list[dict] = []
     try:
         for record in exchanges(migrated.spec.vectors, source, target, label=migrated.spec.label,
-                                seed=hsm_run.seed, case=hsm_evidence.nodeid):
+                                seed=hsm_run.seed, case=hsm_evidence.nodeid,
+                                minimal=hsm_profile.production):
             records.append(record)
     finally:
         hsm_evidence(vectors=records)

@@ -44,6 +44,18 @@ DEMO_KEYS = [
 
 
 LAB_ACK = {"reason": "test lab: 3DES keys move to a NON_FIPS cluster", "approver": "lab"}
+# a role per key type, for a lab profile made a production one (production requires roles)
+LAB_ROLES = {"aes": "data-encryption", "des2": "data-encryption", "des3": "data-encryption",
+             "generic-secret": "mac", "rsa": "signing", "ec": "signing"}
+
+
+def as_production(doc: dict[str, Any]) -> None:
+    """A profile document made a production one: what production requires besides (a
+    classification, every key's role) added where it is missing."""
+    doc.update(environment="production")
+    doc.setdefault("classification", "confidential")
+    for key in doc.get("keys", []):
+        key.setdefault("role", LAB_ROLES[key["type"]])
 
 
 class Lab:

@@ -42,7 +42,7 @@ class Evidence:
             self.specs.append(spec)
             entry = self.key(spec.label)
             entry.update(type=spec.type, target_label=spec.target_label,
-                         disposition=spec.disposition)
+                         disposition=spec.disposition, role=spec.role)
             if spec.size is not None:
                 entry["size"] = spec.size
             if spec.curve is not None:

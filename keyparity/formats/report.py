@@ -111,10 +111,25 @@ def _key_row(index: int, label: str, entry: dict[str, Any],
         "diff_expected": sum(1 for d in differences if d.get("expected")),
         "diff_unexpected": sum(1 for d in differences if not d.get("expected")),
         "verdict": verdict,
+        "role": entry.get("role"),
+        "role_violations": [str(x) for x in _list(_dict(entry.get("role_check")).get(
+            "violations"))],
+        "check_values": _check_values(entry),
         "reason": cause.get("reason"),
         "tests": dict(outcomes),
         "failures": [t for t in tests if t.get("outcome") in FAILED],
     }
+
+
+def _check_values(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """A key's check values by algorithm, each with its value (or why none) per cluster."""
+    rows: dict[str, dict[str, Any]] = {}
+    for value in _list(entry.get("check_values")):
+        if isinstance(value, dict):
+            row = rows.setdefault(str(value.get("algorithm")), {
+                "algorithm": value.get("algorithm"), "method": value.get("method"), "by": {}})
+            row["by"][value.get("cluster")] = value.get("value") or f"none: {value.get('reason')}"
+    return list(rows.values())
 
 
 def _keys(doc: dict[str, Any], tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -401,6 +416,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
                   "target": _dict(clusters.get("target")).get("name") or "target"},
         "anchors": {k["label"]: k["anchor"] for k in keys},
         "key_pages": _pages(keys),
+        "keys_all": keys,
         "attention": _first(_attention(keys)),
         "expected_differences": _expected_differences(keys),
         "not_applicable": _not_applicable(keys),

@@ -49,6 +49,8 @@ READ: dict[ObjectClass, tuple[Attribute, ...]] = {
         Attribute.UNWRAP, Attribute.ALWAYS_AUTHENTICATE, Attribute.MODULUS,
         Attribute.PUBLIC_EXPONENT, Attribute.EC_PARAMS),
 }
+# a public key's usage attributes (a pair's role check reads them beside the private half's)
+PUBLIC_USAGE = (Attribute.ENCRYPT, Attribute.VERIFY, Attribute.WRAP, Attribute.DERIVE)
 
 # Attributes given at C_UnwrapKey: by default copied from the source key.
 _SET_COMMON = (

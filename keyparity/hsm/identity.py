@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -64,6 +65,66 @@ def kcv(key: Key, where: str, fips: bool = False) -> Kcv:
     method = BY_PKCS11[key.key_type].kcv
     assert method is not None  # material_check computed it
     return Kcv(check[:3].hex(), method.description)
+
+
+# What a payment HSM shows (AWS Payment Cryptography's KeyCheckValueAlgorithm names): TDES keys
+# ANSI_X9_24 (a zero block encrypted, the first 3 bytes); AES keys CMAC, ANSI X9.24-1:2017's
+# method ("the KCV is computed using a CMAC algorithm where the input data is 16 bytes of zero
+# and retaining the 3 highest order bytes": AWS Payment Cryptography Data Plane, WrappedKey),
+# beside the legacy ECB value CloudHSM's check-value shows. People compare them; nothing acts on
+# one (keyparity.hsm.proof proves key material).
+CMAC = "CMAC"
+CMAC_TEXT = ("AES-CMAC of a 16-byte zero block, first 3 bytes (ANSI X9.24-1:2017; AWS Payment "
+             "Cryptography KeyCheckValueAlgorithm CMAC)")
+_LEGACY = {"des2": "ANSI_X9_24", "des3": "ANSI_X9_24", "aes": "ECB (legacy; CloudHSM's "
+           "check-value)", "generic-secret": "HMAC-SHA256 (keyparity's)"}
+_BLOCK = 16
+_R128 = 0x87  # SP 800-38B's R_128: the subkey doubling's reduction
+
+
+def cmac_block(encrypt: Any, block: bytes) -> bytes:
+    """AES-CMAC of one complete 16-byte block from the block cipher alone (NIST SP 800-38B
+    6.1-6.2): L = E_K(0^128), K1 = L doubled in GF(2^128), CMAC = E_K(block xor K1).
+    ``encrypt``: AES-ECB encryption by the token that holds K."""
+    low = int.from_bytes(encrypt(bytes(_BLOCK)), "big")
+    k1 = ((low << 1) & ((1 << 128) - 1)) ^ (_R128 if low >> 127 else 0)
+    return bytes(encrypt((int.from_bytes(block, "big") ^ k1).to_bytes(_BLOCK, "big")))
+
+
+def cmac_check(key: Key, where: str) -> bytes:
+    """The AES-CMAC of a zero block computed by the token: C_Sign (CKM_AES_CMAC) where the key
+    may sign, else from two AES-ECB encryptions (``cmac_block``). NotPermitted: neither."""
+    sign = getattr(key, "sign", None)
+    with pkcs11_step("compute the CMAC check value", where):
+        if sign is not None:
+            return bytes(sign(bytes(_BLOCK), mechanism=Mechanism.AES_CMAC))
+        encrypt = operation(key, "encrypt", where, "no CMAC check value can be computed with "
+                            "it (CKA_SIGN is false too)")
+        return cmac_block(lambda data: encrypt(data, mechanism=Mechanism.AES_ECB), bytes(_BLOCK))
+
+
+def check_values(key: Key, type_name: str, where: str, fips: bool = False) -> list[dict[str, Any]]:
+    """Every check value of a secret key an operator may compare with another HSM, each
+    labelled with its algorithm: the legacy one, and for AES the CMAC one. One the key's
+    attributes (or the cluster's mode) forbid says why instead; a token or session failure
+    raises (TokenError), as any other step of a key's test. A key pair has none (it is
+    shown by its public key's fingerprint)."""
+    if type_name not in _LEGACY:
+        return []
+    out: list[dict[str, Any]] = []
+    kinds = [(_LEGACY[type_name], None)] + ([(CMAC, CMAC_TEXT)] if type_name == "aes" else [])
+    for algorithm, text in kinds:
+        entry: dict[str, Any] = {"algorithm": algorithm, "cluster": where}
+        try:
+            if algorithm == CMAC:
+                entry |= {"value": cmac_check(key, where)[:3].hex(), "method": text}
+            else:
+                found = kcv(key, where, fips)
+                entry |= {"value": found.value, "method": found.method}
+        except (NotPermitted, KeyError) as exc:  # a token's fault is the test's: it raises
+            entry |= {"value": None, "reason": str(exc)}
+        out.append(entry)
+    return out
 
 
 def rsa_public(obj: Key) -> rsa.RSAPublicKey:

@@ -45,7 +45,7 @@ from pkcs11 import Attribute, KeyType
 
 from . import identity
 from ..errors import NotPermitted, operation
-from ..vector_table import TABLE, Cipher, Ecdsa, Mac, RsaOaep, RsaSig
+from ..vector_table import TABLE, Cipher, Ecdsa, KeyWrap, Mac, RsaOaep, RsaSig
 from .locate import Side
 from .vectors import DIRECTIONS, NotApplicable, exchange
 
@@ -53,7 +53,7 @@ DIRECTION = "baseline"   # the direction string of the seeded inputs
 FRESH = "re-verify"      # ... of a fresh signature's (with a random seed)
 BASELINE = "the baseline"
 KINDS = {Cipher: "ciphertext", RsaOaep: "ciphertext", Mac: "mac", RsaSig: "signature",
-         Ecdsa: "signature"}
+         Ecdsa: "signature", KeyWrap: "wrapped key"}
 _INPUTS, _OUTPUTS = ("msg", "iv", "aad"), ("ct", "tag", "sig")
 # per kind: (object, operation, needed to check too); "public" only where the side has one
 _NEEDS: dict[type, tuple[tuple[str, str, bool], ...]] = {
@@ -62,6 +62,7 @@ _NEEDS: dict[type, tuple[tuple[str, str, bool], ...]] = {
     RsaSig: (("key", "sign", True), ("public", "verify", True)),
     RsaOaep: (("public", "encrypt", False), ("key", "decrypt", True)),
     Ecdsa: (("key", "sign", True), ("public", "verify", True)),
+    KeyWrap: (("key", "wrap_key", True), ("key", "unwrap_key", True)),
 }
 MAKE_PURPOSE = "no known answer is recorded for it; the key is baselined by its KCV and attributes"
 CHECK_PURPOSE = "the baseline's known answer cannot be checked"
@@ -107,6 +108,9 @@ def make(side: Side, vectors: Sequence[str], *, label: str, seed: int) -> list[d
         head = {"tcId": tc_id, "keyLabel": label, "seed": seed, "vector": vector,
                 "kind": KINDS[type(spec)]}
         try:
+            if isinstance(spec, KeyWrap):
+                raise NotApplicable("a key-encrypting key's wrap is not replayed from a record "
+                                    "(the stand-in producer makes no session key)")
             if isinstance(spec, Ecdsa) and side.public is None:
                 raise NotApplicable(f"{side.cluster} holds only the EC private key, which exposes "
                                     "no public point: no public key to record, nothing to "

@@ -11,8 +11,20 @@ from pkcs11 import Attribute, KeyType
 from pkcs11.types import Session
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from .. import roles
 from ..keytypes import KEY_TYPES, key_class
 from ..profile import KeySpec
+from .attributes import BY_NAME
+
+# a pair's usage attributes: the private half's, the public half's
+_PRIVATE_OPS, _PUBLIC_OPS = ("sign", "decrypt", "unwrap", "derive"), ("verify", "encrypt", "wrap")
+
+
+def _usage(role: str, ops: tuple[str, ...]) -> dict:
+    """The usage attributes among ``ops`` a key of ``role`` is made with (keyparity.roles):
+    what its role permits, nothing else; {} for a key without a role (the defaults below)."""
+    return {BY_NAME[op]: allowed for op, allowed in roles.usage(role).items() if op in ops}
+
 
 def key_id(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()[:8]
@@ -29,24 +41,27 @@ def create(session: Session, spec: KeySpec, *, extractable: bool | None = None,
     if spec.type == "rsa":
         session.generate_keypair(
             KeyType.RSA, spec.size, store=True, label=label, id=kid,
-            public_template={Attribute.VERIFY: True, Attribute.ENCRYPT: True, Attribute.WRAP: False},
+            public_template={Attribute.VERIFY: True, Attribute.ENCRYPT: True, Attribute.WRAP: False,
+                             **_usage(spec.role, _PUBLIC_OPS)},
             private_template={**common, Attribute.SIGN: True, Attribute.DECRYPT: True,
-                              Attribute.UNWRAP: False})
+                              Attribute.UNWRAP: False, **_usage(spec.role, _PRIVATE_OPS)})
     elif spec.type == "ec":
         params = session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(spec.curve)},
             local=True)
         params.generate_keypair(
             store=True, label=label, id=kid,
-            public_template={Attribute.VERIFY: True},
-            private_template={**common, Attribute.SIGN: True, Attribute.DERIVE: False})
+            public_template={Attribute.VERIFY: True, **_usage(spec.role, ("verify",))},
+            private_template={**common, Attribute.SIGN: True, Attribute.DERIVE: False,
+                              **_usage(spec.role, ("sign", "derive"))})
     else:
         mac = spec.type == "generic-secret"
         session.generate_key(
             KEY_TYPES[spec.type].pkcs11, spec.size or KEY_TYPES[spec.type].stored_bits, store=True, label=label, id=kid,
             template={**common, Attribute.ENCRYPT: not mac, Attribute.DECRYPT: not mac,
                       Attribute.SIGN: True, Attribute.VERIFY: True, Attribute.WRAP: False,
-                      Attribute.UNWRAP: False, Attribute.DERIVE: False})
+                      Attribute.UNWRAP: False, Attribute.DERIVE: False,
+                      **_usage(spec.role, roles.OPERATIONS)})
 
 
 def seed(session: Session, specs: Iterable[KeySpec]) -> list[str]:

@@ -12,13 +12,13 @@ from typing import Any, Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import padding
-from pkcs11 import MGF, Mechanism
+from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.types import Key
 
 from . import identity
 from .. import vector_table
-from .. import policy
-from ..vector_table import Cipher, Ecdsa, Mac, RsaOaep, RsaSig
+from .. import minimal as minimal_data, policy
+from ..vector_table import Cipher, Ecdsa, KeyWrap, Mac, RsaOaep, RsaSig
 from .locate import Side
 from ..errors import KeyparityError, TokenError, operation, pkcs11_step
 
@@ -46,17 +46,20 @@ def _inputs(seed: int, label: str, vector: str, direction: str, spec: Any) -> di
 
 
 def exchanges(vectors: Iterable[str], source: Side, target: Side, *, label: str, seed: int,
-              case: str) -> Iterator[dict[str, Any]]:
+              case: str, minimal: bool = False) -> Iterator[dict[str, Any]]:
     """Every vector of a key in both directions, one record each; a direction a side may not
     produce (keyparity.policy) is a record with result "n/a" and the reason. Each
-    record's tcId is derived from ``case`` (the test's node id), the vector and the direction."""
+    record's tcId is derived from ``case`` (the test's node id), the vector and the direction.
+    ``minimal`` (production): each record holds a salted commitment instead of its message
+    and outputs (keyparity.minimal), made before it leaves this function."""
     for vector in vectors:
         for direction in DIRECTIONS:
             tc_id = int(hashlib.sha256(f"{case}-{vector}-{direction}".encode()).hexdigest()[:6],
                         16)
             try:
-                yield exchange(vector, direction, source, target, label=label, seed=seed,
-                               tc_id=tc_id)
+                record = exchange(vector, direction, source, target, label=label, seed=seed,
+                                  tc_id=tc_id)
+                yield minimal_data.commit(record) if minimal else record
             except NotApplicable as exc:
                 yield {"vector": vector, "direction": direction, "result": "n/a",
                        "comment": str(exc)}
@@ -199,6 +202,50 @@ def _ecdsa(spec: Ecdsa, producer: Side, consumer: Side, data: dict[str, bytes],
                          f"{'valid' if hsm else 'INVALID'}")
 
 
+_PAYLOAD_LABEL = "keyparity-vector-payload"  # the key-wrap vector's own session objects
+
+
+def _key_wrap(spec: KeyWrap, producer: Side, consumer: Side, data: dict[str, bytes],
+              record: dict[str, Any]) -> None:
+    """A key-encrypting key's vector: the producer wraps a session AES key whose value is the
+    seeded message (test data made for it, never anyone's key), the consumer unwraps it with
+    its copy - AES key wrap checks its integrity, so other key material refuses it - and wraps
+    the unwrapped key again: the same bytes (AES key wrap is deterministic). The session
+    objects are destroyed at once."""
+    record["mechanism"] = f"CKM_{spec.mechanism.name}"
+    payload = producer.key.session.create_object({
+        Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
+        Attribute.TOKEN: False, Attribute.LABEL: _PAYLOAD_LABEL, Attribute.VALUE: data["msg"],
+        Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
+    try:
+        with pkcs11_step(f"wrap ({record['mechanism']})", producer.cluster):
+            ct = bytes(_op(producer, producer.key, "wrap_key")(payload,
+                                                               mechanism=spec.mechanism))
+    finally:
+        payload.destroy()
+    record["ct"] = ct.hex()
+    try:
+        with pkcs11_step(f"unwrap ({record['mechanism']})", consumer.cluster):
+            back = _op(consumer, consumer.key, "unwrap_key")(
+                ObjectClass.SECRET_KEY, KeyType.AES, ct, label=_PAYLOAD_LABEL, store=False,
+                mechanism=spec.mechanism,
+                template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
+    except TokenError as exc:  # the integrity check of AES key wrap failed
+        record["ok"] = False
+        record["comment"] = f"{consumer.cluster} refuses it ({exc}): different key material"
+        return
+    try:
+        with pkcs11_step(f"wrap again ({record['mechanism']})", consumer.cluster):
+            rewrap = _op(consumer, consumer.key, "wrap_key")
+            again = bytes(rewrap(back, mechanism=spec.mechanism))
+    finally:
+        back.destroy()
+    record["ok"] = again == ct
+    record["comment"] = ("unwraps, and wraps again to the same bytes" if record["ok"]
+                         else "unwraps to another key: different key material")
+
+
 _RUNNERS: dict[type, Callable[..., None]] = {
     Cipher: _cipher, Mac: _mac, RsaSig: _rsa_sig, RsaOaep: _rsa_oaep, Ecdsa: _ecdsa,
+    KeyWrap: _key_wrap,
 }

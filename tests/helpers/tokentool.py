@@ -41,7 +41,7 @@ def spec(d: dict) -> KeySpec:
     return KeySpec(index=0, label=d["label"], target_label=d.get("target_label", d["label"]),
                    type=d["type"], size=d.get("size"), curve=CURVE_ALIASES.get(d.get("curve"), d.get("curve")), attributes={},
                    vectors=(), disposition=d.get("disposition", "migrate"),
-                   expected_differences={})
+                   expected_differences={}, role=d.get("role", "unspecified"))
 
 
 def create_object(s, op: dict) -> str:

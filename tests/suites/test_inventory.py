@@ -56,11 +56,21 @@ def assert_no_pins(lab: Any, text: str) -> None:
         assert pin not in text, f"{token}'s PIN in the output"
 
 
+# the role keyparity inventory drafts from the usage keyparity.hsm.seed gives a key: of its
+# role, the first role of the table with those operations; without one, SoftHSM's and the
+# seed's defaults (a secret key that may encrypt and sign, an RSA key that may sign and decrypt
+# fit no single role)
+DRAFTED = {"pin": "data-encryption", "tokenisation": "data-encryption", "ca": "signing"}
+NO_ROLE = {"des2": "unspecified", "des3": "unspecified", "aes": "unspecified",
+           "generic-secret": "mac", "rsa": "unspecified", "ec": "signing"}
+
+
 def expected(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the draft should say of seeded keys (tests/helpers/tokentool.py: keyparity.hsm.seed)."""
     out = []
     for k in sorted(keys, key=lambda k: k["label"]):
-        entry = {**k, "id": key_id(k["label"]).hex()}
+        role = DRAFTED.get(k["role"], k["role"]) if "role" in k else NO_ROLE[k["type"]]
+        entry = {**k, "id": key_id(k["label"]).hex(), "role": role}
         if entry.get("disposition") == "migrate":
             del entry["disposition"]
         out.append(entry)
@@ -107,6 +117,27 @@ def test_draft_of_the_demo_source_reproduces_the_demo_inventory(lab):
         assert f'    id: "{k["id"]}"' in out.stdout.splitlines()
     assert out.stdout.startswith("# keyparity inventory of the source cluster hsm1 (token hsm1")
     assert_no_pins(lab, out.stdout + out.stderr)
+
+
+def test_roles_are_drafted_from_the_attributes_and_marked_as_drafts(lab):
+    """A role is a person's decision: the draft names the one the key's usage attributes show,
+    says so in a comment, and names none where they fit no single role."""
+    keys = [{"label": "k-kek", "type": "aes", "size": 256, "role": "key-encryption"},
+            {"label": "k-mac", "type": "des3", "role": "mac"},
+            {"label": "k-any", "type": "aes", "size": 128}]  # encrypt, decrypt, sign, verify
+    lab.seed(keys)
+    out = keyparity(lab, "inventory", str(lab.profile(keys)))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert ("    role: key-encryption  # draft, from its attributes (wrap, unwrap): confirm "
+            "what the key is for") in lines
+    assert ("    role: mac  # draft, from its attributes (sign, verify): confirm what the key "
+            "is for") in lines
+    assert ("    role: unspecified  # draft: its attributes allow encrypt, decrypt, sign, "
+            "verify, which fit no single role: name what the key is for (and correct its "
+            "attributes)") in lines
+    assert {k["label"]: k["role"] for k in yaml.safe_load(out.stdout)["keys"]} == {
+        "k-kek": "key-encryption", "k-mac": "mac", "k-any": "unspecified"}
 
 
 def test_drafted_profile_loads_and_the_suites_pass_with_a_signed_cbom_in_the_bundle(lab, all_suites):

@@ -21,8 +21,8 @@ from test_aws import validate_evidence
 from test_plan import custodians, signed_plan
 from test_policy import header
 
-AES = {"label": "k-aes128", "type": "aes", "size": 128}
-DES3 = {"label": "k-des3", "type": "des3"}
+AES = {"label": "k-aes128", "type": "aes", "size": 128, "role": "data-encryption"}
+DES3 = {"label": "k-des3", "type": "des3", "role": "pin"}
 KEYS = [AES, DES3]
 TARGET_ID = "cluster-lab2target"
 NOT_CONFIRMED = ("keyparity: PRODUCTION, NOT CONFIRMED: preflight and verification only, nothing "
@@ -33,7 +33,7 @@ def production(lab: Any) -> Path:
     custodians(lab)
     signers = [{"name": n, "type": "file", "path": str(lab.root / "custodians" / f"{n}.key.pem")}
                for n in ("c1", "c2")]
-    path = lab.profile(KEYS, environment="production",
+    path = lab.profile(KEYS, environment="production", classification="confidential",
                        evidence={"signers": signers, "threshold": 2})
     doc = yaml.safe_load(path.read_text())
     doc["clusters"]["target"]["aws"] = {"cluster_id": TARGET_ID, "region": "eu-central-1"}
@@ -152,7 +152,7 @@ def _profile(tmp_path: Path, environment: str, aws: bool = True, mode: str = "mi
     if aws:
         target["aws"] = {"cluster_id": TARGET_ID, "region": "eu-central-1"}
     doc = {"name": "p", "description": "d", "environment": environment,
-           "clusters": {"source": {**cluster, "name": "hsm1", "mode": "FIPS"}, "target": target},
+           "classification": "confidential", "clusters": {"source": {**cluster, "name": "hsm1", "mode": "FIPS"}, "target": target},
            "migration": {"mode": mode, "apply_sharing": True}, "keys": [AES]}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
     return load_profile(tmp_path / "p.yaml")

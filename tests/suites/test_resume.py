@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from conftest import HELPERS, REPO, evidence, run_suites
+from conftest import HELPERS, REPO, as_production, evidence, run_suites
+from test_bad_input import edit_profile
 from keyparity.journal.chain import verify
 from keyparity.journal.store import Journal
 
@@ -173,7 +174,7 @@ def test_cleanup_refuses_a_production_profile_without_confirm(lab):
     journal = lab.root / "journal.sqlite"
     rc, out, err = child(lab, lab.profile([AES]), journal, "run-1")
     assert rc == 0 and out["k-aes128"][0] == "migrated", err
-    prod = lab.profile([AES], name="prod", environment="production")
+    prod = edit_profile(lab.profile([AES], name="prod"), as_production)
     result = cleanup(lab, prod, journal, "run-1")
     assert result.returncode == 2
     assert result.stderr.strip() == (

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import evidence, run_suites
+from conftest import as_production, evidence, run_suites
 from test_bad_input import counts, edit_profile, spy_logins
 from test_plan import KEYS, keyparity, seeded_profile, signed_plan, spied
 
@@ -173,7 +173,7 @@ def test_destroy_needs_the_plan_the_run_followed_and_production_needs_confirm(la
     before = counts(lab)
     no_plan = retire(lab, suites, profile, run_id, "--destroy")
     assert no_plan.returncode == 2 and "--destroy needs --plan DIR" in no_plan.stderr
-    edit_profile(profile, lambda d: d.update(environment="production"))
+    edit_profile(profile, as_production)
     prod = retire(lab, suites, profile, run_id, "--destroy", f"--plan={plan_dir}")
     assert prod.returncode == 2, prod.stderr
     assert prod.stderr.strip() == (

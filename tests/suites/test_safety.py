@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import evidence, run_suites
+from conftest import as_production, evidence, run_suites
 from keyparity.attest.custodians import file_custodian
 from test_bad_input import SPY, edit_profile, spy_logins
 from test_cli_backend import cli_lab_profile
@@ -113,8 +113,7 @@ def test_seed_with_an_unset_env_pin_is_one_line(lab, monkeypatch):
 def test_seed_on_a_production_source_needs_its_cluster_id(lab):
     """seed writes keys to the source: a production profile's source gets none without
     --hsm-confirm naming it (one line, exit 2), nor with another id."""
-    profile = edit_profile(lab.profile([AES], name="prod"),
-                           lambda d: d.update(environment="production"))
+    profile = edit_profile(lab.profile([AES], name="prod"), as_production)
     out = keyparity(lab, "demo", "seed", str(profile))
     assert out.returncode == 2
     assert one_line(out) == ("keyparity demo seed: error: prod is a production profile: add "

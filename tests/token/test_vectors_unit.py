@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.cmac import CMAC
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 from pkcs11 import Attribute, KeyType, Mechanism
 from pkcs11.mechanisms import CTRParams, GCMParams
 
@@ -56,7 +58,8 @@ KIND = {"des3-ecb": "des3", "des3-cbc": "des3", "aes-ecb": "aes", "aes-cbc": "ae
         "aes-ctr": "aes", "aes-gcm": "aes", "hmac-sha256": "hmac", "hmac-sha384": "hmac",
         "hmac-sha512": "hmac", "rsa-pkcs1v15-sha256": "rsa", "rsa-pss-sha256": "rsa",
         "rsa-oaep-sha1": "rsa", "rsa-oaep-sha256": "rsa", "ecdsa-sha256": "ec",
-        "ecdsa-sha384": "ec", "ecdsa-sha512": "ec"}
+        "ecdsa-sha384": "ec", "ecdsa-sha512": "ec", "des3-cmac": "des3", "aes-cmac": "aes",
+        "aes-key-wrap": "aes"}
 SEED, LABEL = 20261123, "k-test"
 
 
@@ -76,10 +79,12 @@ def parties(tokens) -> dict[str, Any]:
         s = tokens[token]
         for kind, key_type in (("aes", KeyType.AES), ("des3", KeyType.DES3),
                                ("hmac", KeyType.GENERIC_SECRET)):
-            out[token, kind] = (secret(s, f"k-{kind}", key_type, VALUES[kind]), None)
+            wraps = {Attribute.WRAP: True, Attribute.UNWRAP: True} if kind == "aes" else {}
+            out[token, kind] = (secret(s, f"k-{kind}", key_type, VALUES[kind], extra=wraps),
+                                None)
             if token == "hsm2":
-                out["other", kind] = (secret(s, f"o-{kind}", key_type, OTHER_VALUES[kind]),
-                                      None)
+                out["other", kind] = (secret(s, f"o-{kind}", key_type, OTHER_VALUES[kind],
+                                             extra=wraps), None)
         out[token, "rsa"] = rsa_pair(s, "k-rsa", rsa_key(0))
         out[token, "ec"] = ec_pair(s, "k-ec", ec_key(0), "secp256r1")
         if token == "hsm2":
@@ -117,7 +122,8 @@ def test_the_vector_table():
         "rsa-pkcs1v15-sha256": ("RsaSig", 64), "rsa-pss-sha256": ("RsaSig", 64),
         "rsa-oaep-sha1": ("RsaOaep", 32), "rsa-oaep-sha256": ("RsaOaep", 32),
         "ecdsa-sha256": ("Ecdsa", 64), "ecdsa-sha384": ("Ecdsa", 64),
-        "ecdsa-sha512": ("Ecdsa", 64)}
+        "ecdsa-sha512": ("Ecdsa", 64), "des3-cmac": ("Mac", 48), "aes-cmac": ("Mac", 48),
+        "aes-key-wrap": ("KeyWrap", 32)}
     gcm = SPECS["aes-gcm"]
     assert (gcm.iv, gcm.aad, gcm.tag) == (12, 20, 16)
     assert (SPECS["aes-ctr"].iv, SPECS["aes-cbc"].iv, SPECS["des3-cbc"].iv) == (8, 16, 8)
@@ -154,11 +160,13 @@ MECHANISMS = {
     "rsa-pss-sha256": "CKM_SHA256_RSA_PKCS_PSS", "rsa-oaep-sha1": "CKM_RSA_PKCS_OAEP (sha1)",
     "rsa-oaep-sha256": "CKM_RSA_PKCS_OAEP (sha256)", "ecdsa-sha256": "CKM_ECDSA over SHA256",
     "ecdsa-sha384": "CKM_ECDSA over SHA384", "ecdsa-sha512": "CKM_ECDSA over SHA512",
+    "des3-cmac": "CKM_DES3_CMAC", "aes-cmac": "CKM_AES_CMAC", "aes-key-wrap": "CKM_AES_KEY_WRAP",
 }
 FIELDS = {"Cipher": {"ct"}, "Mac": {"tag"}, "RsaSig": {"sig"}, "RsaOaep": {"ct"},
-          "Ecdsa": {"sig"}}
+          "Ecdsa": {"sig"}, "KeyWrap": {"ct"}}
 COMMENTS = {
     "Cipher": "decrypts to the message", "Mac": "MAC verifies", "RsaOaep": "decrypts to the message",
+    "KeyWrap": "unwraps, and wraps again to the same bytes",
     "RsaSig": "software, with {c}'s public key: valid; on {c}: valid",
     "Ecdsa": "software, with {c}'s public key: valid; on {c}: valid",
 }
@@ -181,6 +189,12 @@ def software_check(vector: str, record: dict[str, Any], data: dict[str, bytes]) 
         ct = bytes.fromhex(record["ct"]) + bytes.fromhex(record["tag"])
         assert len(bytes.fromhex(record["tag"])) == 16 and len(bytes.fromhex(record["ct"])) == 37
         assert AESGCM(VALUES["aes"]).decrypt(data["iv"], ct, data["aad"]) == msg
+    elif vector.endswith("-cmac"):  # an independent CMAC (pyca/cryptography)
+        mac = CMAC(algorithms.AES(VALUES["aes"]) if kind == "aes" else _des3()(VALUES["des3"]))
+        mac.update(msg)
+        assert record["tag"] == mac.finalize().hex()
+    elif vector == "aes-key-wrap":  # RFC 3394 in software: what the producer's token wrapped
+        assert record["ct"] == aes_key_wrap(VALUES["aes"], msg).hex()
     elif kind == "hmac":
         algo = vector.split("-")[1]
         assert record["tag"] == hmac.new(VALUES["hmac"], msg, algo).hexdigest()
@@ -265,6 +279,9 @@ def test_different_keys_disagree(parties, vector):
         assert comment == "decrypts to something else: different key material"
     elif name == "Mac":
         assert comment == "MAC does not verify"
+    elif name == "KeyWrap":
+        assert comment.startswith("hsm2 refuses it (unwrap (CKM_AES_KEY_WRAP) on hsm2 failed: ")
+        assert comment.endswith("): different key material")
     elif name == "RsaOaep":
         assert comment.startswith("hsm2 refuses it (OAEP decrypt (sha1) on hsm2 failed: ")
         assert comment.endswith("): different key material")

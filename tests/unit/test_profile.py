@@ -492,7 +492,7 @@ def test_vector_not_allowed_for_type(layout: dict[str, Path]) -> None:
     data["keys"][0]["vectors"] = ["des3-cbc", "aes-gcm"]
     err = error_for(layout, data)
     assert err.field == "keys[0].vectors[1]"
-    assert err.message == "'aes-gcm' is not allowed for type des3 (allowed: des3-ecb, des3-cbc)"
+    assert err.message == "'aes-gcm' is not allowed for type des3 (allowed: des3-ecb, des3-cbc, des3-cmac)"
 
 
 def test_duplicate_vectors(layout: dict[str, Path]) -> None:

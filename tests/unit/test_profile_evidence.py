@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import as_production
 from keyparity.profile import ProfileError, load_profile
 
 
@@ -109,7 +110,7 @@ def test_the_same_key_under_two_signer_names_is_refused_when_the_profile_loads(t
 
 def _production(path: Path) -> Path:
     doc = yaml.safe_load(path.read_text())
-    doc["environment"] = "production"
+    as_production(doc)
     path.write_text(yaml.safe_dump(doc))
     return path
 

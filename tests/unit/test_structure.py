@@ -14,7 +14,7 @@ PACKAGE = REPO / "keyparity"
 GROUND = {"keyparity.errors", "keyparity.secrets", "keyparity.profile", "keyparity.runinfo",
           "keyparity.module_env", "keyparity.policy", "keyparity.keytypes",
           "keyparity.vector_table", "keyparity.checks", "keyparity.atomic", "keyparity.process",
-          "keyparity.strength"}
+          "keyparity.strength", "keyparity.roles", "keyparity.minimal"}
 # The rooms (subpackages of keyparity/), lowest first: a room imports the ground and rooms
 # below it, never one above (docs/design.md draws it). The other modules at the package top
 # are the wiring (the plugin, the controller, the commands): they may import any room.

@@ -7,7 +7,7 @@ import pytest
 from pkcs11 import Mechanism
 from pkcs11.mechanisms import CTRParams, GCMParams
 
-from keyparity import vector_table
+from keyparity import roles, vector_table
 from keyparity.vector_table import TABLE, Cipher
 
 IV, AAD = bytes(range(12)), b"associated data"
@@ -43,8 +43,10 @@ def test_ecb_gets_no_parameter(mechanism):
 
 def test_allowed_vectors_per_key_type_in_the_tables_order():
     assert vector_table.allowed("des2") == vector_table.allowed("des3") == ("des3-ecb",
-                                                                             "des3-cbc")
-    assert vector_table.allowed("aes") == ("aes-ecb", "aes-cbc", "aes-ctr", "aes-gcm")
+                                                                             "des3-cbc",
+                                                                             "des3-cmac")
+    assert vector_table.allowed("aes") == ("aes-ecb", "aes-cbc", "aes-ctr", "aes-gcm", "aes-cmac",
+                                            "aes-key-wrap")
     assert vector_table.allowed("generic-secret") == ("hmac-sha256", "hmac-sha384",
                                                       "hmac-sha512")
     assert vector_table.allowed("rsa") == ("rsa-pkcs1v15-sha256", "rsa-pss-sha256",
@@ -69,3 +71,16 @@ def test_default_vectors_per_key_type_and_curve():
     # the curve counts for EC keys only
     assert vector_table.defaults("aes", "secp256r1") == vector_table.defaults("aes")
     assert vector_table.defaults("dsa") == ()
+
+
+def test_a_roles_defaults_are_only_vectors_it_permits():
+    assert vector_table.defaults("aes", role="data-encryption") == vector_table.defaults("aes")
+    assert vector_table.defaults("aes", role="mac") == ("aes-cmac",)
+    assert vector_table.defaults("aes", role="key-encryption") == ("aes-key-wrap",)
+    assert vector_table.defaults("des3", role="mac") == ("des3-cmac",)
+    assert vector_table.defaults("des3", role="key-encryption") == ()  # no 3DES wrap vector
+    assert vector_table.defaults("rsa", role="signing") == ("rsa-pkcs1v15-sha256",
+                                                            "rsa-pss-sha256")
+    assert vector_table.defaults("ec", "secp384r1", role="ca") == ("ecdsa-sha384",)
+    for name, vector in vector_table.TABLE.items():
+        assert set(vector.operations) <= set(roles.OPERATIONS), name
