@@ -129,8 +129,9 @@ def _verified(profile: Profile, plan_dir: Path, gate: LoginGate) -> tuple[bytes,
         raise PlanError(f"{where}: {profile.path} has no evidence.signers to verify the plan's "
                         "signatures with")
     keys, names = public_keys(profile.evidence, profile.module_env, gate)
+    tsa = profile.evidence.timestamp  # its signatures' time-stamps, against the profile's TSA
     result = verify_plan(plan_dir, keys, profile.evidence.threshold or None, key_names=names,
-                         every_key=False)
+                         every_key=False, tsa_roots=[tsa.ca] if tsa is not None else None)
     if not result.ok:
         raise PlanError(f"{where} does not verify, nothing was written: "
                         + "; ".join(result.problems))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 import yaml
 from local_tsa import local_tsa
 
@@ -79,3 +80,28 @@ def test_the_demo_tsa_profile_names_the_tsa_with_every_path_absolute(lab, tmp_pa
     loaded = load_profile(out)
     assert loaded.evidence.timestamp is not None and loaded.evidence.timestamp.ca == root
     assert loaded.name == load_profile(profile).name
+
+
+def test_a_run_refuses_a_plan_stamped_by_a_tsa_outside_its_profiles_root(lab, tmp_path):
+    """The run that follows a plan checks the plan's time-stamps against its own profile's TSA
+    root (approval.load): tokens made by another TSA are not the profile's independent time."""
+    from keyparity.attest.approval import load
+    from keyparity.attest.plan import PlanError
+    from keyparity.hsm.login import LoginGate
+
+    lab.seed(KEYS)
+    file_custodian(lab.root / "custodians", "c1")
+    signers = [{"name": "c1", "type": "file", "path": str(lab.root / "custodians" / "c1.key.pem")}]
+    plan = lab.root / "plan"
+    with local_tsa(tmp_path / "rogue") as rogue, local_tsa(tmp_path / "tsa") as tsa:
+        def profile(by: Any, name: str):
+            return lab.profile(KEYS, name=name, evidence={
+                "signers": signers, "threshold": 1,
+                "timestamp": {"url": by.url, "ca": str(by.root)}})
+        made = keyparity(lab, "plan", str(profile(rogue, "lab")), "--out", str(plan))
+        assert made.returncode == 0, made.stderr
+        assert (plan / "plan.tsr.json").is_file()
+        own = load_profile(profile(tsa, "lab"))
+        with pytest.raises(PlanError, match="does not verify") as refused:
+            load(own, plan, LoginGate(None))
+    assert "time" in str(refused.value).lower(), refused.value
