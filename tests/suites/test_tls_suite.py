@@ -459,6 +459,9 @@ def test_the_demo_profile_passes_the_tls_suite_after_demo_pki(demo, tls_suites):
             assert written == pins[c][f"{name}_sha256"] + "\n"
     keyparity("demo", "pki", "--state", str(state))  # kept: the pins do not change
     assert pins["hsm1"] == pki.root_pins({"pins": state / "pki" / "hsm1" / "pins.json"})
+    # the demo's signed approvals, as ./run demo signs them (the profile loads once the PKI is)
+    keyparity("demo", "approvals", str(demo / "hsm_profiles" / "softhsm.yaml"), "--state",
+              str(state))
     profile = load_profile(demo / "hsm_profiles" / "softhsm.yaml")
     assert profile.source.tls.aws_root_sha256 == pins["hsm1"]["aws_root_sha256"]
     assert profile.target.tls.manufacturer_root_sha256 == pins["hsm2"]["manufacturer_root_sha256"]

@@ -42,7 +42,7 @@ def test_help_lists_and_describes_every_command_in_plain_text():
     groups = {name: (p, helps) for name, p, helps in parsers(cli.parser())}
     top = set(groups["keyparity"][1])
     assert top == {"inventory", "plan", "sign", "verify", "retire", "cleanup", "copies", "journal",
-                   "demo", "bench"}
+                   "demo", "bench", "approve"}
     for name, (p, helps) in groups.items():
         sub = next((a for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
         if sub is None:  # a command without steps
