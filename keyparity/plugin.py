@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from . import chunks, policy, runinfo, settle, xdist_compat
+from .attest import signoff
 from .backends import backend_for
 from .cloudhsm import cli_scope
 from .controller import start_run
@@ -374,8 +375,10 @@ def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
     wait = pytestconfig.getoption("hsm_lock_wait")
     locks = None if hsm_profile.migration_mode != "migrate" else key_locks(
         target_cluster, hsm_run.run_id, 600.0 if wait is None else wait)
+    signoffs = signoff.load(hsm_profile) if hsm_profile.approvals else signoff.Signoffs()
     m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id, journal=journal,
-                 backend=backend, approval=pytestconfig.stash.get(APPROVAL, None), locks=locks)
+                 backend=backend, approval=pytestconfig.stash.get(APPROVAL, None), locks=locks,
+                 wrap_refusal=lambda spec: signoffs.refusal(spec, hsm_profile))
     if m.writes:
         m.backend.start()
     m.set_batches(pytestconfig.stash.get(BATCHES, []))

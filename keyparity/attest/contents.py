@@ -8,6 +8,9 @@ subjects (each file's SHA-256 signed), of what an auditor would otherwise fetch 
     plan/plan.dsse.json
     journal.json            the write journal's rows of this run, and the chain head after them
     signers/<name>.pem      each signer's certificate (``certificate:``), else its public key
+    approvals/<file>        the signed approvals the profile names (compliance.approvals: wrap
+                            exceptions, the non-FIPS approval) and each approver's public key
+                            (approvers/<name>.pem), so that their signatures verify from it
 
 The signed predicate's ``contents`` names each; ``keyparity verify`` fails a bundle whose
 predicate lacks them (``missing``) or whose files are gone (a missing subject).
@@ -27,12 +30,14 @@ from ..journal.store import Journal
 from ..profile import Profile
 from .digest import sha256_file
 
-__all__ = ["JOURNAL_ROWS", "PLAN_DIR", "PROFILE_DIR", "SIGNERS_DIR", "missing", "write_contents"]
+__all__ = ["APPROVALS_DIR", "JOURNAL_ROWS", "PLAN_DIR", "PROFILE_DIR", "SIGNERS_DIR", "missing",
+           "write_contents"]
 
 PROFILE_DIR = "profile"
 PLAN_DIR = "plan"
 JOURNAL_ROWS = "journal.json"
 SIGNERS_DIR = "signers"
+APPROVALS_DIR = "approvals"
 _PLAN_FILES = ("plan.json", "plan.dsse.json")
 
 
@@ -49,6 +54,12 @@ def write_contents(run_dir: Path, profile: Profile, run_id: str, *,
         copies = [_copy(Path(plan_dir) / name, run_dir / PLAN_DIR, run_dir)
                   for name in _PLAN_FILES]
         out["plan"] = {"file": copies[0]["file"], "envelope": copies[1]["file"]}
+    if profile.approvals:
+        out["approvals"] = {
+            "documents": [_copy(p, run_dir / APPROVALS_DIR, run_dir) for p in profile.approvals],
+            "approvers": [{"name": name, **_copy(pem, run_dir / APPROVALS_DIR / "approvers",
+                                                 run_dir)}
+                          for name, pem in profile.approvers.items()]}
     if journal is not None and Path(journal).is_file():
         out["journal"] = _journal_rows(Path(journal), run_id, run_dir)
     folder = run_dir / SIGNERS_DIR

@@ -27,6 +27,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,13 +205,24 @@ class Signoffs:
     def of(self, kind: str) -> list[Verified]:
         return [v for v in self.items if v.doc["kind"] == kind]
 
+    @cached_property
+    def _excepted(self) -> dict[str, list[tuple[Verified, Any]]]:
+        """label -> (the wrap exception, its entry for that label), each exception's first
+        entry per label: asked once per key, so a look-up, not a scan of every exception."""
+        out: dict[str, list[tuple[Verified, Any]]] = {}
+        for v in self.of(WRAP):
+            seen: set[str] = set()
+            for entry in v.doc.get("keys", []):
+                label = entry.get("label") if isinstance(entry, dict) else None
+                if isinstance(label, str) and label not in seen:
+                    seen.add(label)
+                    out.setdefault(label, []).append((v, entry))
+        return out
+
     def exception(self, spec: KeySpec, profile: Profile) -> tuple[Verified | None, str | None]:
         """The wrap exception covering ``spec`` under the profile's chain, or why none does."""
         why = None
-        for v in self.of(WRAP):
-            entry = next((k for k in v.doc.get("keys", []) if k.get("label") == spec.label), None)
-            if entry is None:
-                continue
+        for v, entry in self._excepted.get(spec.label, []):
             if entry != strength.key_record(spec):
                 why = (f"{v.path.name} excepts {spec.label!r} as {_shown(entry)}; the profile "
                        f"says {_shown(strength.key_record(spec))}")
@@ -220,6 +232,20 @@ class Signoffs:
             else:
                 return v, None
         return None, why
+
+
+    def refusal(self, spec: KeySpec, profile: Profile) -> str | None:
+        """Why ``spec`` may not be wrapped under the profile's chain (a weaker chain and no
+        signed exception for it), or None: asked by the migration before the key's write, so
+        that a key its preflight fails for this is never wrapped by the weaker chain."""
+        if not strength.weaker(spec, profile.wrapping):
+            return None
+        found, why = self.exception(spec, profile)
+        if found is not None:
+            return None
+        return (f"{strength.shortfall(spec, profile.wrapping)}; not wrapped: "
+                + (why or "no signed wrap exception covers it (keyparity approve PROFILE "
+                          "--kind wrap-exception)"))
 
 
 def _shown(value: Any) -> str:

@@ -114,11 +114,14 @@ class Migrator:
     ``journal``: the write journal (a Recorder: a Journal, or a NullJournal); ``backend``: how
     keys move (default: PKCS #11); ``approval``: the signed plan the run follows (``refusal(spec,
     source, source_attributes)`` says why a key may not be written), None without one;
+    ``wrap_refusal``: why a key may not be wrapped by the profile's chain (weaker than the key
+    and no signed exception: keyparity.attest.signoff), asked before its write;
     ``locks``: the target's key locks (default: its lock directory, keyparity.hsm.lockdir)."""
 
     def __init__(self, profile: Profile, source: ClusterSession, target: ClusterSession,
                  run_id: str, journal: Recorder | None = None, backend: Backend | None = None,
-                 approval: Any = None, locks: KeyLocks | None = None) -> None:
+                 approval: Any = None, locks: KeyLocks | None = None,
+                 wrap_refusal: Callable[[KeySpec], str | None] | None = None) -> None:
         self.profile, self.source, self.target, self.run_id = profile, source, target, run_id
         self.journal = journal if journal is not None else NullJournal()
         self.recorder = self.journal.bind(run_id)
@@ -126,6 +129,7 @@ class Migrator:
                                                 wrapping_label(run_id), self.recorder)
         self.writes = profile.migration_mode == "migrate"
         self.approval = approval
+        self.wrap_refusal = wrap_refusal
         self.locks = locks if locks is not None or not self.writes else key_locks(target, run_id)
         self._done: dict[str, Migration] = {}
         self._batches: dict[str, tuple[tuple[KeySpec, ...], int]] = {}  # label -> (chunk, next)
@@ -331,10 +335,13 @@ class Migrator:
         return {m.spec.target_label for m, _ in todo}
 
     def _approved(self, m: Migration) -> None:
-        """PolicyError when the run follows a plan that does not approve this write."""
+        """PolicyError when the run follows a plan that does not approve this write, or when
+        the key may not be wrapped by the profile's chain."""
         assert m.source is not None
         why = None if self.approval is None else self.approval.refusal(
             m.spec, m.source, m.source_attributes)
+        if why is None and self.wrap_refusal is not None:
+            why = self.wrap_refusal(m.spec)
         if why is not None:
             raise PolicyError(why)
 

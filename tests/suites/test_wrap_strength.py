@@ -142,3 +142,20 @@ def test_a_cloudhsm_target_defaults_to_rsa_4096_and_sha256(lab):
     profile.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert (load_profile(profile).wrapping.rsa_bits,
             load_profile(profile).wrapping.oaep_hash) == (4096, "sha256")
+
+
+def test_a_key_the_chain_is_too_weak_for_is_never_wrapped_by_it(lab, suites):
+    """Failing its preflight is not enough: the migration refuses to wrap the key by the weaker
+    chain (signoff.refusal, asked before the write), so it never leaves the source under it,
+    while a key the chain is strong enough for moves."""
+    lab.seed([AES256, DES3])
+    profile = lab.profile([AES256, DES3], approvals=False)
+    result = run_suites(suites, profile)
+    assert result.ret == 1
+    doc = evidence(suites)
+    migration = doc["keys"]["k-aes256"]["migration"]
+    assert migration["status"] != "migrated", migration
+    assert "not wrapped: no signed wrap exception covers it" in json.dumps(migration), migration
+    assert doc["keys"]["k-des3"]["migration"]["status"] == "migrated"
+    count = lab.tokens({"op": "count", "token": "hsm2", "label": "k-aes256"})[0]
+    assert count == 0  # nothing written on the target

@@ -243,8 +243,15 @@ def test_the_pytest_path_proves_every_key_in_a_signed_bundle(pytest_figures):
     assert run["verify"]["last_line"] == "keyparity verify: authentic; signed verdict PASS"
     # the bare loop made the same proofs for every key, twice (before and after the run)
     assert [b["proven"] for b in doc["bare"]["loops"]] == [4, 4]
-    # evidence, report, junit, OSCAL, CBOM, Allure archive, statement, envelope: no runtime file
-    assert run["run_dir"]["files"] == 8
+    # evidence, report, junit, OSCAL, CBOM, Allure archive, statement, envelope, and what makes
+    # the bundle self-contained (the profile, the journal's rows, the signer's key, the signed
+    # wrap exception and its approver's key): no runtime file
+    assert run["run_dir"]["names"] == [
+        "allure-results.tar.gz", "approvals/approvers/bench-custodian.pub.pem",
+        "approvals/bench-wrap-exception.dsse.json", "assessment-results.json", "cbom.json",
+        "evidence.dsse.json", "evidence.json", "journal.json", "junit.xml", "profile/bench.yaml",
+        "report.html", "signers/bench-custodian.pem", "statement.json"]
+    assert run["run_dir"]["files"] == 13
     assert "ratio       run / bare loop" in out and "floor       " in out
 
 
