@@ -14,7 +14,7 @@ from .hsm.backend import Backend
 from .hsm.cluster import ClusterSession
 from .hsm.login import LoginGate
 from .journal.recorder import RunRecorder
-from .profile import KeySpec, Profile
+from .profile import Cluster, KeySpec, Profile
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class BackendKind:
     label -> what else the plan shows of each key's move that only this backend reads from the
     source (the CLI: key quorum values), or why it could not be read; ``sets_quorum``: whether
     a key's CloudHSM quorum values arrive with it at unwrap; ``per_owner``: whether it moves
-    each owner's keys as that owner (profile ``owners``)."""
+    each owner's keys as that owner (profile ``owners``); ``user_of(cluster)``: the user it
+    writes as on that cluster (whom the HSM's audit log names)."""
 
     name: str
     make: Callable[[Profile, ClusterSession | None, ClusterSession | None, RunRecorder,
@@ -36,6 +37,11 @@ class BackendKind:
     per_owner: bool = False
     plan_reads: Callable[[Profile, LoginGate], Mapping[str, dict[str, Any] | str]] = (
         lambda profile, gate: {})
+    user_of: Callable[[Cluster], str | None] = lambda cluster: cluster.user
+
+
+def _cli_user(cluster: Cluster) -> str | None:
+    return cluster.cloudhsm_cli.user if cluster.cloudhsm_cli is not None else cluster.user
 
 
 def _pkcs11(profile: Profile, source: ClusterSession | None, target: ClusterSession | None,
@@ -53,7 +59,7 @@ def _cli(profile: Profile, source: ClusterSession | None, target: ClusterSession
 BACKENDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("pkcs11", _pkcs11, pkcs11.unwrap_record, sets_quorum=False),
     BackendKind("cloudhsm-cli", _cli, cli.unwrap_record, sets_quorum=True, per_owner=True,
-                plan_reads=cli.plan_reads),
+                plan_reads=cli.plan_reads, user_of=_cli_user),
 )}
 
 

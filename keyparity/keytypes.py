@@ -21,6 +21,7 @@ class KcvMethod:
     mechanism: Mechanism
     block: int
     description: str
+    algorithm: str = ""  # the label beside the value (a payment HSM's name for the method)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class KeyTypeInfo:
     stored_bits: int | None = None
     fips_approved: bool = True     # False: FIPS mode no longer allows it (SP 800-131A Rev. 2)
     kcv: KcvMethod | None = None
+    cmac_kcv: bool = False  # also a CMAC check value (ANSI X9.24-1:2017; keyparity.hsm.identity)
     proof_methods: tuple[str, ...] = ()  # keyparity.hsm.proof's, in the order tried
     cli_class: str | None = None   # CloudHSM CLI ``key unwrap --key-type-class``
     cli_names: tuple[str, ...] = ()  # how ``key list`` names the type
@@ -81,12 +83,12 @@ class KeyTypeInfo:
         return ObjectClass.PRIVATE_KEY if self.asymmetric else ObjectClass.SECRET_KEY
 
 
-def _kcv(mechanism: Mechanism, block: int, how: str) -> KcvMethod:
+def _kcv(mechanism: Mechanism, block: int, how: str, algorithm: str) -> KcvMethod:
     return KcvMethod(mechanism, block, f"{how} of a{'n' if block == 8 else ''} {block}-byte "
-                     "zero block, first 3 bytes")
+                     "zero block, first 3 bytes", algorithm)
 
 
-_DES_KCV = _kcv(Mechanism.DES3_ECB, 8, "DES3-ECB encryption")
+_DES_KCV = _kcv(Mechanism.DES3_ECB, 8, "DES3-ECB encryption", "ANSI_X9_24")
 _DES_PROOF = ("des3-ecb-decrypt", "des3-ecb-encrypt", "des3-cmac")
 # CloudHSM: "symmetric keys: first 3 bytes of the result of encrypting a zero-block with the
 # key" - our KCV for DES3 and AES. Asymmetric: SHA-1 of the public key (encoding unstated);
@@ -103,13 +105,15 @@ KEY_TYPES: dict[str, KeyTypeInfo] = {t.name: t for t in (
                 cli_names=("3des", "des3"), cbom_name="3DES", cbom_primitive="block-cipher",
                 cbom_parameter_set="168", cbom_strength=112),
     KeyTypeInfo("aes", KeyType.AES, "AES", Sizes(choices=(128, 192, 256)), size_in_name=True,
-                kcv=_kcv(Mechanism.AES_ECB, 16, "AES-ECB encryption"),
+                kcv=_kcv(Mechanism.AES_ECB, 16, "AES-ECB encryption",
+                         "ECB (legacy; CloudHSM's check-value)"), cmac_kcv=True,
                 proof_methods=("aes-ecb-decrypt", "aes-ecb-encrypt", "aes-cmac", "aes-key-wrap"),
                 cli_class="aes", cli_names=("aes",),
                 cbom_name="AES", cbom_primitive="block-cipher", cbom_quantum=None),
     KeyTypeInfo("generic-secret", KeyType.GENERIC_SECRET, "generic secret",
                 Sizes(low=8, high=4096, step=8),
-                kcv=_kcv(Mechanism.SHA256_HMAC, 16, "HMAC-SHA256"), proof_methods=("hmac-sha256",),
+                kcv=_kcv(Mechanism.SHA256_HMAC, 16, "HMAC-SHA256", "HMAC-SHA256 (keyparity's)"),
+                proof_methods=("hmac-sha256",),
                 cli_class="generic-secret", cli_names=("generic-secret",),
                 cloudhsm_kcv="CloudHSM computes no check value for HMAC (generic secret) keys; "
                              "keyparity's KCV is HMAC-SHA256",

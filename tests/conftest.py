@@ -100,6 +100,8 @@ class Lab:
             "compliance": {"acknowledge_non_fips": LAB_ACK},
         }
         doc.update(top)
+        if doc.get("environment") == "production":  # what production requires besides
+            as_production(doc)
         doc = {k: v for k, v in doc.items() if v is not None}  # top: NAME=None removes it
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -3,7 +3,11 @@ subjects (each file's SHA-256 signed), of what an auditor would otherwise fetch 
 
     profile/<file>          the profile the run used, byte for byte (its SHA-256 is the signed
                             ``profile_sha256``); secrets in it are references only (env:NAME,
-                            file:PATH: the schema refuses a literal), never their values
+                            file:PATH: the schema refuses a literal), never their values. In
+                            production (minimal data: keyparity.minimal) the absolute paths of
+                            its secret and key files are shown as the evidence shows a path
+                            (``Profile.shown``), listed under ``redacted``: the copy's own
+                            SHA-256 is then not the original's
     plan/plan.json          the signed plan the run followed, and its envelope
     plan/plan.dsse.json
     journal.json            the write journal's rows of this run, and the chain head after them
@@ -48,7 +52,7 @@ def write_contents(run_dir: Path, profile: Profile, run_id: str, *,
     returns the predicate's ``contents``. ``signer_keys``: name -> (its SSlibKey, its
     certificate or None), in the profile's order."""
     run_dir = Path(run_dir)
-    out: dict[str, Any] = {"profile": _copy(profile.path, run_dir / PROFILE_DIR, run_dir),
+    out: dict[str, Any] = {"profile": _copy_profile(profile, run_dir),
                            "plan": None, "journal": None, "signers": []}
     if plan_dir is not None:
         copies = [_copy(Path(plan_dir) / name, run_dir / PLAN_DIR, run_dir)
@@ -76,6 +80,36 @@ def write_contents(run_dir: Path, profile: Profile, run_id: str, *,
                                "file": f"{SIGNERS_DIR}/{name}.pem",
                                "kind": "certificate" if cert is not None else "public key"})
     return out
+
+
+def _secret_paths(profile: Profile) -> list[str]:
+    """The absolute paths of the profile's secret and key files: ``file:`` references, file
+    signers' keys (Profile.secret_files), TLS private keys."""
+    paths = [str(f["file"]) for f in profile.secret_files]
+    for cluster in profile.clusters:
+        tls = cluster.tls
+        paths += [str(p) for p in (getattr(tls, "client_key", None),
+                                   getattr(tls, "server_key", None)) if p is not None]
+    return sorted({p for p in paths if Path(p).is_absolute()}, key=len, reverse=True)
+
+
+def _copy_profile(profile: Profile, run_dir: Path) -> dict[str, Any]:
+    """The profile, byte for byte; in production with its secret and key files' absolute
+    paths shown as the evidence shows them (no host path of a secret in the bundle)."""
+    if not profile.production:
+        return _copy(profile.path, run_dir / PROFILE_DIR, run_dir)
+    text = Path(profile.path).read_text("utf-8")
+    redacted = []
+    for path in _secret_paths(profile):
+        if path in text:
+            text = text.replace(path, profile.shown(path))
+            redacted.append(profile.shown(path))
+    folder = run_dir / PROFILE_DIR
+    folder.mkdir(exist_ok=True)
+    target = folder / Path(profile.path).name
+    atomic.write(target, text.encode("utf-8"))
+    return {"file": target.relative_to(run_dir).as_posix(), "sha256": sha256_file(target),
+            **({"redacted": redacted} if redacted else {})}
 
 
 def _copy(source: Path, folder: Path, run_dir: Path) -> dict[str, str]:

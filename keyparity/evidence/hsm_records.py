@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..backends import backend_for
 from ..cloudhsm import audit_log, aws, cloudtrail
 from ..errors import KeyparityError
 from ..profile import Cluster, Profile
@@ -45,9 +46,7 @@ def _journal_names(c: Cluster) -> tuple[str, ...]:
 
 
 def _user(profile: Profile, c: Cluster) -> str | None:
-    if profile.migration_backend == "cloudhsm-cli" and c.cloudhsm_cli is not None:
-        return c.cloudhsm_cli.user
-    return c.user
+    return backend_for(profile).user_of(c)
 
 
 def collect(profile: Profile, rows: Sequence[Mapping[str, Any]], *,

@@ -24,7 +24,7 @@ from pkcs11 import Attribute, Mechanism
 from pkcs11.types import Key
 
 from ..errors import NotPermitted, operation, pkcs11_step
-from ..keytypes import BY_PKCS11, CURVES
+from ..keytypes import BY_PKCS11, CURVES, KEY_TYPES
 
 
 
@@ -76,8 +76,6 @@ def kcv(key: Key, where: str, fips: bool = False) -> Kcv:
 CMAC = "CMAC"
 CMAC_TEXT = ("AES-CMAC of a 16-byte zero block, first 3 bytes (ANSI X9.24-1:2017; AWS Payment "
              "Cryptography KeyCheckValueAlgorithm CMAC)")
-_LEGACY = {"des2": "ANSI_X9_24", "des3": "ANSI_X9_24", "aes": "ECB (legacy; CloudHSM's "
-           "check-value)", "generic-secret": "HMAC-SHA256 (keyparity's)"}
 _BLOCK = 16
 _R128 = 0x87  # SP 800-38B's R_128: the subkey doubling's reduction
 
@@ -109,10 +107,11 @@ def check_values(key: Key, type_name: str, where: str, fips: bool = False) -> li
     attributes (or the cluster's mode) forbid says why instead; a token or session failure
     raises (TokenError), as any other step of a key's test. A key pair has none (it is
     shown by its public key's fingerprint)."""
-    if type_name not in _LEGACY:
+    info = KEY_TYPES.get(type_name)
+    if info is None or info.kcv is None:
         return []
     out: list[dict[str, Any]] = []
-    kinds = [(_LEGACY[type_name], None)] + ([(CMAC, CMAC_TEXT)] if type_name == "aes" else [])
+    kinds = [(info.kcv.algorithm, None)] + ([(CMAC, CMAC_TEXT)] if info.cmac_kcv else [])
     for algorithm, text in kinds:
         entry: dict[str, Any] = {"algorithm": algorithm, "cluster": where}
         try:

@@ -22,11 +22,13 @@ import pytest
 
 from conftest import REPO, TMPFS
 
-BUNDLE = ["allure-results.tar.gz", "assessment-results.json", "cbom.json", "evidence.dsse.json",
+BUNDLE = ["allure-results.tar.gz", "approvals", "assessment-results.json", "cbom.json", "evidence.dsse.json",
           "evidence.json", "journal.json", "junit.xml", "profile", "report.html", "signers",
           "statement.json"]
 # what makes it self-contained (keyparity.attest.contents)
-INSIDE = ["profile/softhsm.yaml", "signers/custodian-1.pem", "signers/custodian-2.pem"]
+INSIDE = ["profile/softhsm.yaml", "signers/custodian-1.pem", "signers/custodian-2.pem",
+          "approvals/approvers", "approvals/approvers/security-officer.pub.pem",
+          "approvals/softhsm-wrap-exception.dsse.json", "approvals/softhsm-non-fips.dsse.json"]
 
 
 @dataclass
@@ -97,7 +99,8 @@ def test_the_bundle_holds_evidence_only(demo):
         BUNDLE + INSIDE)
     statement = json.loads((demo.run_dir / "statement.json").read_text())
     assert sorted(s["name"] for s in statement["subject"]) == sorted(
-        set(BUNDLE + INSIDE) - {"statement.json", "evidence.dsse.json", "profile", "signers"})
+        set(BUNDLE + INSIDE) - {"statement.json", "evidence.dsse.json", "profile", "signers",
+                                "approvals", "approvals/approvers"})
     assert not (demo.root / ".keyparity" / "run" / demo.run_dir.name).exists()
 
 

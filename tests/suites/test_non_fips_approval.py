@@ -60,7 +60,7 @@ def test_an_approval_whose_scope_leaves_out_a_key_stops_the_run(lab, suites):
     lab.seed([DES3, RSA])
     profile = lab.profile([DES3], environment="production")  # the scope: k-des3 alone
     doc = yaml.safe_load(profile.read_text())
-    doc["keys"].append(RSA)
+    doc["keys"].append({**RSA, "role": "signing"})
     doc["exclude"] = []
     profile.write_text(yaml.safe_dump(doc, sort_keys=False))
     error = one_error(run_suites(suites, profile))
