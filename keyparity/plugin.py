@@ -361,9 +361,17 @@ def target_cluster(hsm_profile: Profile, login_gate: LoginGate) -> ClusterSessio
 
 
 @pytest.fixture(scope="session")
+def signoffs(hsm_profile: Profile) -> signoff.Signoffs:
+    """The profile's signed approvals (keyparity.attest.signoff), each verified with its
+    approver's key (already once before the run started: one that does not verify stops it);
+    read once per process, for the preflight tests and the migration."""
+    return signoff.load(hsm_profile)
+
+
+@pytest.fixture(scope="session")
 def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
              target_cluster: ClusterSession, hsm_run: runinfo.Run, login_gate: LoginGate,
-             pytestconfig: pytest.Config) -> Iterator[Migrator]:
+             signoffs: signoff.Signoffs, pytestconfig: pytest.Config) -> Iterator[Migrator]:
     """Migrates inventory keys on first use, recording every write in the journal, each key
     under its lock (keyparity.journal.locks); the backend is the profile's
     (``migration.backend``), started before the first write; its wrapping objects are
@@ -375,7 +383,6 @@ def migrator(hsm_profile: Profile, source_cluster: ClusterSession,
     wait = pytestconfig.getoption("hsm_lock_wait")
     locks = None if hsm_profile.migration_mode != "migrate" else key_locks(
         target_cluster, hsm_run.run_id, 600.0 if wait is None else wait)
-    signoffs = signoff.load(hsm_profile) if hsm_profile.approvals else signoff.Signoffs()
     m = Migrator(hsm_profile, source_cluster, target_cluster, hsm_run.run_id, journal=journal,
                  backend=backend, approval=pytestconfig.stash.get(APPROVAL, None), locks=locks,
                  wrap_refusal=lambda spec: signoffs.refusal(spec, hsm_profile))

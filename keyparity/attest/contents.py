@@ -104,18 +104,20 @@ def _copy_profile(profile: Profile, run_dir: Path) -> dict[str, Any]:
         if path in text:
             text = text.replace(path, profile.shown(path))
             redacted.append(profile.shown(path))
-    folder = run_dir / PROFILE_DIR
-    folder.mkdir(exist_ok=True)
-    target = folder / Path(profile.path).name
-    atomic.write(target, text.encode("utf-8"))
-    return {"file": target.relative_to(run_dir).as_posix(), "sha256": sha256_file(target),
-            **({"redacted": redacted} if redacted else {})}
+    copy = _copy(profile.path, run_dir / PROFILE_DIR, run_dir, text.encode("utf-8"))
+    return {**copy, **({"redacted": redacted} if redacted else {})}
 
 
-def _copy(source: Path, folder: Path, run_dir: Path) -> dict[str, str]:
+def _copy(source: Path, folder: Path, run_dir: Path,
+          data: bytes | None = None) -> dict[str, str]:
+    """``source`` copied into ``folder`` under its name (``data`` written instead of its
+    bytes when given); its path in the bundle and its SHA-256."""
     folder.mkdir(exist_ok=True)
     target = folder / Path(source).name
-    shutil.copyfile(source, target)
+    if data is None:
+        shutil.copyfile(source, target)
+    else:
+        atomic.write(target, data)
     return {"file": target.relative_to(run_dir).as_posix(), "sha256": sha256_file(target)}
 
 

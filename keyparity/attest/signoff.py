@@ -234,18 +234,26 @@ class Signoffs:
         return None, why
 
 
-    def refusal(self, spec: KeySpec, profile: Profile) -> str | None:
-        """Why ``spec`` may not be wrapped under the profile's chain (a weaker chain and no
-        signed exception for it), or None: asked by the migration before the key's write, so
-        that a key its preflight fails for this is never wrapped by the weaker chain."""
+    def wrap_check(self, spec: KeySpec, profile: Profile, *, refused: str = ""
+                   ) -> tuple[bool, Verified | None, str | None]:
+        """Whether the profile's chain is weaker than ``spec``, the signed exception covering
+        it (None: none needed, or none does), and the failure message when the key may not be
+        wrapped (None: it may), ``refused`` said after the shortfall. The one rule the
+        preflight test and the migration ask."""
         if not strength.weaker(spec, profile.wrapping):
-            return None
+            return False, None, None
         found, why = self.exception(spec, profile)
         if found is not None:
-            return None
-        return (f"{strength.shortfall(spec, profile.wrapping)}; not wrapped: "
-                + (why or "no signed wrap exception covers it (keyparity approve PROFILE "
-                          "--kind wrap-exception)"))
+            return True, found, None
+        return True, None, (f"{strength.shortfall(spec, profile.wrapping)}; {refused}"
+                            + (why or "no signed wrap exception covers it (keyparity approve "
+                                      "PROFILE --kind wrap-exception)"))
+
+    def refusal(self, spec: KeySpec, profile: Profile) -> str | None:
+        """Why ``spec`` may not be wrapped under the profile's chain, or None: asked by the
+        migration before the key's write, so that a key its preflight fails for this is never
+        wrapped by the weaker chain."""
+        return self.wrap_check(spec, profile, refused="not wrapped: ")[2]
 
 
 def _shown(value: Any) -> str:
