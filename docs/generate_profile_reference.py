@@ -53,8 +53,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                           "required in production",
         "module_env": "environment variables a PKCS #11 module reads, set while the modules "
                       "load and put back afterwards (never process-wide): only `SOFTHSM2_CONF` "
-                      "(SoftHSM), `PKCS11SPY` and `PKCS11SPY_OUTPUT` (OpenSC's pkcs11-spy); "
-                      "any other name is refused, a PIN reference's variable and `LD_*`/"
+                      "(SoftHSM), `PKCS11SPY` and `PKCS11SPY_OUTPUT` (OpenSC's pkcs11-spy), "
+                      "`KEYPARITY_P11_TARGET` (keyparity's forwarding module, native/"
+                      "p11forward); any other name is refused, a PIN reference's variable and `LD_*`/"
                       "`PYTHON*` included (see [production.md](production.md#module_env)); a "
                       "value starting with `./` or `../` is resolved against the profile's "
                       "directory",
