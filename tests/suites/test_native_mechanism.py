@@ -79,6 +79,8 @@ def test_migration_through_the_native_mechanism_passes_and_says_so(lab, all_suit
     assert calls["C_WrapKey"] >= 2 * len(DEMO_KEYS), calls  # the trial wrap's and the move's
 
     run_dir = (all_suites.path / "reports" / "latest").resolve()
+    report = (run_dir / "report.html").read_text()
+    assert f"<tr><th>Wrapping</th><td>{NATIVE}</td></tr>" in report
     verify = subprocess.run(
         [sys.executable, "-m", "keyparity.cli", "verify", str(run_dir), "--key",
          str(lab.root / "evidence" / "lab-custodian.pub.pem"), "--require-verdict", "PASS"],
