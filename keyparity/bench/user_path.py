@@ -88,7 +88,8 @@ def _profile_yaml(lab: Lab, module: str, signer: Path, forward: Forward | None =
         "wrapping": {"mechanism": "rsa-aes", "rsa_bits": 2048, "oaep_hash": "sha1",
                      "mgf": "mgf1-sha1", "aes_bits": 256},
         "migration": {"mode": "migrate"},
-        "keys": [{"label": s.label, "type": "aes", "size": 256} for s in lab.specs],
+        "keys": [{"label": s.label, "type": s.type, **({"size": s.size} if s.size else {}),
+                  **({"curve": s.curve} if s.curve else {})} for s in lab.specs],
         "evidence": {"threshold": 1, "signers": [
             {"name": "bench-custodian", "type": "file", "path": str(signer)}]},
     }
@@ -104,6 +105,7 @@ def _approve_wrapping(path: Path, doc: dict[str, Any], signer: Path) -> Path:
     from ..attest import signoff
     from ..attest.signing import load_signer, public_key_from_pem
     from ..profile import SignerSpec, load_profile
+    from ..strength import weaker
     public = signer.with_name(signer.name.replace(".key.pem", ".pub.pem"))
     out = path.with_name("bench-wrap-exception.dsse.json")
     doc["compliance"] = {**doc["compliance"],
@@ -111,6 +113,10 @@ def _approve_wrapping(path: Path, doc: dict[str, Any], signer: Path) -> Path:
                          "approvals": [str(out)]}
     path.write_text(json.dumps(doc, indent=1) + "\n")
     profile = load_profile(path)
+    if not any(weaker(k, profile.wrapping) for k in profile.keys):  # nothing to except (3DES)
+        del doc["compliance"]["approvers"], doc["compliance"]["approvals"]
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        return path
     draft = signoff.draft(profile, signoff.WRAP, "bench-custodian",
                           {"reason": "bench: SoftHSM 2.6 wraps with OAEP-SHA-1 only",
                            "ticket": "BENCH-1"})
@@ -120,8 +126,10 @@ def _approve_wrapping(path: Path, doc: dict[str, Any], signer: Path) -> Path:
     return path
 
 
-def build_lab(root: Path, n: int, say: Say, split: bool = False) -> tuple[Lab, dict[str, float]]:
-    """Provision both token directories and seed N keys (timed apart, not part of any figure)."""
+def build_lab(root: Path, n: int, say: Say, split: bool = False,
+              specs: tuple[KeySpec, ...] | None = None) -> tuple[Lab, dict[str, float]]:
+    """Provision both token directories and seed N keys (timed apart, not part of any figure):
+    ``specs``, or N AES-256 keys."""
     clock = time.perf_counter
     setup: dict[str, float] = {}
     run, bare = root / "run", root / "bare"
@@ -138,7 +146,7 @@ def build_lab(root: Path, n: int, say: Say, split: bool = False) -> tuple[Lab, d
         raise RuntimeError("SoftHSM is already loaded in this process; run the bench in a "
                            "fresh process")
     lib = load_module(module, {"SOFTHSM2_CONF": str(conf)})
-    specs = tuple(key_spec(i) for i in range(n))
+    specs = specs or tuple(key_spec(i) for i in range(n))
     t = clock()
     with lib.get_token(token_label=SOURCE).open(user_pin=pins[SOURCE], rw=True) as session:
         created = seed(session, specs)
@@ -148,7 +156,7 @@ def build_lab(root: Path, n: int, say: Say, split: bool = False) -> tuple[Lab, d
     for token in source_dir:  # the seeded source, copied for the pytest run
         shutil.copytree(token, run / "tokens" / token.name)
     shutil.copy2(bare / f"{SOURCE}.pin", run / f"{SOURCE}.pin")
-    say(f"seeded {n} AES-256 keys on {SOURCE} in {setup['seed_seconds']:.2f} s (not timed)")
+    say(f"seeded {n} keys ({specs[0].type}) on {SOURCE} in {setup['seed_seconds']:.2f} s (not timed)")
     return Lab(root=root, run=run, bare=bare, lib=lib, specs=specs, pins=pins), setup
 
 
@@ -332,8 +340,10 @@ def _directory(path: Path) -> dict[str, int]:
 
 
 def pytest_run(lab: Lab, workers: int, allure: bool, profile: Path,
-               py_spy: Path | None = None) -> dict[str, Any]:
-    """The real run; then the run directory measured and verified."""
+               py_spy: Path | None = None, plugins: tuple[str, ...] = (),
+               env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The real run (with more ``plugins`` and ``env`` when given); then the run directory
+    measured and verified."""
     run_id = new_run_id()
     marks = lab.root / "phases.json"
     args = ["suites", "-q", "-p", "keyparity.bench.phases", f"--hsm-profile={profile}",
@@ -341,8 +351,9 @@ def pytest_run(lab: Lab, workers: int, allure: bool, profile: Path,
             f"--hsm-seed={SEED}", f"--hsm-run-id={run_id}"]
     args += ["-n", str(workers)] if workers else []
     args += [] if allure else ["-p", "no:allure_pytest"]
-    env = {**os.environ, phases.ENV: str(marks)}
-    out = _pytest(args, _repo(), lab.root / "pytest.log", env, py_spy)
+    args += [arg for name in plugins for arg in ("-p", name)]
+    out = _pytest(args, _repo(), lab.root / "pytest.log",
+                  {**os.environ, **(env or {}), phases.ENV: str(marks)}, py_spy)
     run_dir = lab.run / "reports" / run_id
     out["phases"] = json.loads(marks.read_text()) if marks.is_file() else {}
     out["run_dir"] = _directory(run_dir) if run_dir.is_dir() else {"files": 0, "bytes": 0}
