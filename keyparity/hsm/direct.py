@@ -24,6 +24,7 @@ from typing import Any
 
 from pkcs11 import Mechanism
 from pkcs11.attributes import AttributeMapper
+from pkcs11.defaults import DEFAULT_MECHANISM_PARAMS
 from pkcs11.mechanisms import CTRParams, GCMParams
 
 from ..errors import operation as permitted
@@ -45,6 +46,7 @@ _OPS = {"encrypt": ("C_EncryptInit", "C_Encrypt"), "decrypt": ("C_DecryptInit", 
 # (RSA-8192: 1,024 bytes)
 _ROOM = 1024
 _ATTRIBUTE_ROOM = 1024
+_CKZ_DATA_SPECIFIED = 1  # the OAEP source, as python-pkcs11 always sets it
 _PSS = {int(m) for m in Mechanism if m.name.endswith("RSA_PKCS_PSS")}
 _LARGE_ATTRIBUTES = {0x11, 0x120, 0x121, 0x180, 0x181}  # VALUE, MODULUS, EXPONENT, EC_PARAMS/POINT
 
@@ -132,6 +134,8 @@ def _mechanism(mechanism: Any, param: Any) -> tuple[_Mechanism, list[Any]] | Non
     points to (kept alive by the caller); None: a parameter this module does not pack."""
     keep: list[Any] = []
     if param is None:
+        param = DEFAULT_MECHANISM_PARAMS.get(mechanism)  # OAEP, PSS: python-pkcs11's defaults
+    if param is None:
         struct: Any = None
     elif isinstance(param, bytes):
         struct = ctypes.create_string_buffer(param, len(param))
@@ -148,7 +152,7 @@ def _mechanism(mechanism: Any, param: Any) -> tuple[_Mechanism, list[Any]] | Non
     elif mechanism == Mechanism.RSA_PKCS_OAEP and isinstance(param, tuple) and len(param) == 3:
         hash_alg, mgf, source = param
         keep.append(source)
-        struct = _Oaep(hash_alg, mgf, 1 if source is not None else 0,
+        struct = _Oaep(hash_alg, mgf, _CKZ_DATA_SPECIFIED,
                        ctypes.cast(ctypes.c_char_p(source), ctypes.c_void_p) if source else None,
                        len(source or b""))
     elif isinstance(param, tuple) and len(param) == 3 and int(mechanism) in _PSS:
