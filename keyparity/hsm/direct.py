@@ -19,6 +19,7 @@ python-pkcs11 as before.
 from __future__ import annotations
 
 import ctypes
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,7 @@ _OPS = {"encrypt": ("C_EncryptInit", "C_Encrypt"), "decrypt": ("C_DecryptInit", 
 # the largest output of one call: the input plus a block, a tag or padding; or a signature
 # (RSA-8192: 1,024 bytes)
 _ROOM = 1024
-_ATTRIBUTE_ROOM = 1024
+_ATTRIBUTE_ROOM = 512
 _CKZ_DATA_SPECIFIED = 1  # the OAEP source, as python-pkcs11 always sets it
 _PSS = {int(m) for m in Mechanism if m.name.endswith("RSA_PKCS_PSS")}
 _LARGE_ATTRIBUTES = {0x11, 0x120, 0x121, 0x180, 0x181}  # VALUE, MODULUS, EXPONENT, EC_PARAMS/POINT
@@ -219,25 +220,44 @@ def attributes(obj: Any, types: list[Any]) -> dict[Any, Any] | None:
 
 def _read(functions: Functions, session: int, handle: int,
           types: list[Any]) -> dict[Any, Any] | None:
-    template = (_Attribute * len(types))()
-    buffers = []
-    for i, t in enumerate(types):
-        room = 8192 if int(t) in _LARGE_ATTRIBUTES else _ATTRIBUTE_ROOM
-        buffers.append(ctypes.create_string_buffer(room))
-        template[i] = _Attribute(int(t), ctypes.cast(buffers[-1], ctypes.c_void_p), room)
-    rv = functions.fn["C_GetAttributeValue"](session, handle, ctypes.addressof(template),
-                                              len(types))
+    layout = _LAYOUTS.get(tuple(types))
+    if layout is None:
+        layout = _LAYOUTS[tuple(types)] = _Layout(types)
+    data = ctypes.create_string_buffer(layout.size)
+    base = ctypes.addressof(data)
+    values = layout.values.copy()
+    values[1::3] = [base + offset for offset in layout.offsets]
+    template = ctypes.create_string_buffer(layout.template.pack(*values))
+    rv = functions.fn["C_GetAttributeValue"](session, handle, template, len(types))
     if rv not in _READ_ANSWERS:
         return None
+    lengths = layout.template.unpack_from(template)[2::3]
+    raw = data.raw
     out: dict[Any, Any] = {}
-    for i, a in enumerate(template):
-        if a.ulValueLen != UNAVAILABLE:
+    for attr, offset, length in zip(types, layout.offsets, lengths):
+        if length != UNAVAILABLE:
             try:
-                out[types[i]] = _MAPPER.unpack_attributes(types[i],
-                                                          buffers[i].raw[:a.ulValueLen])
+                out[attr] = _MAPPER.unpack_attributes(attr, raw[offset:offset + length])
             except Exception as exc:  # noqa: BLE001 - the caller decides what it means
-                out[types[i]] = exc
+                out[attr] = exc
     return out
+
+
+class _Layout:
+    """Where each value of one read goes: a CK_ATTRIBUTE array packed in one go (type,
+    pValue, ulValueLen: unsigned long, pointer, unsigned long) and one buffer for the values,
+    each with its room; made once for each list of attributes a run reads."""
+
+    def __init__(self, types: list[Any]) -> None:
+        self.types = [int(t) for t in types]
+        self.rooms = [8192 if t in _LARGE_ATTRIBUTES else _ATTRIBUTE_ROOM for t in self.types]
+        self.offsets = [sum(self.rooms[:i]) for i in range(len(self.rooms))]
+        self.size = sum(self.rooms)
+        self.template = struct.Struct("@" + "LPL" * len(self.types))
+        self.values = [v for t, room in zip(self.types, self.rooms) for v in (t, 0, room)]
+
+
+_LAYOUTS: dict[tuple[Any, ...], _Layout] = {}
 
 
 def attribute(obj: Any, attr: Any) -> Any:
