@@ -555,7 +555,7 @@ def _add_inventory(sub: Any) -> None:
 
 def _add_bench(sub: Any) -> None:
     s = sub.add_parser("bench", help="migrate and verify N keys on tmpfs SoftHSM tokens")
-    s.add_argument("--keys", type=int, default=1000, help="number of keys (default 1000)")
+    s.add_argument("--keys", type=int, help="number of keys (default 1000; --calls: 10)")
     s.add_argument("--batch", type=int, default=100, help="keys per interleaved batch")
     s.add_argument("--json", help="also write the figures to this file")
     s.add_argument("--census", action="store_true",
@@ -568,6 +568,13 @@ def _add_bench(sub: Any) -> None:
                    help="measure the path users take instead: pytest with the signed bundle at "
                         "--keys keys, beside a bare python-pkcs11 loop of the same calls and "
                         "pytest's floor (serial unless -n is given)")
+    s.add_argument("--calls", action="store_true",
+                   help="--pytest: count the PKCS #11 calls per key instead, by key type, "
+                        "function and phase, through the forwarding module (native/p11forward), "
+                        "at half of --keys and --keys keys of each type (default 5 and 10), "
+                        "against the minimum the proofs need (docs/benchmarks.md)")
+    s.add_argument("--key-type", action="append", choices=("aes", "3des", "hmac", "rsa", "ec"),
+                   help="--calls: only this key type (repeat; default: all five)")
     s.add_argument("--no-allure", action="store_true",
                    help="--pytest: run without Allure results (-p no:allure_pytest)")
     s.add_argument("--py-spy", metavar="FILE",
@@ -576,6 +583,16 @@ def _add_bench(sub: Any) -> None:
                         "sampling slows the run, so its timings are not the figures")
     s.add_argument("--keep", action="store_true",
                    help="--pytest: keep the bench directory (tokens, run directory, logs)")
+    s.add_argument("--latency-ms", type=float, metavar="MS",
+                   help="--pytest: every PKCS #11 call of the run waits MS milliseconds first "
+                        "(the forwarding module, as on a network HSM); runs serial and each -n "
+                        "of --workers-list side by side, on fresh copies of the seeded tokens")
+    s.add_argument("--workers-list", default="1,2,4,8", metavar="W,W,...",
+                   help="--latency-ms: the worker counts to run, 1 meaning serial (default "
+                        "1,2,4,8)")
+    s.add_argument("--rounds", type=int, default=1,
+                   help="--latency-ms: run every worker count this many times, the order "
+                        "reversed every other round (default 1)")
     s.add_argument("-n", "--workers", type=int,
                    help="--journal-overhead: worker processes (default 2); --pytest: pytest's "
                         "-n (default: serial)")

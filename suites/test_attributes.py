@@ -10,8 +10,8 @@ def test_target_attributes_match_source(migrated, hsm_evidence):
     never encrypts data; a data key never wraps; a MAC key MACs only), read on the target key
     and its public half: a key without a role (a test profile) is recorded as not checked."""
     spec, target_side = migrated.spec, migrated.target
-    source = attributes.read_standard(migrated.source.key)
-    target = attributes.read_standard(target_side.key)
+    source = attributes.standard(migrated.source.key)
+    target = attributes.standard(target_side.key)
     diffs = attributes.compare(source, target, target_label=spec.target_label,
                                overrides=spec.attributes, intended=spec.expected_differences)
     usage = [target] + ([attributes.read(target_side.public, attributes.PUBLIC_USAGE)]

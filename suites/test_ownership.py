@@ -32,7 +32,7 @@ def test_target_key_is_shared_with_the_expected_users(migrated, ownership, hsm_e
 
 @pytest.mark.cloudhsm_cli("target")
 def test_cli_attributes_and_check_value_match_pkcs11(migrated, ownership, hsm_evidence):
-    check = ownership.check_attributes(migrated, attributes.read_standard(migrated.target.key))
+    check = ownership.check_attributes(migrated, attributes.standard(migrated.target.key))
     if not check.skip:
         hsm_evidence(cli_attributes=check.facts)
     prove(check)

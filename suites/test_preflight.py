@@ -39,7 +39,7 @@ def test_key_is_on_the_source_and_extractable(inventory_key, source_cluster, hsm
                     "matter; the key's own tests find it on the cluster")
     side = locate(source_cluster, inventory_key, inventory_key.label)
     assert side is not None, f"{inventory_key.label!r} not found on {source_cluster.name}"
-    facts = keyinfo.from_attributes(attributes.read_standard(side.key))
+    facts = keyinfo.from_attributes(attributes.standard(side.key))
     extractable = facts.extractable is True
     hsm_evidence(preflight={"found": True, "extractable": extractable,
                             "as_found": facts.record()})

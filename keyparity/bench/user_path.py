@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from ..runinfo import new_run_id
 from . import phases
 from .bare import slice_loop
 from .common import SOURCE, TARGET, Say, conclude, in_scratch, key_spec, machine, say
+from .forward import Forward, module_path
 
 BARE_TARGETS = ("hsm3", "hsm4")
 SPLIT_TARGETS = ("hsm5", "hsm6")  # the bare loop in one process, then split over -n processes
@@ -64,16 +66,21 @@ def _token_dirs(state: Path) -> set[Path]:
     return {p for p in (state / "tokens").iterdir() if p.is_dir()}
 
 
-def _profile_yaml(lab: Lab, module: str, signer: Path) -> Path:
+def _profile_yaml(lab: Lab, module: str, signer: Path, forward: Forward | None = None) -> Path:
     """The run's profile: hsm1 (declared FIPS) to hsm2 (declared NON_FIPS), as the demo, with
-    the N keys, one file signer, pins in files. JSON is YAML."""
+    the N keys, one file signer, pins in files. JSON is YAML. With ``forward``, both clusters
+    load the forwarding module, which forwards to ``module``."""
+    env = {"SOFTHSM2_CONF": str(lab.run / "softhsm2.conf")}
+    if forward is not None:
+        env.update(forward.module_env(module))
+        module = module_path(_repo())
     doc = {
         "name": "bench", "description": "keyparity bench --pytest (generated)",
         "environment": "test",
         "compliance": {"acknowledge_non_fips": {
             "reason": "bench: the same clusters and modes as the embedded demo",
             "approver": "keyparity-bench", "ticket": "BENCH-1"}},
-        "module_env": {"SOFTHSM2_CONF": str(lab.run / "softhsm2.conf")},
+        "module_env": env,
         "clusters": {
             role: {"name": label, "module": module, "token_label": label,
                    "pin": f"file:{lab.run / f'{label}.pin'}", "mode": mode}
@@ -81,7 +88,8 @@ def _profile_yaml(lab: Lab, module: str, signer: Path) -> Path:
         "wrapping": {"mechanism": "rsa-aes", "rsa_bits": 2048, "oaep_hash": "sha1",
                      "mgf": "mgf1-sha1", "aes_bits": 256},
         "migration": {"mode": "migrate"},
-        "keys": [{"label": s.label, "type": "aes", "size": 256} for s in lab.specs],
+        "keys": [{"label": s.label, "type": s.type, **({"size": s.size} if s.size else {}),
+                  **({"curve": s.curve} if s.curve else {})} for s in lab.specs],
         "evidence": {"threshold": 1, "signers": [
             {"name": "bench-custodian", "type": "file", "path": str(signer)}]},
     }
@@ -97,6 +105,7 @@ def _approve_wrapping(path: Path, doc: dict[str, Any], signer: Path) -> Path:
     from ..attest import signoff
     from ..attest.signing import load_signer, public_key_from_pem
     from ..profile import SignerSpec, load_profile
+    from ..strength import weaker
     public = signer.with_name(signer.name.replace(".key.pem", ".pub.pem"))
     out = path.with_name("bench-wrap-exception.dsse.json")
     doc["compliance"] = {**doc["compliance"],
@@ -104,6 +113,10 @@ def _approve_wrapping(path: Path, doc: dict[str, Any], signer: Path) -> Path:
                          "approvals": [str(out)]}
     path.write_text(json.dumps(doc, indent=1) + "\n")
     profile = load_profile(path)
+    if not any(weaker(k, profile.wrapping) for k in profile.keys):  # nothing to except (3DES)
+        del doc["compliance"]["approvers"], doc["compliance"]["approvals"]
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        return path
     draft = signoff.draft(profile, signoff.WRAP, "bench-custodian",
                           {"reason": "bench: SoftHSM 2.6 wraps with OAEP-SHA-1 only",
                            "ticket": "BENCH-1"})
@@ -113,8 +126,10 @@ def _approve_wrapping(path: Path, doc: dict[str, Any], signer: Path) -> Path:
     return path
 
 
-def build_lab(root: Path, n: int, say: Say, split: bool = False) -> tuple[Lab, dict[str, float]]:
-    """Provision both token directories and seed N keys (timed apart, not part of any figure)."""
+def build_lab(root: Path, n: int, say: Say, split: bool = False,
+              specs: tuple[KeySpec, ...] | None = None) -> tuple[Lab, dict[str, float]]:
+    """Provision both token directories and seed N keys (timed apart, not part of any figure):
+    ``specs``, or N AES-256 keys."""
     clock = time.perf_counter
     setup: dict[str, float] = {}
     run, bare = root / "run", root / "bare"
@@ -131,7 +146,7 @@ def build_lab(root: Path, n: int, say: Say, split: bool = False) -> tuple[Lab, d
         raise RuntimeError("SoftHSM is already loaded in this process; run the bench in a "
                            "fresh process")
     lib = load_module(module, {"SOFTHSM2_CONF": str(conf)})
-    specs = tuple(key_spec(i) for i in range(n))
+    specs = specs or tuple(key_spec(i) for i in range(n))
     t = clock()
     with lib.get_token(token_label=SOURCE).open(user_pin=pins[SOURCE], rw=True) as session:
         created = seed(session, specs)
@@ -141,7 +156,7 @@ def build_lab(root: Path, n: int, say: Say, split: bool = False) -> tuple[Lab, d
     for token in source_dir:  # the seeded source, copied for the pytest run
         shutil.copytree(token, run / "tokens" / token.name)
     shutil.copy2(bare / f"{SOURCE}.pin", run / f"{SOURCE}.pin")
-    say(f"seeded {n} AES-256 keys on {SOURCE} in {setup['seed_seconds']:.2f} s (not timed)")
+    say(f"seeded {n} keys ({specs[0].type}) on {SOURCE} in {setup['seed_seconds']:.2f} s (not timed)")
     return Lab(root=root, run=run, bare=bare, lib=lib, specs=specs, pins=pins), setup
 
 
@@ -263,15 +278,23 @@ def _pytest(args: list[str], cwd: Path, log: Path, env: dict[str, str],
     if py_spy is not None:
         command = [_py_spy(), "record", "--format", "raw", "--rate", "200", "--subprocesses",
                    "--output", str(py_spy), "--", *command]
-    t, started = time.perf_counter(), time.time()
+    t, started, cpu = time.perf_counter(), time.time(), _children_cpu()
     with open(log, "w") as out:
         proc = subprocess.Popen(command, cwd=cwd, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         with TreeMemory(proc.pid) as memory:
             status = proc.wait()
     return {"seconds": time.perf_counter() - t, "started": started, "exit": status,
+            "tree_cpu_seconds": _children_cpu() - cpu,
             "peak_rss_tree_kib": memory.peak_sum_kib,
             "peak_rss_process_kib": memory.peak_process_kib}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's waited-for children and their own
+    waited-for descendants (pytest's xdist workers, reaped by it): the whole run's CPU."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _py_spy() -> str:
@@ -317,8 +340,10 @@ def _directory(path: Path) -> dict[str, int]:
 
 
 def pytest_run(lab: Lab, workers: int, allure: bool, profile: Path,
-               py_spy: Path | None = None) -> dict[str, Any]:
-    """The real run; then the run directory measured and verified."""
+               py_spy: Path | None = None, plugins: tuple[str, ...] = (),
+               env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The real run (with more ``plugins`` and ``env`` when given); then the run directory
+    measured and verified."""
     run_id = new_run_id()
     marks = lab.root / "phases.json"
     args = ["suites", "-q", "-p", "keyparity.bench.phases", f"--hsm-profile={profile}",
@@ -326,8 +351,9 @@ def pytest_run(lab: Lab, workers: int, allure: bool, profile: Path,
             f"--hsm-seed={SEED}", f"--hsm-run-id={run_id}"]
     args += ["-n", str(workers)] if workers else []
     args += [] if allure else ["-p", "no:allure_pytest"]
-    env = {**os.environ, phases.ENV: str(marks)}
-    out = _pytest(args, _repo(), lab.root / "pytest.log", env, py_spy)
+    args += [arg for name in plugins for arg in ("-p", name)]
+    out = _pytest(args, _repo(), lab.root / "pytest.log",
+                  {**os.environ, **(env or {}), phases.ENV: str(marks)}, py_spy)
     run_dir = lab.run / "reports" / run_id
     out["phases"] = json.loads(marks.read_text()) if marks.is_file() else {}
     out["run_dir"] = _directory(run_dir) if run_dir.is_dir() else {"files": 0, "bytes": 0}
@@ -471,16 +497,31 @@ def report(doc: dict[str, Any], say: Say) -> None:
         f"SoftHSM {m['softhsm']}")
 
 
+def signed_profile(lab: Lab, forward: Forward | None = None) -> Path:
+    """The run's profile with its signed wrap exception (the bench custodian made on first
+    use); with ``forward``, through the forwarding module."""
+    signer = lab.run / "evidence" / "bench-custodian.key.pem"
+    if not signer.is_file():
+        file_custodian(lab.run / "evidence", "bench-custodian")
+    if forward is not None:
+        forward.calls_dir.mkdir(parents=True, exist_ok=True)
+    return _profile_yaml(lab, find_module(), signer, forward)
+
+
 def run(n: int, workers: int, allure: bool, root: Path, say: Say,
-        py_spy: Path | None = None) -> dict[str, Any]:
+        py_spy: Path | None = None, forward: Forward | None = None) -> dict[str, Any]:
+    """The bare loop, the pytest run, the bare loop again, pytest's floor. With ``forward``, the
+    pytest run goes through the forwarding module (its latency, its counts in
+    ``run["calls"]``); the bare loops stay direct on SoftHSM."""
     lab, setup = build_lab(root, n, say, split=workers > 1)
-    file_custodian(lab.run / "evidence", "bench-custodian")
-    profile = _profile_yaml(lab, find_module(), lab.run / "evidence" / "bench-custodian.key.pem")
+    profile = signed_profile(lab, forward)
     bare = [bare_loop(lab, BARE_TARGETS[0])]
     say(f"bare loop 1: {bare[0]['seconds']:.2f} s, {bare[0]['proven']}/{n} keys")
     mode = f"-n {workers}" if workers else "serial"
     say(f"pytest run ({mode}) ...")
     out = pytest_run(lab, workers, allure, profile, py_spy)
+    if forward is not None:
+        out["calls"] = forward.calls()
     say(f"pytest run: {out['seconds']:.2f} s, exit {out['exit']}, verdict {out['verdict']}")
     if out["exit"] != 0:
         say("the run's last lines:\n" + "\n".join(

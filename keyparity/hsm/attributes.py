@@ -12,11 +12,12 @@ from enum import Enum
 from typing import Any
 
 import pkcs11.exceptions as p11
-from pkcs11 import Attribute, ObjectClass
+from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.constants import DEFAULT
 from pkcs11.types import Object
 
 from ..errors import describe
+from . import direct
 
 ABSENT = "<absent>"          # the token does not have the attribute for this object
 UNAVAILABLE = "<unavailable>"  # the token has it but returned no usable value
@@ -99,8 +100,13 @@ _READ_APART = frozenset({Attribute.START_DATE, Attribute.END_DATE, Attribute.KEY
 
 
 def read(obj: Object, attrs: Iterable[Attribute]) -> dict[str, Any]:
-    """Read attributes in one call where the token allows; one by one where it does not."""
+    """Read attributes in one call where the token allows (keyparity.hsm.direct: one
+    C_GetAttributeValue with room for every value); else in python-pkcs11's bulk read and one
+    by one where it does not."""
     wanted = list(attrs)
+    once = direct.attributes(obj, wanted)
+    if once is not None:
+        return {name(a): _decoded(once[a]) if a in once else ABSENT for a in wanted}
     bulk = [a for a in wanted if a not in _READ_APART]
     try:
         got = obj.get_attributes(bulk) if bulk else {}
@@ -119,9 +125,40 @@ def read(obj: Object, attrs: Iterable[Attribute]) -> dict[str, Any]:
     return {name(a): (_plain(got[a]) if a in got else ABSENT) for a in wanted}
 
 
+def _decoded(value: Any) -> Any:
+    """A value of the one-call read as ``read`` records it: one python-pkcs11 cannot decode
+    is unavailable (ValueError, as ``obj[attr]`` raises it) or unreadable."""
+    if isinstance(value, ValueError):
+        return UNAVAILABLE
+    if isinstance(value, Exception):
+        return f"{UNREADABLE}: {describe(value)}>"
+    return _plain(value)
+
+
 def read_standard(obj: Object) -> dict[str, Any]:
-    """Every standard, non-secret attribute of a key object."""
+    """Every standard, non-secret attribute of a key object, read now."""
     return read(obj, READ[obj.object_class])
+
+
+# where a run keeps what it read of an object (python-pkcs11's object: its own cached
+# key_type lives there too); the objects are the run's own, found by its enumerations
+_KNOWN = "keyparity_standard"
+
+
+def standard(obj: Object) -> dict[str, Any]:
+    """The key object's standard attributes as this run read them, once: the census read the
+    source's keys, the first use reads a target key (after its unwrap); the preflight, the
+    migration's template and proof and the attribute parity test use that read, as the
+    calls-per-key budget counts it (docs/benchmarks.md). A command that must see a change it
+    made reads again (``read_standard``)."""
+    known = vars(obj).get(_KNOWN)
+    if known is None:
+        known = read_standard(obj)
+        vars(obj)[_KNOWN] = known
+        key_type = known.get("key_type")
+        if isinstance(key_type, str) and key_type in KeyType.__members__:
+            vars(obj).setdefault("key_type", KeyType[key_type])  # python-pkcs11's cache
+    return known
 
 
 def unwrap_template(source: Mapping[str, Any], key_class: ObjectClass, label: str,

@@ -33,7 +33,7 @@ import datetime as dt
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -295,6 +295,15 @@ def take_source(session: Session, cluster: Cluster, profile: Profile, run_id: st
         if e.disposition in (UNACCOUNTED, EXCLUDED):
             e.check = material(e, entries, cluster.name, cluster.mode == "FIPS")[1]
     return entries, record(entries, cluster, "source", data)
+
+
+def indexed(entries: Sequence[Entry]) -> Iterator[tuple[Object, str | None, str | None]]:
+    """Each object of the census with its label and, for a key, its CKA_ID: what
+    ``ClusterSession.adopt`` makes the cluster's index of."""
+    for e in entries:
+        if e.obj is not None:
+            yield e.obj, e.facts.label, (e.facts.id if e.facts.cls in keyinfo.KEY_CLASSES
+                                         else None)
 
 
 # ---- source at the end of the run ----------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from pkcs11.types import Object, Session, Token
 
 from .. import module_env
 from ..errors import KeyparityError, LoginError, TokenError, pkcs11_step
+from . import direct
 from .login import LoginGate
 from ..profile import Cluster
 
@@ -117,7 +118,8 @@ class ObjectIndex:
                 cka_id = None
                 try:
                     if obj.object_class in _KEY_CLASSES:
-                        got = obj.get_attributes([Attribute.LABEL, Attribute.ID])
+                        got = direct.attributes(obj, [Attribute.LABEL, Attribute.ID]) or \
+                            obj.get_attributes([Attribute.LABEL, Attribute.ID])
                         label, cka_id = got[Attribute.LABEL], bytes(got[Attribute.ID]).hex()
                     else:
                         label = obj[Attribute.LABEL]
@@ -155,6 +157,7 @@ class ClusterSession:
         self.token, self.session = gate.find_and_open(
             lambda: find_token(load_module(str(spec.module), module_env), spec), spec.pin,
             f"{spec.role} ({spec.name})", spec.user)
+        direct.register(self.session, os.path.realpath(spec.module))
         self.info = token_info(self.token)
         self.mechanisms = {int(m) for m in self.token.slot.get_mechanisms()}
         self._index: ObjectIndex | None = None
@@ -167,6 +170,17 @@ class ClusterSession:
             self.index_read_at = time.time()
             self._index = ObjectIndex.build(self.session, self.name)
         return self._index
+
+    def adopt(self, objects: Iterable[tuple[Object, str | None, str | None]],
+              read_at: float) -> None:
+        """The index from an enumeration the run has just made (the census: each object, its
+        label and, for a key, its CKA_ID in hex), instead of enumerating the token again;
+        only while no index was read."""
+        if self._index is None:
+            index = ObjectIndex()
+            for obj, label, cka_id in objects:
+                index.add(obj, label, cka_id)
+            self._index, self.index_read_at = index, read_at
 
     def refresh(self) -> None:
         """Make the token show what other processes wrote: C_GetTokenInfo, after which
@@ -198,8 +212,10 @@ class ClusterSession:
                                                                     spec.user)
             except pkcs11.exceptions.UserAlreadyLoggedIn:
                 self.session = self.token.open(rw=True)
+        direct.register(self.session, os.path.realpath(spec.module))
 
     def close(self) -> None:
+        direct.forget(self.session)
         try:
             self.session.close()
         except pkcs11.exceptions.PKCS11Error:

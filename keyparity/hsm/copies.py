@@ -13,6 +13,7 @@ index built earlier in the run.
 """
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pkcs11 import Attribute, ObjectClass
 from pkcs11.types import Session
 
 from ..errors import pkcs11_step
+from . import direct
 from ..keytypes import key_class
 from ..profile import KeySpec
 from .keyinfo import CLASSES
@@ -34,9 +36,20 @@ def count(session: Session, where: str) -> Counter[tuple[str | None, str]]:
     out: Counter[tuple[str | None, str]] = Counter()
     with pkcs11_step("count the key objects under each label", where):
         for cls in _KEY_CLASSES:
-            for obj in session.get_objects({Attribute.CLASS: cls, Attribute.TOKEN: True}):
-                out[(obj[Attribute.LABEL], CLASSES[cls])] += 1
+            for label in _labels(session, cls):
+                out[(label, CLASSES[cls])] += 1
     return out
+
+
+def _labels(session: Session, cls: ObjectClass) -> list[str | None]:
+    """The CKA_LABEL of every token object of the class: one read an object
+    (keyparity.hsm.direct), or through python-pkcs11 objects where that cannot be done."""
+    template = {Attribute.CLASS: int(cls).to_bytes(8, sys.byteorder), Attribute.TOKEN: b"\x01"}
+    found = direct.find(session, template, [Attribute.LABEL])
+    if found is not None:
+        return [got.get(Attribute.LABEL) for got in found]
+    return [obj[Attribute.LABEL]
+            for obj in session.get_objects({Attribute.CLASS: cls, Attribute.TOKEN: True})]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from pkcs11 import Attribute, Mechanism
 from pkcs11.types import Key
 
-from ..errors import NotPermitted, operation, pkcs11_step
+from ..errors import NotPermitted, pkcs11_step
+from . import direct
+from .direct import operation
 from ..keytypes import BY_PKCS11, CURVES, KEY_TYPES
 
 
@@ -92,7 +94,7 @@ def cmac_block(encrypt: Any, block: bytes) -> bytes:
 def cmac_check(key: Key, where: str) -> bytes:
     """The AES-CMAC of a zero block computed by the token: C_Sign (CKM_AES_CMAC) where the key
     may sign, else from two AES-ECB encryptions (``cmac_block``). NotPermitted: neither."""
-    sign = getattr(key, "sign", None)
+    sign = operation(key, "sign", where, "") if getattr(key, "sign", None) else None
     with pkcs11_step("compute the CMAC check value", where):
         if sign is not None:
             return bytes(sign(bytes(_BLOCK), mechanism=Mechanism.AES_CMAC))
@@ -126,18 +128,43 @@ def check_values(key: Key, type_name: str, where: str, fips: bool = False) -> li
     return out
 
 
+# where a run keeps a key object's public key once read (python-pkcs11's object, the run's
+# own instance: another object under the same label is another instance, read apart)
+_PUBLIC = "keyparity_public"
+
+
 def rsa_public(obj: Key) -> rsa.RSAPublicKey:
-    """The RSA public key of a public or private key object, from CKA_MODULUS/PUBLIC_EXPONENT."""
-    n = int.from_bytes(obj[Attribute.MODULUS], "big")
-    e = int.from_bytes(obj[Attribute.PUBLIC_EXPONENT], "big")
-    return rsa.RSAPublicNumbers(e, n).public_key()
+    """The RSA public key of a public or private key object, from CKA_MODULUS/PUBLIC_EXPONENT
+    (read once per object: a run's vectors and proofs ask for it again and again)."""
+    known = vars(obj).get(_PUBLIC)
+    if known is None:
+        known = vars(obj)[_PUBLIC] = _rsa_public(obj)
+    return known
+
+
+def _rsa_public(obj: Key) -> rsa.RSAPublicKey:
+    got = direct.attributes(obj, [Attribute.MODULUS, Attribute.PUBLIC_EXPONENT]) or {}
+    if not all(isinstance(got.get(a), bytes) for a in (Attribute.MODULUS,
+                                                       Attribute.PUBLIC_EXPONENT)):
+        got = {a: obj[a] for a in (Attribute.MODULUS, Attribute.PUBLIC_EXPONENT)}
+    return rsa.RSAPublicNumbers(int.from_bytes(got[Attribute.PUBLIC_EXPONENT], "big"),
+                                int.from_bytes(got[Attribute.MODULUS], "big")).public_key()
 
 
 def ec_public(obj: Key, curve_name: str) -> ec.EllipticCurvePublicKey:
-    """The EC public key of a public key object (CKA_EC_POINT, DER OCTET STRING or raw)."""
-    curve = getattr(ec, CURVES[curve_name].name.upper())()  # ec.SECP384R1 for secp384r1
-    return ec.EllipticCurvePublicKey.from_encoded_point(
-        curve, _point(bytes(obj[Attribute.EC_POINT]), curve))
+    """The EC public key of a public key object (CKA_EC_POINT, DER OCTET STRING or raw),
+    read once per object and curve."""
+    known = vars(obj).get(_PUBLIC)
+    if known is None or known[0] != curve_name:
+        curve = getattr(ec, CURVES[curve_name].name.upper())()  # ec.SECP384R1 for secp384r1
+        known = vars(obj)[_PUBLIC] = (curve_name, ec.EllipticCurvePublicKey.from_encoded_point(
+            curve, _point(bytes(_ec_point(obj)), curve)))
+    return known[1]
+
+
+def _ec_point(obj: Key) -> bytes:
+    got = (direct.attributes(obj, [Attribute.EC_POINT]) or {}).get(Attribute.EC_POINT)
+    return got if isinstance(got, bytes) else obj[Attribute.EC_POINT]
 
 
 def _point(value: bytes, curve: ec.EllipticCurve) -> bytes:

@@ -10,6 +10,7 @@ from pkcs11.types import Key
 from ..errors import KeyMismatch, LabelConflict, pkcs11_step
 from ..keytypes import KEY_TYPES, key_class
 from ..profile import KeySpec
+from . import direct
 from .cluster import ClusterSession
 
 
@@ -39,7 +40,7 @@ def locate(cluster: ClusterSession, spec: KeySpec, label: str) -> Side | None:
     key = _one(cluster.index.find(cls, label), cls.name.lower(), label, cluster.name)
     if key is None:
         return None
-    if key.key_type != KEY_TYPES[spec.type].pkcs11:
+    if direct.key_type(key) != KEY_TYPES[spec.type].pkcs11:
         raise KeyMismatch(f"{label!r} on {cluster.name} is a {key.key_type.name} key; the "
                           f"inventory says {spec.type}")
     public = None

@@ -185,7 +185,7 @@ class Migrator:
         m.source = locate(src, spec, spec.label)
         if m.source is None:
             raise KeyNotFound(f"{spec.label!r} ({spec.type}) not found on {src.name}")
-        m.source_attributes = attributes.read_standard(m.source.key)
+        m.source_attributes = attributes.standard(m.source.key)
         keyinfo.check(spec, keyinfo.from_attributes(m.source_attributes), src.name)
         extractable = m.source_attributes.get("extractable") is True
         if spec.disposition == "rotate":

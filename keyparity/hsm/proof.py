@@ -55,7 +55,7 @@ from pkcs11.types import Key
 from ..errors import (KeyMismatch, KeyNotFound, NotPermitted, TokenError,
                       pkcs11_step)
 from ..keytypes import KEY_TYPES
-from . import identity, keyinfo
+from . import direct, identity, keyinfo
 from .locate import Side
 
 CHALLENGE_BYTES = 32
@@ -99,6 +99,7 @@ class Method:
             raise NotProvable(f"the key on {where} may not {self.op.split('_')[0]} "
                                f"(CKA_{self.op.split('_')[0].upper()} is false there): "
                                f"its material cannot be proven by {self.text}")
+        run = direct.fast(key, self.op, run)
         with pkcs11_step(f"prove the key material ({self.name})", where):
             if self.op == "wrap_key":
                 return _wrap(key.session, run, self.mechanism, data)
@@ -147,7 +148,7 @@ METHODS: dict[KeyType, tuple[Method, ...]] = {
 def choose(keys: Sequence[Key], where: str) -> Method:
     """The first method of the keys' type that every one of them permits (NotProvable when
     there is none, or the keys are not of one type)."""
-    types = {k.key_type for k in keys}
+    types = {direct.key_type(k) for k in keys}
     if len(types) != 1:
         raise NotProvable(f"keys of different types on {where} ("
                           f"{', '.join(sorted(t.name for t in types))}): other key material")
@@ -198,7 +199,8 @@ def answers(private: Key, public_der: bytes, data: bytes, where: str) -> tuple[b
     if private.key_type == KeyType.RSA and isinstance(public, rsa.RSAPublicKey):
         if hasattr(private, "sign"):
             with pkcs11_step("prove the key material (RSA signature)", where):
-                sig = bytes(private.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
+                sig = bytes(direct.fast(private, "sign", private.sign)(
+                    data, mechanism=Mechanism.SHA256_RSA_PKCS))
             try:
                 public.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
                 return True, "SHA256-RSA-PKCS signature", len(sig) * 8
@@ -209,8 +211,8 @@ def answers(private: Key, public_der: bytes, data: bytes, where: str) -> tuple[b
                                                        hashes.SHA1(), None))
             with pkcs11_step("prove the key material (RSA-OAEP decryption)", where):
                 try:
-                    back = bytes(private.decrypt(sealed, mechanism=Mechanism.RSA_PKCS_OAEP,
-                                                 mechanism_param=_OAEP_SHA1))
+                    back = bytes(direct.fast(private, "decrypt", private.decrypt)(
+                        sealed, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=_OAEP_SHA1))
                 except _NOT_DECRYPTED:  # padding that does not check out: another key
                     return False, "RSA-OAEP decryption", len(data) * 8
             return back == data, "RSA-OAEP decryption", len(data) * 8

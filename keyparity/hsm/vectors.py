@@ -20,7 +20,8 @@ from .. import vector_table
 from .. import minimal as minimal_data, policy
 from ..vector_table import Cipher, Ecdsa, KeyWrap, Mac, RsaOaep, RsaSig
 from .locate import Side
-from ..errors import KeyparityError, TokenError, operation, pkcs11_step
+from ..errors import KeyparityError, TokenError, pkcs11_step
+from .direct import operation
 
 DIRECTIONS = ("source->target", "target->source")
 

@@ -15,7 +15,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.types import Key, PrivateKey, PublicKey, Session
 
 from ..errors import pkcs11_step
-from . import destruction
+from . import destruction, direct
 from .mechanisms import RSA_AES_KEY_WRAP, PackedRsaAesParams, WrapParams
 
 _EPHEMERAL = {
@@ -38,22 +38,33 @@ def wrap(session: Session, wrapping_key: PublicKey, key: Key, params: WrapParams
     if native:
         packed = PackedRsaAesParams(params)
         with pkcs11_step("RSA-AES wrap (CKM_RSA_AES_KEY_WRAP)", where):
-            return wrapping_key.wrap_key(key, mechanism=RSA_AES_KEY_WRAP,
-                                         mechanism_param=packed.raw)
+            return wrap_key(wrapping_key, key, RSA_AES_KEY_WRAP, packed.raw)
     with pkcs11_step("generate ephemeral AES key", where):
         ephemeral = session.generate_key(KeyType.AES, params.aes_bits, store=False,
                                          template=_EPHEMERAL)
     try:
         with pkcs11_step(f"RSA-OAEP ({params.oaep_hash}) wrap of the ephemeral key", where):
-            head = wrapping_key.wrap_key(ephemeral, mechanism=Mechanism.RSA_PKCS_OAEP,
-                                         mechanism_param=params.oaep)
+            head = wrap_key(wrapping_key, ephemeral, Mechanism.RSA_PKCS_OAEP, params.oaep)
         with pkcs11_step("AES key wrap with padding (CKM_AES_KEY_WRAP_PAD)", where):
-            tail = ephemeral.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+            tail = wrap_key(ephemeral, key, Mechanism.AES_KEY_WRAP_PAD, None)
     except BaseException:
         _discard(ephemeral)
         raise
     _destroy(ephemeral, where)
     return head + tail
+
+
+# room for any wrapped key: an RSA-8192 private key's PKCS #8 (about 4,800 bytes), padded, after
+# an RSA-8192 block
+_BLOB_ROOM = 16384
+
+
+def wrap_key(wrapping_key: Key, key: Key, mechanism: Any, param: Any) -> bytes:
+    """``wrapping_key.wrap_key(key, ...)`` in one C_WrapKey (keyparity.hsm.direct), or
+    through python-pkcs11 (which asks the length first) where that cannot be done."""
+    blob = direct.wrap(wrapping_key, key, mechanism, param, _BLOB_ROOM)
+    return blob if blob is not None else bytes(
+        wrapping_key.wrap_key(key, mechanism=mechanism, mechanism_param=param))
 
 
 def _destroy(ephemeral: Key, where: str) -> None:

@@ -10,6 +10,9 @@
  *                             waiting thread's timer slack is set to 1 ns)
  *   KEYPARITY_P11_CALLS       a file that receives the calls counted so far, as JSON, at each
  *                             C_Finalize and when the process exits; "%p" becomes the pid
+ *
+ * Besides C_GetFunctionList it exports p11forward_function(i) and p11forward_calls(i): the
+ * counts so far, read in the same process (keyparity bench --calls, between phases).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -289,10 +292,25 @@ static CK_RV load_target(void)
 
 static void load(void)
 {
-    calls_path = getenv("KEYPARITY_P11_CALLS");
+    /* a copy: the environment is put back after the module is loaded (keyparity's module_env) */
+    const char *path = getenv("KEYPARITY_P11_CALLS");
+    calls_path = path != NULL ? strdup(path) : NULL;
     if (parse_latency() != 0)
         return;
     loaded = load_target();
+}
+
+/* The calls counted so far, for a caller in the same process (keyparity.bench.calls reads
+ * them between the phases of a run through ctypes): the name of function i, or NULL past the
+ * last; and its count. Not part of PKCS #11; nothing is delayed or counted by asking. */
+__attribute__((visibility("default"))) const char *p11forward_function(unsigned long i)
+{
+    return i < N_FUNCTIONS ? names[i] : NULL;
+}
+
+__attribute__((visibility("default"))) unsigned long p11forward_calls(unsigned long i)
+{
+    return i < N_FUNCTIONS ? atomic_load(&calls[i]) : 0;
 }
 
 __attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)

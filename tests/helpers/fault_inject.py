@@ -23,6 +23,10 @@ AT, where the fault fires (default ``wrap``):
                   the first is the KCV of the migration's identity proof, later ones are the
                   equivalence tests'
 
+keyparity's one-call path (keyparity.hsm.direct) is not taken for the key labelled LABEL:
+its calls go through python-pkcs11 (as every call does that the one-call path cannot make,
+or that fails), where the faults are injected.
+
 The tokens are watched through a thin proxy of ``pkcs11.lib`` (the module's entry point) so
 that each C_OpenSession is logged (and, once removed, refused).
 
@@ -35,6 +39,7 @@ import os
 
 import pkcs11
 import pkcs11._pkcs11 as p11lib
+from keyparity.hsm import direct
 import pkcs11.exceptions as p11
 from pkcs11 import Attribute
 
@@ -142,7 +147,20 @@ class _Lib:
         return _Token(self._lib.get_token(*args, **kwargs))
 
 
+def _not_for_label(real, obj_of):
+    """keyparity.hsm.direct's ``real``, or None (python-pkcs11 makes the call) for the key
+    labelled LABEL."""
+    def call(*args, **kwargs):
+        obj = obj_of(args)
+        if obj[Attribute.LABEL] == LABEL:
+            return None
+        return real(*args, **kwargs)
+    return call
+
+
 _real_lib = pkcs11.lib
+direct.wrap = _not_for_label(direct.wrap, lambda args: args[1])
+direct.crypt = _not_for_label(direct.crypt, lambda args: args[0])
 p11lib.WrapMixin.wrap_key = wrap_key
 p11lib.UnwrapMixin.unwrap_key = unwrap_key
 p11lib.EncryptMixin._encrypt = _encrypt

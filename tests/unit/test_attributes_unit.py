@@ -328,3 +328,11 @@ def test_a_cloudhsm_unwrap_template_sets_only_what_cloudhsm_lets_it_set_at_creat
                                           ObjectClass.SECRET_KEY, "k", {})
     kept, after, _ = attributes.for_cloudhsm(defaults)
     assert kept[Attribute.PRIVATE] is True and kept[Attribute.MODIFIABLE] is True and not after
+
+
+def test_attributes_unreadable_on_both_sides_are_never_equal():
+    gone = "<unreadable: CKR_GENERAL_ERROR>"
+    (diff,) = attributes.compare({"class": gone}, {"class": gone}, target_label="k",
+                                 overrides={}, intended={})
+    assert (diff.attribute, diff.expected, diff.reason) == (
+        "class", False, "cannot be read on the source and target")
