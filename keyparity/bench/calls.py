@@ -153,7 +153,10 @@ def per_key(kind: Kind, small: dict[str, Any], large: dict[str, Any]) -> dict[st
     by_function = total(phases)  # type: ignore[arg-type]
     least = minimum(by_function, kind.objects)
     calls = sum(by_function.values())
-    return {"calls": calls, "by_phase": {p: sum(f.values()) for p, f in phases.items()},
+    named = dict.fromkeys(phase for _, phase in PHASES)  # every phase, the ones at 0 too
+    by_phase = {p: sum(phases.get(p, {}).values())
+                for p in [*named, *sorted(set(phases) - set(named))]}
+    return {"calls": calls, "by_phase": by_phase,
             "by_phase_function": phases, "by_function": by_function, "minimum": least,
             "ratio": calls / least, "goal_ratio": BUDGET, "met": calls <= BUDGET * least,
             "budget": kind.budget, "within_budget": calls <= kind.budget}
@@ -179,8 +182,7 @@ def report(doc: dict[str, Any], say: Say) -> None:
         say(f"{name:5} {k['calls']:6.1f} calls per key (budget {k['budget']}: "
             f"{'within' if k['within_budget'] else 'OVER'}); minimum {k['minimum']:.0f}; ratio "
             f"{k['ratio']:.2f} (goal <= {k['goal_ratio']}: {'met' if k['met'] else 'NOT met'})")
-        say("      by phase: " + ", ".join(f"{p} {c:.1f}" for p, c in sorted(
-            k["by_phase"].items(), key=lambda pc: -pc[1])))
+        say("      by phase: " + ", ".join(f"{p} {c:.1f}" for p, c in k["by_phase"].items()))
         say("      by function: " + ", ".join(f"{f} {c:.1f}" for f, c in sorted(
             k["by_function"].items(), key=lambda fc: -fc[1])))
 

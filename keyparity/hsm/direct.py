@@ -137,34 +137,34 @@ def _mechanism(mechanism: Any, param: Any) -> tuple[_Mechanism, list[Any]] | Non
     if param is None:
         param = DEFAULT_MECHANISM_PARAMS.get(mechanism)  # OAEP, PSS: python-pkcs11's defaults
     if param is None:
-        struct: Any = None
+        param_struct: Any = None
     elif isinstance(param, bytes):
-        struct = ctypes.create_string_buffer(param, len(param))
+        param_struct = ctypes.create_string_buffer(param, len(param))
     elif isinstance(param, GCMParams):
         aad = param.aad or b""
         keep += [param.nonce, aad]
-        struct = _Gcm(ctypes.cast(ctypes.c_char_p(param.nonce), ctypes.c_void_p),
+        param_struct = _Gcm(ctypes.cast(ctypes.c_char_p(param.nonce), ctypes.c_void_p),
                       len(param.nonce), len(param.nonce) * 8,
                       ctypes.cast(ctypes.c_char_p(aad), ctypes.c_void_p) if aad else None,
                       len(aad), param.tag_bits)
     elif isinstance(param, CTRParams):
         block = param.nonce + b"\x00" * (15 - len(param.nonce)) + b"\x01"
-        struct = _Ctr((16 - len(param.nonce)) * 8, (ctypes.c_ubyte * 16)(*block))
+        param_struct = _Ctr((16 - len(param.nonce)) * 8, (ctypes.c_ubyte * 16)(*block))
     elif mechanism == Mechanism.RSA_PKCS_OAEP and isinstance(param, tuple) and len(param) == 3:
         hash_alg, mgf, source = param
         keep.append(source)
-        struct = _Oaep(hash_alg, mgf, _CKZ_DATA_SPECIFIED,
+        param_struct = _Oaep(hash_alg, mgf, _CKZ_DATA_SPECIFIED,
                        ctypes.cast(ctypes.c_char_p(source), ctypes.c_void_p) if source else None,
                        len(source or b""))
     elif isinstance(param, tuple) and len(param) == 3 and int(mechanism) in _PSS:
-        struct = _Pss(*param)
+        param_struct = _Pss(*param)
     else:
         return None
-    keep.append(struct)
-    pointer = ctypes.cast(ctypes.byref(struct), ctypes.c_void_p) if struct is not None else None
-    size = len(struct) if isinstance(struct, ctypes.Array) else (
-        ctypes.sizeof(struct) if struct is not None else 0)
-    return _Mechanism(int(mechanism), pointer, size), keep
+    keep.append(param_struct)
+    if param_struct is None:
+        return _Mechanism(int(mechanism), None, 0), keep
+    return _Mechanism(int(mechanism), ctypes.cast(ctypes.byref(param_struct), ctypes.c_void_p),
+                      ctypes.sizeof(param_struct)), keep
 
 
 def _output(call: Any, session: int, head: tuple[Any, ...], room: int) -> bytes | None:
@@ -187,6 +187,7 @@ def crypt(key: Any, op: str, data: bytes, mechanism: Any, param: Any = None) -> 
     if functions is None or packed is None:
         return None
     mech, _keep = packed
+    data = bytes(data)  # a bytearray or memoryview as python-pkcs11 takes it
     init, run = (functions.fn[name] for name in _OPS[op])
     session = key.session.handle
     if init(session, ctypes.addressof(mech), key.handle) != CKR_OK:
