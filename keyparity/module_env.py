@@ -23,6 +23,11 @@ ALLOWED: dict[str, str] = {
     "SOFTHSM2_CONF": "SoftHSM 2: its configuration file (softhsm2.conf(5))",
     "PKCS11SPY": "OpenSC's pkcs11-spy: the PKCS #11 module it forwards the calls to",
     "PKCS11SPY_OUTPUT": "OpenSC's pkcs11-spy: the file it logs the calls to",
+    "KEYPARITY_P11_TARGET": "keyparity's forwarding module (native/p11forward): the module it "
+                            "forwards the calls to",
+    "KEYPARITY_P11_LATENCY_US": "keyparity's forwarding module: the microseconds each call "
+                                "waits first",
+    "KEYPARITY_P11_CALLS": "keyparity's forwarding module: the file it counts the calls in",
 }
 # prefixes that change how a process loads code: named in the refusal
 _LOADER = ("LD_", "DYLD_", "PYTHON", "GCONV_", "MALLOC_")

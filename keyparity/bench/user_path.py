@@ -40,6 +40,7 @@ from ..runinfo import new_run_id
 from . import phases
 from .bare import slice_loop
 from .common import SOURCE, TARGET, Say, conclude, in_scratch, key_spec, machine, say
+from .forward import Forward, module_path
 
 BARE_TARGETS = ("hsm3", "hsm4")
 SPLIT_TARGETS = ("hsm5", "hsm6")  # the bare loop in one process, then split over -n processes
@@ -64,16 +65,21 @@ def _token_dirs(state: Path) -> set[Path]:
     return {p for p in (state / "tokens").iterdir() if p.is_dir()}
 
 
-def _profile_yaml(lab: Lab, module: str, signer: Path) -> Path:
+def _profile_yaml(lab: Lab, module: str, signer: Path, forward: Forward | None = None) -> Path:
     """The run's profile: hsm1 (declared FIPS) to hsm2 (declared NON_FIPS), as the demo, with
-    the N keys, one file signer, pins in files. JSON is YAML."""
+    the N keys, one file signer, pins in files. JSON is YAML. With ``forward``, both clusters
+    load the forwarding module, which forwards to ``module``."""
+    env = {"SOFTHSM2_CONF": str(lab.run / "softhsm2.conf")}
+    if forward is not None:
+        env.update(forward.module_env(module))
+        module = module_path(_repo())
     doc = {
         "name": "bench", "description": "keyparity bench --pytest (generated)",
         "environment": "test",
         "compliance": {"acknowledge_non_fips": {
             "reason": "bench: the same clusters and modes as the embedded demo",
             "approver": "keyparity-bench", "ticket": "BENCH-1"}},
-        "module_env": {"SOFTHSM2_CONF": str(lab.run / "softhsm2.conf")},
+        "module_env": env,
         "clusters": {
             role: {"name": label, "module": module, "token_label": label,
                    "pin": f"file:{lab.run / f'{label}.pin'}", "mode": mode}
@@ -472,15 +478,23 @@ def report(doc: dict[str, Any], say: Say) -> None:
 
 
 def run(n: int, workers: int, allure: bool, root: Path, say: Say,
-        py_spy: Path | None = None) -> dict[str, Any]:
+        py_spy: Path | None = None, forward: Forward | None = None) -> dict[str, Any]:
+    """The bare loop, the pytest run, the bare loop again, pytest's floor. With ``forward``, the
+    pytest run goes through the forwarding module (its latency, its counts in
+    ``run["calls"]``); the bare loops stay direct on SoftHSM."""
     lab, setup = build_lab(root, n, say, split=workers > 1)
     file_custodian(lab.run / "evidence", "bench-custodian")
-    profile = _profile_yaml(lab, find_module(), lab.run / "evidence" / "bench-custodian.key.pem")
+    if forward is not None:
+        forward.calls_dir.mkdir(parents=True, exist_ok=True)
+    profile = _profile_yaml(lab, find_module(), lab.run / "evidence" / "bench-custodian.key.pem",
+                            forward)
     bare = [bare_loop(lab, BARE_TARGETS[0])]
     say(f"bare loop 1: {bare[0]['seconds']:.2f} s, {bare[0]['proven']}/{n} keys")
     mode = f"-n {workers}" if workers else "serial"
     say(f"pytest run ({mode}) ...")
     out = pytest_run(lab, workers, allure, profile, py_spy)
+    if forward is not None:
+        out["calls"] = forward.calls()
     say(f"pytest run: {out['seconds']:.2f} s, exit {out['exit']}, verdict {out['verdict']}")
     if out["exit"] != 0:
         say("the run's last lines:\n" + "\n".join(

@@ -385,7 +385,8 @@ def test_module_env_name_and_value(layout: dict[str, Path]) -> None:
                 "the environment of the process instead"),
     ("LD_PRELOAD", "LD_PRELOAD is not a variable of a PKCS #11 module keyparity knows (it "
                    "changes what code every process loads: never taken from a profile); "
-                   "module_env may set PKCS11SPY, PKCS11SPY_OUTPUT, SOFTHSM2_CONF"),
+                   "module_env may set KEYPARITY_P11_CALLS, KEYPARITY_P11_LATENCY_US, "
+                   "KEYPARITY_P11_TARGET, PKCS11SPY, PKCS11SPY_OUTPUT, SOFTHSM2_CONF"),
     ("PYTHONPATH", "(it changes what code every process loads: never taken from a profile)"),
     ("HTTPS_PROXY", "HTTPS_PROXY is not a variable of a PKCS #11 module keyparity knows; "
                     "module_env may set"),
