@@ -576,6 +576,16 @@ def _add_bench(sub: Any) -> None:
                         "sampling slows the run, so its timings are not the figures")
     s.add_argument("--keep", action="store_true",
                    help="--pytest: keep the bench directory (tokens, run directory, logs)")
+    s.add_argument("--latency-ms", type=float, metavar="MS",
+                   help="--pytest: every PKCS #11 call of the run waits MS milliseconds first "
+                        "(the forwarding module, as on a network HSM); runs serial and each -n "
+                        "of --workers-list side by side, on fresh copies of the seeded tokens")
+    s.add_argument("--workers-list", default="1,2,4,8", metavar="W,W,...",
+                   help="--latency-ms: the worker counts to run, 1 meaning serial (default "
+                        "1,2,4,8)")
+    s.add_argument("--rounds", type=int, default=1,
+                   help="--latency-ms: run every worker count this many times, the order "
+                        "reversed every other round (default 1)")
     s.add_argument("-n", "--workers", type=int,
                    help="--journal-overhead: worker processes (default 2); --pytest: pytest's "
                         "-n (default: serial)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -269,15 +270,23 @@ def _pytest(args: list[str], cwd: Path, log: Path, env: dict[str, str],
     if py_spy is not None:
         command = [_py_spy(), "record", "--format", "raw", "--rate", "200", "--subprocesses",
                    "--output", str(py_spy), "--", *command]
-    t, started = time.perf_counter(), time.time()
+    t, started, cpu = time.perf_counter(), time.time(), _children_cpu()
     with open(log, "w") as out:
         proc = subprocess.Popen(command, cwd=cwd, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         with TreeMemory(proc.pid) as memory:
             status = proc.wait()
     return {"seconds": time.perf_counter() - t, "started": started, "exit": status,
+            "tree_cpu_seconds": _children_cpu() - cpu,
             "peak_rss_tree_kib": memory.peak_sum_kib,
             "peak_rss_process_kib": memory.peak_process_kib}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's waited-for children and their own
+    waited-for descendants (pytest's xdist workers, reaped by it): the whole run's CPU."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _py_spy() -> str:
@@ -477,17 +486,24 @@ def report(doc: dict[str, Any], say: Say) -> None:
         f"SoftHSM {m['softhsm']}")
 
 
+def signed_profile(lab: Lab, forward: Forward | None = None) -> Path:
+    """The run's profile with its signed wrap exception (the bench custodian made on first
+    use); with ``forward``, through the forwarding module."""
+    signer = lab.run / "evidence" / "bench-custodian.key.pem"
+    if not signer.is_file():
+        file_custodian(lab.run / "evidence", "bench-custodian")
+    if forward is not None:
+        forward.calls_dir.mkdir(parents=True, exist_ok=True)
+    return _profile_yaml(lab, find_module(), signer, forward)
+
+
 def run(n: int, workers: int, allure: bool, root: Path, say: Say,
         py_spy: Path | None = None, forward: Forward | None = None) -> dict[str, Any]:
     """The bare loop, the pytest run, the bare loop again, pytest's floor. With ``forward``, the
     pytest run goes through the forwarding module (its latency, its counts in
     ``run["calls"]``); the bare loops stay direct on SoftHSM."""
     lab, setup = build_lab(root, n, say, split=workers > 1)
-    file_custodian(lab.run / "evidence", "bench-custodian")
-    if forward is not None:
-        forward.calls_dir.mkdir(parents=True, exist_ok=True)
-    profile = _profile_yaml(lab, find_module(), lab.run / "evidence" / "bench-custodian.key.pem",
-                            forward)
+    profile = signed_profile(lab, forward)
     bare = [bare_loop(lab, BARE_TARGETS[0])]
     say(f"bare loop 1: {bare[0]['seconds']:.2f} s, {bare[0]['proven']}/{n} keys")
     mode = f"-n {workers}" if workers else "serial"
