@@ -72,6 +72,24 @@ def _worker_marks(lab: Lab, started: float) -> dict[str, dict[str, float]]:
     return out
 
 
+def role(stack: str) -> str:
+    """Which process of a distributed run a py-spy stack is from (py-spy labels the samples of
+    all the processes with the pytest process): an xdist worker runs xdist's remote loop under
+    execnet, the controller runs pytest's main; the pipe readers are threads of both."""
+    if "xdist/remote.py" in stack or "WorkerGateway" in stack:
+        return "worker"
+    if "_thread_receiver" in stack:
+        return "pipe reader"
+    return "controller" if "_pytest/config/__init__.py" in stack else "other"
+
+
+def profile_by_role(path: Path) -> dict[str, Any]:
+    """The top functions of the controller and of the workers apart (py-spy samples a thread
+    that runs or waits for a CPU: on a busy machine, time rather than CPU)."""
+    return {"file": str(path), **{r: top_of_profile(path, 12, lambda s, r=r: role(s) == r)
+                                  for r in ("controller", "worker", "pipe reader")}}
+
+
 def one_run(lab: Lab, pristine: Path, workers: int, latency_us: int, allure: bool, tag: str,
             py_spy: Path | None) -> dict[str, Any]:
     """The pytest run with -n ``workers`` (1: serial) through the forwarding module."""
@@ -100,8 +118,8 @@ def one_run(lab: Lab, pristine: Path, workers: int, latency_us: int, allure: boo
                 out["phases"].get("pid")),
         "calls_per_key_by_function": {f: c / n for f, c in calls["calls"].items()},
         "peak_rss_tree_kib": out["peak_rss_tree_kib"],
-        "profile": ({"file": str(py_spy), **top_of_profile(py_spy)}
-                    if py_spy is not None and py_spy.is_file() else None),
+        "profile": (profile_by_role(py_spy) if py_spy is not None and py_spy.is_file()
+                    else None),
         "ok": (out["exit"] == 0 and out["verdict"] == "PASS" and out["keys_proven"] == n
                and out["unwraps"] == n and out["verify"]["exit"] == 0),
     }
@@ -233,6 +251,12 @@ def report(doc: dict[str, Any], say: Say) -> None:
             + ("" if g["at_goal_latency"] else f" (the goal is set at {GOAL_LATENCY_MS:g} ms)"))
     for w in doc["workers"]:
         say("operator    " + operator_line(doc, w))
+    for r in doc["runs"]:
+        for name, top in (r["profile"] or {}).items():
+            if name == "file" or not top:
+                continue
+            say(f"profile     {r['tag']} {name}: {top['samples']} samples; top by self: " + ", ".join(
+                f"{frame} {share:.1%}" for frame, share in top["self"][:6]))
     m = doc["machine"]
     say(f"machine     {m['cpu_count']} CPUs ({m['cpu_model']}), Python {m['python']}, "
         f"SoftHSM {m['softhsm']}")
