@@ -3,8 +3,8 @@ census costs (``census``); ``--journal-overhead``: what the write journal costs
 (``journal_overhead``); otherwise the harness against a bare python-pkcs11 loop (``harness``).
 ``--pytest``: the path users take, pytest with the bundle (``user_path``); with
 ``--latency-ms``, through the forwarding module, serial and -n side by side (``latency``); with
-``--calls``, the PKCS #11 calls per key by type, function and phase (``calls``). ``--census`` wins
-over ``--pytest``, which wins over ``--journal-overhead``."""
+``--calls``, the PKCS #11 calls per key by type, function and phase (``calls``). ``--census``
+wins over ``--pytest``, which wins over ``--journal-overhead``."""
 from __future__ import annotations
 
 import argparse

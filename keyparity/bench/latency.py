@@ -72,6 +72,24 @@ def _worker_marks(lab: Lab, started: float) -> dict[str, dict[str, float]]:
     return out
 
 
+def role(stack: str) -> str:
+    """Which process of a distributed run a py-spy stack is from (py-spy labels the samples of
+    all the processes with the pytest process): an xdist worker runs xdist's remote loop under
+    execnet, the controller runs pytest's main; the pipe readers are threads of both."""
+    if "xdist/remote.py" in stack or "WorkerGateway" in stack:
+        return "worker"
+    if "_thread_receiver" in stack:
+        return "pipe reader"
+    return "controller" if "_pytest/config/__init__.py" in stack else "other"
+
+
+def profile_by_role(path: Path) -> dict[str, Any]:
+    """The top functions of the controller and of the workers apart (py-spy samples a thread
+    that runs or waits for a CPU: on a busy machine, time rather than CPU)."""
+    return {"file": str(path), **{r: top_of_profile(path, 12, lambda s, r=r: role(s) == r)
+                                  for r in ("controller", "worker", "pipe reader")}}
+
+
 def one_run(lab: Lab, pristine: Path, workers: int, latency_us: int, allure: bool, tag: str,
             py_spy: Path | None) -> dict[str, Any]:
     """The pytest run with -n ``workers`` (1: serial) through the forwarding module."""
@@ -90,18 +108,39 @@ def one_run(lab: Lab, pristine: Path, workers: int, latency_us: int, allure: boo
         "per_key_ms": out["seconds"] / n * 1e3, "exit": out["exit"], "verdict": out["verdict"],
         "keys_proven": out["keys_proven"], "unwraps": out["unwraps"],
         "verify_exit": out["verify"]["exit"], "load_before": load, "load_after": os.getloadavg(),
+        "controller_pid": out["phases"].get("pid"),
         "controller_cpu_seconds": controller, "tree_cpu_seconds": tree,
         "controller_share": controller / tree if controller is not None and tree > 0 else None,
         "controller_cpu_by_phase": cpu, "split_seconds": split(out),
         "workers_marks": _worker_marks(lab, out["started"]),
         "calls": calls, "calls_per_key": calls["total"] / n,
+        **waits(calls, latency_us, out["seconds"], tree, os.cpu_count() or 1,
+                out["phases"].get("pid")),
         "calls_per_key_by_function": {f: c / n for f, c in calls["calls"].items()},
         "peak_rss_tree_kib": out["peak_rss_tree_kib"],
-        "profile": ({"file": str(py_spy), **top_of_profile(py_spy)}
-                    if py_spy is not None and py_spy.is_file() else None),
+        "profile": (profile_by_role(py_spy) if py_spy is not None and py_spy.is_file()
+                    else None),
         "ok": (out["exit"] == 0 and out["verdict"] == "PASS" and out["keys_proven"] == n
                and out["unwraps"] == n and out["verify"]["exit"] == 0),
     }
+
+
+def waits(calls: dict[str, Any], latency_us: int, seconds: float, tree_cpu: float,
+          cpus: int, controller_pid: int | None = None) -> dict[str, Any]:
+    """Where the run's time can go. ``latency_path_seconds``: the waits of the controller (its
+    calls come before and after the workers': the tokens at the start, the end-of-run census
+    and counts) plus those of the busiest worker, which no -n shortens; ``cpu_busy``: the run's
+    CPU over what the machine's CPUs could give in its wall time (near 1: the run waits for
+    CPU, not for the HSM). ``controller_pid``: the pytest process (keyparity.bench.phases);
+    else the lowest pid, as the controller starts its workers."""
+    pids = sorted(calls["by_process"], key=int)
+    main = str(controller_pid) if controller_pid is not None else (pids[0] if pids else "")
+    workers = [calls["by_process"][p] for p in pids if p != main]
+    controller = calls["by_process"].get(main, 0) if workers else 0
+    busiest = max(workers, default=calls["total"])
+    return {"controller_calls": controller, "busiest_process_calls": busiest,
+            "latency_path_seconds": (controller + busiest) * latency_us / 1e6,
+            "cpu_busy": tree_cpu / (seconds * cpus) if seconds > 0 else None}
 
 
 def by_workers(runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -187,6 +226,12 @@ def report(doc: dict[str, Any], say: Say) -> None:
         say(f"  {w:>2} {row['seconds']:8.2f} {row['seconds'] / doc['keys'] * 1e3:7.1f} "
             f"{row['speedup']:8.2f}x {ctl:12.2f} s {tree:12.2f} s "
             f"{_share(row['controller_share']):>6} {row['calls_per_key']:9.1f}")
+    say("  where the time can go: the waits no -n shortens (controller + busiest worker) "
+        "and the share of the machine's CPUs the run used")
+    for r in doc["runs"]:
+        say(f"  {r['tag']:<7} waits {r['latency_path_seconds']:7.2f} s of {r['seconds']:7.2f} s "
+            f"({r['controller_calls']} controller calls, {r['busiest_process_calls']} in the "
+            f"busiest process); CPU busy {_share(r['cpu_busy'])}")
     for r in doc["runs"]:
         s = r["split_seconds"]
         marks = r["workers_marks"]
@@ -206,6 +251,12 @@ def report(doc: dict[str, Any], say: Say) -> None:
             + ("" if g["at_goal_latency"] else f" (the goal is set at {GOAL_LATENCY_MS:g} ms)"))
     for w in doc["workers"]:
         say("operator    " + operator_line(doc, w))
+    for r in doc["runs"]:
+        for name, top in (r["profile"] or {}).items():
+            if name == "file" or not top:
+                continue
+            say(f"profile     {r['tag']} {name}: {top['samples']} samples; top by self: " + ", ".join(
+                f"{frame} {share:.1%}" for frame, share in top["self"][:6]))
     m = doc["machine"]
     say(f"machine     {m['cpu_count']} CPUs ({m['cpu_model']}), Python {m['python']}, "
         f"SoftHSM {m['softhsm']}")

@@ -102,4 +102,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     _mark("unconfigure")
     path = os.environ[ENV] + (f".{worker}" if worker else "")
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump({**_marks, "rss_kib": _rss, "cpu_seconds": _cpu}, fh)
+        json.dump({**_marks, "rss_kib": _rss, "cpu_seconds": _cpu, "pid": os.getpid()}, fh)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,15 +306,17 @@ def _py_spy() -> str:
     return found
 
 
-def top_of_profile(path: Path, n: int = 15) -> dict[str, list[tuple[str, float]]]:
+def top_of_profile(path: Path, n: int = 15, only: Callable[[str], bool] | None = None,
+                   ) -> dict[str, list[tuple[str, float]]]:
     """From py-spy's collapsed stacks: the functions with the most samples on top of the stack
-    (self) and anywhere in it (total), as shares of all samples."""
+    (self) and anywhere in it (total), as shares of all samples (of the stacks ``only``
+    keeps, when given)."""
     own: dict[str, int] = {}
     total: dict[str, int] = {}
     samples = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
+        if not count.isdigit() or (only is not None and not only(stack)):
             continue
         k = int(count)
         samples += k

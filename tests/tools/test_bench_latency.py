@@ -62,6 +62,15 @@ def test_cpu_shares_phases_and_speedups_have_their_shape(figures):
         assert isinstance(share, float) and 0 < share <= 1
         assert 0 < r["controller_cpu_seconds"] <= r["tree_cpu_seconds"]
         assert {"start_up", "collection", "test_loop", "bundle_phase"} <= set(r["split_seconds"])
+    serial, split = doc["runs"]
+    assert serial["controller_calls"] == 0 and serial["busiest_process_calls"] == serial[
+        "calls"]["total"]
+    assert split["controller_calls"] == split["calls"]["by_process"][str(
+        split["controller_pid"])] > 0
+    for r in doc["runs"]:   # the waits: (controller + busiest process) calls x 100 us
+        assert r["latency_path_seconds"] == pytest.approx(
+            (r["controller_calls"] + r["busiest_process_calls"]) * 100e-6)
+        assert 0 < r["cpu_busy"] <= 1
     assert set(doc["runs"][1]["workers_marks"]) == {"gw0", "gw1"}
     assert doc["runs"][0]["workers_marks"] == {}
     for w, row in doc["by_workers"].items():
