@@ -23,18 +23,6 @@ def default_to_loadgroup(config: pytest.Config) -> None:
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist",
                                                                 "no") == "no":
         config.option.dist = "loadgroup"
-    if getattr(config.option, "dist", "no") == "loadgroup":
-        keep_checklist_order(config)
-
-
-def keep_checklist_order(config: pytest.Config) -> None:
-    """Hand the workers the tests in the order the plugin sorted them (the auditor's
-    checklist: the census and the read-only checks before any write). xdist's scope scheduler
-    reorders by default (``--loadscope-reorder``), the scopes with the most tests first: every
-    chunk of keys came before the census, a scope of one test, which then ran after every
-    migration, on one worker, while the others had nothing left to do (a serial tail of 13
-    PKCS #11 calls a key: keyparity bench --pytest --latency-ms)."""
-    config.option.loadscopereorder = False
 
 
 def splitting_dist(config: pytest.Config) -> str | None:

@@ -74,18 +74,3 @@ def test_a_worker_killed_mid_chunk_does_not_hold_up_the_run(lab, suites, monkeyp
     assert {k: v["migration"]["status"] in ("migrated", "already-present")
             for k, v in doc["keys"].items() if "migration" in v} == dict.fromkeys(LABELS, True)
     assert json.dumps(doc).count('"pending"') == 0
-
-
-def test_with_workers_the_census_still_comes_before_the_keys(lab, suites):
-    """-n keeps the auditor's checklist order the plugin sorts the tests in: the source's
-    census is among the first tests the workers get. xdist's scope scheduler reorders by
-    default, the scopes with the most tests first: every chunk of keys went before the census
-    (a scope of one test), which then ran last, after every migration, alone on one worker."""
-    keys = [{"label": f"k-aes{i}", "type": "aes", "size": 128} for i in range(8)]
-    lab.seed(keys)
-    result = run_suites(suites, lab.profile(keys), "-n", "2")
-    assert result.ret == 0, result.stdout.str()
-    order = [t["function"] for t in evidence(suites)["tests"]]
-    keyed = sum(1 for t in evidence(suites)["tests"] if t["key"])
-    assert keyed >= 30, order
-    assert order.index("test_every_source_key_is_accounted_for") < 4, order
