@@ -157,7 +157,7 @@ def standard(obj: Object) -> dict[str, Any]:
         vars(obj)[_KNOWN] = known
         key_type = known.get("key_type")
         if isinstance(key_type, str) and key_type in KeyType.__members__:
-            vars(obj).setdefault("key_type", KeyType[key_type])  # python-pkcs11's cache
+            direct.knows_key_type(obj, KeyType[key_type])
     return known
 
 

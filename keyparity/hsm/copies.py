@@ -13,7 +13,6 @@ index built earlier in the run.
 """
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,12 +43,11 @@ def count(session: Session, where: str) -> Counter[tuple[str | None, str]]:
 def _labels(session: Session, cls: ObjectClass) -> list[str | None]:
     """The CKA_LABEL of every token object of the class: one read an object
     (keyparity.hsm.direct), or through python-pkcs11 objects where that cannot be done."""
-    template = {Attribute.CLASS: int(cls).to_bytes(8, sys.byteorder), Attribute.TOKEN: b"\x01"}
+    template = {Attribute.CLASS: cls, Attribute.TOKEN: True}
     found = direct.find(session, template, [Attribute.LABEL])
     if found is not None:
         return [got.get(Attribute.LABEL) for got in found]
-    return [obj[Attribute.LABEL]
-            for obj in session.get_objects({Attribute.CLASS: cls, Attribute.TOKEN: True})]
+    return [obj[Attribute.LABEL] for obj in session.get_objects(template)]
 
 
 @dataclass(frozen=True)

@@ -144,9 +144,9 @@ def _mechanism(mechanism: Any, param: Any) -> tuple[_Mechanism, list[Any]] | Non
         aad = param.aad or b""
         keep += [param.nonce, aad]
         param_struct = _Gcm(ctypes.cast(ctypes.c_char_p(param.nonce), ctypes.c_void_p),
-                      len(param.nonce), len(param.nonce) * 8,
-                      ctypes.cast(ctypes.c_char_p(aad), ctypes.c_void_p) if aad else None,
-                      len(aad), param.tag_bits)
+                            len(param.nonce), len(param.nonce) * 8,
+                            ctypes.cast(ctypes.c_char_p(aad), ctypes.c_void_p) if aad else None,
+                            len(aad), param.tag_bits)
     elif isinstance(param, CTRParams):
         block = param.nonce + b"\x00" * (15 - len(param.nonce)) + b"\x01"
         param_struct = _Ctr((16 - len(param.nonce)) * 8, (ctypes.c_ubyte * 16)(*block))
@@ -154,8 +154,8 @@ def _mechanism(mechanism: Any, param: Any) -> tuple[_Mechanism, list[Any]] | Non
         hash_alg, mgf, source = param
         keep.append(source)
         param_struct = _Oaep(hash_alg, mgf, _CKZ_DATA_SPECIFIED,
-                       ctypes.cast(ctypes.c_char_p(source), ctypes.c_void_p) if source else None,
-                       len(source or b""))
+                             ctypes.cast(ctypes.c_char_p(source), ctypes.c_void_p)
+                             if source else None, len(source or b""))
     elif isinstance(param, tuple) and len(param) == 3 and int(mechanism) in _PSS:
         param_struct = _Pss(*param)
     else:
@@ -272,12 +272,18 @@ def key_type(key: Any) -> Any:
     """``key.key_type`` (python-pkcs11 keeps it on the object once read: a cached property),
     read in one call where it can be."""
     if "key_type" not in vars(key):
-        vars(key)["key_type"] = attribute(key, 0x100)  # CKA_KEY_TYPE
+        knows_key_type(key, attribute(key, 0x100))  # CKA_KEY_TYPE
     return key.key_type
 
 
-def find(session: Any, template: dict[Any, bytes], types: list[Any]) -> list[dict[Any, Any]] | None:
-    """The objects ``template`` matches (its values packed as PKCS #11 lays them out), each
+def knows_key_type(key: Any, value: Any) -> None:
+    """``key.key_type`` is ``value`` (read by the caller): kept where python-pkcs11's cached
+    property keeps it, so that neither asks the token again."""
+    vars(key).setdefault("key_type", value)
+
+
+def find(session: Any, template: dict[Any, Any], types: list[Any]) -> list[dict[Any, Any]] | None:
+    """The objects ``template`` matches (as ``session.get_objects(template)`` takes it), each
     with ``types`` read in one call: C_FindObjectsInit, C_FindObjects (100 handles at a time),
     C_FindObjectsFinal, and one C_GetAttributeValue per object; none of python-pkcs11's own
     reads of each object's class and capabilities (two more calls an object). None when it
@@ -286,10 +292,11 @@ def find(session: Any, template: dict[Any, bytes], types: list[Any]) -> list[dic
     if found is None or found[0] is not session:
         return None
     functions, handle = found[1], session.handle
-    keep = [ctypes.create_string_buffer(v, len(v)) for v in template.values()]
+    keep = [ctypes.create_string_buffer(v, len(v))
+            for v in (_MAPPER.pack_attribute(t, value) for t, value in template.items())]
     tpl = (_Attribute * len(template))(*(
-        _Attribute(int(t), ctypes.cast(b, ctypes.c_void_p), len(v))
-        for (t, v), b in zip(template.items(), keep)))
+        _Attribute(int(t), ctypes.cast(b, ctypes.c_void_p), len(b))
+        for t, b in zip(template, keep)))
     if functions.fn["C_FindObjectsInit"](handle, ctypes.addressof(tpl), len(template)) != CKR_OK:
         return None
     handles: list[int] = []

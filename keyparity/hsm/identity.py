@@ -158,13 +158,8 @@ def ec_public(obj: Key, curve_name: str) -> ec.EllipticCurvePublicKey:
     if known is None or known[0] != curve_name:
         curve = getattr(ec, CURVES[curve_name].name.upper())()  # ec.SECP384R1 for secp384r1
         known = vars(obj)[_PUBLIC] = (curve_name, ec.EllipticCurvePublicKey.from_encoded_point(
-            curve, _point(bytes(_ec_point(obj)), curve)))
+            curve, _point(bytes(direct.attribute(obj, Attribute.EC_POINT)), curve)))
     return known[1]
-
-
-def _ec_point(obj: Key) -> bytes:
-    got = (direct.attributes(obj, [Attribute.EC_POINT]) or {}).get(Attribute.EC_POINT)
-    return got if isinstance(got, bytes) else obj[Attribute.EC_POINT]
 
 
 def _point(value: bytes, curve: ec.EllipticCurve) -> bytes:

@@ -145,30 +145,25 @@ def _enum(kind: Any, value: Any) -> Any:
 
 
 def read(obj: Object) -> KeyFacts:
-    """Read one object's facts: one attribute read (a secret or private key: its standard
-    attributes, ``attributes.standard``), and one more for an object python-pkcs11 gives no
-    class of its own (a data object: its class first)."""
+    """Read one object's facts in one attribute read (a secret or private key: its standard
+    attributes, kept for the run, ``attributes.standard``; a public key: with the size or
+    curve of any key type), and one more for an object python-pkcs11 gives no class of its
+    own (a data object: its class first)."""
     cls = obj.object_class
     if cls is None:
         cls = _enum(ObjectClass, attributes.read(obj, (Attribute.CLASS,))["class"])
-    if cls in attributes.READ:  # a key's facts from its standard attributes, kept for the run
+    if cls in attributes.READ:
         return from_attributes(attributes.standard(obj))
     attrs = READ.get(cls, _OTHER)
-    if cls in _WITH_SHAPE:  # where any key type keeps its size or curve, in the same read
-        return from_attributes(attributes.read(obj, (*attrs, *_SHAPES)))
-    values = attributes.read(obj, attrs)
-    key_type = _enum(KeyType, values.get("key_type"))
-    shape = BY_PKCS11[key_type].shape if key_type in BY_PKCS11 else ()
-    if shape:  # an asymmetric key: where its size or curve is (a second, small read)
-        values.update(attributes.read(obj, shape))
-    return from_attributes(values)
+    if cls == ObjectClass.PUBLIC_KEY:
+        attrs = (*attrs, *_SHAPES)
+    return from_attributes(attributes.read(obj, attrs))
 
 
-# a key's attributes and its type's size or curve in one read: one its type has not is left
-# out by the token (CKR_ATTRIBUTE_TYPE_INVALID for it alone), and from_attributes reads only
-# its own type's
+# where any key type keeps its size or curve, read with a public key's other attributes: one
+# its type has not is left out by the token (CKR_ATTRIBUTE_TYPE_INVALID for it alone), and
+# from_attributes reads only its own type's
 _SHAPES = tuple(dict.fromkeys(a for info in BY_PKCS11.values() for a in info.shape))
-_WITH_SHAPE = (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
 
 
 def check(spec: Any, facts: KeyFacts, where: str) -> None:

@@ -110,7 +110,7 @@ def test_find_reads_each_object_once(registered):
     session = registered["hsm2"]
     for label in ("f-1", "f-2"):
         secret(session, label, KeyType.AES, AES)
-    found = direct.find(session, {Attribute.LABEL: b"f-2"}, [Attribute.LABEL, Attribute.ID])
+    found = direct.find(session, {Attribute.LABEL: "f-2"}, [Attribute.LABEL, Attribute.ID])
     assert found == [{Attribute.LABEL: "f-2", Attribute.ID: b""}]
 
 
